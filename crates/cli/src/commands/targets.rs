@@ -1,0 +1,39 @@
+//! `powertune targets`: the runbook's targets in force and where each came from.
+
+use super::Context;
+use powertune_core::report::{table, Style};
+use powertune_core::ExitCode;
+use std::io::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let targets = ctx.targets()?;
+    let entries = targets.entries();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
+        return Ok(ExitCode::Passed);
+    }
+    let style = Style::detect();
+    let mut rows = vec![vec![
+        "key".to_string(),
+        "value".to_string(),
+        "source".to_string(),
+    ]];
+    for e in &entries {
+        let source = if e.source.starts_with("default") {
+            style.dim(&e.source)
+        } else {
+            style.bold(&e.source)
+        };
+        rows.push(vec![e.key.clone(), e.value.clone(), source]);
+    }
+    write!(out, "{}", table(&rows))?;
+    Ok(ExitCode::Passed)
+}

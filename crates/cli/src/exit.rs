@@ -1,0 +1,60 @@
+//! The one place exit codes are decided: 0 passed (warnings allowed), 99 a target or
+//! threshold failed, 1 bad input or an unreachable system (one clear line on stderr).
+
+use powertune_core::ExitCode;
+
+/// Ends the process with the code for `result`.
+pub fn finish(result: anyhow::Result<ExitCode>) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code as i32),
+        Err(e) => {
+            eprintln!("powertune: {}", one_line(&e));
+            std::process::exit(ExitCode::BadInput as i32)
+        }
+    }
+}
+
+/// The error and its causes joined on one line, without repeating a cause that the
+/// message already contains.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string().replace('\n', " ");
+        let s = s.trim().to_string();
+        if s.is_empty() || parts.iter().any(|p| p.contains(&s)) {
+            continue;
+        }
+        parts.push(s);
+    }
+    parts.join(": ")
+}
+
+/// Usage errors from clap: help and version go to stdout with 0; others exit 1.
+pub fn clap_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(
+                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::BadInput as i32
+                } else {
+                    0
+                },
+            )
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ")
+                .to_string();
+            eprintln!("powertune: {first} (see powertune --help)");
+            std::process::exit(ExitCode::BadInput as i32)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! powertune's shared model.
+//!
+//! Every command follows one shape: a collector measures a system into a snapshot,
+//! a judge (a pure function) compares the snapshot with the runbook's [`targets`],
+//! and the resulting [`Finding`]s are rendered as a [`report`].
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::print_stdout
+    )
+)]
+
+pub mod duration;
+pub mod endpoint;
+pub mod finding;
+pub mod histogram;
+pub mod report;
+pub mod targets;
+pub mod threshold;
+
+pub use endpoint::EndpointType;
+pub use finding::{Finding, Verdict};
+pub use histogram::LatencyHistogram;
+pub use report::{ExitCode, Report};
+pub use targets::{Band, Targets};
