@@ -3,7 +3,10 @@
 
 pub mod targets;
 
-use std::path::PathBuf;
+use powertune_core::report::{render_findings, render_verdict_line, Style};
+use powertune_core::{ExitCode, Report};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// What every command gets from the global flags.
 #[derive(Debug, Clone)]
@@ -16,4 +19,42 @@ impl Context {
     pub fn targets(&self) -> anyhow::Result<powertune_core::Targets> {
         Ok(powertune_core::Targets::load(self.targets_path.as_deref())?)
     }
+}
+
+#[allow(dead_code)] // used by the engine commands as they land
+/// Runs a future on a fresh multi-threaded tokio runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(rt.block_on(f))
+}
+
+#[allow(dead_code)] // used by the engine commands as they land
+/// Shows a report the one way every command does: `details` (command-specific text,
+/// may be empty) then the findings table and the verdict line on standard output,
+/// unless `--json -` sends JSON there; `--json FILE` also writes the JSON report.
+/// Returns the exit code the report calls for.
+pub fn emit(report: &Report, details: &str, json: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let to_stdout = json == Some(Path::new("-"));
+    if !to_stdout {
+        let style = Style::detect();
+        let mut out = std::io::stdout().lock();
+        if !details.is_empty() {
+            write!(out, "{details}")?;
+            if !details.ends_with('\n') {
+                writeln!(out)?;
+            }
+            writeln!(out)?;
+        }
+        write!(out, "{}", render_findings(&report.findings, style))?;
+        write!(out, "\n{}", render_verdict_line(report, style))?;
+    }
+    if let Some(path) = json {
+        report
+            .write_json(path)
+            .map_err(|e| anyhow::anyhow!("cannot write JSON report to {}: {e}", path.display()))?;
+    }
+    Ok(report.exit_code())
 }
