@@ -707,6 +707,26 @@ fn record_sources(
     }
 }
 
+/// Defaults the runbook does not state, chosen by powertune (issue texts or common
+/// practice); `powertune targets` labels them so nobody mistakes them for the runbook's.
+const POWERTUNE_DEFAULTS: [&str; 7] = [
+    "database.hot_table_rows",
+    "database.stuck_query_s",
+    "database.dead_tuple_pct",
+    "redis.slowlog_ms",
+    "worker.heartbeat_stale_s",
+    "cache.default.",
+    ".pattern",
+];
+
+fn is_powertune_default(key: &str) -> bool {
+    POWERTUNE_DEFAULTS.iter().any(|k| {
+        key == *k
+            || (k.ends_with('.') && key.starts_with(k))
+            || (k.starts_with('.') && key.ends_with(k))
+    })
+}
+
 fn type_name(v: &toml::Value) -> &'static str {
     match v {
         toml::Value::String(_) => "a string",
@@ -734,10 +754,13 @@ fn flatten(
         match v {
             toml::Value::Table(t) => flatten(t, &key, out, sources),
             other => {
-                let source = sources
-                    .get(&key)
-                    .cloned()
-                    .unwrap_or_else(|| "default (runbook)".to_string());
+                let source = sources.get(&key).cloned().unwrap_or_else(|| {
+                    if is_powertune_default(&key) {
+                        "default (powertune)".to_string()
+                    } else {
+                        "default (runbook)".to_string()
+                    }
+                });
                 out.push(Entry {
                     key,
                     value: other.to_string(),
@@ -783,7 +806,13 @@ mod tests {
         assert!(!t.cache["user_session"].compress);
         assert!(t.cache["ai_pricing"].compress);
         assert!(t.validate().is_ok());
-        assert!(t.entries().iter().all(|e| e.source == "default (runbook)"));
+        let entries = t.entries();
+        assert!(entries.iter().all(|e| e.source.starts_with("default (")));
+        let own = |k: &str| entries.iter().find(|e| e.key == k).unwrap().source.clone();
+        assert_eq!(own("database.max_query_ms"), "default (runbook)");
+        assert_eq!(own("database.hot_table_rows"), "default (powertune)");
+        assert_eq!(own("cache.user_session.pattern"), "default (powertune)");
+        assert_eq!(own("cache.user_session.ttl_s"), "default (runbook)");
     }
 
     #[test]
