@@ -1,0 +1,41 @@
+//! Errors of the embedded target: reading and validating its config, binding its port.
+
+/// What can go wrong before or while the target serves.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The config file could not be read.
+    #[error("cannot read target config {path}: {source} (example: powertune target --config target.toml)")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key or a bad value type.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid target setting {field} = {value}: {reason} (example: {example})")]
+    Invalid {
+        field: String,
+        value: String,
+        reason: String,
+        example: String,
+    },
+    /// The listen address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source} (example: 127.0.0.1:8080, or port 0 for a free one)"
+    )]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration could not be written as TOML.
+    #[error("cannot render the target configuration as TOML: {message}")]
+    Render { message: String },
+}
