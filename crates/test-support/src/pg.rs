@@ -74,3 +74,45 @@ pub fn with_database(url: &str, db: &str) -> String {
         None => format!("{host_part}/{db}"),
     }
 }
+
+/// `url` with its user replaced by `user` (no password: the test server trusts loopback).
+pub fn with_user(url: &str, user: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('@').map_or(0, |i| i + 1);
+    format!("{}{user}@{}", &url[..scheme_end], &rest[host_start..])
+}
+
+/// A login role created for one test (cluster-wide, so uniquely named) and dropped by
+/// `drop_now`. `grants` are role names granted to it (e.g. `pg_read_all_stats`).
+pub struct TestRole {
+    pub name: String,
+}
+
+impl TestRole {
+    pub async fn create(prefix: &str, grants: &[&str]) -> TestRole {
+        let name = crate::unique_name(prefix).to_lowercase();
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE ROLE \"{name}\" LOGIN"))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE ROLE {name}: {e}"));
+        for g in grants {
+            admin
+                .batch_execute(&format!("GRANT {g} TO \"{name}\""))
+                .await
+                .unwrap_or_else(|e| panic!("GRANT {g} TO {name}: {e}"));
+        }
+        TestRole { name }
+    }
+
+    /// Drops the role (its sessions must be gone: drop the databases it used first).
+    pub async fn drop_now(self) {
+        let admin = connect(&admin_url()).await;
+        let _ = admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", self.name))
+            .await;
+    }
+}
