@@ -2,7 +2,9 @@
 //! Redis are (started by `scripts/test.sh`), throw-away databases and key spaces, and
 //! loopback servers on port 0. Tests only: helpers panic with a clear message.
 
+pub mod http;
 pub mod pg;
+pub mod providers;
 pub mod redis_db;
 
 /// A name unique within this machine for the test run: `prefix_<pid>_<counter>`.

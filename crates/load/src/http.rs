@@ -1,0 +1,554 @@
+//! The HTTP client: one keep-alive connection per VU driven through hyper's
+//! `conn::http1::SendRequest` (or `http2::SendRequest`: h2 by TLS ALPN, or h2c with
+//! prior knowledge), reconnecting when the server closes it. A counting wrapper on the
+//! socket yields k6's phases (sending / waiting / receiving) and the bytes moved.
+
+use crate::metrics::{ErrorKind, Timings};
+use crate::plan::HttpVersion;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Where requests go: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    pub fn from_url(u: &url::Url) -> Result<Origin, String> {
+        let https = match u.scheme() {
+            "http" | "ws" => false,
+            "https" | "wss" => true,
+            other => {
+                return Err(format!(
+                "unsupported scheme `{other}` (expected http or https, e.g. http://127.0.0.1:8080)"
+            ))
+            }
+        };
+        let host = u
+            .host_str()
+            .ok_or_else(|| "URL has no host (expected e.g. http://127.0.0.1:8080)".to_string())?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = u
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
+        Ok(Origin { https, host, port })
+    }
+
+    /// `host:port` as written in a Host header (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Settings shared by every VU of a run.
+#[derive(Debug)]
+pub struct ClientShared {
+    pub version: HttpVersion,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    tls_http: Arc<rustls::ClientConfig>,
+    tls_h1_only: Arc<rustls::ClientConfig>,
+}
+
+fn tls_config(alpn: Vec<Vec<u8>>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS set-up failed: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    c.alpn_protocols = alpn;
+    Ok(Arc::new(c))
+}
+
+impl ClientShared {
+    pub fn new(
+        version: HttpVersion,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<ClientShared, String> {
+        let alpn = match version {
+            HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+            HttpVersion::Http2 => vec![b"h2".to_vec()],
+            HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        };
+        Ok(ClientShared {
+            version,
+            connect_timeout,
+            request_timeout,
+            tls_http: tls_config(alpn)?,
+            tls_h1_only: tls_config(vec![b"http/1.1".to_vec()])?,
+        })
+    }
+}
+
+/// A TCP or TLS stream.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Bytes and the times of the last write and first read on one connection.
+#[derive(Debug)]
+struct IoStats {
+    base: Instant,
+    written: AtomicU64,
+    read: AtomicU64,
+    last_write_ns: AtomicU64,
+    first_read_ns: AtomicU64,
+}
+
+impl IoStats {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64 + 1
+    }
+    fn at(&self, ns: u64) -> Option<Instant> {
+        (ns > 0).then(|| self.base + Duration::from_nanos(ns - 1))
+    }
+}
+
+struct CountingIo {
+    inner: Stream,
+    stats: Arc<IoStats>,
+}
+
+impl AsyncRead for CountingIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.stats.read.fetch_add(n as u64, Ordering::Relaxed);
+            let now = this.stats.now_ns();
+            let _ = this.stats.first_read_ns.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        r
+    }
+}
+
+impl AsyncWrite for CountingIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            this.stats.written.fetch_add(*n as u64, Ordering::Relaxed);
+            this.stats
+                .last_write_ns
+                .store(this.stats.now_ns(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Opens TCP (and TLS when `origin.https`), returning the stream, the connect and
+/// TLS durations and whether ALPN chose h2.
+pub async fn connect(
+    origin: &Origin,
+    shared: &ClientShared,
+    http_alpn: bool,
+) -> Result<(Stream, Duration, Duration, bool), (ErrorKind, String)> {
+    let t0 = Instant::now();
+    let addr = format!("{}:{}", origin.host, origin.port);
+    let tcp = match tokio::time::timeout(shared.connect_timeout, TcpStream::connect(&addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err((ErrorKind::Connect, format!("cannot connect to {addr}: {e}"))),
+        Err(_) => {
+            return Err((
+                ErrorKind::Timeout,
+                format!(
+                    "connecting to {addr} took over {}",
+                    powertune_core::duration::format(shared.connect_timeout)
+                ),
+            ))
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let connecting = t0.elapsed();
+    if !origin.https {
+        return Ok((Stream::Tcp(tcp), connecting, Duration::ZERO, false));
+    }
+    let t1 = Instant::now();
+    let cfg = if http_alpn {
+        shared.tls_http.clone()
+    } else {
+        shared.tls_h1_only.clone()
+    };
+    let name = rustls::pki_types::ServerName::try_from(origin.host.clone()).map_err(|e| {
+        (
+            ErrorKind::Tls,
+            format!("bad TLS server name {}: {e}", origin.host),
+        )
+    })?;
+    let tls = tokio::time::timeout(
+        shared.connect_timeout,
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| {
+        (
+            ErrorKind::Timeout,
+            format!("TLS handshake with {addr} timed out"),
+        )
+    })?
+    .map_err(|e| (ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    Ok((Stream::Tls(Box::new(tls)), connecting, t1.elapsed(), h2))
+}
+
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+struct Conn {
+    origin: Origin,
+    sender: Sender,
+    stats: Arc<IoStats>,
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+}
+
+/// One HTTP request to send.
+pub struct Request<'a> {
+    pub method: hyper::Method,
+    pub origin: &'a Origin,
+    /// Path and query, starting with `/`.
+    pub path: &'a str,
+    pub headers: &'a [(hyper::header::HeaderName, String)],
+    pub body: Bytes,
+    pub content_type: Option<&'static str>,
+    /// Keep the body (checks or extraction need it); otherwise it is drained.
+    pub keep_body: bool,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Response {
+    pub status: Option<u16>,
+    pub body: Bytes,
+    pub error: Option<(ErrorKind, String)>,
+    pub timings: Timings,
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// A VU's HTTP client: at most one open connection.
+pub struct VuClient {
+    shared: Arc<ClientShared>,
+    conn: Option<Conn>,
+}
+
+impl VuClient {
+    pub fn new(shared: Arc<ClientShared>) -> VuClient {
+        VuClient { shared, conn: None }
+    }
+
+    async fn open(&mut self, origin: &Origin) -> Result<(Duration, Duration), (ErrorKind, String)> {
+        self.conn = None;
+        let (stream, connecting, tls, alpn_h2) = connect(origin, &self.shared, true).await?;
+        let stats = Arc::new(IoStats {
+            base: Instant::now(),
+            written: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            last_write_ns: AtomicU64::new(0),
+            first_read_ns: AtomicU64::new(0),
+        });
+        let io = TokioIo::new(CountingIo {
+            inner: stream,
+            stats: stats.clone(),
+        });
+        let use_h2 = alpn_h2 || (!origin.https && self.shared.version == HttpVersion::Http2);
+        let sender = if use_h2 {
+            let (s, c) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| (ErrorKind::Protocol, format!("HTTP/2 handshake: {e}")))?;
+            tokio::spawn(async move {
+                let _ = c.await;
+            });
+            Sender::H2(s)
+        } else {
+            let (s, c) = http1::handshake(io)
+                .await
+                .map_err(|e| (ErrorKind::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
+            tokio::spawn(async move {
+                let _ = c.await;
+            });
+            Sender::H1(s)
+        };
+        self.conn = Some(Conn {
+            origin: origin.clone(),
+            sender,
+            stats,
+        });
+        Ok((connecting, tls))
+    }
+
+    /// Drops the connection (the VU is done).
+    pub fn close(&mut self) {
+        self.conn = None;
+    }
+
+    /// Sends one request over the VU's connection, opening it when needed.
+    pub async fn send(&mut self, req: Request<'_>) -> Response {
+        let t_start = Instant::now();
+        let mut timings = Timings::default();
+        let fail = |kind: ErrorKind, msg: String, timings: Timings| Response {
+            status: None,
+            body: Bytes::new(),
+            error: Some((kind, msg)),
+            timings,
+            sent: 0,
+            received: 0,
+        };
+        let reuse = matches!(&self.conn, Some(c) if c.origin == *req.origin && !c.is_closed());
+        if !reuse {
+            match self.open(req.origin).await {
+                Ok((c, t)) => {
+                    timings.connecting = c;
+                    timings.tls = t;
+                }
+                Err((k, m)) => {
+                    timings.blocked = t_start.elapsed();
+                    return fail(k, m, timings);
+                }
+            }
+        }
+        // Wait until the connection takes a request; reopen once if it closed.
+        for attempt in 0..2 {
+            let ready = match self.conn.as_mut().map(|c| &mut c.sender) {
+                Some(Sender::H1(s)) => s.ready().await.is_ok(),
+                Some(Sender::H2(s)) => s.ready().await.is_ok(),
+                None => false,
+            };
+            if ready {
+                break;
+            }
+            if attempt == 1 {
+                timings.blocked = t_start.elapsed();
+                return fail(
+                    ErrorKind::Connect,
+                    "the connection closed before the request".into(),
+                    timings,
+                );
+            }
+            match self.open(req.origin).await {
+                Ok((c, t)) => {
+                    timings.connecting += c;
+                    timings.tls += t;
+                }
+                Err((k, m)) => {
+                    timings.blocked = t_start.elapsed();
+                    return fail(k, m, timings);
+                }
+            }
+        }
+        timings.blocked = t_start.elapsed();
+        let Some(conn) = self.conn.as_mut() else {
+            return fail(ErrorKind::Connect, "no connection".into(), timings);
+        };
+        let is_h2 = matches!(conn.sender, Sender::H2(_));
+        let mut b = hyper::Request::builder().method(req.method.clone());
+        b = if is_h2 {
+            let scheme = if req.origin.https { "https" } else { "http" };
+            b.uri(format!("{scheme}://{}{}", req.origin.authority(), req.path))
+        } else {
+            b.uri(req.path)
+                .header(hyper::header::HOST, req.origin.authority())
+        };
+        for (k, v) in req.headers {
+            b = b.header(k, v.as_str());
+        }
+        if let Some(ct) = req.content_type {
+            if !req
+                .headers
+                .iter()
+                .any(|(k, _)| *k == hyper::header::CONTENT_TYPE)
+            {
+                b = b.header(hyper::header::CONTENT_TYPE, ct);
+            }
+        }
+        let request = match b.body(Full::new(req.body)) {
+            Ok(r) => r,
+            Err(e) => return fail(ErrorKind::Protocol, format!("bad request: {e}"), timings),
+        };
+        let stats = conn.stats.clone();
+        let w0 = stats.written.load(Ordering::Relaxed);
+        let r0 = stats.read.load(Ordering::Relaxed);
+        stats.first_read_ns.store(0, Ordering::Relaxed);
+        let t_send = Instant::now();
+        let keep = req.keep_body;
+        let exchange = async {
+            let resp = match &mut conn.sender {
+                Sender::H1(s) => s.send_request(request).await,
+                Sender::H2(s) => s.send_request(request).await,
+            }?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut kept = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame?;
+                if keep {
+                    if let Some(d) = frame.data_ref() {
+                        kept.extend_from_slice(d);
+                    }
+                }
+            }
+            Ok::<_, hyper::Error>((status, Bytes::from(kept)))
+        };
+        let result = tokio::time::timeout(self.shared.request_timeout, exchange).await;
+        let t_end = Instant::now();
+        let sent = stats.written.load(Ordering::Relaxed) - w0;
+        let received = stats.read.load(Ordering::Relaxed) - r0;
+        let last_write = stats
+            .at(stats.last_write_ns.load(Ordering::Relaxed))
+            .filter(|t| *t >= t_send)
+            .unwrap_or(t_send);
+        let first_read = stats
+            .at(stats.first_read_ns.load(Ordering::Relaxed))
+            .unwrap_or(t_end);
+        timings.sending = last_write.saturating_duration_since(t_send);
+        timings.waiting = first_read.saturating_duration_since(last_write);
+        timings.receiving = t_end.saturating_duration_since(first_read);
+        timings.duration = t_end.saturating_duration_since(t_send);
+        match result {
+            Ok(Ok((status, body))) => Response {
+                status: Some(status),
+                body,
+                error: None,
+                timings,
+                sent,
+                received,
+            },
+            Ok(Err(e)) => {
+                self.conn = None;
+                let mut r = fail(ErrorKind::Protocol, format!("{e}"), timings);
+                r.sent = sent;
+                r.received = received;
+                r
+            }
+            Err(_) => {
+                self.conn = None;
+                let mut r = fail(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no response within {}",
+                        powertune_core::duration::format(self.shared.request_timeout)
+                    ),
+                    timings,
+                );
+                r.sent = sent;
+                r.received = received;
+                r
+            }
+        }
+    }
+}
+
+/// Checks that the origin accepts TCP connections (before any VU starts).
+pub async fn reachable(origin: &Origin, timeout: Duration) -> Result<(), String> {
+    let addr = format!("{}:{}", origin.host, origin.port);
+    match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
+        Err(_) => Err(format!(
+            "connecting to {addr} took over {}",
+            powertune_core::duration::format(timeout)
+        )),
+    }
+}

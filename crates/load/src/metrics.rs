@@ -1,0 +1,383 @@
+//! Metric state: one shard per worker thread, recorded into without any shared lock
+//! (each thread locks only its own, uncontended shard), merged on demand (the live
+//! progress line once a second, threshold aborts, the final summary). Latencies go
+//! into HDR histograms; there are no per-sample vectors.
+
+use parking_lot::Mutex;
+use powertune_core::LatencyHistogram;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A latency trend, allocated on first use (an HDR histogram is tens of KiB).
+#[derive(Debug, Clone, Default)]
+pub struct Trend(Option<Box<LatencyHistogram>>);
+
+impl Trend {
+    #[inline]
+    pub fn record(&mut self, d: Duration) {
+        self.0
+            .get_or_insert_with(|| Box::new(LatencyHistogram::new()))
+            .record(d);
+    }
+
+    pub fn merge(&mut self, other: &Trend) {
+        if let Some(o) = &other.0 {
+            let h = self
+                .0
+                .get_or_insert_with(|| Box::new(LatencyHistogram::new()));
+            // Same bounds on both sides: merging cannot fail.
+            let _ = h.merge(o);
+        }
+    }
+
+    pub fn histogram(&self) -> LatencyHistogram {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.as_ref().map_or(0, |h| h.count())
+    }
+}
+
+/// Errors by kind: counted, never stored one by one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorCounts {
+    pub connect: u64,
+    pub tls: u64,
+    pub timeout: u64,
+    /// Responses with a status of 400 or above.
+    pub status: u64,
+    /// Anything else: the connection closed mid-response, a malformed response.
+    pub protocol: u64,
+}
+
+impl ErrorCounts {
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.connect += o.connect;
+        self.tls += o.tls;
+        self.timeout += o.timeout;
+        self.status += o.status;
+        self.protocol += o.protocol;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.connect + self.tls + self.timeout + self.status + self.protocol
+    }
+}
+
+/// What went wrong with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect,
+    Tls,
+    Timeout,
+    Protocol,
+}
+
+/// Per HTTP step (series).
+#[derive(Debug, Clone, Default)]
+pub struct SeriesMetrics {
+    pub reqs: u64,
+    pub failed: u64,
+    pub errors: ErrorCounts,
+    /// Status code → count (a handful of distinct codes per step).
+    pub status: Vec<(u16, u64)>,
+    /// Coordinated-omission corrected: raw plus the iteration's start lag.
+    pub duration: Trend,
+    /// Send → response end, as measured on the connection.
+    pub raw: Trend,
+}
+
+impl SeriesMetrics {
+    pub fn merge(&mut self, o: &SeriesMetrics) {
+        self.reqs += o.reqs;
+        self.failed += o.failed;
+        self.errors.add(&o.errors);
+        for (code, n) in &o.status {
+            bump_status(&mut self.status, *code, *n);
+        }
+        self.duration.merge(&o.duration);
+        self.raw.merge(&o.raw);
+    }
+}
+
+fn bump_status(v: &mut Vec<(u16, u64)>, code: u16, n: u64) {
+    match v.iter_mut().find(|(c, _)| *c == code) {
+        Some(e) => e.1 += n,
+        None => v.push((code, n)),
+    }
+}
+
+/// Per scenario.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioMetrics {
+    pub iterations: u64,
+    pub dropped: u64,
+    pub iteration_duration: Trend,
+    pub blocked: Trend,
+    pub connecting: Trend,
+    pub tls: Trend,
+    pub sending: Trend,
+    pub waiting: Trend,
+    pub receiving: Trend,
+    pub data_sent: u64,
+    pub data_received: u64,
+    pub ws_sessions: u64,
+    pub ws_errors: u64,
+    pub ws_msgs_received: u64,
+    pub ws_msgs_sent: u64,
+    pub ws_broadcasts: u64,
+    pub ws_connecting: Trend,
+    pub ws_subscribe: Trend,
+    pub ws_session: Trend,
+}
+
+impl ScenarioMetrics {
+    pub fn merge(&mut self, o: &ScenarioMetrics) {
+        self.iterations += o.iterations;
+        self.dropped += o.dropped;
+        self.iteration_duration.merge(&o.iteration_duration);
+        self.blocked.merge(&o.blocked);
+        self.connecting.merge(&o.connecting);
+        self.tls.merge(&o.tls);
+        self.sending.merge(&o.sending);
+        self.waiting.merge(&o.waiting);
+        self.receiving.merge(&o.receiving);
+        self.data_sent += o.data_sent;
+        self.data_received += o.data_received;
+        self.ws_sessions += o.ws_sessions;
+        self.ws_errors += o.ws_errors;
+        self.ws_msgs_received += o.ws_msgs_received;
+        self.ws_msgs_sent += o.ws_msgs_sent;
+        self.ws_broadcasts += o.ws_broadcasts;
+        self.ws_connecting.merge(&o.ws_connecting);
+        self.ws_subscribe.merge(&o.ws_subscribe);
+        self.ws_session.merge(&o.ws_session);
+    }
+}
+
+/// One worker's metrics (or the merge of all of them).
+#[derive(Debug, Clone)]
+pub struct Shard {
+    pub series: Vec<SeriesMetrics>,
+    pub scenarios: Vec<ScenarioMetrics>,
+    /// Check id → (passes, fails).
+    pub checks: Vec<(u64, u64)>,
+}
+
+impl Shard {
+    pub fn new(n_series: usize, n_scenarios: usize, n_checks: usize) -> Shard {
+        Shard {
+            series: vec![SeriesMetrics::default(); n_series],
+            scenarios: vec![ScenarioMetrics::default(); n_scenarios],
+            checks: vec![(0, 0); n_checks],
+        }
+    }
+
+    pub fn merge(&mut self, o: &Shard) {
+        for (a, b) in self.series.iter_mut().zip(&o.series) {
+            a.merge(b);
+        }
+        for (a, b) in self.scenarios.iter_mut().zip(&o.scenarios) {
+            a.merge(b);
+        }
+        for (a, b) in self.checks.iter_mut().zip(&o.checks) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+}
+
+/// The timings of one HTTP request, k6's phases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub blocked: Duration,
+    pub connecting: Duration,
+    pub tls: Duration,
+    pub sending: Duration,
+    pub waiting: Duration,
+    pub receiving: Duration,
+    /// sending + waiting + receiving.
+    pub duration: Duration,
+}
+
+/// One finished request, as handed to [`Registry::record_request`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSample {
+    pub scenario: usize,
+    pub series: usize,
+    pub status: Option<u16>,
+    pub error: Option<ErrorKind>,
+    pub failed: bool,
+    pub timings: Timings,
+    /// How late the iteration started against its schedule (0 for closed models).
+    pub lag: Duration,
+    pub sent: u64,
+    pub received: u64,
+}
+
+static RUN_IDS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static LOCAL: RefCell<Option<(u64, Arc<Mutex<Shard>>)>> = const { RefCell::new(None) };
+}
+
+/// All shards of one run.
+#[derive(Debug)]
+pub struct Registry {
+    id: u64,
+    dims: (usize, usize, usize),
+    shards: Mutex<Vec<Arc<Mutex<Shard>>>>,
+}
+
+impl Registry {
+    pub fn new(n_series: usize, n_scenarios: usize, n_checks: usize) -> Registry {
+        Registry {
+            id: RUN_IDS.fetch_add(1, Ordering::Relaxed),
+            dims: (n_series, n_scenarios, n_checks),
+            shards: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on this thread's shard for this run (created on first use).
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut Shard) -> R) -> R {
+        let shard = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            match &*l {
+                Some((id, s)) if *id == self.id => s.clone(),
+                _ => {
+                    let s = Arc::new(Mutex::new(Shard::new(
+                        self.dims.0,
+                        self.dims.1,
+                        self.dims.2,
+                    )));
+                    self.shards.lock().push(s.clone());
+                    *l = Some((self.id, s.clone()));
+                    s
+                }
+            }
+        });
+        let mut g = shard.lock();
+        f(&mut g)
+    }
+
+    /// Records one request into the calling thread's shard.
+    pub fn record_request(&self, s: &RequestSample) {
+        self.with(|sh| {
+            if let Some(m) = sh.series.get_mut(s.series) {
+                m.reqs += 1;
+                if s.failed {
+                    m.failed += 1;
+                }
+                match s.error {
+                    Some(ErrorKind::Connect) => m.errors.connect += 1,
+                    Some(ErrorKind::Tls) => m.errors.tls += 1,
+                    Some(ErrorKind::Timeout) => m.errors.timeout += 1,
+                    Some(ErrorKind::Protocol) => m.errors.protocol += 1,
+                    None => {}
+                }
+                if let Some(code) = s.status {
+                    if code >= 400 {
+                        m.errors.status += 1;
+                    }
+                    bump_status(&mut m.status, code, 1);
+                }
+                if s.error.is_none() {
+                    m.raw.record(s.timings.duration);
+                    m.duration.record(s.timings.duration + s.lag);
+                }
+            }
+            if let Some(m) = sh.scenarios.get_mut(s.scenario) {
+                m.data_sent += s.sent;
+                m.data_received += s.received;
+                if s.error.is_none() {
+                    let t = &s.timings;
+                    m.blocked.record(t.blocked);
+                    m.connecting.record(t.connecting);
+                    m.tls.record(t.tls);
+                    m.sending.record(t.sending);
+                    m.waiting.record(t.waiting);
+                    m.receiving.record(t.receiving);
+                }
+            }
+        })
+    }
+
+    pub fn record_check(&self, id: usize, ok: bool) {
+        self.with(|sh| {
+            if let Some(c) = sh.checks.get_mut(id) {
+                if ok {
+                    c.0 += 1
+                } else {
+                    c.1 += 1
+                }
+            }
+        })
+    }
+
+    pub fn scenario(&self, idx: usize, f: impl FnOnce(&mut ScenarioMetrics)) {
+        self.with(|sh| {
+            if let Some(m) = sh.scenarios.get_mut(idx) {
+                f(m)
+            }
+        })
+    }
+
+    /// The merge of every shard so far.
+    pub fn snapshot(&self) -> Shard {
+        let mut out = Shard::new(self.dims.0, self.dims.1, self.dims.2);
+        let shards: Vec<Arc<Mutex<Shard>>> = self.shards.lock().clone();
+        for s in shards {
+            out.merge(&s.lock());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_from_many_threads_merge() {
+        let reg = Arc::new(Registry::new(1, 1, 1));
+        let mut handles = Vec::new();
+        for t in 0..4u64 {
+            let reg = reg.clone();
+            handles.push(std::thread::spawn(move || {
+                for i in 0..100u64 {
+                    reg.record_request(&RequestSample {
+                        scenario: 0,
+                        series: 0,
+                        status: Some(if i % 10 == 0 { 500 } else { 200 }),
+                        error: None,
+                        failed: i % 10 == 0,
+                        timings: Timings {
+                            duration: Duration::from_millis(t + 1),
+                            ..Timings::default()
+                        },
+                        lag: Duration::from_millis(5),
+                        sent: 10,
+                        received: 20,
+                    });
+                    reg.record_check(0, i % 2 == 0);
+                }
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        let s = reg.snapshot();
+        assert_eq!(s.series[0].reqs, 400);
+        assert_eq!(s.series[0].failed, 40);
+        assert_eq!(s.series[0].errors.status, 40);
+        assert_eq!(s.series[0].raw.count(), 400);
+        assert!(s.series[0].duration.histogram().min_ms() >= 5.9);
+        assert_eq!(s.scenarios[0].data_sent, 4000);
+        assert_eq!(s.checks[0], (200, 200));
+        assert!(reg.shards.lock().len() >= 4);
+    }
+}

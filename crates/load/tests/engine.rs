@@ -1,0 +1,489 @@
+//! The load engine against real loopback servers (crates/test-support/src/http.rs).
+//! Every run is bounded to a few seconds.
+
+use powertune_core::Targets;
+use powertune_load::{run, Plan, RunOptions, Summary};
+use powertune_test_support::http::{FixtureConfig, TestServer};
+use std::time::Duration;
+
+fn opts(url: &str) -> RunOptions {
+    RunOptions {
+        base_url: url.to_string(),
+        env: Default::default(),
+        progress: false,
+    }
+}
+
+async fn go(toml: &str, srv: &TestServer) -> Summary {
+    let plan = Plan::from_toml_str(toml, "test.toml").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), run(&plan, opts(&srv.url)))
+        .await
+        .expect("run finished within 30 s")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_50ms_handler_reports_p50_between_50_and_60ms() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[scenarios.fixed]
+endpoint_type = "read_crud"
+executor = "constant-vus"
+vus = 10
+duration = "2s"
+[[scenarios.fixed.steps]]
+url = "/delay"
+checks = { status = 200, body_contains = "ok" }
+"#,
+        &srv,
+    )
+    .await;
+    let p50 = s.http.duration.stats.med;
+    assert!((50.0..=60.0).contains(&p50), "p50 {p50}");
+    let raw50 = s.http.duration_raw.stats.med;
+    assert!((50.0..=60.0).contains(&raw50), "raw p50 {raw50}");
+    // 10 VUs × 2 s / 50 ms ≈ 400 requests; generous bounds.
+    assert!((150..=420).contains(&s.http.reqs), "{}", s.http.reqs);
+    assert_eq!(s.http.reqs, srv.requests());
+    assert_eq!(s.http.failed, 0);
+    assert_eq!(s.checks_failed, 0);
+    assert_eq!(s.checks_passed, 2 * s.http.reqs);
+    assert_eq!(s.vus_max, 10);
+    let w = s.scenarios[0].phases.waiting.stats.med;
+    assert!((49.0..=60.0).contains(&w), "waiting p50 {w}");
+    assert!(s.data_sent > 0 && s.data_received > 0);
+    // Verdict: Read-heavy CRUD target < 150 ms → PASS.
+    let r = s.to_report(&Targets::default(), None);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.check == "api_latency_p95")
+        .unwrap();
+    assert_eq!(f.verdict, powertune_core::Verdict::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_2_percent_is_counted_and_matches_the_server() {
+    let srv = TestServer::start(FixtureConfig {
+        fail_every: 50,
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[scenarios.flaky]
+endpoint_type = "mutation_crud"
+executor = "shared-iterations"
+vus = 8
+iterations = 1000
+max_duration = "20s"
+[[scenarios.flaky.steps]]
+method = "POST"
+url = "/flaky"
+body = "x"
+"#,
+        &srv,
+    )
+    .await;
+    assert_eq!(s.http.reqs, 1000);
+    assert_eq!(srv.requests(), s.http.reqs);
+    let rate = s.http.failed_rate();
+    assert!((rate - 0.02).abs() < 0.002, "failed rate {rate}");
+    assert_eq!(s.http.errors.status, s.http.failed);
+    assert_eq!(s.http.status.get("500").copied(), Some(20));
+    assert_eq!(s.iterations, 1000);
+    // The runbook's error-rate threshold (< 1%) fails.
+    let r = s.to_report(&Targets::default(), None);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.check == "load_error_rate")
+        .unwrap();
+    assert_eq!(f.verdict, powertune_core::Verdict::Fail);
+    assert_eq!(f.action, "Investigate failing endpoints");
+    assert_eq!(r.exit_code(), powertune_core::ExitCode::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_rate_reaches_its_rate_within_2_percent() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[scenarios.open]
+endpoint_type = "read_crud"
+executor = "constant-arrival-rate"
+rate = 200
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 5
+max_vus = 50
+[[scenarios.open.steps]]
+url = "/delay"
+"#,
+        &srv,
+    )
+    .await;
+    let want = 600.0;
+    let got = s.http.reqs as f64;
+    assert!(
+        (got - want).abs() / want <= 0.02,
+        "{got} requests, want {want}"
+    );
+    assert_eq!(s.dropped_iterations, 0);
+    let rate = got / 3.0;
+    assert!((rate - 200.0).abs() / 200.0 <= 0.02, "rate {rate}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_corrected_latency_not_in_raw() {
+    let srv = TestServer::start(FixtureConfig {
+        stall: Some((Duration::from_millis(1000), Duration::from_secs(1))),
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[scenarios.stall]
+endpoint_type = "read_crud"
+executor = "constant-arrival-rate"
+rate = 100
+duration = "4s"
+pre_allocated_vus = 2
+max_vus = 2
+max_backlog = 400
+[[scenarios.stall.steps]]
+url = "/stall"
+"#,
+        &srv,
+    )
+    .await;
+    let corrected = s.http.duration.stats.p99;
+    let raw = s.http.duration_raw.stats.p99;
+    assert!(corrected >= 500.0, "corrected p99 {corrected}");
+    assert!(
+        raw * 5.0 < corrected,
+        "raw p99 {raw} vs corrected {corrected}"
+    );
+    assert!(s.http.reqs >= 380, "{}", s.http.reqs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_logs_in_once_and_the_token_feeds_the_iterations() {
+    let srv = TestServer::start(FixtureConfig::default()).await;
+    let s = go(
+        r#"
+[scenarios.me]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = 2
+iterations = 5
+[[scenarios.me.setup]]
+name = "login"
+method = "POST"
+url = "/login"
+endpoint_type = "authentication"
+json = { email = "{{EMAIL}}", password = "demo" }
+extract = { token = "/token", uid = "/user/id" }
+checks = { status = 200, json = { "/user/id" = 7 } }
+[[scenarios.me.steps]]
+name = "me"
+url = "/me?uid={{uid}}"
+headers = { Authorization = "Bearer {{token}}" }
+checks = { status = 200, json = { "/user" = "ann" }, duration_below = "5s" }
+[[scenarios.me.steps]]
+sleep = "10ms..20ms"
+"#,
+        &srv,
+    )
+    .await;
+    let sc = &s.scenarios[0];
+    assert_eq!(sc.iterations, 10);
+    let login = sc.steps.iter().find(|st| st.name == "login").unwrap();
+    let me = sc.steps.iter().find(|st| st.name == "me").unwrap();
+    assert_eq!(login.http.reqs, 2);
+    assert_eq!(me.http.reqs, 10);
+    assert_eq!(me.http.failed, 0, "{:?}", me.http.status);
+    assert_eq!(s.checks_failed, 0);
+    assert_eq!(s.checks_passed, 2 * 2 + 10 * 3);
+    let types: Vec<_> = s.endpoint_types.iter().map(|e| e.endpoint_type).collect();
+    assert_eq!(
+        types,
+        vec![
+            powertune_core::EndpointType::Authentication,
+            powertune_core::EndpointType::ReadCrud
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cable_scenario_counts_sessions_and_messages() {
+    let srv = TestServer::start(FixtureConfig {
+        broadcast_every: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[scenarios.cable]
+endpoint_type = "read_crud"
+users = 5
+duration = "1500ms"
+graceful_stop = "5s"
+[[scenarios.cable.steps]]
+cable = { url = "/cable", channel = "MonitoringChannel", hold = "stage" }
+"#,
+        &srv,
+    )
+    .await;
+    let ws = s.scenarios[0].ws.as_ref().unwrap();
+    assert_eq!(ws.sessions, 5);
+    assert_eq!(ws.errors, 0);
+    assert_eq!(srv.cable_counts(), (5, 5));
+    // 1.5 s at one broadcast per 100 ms: about 15 each.
+    assert!(ws.broadcasts >= 5 * 8, "{}", ws.broadcasts);
+    assert!(ws.msgs_received >= ws.broadcasts + 10);
+    assert_eq!(ws.subscribe_duration.stats.count, 5);
+    let held = ws.session_duration.stats.min;
+    assert!(held >= 1000.0, "session {held} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_ws_step_sends_and_expects() {
+    let srv = TestServer::start(FixtureConfig::default()).await;
+    let s = go(
+        r#"
+[scenarios.echo]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = 2
+iterations = 3
+[[scenarios.echo.steps]]
+name = "echo"
+ws = { url = "/echo", send = ["hello {{__VU}}"], expect = "hello", timeout = "2s" }
+"#,
+        &srv,
+    )
+    .await;
+    let ws = s.scenarios[0].ws.as_ref().unwrap();
+    assert_eq!(ws.sessions, 6);
+    assert_eq!(ws.msgs_sent, 6);
+    assert_eq!(s.checks_passed, 6);
+    assert_eq!(s.checks_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_by_option() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: Duration::from_millis(1),
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[options]
+http = "2"
+[scenarios.h2]
+endpoint_type = "read_crud"
+executor = "shared-iterations"
+vus = 2
+iterations = 20
+[[scenarios.h2.steps]]
+url = "/delay"
+checks = { status = 200 }
+"#,
+        &srv,
+    )
+    .await;
+    assert_eq!(s.http.reqs, 20);
+    assert_eq!(s.checks_failed, 0, "{:?}", s.http);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_fail_stops_the_run_early() {
+    let srv = TestServer::start(FixtureConfig {
+        fail_every: 2,
+        ..Default::default()
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    let s = go(
+        r#"
+[thresholds]
+http_req_failed = { threshold = "rate<0.01", abort_on_fail = true, delay_abort_eval = "1s" }
+[scenarios.bad]
+endpoint_type = "read_crud"
+executor = "constant-vus"
+vus = 2
+duration = "20s"
+[[scenarios.bad.steps]]
+url = "/flaky"
+[[scenarios.bad.steps]]
+sleep = "10ms"
+"#,
+        &srv,
+    )
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert!(s
+        .aborted
+        .as_deref()
+        .unwrap_or("")
+        .contains("http_req_failed"));
+    assert!(!s.thresholds[0].ok);
+    let r = s.to_report(&Targets::default(), None);
+    assert!(r.findings.iter().any(|f| f.check == "run_aborted"));
+}
+
+#[tokio::test]
+async fn unreachable_target_fails_before_any_vu() {
+    let plan = Plan::from_toml_str(
+        "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let e = run(&plan, opts("http://user:hunter2@127.0.0.1:1"))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("unreachable") && msg.contains("127.0.0.1:1"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+    let e = run(&plan, opts("not a url")).await.unwrap_err();
+    assert!(e.to_string().contains("bad base URL"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_json_validates_and_compares() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: Duration::from_millis(2),
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[thresholds]
+http_req_duration = ["p(95)<2000"]
+"http_reqs{scenario:ramp}" = "count>5"
+[scenarios.ramp]
+endpoint_type = "Analytics / reporting"
+executor = "ramping-arrival-rate"
+start_rate = 10
+stages = [{ duration = "500ms", target = 50 }, { duration = "500ms", target = 0 }]
+pre_allocated_vus = 2
+max_vus = 10
+[[scenarios.ramp.steps]]
+url = "/delay"
+"#,
+        &srv,
+    )
+    .await;
+    assert!(s.thresholds.iter().all(|t| t.ok), "{:?}", s.thresholds);
+    let report = s.to_report(&Targets::default(), Some(&s));
+    let json = report.to_json().unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for (schema_path, doc) in [
+        ("../../docs/schema/load-summary.v1.json", &value["metrics"]),
+        ("../../docs/schema/report.v1.json", &value),
+    ] {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(schema_path),
+        )
+        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = v.iter_errors(doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{schema_path}: {errors:?}");
+    }
+    // Histograms survive the round trip, so runs can be compared.
+    let back = Summary::from_report_json(&json).unwrap();
+    assert_eq!(back.http.reqs, s.http.reqs);
+    assert_eq!(back.http.duration.histogram.count(), s.http.reqs);
+    let deltas = powertune_load::compare(&back, &s);
+    assert_eq!(deltas[0].change_pct, Some(0.0));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.check == "throughput_vs_baseline"
+                && f.verdict == powertune_core::Verdict::Pass)
+    );
+    assert!(Summary::from_report_json("{\"metrics\":{}}").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_rows_feed_iterations() {
+    let srv = TestServer::start(FixtureConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        "email,password\nann@example.com,demo\nbob@example.com,nope\n",
+    )
+    .unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        r#"
+[scenarios.csv]
+endpoint_type = "authentication"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 4
+data = { file = "users.csv", mode = "per_iteration" }
+[[scenarios.csv.steps]]
+name = "login"
+method = "POST"
+url = "/login"
+json = { email = "{{email}}", password = "{{password}}" }
+checks = { status = 200 }
+"#,
+    )
+    .unwrap();
+    let plan = Plan::from_path(&plan_path).unwrap();
+    let s = run(&plan, opts(&srv.url)).await.unwrap();
+    assert_eq!(s.http.reqs, 4);
+    assert_eq!(s.http.status.get("200").copied(), Some(2));
+    assert_eq!(s.http.status.get("401").copied(), Some(2));
+    assert_eq!((s.checks_passed, s.checks_failed), (2, 2));
+    // A missing data file is a plan error naming the file.
+    std::fs::remove_file(dir.path().join("users.csv")).unwrap();
+    let e = Plan::from_path(&plan_path).unwrap_err().to_string();
+    assert!(e.contains("users.csv"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_when_the_server_closes_the_connection() {
+    let srv = TestServer::start(FixtureConfig::default()).await;
+    let s = go(
+        r#"
+[scenarios.close]
+endpoint_type = "read_crud"
+executor = "shared-iterations"
+vus = 2
+iterations = 30
+[[scenarios.close.steps]]
+url = "/close"
+checks = { status = 200, body_contains = "bye" }
+"#,
+        &srv,
+    )
+    .await;
+    assert_eq!(s.http.reqs, 30);
+    assert_eq!(srv.requests(), 30);
+    assert_eq!(s.http.failed, 0, "{:?}", s.http.errors);
+    assert_eq!(s.checks_failed, 0);
+    // Every request needed a fresh connection: none took 0 µs to connect.
+    let connecting = &s.scenarios[0].phases.connecting.stats;
+    assert!(connecting.min >= 0.002, "{connecting:?}");
+}
