@@ -1,0 +1,316 @@
+//! Ingest benchmark for `powertune apm` (driven by scripts/bench/apm-ingest.sh).
+//!
+//! `apm_ingest inprocess SECONDS` — one thread decodes OTLP protobuf batches and feeds
+//! the analysis engine (everything on: trace assembly, breakdown, detectors, rolling
+//! histograms); prints spans/s and the process RSS.
+//! `apm_ingest serve-load SECONDS CONNECTIONS RATE` — starts the receiver in this
+//! process on ONE thread (HTTP, decoding and analysis share it), loads it from a second
+//! thread over loopback, and prints accepted spans/s and RSS every 10 s.
+//! `apm_ingest http URL SECONDS CONNECTIONS RATE` — posts protobuf batches to a running
+//! `powertune apm serve` (RATE spans/s in total, 0 = as fast as accepted); prints the
+//! accepted spans/s and the 503 answers.
+//! Batches: 50 traces × 10 spans (a request with 6 SQL spans of which 5 are an N+1,
+//! an outgoing HTTP call, a provider call, an internal span), over 40 routes.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use powertune_apm::{Engine, EngineConfig};
+use prost::Message;
+use std::time::{Duration, Instant};
+
+fn kv(k: &str, v: String) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    }
+}
+
+const SPANS_PER_BATCH: u64 = 500;
+
+fn batch(seq: u64) -> Vec<u8> {
+    let mut spans = Vec::with_capacity(SPANS_PER_BATCH as usize);
+    let base = 1_700_000_000_000_000_000u64;
+    for t in 0..50u64 {
+        let tid = ((seq * 50 + t + 1) as u128).to_be_bytes().to_vec();
+        let route = format!("/api/v1/things{}/:id", (seq + t) % 40);
+        let mut sp =
+            |id: u64, parent: u64, kind: i32, name: &str, s: u64, e: u64, attrs: Vec<KeyValue>| {
+                spans.push(Span {
+                    trace_id: tid.clone(),
+                    span_id: id.to_be_bytes().to_vec(),
+                    parent_span_id: if parent == 0 {
+                        vec![]
+                    } else {
+                        parent.to_be_bytes().to_vec()
+                    },
+                    name: name.into(),
+                    kind,
+                    start_time_unix_nano: base + s * 1_000_000,
+                    end_time_unix_nano: base + e * 1_000_000,
+                    attributes: attrs,
+                    ..Default::default()
+                })
+            };
+        sp(
+            1,
+            0,
+            2,
+            "GET",
+            0,
+            120,
+            vec![
+                kv("http.request.method", "GET".into()),
+                kv("http.route", route.clone()),
+            ],
+        );
+        sp(2, 1, 1, "ThingsController#show", 1, 110, vec![]);
+        sp(
+            3,
+            2,
+            3,
+            "SELECT",
+            2,
+            6,
+            vec![
+                kv("db.system.name", "postgresql".into()),
+                kv(
+                    "db.query.text",
+                    format!("SELECT * FROM things WHERE id = {t}"),
+                ),
+            ],
+        );
+        for k in 0..5u64 {
+            sp(
+                4 + k,
+                2,
+                3,
+                "SELECT",
+                10 + k * 12,
+                20 + k * 12,
+                vec![
+                    kv("db.system.name", "postgresql".into()),
+                    kv(
+                        "db.query.text",
+                        format!("SELECT * FROM parts WHERE thing_id = {k}"),
+                    ),
+                ],
+            );
+        }
+        sp(
+            9,
+            2,
+            3,
+            "GET",
+            70,
+            90,
+            vec![
+                kv("http.request.method", "GET".into()),
+                kv("server.address", "vault.internal".into()),
+            ],
+        );
+        sp(
+            10,
+            2,
+            3,
+            "chat",
+            90,
+            105,
+            vec![
+                kv("gen_ai.provider.name", "openai".into()),
+                kv("gen_ai.request.model", "gpt-4o-mini".into()),
+            ],
+        );
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn inprocess(seconds: u64) {
+    let mut engine = Engine::new(EngineConfig::defaults(&powertune_core::Targets::default()));
+    // Pre-encode a ring of batches so encoding is not measured; ids stay unique per
+    // round because the engine analyses each trace once its root arrived.
+    let ring: Vec<Vec<u8>> = (0..64).map(batch).collect();
+    let start = Instant::now();
+    let mut spans = 0u64;
+    let mut i = 0usize;
+    let mut next_report = Duration::from_secs(10);
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let req = powertune_apm::decode::decode_protobuf(&ring[i % ring.len()]).unwrap_or_default();
+        let (s, _) = powertune_apm::decode::to_spans(&req);
+        spans += s.len() as u64;
+        let now = start.elapsed().as_nanos() as u64;
+        engine.ingest(s, now);
+        // Every batch holds complete traces; analyse them as the receiver would.
+        engine.flush_rooted(now);
+        i += 1;
+        if start.elapsed() >= next_report {
+            println!(
+                "t={:>4}s spans={spans} rss_kib={}",
+                next_report.as_secs(),
+                rss_kib()
+            );
+            next_report += Duration::from_secs(10);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let s = engine.summary(start.elapsed().as_nanos() as u64, None);
+    println!(
+        "inprocess: {spans} spans in {secs:.1}s = {:.0} spans/s on one thread; traces analysed {}; rss {} KiB; routes {}",
+        spans as f64 / secs,
+        s.ingest.traces_analyzed,
+        rss_kib(),
+        s.routes.len()
+    );
+}
+
+fn serve_load(seconds: u64, conns: u64, rate: u64) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async move {
+            let cfg = powertune_apm::server::ServeConfig::new(([127, 0, 0, 1], 0).into());
+            let engine = Engine::new(EngineConfig::defaults(&powertune_core::Targets::default()));
+            match powertune_apm::server::start(cfg, engine).await {
+                Ok(run) => {
+                    let _ = tx.send(run.http_addr);
+                    run.wait().await;
+                }
+                Err(e) => eprintln!("{e}"),
+            }
+        });
+    });
+    let Ok(addr) = rx.recv() else { return };
+    let url = format!("http://{addr}");
+    let sampler = std::thread::spawn(move || {
+        for k in 1..=seconds / 10 {
+            std::thread::sleep(Duration::from_secs(10));
+            println!(
+                "t={:>4}s rss_kib={} (receiver + load generator)",
+                k * 10,
+                rss_kib()
+            );
+        }
+    });
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        rt.block_on(http(url.clone(), seconds, conns, rate));
+        rt.block_on(async {
+            if let Ok(r) = reqwest::get(format!("{url}/api/summary")).await {
+                if let Ok(v) = r.json::<serde_json::Value>().await {
+                    println!("receiver ingest: {}", v["ingest"]);
+                }
+            }
+        });
+    }
+    let _ = sampler.join();
+    println!("rss at end: {} KiB", rss_kib());
+}
+
+async fn http(url: String, seconds: u64, conns: u64, rate: u64) {
+    let client = reqwest::Client::new();
+    let target = format!("{}/v1/traces", url.trim_end_matches('/'));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let client = client.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut busy, mut seq) = (0u64, 0u64, c * 1_000_000);
+            // Per-connection pacing: RATE/conns spans per second.
+            let per_batch = if rate == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(SPANS_PER_BATCH as f64 * conns as f64 / rate as f64)
+            };
+            let mut next = Instant::now();
+            while start.elapsed() < Duration::from_secs(seconds) {
+                seq += 1;
+                let body = batch(seq);
+                match client
+                    .post(&target)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    Ok(r) if r.status().as_u16() == 503 => busy += 1,
+                    _ => busy += 1,
+                }
+                if !per_batch.is_zero() {
+                    next += per_batch;
+                    tokio::time::sleep_until(next.into()).await;
+                }
+            }
+            (ok, busy)
+        }));
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in tasks {
+        if let Ok((o, b)) = t.await {
+            ok += o;
+            busy += b;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "http: {} spans accepted in {secs:.1}s = {:.0} spans/s; {busy} batches refused (503) or failed",
+        ok * SPANS_PER_BATCH,
+        (ok * SPANS_PER_BATCH) as f64 / secs
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize, d: u64| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(d);
+    match args.get(1).map(String::as_str) {
+        Some("inprocess") => inprocess(num(2, 10).min(3600)),
+        Some("http") => {
+            let url = args
+                .get(2)
+                .cloned()
+                .unwrap_or_else(|| "http://127.0.0.1:4318".into());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(http(url, num(3, 10).min(3600), num(4, 4).max(1), num(5, 0)));
+            }
+        }
+        Some("serve-load") => serve_load(num(2, 10).min(3600), num(3, 4).max(1), num(4, 0)),
+        _ => eprintln!(
+            "usage: apm_ingest inprocess SECONDS | serve-load SECONDS CONNECTIONS RATE | http URL SECONDS CONNECTIONS RATE"
+        ),
+    }
+}

@@ -1,0 +1,250 @@
+//! The snapshot: what the window holds, as served by `GET /api/summary` and judged
+//! by [`crate::judge`]. Plain data; every figure in milliseconds.
+
+use powertune_core::EndpointType;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Format version of the summary JSON.
+pub const SUMMARY_SCHEMA: &str = "powertune.apm.summary/v1";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestStats {
+    pub spans_received: u64,
+    /// Spans refused with a reason (bad ids): counted in OTLP partial success.
+    pub spans_rejected: u64,
+    /// Spans dropped because a trace exceeded `max_spans_per_trace`.
+    pub spans_dropped: u64,
+    pub traces_analyzed: u64,
+    /// Traces analysed before their root arrived, because the window was full.
+    pub traces_forced: u64,
+    /// Traces analysed without ever seeing a root span.
+    pub traces_without_root: u64,
+    /// Statistics keys folded into `(other)` because `max_keys` was reached.
+    pub keys_overflowed: u64,
+    pub open_traces: u64,
+    pub open_spans: u64,
+    pub bodies_malformed: u64,
+    /// Request bodies passed on to `--forward`.
+    #[serde(default)]
+    pub forwarded: u64,
+    /// Forwards that failed or were skipped because too many were in flight.
+    #[serde(default)]
+    pub forward_failed: u64,
+}
+
+/// Share of a route's time per layer (the procedure's step 2); sums over all requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub db_ms: f64,
+    pub http_ms: f64,
+    pub app_ms: f64,
+}
+
+impl Breakdown {
+    pub fn total_ms(&self) -> f64 {
+        self.db_ms + self.http_ms + self.app_ms
+    }
+
+    /// Percentages (db, http, app); zeros when empty.
+    pub fn shares(&self) -> (f64, f64, f64) {
+        let t = self.total_ms();
+        if t <= 0.0 {
+            return (0.0, 0.0, 0.0);
+        }
+        (
+            100.0 * self.db_ms / t,
+            100.0 * self.http_ms / t,
+            100.0 * self.app_ms / t,
+        )
+    }
+
+    /// The layer to look at first.
+    pub fn dominant(&self) -> &'static str {
+        let (d, h, a) = self.shares();
+        if d >= h && d >= a {
+            "database"
+        } else if h >= a {
+            "outgoing HTTP / provider calls"
+        } else {
+            "application code"
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRef {
+    pub trace_id: String,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub avg_ms: f64,
+}
+
+impl Latency {
+    pub fn error_rate_pct(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            100.0 * self.errors as f64 / self.count as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteSummary {
+    pub route: String,
+    pub endpoint_type: EndpointType,
+    #[serde(flatten)]
+    pub latency: Latency,
+    pub breakdown: Breakdown,
+    pub slowest: Vec<TraceRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeSummary {
+    pub endpoint_type: EndpointType,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub class: String,
+    #[serde(flatten)]
+    pub latency: Latency,
+    /// Jobs slower than the runbook's slow-job threshold (30 s).
+    pub slow: u64,
+    pub example_trace: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderSummary {
+    /// `provider/model`.
+    pub key: String,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionKind {
+    NPlusOne,
+    SlowQuery,
+    SlowRequest,
+    ConsecutiveQueries,
+    SlowJob,
+    SlowMission,
+    SlowAgent,
+}
+
+impl DetectionKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            DetectionKind::NPlusOne => "n_plus_one",
+            DetectionKind::SlowQuery => "slow_query",
+            DetectionKind::SlowRequest => "slow_request",
+            DetectionKind::ConsecutiveQueries => "consecutive_queries",
+            DetectionKind::SlowJob => "slow_job",
+            DetectionKind::SlowMission => "slow_mission",
+            DetectionKind::SlowAgent => "slow_agent",
+        }
+    }
+}
+
+/// One detector's hits for one (route, statement or name), aggregated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub kind: DetectionKind,
+    /// The route or `job Class` the spans ran under (`(no entry span)` otherwise).
+    pub route: String,
+    /// The normalized statement, span name or job class.
+    pub subject: String,
+    /// How many times the pattern occurred (traces for N+1, spans for slow queries).
+    pub occurrences: u64,
+    /// Spans involved, summed (N+1: the repeated queries).
+    pub spans: u64,
+    /// The longest single occurrence (N+1: the largest total of one occurrence).
+    pub max_ms: f64,
+    pub total_ms: f64,
+    /// For consecutive queries: time that running them together would save.
+    pub saved_ms: f64,
+    pub example_trace: String,
+}
+
+/// The window's contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    /// Seconds covered (`null` for an offline file: all of it).
+    pub window_s: Option<f64>,
+    pub ingest: IngestStats,
+    pub types: Vec<TypeSummary>,
+    pub routes: Vec<RouteSummary>,
+    pub jobs: Vec<JobSummary>,
+    pub providers: Vec<ProviderSummary>,
+    pub detections: Vec<Detection>,
+}
+
+/// One span of an example trace, for the indented tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanNode {
+    /// Nesting level under the example's entry span (0).
+    pub depth: u32,
+    pub span_id: String,
+    pub parent_id: String,
+    pub name: String,
+    /// `db`, `http`, `provider`, `server`, `job`, `other`.
+    pub category: String,
+    /// Detail: statement, route, host, model.
+    pub detail: String,
+    pub offset_ms: f64,
+    pub duration_ms: f64,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceExample {
+    pub trace_id: String,
+    pub duration_ms: f64,
+    pub breakdown: Breakdown,
+    /// In start order; `truncated` counts spans left out.
+    pub spans: Vec<SpanNode>,
+    pub truncated: u64,
+}
+
+/// `GET /api/endpoint?route=...`: the slow-endpoint procedure for one route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointDetail {
+    pub route: RouteSummary,
+    pub detections: Vec<Detection>,
+    pub slowest: Vec<TraceExample>,
+}
+
+/// Saved provider P95s (`--save-baseline` writes it, `--baseline` reads it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// `provider/model` → P95 in milliseconds.
+    pub providers: BTreeMap<String, f64>,
+}
+
+impl Baseline {
+    pub fn from_summary(s: &Summary) -> Baseline {
+        Baseline {
+            providers: s
+                .providers
+                .iter()
+                .map(|p| (p.key.clone(), p.latency.p95_ms))
+                .collect(),
+        }
+    }
+}
