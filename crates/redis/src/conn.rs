@@ -1,0 +1,287 @@
+//! The connection: the `--url` is validated before any socket opens, the password
+//! never leaves this module (errors and reports show the URL with `***`), and every
+//! command goes through [`Conn::query`] / [`Conn::pipe`], which turn failures into
+//! [`Error::Query`] naming the command.
+
+use crate::error::Error;
+use redis::aio::MultiplexedConnection;
+use redis::{FromRedisValue, Value};
+use std::time::Duration;
+
+/// A validated Redis location: what to connect to and how to name it in messages.
+#[derive(Debug, Clone)]
+pub struct RedisUrl {
+    full: String,
+    /// The URL with any password replaced by `***`: safe for messages and reports.
+    pub redacted: String,
+    /// The database index the URL selects (0 when it names none).
+    pub db: u32,
+    secret: Option<String>,
+}
+
+const EXAMPLE: &str = "redis://127.0.0.1:6379/0";
+
+impl RedisUrl {
+    /// Checks the URL: scheme `redis://` (or `unix://`), a host, an optional port and an
+    /// optional numeric database index.
+    pub fn parse(input: &str) -> Result<RedisUrl, Error> {
+        let bad = |shown: &str, reason: String| Error::Input {
+            input: format!("--url {shown}"),
+            reason,
+            example: EXAMPLE.to_string(),
+        };
+        let parsed = url::Url::parse(input).map_err(|e| bad(&redact_raw(input), e.to_string()))?;
+        let secret = parsed.password().map(str::to_string);
+        let mut shown = parsed.clone();
+        if secret.is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        let redacted = shown.to_string();
+        match parsed.scheme() {
+            "redis" => {}
+            "rediss" => {
+                return Err(bad(
+                    &redacted,
+                    "TLS (rediss://) is not supported by this build; reach the server through a TLS tunnel on loopback".into(),
+                ))
+            }
+            "unix" | "redis+unix" => {}
+            other => return Err(bad(&redacted, format!("scheme {other}:// is not a Redis URL"))),
+        }
+        if parsed.scheme() == "redis" && parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad(&redacted, "no host".into()));
+        }
+        let path = parsed.path().trim_matches('/');
+        let db = if parsed.scheme() != "redis" || path.is_empty() {
+            parsed
+                .query_pairs()
+                .find(|(k, _)| k == "db")
+                .map(|(_, v)| v.to_string())
+                .map_or(Ok(0), |v| {
+                    v.parse::<u32>()
+                        .map_err(|_| bad(&redacted, format!("database {v:?} is not a number")))
+                })?
+        } else {
+            path.parse::<u32>().map_err(|_| {
+                bad(
+                    &redacted,
+                    format!(
+                        "database {path:?} is not a number (the path selects a database index)"
+                    ),
+                )
+            })?
+        };
+        Ok(RedisUrl {
+            full: input.to_string(),
+            redacted,
+            db,
+            secret: secret.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// Removes the password from a message produced by the client library.
+    pub fn scrub(&self, msg: &str) -> String {
+        let msg = msg.replace(&self.full, &self.redacted);
+        match &self.secret {
+            Some(s) => msg.replace(s.as_str(), "***"),
+            None => msg,
+        }
+    }
+}
+
+fn redact_raw(input: &str) -> String {
+    // user:pass@ → user:***@ even when the URL does not parse.
+    match (input.find("://"), input.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &input[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &input[..s + 3], &creds[..c], &input[at..]),
+                None => input.to_string(),
+            }
+        }
+        _ => input.to_string(),
+    }
+}
+
+/// An open connection to one database of one server.
+#[derive(Clone)]
+pub struct Conn {
+    con: MultiplexedConnection,
+    /// Where it goes, safe to print.
+    pub url: RedisUrl,
+}
+
+impl Conn {
+    /// Connects (with `timeout` for the connection and for each reply), selects the
+    /// database and checks the server answers PING.
+    pub async fn open(url: &RedisUrl, timeout: Duration) -> Result<Conn, Error> {
+        let connect_err = |reason: String| Error::Connect {
+            url: url.redacted.clone(),
+            reason: url.scrub(&reason),
+        };
+        let client =
+            redis::Client::open(url.full.as_str()).map_err(|e| connect_err(e.to_string()))?;
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let con = match client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("DB index is out of range") || text.contains("invalid DB index") {
+                    return Err(connect_err(format!(
+                        "database {} does not exist on this server (it has fewer databases; example: {EXAMPLE})",
+                        url.db
+                    )));
+                }
+                return Err(connect_err(text));
+            }
+        };
+        let mut conn = Conn {
+            con,
+            url: url.clone(),
+        };
+        let pong: String = conn.query(redis::cmd("PING"), "PING").await?;
+        if pong != "PONG" {
+            return Err(Error::Parse {
+                url: url.redacted.clone(),
+                what: "the reply to PING".into(),
+                reason: format!("expected PONG, got {pong:?}: is this a Redis server?"),
+            });
+        }
+        Ok(conn)
+    }
+
+    /// Runs one command; `name` is how the command is named in errors.
+    pub async fn query<T: FromRedisValue>(
+        &mut self,
+        cmd: redis::Cmd,
+        name: &str,
+    ) -> Result<T, Error> {
+        let v: Value = cmd
+            .query_async(&mut self.con)
+            .await
+            .map_err(|e| self.query_err(name, &e))?;
+        T::from_redis_value(v).map_err(|e| Error::Parse {
+            url: self.url.redacted.clone(),
+            what: format!("the reply to {name}"),
+            reason: self.url.scrub(&e.to_string()),
+        })
+    }
+
+    /// Runs a pipeline; one reply per command, server errors kept per item (a
+    /// `Value::ServerError`) so one failing command does not lose the batch.
+    pub async fn pipe(
+        &mut self,
+        pipe: &mut redis::Pipeline,
+        name: &str,
+    ) -> Result<Vec<Value>, Error> {
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
+        pipe.ignore_errors();
+        pipe.query_async::<Vec<Value>>(&mut self.con)
+            .await
+            .map_err(|e| self.query_err(name, &e))
+    }
+
+    fn query_err(&self, name: &str, e: &redis::RedisError) -> Error {
+        let reason = self.url.scrub(&e.to_string());
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+        {
+            Error::Connect {
+                url: self.url.redacted.clone(),
+                reason: format!("{name}: {reason}"),
+            }
+        } else {
+            Error::Query {
+                url: self.url.redacted.clone(),
+                command: name.to_string(),
+                reason,
+            }
+        }
+    }
+}
+
+/// A reply item as a string (bulk, simple or verbatim), if it is one.
+pub fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Okay => Some("OK".into()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// A reply item as an integer (also parsing numeric strings).
+pub fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        Value::SimpleString(s) => s.trim().parse().ok(),
+        Value::Double(d) => Some(*d as i64),
+        _ => None,
+    }
+}
+
+/// A reply item as raw bytes.
+pub fn as_bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// A reply item as an array of items.
+pub fn as_array(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// The server's error message when the item is an error reply.
+pub fn server_error(v: &Value) -> Option<String> {
+    match v {
+        Value::ServerError(e) => Some(match e.details() {
+            Some(d) => format!("{} {d}", e.code()),
+            None => e.code().to_string(),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_validated_and_redacted() {
+        let u = RedisUrl::parse("redis://:s3cret@127.0.0.1:6379/3").unwrap();
+        assert_eq!(u.db, 3);
+        assert!(!u.redacted.contains("s3cret"), "{}", u.redacted);
+        assert_eq!(u.scrub("auth s3cret failed"), "auth *** failed");
+        let e = RedisUrl::parse("redis://u:s3cret@127.0.0.1:6379/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a number") && !e.contains("s3cret") && e.contains("example"),
+            "{e}"
+        );
+        let e = RedisUrl::parse("http://127.0.0.1").unwrap_err().to_string();
+        assert!(e.contains("not a Redis URL"), "{e}");
+        let e = RedisUrl::parse("not a url :pw@").unwrap_err().to_string();
+        assert!(e.contains("example: redis://"), "{e}");
+        assert_eq!(RedisUrl::parse("redis://localhost").unwrap().db, 0);
+        assert!(redact_raw("redis://u:pw@h:1/0").contains("u:***@"));
+    }
+}
