@@ -1,0 +1,226 @@
+//! `powertune gateway` and `powertune gateway status` as a user runs them: the real
+//! binary, a fake provider on loopback, plain HTTP from the test.
+
+use powertune_test_support::providers::{Behavior, FakeProvider};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_powertune");
+
+struct Served {
+    child: Child,
+    url: String,
+    // kept open so the gateway's stderr never hits a closed pipe
+    _stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `powertune gateway --config FILE --listen 127.0.0.1:0` and reads the bound
+/// address from its first stderr line.
+fn serve(config: &std::path::Path) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["gateway", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GW_TEST_KEY", "sk-cli-test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Served {
+        child,
+        url,
+        _stderr: stderr,
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
+fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn write_config(dir: &std::path::Path, fake: &FakeProvider) -> std::path::PathBuf {
+    let p = dir.join("gateway.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[retry]
+max_retries = 0
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "{}/v1"
+  [[providers.credentials]]
+  name = "primary"
+  api_key_env = "GW_TEST_KEY"
+[models.fast]
+targets = ["openai:gpt-4o-mini"]
+[routes]
+latency = ["fast"]
+"#,
+            fake.url
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_then_status_with_baseline_and_json() {
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &fake);
+    let gw = serve(&cfg);
+    let url = gw.url.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http(
+            &url,
+            "POST",
+            "/v1/chat/completions",
+            r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello from the fake provider"), "{body}");
+    assert_eq!(fake.requests_with_key("sk-cli-test"), 1);
+
+    // status: saves a baseline, prints the JSON report, passes
+    let base = dir.path().join("baseline.json");
+    let out = Command::new(BIN)
+        .args(["gateway", "status", "--url", &gw.url, "--save-baseline"])
+        .arg(&base)
+        .args(["--json", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        checks.contains(&"breakers_open") && checks.contains(&"retry_depth"),
+        "{checks:?}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    assert_eq!(saved["providers"]["openai"]["count"], 1);
+
+    // with the baseline: the terminal report, still passing
+    let out = Command::new(BIN)
+        .args(["gateway", "status", "--url", &gw.url, "--baseline"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("provider_p95_vs_baseline") && text.contains("openai/primary"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-cli-test"));
+
+    // five provider failures open the breaker; 503 from the gateway after that
+    fake.set(Behavior::status(500));
+    let url = gw.url.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        (0..6)
+            .map(|_| {
+                http(
+                    &url,
+                    "POST",
+                    "/v1/chat/completions",
+                    r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#,
+                )
+                .0
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [502, 502, 502, 502, 502, 503]);
+    let out = Command::new(BIN)
+        .args(["gateway", "status", "--url", &gw.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "one open breaker warns: {text}");
+    assert!(text.contains("WARN") && text.contains("open"), "{text}");
+}
+
+#[test]
+fn bad_inputs_are_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nretries = 3\n").unwrap();
+    for (args, want) in [
+        (vec!["gateway"], "--config FILE is required"),
+        (
+            vec!["gateway", "--config", "/nonexistent/gateway.toml"],
+            "cannot read gateway config",
+        ),
+        (
+            vec!["gateway", "--config", bad.to_str().unwrap()],
+            "retries",
+        ),
+        (
+            vec!["gateway", "status", "--url", "http://127.0.0.1:1"],
+            "cannot reach the gateway",
+        ),
+        (
+            vec!["gateway", "status", "--url", "ftp://x"],
+            "not http or https",
+        ),
+        (
+            vec!["gateway", "status", "--baseline", "/nonexistent/b.json"],
+            "cannot read baseline",
+        ),
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,423 @@
+//! What the gateway measures, the `/status` snapshot it serves and the Prometheus text
+//! of `/metrics`. Memory is bounded: one series per (provider, credential, model) up to
+//! [`MAX_SERIES`], histograms are HDR.
+
+use parking_lot::Mutex;
+use powertune_core::LatencyHistogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Series beyond this count are folded into model `"_other"`.
+pub const MAX_SERIES: usize = 1000;
+
+/// How a call to a provider ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Ok,
+    ClientError,
+    RateLimited,
+    AuthFailed,
+    ServerError,
+    ConnectError,
+    Timeout,
+    StreamError,
+    ClientClosed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::AuthFailed => "auth_failed",
+            Outcome::ServerError => "server_error",
+            Outcome::ConnectError => "connect_error",
+            Outcome::Timeout => "timeout",
+            Outcome::StreamError => "stream_error",
+            Outcome::ClientClosed => "client_closed",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    outcomes: BTreeMap<&'static str, u64>,
+    total: LatencyHistogram,
+    ttft: LatencyHistogram,
+    per_token: LatencyHistogram,
+    tokens_in: u64,
+    tokens_out: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    series: BTreeMap<(String, String, String), Series>,
+    providers: BTreeMap<String, LatencyHistogram>,
+    /// Calls by number of retries (index 0..=2).
+    retries: [u64; 3],
+    overhead: LatencyHistogram,
+    calls: u64,
+    rejected_all_open: u64,
+}
+
+/// Thread-safe measurement store.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// One upstream call's measurement.
+#[derive(Debug, Clone)]
+pub struct CallRecord<'a> {
+    pub provider: &'a str,
+    pub credential: &'a str,
+    pub model: &'a str,
+    pub outcome: Outcome,
+    pub total: Duration,
+    pub ttft: Option<Duration>,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+}
+
+impl Metrics {
+    pub fn record_call(&self, r: &CallRecord<'_>) {
+        let mut g = self.inner.lock();
+        let mut key = (
+            r.provider.to_string(),
+            r.credential.to_string(),
+            r.model.to_string(),
+        );
+        if !g.series.contains_key(&key) && g.series.len() >= MAX_SERIES {
+            key.2 = "_other".to_string();
+        }
+        let s = g.series.entry(key).or_default();
+        *s.outcomes.entry(r.outcome.as_str()).or_insert(0) += 1;
+        s.tokens_in += r.tokens_in;
+        s.tokens_out += r.tokens_out;
+        if r.outcome == Outcome::Ok {
+            s.total.record(r.total);
+            if let Some(t) = r.ttft {
+                s.ttft.record(t);
+            }
+            if r.tokens_out > 0 {
+                s.per_token
+                    .record(r.total / r.tokens_out.min(u32::MAX as u64) as u32);
+            }
+            g.providers
+                .entry(r.provider.to_string())
+                .or_default()
+                .record(r.total);
+        }
+    }
+
+    /// One client call finished after `retries` retries; `overhead` is the gateway's
+    /// own time (total minus waiting on providers and backoff).
+    pub fn record_client_call(&self, retries: u32, overhead: Duration) {
+        let mut g = self.inner.lock();
+        g.calls += 1;
+        let i = (retries as usize).min(2);
+        g.retries[i] += 1;
+        g.overhead.record(overhead);
+    }
+
+    pub fn record_all_open(&self) {
+        self.inner.lock().rejected_all_open += 1;
+    }
+
+    /// The `/status` snapshot, with the credentials' breaker states supplied by the caller.
+    pub fn snapshot(&self, uptime_s: f64, credentials: Vec<CredentialStatus>) -> StatusSnapshot {
+        let g = self.inner.lock();
+        let series = g
+            .series
+            .iter()
+            .map(|((p, c, m), s)| SeriesStatus {
+                provider: p.clone(),
+                credential: c.clone(),
+                model: m.clone(),
+                requests: s
+                    .outcomes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                latency_ms: Percentiles::of(&s.total),
+                ttft_ms: Percentiles::of(&s.ttft),
+                per_token_ms: Percentiles::of(&s.per_token),
+                tokens_in: s.tokens_in,
+                tokens_out: s.tokens_out,
+            })
+            .collect();
+        let providers = g
+            .providers
+            .iter()
+            .map(|(name, h)| ProviderLatency {
+                provider: name.clone(),
+                latency_ms: Percentiles::of(h),
+                histogram: h.clone(),
+            })
+            .collect();
+        StatusSnapshot {
+            version: 1,
+            uptime_s,
+            calls: g.calls,
+            retries_by_depth: g.retries.to_vec(),
+            rejected_all_open: g.rejected_all_open,
+            overhead_ms: Percentiles::of(&g.overhead),
+            credentials,
+            providers,
+            series,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &LatencyHistogram) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.count(),
+            p50: h.percentile_ms(50.0),
+            p95: h.percentile_ms(95.0),
+            p99: h.percentile_ms(99.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    pub provider: String,
+    pub credential: String,
+    /// closed, open, rate_limited, half_open, disabled
+    pub state: String,
+    /// Seconds until an open breaker may be probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_for_s: Option<f64>,
+    pub consecutive_failures: u32,
+    pub trips: u64,
+    pub transitions: u64,
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderLatency {
+    pub provider: String,
+    pub latency_ms: Percentiles,
+    /// The full histogram (base64 HDR), so baselines and merges stay exact.
+    pub histogram: LatencyHistogram,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesStatus {
+    pub provider: String,
+    pub credential: String,
+    pub model: String,
+    pub requests: BTreeMap<String, u64>,
+    pub latency_ms: Percentiles,
+    pub ttft_ms: Percentiles,
+    pub per_token_ms: Percentiles,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+}
+
+/// `GET /status`: everything `powertune gateway status` judges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    pub version: u32,
+    pub uptime_s: f64,
+    /// Client calls answered.
+    pub calls: u64,
+    /// Client calls by retries they needed: [0 retries, 1, 2].
+    pub retries_by_depth: Vec<u64>,
+    /// Calls answered 503 because every candidate was open.
+    pub rejected_all_open: u64,
+    /// The gateway's own time per call.
+    pub overhead_ms: Percentiles,
+    pub credentials: Vec<CredentialStatus>,
+    pub providers: Vec<ProviderLatency>,
+    pub series: Vec<SeriesStatus>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition (version 0.0.4) of a snapshot.
+pub fn prometheus(s: &StatusSnapshot) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP powertune_gateway_calls_total Client calls answered."
+    );
+    let _ = writeln!(o, "# TYPE powertune_gateway_calls_total counter");
+    let _ = writeln!(o, "powertune_gateway_calls_total {}", s.calls);
+    let _ = writeln!(
+        o,
+        "# HELP powertune_gateway_retries_calls_total Client calls by retries needed."
+    );
+    let _ = writeln!(o, "# TYPE powertune_gateway_retries_calls_total counter");
+    for (i, n) in s.retries_by_depth.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "powertune_gateway_retries_calls_total{{retries=\"{i}\"}} {n}"
+        );
+    }
+    let _ = writeln!(o, "# HELP powertune_gateway_all_open_rejections_total Calls answered 503 because every candidate breaker was open.");
+    let _ = writeln!(
+        o,
+        "# TYPE powertune_gateway_all_open_rejections_total counter"
+    );
+    let _ = writeln!(
+        o,
+        "powertune_gateway_all_open_rejections_total {}",
+        s.rejected_all_open
+    );
+    let _ = writeln!(
+        o,
+        "# HELP powertune_gateway_overhead_ms The gateway's own time per call."
+    );
+    let _ = writeln!(o, "# TYPE powertune_gateway_overhead_ms summary");
+    for (q, v) in [("0.5", s.overhead_ms.p50), ("0.99", s.overhead_ms.p99)] {
+        let _ = writeln!(o, "powertune_gateway_overhead_ms{{quantile=\"{q}\"}} {v}");
+    }
+    let _ = writeln!(
+        o,
+        "powertune_gateway_overhead_ms_count {}",
+        s.overhead_ms.count
+    );
+    let _ = writeln!(o, "# HELP powertune_gateway_breaker_state Breaker state per credential: 0 closed, 1 half-open, 2 open or rate-limited, 3 disabled.");
+    let _ = writeln!(o, "# TYPE powertune_gateway_breaker_state gauge");
+    for c in &s.credentials {
+        let g = match c.state.as_str() {
+            "closed" => 0,
+            "half_open" => 1,
+            "disabled" => 3,
+            _ => 2,
+        };
+        let _ = writeln!(
+            o,
+            "powertune_gateway_breaker_state{{provider=\"{}\",credential=\"{}\"}} {g}",
+            esc(&c.provider),
+            esc(&c.credential)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP powertune_gateway_breaker_transitions_total Breaker state changes per credential."
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE powertune_gateway_breaker_transitions_total counter"
+    );
+    for c in &s.credentials {
+        let _ = writeln!(
+            o,
+            "powertune_gateway_breaker_transitions_total{{provider=\"{}\",credential=\"{}\"}} {}",
+            esc(&c.provider),
+            esc(&c.credential),
+            c.transitions
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP powertune_gateway_requests_total Upstream calls by outcome."
+    );
+    let _ = writeln!(o, "# TYPE powertune_gateway_requests_total counter");
+    for r in &s.series {
+        for (outcome, n) in &r.requests {
+            let _ = writeln!(
+                o,
+                "powertune_gateway_requests_total{{provider=\"{}\",credential=\"{}\",model=\"{}\",outcome=\"{}\"}} {n}",
+                esc(&r.provider), esc(&r.credential), esc(&r.model), esc(outcome)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP powertune_gateway_tokens_total Tokens by direction."
+    );
+    let _ = writeln!(o, "# TYPE powertune_gateway_tokens_total counter");
+    for r in &s.series {
+        for (dir, n) in [("input", r.tokens_in), ("output", r.tokens_out)] {
+            let _ = writeln!(
+                o,
+                "powertune_gateway_tokens_total{{provider=\"{}\",credential=\"{}\",model=\"{}\",direction=\"{dir}\"}} {n}",
+                esc(&r.provider), esc(&r.credential), esc(&r.model)
+            );
+        }
+    }
+    for (name, help, pick) in [
+        ("latency_ms", "Upstream round trip of successful calls.", 0),
+        ("ttft_ms", "Time to first token of successful streams.", 1),
+        ("per_output_token_ms", "Round trip per output token.", 2),
+    ] {
+        let _ = writeln!(o, "# HELP powertune_gateway_{name} {help}");
+        let _ = writeln!(o, "# TYPE powertune_gateway_{name} summary");
+        for r in &s.series {
+            let p = match pick {
+                0 => &r.latency_ms,
+                1 => &r.ttft_ms,
+                _ => &r.per_token_ms,
+            };
+            let labels = format!(
+                "provider=\"{}\",credential=\"{}\",model=\"{}\"",
+                esc(&r.provider),
+                esc(&r.credential),
+                esc(&r.model)
+            );
+            for (q, v) in [("0.5", p.p50), ("0.95", p.p95), ("0.99", p.p99)] {
+                let _ = writeln!(
+                    o,
+                    "powertune_gateway_{name}{{{labels},quantile=\"{q}\"}} {v}"
+                );
+            }
+            let _ = writeln!(o, "powertune_gateway_{name}_count{{{labels}}} {}", p.count);
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_renders() {
+        let m = Metrics::default();
+        m.record_call(&CallRecord {
+            provider: "openai",
+            credential: "a",
+            model: "gpt",
+            outcome: Outcome::Ok,
+            total: Duration::from_millis(40),
+            ttft: Some(Duration::from_millis(10)),
+            tokens_in: 3,
+            tokens_out: 4,
+        });
+        m.record_client_call(1, Duration::from_micros(200));
+        let s = m.snapshot(1.0, vec![]);
+        assert_eq!(s.retries_by_depth, vec![0, 1, 0]);
+        assert_eq!(s.series[0].requests["ok"], 1);
+        assert!((s.providers[0].latency_ms.p95 - 40.0).abs() < 1.0);
+        let text = prometheus(&s);
+        assert!(text.contains("powertune_gateway_requests_total{provider=\"openai\",credential=\"a\",model=\"gpt\",outcome=\"ok\"} 1"), "{text}");
+        let text = serde_json::to_string(&s).unwrap();
+        let back: StatusSnapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        assert_eq!(back.providers[0].histogram.count(), 1);
+    }
+}

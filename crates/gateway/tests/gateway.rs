@@ -1,0 +1,981 @@
+//! The gateway against real fake providers (HTTP servers on loopback port 0) with real
+//! HTTP clients (reqwest, async-openai).
+
+use futures_util::StreamExt;
+use powertune_gateway::breaker::ManualClock;
+use powertune_gateway::metrics::StatusSnapshot;
+use powertune_gateway::{Config, Gateway};
+use powertune_test_support::providers::{Behavior, FakeProvider};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Rig {
+    url: String,
+    clock: Arc<ManualClock>,
+    _gw: Arc<Gateway>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "FAKE_KEY_1" => Some("sk-one".into()),
+        "FAKE_KEY_2" => Some("sk-two".into()),
+        _ => None,
+    }
+}
+
+async fn rig(toml: &str) -> Rig {
+    let cfg = Config::from_toml(toml, "test.toml", &env).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let gw = Gateway::new(cfg, clock.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let g = gw.clone();
+    let task = tokio::spawn(async move {
+        let _ = g.serve(listener, std::future::pending()).await;
+    });
+    Rig {
+        url,
+        clock,
+        _gw: gw,
+        task,
+    }
+}
+
+/// Three providers (one of each kind) on the same fake server.
+fn three_kinds(fake: &FakeProvider, extra: &str) -> String {
+    format!(
+        r#"
+[timeouts]
+connect_s = 2
+first_token_s = 5
+idle_s = 5
+request_s = 20
+[retry]
+base_ms = 1
+max_ms = 50
+{extra}
+[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{u}/v1"
+  [[providers.credentials]]
+  name = "main"
+  api_key_env = "FAKE_KEY_1"
+[[providers]]
+name = "ant"
+kind = "anthropic"
+base_url = "{u}"
+  [[providers.credentials]]
+  name = "main"
+  api_key_env = "FAKE_KEY_2"
+[[providers]]
+name = "oll"
+kind = "ollama"
+base_url = "{u}"
+[models.fast]
+targets = ["oai:gpt-fast"]
+"#,
+        u = fake.url
+    )
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A chat request body in the shape of `front`.
+fn body(front: &str, model: &str, stream: bool) -> Value {
+    let msgs = json!([{"role": "user", "content": "say hello please"}]);
+    match front {
+        "openai" => {
+            json!({"model": model, "stream": stream, "stream_options": {"include_usage": true},
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello please"}]})
+        }
+        "anthropic" => {
+            json!({"model": model, "stream": stream, "max_tokens": 64, "system": "be brief", "messages": msgs})
+        }
+        _ => json!({"model": model, "stream": stream,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello please"}]}),
+    }
+}
+
+fn path(front: &str) -> &'static str {
+    match front {
+        "openai" => "/v1/chat/completions",
+        "anthropic" => "/v1/messages",
+        _ => "/api/chat",
+    }
+}
+
+/// (text, output tokens, last piece) decoded from a response in `front`'s format.
+fn decode(front: &str, stream: bool, raw: &str) -> (String, u64, String) {
+    if !stream {
+        let v: Value = serde_json::from_str(raw).unwrap();
+        return match front {
+            "openai" => (
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .into(),
+                v["usage"]["completion_tokens"].as_u64().unwrap(),
+                v["choices"][0]["finish_reason"].as_str().unwrap().into(),
+            ),
+            "anthropic" => (
+                v["content"][0]["text"].as_str().unwrap().into(),
+                v["usage"]["output_tokens"].as_u64().unwrap(),
+                v["stop_reason"].as_str().unwrap().into(),
+            ),
+            _ => (
+                v["message"]["content"].as_str().unwrap().into(),
+                v["eval_count"].as_u64().unwrap(),
+                v["done_reason"].as_str().unwrap().into(),
+            ),
+        };
+    }
+    let mut text = String::new();
+    let mut tokens = 0;
+    let mut last = String::new();
+    match front {
+        "openai" => {
+            for l in raw.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                last = l.to_string();
+                if l == "[DONE]" {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(l).unwrap();
+                if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+                    text.push_str(t);
+                }
+                if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+                    tokens = n;
+                }
+            }
+        }
+        "anthropic" => {
+            for l in raw.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                let v: Value = serde_json::from_str(l).unwrap();
+                last = v["type"].as_str().unwrap().to_string();
+                if let Some(t) = v["delta"]["text"].as_str() {
+                    text.push_str(t);
+                }
+                if let Some(n) = v["usage"]["output_tokens"].as_u64() {
+                    tokens = n;
+                }
+            }
+        }
+        _ => {
+            for l in raw.lines().filter(|l| !l.is_empty()) {
+                let v: Value = serde_json::from_str(l).unwrap();
+                text.push_str(v["message"]["content"].as_str().unwrap_or(""));
+                if v["done"] == true {
+                    tokens = v["eval_count"].as_u64().unwrap();
+                    last = "done".into();
+                }
+            }
+        }
+    }
+    (text, tokens, last)
+}
+
+#[tokio::test]
+async fn every_front_api_through_every_provider_json_and_stream() {
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake, "")).await;
+    let c = http();
+    for front in ["openai", "anthropic", "ollama"] {
+        for (provider, upstream_path) in [
+            ("oai", "/v1/chat/completions"),
+            ("ant", "/v1/messages"),
+            ("oll", "/api/chat"),
+        ] {
+            for stream in [false, true] {
+                let what = format!("{front} front → {provider} provider, stream={stream}");
+                let resp = c
+                    .post(format!("{}{}", r.url, path(front)))
+                    .json(&body(front, &format!("{provider}:m-{provider}"), stream))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{what}");
+                assert!(
+                    resp.headers().contains_key("x-powertune-overhead-ms"),
+                    "{what}"
+                );
+                let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+                let raw = resp.text().await.unwrap();
+                let (text, tokens, last) = decode(front, stream, &raw);
+                assert_eq!(text, "Hello from the fake provider", "{what}: {raw}");
+                assert_eq!(tokens, 5, "{what}: {raw}");
+                if stream {
+                    let want_ct = if front == "ollama" {
+                        "application/x-ndjson"
+                    } else {
+                        "text/event-stream"
+                    };
+                    assert_eq!(ct, want_ct, "{what}");
+                    let want_last = match front {
+                        "openai" => "[DONE]",
+                        "anthropic" => "message_stop",
+                        _ => "done",
+                    };
+                    assert_eq!(last, want_last, "{what}: {raw}");
+                } else {
+                    let want = match front {
+                        "openai" => "stop",
+                        "anthropic" => "end_turn",
+                        _ => "stop",
+                    };
+                    assert_eq!(last, want, "{what}");
+                }
+                // the provider got its own wire format, system prompt in its place
+                let (p, sent) = fake.last_request().unwrap();
+                assert_eq!(p, upstream_path, "{what}");
+                assert_eq!(sent["model"], format!("m-{provider}"), "{what}");
+                if provider == "ant" {
+                    assert_eq!(sent["system"], "be brief", "{what}: {sent}");
+                    assert_eq!(sent["messages"].as_array().unwrap().len(), 1, "{what}");
+                } else {
+                    assert_eq!(sent["messages"][0]["role"], "system", "{what}: {sent}");
+                }
+            }
+        }
+    }
+    // 18 calls; keys went to their providers only (OpenAI bearer, Anthropic x-api-key)
+    assert_eq!(fake.requests(), 18);
+    assert_eq!(fake.requests_with_key("sk-one"), 6);
+    assert_eq!(fake.requests_with_key("sk-two"), 6);
+    assert_eq!(fake.completed_streams(), 9);
+    // /status agrees with the provider's count
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ok: u64 = s
+        .series
+        .iter()
+        .map(|x| x.requests.get("ok").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(ok, 18);
+    assert_eq!(s.calls, 18);
+    let metrics = c
+        .get(format!("{}/metrics", r.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("powertune_gateway_requests_total{provider=\"ant\",credential=\"main\",model=\"m-ant\",outcome=\"ok\"} 6"), "{metrics}");
+    assert!(!metrics.contains("sk-one") && !metrics.contains("sk-two"));
+    let models: Value = c
+        .get(format!("{}/v1/models", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "fast");
+}
+
+#[tokio::test]
+async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and_closes() {
+    let fake = FakeProvider::start().await;
+    fake.set(Behavior::status(500));
+    let r = rig(&three_kinds(&fake, "max_retries = 0")).await;
+    let c = http();
+    for i in 0..5 {
+        let resp = c
+            .post(format!("{}/v1/chat/completions", r.url))
+            .json(&body("openai", "fast", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502, "call {i}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "server_error");
+    }
+    assert_eq!(fake.requests(), 5);
+    // the 6th is answered fast by the gateway: 503 + Retry-After = the recovery time
+    let started = std::time::Instant::now();
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let ra: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((119..=120).contains(&ra), "{ra}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(fake.requests(), 5, "an open breaker sends nothing upstream");
+    // the Anthropic front gets the same in its own shape
+    let resp = c
+        .post(format!("{}/v1/messages", r.url))
+        .json(&body("anthropic", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oai = s.credentials.iter().find(|x| x.provider == "oai").unwrap();
+    assert_eq!((oai.state.as_str(), oai.trips), ("open", 1));
+
+    // after the recovery time: half-open, one probe; it succeeds and closes the breaker
+    r.clock.advance(Duration::from_secs(119));
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "still open at 119 s");
+    r.clock.advance(Duration::from_secs(1));
+    fake.set(Behavior::default());
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(fake.requests(), 6);
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oai = s.credentials.iter().find(|x| x.provider == "oai").unwrap();
+    assert_eq!(oai.state, "closed");
+    assert_eq!(oai.transitions, 3);
+    assert!(s.rejected_all_open >= 3);
+}
+
+#[tokio::test]
+async fn rate_limit_429_honours_retry_after_then_succeeds() {
+    let fake = FakeProvider::start().await;
+    fake.push(Behavior {
+        status: 429,
+        retry_after: Some("1".into()),
+        ..Default::default()
+    });
+    let r = rig(&three_kinds(&fake, "").replace("max_ms = 50", "max_ms = 3000")).await;
+    let c = http();
+    let started = std::time::Instant::now();
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-powertune-retries"], "1");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited out Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.requests(), 2);
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oai = s.credentials.iter().find(|x| x.provider == "oai").unwrap();
+    assert_eq!(oai.trips, 0, "429 is not a failure");
+    assert_eq!(s.retries_by_depth, vec![0, 1, 0]);
+
+    // a long Retry-After is not waited out: the client gets 429 and the Retry-After
+    fake.push(Behavior {
+        status: 429,
+        retry_after: Some("30".into()),
+        ..Default::default()
+    });
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let ra: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=30).contains(&ra), "{ra}");
+    assert_eq!(fake.requests(), 3);
+}
+
+#[tokio::test]
+async fn retries_stop_at_two_and_move_to_the_next_target() {
+    let bad = FakeProvider::start().await;
+    bad.set(Behavior::status(503));
+    let good = FakeProvider::start().await;
+    let toml = format!(
+        r#"
+[retry]
+base_ms = 1
+max_ms = 20
+[[providers]]
+name = "bad"
+kind = "openai"
+base_url = "{}/v1"
+[[providers]]
+name = "good"
+kind = "anthropic"
+base_url = "{}"
+[models.fast]
+targets = ["bad:m1"]
+[models.cheap]
+targets = ["bad:m2", "good:m3"]
+[routes]
+latency = ["fast"]
+batch = ["cheap"]
+[[rules]]
+model_prefix = "report-"
+route = "batch"
+"#,
+        bad.url, good.url
+    );
+    let r = rig(&toml).await;
+    let c = http();
+    // one target only: 1 try + 2 retries, then the error
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(bad.requests(), 3);
+    // header route class batch: bad fails once, the retry falls back to good
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .header("x-powertune-route", "batch")
+        .json(&body("openai", "whatever", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-powertune-provider"], "good");
+    assert_eq!(resp.headers()["x-powertune-retries"], "1");
+    assert_eq!(bad.requests(), 4);
+    // a route rule (model prefix) picks the batch class too
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "report-weekly", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // unknown model and unknown route class: the client's own 4xx, nothing sent
+    let before = bad.requests() + good.requests();
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "nope", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .header("x-powertune-route", "slow")
+        .json(&body("openai", "fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(bad.requests() + good.requests(), before);
+}
+
+#[tokio::test]
+async fn client_errors_do_not_count_and_auth_failures_disable_the_credential() {
+    let fake = FakeProvider::start().await;
+    let toml = format!(
+        r#"
+[retry]
+base_ms = 1
+max_ms = 20
+[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{}/v1"
+  [[providers.credentials]]
+  name = "one"
+  api_key_env = "FAKE_KEY_1"
+  [[providers.credentials]]
+  name = "two"
+  api_key_env = "FAKE_KEY_2"
+"#,
+        fake.url
+    );
+    let r = rig(&toml).await;
+    let c = http();
+    // 6 provider 400s: the client's fault, passed through, never retried, breaker stays closed
+    for _ in 0..6 {
+        fake.push(Behavior::status(400));
+        let resp = c
+            .post(format!("{}/v1/chat/completions", r.url))
+            .json(&body("openai", "oai:m", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+    }
+    assert_eq!(fake.requests(), 6);
+    // a 401 disables that credential; the retry moves to the other one
+    fake.push(Behavior::status(401));
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "oai:m", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<&str> = s.credentials.iter().map(|x| x.state.as_str()).collect();
+    assert!(
+        states.contains(&"disabled") && states.contains(&"closed"),
+        "{states:?}"
+    );
+    assert!(s.credentials.iter().all(|x| x.trips == 0));
+    // from now on only the healthy key is used
+    let (k1, k2) = (
+        fake.requests_with_key("sk-one"),
+        fake.requests_with_key("sk-two"),
+    );
+    for _ in 0..4 {
+        let resp = c
+            .post(format!("{}/v1/chat/completions", r.url))
+            .json(&body("openai", "oai:m", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let moved = (
+        fake.requests_with_key("sk-one") - k1,
+        fake.requests_with_key("sk-two") - k2,
+    );
+    assert!(moved == (4, 0) || moved == (0, 4), "{moved:?}");
+}
+
+#[tokio::test]
+async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
+    let fake = FakeProvider::start().await;
+    let toml = format!(
+        r#"
+[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{u}/v1"
+  [[providers.credentials]]
+  name = "one"
+  api_key_env = "FAKE_KEY_1"
+  weight = 3
+  [[providers.credentials]]
+  name = "two"
+  api_key_env = "FAKE_KEY_2"
+  weight = 1
+[[providers]]
+name = "limited"
+kind = "openai"
+base_url = "{u}/v1"
+  [[providers.credentials]]
+  name = "one"
+  api_key_env = "FAKE_KEY_1"
+  weight = 100
+  rpm = 1
+  [[providers.credentials]]
+  name = "two"
+  api_key_env = "FAKE_KEY_2"
+  weight = 1
+"#,
+        u = fake.url
+    );
+    let r = rig(&toml).await;
+    let c = http();
+    for _ in 0..80 {
+        let resp = c
+            .post(format!("{}/v1/chat/completions", r.url))
+            .json(&body("openai", "oai:m", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let (a, b) = (
+        fake.requests_with_key("sk-one"),
+        fake.requests_with_key("sk-two"),
+    );
+    assert_eq!(a + b, 80);
+    assert!((54..=66).contains(&a), "3:1 split of 80 gave {a}:{b}");
+    // rpm = 1 on the heavy key: one call uses it, the rest go to the other key
+    for _ in 0..4 {
+        let resp = c
+            .post(format!("{}/v1/chat/completions", r.url))
+            .json(&body("openai", "limited:m", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(fake.requests_with_key("sk-one") - a, 1);
+    assert_eq!(fake.requests_with_key("sk-two") - b, 3);
+}
+
+#[tokio::test]
+async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
+    let fake = FakeProvider::start().await;
+    fake.set(Behavior {
+        stall_after: Some(2),
+        ..Default::default()
+    });
+    let cfg = three_kinds(&fake, "").replace("idle_s = 5", "idle_s = 0.3");
+    let r = rig(&cfg).await;
+    let c = http();
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let raw = tokio::time::timeout(Duration::from_secs(10), resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(raw.contains("\"content\":\"Hello \""), "{raw}");
+    let last = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap();
+    let v: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error", "{raw}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("idle"),
+        "{raw}"
+    );
+    assert!(!raw.contains("[DONE]"));
+    assert!(
+        fake.wait_closed_mid_stream(1, Duration::from_secs(5)).await,
+        "the gateway let go of the stalled upstream"
+    );
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ser = s.series.iter().find(|x| x.provider == "oai").unwrap();
+    assert_eq!(ser.requests.get("timeout"), Some(&1));
+    assert_eq!(
+        s.credentials
+            .iter()
+            .find(|x| x.provider == "oai")
+            .unwrap()
+            .consecutive_failures,
+        1
+    );
+}
+
+#[tokio::test]
+async fn time_to_first_token_timeout_is_retried() {
+    let fake = FakeProvider::start().await;
+    fake.push(Behavior {
+        stall_after: Some(0),
+        ..Default::default()
+    });
+    let cfg = three_kinds(&fake, "").replace("first_token_s = 5", "first_token_s = 0.3");
+    let r = rig(&cfg).await;
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-powertune-retries"], "1");
+    let (text, _, last) = decode("openai", true, &resp.text().await.unwrap());
+    assert_eq!(
+        (text.as_str(), last.as_str()),
+        ("Hello from the fake provider", "[DONE]")
+    );
+    assert_eq!(fake.requests(), 2);
+}
+
+#[tokio::test]
+async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
+    let fake = FakeProvider::start().await;
+    fake.set(Behavior {
+        error_after: Some(2),
+        ..Default::default()
+    });
+    let r = rig(&three_kinds(&fake, "")).await;
+    let c = http();
+    // Anthropic provider overloaded mid-stream → OpenAI client sees an SSE error object
+    let raw = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "ant:m", true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("\"content\":\"from \""), "{raw}");
+    assert!(
+        raw.contains("\"error\"") && raw.contains("Overloaded"),
+        "{raw}"
+    );
+    // OpenAI provider error mid-stream → Anthropic client sees `event: error`
+    let raw = c
+        .post(format!("{}/v1/messages", r.url))
+        .json(&body("anthropic", "oai:m", true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("event: error\ndata: {\"error\":{\"message\""),
+        "{raw}"
+    );
+    assert!(!raw.contains("message_stop"));
+    // → Ollama client sees an {"error": ...} line
+    let raw = c
+        .post(format!("{}/api/chat", r.url))
+        .json(&body("ollama", "oll:m", true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last: Value = serde_json::from_str(raw.lines().last().unwrap()).unwrap();
+    assert!(
+        last["error"].as_str().unwrap().contains("mid-stream"),
+        "{raw}"
+    );
+    // never retried once bytes reached the client; each counts as a breaker failure
+    assert_eq!(fake.requests(), 3);
+    let s: StatusSnapshot = c
+        .get(format!("{}/status", r.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        s.credentials.iter().all(|x| x.consecutive_failures == 1),
+        "{:?}",
+        s.credentials
+    );
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_frees_the_upstream_request() {
+    let fake = FakeProvider::start().await;
+    fake.set(Behavior {
+        stall_after: Some(2),
+        ..Default::default()
+    });
+    let r = rig(&three_kinds(&fake, "")).await;
+    let c = http();
+    let resp = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&body("openai", "fast", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut s = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!first.is_empty());
+    drop(s); // the client hangs up
+    assert!(
+        fake.wait_closed_mid_stream(1, Duration::from_secs(5)).await,
+        "the fake provider saw its connection close"
+    );
+    // the hang-up is not a provider failure
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let st: StatusSnapshot = c
+            .get(format!("{}/status", r.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ser = st.series.iter().find(|x| x.provider == "oai");
+        if let Some(n) = ser.and_then(|x| x.requests.get("client_closed")) {
+            assert_eq!(*n, 1);
+            let cred = st.credentials.iter().find(|x| x.provider == "oai").unwrap();
+            assert_eq!(
+                (cred.state.as_str(), cred.consecutive_failures),
+                ("closed", 0)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "client_closed never recorded: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn async_openai_client_talks_to_the_gateway() {
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+    };
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake, "")).await;
+    let client = async_openai::Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{}/v1", r.url))
+            .with_api_key("not-a-real-key"),
+    );
+    for model in ["fast", "ant:claude-x", "oll:llama3"] {
+        let req = CreateChatCompletionRequestArgs::default()
+            .model(model)
+            .messages([ChatCompletionRequestUserMessageArgs::default()
+                .content("say hello")
+                .build()
+                .unwrap()
+                .into()])
+            .build()
+            .unwrap();
+        let resp = client.chat().create(req.clone()).await.unwrap();
+        assert_eq!(
+            resp.choices[0].message.content.as_deref(),
+            Some("Hello from the fake provider"),
+            "{model}"
+        );
+        assert_eq!(resp.usage.unwrap().completion_tokens, 5);
+        let mut stream = client.chat().create_stream(req).await.unwrap();
+        let mut text = String::new();
+        let mut n = 0;
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+        {
+            let chunk = chunk.unwrap();
+            n += 1;
+            assert!(n < 100);
+            if let Some(c) = chunk.choices.first().and_then(|c| c.delta.content.clone()) {
+                text.push_str(&c);
+            }
+        }
+        assert_eq!(text, "Hello from the fake provider", "{model}");
+    }
+    // the client's dummy key never went upstream; configured keys did
+    assert_eq!(fake.requests_with_key("not-a-real-key"), 0);
+    assert_eq!(fake.requests_with_key("sk-one"), 2);
+}
+
+#[tokio::test]
+async fn status_collector_and_judge_over_a_live_gateway() {
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake, "max_retries = 0")).await;
+    let c = http();
+    for _ in 0..3 {
+        let resp = c
+            .post(format!("{}/v1/chat/completions", r.url))
+            .json(&body("openai", "fast", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let s = powertune_gateway::collect::collect_status(&r.url)
+        .await
+        .unwrap();
+    let base = powertune_gateway::judge::Baseline::from_snapshot(&s);
+    assert_eq!(base.providers["oai"].count, 3);
+    let t = powertune_core::targets::AiTargets::default();
+    let findings = powertune_gateway::judge::judge(&s, Some(&base), &t);
+    let checks: Vec<&str> = findings.iter().map(|f| f.check.as_str()).collect();
+    assert_eq!(
+        checks,
+        ["breakers_open", "provider_p95_vs_baseline", "retry_depth"]
+    );
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.verdict == powertune_core::Verdict::Pass),
+        "{findings:?}"
+    );
+    // unreachable and not-a-gateway are clear errors
+    let e = powertune_gateway::collect::collect_status("http://127.0.0.1:1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot reach"), "{e}");
+    let e = powertune_gateway::collect::collect_status(&format!("{}/v1", fake.url))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("404"), "{e}");
+}
