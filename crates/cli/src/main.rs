@@ -23,6 +23,24 @@ struct Cli {
 enum Command {
     /// Print the runbook's targets in force and where each value came from.
     Targets(commands::targets::Args),
+    /// Run the runbook's five load scenarios against the embedded target (~1 minute).
+    Demo(commands::demo::Args),
+    /// Load-test: a scenario file (`load FILE --base-url URL`) or a one-off `--url`; k6-like summary judged against the runbook.
+    Load(commands::load::Args),
+    /// Compare two `load --json` reports: each metric's change and "throughput ≥ baseline × 0.8".
+    Compare(commands::compare::Args),
+    /// The runbook's Redis checks: INFO, SLOWLOG, key scan, cache types; `redis keys` scans every key.
+    Redis(commands::redis::Args),
+    /// Sidekiq: queues, latency, retries, dead set, failed rate, processes; `--watch` for a live view.
+    Queues(commands::queues::Args),
+    /// The runbook's APM from OpenTelemetry traces: `apm serve`, `report`, `endpoint`, `analyze`.
+    Apm(commands::apm::Args),
+    /// Serve the embedded Powernode-like target (login, agents, missions, dashboard, /cable, /metrics) until Ctrl-C.
+    Target(commands::target::Args),
+    /// The runbook's Database checks against PostgreSQL; `db explain` and `db watch`.
+    Db(commands::db::Args),
+    /// LLM provider proxy (OpenAI/Anthropic/Ollama APIs, breakers, retries, credential split); `gateway status` judges one.
+    Gateway(commands::gateway::Args),
 }
 
 fn main() {
@@ -35,6 +53,15 @@ fn main() {
     };
     let result = match cli.command {
         Command::Targets(a) => commands::targets::run(&ctx, a),
+        Command::Demo(a) => commands::demo::run(&ctx, a),
+        Command::Load(a) => commands::load::run(&ctx, a),
+        Command::Compare(a) => commands::compare::run(&ctx, a),
+        Command::Redis(a) => commands::redis::run(&ctx, a),
+        Command::Queues(a) => commands::queues::run(&ctx, a),
+        Command::Apm(a) => commands::apm::run(&ctx, a),
+        Command::Target(a) => commands::target::run(&ctx, a),
+        Command::Db(a) => commands::db::run(&ctx, a),
+        Command::Gateway(a) => commands::gateway::run(&ctx, a),
     };
     exit::finish(result)
 }

@@ -97,6 +97,8 @@ pub struct DatabaseTargets {
     pub stuck_query_s: f64,
     /// Dead tuples above this share of live ones call for VACUUM ANALYZE.
     pub dead_tuple_pct: f64,
+    /// Table and index cache (shared buffer) hit ratio below this is a finding (PgHero's 99%).
+    pub cache_hit_pct: f64,
 }
 
 impl Default for DatabaseTargets {
@@ -112,6 +114,7 @@ impl Default for DatabaseTargets {
             pool_free_min: 3,
             stuck_query_s: 300.0,
             dead_tuple_pct: 20.0,
+            cache_hit_pct: 99.0,
         }
     }
 }
@@ -535,6 +538,7 @@ impl Targets {
         let pcts = [
             ("database.index_coverage_pct", d.index_coverage_pct),
             ("database.dead_tuple_pct", d.dead_tuple_pct),
+            ("database.cache_hit_pct", d.cache_hit_pct),
             ("worker.failed_rate_pct", w.failed_rate_pct),
             ("load.error_rate_pct", self.load.error_rate_pct),
             ("redis.memory_pct_max", self.redis.memory_pct_max),
@@ -709,8 +713,9 @@ fn record_sources(
 
 /// Defaults the runbook does not state, chosen by powertune (issue texts or common
 /// practice); `powertune targets` labels them so nobody mistakes them for the runbook's.
-const POWERTUNE_DEFAULTS: [&str; 7] = [
+const POWERTUNE_DEFAULTS: [&str; 8] = [
     "database.hot_table_rows",
+    "database.cache_hit_pct",
     "database.stuck_query_s",
     "database.dead_tuple_pct",
     "redis.slowlog_ms",

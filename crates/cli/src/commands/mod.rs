@@ -1,6 +1,15 @@
 //! One module per command. Each parses its arguments, validates them before any
 //! socket opens, calls one engine and renders the report.
 
+pub mod apm;
+pub mod compare;
+pub mod db;
+pub mod demo;
+pub mod gateway;
+pub mod load;
+pub mod queues;
+pub mod redis;
+pub mod target;
 pub mod targets;
 
 use powertune_core::report::{render_findings, render_verdict_line, Style};
@@ -21,7 +30,6 @@ impl Context {
     }
 }
 
-#[allow(dead_code)] // used by the engine commands as they land
 /// Runs a future on a fresh multi-threaded tokio runtime.
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -31,7 +39,6 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     Ok(rt.block_on(f))
 }
 
-#[allow(dead_code)] // used by the engine commands as they land
 /// Shows a report the one way every command does: `details` (command-specific text,
 /// may be empty) then the findings table and the verdict line on standard output,
 /// unless `--json -` sends JSON there; `--json FILE` also writes the JSON report.

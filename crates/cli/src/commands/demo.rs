@@ -1,0 +1,107 @@
+//! `powertune demo`: the README's main job. Starts the embedded target on a free
+//! loopback port, runs the runbook's five load scenarios (`examples/runbook.toml`,
+//! embedded in the binary) scaled in time, and judges the run against the targets.
+
+use super::Context;
+use anyhow::{bail, Context as _};
+use powertune_core::report::Style;
+use powertune_core::ExitCode;
+use powertune_load::{Plan, RunOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The runbook's scenarios, as shipped in `examples/runbook.toml`.
+pub const RUNBOOK_PLAN: &str = include_str!("../../../../examples/runbook.toml");
+
+/// Without `--time-scale`, the whole run is scaled to about this long.
+const DEFAULT_LENGTH: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Multiply every scenario duration by this factor; 1 runs the runbook's real
+    /// lengths (about 14 minutes). Default: whatever makes the run take about a minute.
+    #[arg(long, value_name = "FACTOR")]
+    time_scale: Option<f64>,
+
+    /// Run this plan instead of the embedded examples/runbook.toml.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+
+    /// Database pool size of the embedded target (requests queue when it is used up).
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    pool_size: usize,
+
+    /// Write the JSON report (the same as `powertune load --json`); `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// No live progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let targets = ctx.targets()?;
+    let mut plan = match &args.plan {
+        Some(p) => Plan::from_path(p)?,
+        None => Plan::from_toml_str(RUNBOOK_PLAN, "examples/runbook.toml (embedded)")?,
+    };
+    let full = plan.total_duration();
+    let factor = match args.time_scale {
+        Some(f) if f.is_finite() && f > 0.0 => f,
+        Some(f) => {
+            bail!("--time-scale {f} must be a number above 0 (e.g. 0.1, or 1 for real time)")
+        }
+        None if full > DEFAULT_LENGTH => DEFAULT_LENGTH.as_secs_f64() / full.as_secs_f64(),
+        None => 1.0,
+    };
+    if args.pool_size == 0 {
+        bail!("--pool-size must be at least 1 (the runbook's pool is 25-50)");
+    }
+    plan.scale_time(factor);
+    let scaled = plan.total_duration();
+
+    super::block_on(async move {
+        let config = powertune_target::TargetConfig {
+            pool_size: args.pool_size,
+            ..Default::default()
+        };
+        let target = powertune_target::start(config, ([127, 0, 0, 1], 0).into())
+            .await
+            .context("cannot start the embedded target")?;
+        let base_url = target.base_url();
+        if args.json.as_deref() != Some(std::path::Path::new("-")) {
+            eprintln!(
+                "powertune demo: embedded target at {base_url}; {} scenarios, {} of the runbook's {} (time scale {factor:.3})",
+                plan.scenarios.len(),
+                powertune_core::duration::format(scaled),
+                powertune_core::duration::format(full),
+            );
+        }
+        let result = powertune_load::run(
+            &plan,
+            RunOptions {
+                base_url: base_url.clone(),
+                env: Default::default(),
+                progress: !args.quiet,
+            },
+        )
+        .await;
+        let stats = target.stats();
+        target.shutdown().await;
+        let summary = result?;
+        let report = summary.to_report(&targets, None);
+        let text = summary.render_text(Style::detect());
+        let code = super::emit(&report, &text, args.json.as_deref())?;
+        if args.json.as_deref() != Some(std::path::Path::new("-")) {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "embedded target: {} requests served, database pool of {} slots",
+                stats.total, args.pool_size
+            )?;
+        }
+        Ok(code)
+    })?
+}

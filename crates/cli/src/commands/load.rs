@@ -1,0 +1,258 @@
+//! `powertune load`: run a scenario file (or a one-off `--url`) and judge it against the
+//! runbook's targets and the file's thresholds.
+
+use super::Context;
+use anyhow::{bail, Context as _};
+use powertune_core::report::Style;
+use powertune_core::threshold::Threshold;
+use powertune_core::{EndpointType, ExitCode};
+use powertune_load::{OneOff, Plan, RunOptions, Summary};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Scenario file (TOML; see docs/scenarios.md). Omit it and give --url for a
+    /// one-off run.
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Base URL every relative step URL is joined to (overrides options.base_url).
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+
+    /// One-off run against this URL (no scenario file), e.g. http://127.0.0.1:8080/health.
+    #[arg(long, value_name = "URL", conflicts_with = "file")]
+    url: Option<String>,
+
+    /// One-off: virtual users (closed model), or pre-allocated VUs with --rate.
+    #[arg(long, value_name = "N", requires = "url")]
+    vus: Option<u32>,
+
+    /// One-off: how long to run (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", requires = "url")]
+    duration: Option<String>,
+
+    /// One-off: open model at this arrival rate (e.g. 200/s or 200).
+    #[arg(long, value_name = "RATE", requires = "url")]
+    rate: Option<String>,
+
+    /// One-off: HTTP method.
+    #[arg(long, default_value = "GET", requires = "url")]
+    method: String,
+
+    /// One-off: a request header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER", requires = "url")]
+    headers: Vec<String>,
+
+    /// One-off: request body.
+    #[arg(long, value_name = "TEXT", requires = "url")]
+    body: Option<String>,
+
+    /// One-off: the runbook endpoint type the URL is judged as (e.g. read_crud, authentication).
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "read_crud",
+        requires = "url"
+    )]
+    endpoint_type: String,
+
+    /// A threshold in k6 syntax, on http_req_duration unless a metric is named:
+    /// 'p(95)<200', 'http_req_failed: rate<0.01' (repeatable).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<String>,
+
+    /// A variable for {{NAME}} templates: NAME=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    env: Vec<String>,
+
+    /// Multiply every scenario duration by this factor (0.1 = ten times shorter).
+    #[arg(long, value_name = "FACTOR")]
+    time_scale: Option<f64>,
+
+    /// An earlier run's JSON report: applies "throughput ≥ baseline × 0.8" and shows
+    /// each metric's change.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+
+    /// Write the JSON report (summary with histograms in `metrics`); `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// k6's spelling of --json: `--out json=FILE`.
+    #[arg(long, value_name = "json=FILE")]
+    out: Option<String>,
+
+    /// No live progress on standard error.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// Splits `http://host:port/path?q` into (`http://host:port`, `/path?q`).
+fn split_url(u: &str) -> anyhow::Result<(String, String)> {
+    let Some(i) = u.find("://") else {
+        bail!("--url `{u}` has no scheme (expected e.g. http://127.0.0.1:8080/health)");
+    };
+    let rest = &u[i + 3..];
+    let (auth, path) = match rest.find(['/', '?']) {
+        Some(j) => (&rest[..j], &rest[j..]),
+        None => (rest, "/"),
+    };
+    if auth.is_empty() {
+        bail!("--url `{u}` has no host (expected e.g. http://127.0.0.1:8080/health)");
+    }
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok((format!("{}{auth}", &u[..i + 3]), path))
+}
+
+fn parse_rate(t: &str) -> anyhow::Result<f64> {
+    let num = t.trim().trim_end_matches("/s").trim();
+    match num.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => bail!("--rate `{t}` is not a positive rate (expected e.g. 200/s)"),
+    }
+}
+
+fn read_baseline(p: &Path) -> anyhow::Result<Summary> {
+    let text = std::fs::read_to_string(p).with_context(|| {
+        format!(
+            "cannot read baseline {} (expected a report from `powertune load --json FILE`)",
+            p.display()
+        )
+    })?;
+    Summary::from_report_json(&text).map_err(|e| anyhow::anyhow!("baseline {}: {e}", p.display()))
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    // Everything is validated before any socket opens.
+    let targets = ctx.targets()?;
+    let json_path: Option<PathBuf> = match (&args.json, &args.out) {
+        (Some(_), Some(_)) => bail!("give --json FILE or --out json=FILE, not both"),
+        (Some(j), None) => Some(j.clone()),
+        (None, Some(o)) => match o.strip_prefix("json=") {
+            Some(f) if !f.is_empty() => Some(PathBuf::from(f)),
+            _ => bail!("--out `{o}` is not supported (expected json=FILE)"),
+        },
+        (None, None) => None,
+    };
+    let mut env = HashMap::new();
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                env.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("--env `{e}` is not NAME=VALUE (expected e.g. --env JWT=abc)"),
+        }
+    }
+    let (mut plan, base_url) = match (&args.file, &args.url) {
+        (Some(f), None) => {
+            let plan = Plan::from_path(f)?;
+            let base = args
+                .base_url
+                .clone()
+                .or_else(|| plan.options.base_url.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no base URL: give --base-url (e.g. --base-url http://127.0.0.1:8080) or options.base_url in {}",
+                        f.display()
+                    )
+                })?;
+            (plan, base)
+        }
+        (None, Some(u)) => {
+            let (base, path) = split_url(u)?;
+            let duration = match &args.duration {
+                Some(d) => powertune_core::duration::parse(d)
+                    .map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
+                None => std::time::Duration::from_secs(10),
+            };
+            let rate = args.rate.as_deref().map(parse_rate).transpose()?;
+            let mut headers = Vec::new();
+            for h in &args.headers {
+                match h.split_once(':') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        headers.push((k.trim().to_string(), v.trim().to_string()))
+                    }
+                    _ => bail!("-H `{h}` is not 'Name: value' (expected e.g. -H 'Authorization: Bearer abc')"),
+                }
+            }
+            let endpoint_type: EndpointType = args
+                .endpoint_type
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--endpoint-type: {e}"))?;
+            let vus = args.vus.unwrap_or(10);
+            if vus == 0 {
+                bail!("--vus 0 runs nothing (expected 1 or more)");
+            }
+            let plan = Plan::one_off(&OneOff {
+                url: path,
+                method: args.method.clone(),
+                headers,
+                body: args.body.clone(),
+                vus,
+                duration,
+                rate,
+                endpoint_type,
+            })?;
+            (plan, base)
+        }
+        _ => bail!("give a scenario file (powertune load FILE --base-url URL) or --url URL for a one-off run"),
+    };
+    for t in &args.thresholds {
+        let th = Threshold::parse_flag(t, "http_req_duration")?;
+        plan.add_threshold(th)
+            .map_err(|e| anyhow::anyhow!("--threshold `{t}`: {e}"))?;
+    }
+    if let Some(f) = args.time_scale {
+        if !(f.is_finite() && f > 0.0) {
+            bail!("--time-scale {f} must be a number above 0 (e.g. 0.1)");
+        }
+        plan.scale_time(f);
+    }
+    let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
+    let progress = !args.quiet;
+    let summary = super::block_on(powertune_load::run(
+        &plan,
+        RunOptions {
+            base_url,
+            env,
+            progress,
+        },
+    ))??;
+    let style = Style::detect();
+    let mut text = summary.render_text(style);
+    if let Some(b) = &baseline {
+        text.push_str("\nagainst the baseline\n");
+        text.push_str(&powertune_load::render_compare(
+            &powertune_load::compare(b, &summary),
+            style,
+        ));
+    }
+    let report = summary.to_report(&targets, baseline.as_ref());
+    super::emit(&report, &text, json_path.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(
+            split_url("http://127.0.0.1:8080/health?x=1").unwrap(),
+            ("http://127.0.0.1:8080".into(), "/health?x=1".into())
+        );
+        assert_eq!(
+            split_url("https://a.example").unwrap(),
+            ("https://a.example".into(), "/".into())
+        );
+        assert!(split_url("127.0.0.1/x").is_err());
+        assert_eq!(parse_rate("200/s").unwrap(), 200.0);
+        assert!(parse_rate("fast").is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! `powertune redis`: the runbook's "Redis Tuning" and "Caching Strategy" checks
+//! (INFO, SLOWLOG, a key scan with cache types) against a real Redis; `redis keys` is
+//! the full key scan.
+
+use super::{block_on, emit, Context};
+use anyhow::anyhow;
+use powertune_core::{ExitCode, Report};
+use powertune_redis::baseline::Baseline;
+use powertune_redis::conn::{Conn, RedisUrl};
+use powertune_redis::info::{self, InfoJudgeInput};
+use powertune_redis::progress::ScanBar;
+use powertune_redis::scan::{self, ScanOptions};
+use powertune_redis::{human_bytes, slowlog};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    sub: Option<Sub>,
+    #[command(flatten)]
+    check: CheckArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Scan every key: biggest keys by memory, keys without TTL by prefix, memory and
+    /// key count per prefix, cache types.
+    Keys(KeysArgs),
+}
+
+/// How to reach Redis.
+#[derive(clap::Args, Debug)]
+pub struct ConnArgs {
+    /// Redis URL with the database index, e.g. redis://cache:6379/0 (a password in it
+    /// is never printed). Default: $REDIS_URL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// How long to wait for the connection and for each reply.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub timeout: String,
+    /// Also write the report as JSON to FILE (`-` for standard output only).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+impl ConnArgs {
+    pub fn validate(&self) -> anyhow::Result<(RedisUrl, Duration)> {
+        let url = self.url.as_deref().ok_or_else(|| {
+            anyhow!("--url is required (or REDIS_URL), e.g. --url redis://127.0.0.1:6379/0")
+        })?;
+        let url = RedisUrl::parse(url)?;
+        let timeout = powertune_core::duration::parse(&self.timeout)
+            .map_err(|e| anyhow!("--timeout {}: {e} (example: --timeout 5s)", self.timeout))?;
+        if timeout.is_zero() {
+            return Err(anyhow!(
+                "--timeout {}: must be more than 0 (example: --timeout 5s)",
+                self.timeout
+            ));
+        }
+        Ok((url, timeout))
+    }
+}
+
+/// How to scan keys.
+#[derive(clap::Args, Debug)]
+struct ScanArgs {
+    /// SCAN's COUNT hint: keys per SCAN call.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    count: u32,
+    /// Only keys matching this glob (SCAN MATCH), e.g. 'cache:*'.
+    #[arg(long, value_name = "GLOB")]
+    pattern: Option<String>,
+    /// At most this many keys per second (spares a production server).
+    #[arg(long, value_name = "KEYS_PER_S")]
+    rate: Option<u32>,
+    /// Biggest keys to list.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    top: usize,
+    /// Key segments (split on ':') that make a prefix group.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    prefix_depth: usize,
+    /// Prefix groups kept; the rest are folded into "(other)".
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    max_prefixes: usize,
+}
+
+impl ScanArgs {
+    fn options(
+        &self,
+        t: &powertune_core::Targets,
+        sample: Option<u64>,
+    ) -> anyhow::Result<ScanOptions> {
+        let mut o = ScanOptions::new(&t.redis, &t.cache);
+        o.count = self.count;
+        o.pattern = self.pattern.clone();
+        o.rate = self.rate;
+        o.top = self.top;
+        o.prefix_depth = self.prefix_depth;
+        o.max_prefixes = self.max_prefixes;
+        o.sample = sample;
+        o.validate()?;
+        Ok(o)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Judge instantaneous_ops_per_sec against this saved baseline (> 2× is the alert).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Save the current ops/s as the baseline to FILE.
+    #[arg(long, value_name = "FILE")]
+    save_baseline: Option<PathBuf>,
+    /// SLOWLOG entries to read.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    slowlog: u32,
+    /// Keys the summary scan looks at before extrapolating (`redis keys` scans all).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    sample: u64,
+    /// Skip the key scan.
+    #[arg(long)]
+    no_scan: bool,
+    #[command(flatten)]
+    scan: ScanArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct KeysArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Stop after N keys and extrapolate (default: scan every key).
+    #[arg(long, value_name = "N")]
+    sample: Option<u64>,
+    #[command(flatten)]
+    scan: ScanArgs,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    match args.sub {
+        Some(Sub::Keys(k)) => keys(ctx, k),
+        None => check(ctx, args.check),
+    }
+}
+
+fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let targets = ctx.targets()?;
+    let (url, timeout) = a.conn.validate()?;
+    let scan_opts = (!a.no_scan)
+        .then(|| a.scan.options(&targets, Some(a.sample)))
+        .transpose()?;
+    let baseline = a.baseline.as_deref().map(Baseline::load).transpose()?;
+    if a.slowlog == 0 || a.slowlog > 128 {
+        return Err(anyhow!(
+            "--slowlog {}: must be 1..=128 (example: --slowlog 10)",
+            a.slowlog
+        ));
+    }
+    let (info_snap, slow, scanned) = block_on(async {
+        let mut conn = Conn::open(&url, timeout).await?;
+        let info_snap = info::collect(&mut conn).await?;
+        let slow = slowlog::collect(&mut conn, a.slowlog).await?;
+        let scanned = match &scan_opts {
+            Some(o) => {
+                let bar = ScanBar::new();
+                let r = scan::collect(&mut conn, o, &|n, total| bar.update(n, total)).await;
+                bar.finish();
+                Some(r?)
+            }
+            None => None,
+        };
+        Ok::<_, powertune_redis::Error>((info_snap, slow, scanned))
+    })??;
+    if let Some(path) = &a.save_baseline {
+        Baseline::from_snapshot(&info_snap, &url.redacted).save(path)?;
+        eprintln!(
+            "baseline saved to {} ({:.0} ops/s)",
+            path.display(),
+            info_snap.instantaneous_ops_per_sec
+        );
+    }
+    let mut findings = info::judge(&info_snap, &targets.redis, &InfoJudgeInput { baseline });
+    findings.extend(slowlog::judge(&slow, &targets.redis));
+    let mut details = format!(
+        "Redis {} at {} (db{}): {} used of {}, policy {}, {} clients, {:.0} ops/s\n",
+        info_snap.redis_version,
+        url.redacted,
+        url.db,
+        human_bytes(info_snap.used_memory),
+        if info_snap.maxmemory == 0 {
+            "no maxmemory".to_string()
+        } else {
+            human_bytes(info_snap.maxmemory)
+        },
+        info_snap.maxmemory_policy,
+        info_snap.connected_clients,
+        info_snap.instantaneous_ops_per_sec
+    );
+    if let Some(r) = &info_snap.config_unavailable {
+        details.push_str(&format!(
+            "CONFIG GET unavailable ({r}): maxclients and the slowlog threshold are unknown\n"
+        ));
+    }
+    details.push('\n');
+    details.push_str(&slowlog::render(&slow));
+    if let Some(s) = &scanned {
+        findings.extend(scan::judge(s, &targets.redis));
+        details.push('\n');
+        details.push_str(&scan::render(s));
+    }
+    let metrics = serde_json::json!({
+        "info": info_snap,
+        "slowlog": slow,
+        "scan": scanned,
+    });
+    let report = Report::new("redis", findings, metrics);
+    emit(&report, &details, a.conn.json.as_deref())
+}
+
+fn keys(ctx: &Context, a: KeysArgs) -> anyhow::Result<ExitCode> {
+    let targets = ctx.targets()?;
+    let (url, timeout) = a.conn.validate()?;
+    let opts = a.scan.options(&targets, a.sample)?;
+    let s = block_on(async {
+        let mut conn = Conn::open(&url, timeout).await?;
+        let bar = ScanBar::new();
+        let r = scan::collect(&mut conn, &opts, &|n, total| bar.update(n, total)).await;
+        bar.finish();
+        r
+    })??;
+    let findings = scan::judge(&s, &targets.redis);
+    let details = scan::render(&s);
+    let report = Report::new("redis keys", findings, serde_json::json!({ "scan": s }));
+    emit(&report, &details, a.conn.json.as_deref())
+}

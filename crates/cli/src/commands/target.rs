@@ -1,0 +1,167 @@
+//! `powertune target`: the embedded Powernode-like target on its own, until Ctrl-C.
+
+use super::Context;
+use anyhow::bail;
+use powertune_core::ExitCode;
+use powertune_target::{TargetConfig, ENDPOINTS};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to serve on (port 0 picks a free one). Loopback only unless --allow-remote.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Target config file (TOML; see docs/target.md). Flags below override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Slots in the simulated database pool (default 25).
+    #[arg(long, value_name = "N")]
+    pool_size: Option<usize>,
+
+    /// How long a request waits for a pool slot before a 503 (default 5s).
+    #[arg(long, value_name = "DURATION")]
+    pool_timeout: Option<String>,
+
+    /// Answer this fraction of a route's requests with 500, e.g. execute=0.02
+    /// (routes: login, execute, missions, dashboard, health). Repeatable.
+    #[arg(long, value_name = "ROUTE=RATE")]
+    error_rate: Vec<String>,
+
+    /// Fixed delay added to every API request, e.g. 50ms.
+    #[arg(long, value_name = "DURATION")]
+    delay: Option<String>,
+
+    /// Seed of the latency and error draws (default 1).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
+    /// Refuse /cable connections without a valid ?token= from the login.
+    #[arg(long)]
+    require_cable_token: bool,
+
+    /// Allow a non-loopback --listen address (the target then serves other hosts).
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Print the configuration in force as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    powertune_core::duration::parse(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+/// The configuration: file (if any), then flags.
+fn config(args: &Args) -> anyhow::Result<TargetConfig> {
+    let mut c = match &args.config {
+        Some(p) => TargetConfig::load(p)?,
+        None => TargetConfig::default(),
+    };
+    if let Some(n) = args.pool_size {
+        c.pool_size = n;
+    }
+    if let Some(t) = &args.pool_timeout {
+        c.pool_timeout = duration_flag("--pool-timeout", t)?;
+    }
+    if let Some(d) = &args.delay {
+        c.extra_delay = duration_flag("--delay", d)?;
+    }
+    if let Some(s) = args.seed {
+        c.seed = s;
+    }
+    if args.require_cable_token {
+        c.cable.require_token = true;
+    }
+    for spec in &args.error_rate {
+        c.set_error_rate(spec)?;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let cfg = config(&args)?;
+    if args.print_config {
+        // Passwords are shown masked, never as written.
+        let mut shown = cfg.clone();
+        shown.auth.password = "********".into();
+        for u in &mut shown.auth.users {
+            u.password = "********".into();
+        }
+        write!(std::io::stdout().lock(), "{}", shown.to_toml()?)?;
+        return Ok(ExitCode::Passed);
+    }
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        bail!(
+            "refusing to listen on {}: not a loopback address; pass --allow-remote to serve other hosts (example: --listen 127.0.0.1:8080)",
+            args.listen
+        );
+    }
+    super::block_on(serve(cfg, args.listen))?
+}
+
+async fn serve(cfg: TargetConfig, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    let target = powertune_target::start(cfg, listen).await?;
+    let base = target.base_url();
+    {
+        let c = target.config();
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "powertune target serving {base}  (db pool {}, seed {})",
+            c.pool_size, c.seed
+        )?;
+        for (method, path, note) in ENDPOINTS {
+            writeln!(out, "  {method:<5} {base}{path:<34} {note}")?;
+        }
+        if c.auth.users.is_empty() {
+            writeln!(
+                out,
+                "log in as any <name>@{} with the configured password (default \"demo\")",
+                c.auth.email_domain
+            )?;
+        } else {
+            writeln!(
+                out,
+                "log in as one of the {} configured users",
+                c.auth.users.len()
+            )?;
+        }
+        writeln!(out, "Ctrl-C stops.")?;
+        out.flush()?;
+    }
+    wait_for_stop().await;
+    let stats = target.stats();
+    target.shutdown().await;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nstopped; served {} requests", stats.total)?;
+    for (route, r) in &stats.routes {
+        let statuses: Vec<String> = r
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect();
+        writeln!(out, "  {route:<34} {}", statuses.join("  "))?;
+    }
+    Ok(ExitCode::Passed)
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

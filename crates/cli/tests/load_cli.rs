@@ -1,0 +1,281 @@
+//! `powertune load` and `powertune compare` as a user runs them, against loopback
+//! fixture servers: exit codes (0 pass, 99 threshold/target failed, 1 bad input or
+//! unreachable) with one-line errors, JSON output and baselines.
+
+use powertune_test_support::http::{FixtureConfig, TestServer};
+use std::path::Path;
+use std::process::Output;
+
+async fn powertune(args: &[&str]) -> Output {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_powertune"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("powertune finished within 60 s")
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn one_line_error(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    let e = stderr(o);
+    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
+    assert!(e.starts_with("powertune: "), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+async fn fixture() -> TestServer {
+    TestServer::start(FixtureConfig {
+        delay: std::time::Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_threshold_exits_99() {
+    let srv = fixture().await;
+    let url = format!("{}/delay", srv.url);
+    let o = powertune(&[
+        "load",
+        "--url",
+        &url,
+        "--vus",
+        "2",
+        "--duration",
+        "1s",
+        "--threshold",
+        "p(95)<5",
+        "-q",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(99), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("✗ http_req_duration: p(95)<5"), "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(srv.requests() > 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passing_run_writes_json_and_compares_with_a_baseline() {
+    let srv = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let url = format!("{}/delay", srv.url);
+    let o = powertune(&[
+        "load",
+        "--url",
+        &url,
+        "--rate",
+        "50/s",
+        "--vus",
+        "2",
+        "--duration",
+        "1s",
+        "--threshold",
+        "http_req_failed: rate<0.01",
+        "--json",
+        a.to_str().unwrap(),
+        "-q",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("constant-arrival-rate"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    assert_eq!(report["command"], "load");
+    assert_eq!(report["metrics"]["schema"], "powertune.load-summary/v1");
+    let reqs = report["metrics"]["http"]["reqs"].as_u64().unwrap();
+    assert!((48..=52).contains(&reqs), "{reqs}");
+    // k6's spelling, with a baseline.
+    let out_arg = format!("json={}", b.display());
+    let o = powertune(&[
+        "load",
+        "--url",
+        &url,
+        "--rate",
+        "50/s",
+        "--duration",
+        "1s",
+        "--out",
+        &out_arg,
+        "--baseline",
+        a.to_str().unwrap(),
+        "-q",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("throughput_vs_baseline"),
+        "{}",
+        stdout(&o)
+    );
+    let o = powertune(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]).await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("http_req_duration p95 (ms)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_file_with_templating_and_env() {
+    let srv = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("plan.toml");
+    std::fs::write(
+        &f,
+        r#"
+[scenarios.me]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = 2
+iterations = 3
+[[scenarios.me.setup]]
+method = "POST"
+url = "/login"
+json = { password = "{{PASS}}" }
+extract = { token = "/token" }
+[[scenarios.me.steps]]
+url = "/me"
+headers = { Authorization = "Bearer {{token}}" }
+checks = { status = 200 }
+"#,
+    )
+    .unwrap();
+    let o = powertune(&[
+        "load",
+        f.to_str().unwrap(),
+        "--base-url",
+        &srv.url,
+        "--env",
+        "PASS=demo",
+        "-q",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("✓ GET /me: status 200 — 100.00% (6 / 6)"),
+        "{}",
+        stdout(&o)
+    );
+    // A wrong password: the login fails, /me answers 401, the error rate fails → 99.
+    let o = powertune(&[
+        "load",
+        f.to_str().unwrap(),
+        "--base-url",
+        &srv.url,
+        "--env",
+        "PASS=nope",
+        "-q",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(99), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[tokio::test]
+async fn bad_input_exits_1_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing file.
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            "/nonexistent/plan.toml",
+            "--base-url",
+            "http://127.0.0.1:9",
+        ])
+        .await,
+    );
+    assert!(e.contains("/nonexistent/plan.toml"), "{e}");
+    // TOML error with line:column.
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[scenarios.a]\nendpoint_type = \"auth\"\nusers = \"many\"\n",
+    )
+    .unwrap();
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            f.to_str().unwrap(),
+            "--base-url",
+            "http://127.0.0.1:9",
+        ])
+        .await,
+    );
+    assert!(e.contains("bad.toml:3:9"), "{e}");
+    // Bad threshold with its column.
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--threshold",
+            "p(95)<fast",
+        ])
+        .await,
+    );
+    assert!(e.contains("column 7"), "{e}");
+    // Target unreachable at start (the runbook example parses first).
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            "examples/runbook.toml",
+            "--base-url",
+            "http://admin:s3cret@127.0.0.1:1",
+        ])
+        .await,
+    );
+    assert!(
+        e.contains("unreachable") && e.contains("127.0.0.1:1"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    // No base URL, bad --out, bad duration, bad rate, bad header.
+    let e = one_line_error(&powertune(&["load", "examples/runbook.toml"]).await);
+    assert!(e.contains("--base-url"), "{e}");
+    let e = one_line_error(
+        &powertune(&["load", "--url", "http://127.0.0.1:9/", "--out", "csv=x"]).await,
+    );
+    assert!(e.contains("json=FILE"), "{e}");
+    let e = one_line_error(
+        &powertune(&["load", "--url", "http://127.0.0.1:9/", "--duration", "5"]).await,
+    );
+    assert!(e.contains("no unit"), "{e}");
+    let e = one_line_error(
+        &powertune(&["load", "--url", "http://127.0.0.1:9/", "--rate", "lots"]).await,
+    );
+    assert!(e.contains("200/s"), "{e}");
+    let e = one_line_error(
+        &powertune(&["load", "--url", "http://127.0.0.1:9/", "-H", "nocolon"]).await,
+    );
+    assert!(e.contains("Name: value"), "{e}");
+    // compare with a file that is not a load report.
+    let j = dir.path().join("x.json");
+    std::fs::write(&j, "{\"metrics\":{}}").unwrap();
+    let e =
+        one_line_error(&powertune(&["compare", j.to_str().unwrap(), j.to_str().unwrap()]).await);
+    assert!(e.contains("not a powertune load report"), "{e}");
+}
