@@ -457,7 +457,7 @@ fn slowest(doc: &PlanDoc) -> Option<PlanFlag> {
 
 /// Column names a filter compares (literals, casts, functions and keywords left out).
 pub fn filter_columns(expr: &str) -> Vec<String> {
-    const SKIP: [&str; 24] = [
+    const NOT_COLUMNS: [&str; 24] = [
         "AND",
         "OR",
         "NOT",
@@ -533,7 +533,7 @@ pub fn filter_columns(expr: &str) -> Vec<String> {
             }
             let is_fn = b.get(j) == Some(&'(');
             let cast = std::mem::replace(&mut after_cast, false);
-            if cast || is_fn || SKIP.contains(&word.to_ascii_uppercase().as_str()) {
+            if cast || is_fn || NOT_COLUMNS.contains(&word.to_ascii_uppercase().as_str()) {
                 if cast {
                     // multi-word type names: "character varying", "timestamp without time zone"
                     after_cast = matches!(
