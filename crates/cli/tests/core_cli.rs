@@ -1,6 +1,9 @@
 //! `powertune demo` and `powertune targets` as a user runs them: the demo end to end at
 //! a tiny time scale, the targets listing, and one-line errors with exit 1.
 
+mod common;
+
+use common::{one_line_error, text};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,15 +16,8 @@ fn powertune(args: &[&str], dir: &Path) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn assert_one_line_error(o: &Output, needle: &str) {
-    assert_eq!(o.status.code(), Some(1), "stderr: {}", text(&o.stderr));
-    let e = text(&o.stderr);
-    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
-    assert!(e.starts_with("powertune: "), "{e}");
+    let e = one_line_error(o);
     assert!(e.contains(needle), "expected `{needle}` in: {e}");
 }
 

@@ -1,6 +1,9 @@
 //! `powertune db` end to end: exit codes (0 pass, 99 a FAIL, 1 bad input or an
 //! unreachable server, as one line without the password) against the test PostgreSQL.
 
+mod common;
+
+use common::{one_line_error, text};
 use powertune_test_support::pg::TestDb;
 use std::process::{Command, Output};
 
@@ -16,16 +19,10 @@ fn powertune(args: &[&str]) -> Output {
         .expect("run powertune")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Exit 1 with exactly one line on stderr, which contains `needle` and never the password.
+/// The one-line error promise (`common::one_line_error`); the line contains `needle`
+/// and never the password.
 fn assert_one_line_error(out: &Output, needle: &str) {
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.starts_with("powertune: "), "{err}");
+    let err = one_line_error(out);
     assert!(err.contains(needle), "{err}");
     assert!(
         !err.contains(SECRET) && !text(&out.stdout).contains(SECRET),

@@ -2,6 +2,9 @@
 //! fixture servers: exit codes (0 pass, 99 threshold/target failed, 1 bad input or
 //! unreachable) with one-line errors, JSON output and baselines.
 
+mod common;
+
+use common::{one_line_error, stderr, stdout};
 use powertune_test_support::http::{FixtureConfig, TestServer};
 use std::path::Path;
 use std::process::Output;
@@ -19,29 +22,6 @@ async fn powertune(args: &[&str]) -> Output {
     .await
     .expect("powertune finished within 60 s")
     .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn one_line_error(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stdout: {} stderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-    let e = stderr(o);
-    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
-    assert!(e.starts_with("powertune: "), "{e}");
-    assert!(!e.contains("panicked"), "{e}");
-    e
 }
 
 async fn fixture() -> TestServer {

@@ -1,6 +1,9 @@
 //! `powertune redis` and `powertune queues` as a user runs them: exit codes (0 pass,
 //! 99 FAIL, 1 bad input / unreachable) and one-line errors, against the real test Redis.
 
+mod common;
+
+use common::{one_line_error, stderr, stdout};
 use powertune_test_support::redis_db::TestRedis;
 use std::process::{Command, Output};
 
@@ -11,29 +14,6 @@ fn powertune(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn one_line_error(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stdout: {} stderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-    let e = stderr(o);
-    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
-    assert!(e.starts_with("powertune: "), "{e}");
-    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
-    e
 }
 
 /// Runs redis-cli against `url` (redis://HOST:PORT/DB); `stdin` becomes the last

@@ -1,0 +1,33 @@
+//! Helpers shared by the CLI end-to-end tests (each `tests/*.rs` file includes this
+//! module and uses what it needs).
+#![allow(dead_code)]
+
+use std::process::Output;
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    text(&o.stdout)
+}
+
+pub fn stderr(o: &Output) -> String {
+    text(&o.stderr)
+}
+
+/// The promise for bad input: exit 1 and exactly one line on stderr, starting
+/// `powertune: `, with no panic or backtrace. Returns that line.
+pub fn one_line_error(o: &Output) -> String {
+    let e = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {} stderr: {e}",
+        stdout(o)
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
+    assert!(e.starts_with("powertune: "), "{e}");
+    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
+    e
+}
