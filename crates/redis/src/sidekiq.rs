@@ -1216,6 +1216,40 @@ pub fn render_delta(d: &WatchDelta) -> String {
     )
 }
 
+/// Judges the retry set's change over a `--watch` ("Sidekiq retry set growing").
+pub fn judge_trend(d: &WatchDelta) -> Finding {
+    let verdict = if d.retry_change > 0 {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    };
+    Finding::new("queues", "retry_trend", "retry set over the watch", verdict)
+        .observed(format!("{:+} jobs", d.retry_change))
+        .target("not growing")
+        .action("Sidekiq retry set growing → failing job class: inspect Sidekiq::RetrySet and investigate the top retried job")
+}
+
+#[cfg(test)]
+mod trend_tests {
+    use super::*;
+
+    #[test]
+    fn a_growing_retry_set_warns_and_a_steady_one_passes() {
+        let mut d = WatchDelta {
+            rows: vec![],
+            processed_per_s: 0.0,
+            failed_per_s: 0.0,
+            enqueued_per_s: 0.0,
+            retry_change: 4,
+        };
+        let f = judge_trend(&d);
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed, "+4 jobs");
+        d.retry_change = 0;
+        assert_eq!(judge_trend(&d).verdict, Verdict::Pass);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

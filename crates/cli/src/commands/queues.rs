@@ -4,7 +4,7 @@
 use super::redis::ConnArgs;
 use super::{block_on, emit, Context};
 use anyhow::anyhow;
-use powertune_core::{ExitCode, Finding, Report, Verdict};
+use powertune_core::{ExitCode, Report};
 use powertune_redis::conn::Conn;
 use powertune_redis::sidekiq::{self, Options};
 use std::io::Write;
@@ -108,12 +108,7 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
     })??;
     let mut findings = sidekiq::judge(&snap, &targets.worker);
     if let Some(d) = &trend {
-        findings.push(
-            Finding::new("queues", "retry_trend", "retry set over the watch", if d.retry_change > 0 { Verdict::Warn } else { Verdict::Pass })
-                .observed(format!("{:+} jobs", d.retry_change))
-                .target("not growing")
-                .action("Sidekiq retry set growing → failing job class: inspect Sidekiq::RetrySet and investigate the top retried job"),
-        );
+        findings.push(sidekiq::judge_trend(d));
     }
     let details = sidekiq::render(&snap, &targets.worker);
     let report = Report::new(
