@@ -259,3 +259,48 @@ async fn bad_input_exits_1_with_one_line() {
         one_line_error(&powertune(&["compare", j.to_str().unwrap(), j.to_str().unwrap()]).await);
     assert!(e.contains("not a powertune load report"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_and_tls_flags_reach_the_engine() {
+    let srv = fixture().await;
+    let url = format!("{}/delay", srv.url);
+    // --no-vu-connection-reuse: every iteration opens a connection, so none took 0 µs.
+    let o = powertune(&[
+        "load",
+        "--url",
+        &url,
+        "--vus",
+        "2",
+        "--duration",
+        "1500ms",
+        "--no-vu-connection-reuse",
+        "--json",
+        "-",
+        "-q",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let m = &report["metrics"];
+    assert!(m["http"]["reqs"].as_u64().unwrap() > 10, "{m}");
+    let connecting = &m["scenarios"][0]["phases"]["connecting"];
+    assert!(connecting["min"].as_f64().unwrap() > 0.0, "{connecting}");
+    assert_eq!(m["vus"]["max"], 2, "{}", m["vus"]);
+    assert_eq!(m["http"]["protocols"]["HTTP/1.1"], m["http"]["reqs"]);
+    // A CA file that cannot be read: one line naming it, before any socket opens.
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            "--url",
+            "https://127.0.0.1:9/",
+            "--ca-cert",
+            "/nonexistent/ca.pem",
+        ])
+        .await,
+    );
+    assert!(
+        e.contains("/nonexistent/ca.pem") && e.contains("PEM"),
+        "{e}"
+    );
+    assert!(!e.contains("unreachable"), "{e}");
+}

@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub vus_max: AtomicU64,
     pub scen_vus_max: Vec<AtomicU64>,
     scen_vus: Vec<AtomicU64>,
+    /// The `vus` gauge sampled by the monitor.
+    pub vus_series: Mutex<crate::metrics::VusSeries>,
     abort: watch::Sender<bool>,
     abort_reason: Mutex<Option<String>>,
 }
@@ -106,18 +108,22 @@ pub async fn run(plan: &Plan, opts: RunOptions) -> Result<Summary, RunError> {
         url: shown.clone(),
         reason,
     })?;
+    let client = ClientShared::new(
+        plan.options.http,
+        plan.options.connect_timeout,
+        plan.options.request_timeout,
+        &crate::http::TlsTrust {
+            ca_cert: plan.options.ca_cert.clone(),
+            insecure: plan.options.insecure_skip_tls_verify,
+        },
+    )
+    .map_err(RunError::Setup)?;
     crate::http::reachable(&origin, plan.options.connect_timeout)
         .await
         .map_err(|reason| RunError::Unreachable {
             url: shown.clone(),
             reason,
         })?;
-    let client = ClientShared::new(
-        plan.options.http,
-        plan.options.connect_timeout,
-        plan.options.request_timeout,
-    )
-    .map_err(RunError::Setup)?;
     let mut env: HashMap<String, String> = std::env::vars().collect();
     env.extend(opts.env.clone());
     let n = plan.scenarios.len();
@@ -134,6 +140,7 @@ pub async fn run(plan: &Plan, opts: RunOptions) -> Result<Summary, RunError> {
         vus_max: AtomicU64::new(0),
         scen_vus_max: (0..n).map(|_| AtomicU64::new(0)).collect(),
         scen_vus: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        vus_series: Mutex::new(crate::metrics::VusSeries::new(1.0)),
         abort: abort_tx,
         abort_reason: Mutex::new(None),
     });
@@ -161,7 +168,7 @@ pub async fn run(plan: &Plan, opts: RunOptions) -> Result<Summary, RunError> {
         .iter()
         .map(|a| a.load(Ordering::Relaxed))
         .collect();
-    Ok(Summary::build(
+    let mut summary = Summary::build(
         plan,
         &snap,
         elapsed,
@@ -170,7 +177,11 @@ pub async fn run(plan: &Plan, opts: RunOptions) -> Result<Summary, RunError> {
         shared.vus_max.load(Ordering::Relaxed),
         &scen_vus,
         aborted,
-    ))
+    );
+    summary.vus = Some(crate::summary::VusSummary::from_series(
+        &shared.vus_series.lock(),
+    ));
+    Ok(summary)
 }
 
 async fn run_scenario(shared: Arc<Shared>, idx: usize) {
@@ -706,6 +717,9 @@ impl Vu {
             self.step(step, lag, stop).await;
         }
         let el = t0.elapsed();
+        if shared.plan.options.no_vu_connection_reuse {
+            self.client.close();
+        }
         shared.reg.scenario(self.scen, |m| {
             m.iterations += 1;
             m.iteration_duration.record(el);
@@ -728,6 +742,12 @@ impl Vu {
                         })
                     }
                 };
+                if self.shared.plan.options.no_vu_connection_reuse {
+                    // No connection is held while the VU sleeps.
+                    self.client.close();
+                } else {
+                    self.client.idle();
+                }
                 tokio::time::sleep(d).await;
             }
             Step::Cable(c) => {
@@ -865,6 +885,7 @@ impl Vu {
                             lag,
                             sent: 0,
                             received: 0,
+                            proto: None,
                         });
                         return;
                     }
@@ -919,6 +940,7 @@ impl Vu {
             lag,
             sent: resp.sent,
             received: resp.received,
+            proto: resp.proto,
         });
         let json = if keep_body && resp.status.is_some() {
             serde_json::from_slice::<serde_json::Value>(&resp.body).ok()

@@ -3,11 +3,12 @@
 //! prior knowledge), reconnecting when the server closes it. A counting wrapper on the
 //! socket yields k6's phases (sending / waiting / receiving) and the bytes moved.
 
+use crate::h1::{H1Conn, H1Error};
 use crate::metrics::{ErrorKind, Timings};
 use crate::plan::HttpVersion;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,22 @@ impl Origin {
         Ok(Origin { https, host, port })
     }
 
+    /// Appends `host[:port]` as written in a Host header (IPv6 in brackets).
+    pub fn write_authority(&self, w: &mut Vec<u8>) {
+        let v6 = self.host.contains(':');
+        if v6 {
+            w.push(b'[');
+        }
+        w.extend_from_slice(self.host.as_bytes());
+        if v6 {
+            w.push(b']');
+        }
+        if self.port != if self.https { 443 } else { 80 } {
+            use std::io::Write as _;
+            let _ = write!(w, ":{}", self.port);
+        }
+    }
+
     /// `host:port` as written in a Host header (IPv6 in brackets).
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') {
@@ -74,16 +91,111 @@ pub struct ClientShared {
     tls_h1_only: Arc<rustls::ClientConfig>,
 }
 
-fn tls_config(alpn: Vec<Vec<u8>>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// How the client decides whether to trust a server certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsTrust {
+    /// Extra CA certificates (PEM file), beside the webpki roots.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Accept any certificate (k6's `insecureSkipTLSVerify`).
+    pub insecure: bool,
+}
+
+fn load_roots(trust: &TlsTrust) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS set-up failed: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    if let Some(p) = &trust.ca_cert {
+        let shown = p.display();
+        let bytes = std::fs::read(p).map_err(|e| {
+            format!("cannot read CA certificate {shown}: {e} (expected a PEM file, e.g. ca.pem)")
+        })?;
+        let mut n = 0;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&bytes) {
+            let c = c.map_err(|e| {
+                format!("CA certificate {shown} is not valid PEM: {e} (expected -----BEGIN CERTIFICATE-----)")
+            })?;
+            roots
+                .add(c)
+                .map_err(|e| format!("CA certificate {shown} was refused: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(format!(
+                "CA certificate {shown} holds no certificate (expected -----BEGIN CERTIFICATE-----)"
+            ));
+        }
+    }
+    Ok(roots)
+}
+
+/// Accepts any server certificate (signatures are still checked for form).
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(
+    alpn: Vec<Vec<u8>>,
+    roots: &rustls::RootCertStore,
+    insecure: bool,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?;
+    let mut c = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth()
+    };
     c.alpn_protocols = alpn;
     Ok(Arc::new(c))
 }
@@ -93,18 +205,20 @@ impl ClientShared {
         version: HttpVersion,
         connect_timeout: Duration,
         request_timeout: Duration,
+        trust: &TlsTrust,
     ) -> Result<ClientShared, String> {
         let alpn = match version {
             HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
             HttpVersion::Http2 => vec![b"h2".to_vec()],
             HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         };
+        let roots = load_roots(trust)?;
         Ok(ClientShared {
             version,
             connect_timeout,
             request_timeout,
-            tls_http: tls_config(alpn)?,
-            tls_h1_only: tls_config(vec![b"http/1.1".to_vec()])?,
+            tls_http: tls_config(alpn, &roots, trust.insecure)?,
+            tls_h1_only: tls_config(vec![b"http/1.1".to_vec()], &roots, trust.insecure)?,
         })
     }
 }
@@ -284,24 +398,16 @@ pub async fn connect(
     Ok((Stream::Tls(Box::new(tls)), connecting, t1.elapsed(), h2))
 }
 
-enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
-}
-
-struct Conn {
-    origin: Origin,
-    sender: Sender,
-    stats: Arc<IoStats>,
-}
-
-impl Conn {
-    fn is_closed(&self) -> bool {
-        match &self.sender {
-            Sender::H1(s) => s.is_closed(),
-            Sender::H2(s) => s.is_closed(),
-        }
-    }
+enum Conn {
+    H1 {
+        origin: Origin,
+        conn: Box<H1Conn>,
+    },
+    H2 {
+        origin: Origin,
+        sender: http2::SendRequest<Full<Bytes>>,
+        stats: Arc<IoStats>,
+    },
 }
 
 /// One HTTP request to send.
@@ -317,6 +423,13 @@ pub struct Request<'a> {
     pub keep_body: bool,
 }
 
+/// The protocol a request went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
 /// What came back.
 #[derive(Debug)]
 pub struct Response {
@@ -326,6 +439,20 @@ pub struct Response {
     pub timings: Timings,
     pub sent: u64,
     pub received: u64,
+    /// The protocol of the connection that carried it (None: no connection).
+    pub proto: Option<Proto>,
+}
+
+fn fail(kind: ErrorKind, msg: String, timings: Timings) -> Response {
+    Response {
+        status: None,
+        body: Bytes::new(),
+        error: Some((kind, msg)),
+        timings,
+        sent: 0,
+        received: 0,
+        proto: None,
+    }
 }
 
 /// A VU's HTTP client: at most one open connection.
@@ -342,6 +469,14 @@ impl VuClient {
     async fn open(&mut self, origin: &Origin) -> Result<(Duration, Duration), (ErrorKind, String)> {
         self.conn = None;
         let (stream, connecting, tls, alpn_h2) = connect(origin, &self.shared, true).await?;
+        let use_h2 = alpn_h2 || (!origin.https && self.shared.version == HttpVersion::Http2);
+        if !use_h2 {
+            self.conn = Some(Conn::H1 {
+                origin: origin.clone(),
+                conn: Box::new(H1Conn::new(stream)),
+            });
+            return Ok((connecting, tls));
+        }
         let stats = Arc::new(IoStats {
             base: Instant::now(),
             written: AtomicU64::new(0),
@@ -353,52 +488,43 @@ impl VuClient {
             inner: stream,
             stats: stats.clone(),
         });
-        let use_h2 = alpn_h2 || (!origin.https && self.shared.version == HttpVersion::Http2);
-        let sender = if use_h2 {
-            let (s, c) = http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(|e| (ErrorKind::Protocol, format!("HTTP/2 handshake: {e}")))?;
-            tokio::spawn(async move {
-                let _ = c.await;
-            });
-            Sender::H2(s)
-        } else {
-            let (s, c) = http1::handshake(io)
-                .await
-                .map_err(|e| (ErrorKind::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
-            tokio::spawn(async move {
-                let _ = c.await;
-            });
-            Sender::H1(s)
-        };
-        self.conn = Some(Conn {
+        let (s, c) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| (ErrorKind::Protocol, format!("HTTP/2 handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = c.await;
+        });
+        self.conn = Some(Conn::H2 {
             origin: origin.clone(),
-            sender,
+            sender: s,
             stats,
         });
         Ok((connecting, tls))
     }
 
-    /// Drops the connection (the VU is done).
+    /// Drops the connection (the VU is done, or does not reuse connections).
     pub fn close(&mut self) {
         self.conn = None;
+    }
+
+    /// Releases buffers while the VU is idle (thinking); the connection stays open.
+    pub fn idle(&mut self) {
+        if let Some(Conn::H1 { conn, .. }) = &mut self.conn {
+            conn.trim();
+        }
     }
 
     /// Sends one request over the VU's connection, opening it when needed.
     pub async fn send(&mut self, req: Request<'_>) -> Response {
         let t_start = Instant::now();
         let mut timings = Timings::default();
-        let fail = |kind: ErrorKind, msg: String, timings: Timings| Response {
-            status: None,
-            body: Bytes::new(),
-            error: Some((kind, msg)),
-            timings,
-            sent: 0,
-            received: 0,
+        let mut reused = match &self.conn {
+            Some(Conn::H1 { origin, .. }) => origin == req.origin,
+            Some(Conn::H2 { origin, sender, .. }) => origin == req.origin && !sender.is_closed(),
+            None => false,
         };
-        let reuse = matches!(&self.conn, Some(c) if c.origin == *req.origin && !c.is_closed());
-        if !reuse {
-            match self.open(req.origin).await {
+        if !reused {
+            match Box::pin(self.open(req.origin)).await {
                 Ok((c, t)) => {
                     timings.connecting = c;
                     timings.tls = t;
@@ -409,12 +535,112 @@ impl VuClient {
                 }
             }
         }
+        if matches!(self.conn, Some(Conn::H2 { .. })) {
+            // Boxed, like `open`: the common HTTP/1.1 path then stays a small future.
+            return Box::pin(self.send_h2(req, t_start, timings)).await;
+        }
+        // HTTP/1.1: a request on a reused connection that the server closed while idle
+        // is retried once on a fresh connection.
+        let head = req.method == hyper::Method::HEAD;
+        for _attempt in 0..2 {
+            let Some(Conn::H1 { conn, .. }) = self.conn.as_mut() else {
+                timings.blocked = t_start.elapsed();
+                return fail(ErrorKind::Connect, "no connection".into(), timings);
+            };
+            conn.encode(
+                &req.method,
+                req.path,
+                req.origin,
+                req.headers,
+                req.content_type,
+                &req.body,
+            );
+            let t_send = if reused && timings.connecting.is_zero() {
+                t_start
+            } else {
+                Instant::now()
+            };
+            timings.blocked = t_send.saturating_duration_since(t_start);
+            let result = tokio::time::timeout(
+                self.shared.request_timeout,
+                conn.exchange(head, req.keep_body),
+            )
+            .await;
+            let t_end = Instant::now();
+            match result {
+                Ok(Ok(x)) => {
+                    timings.sending = x.last_write.saturating_duration_since(t_send);
+                    timings.waiting = x.first_read.saturating_duration_since(x.last_write);
+                    timings.receiving = t_end.saturating_duration_since(x.first_read);
+                    timings.duration = t_end.saturating_duration_since(t_send);
+                    if x.close {
+                        self.conn = None;
+                    }
+                    return Response {
+                        status: Some(x.status),
+                        body: Bytes::from(x.body),
+                        error: None,
+                        timings,
+                        sent: x.sent,
+                        received: x.received,
+                        proto: Some(Proto::Http1),
+                    };
+                }
+                Ok(Err(H1Error::Stale(_))) if reused => {
+                    reused = false;
+                    match Box::pin(self.open(req.origin)).await {
+                        Ok((c, t)) => {
+                            timings.connecting += c;
+                            timings.tls += t;
+                        }
+                        Err((k, m)) => {
+                            timings.blocked = t_start.elapsed();
+                            return fail(k, m, timings);
+                        }
+                    }
+                }
+                Ok(Err(H1Error::Stale(m) | H1Error::Protocol(m))) => {
+                    self.conn = None;
+                    timings.duration = t_end.saturating_duration_since(t_send);
+                    let mut r = fail(ErrorKind::Protocol, m, timings);
+                    r.proto = Some(Proto::Http1);
+                    return r;
+                }
+                Err(_) => {
+                    self.conn = None;
+                    timings.duration = t_end.saturating_duration_since(t_send);
+                    let mut r = fail(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no response within {}",
+                            powertune_core::duration::format(self.shared.request_timeout)
+                        ),
+                        timings,
+                    );
+                    r.proto = Some(Proto::Http1);
+                    return r;
+                }
+            }
+        }
+        timings.blocked = t_start.elapsed();
+        fail(
+            ErrorKind::Connect,
+            "the connection closed before the request".into(),
+            timings,
+        )
+    }
+
+    async fn send_h2(
+        &mut self,
+        req: Request<'_>,
+        t_start: Instant,
+        mut timings: Timings,
+    ) -> Response {
         // Wait until the connection takes a request; reopen once if it closed.
         for attempt in 0..2 {
-            let ready = match self.conn.as_mut().map(|c| &mut c.sender) {
-                Some(Sender::H1(s)) => s.ready().await.is_ok(),
-                Some(Sender::H2(s)) => s.ready().await.is_ok(),
-                None => false,
+            let ready = match self.conn.as_mut() {
+                Some(Conn::H2 { sender, .. }) => sender.ready().await.is_ok(),
+                _ => false,
             };
             if ready {
                 break;
@@ -427,7 +653,7 @@ impl VuClient {
                     timings,
                 );
             }
-            match self.open(req.origin).await {
+            match Box::pin(self.open(req.origin)).await {
                 Ok((c, t)) => {
                     timings.connecting += c;
                     timings.tls += t;
@@ -439,18 +665,14 @@ impl VuClient {
             }
         }
         timings.blocked = t_start.elapsed();
-        let Some(conn) = self.conn.as_mut() else {
-            return fail(ErrorKind::Connect, "no connection".into(), timings);
+        let Some(Conn::H2 { sender, stats, .. }) = self.conn.as_mut() else {
+            // The reopen above may have negotiated HTTP/1.1; the next request uses it.
+            return fail(ErrorKind::Connect, "no HTTP/2 connection".into(), timings);
         };
-        let is_h2 = matches!(conn.sender, Sender::H2(_));
-        let mut b = hyper::Request::builder().method(req.method.clone());
-        b = if is_h2 {
-            let scheme = if req.origin.https { "https" } else { "http" };
-            b.uri(format!("{scheme}://{}{}", req.origin.authority(), req.path))
-        } else {
-            b.uri(req.path)
-                .header(hyper::header::HOST, req.origin.authority())
-        };
+        let scheme = if req.origin.https { "https" } else { "http" };
+        let mut b = hyper::Request::builder()
+            .method(req.method.clone())
+            .uri(format!("{scheme}://{}{}", req.origin.authority(), req.path));
         for (k, v) in req.headers {
             b = b.header(k, v.as_str());
         }
@@ -467,17 +689,14 @@ impl VuClient {
             Ok(r) => r,
             Err(e) => return fail(ErrorKind::Protocol, format!("bad request: {e}"), timings),
         };
-        let stats = conn.stats.clone();
+        let stats = stats.clone();
         let w0 = stats.written.load(Ordering::Relaxed);
         let r0 = stats.read.load(Ordering::Relaxed);
         stats.first_read_ns.store(0, Ordering::Relaxed);
         let t_send = Instant::now();
         let keep = req.keep_body;
         let exchange = async {
-            let resp = match &mut conn.sender {
-                Sender::H1(s) => s.send_request(request).await,
-                Sender::H2(s) => s.send_request(request).await,
-            }?;
+            let resp = sender.send_request(request).await?;
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut kept = Vec::new();
@@ -506,7 +725,7 @@ impl VuClient {
         timings.waiting = first_read.saturating_duration_since(last_write);
         timings.receiving = t_end.saturating_duration_since(first_read);
         timings.duration = t_end.saturating_duration_since(t_send);
-        match result {
+        let mut r = match result {
             Ok(Ok((status, body))) => Response {
                 status: Some(status),
                 body,
@@ -514,6 +733,7 @@ impl VuClient {
                 timings,
                 sent,
                 received,
+                proto: None,
             },
             Ok(Err(e)) => {
                 self.conn = None;
@@ -536,7 +756,9 @@ impl VuClient {
                 r.received = received;
                 r
             }
-        }
+        };
+        r.proto = Some(Proto::Http2);
+        r
     }
 }
 
@@ -550,5 +772,79 @@ pub async fn reachable(origin: &Origin, timeout: Duration) -> Result<(), String>
             "connecting to {addr} took over {}",
             powertune_core::duration::format(timeout)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers one request per connection, then closes it without saying so (no
+    /// `Connection: close`), the way a server drops idle keep-alive connections.
+    async fn one_shot_server() -> (u16, Arc<AtomicU64>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let conns = Arc::new(AtomicU64::new(0));
+        let c2 = conns.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                c2.fetch_add(1, Ordering::Relaxed);
+                let mut buf = [0u8; 2048];
+                let mut req = Vec::new();
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        (port, conns)
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_connection_closed_while_idle_is_retried_once() {
+        let (port, conns) = one_shot_server().await;
+        let shared = Arc::new(
+            ClientShared::new(
+                HttpVersion::Auto,
+                Duration::from_secs(2),
+                Duration::from_secs(2),
+                &TlsTrust::default(),
+            )
+            .unwrap(),
+        );
+        let origin = Origin {
+            https: false,
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let mut c = VuClient::new(shared);
+        for i in 0..3 {
+            let r = c
+                .send(Request {
+                    method: hyper::Method::GET,
+                    origin: &origin,
+                    path: "/",
+                    headers: &[],
+                    body: Bytes::new(),
+                    content_type: None,
+                    keep_body: true,
+                })
+                .await;
+            assert_eq!(r.status, Some(200), "request {i}: {:?}", r.error);
+            assert_eq!(&r.body[..], b"ok");
+            assert_eq!(r.proto, Some(Proto::Http1));
+            // Give the server time to close the connection behind the client's back.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(conns.load(Ordering::Relaxed), 3);
     }
 }

@@ -23,7 +23,7 @@
 //! # let _ = (text, report); Ok(()) }
 //! ```
 //!
-//! Shape: collector ([`engine`], [`http`], [`ws`]: the only I/O) → snapshot
+//! Shape: collector ([`engine`], [`http`], [`h1`], [`ws`]: the only I/O) → snapshot
 //! ([`metrics`] shards merged into a [`Summary`]) → judge ([`judge::findings`], a pure
 //! function) → findings → [`powertune_core::Report`].
 #![cfg_attr(
@@ -37,6 +37,7 @@
 )]
 
 pub mod engine;
+pub mod h1;
 pub mod http;
 pub mod judge;
 pub mod metrics;

@@ -88,6 +88,9 @@ pub struct SeriesMetrics {
     pub duration: Trend,
     /// Send → response end, as measured on the connection.
     pub raw: Trend,
+    /// Requests carried over HTTP/1.1 and over HTTP/2.
+    pub http1: u64,
+    pub http2: u64,
 }
 
 impl SeriesMetrics {
@@ -100,6 +103,8 @@ impl SeriesMetrics {
         }
         self.duration.merge(&o.duration);
         self.raw.merge(&o.raw);
+        self.http1 += o.http1;
+        self.http2 += o.http2;
     }
 }
 
@@ -216,6 +221,63 @@ pub struct RequestSample {
     pub lag: Duration,
     pub sent: u64,
     pub received: u64,
+    /// The protocol the request went over (None: no connection was made).
+    pub proto: Option<crate::http::Proto>,
+}
+
+/// k6's `vus` gauge over time: one sample per tick, at most [`VusSeries::CAP`] points
+/// (when full, neighbouring points are folded pairwise, keeping the larger, and the
+/// interval doubles), so memory is bounded whatever the run's length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VusSeries {
+    /// Seconds each point covers.
+    pub interval_s: f64,
+    pub points: Vec<u64>,
+    /// Samples not yet folded into a point (when the interval has grown).
+    pending: Option<(u64, u32)>,
+    per_point: u32,
+    pub min: Option<u64>,
+    pub max: u64,
+    pub current: u64,
+}
+
+impl VusSeries {
+    pub const CAP: usize = 600;
+
+    pub fn new(tick_s: f64) -> VusSeries {
+        VusSeries {
+            interval_s: tick_s,
+            points: Vec::new(),
+            pending: None,
+            per_point: 1,
+            min: None,
+            max: 0,
+            current: 0,
+        }
+    }
+
+    /// Adds one sample (taken every `tick_s`).
+    pub fn sample(&mut self, vus: u64) {
+        self.current = vus;
+        self.max = self.max.max(vus);
+        self.min = Some(self.min.map_or(vus, |m| m.min(vus)));
+        let (m, n) = self.pending.take().unwrap_or((0, 0));
+        let (m, n) = (m.max(vus), n + 1);
+        if n < self.per_point {
+            self.pending = Some((m, n));
+            return;
+        }
+        self.points.push(m);
+        if self.points.len() >= Self::CAP {
+            self.points = self
+                .points
+                .chunks(2)
+                .map(|c| c.iter().copied().max().unwrap_or(0))
+                .collect();
+            self.per_point *= 2;
+            self.interval_s *= 2.0;
+        }
+    }
 }
 
 static RUN_IDS: AtomicU64 = AtomicU64::new(1);
@@ -284,6 +346,11 @@ impl Registry {
                         m.errors.status += 1;
                     }
                     bump_status(&mut m.status, code, 1);
+                }
+                match s.proto {
+                    Some(crate::http::Proto::Http1) => m.http1 += 1,
+                    Some(crate::http::Proto::Http2) => m.http2 += 1,
+                    None => {}
                 }
                 if s.error.is_none() {
                     m.raw.record(s.timings.duration);
@@ -362,6 +429,7 @@ mod tests {
                         lag: Duration::from_millis(5),
                         sent: 10,
                         received: 20,
+                        proto: Some(crate::http::Proto::Http1),
                     });
                     reg.record_check(0, i % 2 == 0);
                 }
@@ -379,5 +447,29 @@ mod tests {
         assert_eq!(s.scenarios[0].data_sent, 4000);
         assert_eq!(s.checks[0], (200, 200));
         assert!(reg.shards.lock().len() >= 4);
+        assert_eq!((s.series[0].http1, s.series[0].http2), (400, 0));
+    }
+
+    #[test]
+    fn vus_series_stays_bounded_and_keeps_the_peaks() {
+        let mut v = VusSeries::new(1.0);
+        for i in 0..5000u64 {
+            v.sample(if i == 2500 { 9999 } else { i % 100 });
+        }
+        assert!(v.points.len() < VusSeries::CAP, "{}", v.points.len());
+        assert!(
+            v.points.len() >= VusSeries::CAP / 2 - 1,
+            "{}",
+            v.points.len()
+        );
+        assert_eq!(v.interval_s, 16.0);
+        assert_eq!(v.max, 9999);
+        assert!(v.points.contains(&9999));
+        assert_eq!((v.min, v.current), (Some(0), 99));
+        let mut short = VusSeries::new(1.0);
+        for x in [3, 5, 4] {
+            short.sample(x);
+        }
+        assert_eq!(short.points, vec![3, 5, 4]);
     }
 }

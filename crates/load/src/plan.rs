@@ -47,6 +47,11 @@ struct OptionsFile {
     http: Option<String>,
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    #[serde(default)]
+    no_vu_connection_reuse: bool,
+    ca_cert: Option<String>,
+    #[serde(default)]
+    insecure_skip_tls_verify: bool,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +203,13 @@ pub struct Options {
     pub http: HttpVersion,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// k6's `noVUConnectionReuse`: a VU closes its connection at the end of every
+    /// iteration, so a sleeping VU holds no socket.
+    pub no_vu_connection_reuse: bool,
+    /// Extra PEM certificate authorities to trust (beside the webpki roots).
+    pub ca_cert: Option<PathBuf>,
+    /// k6's `insecureSkipTLSVerify`: accept any server certificate.
+    pub insecure_skip_tls_verify: bool,
 }
 
 impl Default for Options {
@@ -207,6 +219,9 @@ impl Default for Options {
             http: HttpVersion::Auto,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            no_vu_connection_reuse: false,
+            ca_cert: None,
+            insecure_skip_tls_verify: false,
         }
     }
 }
@@ -636,6 +651,12 @@ impl Plan {
                 path: path.to_string(),
                 message: m,
             })?,
+            no_vu_connection_reuse: file.options.no_vu_connection_reuse,
+            ca_cert: file.options.ca_cert.as_ref().map(|c| match &cx.dir {
+                Some(dir) if Path::new(c).is_relative() => dir.join(c),
+                _ => PathBuf::from(c),
+            }),
+            insecure_skip_tls_verify: file.options.insecure_skip_tls_verify,
         };
         if file.scenarios.is_empty() {
             return Err(PlanError::Invalid {
@@ -1409,6 +1430,29 @@ url = "/x"
         assert!(err("").contains("no scenarios"));
         let e = err("[thresholds]\nhttp_req_waiting = \"p(95)<1\"\n\"http_req_waiting{name:x}\" = \"p(95)<1\"\n[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n");
         assert!(e.contains("per scenario"), "{e}");
+    }
+
+    #[test]
+    fn connection_and_tls_options() {
+        let body = "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n";
+        let p = Plan::from_toml_str(body, "f.toml").unwrap();
+        assert!(!p.options.no_vu_connection_reuse && !p.options.insecure_skip_tls_verify);
+        assert_eq!(p.options.ca_cert, None);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("plan.toml");
+        std::fs::write(
+            &f,
+            format!("[options]\nno_vu_connection_reuse = true\nca_cert = \"ca.pem\"\ninsecure_skip_tls_verify = true\n{body}"),
+        )
+        .unwrap();
+        let p = Plan::from_path(&f).unwrap();
+        assert!(p.options.no_vu_connection_reuse && p.options.insecure_skip_tls_verify);
+        // Relative to the scenario file, like CSV data files.
+        assert_eq!(p.options.ca_cert, Some(dir.path().join("ca.pem")));
+        let e = err(&format!(
+            "[options]\nno_vu_connection_reuse = \"yes\"\n{body}"
+        ));
+        assert!(e.starts_with("f.toml:2:"), "{e}");
     }
 
     #[test]

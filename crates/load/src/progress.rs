@@ -64,6 +64,10 @@ pub(crate) async fn monitor(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             r = done.wait_for(|v| *v) => { let _ = r.map(|_| ()); break; }
         }
+        shared
+            .vus_series
+            .lock()
+            .sample(shared.vus.load(Ordering::Relaxed));
         if !(show || aborting) {
             continue;
         }

@@ -50,6 +50,9 @@ pub struct HttpSummary {
     pub duration: TrendSummary,
     /// Latency from send to the response's last byte.
     pub duration_raw: TrendSummary,
+    /// Requests by protocol, k6's `proto` tag (`HTTP/1.1`, `HTTP/2.0`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub protocols: BTreeMap<String, u64>,
 }
 
 impl HttpSummary {
@@ -78,6 +81,11 @@ impl HttpSummary {
             status,
             duration: TrendSummary::from_trend(&m.duration),
             duration_raw: TrendSummary::from_trend(&m.raw),
+            protocols: [("HTTP/1.1", m.http1), ("HTTP/2.0", m.http2)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_string(), n))
+                .collect(),
         }
     }
 
@@ -89,6 +97,9 @@ impl HttpSummary {
         self.errors.add(&o.errors);
         for (k, v) in &o.status {
             *self.status.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &o.protocols {
+            *self.protocols.entry(k.clone()).or_insert(0) += v;
         }
         let mut d = self.duration.histogram.clone();
         let _ = d.merge(&o.duration.histogram);
@@ -178,6 +189,30 @@ pub struct ThresholdResult {
     pub abort_on_fail: bool,
 }
 
+/// The `vus` gauge over the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VusSummary {
+    pub min: u64,
+    pub max: u64,
+    /// The last sample.
+    pub current: u64,
+    /// Seconds each point of `series` covers (each point is the largest sample in it).
+    pub interval_s: f64,
+    pub series: Vec<u64>,
+}
+
+impl VusSummary {
+    pub fn from_series(v: &crate::metrics::VusSeries) -> VusSummary {
+        VusSummary {
+            min: v.min.unwrap_or(0),
+            max: v.max,
+            current: v.current,
+            interval_s: v.interval_s,
+            series: v.points.clone(),
+        }
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -189,6 +224,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
     pub vus_max: u64,
+    /// k6's `vus` gauge: min/max/last sample and a bounded series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vus: Option<VusSummary>,
     pub http: HttpSummary,
     pub iterations: u64,
     pub dropped_iterations: u64,
@@ -290,6 +328,7 @@ impl Summary {
             duration_s: secs,
             aborted,
             vus_max,
+            vus: None,
             http: HttpSummary::from_series(snap.series.iter(), secs),
             iterations: 0,
             dropped_iterations: 0,
@@ -604,6 +643,16 @@ impl Summary {
         if let Some(a) = &self.aborted {
             out.push_str(&format!("ABORTED: {a}\n"));
         }
+        if let Some(v) = &self.vus {
+            out.push_str(&format!(
+                "vus: min {}  max {}  current {}  ({} samples, one per {}s)\n",
+                v.min,
+                v.max,
+                v.current,
+                v.series.len(),
+                v.interval_s
+            ));
+        }
         out.push('\n');
         let mut rows = vec![header()];
         http_rows(&mut rows, "", &self.http, secs);
@@ -639,6 +688,15 @@ impl Summary {
                 .map(|(c, n)| format!("{c}×{n}"))
                 .collect();
             out.push_str(&format!("status: {}\n", codes.join("  ")));
+        }
+        if !self.http.protocols.is_empty() {
+            let p: Vec<String> = self
+                .http
+                .protocols
+                .iter()
+                .map(|(k, n)| format!("{k}×{n}"))
+                .collect();
+            out.push_str(&format!("protocols: {}\n", p.join("  ")));
         }
         let e = &self.http.errors;
         if e.total() > 0 {

@@ -487,3 +487,269 @@ checks = { status = 200, body_contains = "bye" }
     let connecting = &s.scenarios[0].phases.connecting.stats;
     assert!(connecting.min >= 0.002, "{connecting:?}");
 }
+
+// --- TLS, HTTP/2 by ALPN, connection reuse, the vus gauge ----------------------------
+
+/// What a [`MiniServer`] saw.
+#[derive(Default)]
+struct Seen {
+    connections: std::sync::atomic::AtomicU64,
+    h2_requests: std::sync::atomic::AtomicU64,
+    h1_requests: std::sync::atomic::AtomicU64,
+}
+
+/// A hyper server on 127.0.0.1:0 answering `ok` to everything, over TLS (with the
+/// given ALPN protocols) or cleartext; counts connections and requests by protocol.
+struct MiniServer {
+    port: u16,
+    seen: std::sync::Arc<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MiniServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MiniServer {
+    async fn start(tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> MiniServer {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(Seen::default());
+        let s2 = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    return;
+                };
+                s2.connections.fetch_add(1, Ordering::Relaxed);
+                let seen = s2.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let seen = seen.clone();
+                            async move {
+                                if req.version() == hyper::Version::HTTP_2 {
+                                    seen.h2_requests.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    seen.h1_requests.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                                ))
+                            }
+                        },
+                    );
+                    let b = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    match tls {
+                        Some(cfg) => {
+                            // A failed handshake (an untrusting client) just ends here.
+                            if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+                                let _ = b
+                                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = b
+                                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        MiniServer { port, seen, task }
+    }
+
+    fn count(&self, c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A certificate for 127.0.0.1 generated here, and a server config offering `alpn`.
+fn tls_server(alpn: &[&[u8]]) -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .unwrap();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (ck.cert.pem(), std::sync::Arc::new(cfg))
+}
+
+async fn go_at(toml: &str, base: &str) -> Summary {
+    let plan = Plan::from_toml_str(toml, "test.toml").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), run(&plan, opts(base)))
+        .await
+        .expect("run finished within 30 s")
+        .unwrap()
+}
+
+const TWENTY: &str = r#"
+[scenarios.tls]
+endpoint_type = "read_crud"
+executor = "shared-iterations"
+vus = 2
+iterations = 20
+[[scenarios.tls.steps]]
+url = "/x"
+checks = { status = 200, body_contains = "ok" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_negotiates_h2_by_alpn_with_a_trusted_ca() {
+    let (pem, cfg) = tls_server(&[b"h2", b"http/1.1"]);
+    let srv = MiniServer::start(Some(cfg)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pem).unwrap();
+    let toml = format!(
+        "[options]\nca_cert = \"{}\"\n{TWENTY}",
+        dir.path().join("ca.pem").display()
+    );
+    let s = go_at(&toml, &format!("https://127.0.0.1:{}", srv.port)).await;
+    assert_eq!(s.http.reqs, 20);
+    assert_eq!(s.http.failed, 0, "{:?}", s.http.errors);
+    assert_eq!(s.checks_failed, 0);
+    assert_eq!(
+        s.http.protocols.get("HTTP/2.0"),
+        Some(&20),
+        "{:?}",
+        s.http.protocols
+    );
+    assert_eq!(srv.count(&srv.seen.h2_requests), 20);
+    assert_eq!(srv.count(&srv.seen.h1_requests), 0);
+    // The start-up reachability probe, then one connection per VU.
+    assert_eq!(srv.count(&srv.seen.connections), 1 + 2);
+    let tls = &s.scenarios[0].phases.tls_handshaking.stats;
+    assert!(tls.max > 0.0, "{tls:?}");
+    assert!(s
+        .render_text(powertune_core::report::Style::plain())
+        .contains("HTTP/2.0×20"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_h1_only_server_works_and_insecure_skips_verification() {
+    let (_pem, cfg) = tls_server(&[b"http/1.1"]);
+    let srv = MiniServer::start(Some(cfg)).await;
+    let toml = format!("[options]\ninsecure_skip_tls_verify = true\n{TWENTY}");
+    let s = go_at(&toml, &format!("https://127.0.0.1:{}", srv.port)).await;
+    assert_eq!(s.http.reqs, 20);
+    assert_eq!(s.http.failed, 0, "{:?}", s.http.errors);
+    assert_eq!(
+        s.http.protocols.get("HTTP/1.1"),
+        Some(&20),
+        "{:?}",
+        s.http.protocols
+    );
+    assert_eq!(srv.count(&srv.seen.h1_requests), 20);
+    assert_eq!(srv.count(&srv.seen.connections), 1 + 2);
+    assert!(s.scenarios[0].phases.tls_handshaking.stats.max > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificate_counts_as_tls_errors() {
+    let (_pem, cfg) = tls_server(&[b"h2", b"http/1.1"]);
+    let srv = MiniServer::start(Some(cfg)).await;
+    let s = go_at(TWENTY, &format!("https://127.0.0.1:{}", srv.port)).await;
+    assert_eq!(s.http.reqs, 20);
+    assert_eq!(s.http.failed, 20);
+    assert_eq!(s.http.errors.tls, 20, "{:?}", s.http.errors);
+    assert_eq!(
+        srv.count(&srv.seen.h1_requests) + srv.count(&srv.seen.h2_requests),
+        0
+    );
+    // A CA file that is not PEM is refused before any VU starts.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+    let toml = format!(
+        "[options]\nca_cert = \"{}\"\n{TWENTY}",
+        dir.path().join("bad.pem").display()
+    );
+    let plan = Plan::from_toml_str(&toml, "test.toml").unwrap();
+    let err = run(&plan, opts(&format!("https://127.0.0.1:{}", srv.port)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.pem") && err.contains("CERTIFICATE"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_vu_connection_reuse_opens_a_connection_per_iteration() {
+    let srv = MiniServer::start(None).await;
+    let base = format!("http://127.0.0.1:{}", srv.port);
+    let plan = |reuse: &str| {
+        format!(
+            r#"
+[options]
+no_vu_connection_reuse = {reuse}
+[scenarios.s]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = 3
+iterations = 4
+[[scenarios.s.steps]]
+url = "/a"
+[[scenarios.s.steps]]
+sleep = "10ms"
+[[scenarios.s.steps]]
+url = "/b"
+"#
+        )
+    };
+    let s = go_at(&plan("false"), &base).await;
+    assert_eq!((s.http.reqs, s.http.failed), (24, 0));
+    // The start-up reachability probe, then one connection per VU.
+    assert_eq!(srv.count(&srv.seen.connections), 1 + 3);
+    let srv2 = MiniServer::start(None).await;
+    let base2 = format!("http://127.0.0.1:{}", srv2.port);
+    let s = go_at(&plan("true"), &base2).await;
+    assert_eq!((s.http.reqs, s.http.failed), (24, 0));
+    // Closed before each think step and at each iteration's end: a socket per request.
+    assert_eq!(srv2.count(&srv2.seen.connections), 1 + 24);
+    assert!(s.scenarios[0].phases.connecting.stats.min > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vus_gauge_is_sampled_over_time() {
+    let srv = MiniServer::start(None).await;
+    let s = go_at(
+        r#"
+[scenarios.g]
+endpoint_type = "read_crud"
+executor = "constant-vus"
+vus = 3
+duration = "2500ms"
+[[scenarios.g.steps]]
+url = "/a"
+[[scenarios.g.steps]]
+sleep = "20ms"
+"#,
+        &format!("http://127.0.0.1:{}", srv.port),
+    )
+    .await;
+    let v = s.vus.as_ref().expect("vus gauge");
+    assert!((2..=3).contains(&v.series.len()), "{v:?}");
+    assert_eq!(v.max, 3);
+    assert!(v.series.iter().all(|&n| n == 3), "{v:?}");
+    assert_eq!(v.interval_s, 1.0);
+    let text = s.render_text(powertune_core::report::Style::plain());
+    assert!(text.contains("vus: min 3  max 3"), "{text}");
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["vus"]["max"], 3);
+}

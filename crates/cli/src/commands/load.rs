@@ -87,6 +87,19 @@ pub struct Args {
     /// No live progress on standard error.
     #[arg(long, short = 'q')]
     quiet: bool,
+
+    /// k6's noVUConnectionReuse: each VU closes its connection at the end of every
+    /// iteration (and before thinking), so sleeping VUs hold no socket.
+    #[arg(long)]
+    no_vu_connection_reuse: bool,
+
+    /// Trust the certificate authorities in this PEM file too (a staging CA).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+
+    /// k6's insecureSkipTLSVerify: accept any server certificate.
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
 }
 
 /// Splits `http://host:port/path?q` into (`http://host:port`, `/path?q`).
@@ -213,6 +226,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             bail!("--time-scale {f} must be a number above 0 (e.g. 0.1)");
         }
         plan.scale_time(f);
+    }
+    if args.no_vu_connection_reuse {
+        plan.options.no_vu_connection_reuse = true;
+    }
+    if let Some(c) = &args.ca_cert {
+        plan.options.ca_cert = Some(c.clone());
+    }
+    if args.insecure_skip_tls_verify {
+        plan.options.insecure_skip_tls_verify = true;
     }
     let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
     let progress = !args.quiet;

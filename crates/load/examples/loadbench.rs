@@ -1,0 +1,23 @@
+//! A bare harness for profiling the engine without the CLI:
+//! `cargo run --release -p powertune-load --example loadbench -- PLAN.toml BASE_URL`
+//! prints `requests failed` on one line. The CLI (`powertune load`) is the real entry.
+use powertune_load::{Plan, RunOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (Some(path), Some(base)) = (args.next(), args.next()) else {
+        return Err("usage: loadbench PLAN.toml BASE_URL".into());
+    };
+    let plan = Plan::from_path(path.as_ref())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let s = rt.block_on(powertune_load::run(
+        &plan,
+        RunOptions {
+            base_url: base,
+            env: Default::default(),
+            progress: false,
+        },
+    ))?;
+    println!("{} {}", s.http.reqs, s.http.failed);
+    Ok(())
+}
