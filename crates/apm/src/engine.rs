@@ -10,7 +10,7 @@
 
 use crate::config::EngineConfig;
 use crate::hist::Hist;
-use crate::model::{trace_hex, SpanClass, SpanRec};
+use crate::model::{trace_hex, Kind, SpanClass, SpanLink, SpanRec, MAX_LINKS};
 use crate::normalize::text_glob;
 use crate::summary::*;
 use powertune_core::EndpointType;
@@ -21,6 +21,57 @@ pub const OTHER: &str = "(other)";
 /// Route of spans that ran under no request or job span.
 pub const NO_ENTRY: &str = "(no entry span)";
 
+/// A fast hasher for ids and small integers (multiply-rotate), seeded per process
+/// so that colliding ids cannot be prepared in advance. SipHash, the default, was a
+/// tenth of the receiver's instructions.
+#[derive(Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    #[inline]
+    fn write_u128(&mut self, x: u128) {
+        self.write_u64(x as u64);
+        self.write_u64((x >> 64) as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
+
+/// Builds [`IdHasher`]s from one random seed per process.
+#[derive(Clone, Copy)]
+pub struct IdHash(u64);
+
+impl Default for IdHash {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        IdHash(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)))
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, IdHash>;
+
 struct OpenTrace {
     spans: Vec<SpanRec>,
     root_seen: bool,
@@ -28,20 +79,38 @@ struct OpenTrace {
     last_ns: u64,
 }
 
+/// Example trace ids of failed requests/jobs/calls kept per statistics key.
+pub const ERROR_EXAMPLES: usize = 3;
+
 #[derive(Default, Clone)]
 struct LatAgg {
     hist: Hist,
     count: u64,
     errors: u64,
     sum_ms: f64,
+    /// The latest failing traces (at most [`ERROR_EXAMPLES`], oldest first).
+    error_traces: Vec<u128>,
 }
 
 impl LatAgg {
-    fn record(&mut self, ns: u64, error: bool) {
+    fn record(&mut self, ns: u64, error: bool, trace: u128) {
         self.hist.record_ns(ns);
         self.count += 1;
-        self.errors += u64::from(error);
         self.sum_ms += ns as f64 / 1e6;
+        if error {
+            self.errors += 1;
+            self.note_error(trace);
+        }
+    }
+
+    fn note_error(&mut self, trace: u128) {
+        if self.error_traces.contains(&trace) {
+            return;
+        }
+        if self.error_traces.len() >= ERROR_EXAMPLES {
+            self.error_traces.remove(0);
+        }
+        self.error_traces.push(trace);
     }
 
     fn merge(&mut self, o: &LatAgg) {
@@ -49,6 +118,9 @@ impl LatAgg {
         self.count += o.count;
         self.errors += o.errors;
         self.sum_ms += o.sum_ms;
+        for &t in &o.error_traces {
+            self.note_error(t);
+        }
     }
 
     fn latency(&self) -> Latency {
@@ -64,6 +136,12 @@ impl LatAgg {
             } else {
                 self.sum_ms / self.count as f64
             },
+            error_traces: self
+                .error_traces
+                .iter()
+                .rev()
+                .map(|&t| trace_hex(t))
+                .collect(),
         }
     }
 }
@@ -112,6 +190,8 @@ struct Bucket {
     jobs: HashMap<String, JobAgg>,
     providers: HashMap<String, LatAgg>,
     detections: HashMap<DetKey, DetAgg>,
+    /// Jobs tied by a span link to the request that enqueued them: (route, class).
+    linked: HashMap<(String, String), LatAgg>,
 }
 
 struct StoredExample {
@@ -127,16 +207,85 @@ struct TraceResult {
     providers: Vec<(String, u64, bool)>,
     detections: Vec<(DetKey, DetAgg)>,
     examples: Vec<(String, usize, Breakdown)>,
+    /// Job entries with span links: (entry index, class, duration, error).
+    linked_jobs: Vec<(usize, String, u64, bool)>,
+    /// PRODUCER spans (enqueues) under a request: (span id, route).
+    producers: Vec<(u64, String)>,
+    /// The route of the trace's first request, for links to any of its spans.
+    first_route: Option<String>,
 }
+
+/// Where a linked span came from: the request that enqueued a job.
+#[derive(Clone)]
+struct LinkSource {
+    route: String,
+    trace_id: u128,
+}
+
+/// A bounded map from span ids (enqueue spans) and trace ids (request traces) to
+/// their request's route, oldest entries forgotten first.
+#[derive(Default)]
+struct LinkIndex {
+    by_span: IdMap<u64, LinkSource>,
+    by_trace: IdMap<u128, LinkSource>,
+    order: VecDeque<(bool, u128)>,
+}
+
+impl LinkIndex {
+    fn insert_span(&mut self, span: u64, src: LinkSource, cap: usize) {
+        if self.by_span.insert(span, src).is_none() {
+            self.order.push_back((true, u128::from(span)));
+        }
+        self.trim(cap);
+    }
+
+    fn insert_trace(&mut self, trace: u128, src: LinkSource, cap: usize) {
+        if self.by_trace.insert(trace, src).is_none() {
+            self.order.push_back((false, trace));
+        }
+        self.trim(cap);
+    }
+
+    fn trim(&mut self, cap: usize) {
+        while self.order.len() > cap {
+            match self.order.pop_front() {
+                Some((true, k)) => {
+                    self.by_span.remove(&(k as u64));
+                }
+                Some((false, k)) => {
+                    self.by_trace.remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The request a link points into: the enqueue span itself, else its trace.
+    fn resolve(&self, l: &SpanLink) -> Option<&LinkSource> {
+        self.by_span
+            .get(&l.span_id)
+            .filter(|s| s.trace_id == l.trace_id)
+            .or_else(|| self.by_trace.get(&l.trace_id))
+    }
+}
+
+/// Linked job traces kept per example trace, at most.
+pub const LINKED_PER_EXAMPLE: usize = 3;
 
 pub struct Engine {
     cfg: EngineConfig,
-    open: HashMap<u128, OpenTrace>,
+    open: IdMap<u128, OpenTrace>,
     arrival: VecDeque<u128>,
     open_spans: usize,
     buckets: VecDeque<Bucket>,
     examples: HashMap<String, Vec<StoredExample>>,
     stats: IngestStats,
+    /// Route → endpoint type, remembered (the rules are globs); cleared when it
+    /// holds `4 × max_keys` routes.
+    types: HashMap<String, EndpointType>,
+    /// Recently analysed requests, for span links from jobs (≤ `max_open_traces`
+    /// span ids and trace ids together).
+    links: LinkIndex,
 }
 
 fn slot<'a, K, V: Default>(
@@ -160,12 +309,14 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         Engine {
             cfg,
-            open: HashMap::new(),
+            open: IdMap::default(),
             arrival: VecDeque::new(),
             open_spans: 0,
             buckets: VecDeque::new(),
             examples: HashMap::new(),
             stats: IngestStats::default(),
+            types: HashMap::new(),
+            links: LinkIndex::default(),
         }
     }
 
@@ -192,7 +343,7 @@ impl Engine {
                 None => {
                     self.arrival.push_back(s.trace_id);
                     self.open.entry(s.trace_id).or_insert(OpenTrace {
-                        spans: Vec::new(),
+                        spans: Vec::with_capacity(16),
                         root_seen: false,
                         first_ns: now_ns,
                         last_ns: now_ns,
@@ -268,12 +419,35 @@ impl Engine {
         let Some(t) = self.open.remove(&id) else {
             return;
         };
+        // A job linked to a request whose trace is still open (its root arrived):
+        // that request is analysed first so that the job can be tied to it. One level
+        // only, so the work stays bounded.
+        let linked: Vec<u128> = t
+            .spans
+            .iter()
+            .filter(|s| s.is_entry())
+            .flat_map(|s| s.links.iter())
+            .map(|l| l.trace_id)
+            .filter(|&l| l != id)
+            .take(MAX_LINKS)
+            .collect();
+        for l in linked {
+            if self.open.get(&l).is_some_and(|o| o.root_seen) {
+                if let Some(o) = self.open.remove(&l) {
+                    self.finalize_trace(o, now_ns);
+                }
+            }
+        }
+        self.finalize_trace(t, now_ns);
+    }
+
+    fn finalize_trace(&mut self, t: OpenTrace, now_ns: u64) {
         self.open_spans = self.open_spans.saturating_sub(t.spans.len());
         self.stats.traces_analyzed += 1;
         if !t.root_seen {
             self.stats.traces_without_root += 1;
         }
-        let result = analyze_trace(&self.cfg, &t.spans);
+        let result = analyze_trace(&self.cfg, &mut self.types, &t.spans);
         self.store(result, &t.spans, now_ns);
     }
 
@@ -300,6 +474,7 @@ impl Engine {
     fn store(&mut self, r: TraceResult, spans: &[SpanRec], now_ns: u64) {
         let cap = self.cfg.max_keys;
         let mut overflow = 0u64;
+        let tid = spans.first().map_or(0, |s| s.trace_id);
         let b = self.bucket(now_ns);
         for (route, ty, ns, err, bd) in &r.requests {
             let a = slot(
@@ -310,11 +485,11 @@ impl Engine {
                 &mut overflow,
             );
             a.endpoint_type = *ty;
-            a.lat.record(*ns, *err);
+            a.lat.record(*ns, *err, tid);
             a.bd.db_ms += bd.db_ms;
             a.bd.http_ms += bd.http_ms;
             a.bd.app_ms += bd.app_ms;
-            b.types.entry(*ty).or_default().record(*ns, *err);
+            b.types.entry(*ty).or_default().record(*ns, *err, tid);
         }
         for (class, ns, err) in &r.jobs {
             let a = slot(
@@ -324,7 +499,7 @@ impl Engine {
                 cap,
                 &mut overflow,
             );
-            a.lat.record(*ns, *err);
+            a.lat.record(*ns, *err, tid);
         }
         for (key, ns, err) in &r.providers {
             slot(
@@ -334,7 +509,7 @@ impl Engine {
                 cap,
                 &mut overflow,
             )
-            .record(*ns, *err);
+            .record(*ns, *err, tid);
         }
         for (key, d) in r.detections {
             if key.0 == DetectionKind::SlowJob {
@@ -367,6 +542,95 @@ impl Engine {
         for (route, entry_idx, bd) in r.examples {
             self.keep_example(route, spans, entry_idx, bd, now_ns);
         }
+        // Span links: remember this trace's requests and enqueues; tie linked jobs to
+        // the request that enqueued them.
+        let link_cap = self.cfg.max_open_traces;
+        if let Some(route) = r.first_route {
+            self.links.insert_trace(
+                tid,
+                LinkSource {
+                    route,
+                    trace_id: tid,
+                },
+                link_cap,
+            );
+        }
+        for (span, route) in r.producers {
+            self.links.insert_span(
+                span,
+                LinkSource {
+                    route,
+                    trace_id: tid,
+                },
+                link_cap,
+            );
+        }
+        for (entry, class, ns, err) in r.linked_jobs {
+            let Some(src) = spans[entry]
+                .links
+                .iter()
+                .find_map(|l| self.links.resolve(l).map(|s| (s.clone(), *l)))
+            else {
+                continue;
+            };
+            let (src, link) = src;
+            self.stats.jobs_linked += 1;
+            let mut overflow = 0u64;
+            let b = self.bucket(now_ns);
+            slot(
+                &mut b.linked,
+                (src.route.clone(), class.clone()),
+                (OTHER.to_string(), OTHER.to_string()),
+                cap,
+                &mut overflow,
+            )
+            .record(ns, err, tid);
+            self.stats.keys_overflowed += overflow;
+            self.attach_linked(&src.route, link, spans, entry, &class);
+        }
+    }
+
+    /// Puts a linked job trace under the example trace of the request that
+    /// enqueued it, if that request is one of the route's kept examples.
+    fn attach_linked(
+        &mut self,
+        route: &str,
+        link: SpanLink,
+        spans: &[SpanRec],
+        entry: usize,
+        class: &str,
+    ) {
+        let max = self.cfg.example_max_spans;
+        let Some(list) = self.examples.get_mut(route) else {
+            return;
+        };
+        let hex = trace_hex(link.trace_id);
+        let Some(ex) = list.iter_mut().find(|e| e.example.trace_id == hex) else {
+            return;
+        };
+        let ex = &mut ex.example;
+        if ex.linked.len() >= LINKED_PER_EXAMPLE {
+            return;
+        }
+        let span_hex = format!("{:016x}", link.span_id);
+        let from = if ex.spans.iter().any(|n| n.span_id == span_hex) {
+            span_hex
+        } else {
+            ex.spans
+                .first()
+                .map(|n| n.span_id.clone())
+                .unwrap_or_default()
+        };
+        let job = build_example(spans, entry, Breakdown::default(), max);
+        ex.linked.push(LinkedTrace {
+            from_span_id: from,
+            trace_id: job.trace_id,
+            class: class.to_string(),
+            duration_ms: job.duration_ms,
+            error: spans[entry].error,
+            spans: job.spans,
+            truncated: job.truncated,
+        });
     }
 
     fn keep_example(
@@ -432,6 +696,9 @@ impl Engine {
             }
             for (k, v) in &b.providers {
                 m.providers.entry(k.clone()).or_default().merge(v);
+            }
+            for (k, v) in &b.linked {
+                m.linked.entry(k.clone()).or_default().merge(v);
             }
             for (k, v) in &b.detections {
                 match m.detections.get_mut(k) {
@@ -520,6 +787,16 @@ impl Engine {
             })
             .collect();
         providers.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut linked_jobs: Vec<LinkedJobs> = m
+            .linked
+            .iter()
+            .map(|((route, class), v)| LinkedJobs {
+                route: route.clone(),
+                class: class.clone(),
+                latency: v.latency(),
+            })
+            .collect();
+        linked_jobs.sort_by(|a, b| (&a.route, &a.class).cmp(&(&b.route, &b.class)));
         let mut detections: Vec<Detection> = m
             .detections
             .into_iter()
@@ -546,6 +823,7 @@ impl Engine {
             jobs,
             providers,
             detections,
+            linked_jobs,
         }
     }
 
@@ -563,6 +841,11 @@ impl Engine {
                 .detections
                 .into_iter()
                 .filter(|d| d.route == route)
+                .collect(),
+            linked_jobs: s
+                .linked_jobs
+                .into_iter()
+                .filter(|l| l.route == route)
                 .collect(),
             slowest: self
                 .examples_for(route, now_ns, window_ns)
@@ -641,14 +924,18 @@ fn statement(s: &SpanRec) -> &str {
 }
 
 /// Analyses one finished trace.
-fn analyze_trace(cfg: &EngineConfig, spans: &[SpanRec]) -> TraceResult {
+fn analyze_trace(
+    cfg: &EngineConfig,
+    types: &mut HashMap<String, EndpointType>,
+    spans: &[SpanRec],
+) -> TraceResult {
     let mut r = TraceResult::default();
     let n = spans.len();
     if n == 0 {
         return r;
     }
     let trace_id = spans[0].trace_id;
-    let index: HashMap<u64, usize> = spans
+    let index: IdMap<u64, usize> = spans
         .iter()
         .enumerate()
         .map(|(i, s)| (s.span_id, i))
@@ -694,7 +981,7 @@ fn analyze_trace(cfg: &EngineConfig, spans: &[SpanRec]) -> TraceResult {
             _ => NO_ENTRY.to_string(),
         }
     };
-    let mut owned: HashMap<usize, Vec<&SpanRec>> = HashMap::new();
+    let mut owned: IdMap<usize, Vec<&SpanRec>> = IdMap::default();
     for i in 0..n {
         if let Some(e) = entry[i] {
             if e != i {
@@ -727,9 +1014,22 @@ fn analyze_trace(cfg: &EngineConfig, spans: &[SpanRec]) -> TraceResult {
             SpanClass::Server { route, .. } => {
                 let parts = owned.get(&i).map(Vec::as_slice).unwrap_or(&[]);
                 let bd = breakdown(s, parts);
-                let ty = cfg.classifier.classify(route);
+                let ty = match types.get(route) {
+                    Some(t) => *t,
+                    None => {
+                        if types.len() >= cfg.max_keys.saturating_mul(4) {
+                            types.clear();
+                        }
+                        let t = cfg.classifier.classify(route);
+                        types.insert(route.clone(), t);
+                        t
+                    }
+                };
                 r.requests
                     .push((route.clone(), ty, s.duration_ns(), s.error, bd));
+                if r.first_route.is_none() {
+                    r.first_route = Some(route.clone());
+                }
                 r.examples.push((route.clone(), i, bd));
                 if ms > cfg.slow_request_ms && ty != EndpointType::AiLlm {
                     r.detections.push(det(
@@ -745,6 +1045,10 @@ fn analyze_trace(cfg: &EngineConfig, spans: &[SpanRec]) -> TraceResult {
             }
             SpanClass::Job { class, .. } => {
                 r.jobs.push((class.clone(), s.duration_ns(), s.error));
+                if !s.links.is_empty() {
+                    r.linked_jobs
+                        .push((i, class.clone(), s.duration_ns(), s.error));
+                }
                 if ms > cfg.job_slow_ms {
                     r.detections.push(det(
                         DetectionKind::SlowJob,
@@ -773,6 +1077,11 @@ fn analyze_trace(cfg: &EngineConfig, spans: &[SpanRec]) -> TraceResult {
                 ));
             }
             _ => {}
+        }
+        if s.kind == Kind::Producer {
+            if let Some(SpanClass::Server { route, .. }) = entry[i].map(|e| &spans[e].class) {
+                r.producers.push((s.span_id, route.clone()));
+            }
         }
         if matches_any(&cfg.mission_spans, &s.name) && ms > cfg.mission_slow_ms {
             r.detections.push(det(
@@ -947,17 +1256,18 @@ fn category(c: &SpanClass) -> (&'static str, String) {
         SpanClass::Http { method, host } => ("http", format!("{method} {host}")),
         SpanClass::Provider { provider, model } => ("provider", format!("{provider}/{model}")),
         SpanClass::Job { class, queue } => ("job", format!("{class} on {queue}")),
+        SpanClass::Enqueue { class, queue } => ("enqueue", format!("{class} to {queue}")),
         SpanClass::Other => ("other", String::new()),
     }
 }
 
 fn build_example(spans: &[SpanRec], entry: usize, bd: Breakdown, max: usize) -> TraceExample {
-    let index: HashMap<u64, usize> = spans
+    let index: IdMap<u64, usize> = spans
         .iter()
         .enumerate()
         .map(|(i, s)| (s.span_id, i))
         .collect();
-    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut children: IdMap<usize, Vec<usize>> = IdMap::default();
     for (i, s) in spans.iter().enumerate() {
         if let Some(&p) = index.get(&s.parent_id) {
             if p != i {
@@ -1005,5 +1315,6 @@ fn build_example(spans: &[SpanRec], entry: usize, bd: Breakdown, max: usize) -> 
         breakdown: bd,
         truncated: total.saturating_sub(out.len() as u64),
         spans: out,
+        linked: Vec::new(),
     }
 }

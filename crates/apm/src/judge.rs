@@ -1,7 +1,7 @@
 //! The judge: a pure function from a [`Summary`] (and an optional provider baseline)
 //! to findings against the runbook's targets.
 
-use crate::summary::{Baseline, Detection, DetectionKind, Summary};
+use crate::summary::{Baseline, Detection, DetectionKind, Latency, Summary};
 use powertune_core::{Finding, Targets, Verdict};
 
 const AREA: &str = "apm";
@@ -28,6 +28,59 @@ fn evidence_of(d: &Detection) -> String {
     )
 }
 
+fn examples(l: &Latency) -> String {
+    if l.error_traces.is_empty() {
+        String::new()
+    } else {
+        format!("; example failing traces {}", l.error_traces.join(", "))
+    }
+}
+
+/// Errors (status ≥ 500 or span status ERROR) over requests, against the runbook's
+/// "Error rate < 1%" (`load.error_rate_pct`).
+fn error_rate(check: &str, subject: &str, l: &Latency, t: &Targets, action: &str) -> Finding {
+    let rate = l.error_rate_pct();
+    Finding::new(
+        AREA,
+        check,
+        subject,
+        Verdict::lower_is_better(rate, t.load.error_rate_pct, None),
+    )
+    .observed(format!("{rate:.2}%"))
+    .target(format!("< {}%", t.load.error_rate_pct))
+    .evidence(format!(
+        "{} of {} requests failed (status ≥ 500 or span status ERROR){}",
+        l.errors,
+        l.count,
+        examples(l)
+    ))
+    .action(action)
+}
+
+/// "; enqueued by ROUTE (n jobs, e failed), …": the routes whose requests enqueued
+/// this job class (span links), most jobs first, at most 3.
+fn enqueued_by(s: &Summary, class: &str) -> String {
+    let mut v: Vec<_> = s.linked_jobs.iter().filter(|l| l.class == class).collect();
+    if v.is_empty() {
+        return String::new();
+    }
+    v.sort_by_key(|l| std::cmp::Reverse(l.latency.count));
+    let list: Vec<String> = v
+        .iter()
+        .take(3)
+        .map(|l| {
+            format!(
+                "{} ({} jobs, {} failed, avg {})",
+                l.route,
+                l.latency.count,
+                l.latency.errors,
+                ms(l.latency.avg_ms)
+            )
+        })
+        .collect();
+    format!("; enqueued by {}", list.join(", "))
+}
+
 /// Findings for everything in the summary.
 pub fn judge(s: &Summary, t: &Targets, baseline: Option<&Baseline>) -> Vec<Finding> {
     let mut f = Vec::new();
@@ -43,6 +96,18 @@ pub fn judge(s: &Summary, t: &Targets, baseline: Option<&Baseline>) -> Vec<Findi
                 .evidence(format!("{} requests, {} errors ({:.2}%), p50 {}, p99 {}, max {}", l.count, l.errors, l.error_rate_pct(), ms(l.p50_ms), ms(l.p99_ms), ms(l.max_ms)))
                 .action("Find the slowest routes of this type (powertune apm endpoint \"ROUTE\") and inspect their trace breakdown: DB, application code or downstream HTTP"),
         );
+    }
+    // Error rate per endpoint type (the runbook's threshold: error rate < 1%).
+    for ty in &s.types {
+        if ty.latency.count > 0 {
+            f.push(error_rate(
+                "api_error_rate",
+                ty.endpoint_type.title(),
+                &ty.latency,
+                t,
+                "Investigate the failing endpoints: find the routes of this type with errors (route_error_rate) and open an example trace",
+            ));
+        }
     }
     for r in &s.routes {
         let band = t.api.band(r.endpoint_type);
@@ -72,26 +137,19 @@ pub fn judge(s: &Summary, t: &Targets, baseline: Option<&Baseline>) -> Vec<Findi
                 .action(action),
         );
         if l.errors > 0 {
-            let rate = l.error_rate_pct();
-            f.push(
-                Finding::new(
-                    AREA,
-                    "route_error_rate",
-                    &r.route,
-                    Verdict::lower_is_better(rate, t.load.error_rate_pct, None),
-                )
-                .observed(format!("{rate:.2}%"))
-                .target(format!("< {}%", t.load.error_rate_pct))
-                .evidence(format!("{} of {} requests failed", l.errors, l.count))
-                .action(
-                    "Investigate the failing endpoint: open an example trace and its error status",
-                ),
-            );
+            f.push(error_rate(
+                "route_error_rate",
+                &r.route,
+                l,
+                t,
+                "Investigate the failing endpoint: open an example trace and read its error status and exception",
+            ));
         }
     }
     // Jobs.
     for j in &s.jobs {
         let l = &j.latency;
+        let by = enqueued_by(s, &j.class);
         let avg_s = l.avg_ms / 1000.0;
         f.push(
             Finding::new(AREA, "job_avg_time", &j.class, Verdict::lower_is_better(avg_s, t.worker.job_avg_s, None))
@@ -105,7 +163,7 @@ pub fn judge(s: &Summary, t: &Targets, baseline: Option<&Baseline>) -> Vec<Findi
                     j.slow,
                     t.apm.job_slow_ms / 1000.0,
                     j.example_trace.as_ref().map(|x| format!("; slowest trace {x}")).unwrap_or_default()
-                ))
+                ) + &by)
                 .action("Slow job: profile the job; bring the long path under a circuit breaker or split it into smaller jobs"),
         );
         let rate = l.error_rate_pct();
@@ -118,7 +176,12 @@ pub fn judge(s: &Summary, t: &Targets, baseline: Option<&Baseline>) -> Vec<Findi
             )
             .observed(format!("{rate:.2}%"))
             .target(format!("< {}%", t.worker.failed_rate_pct))
-            .evidence(format!("{} of {} jobs failed", l.errors, l.count))
+            .evidence(format!(
+                "{} of {} jobs failed{}{by}",
+                l.errors,
+                l.count,
+                examples(l)
+            ))
             .action("Inspect Sidekiq::RetrySet; investigate the top retried job class"),
         );
     }
@@ -220,6 +283,11 @@ mod tests {
             p99_ms: p95,
             max_ms: p95,
             avg_ms: avg,
+            error_traces: if errors > 0 {
+                vec!["ab".into()]
+            } else {
+                vec![]
+            },
         }
     }
 
@@ -253,6 +321,11 @@ mod tests {
                 key: "openai/gpt-4o".into(),
                 latency: lat(5, 0, 3000.0, 1000.0),
             }],
+            linked_jobs: vec![LinkedJobs {
+                route: "POST /api/v1/auth/login".into(),
+                class: "SyncJob".into(),
+                latency: lat(150, 1, 1000.0, 6000.0),
+            }],
             detections: vec![Detection {
                 kind: DetectionKind::SlowQuery,
                 route: "POST /api/v1/auth/login".into(),
@@ -285,8 +358,23 @@ mod tests {
             r.action.contains("EXPLAIN"),
             "DB-dominated route points at the DB"
         );
-        assert_eq!(find(&f, "route_error_rate").verdict, Verdict::Fail);
-        assert_eq!(find(&f, "job_avg_time").verdict, Verdict::Fail);
+        let e = find(&f, "route_error_rate");
+        assert_eq!(e.verdict, Verdict::Fail);
+        assert!(
+            e.evidence.contains("1 of 10") && e.evidence.contains("ab"),
+            "{}",
+            e.evidence
+        );
+        // The type has no errors: its error rate passes.
+        assert_eq!(find(&f, "api_error_rate").verdict, Verdict::Pass);
+        let j = find(&f, "job_avg_time");
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.evidence
+                .contains("enqueued by POST /api/v1/auth/login (150 jobs, 1 failed"),
+            "{}",
+            j.evidence
+        );
         assert_eq!(find(&f, "job_failure_rate").verdict, Verdict::Pass);
         assert_eq!(find(&f, "provider_p95").verdict, Verdict::Fail);
         assert_eq!(find(&f, "slow_query").verdict, Verdict::Warn);

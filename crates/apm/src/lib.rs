@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod forward;
 pub mod hist;
 pub mod judge;
 pub mod model;
@@ -30,6 +31,7 @@ pub mod offline;
 pub mod render;
 pub mod server;
 pub mod summary;
+pub mod wire;
 
 pub use config::{ApmConfig, EngineConfig};
 pub use engine::Engine;

@@ -69,6 +69,11 @@ pub enum SpanClass {
         class: String,
         queue: String,
     },
+    /// A job enqueued (Sidekiq producer span); a job's span link points here.
+    Enqueue {
+        class: String,
+        queue: String,
+    },
     Other,
 }
 
@@ -85,6 +90,17 @@ pub struct SpanRec {
     pub end_ns: u64,
     pub error: bool,
     pub class: SpanClass,
+    /// Span links (OTLP `Span.links`): e.g. a Sidekiq job's link to the span that
+    /// enqueued it. At most [`MAX_LINKS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<SpanLink>,
+}
+
+/// A link to a span of (usually) another trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanLink {
+    pub trace_id: u128,
+    pub span_id: u64,
 }
 
 impl SpanRec {
@@ -125,115 +141,151 @@ impl std::fmt::Display for Reject {
     }
 }
 
+/// An attribute value, borrowed from a decoded request or straight from the
+/// protobuf bytes (see [`crate::wire`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Val<'a> {
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    /// Arrays, maps and bytes: not read by the analysis.
+    Other,
+}
+
+impl<'a> Val<'a> {
+    pub fn of(v: &'a AnyValue) -> Val<'a> {
+        match &v.value {
+            Some(any_value::Value::StringValue(s)) => Val::Str(s),
+            Some(any_value::Value::IntValue(i)) => Val::Int(*i),
+            Some(any_value::Value::DoubleValue(d)) => Val::Double(*d),
+            Some(any_value::Value::BoolValue(b)) => Val::Bool(*b),
+            _ => Val::Other,
+        }
+    }
+}
+
 /// The attributes the analysis reads, found in one pass over the span's list.
 #[derive(Default)]
-struct Attrs<'a> {
-    method: Option<&'a AnyValue>,
-    route: Option<&'a AnyValue>,
-    path: Option<&'a AnyValue>,
-    status: Option<&'a AnyValue>,
-    db_system: Option<&'a AnyValue>,
-    db_query: Option<&'a AnyValue>,
-    db_operation: Option<&'a AnyValue>,
-    db_cached: Option<&'a AnyValue>,
-    msg_system: Option<&'a AnyValue>,
-    job_class: Option<&'a AnyValue>,
-    queue: Option<&'a AnyValue>,
-    server_address: Option<&'a AnyValue>,
-    url_full: Option<&'a AnyValue>,
-    genai_provider: Option<&'a AnyValue>,
-    genai_model: Option<&'a AnyValue>,
+pub struct Attrs<'a> {
+    method: Option<Val<'a>>,
+    route: Option<Val<'a>>,
+    path: Option<Val<'a>>,
+    status: Option<Val<'a>>,
+    db_system: Option<Val<'a>>,
+    db_query: Option<Val<'a>>,
+    db_operation: Option<Val<'a>>,
+    db_cached: Option<Val<'a>>,
+    msg_system: Option<Val<'a>>,
+    job_class: Option<Val<'a>>,
+    queue: Option<Val<'a>>,
+    server_address: Option<Val<'a>>,
+    url_full: Option<Val<'a>>,
+    genai_provider: Option<Val<'a>>,
+    genai_model: Option<Val<'a>>,
 }
 
 impl<'a> Attrs<'a> {
     fn read(list: &'a [KeyValue]) -> Attrs<'a> {
         let mut a = Attrs::default();
-        // Stable names win over the old ones whichever comes first (`database/dup`
-        // and `http/dup` modes emit both).
         for kv in list {
-            let v = match &kv.value {
-                Some(v) => v,
-                None => continue,
-            };
-            match kv.key.as_str() {
-                "http.request.method" => a.method = Some(v),
-                "http.method" => {
-                    a.method.get_or_insert(v);
-                }
-                "http.route" => a.route = Some(v),
-                "url.path" => a.path = Some(v),
-                "http.target" => {
-                    a.path.get_or_insert(v);
-                }
-                "http.response.status_code" => a.status = Some(v),
-                "http.status_code" => {
-                    a.status.get_or_insert(v);
-                }
-                "db.system.name" => a.db_system = Some(v),
-                "db.system" => {
-                    a.db_system.get_or_insert(v);
-                }
-                "db.query.text" => a.db_query = Some(v),
-                "db.statement" => {
-                    a.db_query.get_or_insert(v);
-                }
-                "db.operation.name" => a.db_operation = Some(v),
-                "db.operation" => {
-                    a.db_operation.get_or_insert(v);
-                }
-                "db.cached" | "db.query.cached" => a.db_cached = Some(v),
-                "messaging.system" => a.msg_system = Some(v),
-                "messaging.sidekiq.job_class" => a.job_class = Some(v),
-                "messaging.destination.name" => a.queue = Some(v),
-                "messaging.destination" => {
-                    a.queue.get_or_insert(v);
-                }
-                "server.address" => a.server_address = Some(v),
-                "net.peer.name" => {
-                    a.server_address.get_or_insert(v);
-                }
-                "url.full" => a.url_full = Some(v),
-                "http.url" => {
-                    a.url_full.get_or_insert(v);
-                }
-                "gen_ai.provider.name" => a.genai_provider = Some(v),
-                "gen_ai.system" => {
-                    a.genai_provider.get_or_insert(v);
-                }
-                "gen_ai.request.model" => {
-                    a.genai_model.get_or_insert(v);
-                }
-                "gen_ai.response.model" => a.genai_model = Some(v),
-                _ => {}
+            if let Some(v) = &kv.value {
+                a.set(kv.key.as_bytes(), Val::of(v));
             }
         }
         a
     }
+
+    /// Notes one attribute. Stable names win over the old ones whichever comes
+    /// first (`database/dup` and `http/dup` modes emit both).
+    #[inline]
+    pub fn set(&mut self, key: &[u8], v: Val<'a>) {
+        let a = self;
+        match key {
+            b"http.request.method" => a.method = Some(v),
+            b"http.method" => {
+                a.method.get_or_insert(v);
+            }
+            b"http.route" => a.route = Some(v),
+            b"url.path" => a.path = Some(v),
+            b"http.target" => {
+                a.path.get_or_insert(v);
+            }
+            b"http.response.status_code" => a.status = Some(v),
+            b"http.status_code" => {
+                a.status.get_or_insert(v);
+            }
+            b"db.system.name" => a.db_system = Some(v),
+            b"db.system" => {
+                a.db_system.get_or_insert(v);
+            }
+            b"db.query.text" => a.db_query = Some(v),
+            b"db.statement" => {
+                a.db_query.get_or_insert(v);
+            }
+            b"db.operation.name" => a.db_operation = Some(v),
+            b"db.operation" => {
+                a.db_operation.get_or_insert(v);
+            }
+            b"db.cached" | b"db.query.cached" => a.db_cached = Some(v),
+            b"messaging.system" => a.msg_system = Some(v),
+            b"messaging.sidekiq.job_class" => a.job_class = Some(v),
+            b"messaging.destination.name" => a.queue = Some(v),
+            b"messaging.destination" => {
+                a.queue.get_or_insert(v);
+            }
+            b"server.address" => a.server_address = Some(v),
+            b"net.peer.name" => {
+                a.server_address.get_or_insert(v);
+            }
+            b"url.full" => a.url_full = Some(v),
+            b"http.url" => {
+                a.url_full.get_or_insert(v);
+            }
+            b"gen_ai.provider.name" => a.genai_provider = Some(v),
+            b"gen_ai.system" => {
+                a.genai_provider.get_or_insert(v);
+            }
+            b"gen_ai.request.model" => {
+                a.genai_model.get_or_insert(v);
+            }
+            b"gen_ai.response.model" => a.genai_model = Some(v),
+            _ => {}
+        }
+    }
 }
 
-fn text(v: Option<&AnyValue>) -> Option<String> {
-    match v?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.clone()),
-        any_value::Value::IntValue(i) => Some(i.to_string()),
-        any_value::Value::DoubleValue(d) => Some(d.to_string()),
-        any_value::Value::BoolValue(b) => Some(b.to_string()),
+fn text(v: Option<Val<'_>>) -> Option<String> {
+    match v? {
+        Val::Str(s) => Some(s.to_string()),
+        Val::Int(i) => Some(i.to_string()),
+        Val::Double(d) => Some(d.to_string()),
+        Val::Bool(b) => Some(b.to_string()),
+        Val::Other => None,
+    }
+}
+
+/// As [`text`], borrowing strings.
+fn cow<'a>(v: Option<Val<'a>>) -> Option<std::borrow::Cow<'a, str>> {
+    match v? {
+        Val::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
+        other => text(Some(other)).map(std::borrow::Cow::Owned),
+    }
+}
+
+fn int(v: Option<Val<'_>>) -> Option<i64> {
+    match v? {
+        Val::Int(i) => Some(i),
+        Val::Str(s) => s.trim().parse().ok(),
+        Val::Double(d) => Some(d as i64),
         _ => None,
     }
 }
 
-fn int(v: Option<&AnyValue>) -> Option<i64> {
-    match v?.value.as_ref()? {
-        any_value::Value::IntValue(i) => Some(*i),
-        any_value::Value::StringValue(s) => s.trim().parse().ok(),
-        any_value::Value::DoubleValue(d) => Some(*d as i64),
-        _ => None,
-    }
-}
-
-fn truthy(v: Option<&AnyValue>) -> bool {
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::BoolValue(b)) => *b,
-        Some(any_value::Value::StringValue(s)) => s == "true",
+fn truthy(v: Option<Val<'_>>) -> bool {
+    match v {
+        Some(Val::Bool(b)) => b,
+        Some(Val::Str(s)) => s == "true",
         _ => false,
     }
 }
@@ -267,35 +319,37 @@ const METHODS: [&str; 9] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT",
 ];
 
-fn classify(span: &Span, kind: Kind) -> SpanClass {
-    let a = Attrs::read(&span.attributes);
+fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
     if let Some(provider) = text(a.genai_provider) {
         let model = text(a.genai_model).unwrap_or_else(|| "(unknown)".to_string());
         return SpanClass::Provider { provider, model };
     }
     if let Some(system) = text(a.db_system) {
-        let raw = text(a.db_query);
-        let op = text(a.db_operation);
-        let sys = system.to_ascii_lowercase();
-        let sql = !matches!(
-            sys.as_str(),
-            "redis" | "memcached" | "mongodb" | "elasticsearch" | "cassandra" | "dynamodb"
-        );
+        let raw = cow(a.db_query);
+        let op = cow(a.db_operation);
+        let sql = ![
+            "redis",
+            "memcached",
+            "mongodb",
+            "elasticsearch",
+            "cassandra",
+            "dynamodb",
+        ]
+        .iter()
+        .any(|x| system.eq_ignore_ascii_case(x));
         let statement = match (&raw, &op) {
             (Some(q), _) => normalize_sql(q),
-            (None, Some(o)) => o.clone(),
-            (None, None) => span.name.clone(),
+            (None, Some(o)) => o.to_string(),
+            (None, None) => name.to_string(),
         };
-        let upper = raw
-            .as_deref()
-            .unwrap_or("")
-            .trim_start()
-            .to_ascii_uppercase();
-        let select = upper.starts_with("SELECT")
+        let q = raw.as_deref().unwrap_or("").trim_start().as_bytes();
+        let select = q
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"SELECT"))
             || (raw.is_none()
                 && op.as_deref().map(|o| o.eq_ignore_ascii_case("select")) == Some(true));
-        let has_where = upper.contains(" WHERE ");
-        let cached = truthy(a.db_cached) || span.name.starts_with("CACHE");
+        let has_where = q.windows(7).any(|w| w.eq_ignore_ascii_case(b" WHERE "));
+        let cached = truthy(a.db_cached) || name.starts_with("CACHE");
         return SpanClass::Db {
             system,
             statement,
@@ -310,37 +364,45 @@ fn classify(span: &Span, kind: Kind) -> SpanClass {
         && (msg.is_some() || a.job_class.is_some())
     {
         let class = text(a.job_class).unwrap_or_else(|| {
-            span.name
-                .strip_suffix(" process")
-                .or_else(|| span.name.strip_suffix(" perform"))
-                .unwrap_or(&span.name)
+            name.strip_suffix(" process")
+                .or_else(|| name.strip_suffix(" perform"))
+                .unwrap_or(name)
                 .to_string()
         });
         let queue = text(a.queue).unwrap_or_default();
         return SpanClass::Job { class, queue };
     }
+    if kind == Kind::Producer && (msg.is_some() || a.job_class.is_some()) {
+        let class = text(a.job_class).unwrap_or_else(|| {
+            name.strip_suffix(" publish")
+                .or_else(|| name.strip_suffix(" send"))
+                .unwrap_or(name)
+                .to_string()
+        });
+        let queue = text(a.queue).unwrap_or_default();
+        return SpanClass::Enqueue { class, queue };
+    }
     let method = text(a.method).map(|m| m.to_ascii_uppercase());
     if kind == Kind::Server {
-        let name_method = span
-            .name
+        let name_method = name
             .split_whitespace()
             .next()
             .filter(|m| METHODS.contains(m))
             .map(str::to_string);
         let method = method.or(name_method).unwrap_or_else(|| "GET".to_string());
-        let template = if let Some(r) = text(a.route) {
+        let template = if let Some(r) = cow(a.route) {
             strip_format(&r)
-        } else if let Some(p) = text(a.path) {
+        } else if let Some(p) = cow(a.path) {
             let p = p.split(['?', '#']).next().unwrap_or("").to_string();
             normalize_path(&p)
-        } else if let Some((_, rest)) = span.name.split_once(' ') {
+        } else if let Some((_, rest)) = name.split_once(' ') {
             if rest.starts_with('/') {
                 strip_format(rest)
             } else {
-                span.name.clone()
+                name.to_string()
             }
         } else {
-            span.name.clone()
+            name.to_string()
         };
         let status = int(a.status).and_then(|s| u16::try_from(s).ok());
         return SpanClass::Server {
@@ -375,39 +437,99 @@ fn id_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(arr))
 }
 
-/// Converts one OTLP span. An all-zero or wrongly sized id is rejected.
-pub fn from_otlp(span: &Span) -> Result<SpanRec, Reject> {
-    let trace_id = id_u128(&span.trace_id)
-        .filter(|&t| t != 0)
-        .ok_or(Reject::BadTraceId(span.trace_id.len()))?;
-    let span_id = id_u64(&span.span_id)
-        .filter(|&s| s != 0)
-        .ok_or(Reject::BadSpanId(span.span_id.len()))?;
-    let parent_id = if span.parent_span_id.is_empty() {
-        0
-    } else {
-        id_u64(&span.parent_span_id).ok_or(Reject::BadParentId(span.parent_span_id.len()))?
-    };
-    let kind = Kind::from_i32(span.kind);
-    let class = classify(span, kind);
-    let mut error = span.status.as_ref().map(|s| s.code == 2).unwrap_or(false);
-    if let SpanClass::Server {
-        status: Some(code), ..
-    } = &class
-    {
-        error |= *code >= 500;
+/// Links kept per span, at most (the rest are ignored).
+pub const MAX_LINKS: usize = 4;
+
+/// One OTLP span, borrowed: from a decoded request ([`from_otlp`]) or straight
+/// from the protobuf bytes ([`crate::wire`]).
+#[derive(Default)]
+pub struct SpanView<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// `Status.code` (2 = ERROR).
+    pub status_code: i32,
+    pub attrs: Attrs<'a>,
+    /// Valid links (trace id, span id), at most [`MAX_LINKS`].
+    pub links: Vec<SpanLink>,
+}
+
+impl<'a> SpanView<'a> {
+    /// Notes a link if its ids are valid and there is room.
+    pub fn add_link(&mut self, trace_id: &[u8], span_id: &[u8]) {
+        if self.links.len() >= MAX_LINKS {
+            return;
+        }
+        if let (Some(t), Some(s)) = (id_u128(trace_id), id_u64(span_id)) {
+            if t != 0 && s != 0 {
+                self.links.push(SpanLink {
+                    trace_id: t,
+                    span_id: s,
+                });
+            }
+        }
     }
-    Ok(SpanRec {
-        trace_id,
-        span_id,
-        parent_id,
-        name: span.name.clone(),
-        kind,
+
+    /// The span reduced to what the analysis needs. An all-zero or wrongly sized id
+    /// is rejected.
+    pub fn build(self) -> Result<SpanRec, Reject> {
+        let trace_id = id_u128(self.trace_id)
+            .filter(|&t| t != 0)
+            .ok_or(Reject::BadTraceId(self.trace_id.len()))?;
+        let span_id = id_u64(self.span_id)
+            .filter(|&s| s != 0)
+            .ok_or(Reject::BadSpanId(self.span_id.len()))?;
+        let parent_id = if self.parent_span_id.is_empty() {
+            0
+        } else {
+            id_u64(self.parent_span_id).ok_or(Reject::BadParentId(self.parent_span_id.len()))?
+        };
+        let kind = Kind::from_i32(self.kind);
+        let class = classify(self.name, kind, &self.attrs);
+        let mut error = self.status_code == 2;
+        if let SpanClass::Server {
+            status: Some(code), ..
+        } = &class
+        {
+            error |= *code >= 500;
+        }
+        Ok(SpanRec {
+            trace_id,
+            span_id,
+            parent_id,
+            name: self.name.to_string(),
+            kind,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns.max(self.start_ns),
+            error,
+            class,
+            links: self.links,
+        })
+    }
+}
+
+/// Converts one decoded OTLP span. An all-zero or wrongly sized id is rejected.
+pub fn from_otlp(span: &Span) -> Result<SpanRec, Reject> {
+    let mut v = SpanView {
+        trace_id: &span.trace_id,
+        span_id: &span.span_id,
+        parent_span_id: &span.parent_span_id,
+        name: &span.name,
+        kind: span.kind,
         start_ns: span.start_time_unix_nano,
-        end_ns: span.end_time_unix_nano.max(span.start_time_unix_nano),
-        error,
-        class,
-    })
+        end_ns: span.end_time_unix_nano,
+        status_code: span.status.as_ref().map_or(0, |s| s.code),
+        attrs: Attrs::read(&span.attributes),
+        links: Vec::new(),
+    };
+    for l in &span.links {
+        v.add_link(&l.trace_id, &l.span_id);
+    }
+    v.build()
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 
 /// Removes Rails' optional format suffix: `/users/:id(.:format)` → `/users/:id`.
 pub fn strip_format(route: &str) -> String {
-    route.replace("(.:format)", "")
+    if route.contains('(') {
+        route.replace("(.:format)", "")
+    } else {
+        route.to_string()
+    }
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -52,10 +56,22 @@ pub fn normalize_path(path: &str) -> String {
 /// together: string and number literals and `$n` placeholders become `?`, `IN (?, ?)`
 /// lists collapse to `IN (?)`, whitespace collapses. At most 300 characters are kept.
 pub fn normalize_sql(q: &str) -> String {
-    let mut out = String::with_capacity(q.len().min(320));
+    // Bytes out; only whole UTF-8 characters or ASCII are ever copied, so the result
+    // is valid UTF-8.
+    let mut out: Vec<u8> = Vec::with_capacity(q.len().min(320));
     let b = q.as_bytes();
     let mut i = 0;
     let mut prev_space = false;
+    // A placeholder: `?, ?` and `?,?` collapse into one as they are written.
+    fn placeholder(out: &mut Vec<u8>) {
+        if out.ends_with(b"?, ") {
+            out.truncate(out.len() - 2);
+        } else if out.ends_with(b"?,") {
+            out.truncate(out.len() - 1);
+        } else {
+            out.push(b'?');
+        }
+    }
     while i < b.len() && out.len() < 300 {
         let c = b[i];
         if c == b'\'' {
@@ -72,7 +88,14 @@ pub fn normalize_sql(q: &str) -> String {
                 i += 1;
             }
             i += 1;
-            out.push('?');
+            placeholder(&mut out);
+            prev_space = false;
+            continue;
+        }
+        if c == b'?' {
+            // Already a placeholder (MySQL / ActiveRecord binds).
+            i += 1;
+            placeholder(&mut out);
             prev_space = false;
             continue;
         }
@@ -81,13 +104,12 @@ pub fn normalize_sql(q: &str) -> String {
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
-            out.push('?');
+            placeholder(&mut out);
             prev_space = false;
             continue;
         }
         if c.is_ascii_digit() {
             let prev_ident = out
-                .as_bytes()
                 .last()
                 .map(|p| p.is_ascii_alphanumeric() || *p == b'_' || *p == b'"')
                 .unwrap_or(false);
@@ -95,35 +117,52 @@ pub fn normalize_sql(q: &str) -> String {
                 while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
                     i += 1;
                 }
-                out.push('?');
+                placeholder(&mut out);
                 prev_space = false;
                 continue;
             }
         }
         if c.is_ascii_whitespace() {
             if !prev_space && !out.is_empty() {
-                out.push(' ');
+                out.push(b' ');
             }
             prev_space = true;
             i += 1;
             continue;
         }
         prev_space = false;
+        if c.is_ascii() {
+            // A run of plain ASCII (no quote, `$`, space, or digit starting a number)
+            // is copied in one go.
+            let ident = |p: u8| p.is_ascii_alphanumeric() || p == b'_' || p == b'"';
+            let room = 300 - out.len();
+            let mut j = i + 1;
+            while j < b.len() && j - i < room {
+                let d = b[j];
+                if !d.is_ascii()
+                    || d == b'\''
+                    || d == b'$'
+                    || d == b'?'
+                    || d.is_ascii_whitespace()
+                    || (d.is_ascii_digit() && !ident(b[j - 1]))
+                {
+                    break;
+                }
+                j += 1;
+            }
+            out.extend_from_slice(&b[i..j]);
+            i = j;
+            continue;
+        }
         // Copy one UTF-8 character.
-        let len = utf8_len(c);
-        let end = (i + len).min(b.len());
-        out.push_str(std::str::from_utf8(&b[i..end]).unwrap_or("?"));
+        let end = (i + utf8_len(c)).min(b.len());
+        out.extend_from_slice(&b[i..end]);
         i = end;
     }
-    let mut s = out.trim_end().to_string();
-    // Collapse placeholder lists: (?, ?, ?) → (?)
-    while let Some(pos) = s.find("?, ?") {
-        s.replace_range(pos..pos + 4, "?");
+    while out.last() == Some(&b' ') {
+        out.pop();
     }
-    while let Some(pos) = s.find("?,?") {
-        s.replace_range(pos..pos + 3, "?");
-    }
-    s
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -213,6 +252,18 @@ mod tests {
             "SELECT * FROM t2 WHERE id IN (?)"
         );
         assert_eq!(normalize_sql("SELECT 1"), "SELECT ?");
+        assert_eq!(
+            normalize_sql("SELECT * FROM t WHERE id IN (?, ?,?) AND x = ?"),
+            "SELECT * FROM t WHERE id IN (?) AND x = ?"
+        );
+        assert_eq!(
+            normalize_sql("INSERT INTO t (a, b) VALUES (1, 'x'),(2,'y')  "),
+            "INSERT INTO t (a, b) VALUES (?),(?)"
+        );
+        assert_eq!(
+            normalize_sql("SELECT 'é', \"naïve\" FROM t"),
+            "SELECT ?, \"naïve\" FROM t"
+        );
         assert!(normalize_sql(&"x".repeat(1000)).len() <= 300);
     }
 

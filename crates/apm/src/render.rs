@@ -55,6 +55,19 @@ pub fn routes_table(s: &Summary, limit: usize) -> String {
     out
 }
 
+fn span_line(out: &mut String, s: &crate::summary::SpanNode, extra_depth: u32) {
+    let indent = "  ".repeat((s.depth + extra_depth) as usize + 1);
+    out.push_str(&format!(
+        "{indent}{:>9} +{:<9} {} [{}] {}{}\n",
+        ms(s.duration_ms),
+        ms(s.offset_ms),
+        truncate(&s.name, 60),
+        s.category,
+        truncate(&s.detail, 90),
+        if s.error { "  ERROR" } else { "" }
+    ));
+}
+
 /// The slow-endpoint procedure for one route.
 pub fn endpoint(d: &EndpointDetail) -> String {
     let r = &d.route;
@@ -78,6 +91,12 @@ pub fn endpoint(d: &EndpointDetail) -> String {
         ms(r.breakdown.app_ms / n),
         r.breakdown.dominant(),
     );
+    if !l.error_traces.is_empty() {
+        out.push_str(&format!(
+            "failing traces (latest): {}\n",
+            l.error_traces.join(", ")
+        ));
+    }
     if !d.detections.is_empty() {
         out.push_str("\ndetections:\n");
         for x in &d.detections {
@@ -91,6 +110,20 @@ pub fn endpoint(d: &EndpointDetail) -> String {
             ));
         }
     }
+    if !d.linked_jobs.is_empty() {
+        out.push_str("\njobs enqueued by this route (span links):\n");
+        for j in &d.linked_jobs {
+            out.push_str(&format!(
+                "  {:<40} {}×  errors {}  avg {}  p95 {}  max {}\n",
+                truncate(&j.class, 40),
+                j.latency.count,
+                j.latency.errors,
+                ms(j.latency.avg_ms),
+                ms(j.latency.p95_ms),
+                ms(j.latency.max_ms)
+            ));
+        }
+    }
     for ex in &d.slowest {
         out.push_str(&format!(
             "\ntrace {}  {}  (DB {}, HTTP {}, app {})\n",
@@ -101,16 +134,23 @@ pub fn endpoint(d: &EndpointDetail) -> String {
             ms(ex.breakdown.app_ms)
         ));
         for s in &ex.spans {
-            let indent = "  ".repeat(s.depth as usize + 1);
-            out.push_str(&format!(
-                "{indent}{:>9} +{:<9} {} [{}] {}{}\n",
-                ms(s.duration_ms),
-                ms(s.offset_ms),
-                truncate(&s.name, 60),
-                s.category,
-                truncate(&s.detail, 90),
-                if s.error { "  ERROR" } else { "" }
-            ));
+            span_line(&mut out, s, 0);
+            for l in ex.linked.iter().filter(|l| l.from_span_id == s.span_id) {
+                let indent = "  ".repeat(s.depth as usize + 2);
+                out.push_str(&format!(
+                    "{indent}↳ linked job trace {}  {}  {}{}\n",
+                    l.trace_id,
+                    truncate(&l.class, 60),
+                    ms(l.duration_ms),
+                    if l.error { "  ERROR" } else { "" }
+                ));
+                for j in &l.spans {
+                    span_line(&mut out, j, s.depth + 2);
+                }
+                if l.truncated > 0 {
+                    out.push_str(&format!("{indent}  … {} more spans\n", l.truncated));
+                }
+            }
         }
         if ex.truncated > 0 {
             out.push_str(&format!("  … {} more spans\n", ex.truncated));

@@ -1,6 +1,6 @@
 //! The receiver: OTLP/HTTP `/v1/traces` (protobuf and JSON, gzip), OTLP/gRPC
-//! (`TraceService/Export`), the summary API, and optional forwarding of every body
-//! received to another OTLP/HTTP endpoint.
+//! (`TraceService/Export`), the summary API, and optional forwarding of everything
+//! received to another OTLP receiver over HTTP or gRPC ([`crate::forward`]).
 //!
 //! Handlers decode in parallel and hand spans to one engine task through a bounded
 //! queue: when the queue is full the receiver answers 503 with `Retry-After`
@@ -10,7 +10,8 @@
 
 use crate::decode::{decode_body, gunzip, is_gzip, to_spans, Format};
 use crate::engine::Engine;
-use crate::model::SpanRec;
+use crate::forward::{Forwarder, Payload};
+use crate::model::{Reject, SpanRec};
 use crate::summary::{EndpointDetail, Summary};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -27,10 +28,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +41,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("--forward {url}: {why} (example: --forward http://collector:4318)")]
-    Forward { url: String, why: String },
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardError),
 }
 
 /// The receiver's settings, validated by the caller.
@@ -49,8 +50,12 @@ pub enum ServeError {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub grpc: Option<SocketAddr>,
-    /// Base URL of another OTLP/HTTP receiver (`/v1/traces` is appended).
-    pub forward: Option<url::Url>,
+    /// Another OTLP receiver that gets everything received (HTTP or gRPC).
+    pub forward: Option<crate::forward::Target>,
+    /// Batches waiting to be forwarded, at most (then dropped for forwarding only).
+    pub forward_queue: usize,
+    /// Bytes waiting to be forwarded, at most.
+    pub forward_queue_bytes: usize,
     /// Batches waiting for the engine, at most (then 503).
     pub queue_batches: usize,
     /// Largest accepted body, compressed or not (decompressed: 8×).
@@ -63,29 +68,12 @@ impl ServeConfig {
             listen,
             grpc: None,
             forward: None,
+            forward_queue: 1024,
+            forward_queue_bytes: 64 * 1024 * 1024,
             queue_batches: 256,
             max_body: 16 * 1024 * 1024,
         }
     }
-}
-
-/// Checks a `--forward` URL: http(s), a host, no credentials in it.
-pub fn parse_forward(s: &str) -> Result<url::Url, ServeError> {
-    let bad = |why: &str| ServeError::Forward {
-        url: redact(s),
-        why: why.to_string(),
-    };
-    let mut u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        return Err(bad("must be an http:// or https:// URL with a host"));
-    }
-    if u.path() == "/" || u.path().is_empty() {
-        u.set_path("/v1/traces");
-    } else if !u.path().ends_with("/v1/traces") {
-        let p = format!("{}/v1/traces", u.path().trim_end_matches('/'));
-        u.set_path(&p);
-    }
-    Ok(u)
 }
 
 /// A URL without its password, for messages.
@@ -109,18 +97,10 @@ pub enum Cmd {
     Endpoint(String, Option<u64>, oneshot::Sender<Option<EndpointDetail>>),
 }
 
-struct Forwarder {
-    url: url::Url,
-    client: reqwest::Client,
-    slots: Arc<Semaphore>,
-}
-
 pub struct Shared {
     tx: mpsc::Sender<Cmd>,
     max_body: usize,
     forward: Option<Forwarder>,
-    forwarded: Arc<AtomicU64>,
-    forward_failed: Arc<AtomicU64>,
 }
 
 /// A running receiver.
@@ -196,24 +176,16 @@ pub fn router_parts(
     let (tx, rx) = mpsc::channel(cfg.queue_batches.max(1));
     let forward = match &cfg.forward {
         None => None,
-        Some(u) => Some(Forwarder {
-            url: u.clone(),
-            client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .map_err(|e| ServeError::Forward {
-                    url: redact(u.as_str()),
-                    why: e.to_string(),
-                })?,
-            slots: Arc::new(Semaphore::new(32)),
-        }),
+        Some(t) => Some(crate::forward::start(
+            t.clone(),
+            cfg.forward_queue,
+            cfg.forward_queue_bytes,
+        )?),
     };
     let shared = Arc::new(Shared {
         tx,
         max_body: cfg.max_body,
         forward,
-        forwarded: Arc::new(AtomicU64::new(0)),
-        forward_failed: Arc::new(AtomicU64::new(0)),
     });
     let router = Router::new()
         .route("/v1/traces", post(traces))
@@ -325,9 +297,9 @@ fn over_capacity(format: Format) -> Response {
 /// Accepts decoded spans: `Err` with an over-capacity answer when the queue is full.
 fn submit(
     shared: &Shared,
-    req: &ExportTraceServiceRequest,
+    spans: Vec<SpanRec>,
+    bad: Vec<Reject>,
 ) -> Result<ExportTraceServiceResponse, ()> {
-    let (spans, bad) = to_spans(req);
     let rejected = bad.len() as u64;
     shared
         .tx
@@ -400,55 +372,59 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             )
         }
     };
-    let req = match decode_body(format, plain) {
+    let compressed = plain.len() != body.len() || plain.as_ptr() != body.as_ptr();
+    let want_proto = shared
+        .forward
+        .as_ref()
+        .is_some_and(Forwarder::wants_plain_protobuf);
+    // Protobuf is read in place (no owned copy of every attribute); JSON goes
+    // through the full OTLP/JSON decode.
+    let mut json_as_proto = None;
+    let decoded = match format {
+        Format::Protobuf => {
+            let (mut ok, mut bad) = (Vec::new(), Vec::new());
+            crate::wire::read_request(plain, &mut ok, &mut bad).map(|()| (ok, bad))
+        }
+        Format::Json => decode_body(format, plain).map(|req| {
+            if want_proto {
+                json_as_proto = Some(Bytes::from(req.encode_to_vec()));
+            }
+            to_spans(&req)
+        }),
+    };
+    let (spans, bad) = match decoded {
         Ok(r) => r,
         Err(e) => {
             let _ = shared.tx.try_send(Cmd::Malformed);
             return error(StatusCode::BAD_REQUEST, format, 3, e.to_string());
         }
     };
-    let resp = match submit(&shared, &req) {
+    let resp = match submit(&shared, spans, bad) {
         Ok(r) => r,
         Err(()) => return over_capacity(format),
     };
     if let Some(f) = &shared.forward {
-        forward(f, &shared, ct, &encoding, body);
+        let payload = if !want_proto {
+            Payload {
+                body,
+                content_type: HeaderValue::from_static(format.content_type()),
+                gzip: compressed,
+            }
+        } else {
+            let body = match json_as_proto {
+                Some(b) => b,
+                None if compressed => Bytes::copy_from_slice(plain),
+                None => body,
+            };
+            Payload {
+                body,
+                content_type: HeaderValue::from_static(Format::Protobuf.content_type()),
+                gzip: false,
+            }
+        };
+        f.offer(payload);
     }
     answer(StatusCode::OK, format, encode(format, &resp))
-}
-
-fn forward(f: &Forwarder, shared: &Shared, ct: &str, encoding: &str, body: Bytes) {
-    let Ok(permit) = f.slots.clone().try_acquire_owned() else {
-        shared.forward_failed.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    let mut req = f
-        .client
-        .post(f.url.clone())
-        .header(header::CONTENT_TYPE, ct.to_string())
-        .body(body);
-    if encoding != "identity" && !encoding.is_empty() {
-        req = req.header(header::CONTENT_ENCODING, encoding.to_string());
-    }
-    let ok = shared.forwarded.clone();
-    let failed = shared.forward_failed.clone();
-    let target = redact(f.url.as_str());
-    tokio::spawn(async move {
-        let _permit = permit;
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {
-                ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(r) => {
-                failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("forward to {target}: HTTP {}", r.status());
-            }
-            Err(e) => {
-                failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("forward to {target}: {}", e.without_url());
-            }
-        }
-    });
 }
 
 fn window_param(q: &HashMap<String, String>) -> Result<Option<u64>, Box<Response>> {
@@ -489,8 +465,13 @@ async fn summary(
     }
     match rx.await {
         Ok(mut s) => {
-            s.ingest.forwarded = shared.forwarded.load(Ordering::Relaxed);
-            s.ingest.forward_failed = shared.forward_failed.load(Ordering::Relaxed);
+            if let Some(f) = &shared.forward {
+                let st = &f.stats;
+                s.ingest.forwarded = st.forwarded.load(Ordering::Relaxed);
+                s.ingest.forward_failed = st.failed.load(Ordering::Relaxed);
+                s.ingest.forward_dropped = st.dropped.load(Ordering::Relaxed);
+                s.ingest.forward_queued = st.queued.load(Ordering::Relaxed) as u64;
+            }
             Json(s).into_response()
         }
         Err(_) => engine_gone(),
@@ -543,8 +524,18 @@ impl TraceService for Grpc {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let req = request.into_inner();
-        match submit(&self.shared, &req) {
-            Ok(r) => Ok(tonic::Response::new(r)),
+        let (spans, bad) = to_spans(&req);
+        match submit(&self.shared, spans, bad) {
+            Ok(r) => {
+                if let Some(f) = &self.shared.forward {
+                    f.offer(Payload {
+                        body: Bytes::from(req.encode_to_vec()),
+                        content_type: HeaderValue::from_static(Format::Protobuf.content_type()),
+                        gzip: false,
+                    });
+                }
+                Ok(tonic::Response::new(r))
+            }
             Err(()) => Err(tonic::Status::unavailable(
                 "over capacity: the analysis queue is full; retry later",
             )),

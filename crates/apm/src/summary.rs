@@ -25,12 +25,21 @@ pub struct IngestStats {
     pub open_traces: u64,
     pub open_spans: u64,
     pub bodies_malformed: u64,
-    /// Request bodies passed on to `--forward`.
+    /// Batches the `--forward` target accepted.
     #[serde(default)]
     pub forwarded: u64,
-    /// Forwards that failed or were skipped because too many were in flight.
+    /// Batches the forward target refused, or that failed (error, timeout).
     #[serde(default)]
     pub forward_failed: u64,
+    /// Batches not forwarded because the forward queue was full (still analysed).
+    #[serde(default)]
+    pub forward_dropped: u64,
+    /// Job executions tied by a span link to the request that enqueued them.
+    #[serde(default)]
+    pub jobs_linked: u64,
+    /// Batches waiting to be forwarded or in flight now.
+    #[serde(default)]
+    pub forward_queued: u64,
 }
 
 /// Share of a route's time per layer (the procedure's step 2); sums over all requests.
@@ -87,6 +96,10 @@ pub struct Latency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub avg_ms: f64,
+    /// Example trace ids of failures (requests with status ≥ 500 or span status
+    /// ERROR), latest first, at most 3.
+    #[serde(default)]
+    pub error_traces: Vec<String>,
 }
 
 impl Latency {
@@ -192,6 +205,33 @@ pub struct Summary {
     pub jobs: Vec<JobSummary>,
     pub providers: Vec<ProviderSummary>,
     pub detections: Vec<Detection>,
+    /// Jobs per enqueuing route, from span links (a Sidekiq job's consumer span
+    /// linked to the request's enqueue span).
+    #[serde(default)]
+    pub linked_jobs: Vec<LinkedJobs>,
+}
+
+/// The executions of one job class enqueued by one route (followed span links).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkedJobs {
+    pub route: String,
+    pub class: String,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+/// A job trace linked to a span of an example trace (it was enqueued there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkedTrace {
+    /// The span of the example the job's link points to (the enqueue span).
+    pub from_span_id: String,
+    pub trace_id: String,
+    pub class: String,
+    pub duration_ms: f64,
+    pub error: bool,
+    /// The job's span tree (depth 0 = the job span).
+    pub spans: Vec<SpanNode>,
+    pub truncated: u64,
 }
 
 /// One span of an example trace, for the indented tree.
@@ -202,7 +242,7 @@ pub struct SpanNode {
     pub span_id: String,
     pub parent_id: String,
     pub name: String,
-    /// `db`, `http`, `provider`, `server`, `job`, `other`.
+    /// `db`, `http`, `provider`, `server`, `job`, `enqueue`, `other`.
     pub category: String,
     /// Detail: statement, route, host, model.
     pub detail: String,
@@ -219,6 +259,9 @@ pub struct TraceExample {
     /// In start order; `truncated` counts spans left out.
     pub spans: Vec<SpanNode>,
     pub truncated: u64,
+    /// Job traces linked to this trace's spans (at most 3).
+    #[serde(default)]
+    pub linked: Vec<LinkedTrace>,
 }
 
 /// `GET /api/endpoint?route=...`: the slow-endpoint procedure for one route.
@@ -226,6 +269,9 @@ pub struct TraceExample {
 pub struct EndpointDetail {
     pub route: RouteSummary,
     pub detections: Vec<Detection>,
+    /// Jobs this route enqueued (span links).
+    #[serde(default)]
+    pub linked_jobs: Vec<LinkedJobs>,
     pub slowest: Vec<TraceExample>,
 }
 

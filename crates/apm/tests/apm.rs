@@ -1,7 +1,8 @@
 //! Integration tests: hand-built OTLP fixtures in both semantic-convention
 //! generations through the engine and detectors; the receiver over real HTTP and
 //! gRPC on loopback port 0 (protobuf, JSON, gzip, malformed bodies, over capacity,
-//! forwarding); and traces exported by the real OpenTelemetry SDK.
+//! forwarding over HTTP and gRPC, slow and dead forward targets); and traces exported
+//! by the real OpenTelemetry SDK.
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -689,52 +690,172 @@ async fn over_capacity_answers_503_with_retry_after() {
     task.abort();
 }
 
-#[tokio::test]
-async fn grpc_export_and_forwarding() {
-    let downstream = start(local()).await;
-    let mut cfg = local();
-    cfg.forward = Some(server::parse_forward(&format!("http://{}", downstream.http_addr)).unwrap());
-    let front = start(cfg).await;
-    // gRPC into the front receiver.
-    let mut c = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(format!(
-        "http://{}",
-        front.grpc_addr.unwrap()
-    ))
-    .await
-    .unwrap();
-    let resp = c
-        .export(n_plus_one_trace(301, Gen::New, 6, false).request_proto())
+/// One request span on `route`.
+fn route_trace(id: u128, route: &str) -> ExportTraceServiceRequest {
+    let mut t = TraceBuilder::new(id, Gen::New);
+    t.request("GET", route, route, 200, 0, 10);
+    t.request_proto()
+}
+
+async fn count_of(addr: std::net::SocketAddr, route: &str) -> u64 {
+    summary_of(addr)
         .await
-        .unwrap();
-    assert!(resp.into_inner().partial_success.is_none());
-    // HTTP into the front receiver: analysed there and forwarded downstream.
-    let pb = n_plus_one_trace(302, Gen::Old, 6, false)
-        .request_proto()
-        .encode_to_vec();
-    assert_eq!(
-        post(front.http_addr, "application/x-protobuf", true, gzip(&pb))
+        .routes
+        .iter()
+        .find(|r| r.route == route)
+        .map_or(0, |r| r.latency.count)
+}
+
+async fn grpc_client(
+    addr: std::net::SocketAddr,
+) -> opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<
+    tonic::transport::Channel,
+> {
+    opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn forwarding_over_http_and_grpc_whichever_way_spans_came_in() {
+    use powertune_apm::forward::{Protocol, Target};
+    let downstream = start(local()).await;
+    for (k, protocol) in [Protocol::HttpProtobuf, Protocol::Grpc]
+        .into_iter()
+        .enumerate()
+    {
+        let to = match protocol {
+            Protocol::HttpProtobuf => format!("http://{}", downstream.http_addr),
+            // The collector's `otlp` exporter style: host:port.
+            Protocol::Grpc => downstream.grpc_addr.unwrap().to_string(),
+        };
+        let mut cfg = local();
+        cfg.forward = Some(Target::parse(&to, protocol).unwrap());
+        let front = start(cfg).await;
+        let route = format!("/front/{}", protocol.name().replace('/', "-"));
+        let key = format!("GET {route}");
+        let base = 600 + 10 * k as u128;
+        // In over gRPC, OTLP/HTTP protobuf (gzip) and OTLP/HTTP JSON.
+        let resp = grpc_client(front.grpc_addr.unwrap())
             .await
-            .status(),
-        200
-    );
-    let s = summary_of(front.http_addr).await;
-    assert_eq!(s.routes[0].latency.count, 2);
-    let mut got = 0;
-    for _ in 0..100 {
-        let d = summary_of(downstream.http_addr).await;
-        got = d.routes.first().map(|r| r.latency.count).unwrap_or(0);
-        if got == 1 {
-            break;
+            .export(route_trace(base, &route))
+            .await
+            .unwrap();
+        assert!(resp.into_inner().partial_success.is_none());
+        let pb = gzip(&route_trace(base + 1, &route).encode_to_vec());
+        let r = post(front.http_addr, "application/x-protobuf", true, pb).await;
+        assert_eq!(r.status(), 200);
+        let json = serde_json::to_vec(&route_trace(base + 2, &route)).unwrap();
+        let r = post(front.http_addr, "application/json", false, json).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(count_of(front.http_addr, &key).await, 3);
+        let mut got = 0;
+        for _ in 0..200 {
+            got = count_of(downstream.http_addr, &key).await;
+            if got == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(got, 3, "{protocol:?}: all three batches reached the target");
+        let st = summary_of(front.http_addr).await.ingest;
+        assert_eq!(
+            (st.forwarded, st.forward_failed, st.forward_dropped),
+            (3, 0, 0),
+            "{protocol:?}"
+        );
+        front.stop();
     }
-    assert_eq!(got, 1, "the HTTP body reached the downstream receiver");
-    assert_eq!(summary_of(front.http_addr).await.ingest.forwarded, 1);
-    assert!(server::parse_forward("ftp://x").is_err());
-    let e = server::parse_forward("http://user:hunter2@")
+    assert!(Target::parse("ftp://x", Protocol::HttpProtobuf).is_err());
+    assert!(
+        Target::parse("collector", Protocol::Grpc).is_err(),
+        "no port"
+    );
+    assert!(Target::parse("https://collector:4317", Protocol::Grpc).is_err());
+    let e = Target::parse("http://user:hunter2@collector:4318", Protocol::HttpProtobuf)
         .unwrap_err()
         .to_string();
-    assert!(!e.contains("hunter2"), "{e}");
+    assert!(!e.contains("hunter2") && e.contains("credentials"), "{e}");
+    assert_eq!(
+        Target::parse("http://c:4318", Protocol::HttpProtobuf)
+            .unwrap()
+            .url
+            .path(),
+        "/v1/traces"
+    );
+    assert!("http/json".parse::<Protocol>().is_err());
+}
+
+#[tokio::test]
+async fn a_slow_or_dead_forward_target_never_blocks_or_loses_ingestion() {
+    use powertune_apm::forward::{Protocol, Target, IN_FLIGHT};
+    // A black hole: accepts connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = hole.accept().await {
+            held.push(c);
+        }
+    });
+    let mut cfg = local();
+    cfg.forward =
+        Some(Target::parse(&format!("http://{hole_addr}"), Protocol::HttpProtobuf).unwrap());
+    cfg.forward_queue = 2;
+    let front = start(cfg).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for k in 0..30u128 {
+        let r = client
+            .post(format!("http://{}/v1/traces", front.http_addr))
+            .header("content-type", "application/x-protobuf")
+            .body(route_trace(700 + k, "/slow-target").encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "batch {k} accepted at once");
+    }
+    let s = summary_of(front.http_addr).await;
+    assert_eq!(s.routes[0].latency.count, 30, "every batch analysed");
+    let st = s.ingest;
+    assert_eq!(st.forwarded, 0);
+    assert!(
+        st.forward_dropped >= (30 - 2 - IN_FLIGHT) as u64,
+        "the bounded queue dropped the rest: {st:?}"
+    );
+    assert!(st.forward_queued <= (2 + IN_FLIGHT) as u64, "{st:?}");
+    assert_eq!(st.forward_dropped + st.forward_queued, 30, "{st:?}");
+    front.stop();
+    holder.abort();
+
+    // A target that is down (connection refused), over gRPC.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let mut cfg = local();
+    cfg.forward = Some(Target::parse(&gone_addr.to_string(), Protocol::Grpc).unwrap());
+    let front = start(cfg).await;
+    let mut c = grpc_client(front.grpc_addr.unwrap()).await;
+    for k in 0..5u128 {
+        c.export(route_trace(800 + k, "/dead-target"))
+            .await
+            .unwrap();
+    }
+    let mut st = summary_of(front.http_addr).await.ingest;
+    for _ in 0..200 {
+        if st.forward_failed == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        st = summary_of(front.http_addr).await.ingest;
+    }
+    assert_eq!((st.forward_failed, st.forwarded), (5, 0), "{st:?}");
+    assert_eq!(count_of(front.http_addr, "GET /dead-target").await, 5);
+    front.stop();
 }
 
 /// Spans from the real OpenTelemetry SDK (opentelemetry-otlp's HTTP exporter,
@@ -762,6 +883,21 @@ async fn opentelemetry_sdk_exporter_reaches_the_receiver() {
     assert_eq!(np.len(), 1, "{:?}", s.detections);
     assert_eq!(np[0].occurrences, 3);
     assert_eq!(np[0].subject, "SELECT * FROM agents WHERE id = ?");
+    // The SDK's span links tie each job to the request that enqueued it.
+    assert_eq!(s.ingest.jobs_linked, 3, "{:?}", s.ingest);
+    assert_eq!(s.linked_jobs.len(), 1, "{:?}", s.linked_jobs);
+    assert_eq!(
+        (
+            s.linked_jobs[0].route.as_str(),
+            s.linked_jobs[0].class.as_str(),
+            s.linked_jobs[0].latency.count
+        ),
+        (
+            "GET /api/v1/ai/monitoring/dashboard",
+            "DashboardRefreshJob",
+            3
+        )
+    );
     let total = r.breakdown.total_ms();
     assert!(
         total > 0.0 && (r.breakdown.db_ms - 3.0 * 6.0 * 10.0).abs() < 0.01,
@@ -824,6 +960,20 @@ fn export_with_sdk(endpoint: &str) {
             q.end_with_timestamp(at(20 + k * 12));
         }
         cx.span().end_with_timestamp(at(200));
+        // The job the request enqueued: its own trace, linked to the request's span
+        // (ruby-contrib Sidekiq's default propagation).
+        let link = opentelemetry::trace::Link::with_context(cx.span().span_context().clone());
+        let mut job = tracer
+            .span_builder("default process")
+            .with_kind(SpanKind::Consumer)
+            .with_start_time(at(300))
+            .with_links(vec![link])
+            .with_attributes(vec![
+                Kv::new("messaging.system", "sidekiq"),
+                Kv::new("messaging.sidekiq.job_class", "DashboardRefreshJob"),
+            ])
+            .start_with_context(&tracer, &opentelemetry::Context::new());
+        job.end_with_timestamp(at(900));
         provider.force_flush().unwrap();
         provider.shutdown().unwrap();
     }
@@ -910,4 +1060,246 @@ fn offline_files_pretty_lines_and_gzip() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("bad.jsonl line 2"), "{err}");
+}
+
+/// 100 login requests, `failing` of them answering 500 (or with span status ERROR
+/// when `status_error`), the rest 200 or 404 (a client error is no server error).
+fn logins(gen: Gen, first: u128, failing: u128, status_error: bool) -> Vec<TraceBuilder> {
+    (0..100u128)
+        .map(|k| {
+            let mut t = TraceBuilder::new(first + k, gen);
+            let code = if k < failing && !status_error {
+                500
+            } else if k % 10 == 9 {
+                404
+            } else {
+                200
+            };
+            t.request(
+                "POST",
+                "/api/v1/auth/login",
+                "/api/v1/auth/login",
+                code,
+                0,
+                20,
+            );
+            if k < failing && status_error {
+                t.spans[0].status = Some(Status {
+                    code: 2,
+                    message: "PG::ConnectionBad".into(),
+                });
+            }
+            t
+        })
+        .collect()
+}
+
+#[test]
+fn error_rate_per_route_and_endpoint_type_fires_with_example_traces_and_stays_quiet() {
+    let t = Targets::default();
+    for gen in [Gen::Old, Gen::New] {
+        for status_error in [false, true] {
+            // 3% failing: FAIL for the route and for Authentication, naming failing traces.
+            let s = analyse(&request_of(logins(gen, 7000, 3, status_error)));
+            let r = &s.routes[0];
+            assert_eq!((r.latency.count, r.latency.errors), (100, 3), "{gen:?}");
+            let failing: Vec<String> = (7000..7003u128).map(|k| format!("{k:032x}")).collect();
+            assert_eq!(r.latency.error_traces.len(), 3);
+            assert!(r.latency.error_traces.iter().all(|x| failing.contains(x)));
+            let f = judge::judge(&s, &t, None);
+            for (check, subject) in [
+                ("route_error_rate", "POST /api/v1/auth/login"),
+                ("api_error_rate", "Authentication"),
+            ] {
+                let x = f
+                    .iter()
+                    .find(|x| x.check == check)
+                    .unwrap_or_else(|| panic!("{check} missing: {f:?}"));
+                assert_eq!(x.verdict, Verdict::Fail, "{check} {gen:?}");
+                assert_eq!(x.subject, subject);
+                assert_eq!(x.observed, "3.00%");
+                assert!(x.evidence.contains("3 of 100"), "{}", x.evidence);
+                assert!(x.evidence.contains(&failing[2]), "{}", x.evidence);
+            }
+            let mut e = Engine::new(EngineConfig::defaults(&t));
+            let (spans, _) = to_spans(&request_of(logins(gen, 7000, 3, status_error)));
+            e.ingest(spans, 0);
+            e.flush_all(0);
+            let text = powertune_apm::render::endpoint(
+                &e.endpoint("POST /api/v1/auth/login", 0, None).unwrap(),
+            );
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("failing traces (latest): "))
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(failing.iter().all(|f| line.contains(f.as_str())), "{line}");
+        }
+        // No server errors (10 answers are 404): the type passes, no route finding.
+        let s = analyse(&request_of(logins(gen, 8000, 0, false)));
+        assert_eq!(s.routes[0].latency.errors, 0);
+        let f = judge::judge(&s, &t, None);
+        assert!(!f.iter().any(|x| x.check == "route_error_rate"), "{f:?}");
+        let x = f.iter().find(|x| x.check == "api_error_rate").unwrap();
+        assert_eq!((x.verdict, x.observed.as_str()), (Verdict::Pass, "0.00%"));
+    }
+    // Below the threshold (1 failing of 200): the route's finding passes.
+    let mut traces = logins(Gen::New, 9000, 1, false);
+    traces.extend(logins(Gen::Old, 9100, 0, false));
+    let s = analyse(&request_of(traces));
+    let f = judge::judge(&s, &t, None);
+    for check in ["route_error_rate", "api_error_rate"] {
+        let x = f.iter().find(|x| x.check == check).unwrap();
+        assert_eq!((x.verdict, x.observed.as_str()), (Verdict::Pass, "0.50%"));
+    }
+}
+
+/// A request that enqueues a Sidekiq job (a PRODUCER span); returns the builder and
+/// the enqueue span's id.
+fn enqueuing_request(id: u128) -> (TraceBuilder, u64) {
+    let mut t = TraceBuilder::new(id, Gen::New);
+    let root = t.request(
+        "POST",
+        "/api/v1/ai/missions",
+        "/api/v1/ai/missions",
+        201,
+        0,
+        40,
+    );
+    t.sql(root, "INSERT INTO missions (name) VALUES ('x')", 2, 8);
+    let p = t.span(
+        root,
+        4,
+        "default publish",
+        10,
+        12,
+        vec![
+            s("messaging.system", "sidekiq"),
+            s("messaging.sidekiq.job_class", "Ai::MissionJob"),
+        ],
+    );
+    (t, p)
+}
+
+/// The job's own trace: a root CONSUMER span linked to (`trace`, `span`).
+fn linked_job(id: u128, trace: u128, span: u64, failed: bool) -> TraceBuilder {
+    let mut t = TraceBuilder::new(id, Gen::New);
+    let j = t.span(
+        0,
+        5,
+        "default process",
+        1000,
+        7000,
+        vec![
+            s("messaging.system", "sidekiq"),
+            s("messaging.sidekiq.job_class", "Ai::MissionJob"),
+            s("messaging.destination.name", "default"),
+        ],
+    );
+    t.sql(j, "SELECT * FROM missions WHERE id = 1", 1001, 1020);
+    let js = &mut t.spans[0];
+    js.links = vec![opentelemetry_proto::tonic::trace::v1::span::Link {
+        trace_id: trace.to_be_bytes().to_vec(),
+        span_id: span.to_be_bytes().to_vec(),
+        ..Default::default()
+    }];
+    if failed {
+        js.status = Some(Status {
+            code: 2,
+            message: "Timeout".into(),
+        });
+    }
+    t
+}
+
+#[test]
+fn span_links_tie_jobs_to_the_enqueuing_request() {
+    let route = "POST /api/v1/ai/missions";
+    let (req, producer) = enqueuing_request(900);
+    // Jobs first in the batch: the linked request is analysed before them all the same.
+    let traces = vec![
+        linked_job(901, 900, producer, true),
+        // A link to the request's server span (not an enqueue span): tied by its trace.
+        linked_job(902, 900, 1, false),
+        // A link to a trace never seen: not tied.
+        linked_job(903, 77_777, 5, false),
+        req,
+    ];
+    let req = request_of(traces);
+    let mut e = Engine::new(EngineConfig::defaults(&Targets::default()));
+    let (spans, bad) = to_spans(&req);
+    assert!(bad.is_empty());
+    e.ingest(spans, 0);
+    e.flush_all(0);
+    let s = e.summary(0, None);
+    assert_eq!(s.ingest.jobs_linked, 2, "{:?}", s.ingest);
+    assert_eq!(s.linked_jobs.len(), 1, "{:?}", s.linked_jobs);
+    let l = &s.linked_jobs[0];
+    assert_eq!(
+        (l.route.as_str(), l.class.as_str()),
+        (route, "Ai::MissionJob")
+    );
+    assert_eq!((l.latency.count, l.latency.errors), (2, 1));
+    assert_eq!(s.jobs[0].latency.count, 3, "all three jobs counted as jobs");
+    // The job findings name the enqueuing route.
+    let f = judge::judge(&s, &Targets::default(), None);
+    let jf = f.iter().find(|x| x.check == "job_failure_rate").unwrap();
+    assert!(
+        jf.evidence
+            .contains(&format!("enqueued by {route} (2 jobs, 1 failed")),
+        "{}",
+        jf.evidence
+    );
+    // `apm endpoint`: the linked job traces under the request's example trace.
+    let d = e.endpoint(route, 0, None).unwrap();
+    assert_eq!(d.linked_jobs.len(), 1);
+    let ex = &d.slowest[0];
+    assert_eq!(ex.trace_id, format!("{:032x}", 900));
+    assert_eq!(ex.linked.len(), 2, "{:?}", ex.linked);
+    let under_producer = ex
+        .linked
+        .iter()
+        .find(|x| x.trace_id == format!("{:032x}", 901))
+        .unwrap();
+    assert_eq!(under_producer.from_span_id, format!("{producer:016x}"));
+    assert!(under_producer.error);
+    assert_eq!(under_producer.spans.len(), 2);
+    assert_eq!(under_producer.spans[0].category, "job");
+    let text = powertune_apm::render::endpoint(&d);
+    assert!(
+        text.contains(&format!("↳ linked job trace {:032x}", 901)),
+        "{text}"
+    );
+    assert!(text.contains("jobs enqueued by this route"), "{text}");
+
+    // Bounded: at most 3 linked traces per example; the link index forgets the
+    // oldest requests beyond max_open_traces entries.
+    let mut cfg = EngineConfig::defaults(&Targets::default());
+    cfg.max_open_traces = 4;
+    let mut e = Engine::new(cfg);
+    let (req, producer) = enqueuing_request(910);
+    let (spans, _) = to_spans(&req.request_proto());
+    e.ingest(spans, 0);
+    e.flush_all(0);
+    for k in 0..5u128 {
+        let (spans, _) = to_spans(&linked_job(920 + k, 910, producer, false).request_proto());
+        e.ingest(spans, 0);
+        e.flush_all(0);
+    }
+    let d = e.endpoint(route, 0, None).unwrap();
+    assert_eq!(d.slowest[0].linked.len(), 3);
+    assert_eq!(d.linked_jobs[0].latency.count, 5);
+    for k in 0..4u128 {
+        let (t, _) = enqueuing_request(930 + k);
+        let (spans, _) = to_spans(&t.request_proto());
+        e.ingest(spans, 0);
+        e.flush_all(0);
+    }
+    let (spans, _) = to_spans(&linked_job(940, 910, producer, false).request_proto());
+    e.ingest(spans, 0);
+    e.flush_all(0);
+    let s = e.summary(0, None);
+    assert_eq!(
+        s.ingest.jobs_linked, 5,
+        "the forgotten request is not found"
+    );
 }

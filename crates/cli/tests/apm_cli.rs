@@ -47,7 +47,28 @@ fn analyze_judges_an_otlp_json_export() {
     assert_eq!(out.status.code(), Some(99));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["command"], "apm analyze");
-    assert_eq!(v["metrics"]["ingest"]["spans_received"], 84);
+    assert_eq!(v["metrics"]["ingest"]["spans_received"], 88);
+    assert_eq!(v["metrics"]["ingest"]["jobs_linked"], 4);
+    // Span links: the jobs hang under the request that enqueued them.
+    let out = bin()
+        .args([
+            "apm",
+            "analyze",
+            "--endpoint",
+            "POST /api/v1/ai/agents/:uuid/execute",
+        ])
+        .arg(fixture("powernode.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "jobs enqueued by this route (span links):",
+        "Ai::MissionJob",
+        "↳ linked job trace",
+        "[job] Ai::MissionJob on default",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle}: {stdout}");
+    }
     // A clean export passes.
     let out = bin()
         .args(["apm", "analyze"])
@@ -122,6 +143,43 @@ fn bad_input_is_one_line_and_exit_1() {
                 "soon".into(),
             ],
             "15m",
+        ),
+        (
+            vec![
+                "apm".into(),
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--forward".into(),
+                "collector:4317".into(),
+                "--forward-protocol".into(),
+                "grpc2".into(),
+            ],
+            "http/protobuf or grpc",
+        ),
+        (
+            vec![
+                "apm".into(),
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--forward".into(),
+                "http://u:hunter2@collector:4318".into(),
+            ],
+            "credentials",
+        ),
+        (
+            vec![
+                "apm".into(),
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--forward".into(),
+                "collector".into(),
+                "--forward-protocol".into(),
+                "grpc".into(),
+            ],
+            "4317",
         ),
     ];
     for (args, needle) in cases {
@@ -201,7 +259,11 @@ fn serve_then_report_and_endpoint() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(99), "{stdout}");
     assert!(stdout.contains("n_plus_one"), "{stdout}");
-    assert!(stdout.contains("spans 84 received"), "{stdout}");
+    assert!(stdout.contains("spans 88 received"), "{stdout}");
+    assert!(
+        stdout.contains("enqueued by POST /api/v1/ai/agents/:uuid/execute"),
+        "{stdout}"
+    );
 
     let out = bin()
         .args([

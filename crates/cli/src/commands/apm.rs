@@ -4,6 +4,7 @@
 
 use super::{block_on, emit, Context};
 use anyhow::Context as _;
+use powertune_apm::forward;
 use powertune_apm::server::{self, ServeConfig};
 use powertune_apm::summary::Baseline;
 use powertune_apm::{client, judge, render, ApmConfig, Engine, EngineConfig};
@@ -37,9 +38,17 @@ struct ServeArgs {
     /// Also receive OTLP/gRPC on this address (e.g. 127.0.0.1:4317).
     #[arg(long)]
     grpc: Option<SocketAddr>,
-    /// Forward every body received to this OTLP/HTTP endpoint (e.g. http://collector:4318).
+    /// Forward everything received (HTTP and gRPC) to another OTLP receiver:
+    /// http://collector:4318 (http/protobuf) or collector:4317 with --forward-protocol grpc.
     #[arg(long, value_name = "URL")]
     forward: Option<String>,
+    /// Protocol towards --forward, as in OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf or grpc.
+    #[arg(long, value_name = "PROTOCOL", default_value = "http/protobuf")]
+    forward_protocol: String,
+    /// Batches waiting to be forwarded, at most; beyond it batches are analysed but not
+    /// forwarded (counted in ingest.forward_dropped).
+    #[arg(long, value_name = "BATCHES", default_value_t = 1024)]
+    forward_queue: usize,
     /// APM settings file (window bounds, endpoint-type rules, span names, detectors).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -145,19 +154,25 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut sc = ServeConfig::new(a.listen);
     sc.grpc = a.grpc;
     sc.queue_batches = a.queue.max(1);
+    sc.forward_queue = a.forward_queue.max(1);
+    let protocol: forward::Protocol = a.forward_protocol.parse()?;
     if let Some(f) = &a.forward {
-        sc.forward = Some(server::parse_forward(f)?);
+        sc.forward = Some(forward::Target::parse(f, protocol)?);
     }
+    let forward_to = sc.forward.as_ref().map(forward::Target::shown);
     block_on(async move {
         let running = server::start(sc, Engine::new(cfg)).await?;
         eprintln!(
-            "powertune apm: OTLP/HTTP on http://{}/v1/traces{}; summary at http://{}/api/summary",
+            "powertune apm: OTLP/HTTP on http://{}/v1/traces{}; summary at http://{}/api/summary{}",
             running.http_addr,
             running
                 .grpc_addr
                 .map(|g| format!(", OTLP/gRPC on {g}"))
                 .unwrap_or_default(),
-            running.http_addr
+            running.http_addr,
+            forward_to
+                .map(|t| format!("; forwarding to {t}"))
+                .unwrap_or_default()
         );
         tokio::select! {
             _ = running.wait() => {}
@@ -203,6 +218,7 @@ fn endpoint_report(
         jobs: vec![],
         providers: vec![],
         detections: detail.detections.clone(),
+        linked_jobs: detail.linked_jobs.clone(),
     };
     let findings = judge::judge(&s, targets, None);
     let text = render::endpoint(&detail);
