@@ -1,40 +1,61 @@
 #!/usr/bin/env bash
 # Overhead benchmark of `powertune gateway` (issue 5 item 8), side by side with
-# LiteLLM's proxy. Loopback only, bounded in time.
+# LiteLLM's proxy. Loopback only; every step is bounded in time. Prints Markdown.
 #
 # Against a zero-delay fake provider (the test fake, OpenAI wire format), open-loop
-# load at fixed rates (latency from each request's scheduled start): direct to the
-# fake, then through the gateway; the difference of p50/p99 is the gateway's added
-# latency. Then the same fake behind LiteLLM's proxy at lower rates, to find the rate
-# it sustains (no errors, nothing skipped) and its p99 there.
+# load at fixed rates (latency from each request's *scheduled* start, so no
+# coordinated omission): direct to the fake, then through the gateway, for
+# non-streaming and streaming requests; "added" = gateway minus direct at p50/p99.
+# Then LiteLLM's proxy in front of the same fake: its sustainable rate (the highest of
+# LITELLM_RATES with no errors and p99 under P99_BOUND_MS) and its p99 there; then the
+# highest of GW_SEARCH_RATES the gateway serves with no errors at that same p99; the
+# ratio of the two rates. Optionally a soak at a steady rate sampling the gateway's
+# RSS every RSS_EVERY seconds (is memory flat?).
 #
-#   scripts/bench/gateway-overhead.sh                          # 10 s per step
-#   SECONDS_PER_STEP=30 RATES="1000 5000" LITELLM_RATES="50 100 200 400" scripts/bench/gateway-overhead.sh
-#   SKIP_LITELLM=1 scripts/bench/gateway-overhead.sh
-#   SOAK_SECONDS=600 scripts/bench/gateway-overhead.sh         # + gateway RSS every 30 s at the last rate
-#   SKIP_BUILD=1 ...                                           # reuse target/release binaries
+# Sizes (environment; defaults are the small development run):
+#   SECONDS_PER_STEP   seconds per rate step (default 5; 1..600)
+#   RATES              fixed rates for the overhead table (default "1000 5000")
+#   MODES              "plain stream" (default both), or one of them
+#   LITELLM_RATES      LiteLLM rates to step through (default "25 50 100 200")
+#   P99_BOUND_MS       a LiteLLM rate is sustainable while its p99 stays under this (default 1000)
+#   GW_SEARCH_RATES    gateway rates searched at LiteLLM's p99 (default "1000 2000 3000 5000 7000")
+#   SOAK_SECS          0 = no soak (default); 600 = the 10-minute soak (max 3600)
+#   SOAK_RATE          rate of the soak (default 1000)
+#   RSS_EVERY          seconds between RSS samples in the soak (default 10)
+#   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
+#   LITELLM_VENV       where LiteLLM is pip-installed (default ~/.cache/powertune-bench/litellm-venv)
 #
-# Needs: cargo; python3 with venv/pip for LiteLLM (installed into
-# ${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv} on first run); curl;
-# taskset (optional) to pin the gateway to core 0 and load + fake to core 1.
+#   scripts/bench/gateway-overhead.sh
+#   SECONDS_PER_STEP=30 SOAK_SECS=600 scripts/bench/gateway-overhead.sh     # the full run
+#
+# Needs: cargo, curl, python3 (venv + pip for LiteLLM); taskset (optional) pins the
+# gateway (and LiteLLM) to core 0, the load generator and the fake to core 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SECONDS_PER_STEP=${SECONDS_PER_STEP:-10}
+SECONDS_PER_STEP=${SECONDS_PER_STEP:-5}
 RATES=${RATES:-"1000 5000"}
-LITELLM_RATES=${LITELLM_RATES:-"50 100 200 400"}
-SOAK_SECONDS=${SOAK_SECONDS:-0}
+MODES=${MODES:-"plain stream"}
+LITELLM_RATES=${LITELLM_RATES:-"25 50 100 200"}
+P99_BOUND_MS=${P99_BOUND_MS:-1000}
+GW_SEARCH_RATES=${GW_SEARCH_RATES:-"1000 2000 3000 5000 7000"}
+SOAK_SECS=${SOAK_SECS:-0}
+SOAK_RATE=${SOAK_RATE:-1000}
+RSS_EVERY=${RSS_EVERY:-10}
 LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( SECONDS_PER_STEP >= 1 && SECONDS_PER_STEP <= 600 )) || { echo "SECONDS_PER_STEP must be 1..600" >&2; exit 1; }
-(( SOAK_SECONDS <= 3600 )) || { echo "SOAK_SECONDS at most 3600" >&2; exit 1; }
-for r in $RATES $LITELLM_RATES; do (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000" >&2; exit 1; }; done
+(( SOAK_SECS >= 0 && SOAK_SECS <= 3600 )) || { echo "SOAK_SECS must be 0..3600" >&2; exit 1; }
+(( RSS_EVERY >= 1 && RSS_EVERY <= 600 )) || { echo "RSS_EVERY must be 1..600" >&2; exit 1; }
+for r in $RATES $LITELLM_RATES $GW_SEARCH_RATES $SOAK_RATE; do
+  (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000 (got $r)" >&2; exit 1; }
+done
 command -v curl >/dev/null || { echo "curl is required (apt-get install curl)" >&2; exit 1; }
 
 PIN_GW=(); PIN_LOAD=()
 if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then PIN_GW=(taskset -c 0); PIN_LOAD=(taskset -c 1); fi
 
 echo "load before: $(uptime)"
-if [ "${SKIP_BUILD:-0}" != 1 ]; then   # SKIP_BUILD=1 reuses the release binaries already built
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p powertune --bins
   cargo build --release -q -p powertune-gateway --examples
 fi
@@ -48,6 +69,16 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run URL RATE [SECONDS] -> one JSON line; OPENLOOP_STREAM from the caller
+run() { "${PIN_LOAD[@]}" "$LOAD" "$1" "$2" "${3:-$SECONDS_PER_STEP}"; }
+errs() { echo $(( $(field "$1" errors) + $(field "$1" skipped) )); }
+row() { # label target json
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$(field "$3" achieved_rps)" "$(field "$3" p50_ms)" \
+    "$(field "$3" p99_ms)" "$(field "$3" max_ms)" "$(errs "$3")"
+}
 
 "${PIN_LOAD[@]}" "$FAKE_BIN" >"$TMP/fake.url" 2>/dev/null &
 PIDS+=($!)
@@ -73,52 +104,74 @@ GW_PID=$!
 PIDS+=($GW_PID)
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:${GW_PORT}/health" >/dev/null && break; sleep 0.1; done
 GW="http://127.0.0.1:${GW_PORT}"
+curl -fs "$GW/health" >/dev/null || { echo "gateway did not start:" >&2; cat "$TMP/gw.log" >&2; exit 1; }
 
-run() { "${PIN_LOAD[@]}" "$LOAD" "$1" "$2" "$SECONDS_PER_STEP"; }
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+run "$FAKE/v1/chat/completions" 200 1 >/dev/null
+run "$GW/v1/chat/completions" 200 1 >/dev/null
 
-echo "== warm-up"
-run "$FAKE/v1/chat/completions" 200 >/dev/null
-run "$GW/v1/chat/completions" 200 >/dev/null
 echo
-printf '%-8s %-9s %10s %10s %10s %10s %8s\n' rate target achieved p50_ms p99_ms max_ms errors
-for rate in $RATES; do
-  d=$(run "$FAKE/v1/chat/completions" "$rate")
-  g=$(run "$GW/v1/chat/completions" "$rate")
-  for pair in "direct:$d" "gateway:$g"; do
-    name=${pair%%:*}; j=${pair#*:}
-    printf '%-8s %-9s %10s %10s %10s %10s %8s\n' "$rate" "$name" "$(field "$j" achieved_rps)" "$(field "$j" p50_ms)" \
-      "$(field "$j" p99_ms)" "$(field "$j" max_ms)" "$(( $(field "$j" errors) + $(field "$j" skipped) ))"
-  done
-  python3 - "$d" "$g" <<'EOF'
+echo "## Added latency (open loop, ${SECONDS_PER_STEP}s per step; gateway on core 0, load + fake on core 1)"
+echo
+echo "| rate/s, mode | target | achieved/s | p50 ms | p99 ms | max ms | errors |"
+echo "|---|---|---|---|---|---|---|"
+ADDED=()
+for mode in $MODES; do
+  if [ "$mode" = stream ]; then export OPENLOOP_STREAM=1; else export OPENLOOP_STREAM=0; fi
+  for rate in $RATES; do
+    d=$(run "$FAKE/v1/chat/completions" "$rate")
+    t0=$(cpu_ticks "$GW_PID")
+    g=$(run "$GW/v1/chat/completions" "$rate")
+    t1=$(cpu_ticks "$GW_PID")
+    row "$rate $mode" "direct" "$d"
+    row "$rate $mode" "gateway" "$g"
+    ADDED+=("$(python3 - "$d" "$g" "$rate" "$mode" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
 d, g = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"         added    p50 {g['p50_ms'] - d['p50_ms']:+.3f} ms   p99 {g['p99_ms'] - d['p99_ms']:+.3f} ms")
+rate, mode, ticks, hz = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+n = max(1, g["ok"] + g["errors"])
+print(f"| {rate} {mode} | {g['p50_ms'] - d['p50_ms']:+.3f} | {g['p99_ms'] - d['p99_ms']:+.3f} | "
+      f"{ticks / hz * 1e6 / n:.0f} | {g['errors'] + g['skipped']} |")
 EOF
-done
-echo "gateway's own overhead (x-powertune-overhead-ms, from /status):"
-curl -fs "$GW/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); o=s["overhead_ms"]; print("  calls %d  p50 %.3f ms  p99 %.3f ms" % (s["calls"], o["p50"], o["p99"]))'
-echo "gateway RSS: $(rss_kb "$GW_PID") kB"
-
-if [ "$SOAK_SECONDS" -gt 0 ]; then
-  last=${RATES##* }
-  echo "== soak: ${SOAK_SECONDS}s at ${last}/s, gateway RSS every 30 s"
-  steps=$(( SOAK_SECONDS / 30 )); (( steps >= 1 )) || steps=1
-  for i in $(seq 1 "$steps"); do
-    "${PIN_LOAD[@]}" "$LOAD" "$GW/v1/chat/completions" "$last" 30 >/dev/null
-    echo "  t=$(( i * 30 ))s rss=$(rss_kb "$GW_PID") kB"
+)")
   done
+done
+unset OPENLOOP_STREAM
+echo
+echo "| rate/s, mode | added p50 ms | added p99 ms | gateway CPU µs/request | errors |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ADDED[@]}"
+echo
+curl -fs "$GW/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); o=s["overhead_ms"]; print("Gateway own time (x-powertune-overhead-ms) over %d calls: p50 %.3f ms, p99 %.3f ms." % (s["calls"], o["p50"], o["p99"]))'
+echo "Gateway RSS after the steps: $(rss_kb "$GW_PID") kB."
+
+if [ "$SOAK_SECS" -gt 0 ]; then
+  echo
+  echo "## Soak: ${SOAK_SECS}s at ${SOAK_RATE}/s through the gateway, RSS every ${RSS_EVERY}s"
+  echo
+  echo "| t s | RSS kB |"
+  echo "|---|---|"
+  echo "| 0 | $(rss_kb "$GW_PID") |"
+  "${PIN_LOAD[@]}" "$LOAD" "$GW/v1/chat/completions" "$SOAK_RATE" "$SOAK_SECS" 20000 >"$TMP/soak.json" &
+  SOAK_PID=$!
+  PIDS+=($SOAK_PID)
+  t=0
+  while kill -0 "$SOAK_PID" 2>/dev/null && (( t < SOAK_SECS + 30 )); do
+    sleep "$RSS_EVERY"; t=$(( t + RSS_EVERY ))
+    echo "| $t | $(rss_kb "$GW_PID") |"
+  done
+  wait "$SOAK_PID" || true
+  s=$(cat "$TMP/soak.json")
+  echo
+  echo "Soak result: $(field "$s" ok) ok, $(errs "$s") errors or not sent, p50 $(field "$s" p50_ms) ms, p99 $(field "$s" p99_ms) ms."
 fi
 
-if [ "${SKIP_LITELLM:-0}" = 1 ]; then exit 0; fi
+if [ "${SKIP_LITELLM:-0}" = 1 ]; then echo; echo "load after: $(uptime)"; exit 0; fi
 echo
-echo "== LiteLLM proxy (litellm[proxy] from PyPI, venv $LITELLM_VENV)"
 if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
   python3 -m venv "$LITELLM_VENV"
   "$LITELLM_VENV/bin/pip" install -q 'litellm[proxy]'
 fi
-echo "litellm $("$LITELLM_VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version/ {print $2}')"
+LL_VERSION=$("$LITELLM_VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version/ {print $2}')
 LL_PORT=$(free_port)
 LL_KEY="sk-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 cat >"$TMP/litellm.yaml" <<EOF
@@ -139,12 +192,40 @@ PIDS+=($!)
 for _ in $(seq 1 300); do curl -fs "http://127.0.0.1:${LL_PORT}/health/liveliness" >/dev/null && break; sleep 0.2; done
 curl -fs "http://127.0.0.1:${LL_PORT}/health/liveliness" >/dev/null || { echo "LiteLLM did not start; log:" >&2; tail -20 "$TMP/litellm.log" >&2; exit 1; }
 LL="http://127.0.0.1:${LL_PORT}"
-export OPENLOOP_BEARER="$LL_KEY"
-run "$LL/v1/chat/completions" 20 >/dev/null
-printf '%-8s %-9s %10s %10s %10s %10s %8s\n' rate target achieved p50_ms p99_ms max_ms errors
+echo "## LiteLLM ${LL_VERSION} (1 worker, core 0) vs powertune gateway at equal p99 (non-streaming)"
+echo
+echo "| rate/s | target | achieved/s | p50 ms | p99 ms | max ms | errors |"
+echo "|---|---|---|---|---|---|---|"
+OPENLOOP_BEARER="$LL_KEY" run "$LL/v1/chat/completions" 10 2 >/dev/null
+LL_RATE=0; LL_P99=0
 for rate in $LITELLM_RATES; do
-  j=$(run "$LL/v1/chat/completions" "$rate")
-  printf '%-8s %-9s %10s %10s %10s %10s %8s\n' "$rate" litellm "$(field "$j" achieved_rps)" "$(field "$j" p50_ms)" \
-    "$(field "$j" p99_ms)" "$(field "$j" max_ms)" "$(( $(field "$j" errors) + $(field "$j" skipped) ))"
+  j=$(OPENLOOP_BEARER="$LL_KEY" run "$LL/v1/chat/completions" "$rate")
+  row "$rate" "LiteLLM" "$j"
+  if [ "$(errs "$j")" = 0 ] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$(field "$j" p99_ms)" "$P99_BOUND_MS"; then
+    LL_RATE=$rate; LL_P99=$(field "$j" p99_ms)
+  else
+    break   # past its sustainable rate: higher rates only queue more
+  fi
 done
+GW_RATE=0; GW_P99=0
+if [ "$LL_RATE" != 0 ]; then
+  for rate in $GW_SEARCH_RATES; do
+    j=$(run "$GW/v1/chat/completions" "$rate")
+    row "$rate" "powertune gateway" "$j"
+    if [ "$(errs "$j")" = 0 ] && python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$(field "$j" p99_ms)" "$LL_P99"; then
+      GW_RATE=$rate; GW_P99=$(field "$j" p99_ms)
+    else
+      break
+    fi
+  done
+fi
+echo
+if [ "$LL_RATE" = 0 ]; then
+  echo "LiteLLM sustained none of the rates ${LITELLM_RATES}/s with p99 under ${P99_BOUND_MS} ms."
+else
+  echo "LiteLLM's sustainable rate: ${LL_RATE}/s (p99 ${LL_P99} ms, bound ${P99_BOUND_MS} ms)."
+  echo "powertune gateway at p99 ≤ ${LL_P99} ms: ${GW_RATE}/s (p99 ${GW_P99} ms; highest of ${GW_SEARCH_RATES} searched)."
+  python3 -c "import sys; print(f'Ratio at equal p99: {int(sys.argv[1]) / int(sys.argv[2]):.0f}x (goal >= 20x; a lower bound when the highest searched rate passed).')" "$GW_RATE" "$LL_RATE"
+fi
+echo
 echo "load after: $(uptime)"

@@ -224,3 +224,97 @@ fn bad_inputs_are_one_line_and_exit_1() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// The config generation and credential states from `/status`.
+fn gen_and_states(url: &str) -> (u64, Vec<String>) {
+    let (status, body) = http(url, "GET", "/status", "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let states = v["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["credential"].as_str().unwrap(),
+                c["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (v["config_generation"].as_u64().unwrap(), states)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one() {
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &fake);
+    let mut gw = serve(&cfg);
+    let url = gw.url.clone();
+    let pid = gw.child.id().to_string();
+    let chat = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    // a 401 disables the only credential: the gateway answers 503 from then on
+    fake.push(Behavior::status(401));
+    let u = url.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        [
+            http(&u, "POST", "/v1/chat/completions", chat).0,
+            http(&u, "POST", "/v1/chat/completions", chat).0,
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [502, 503]);
+    assert_eq!(
+        gen_and_states(&url),
+        (1, vec!["primary=disabled".to_string()])
+    );
+
+    // a broken file + SIGHUP: one line on stderr, the old config keeps serving
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\n[breaker]\nfailure_threshold = 0\n")).unwrap();
+    let hup = |pid: &str| {
+        let s = Command::new("kill").args(["-HUP", pid]).status().unwrap();
+        assert!(s.success());
+    };
+    hup(&pid);
+    let mut line = String::new();
+    gw._stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("reload (SIGHUP) refused")
+            && line.contains("breaker.failure_threshold")
+            && line.ends_with('\n'),
+        "{line}"
+    );
+    assert_eq!(gen_and_states(&url).0, 1);
+
+    // the file fixed + SIGHUP: generation 2, the credential is back
+    std::fs::write(&cfg, &good).unwrap();
+    hup(&pid);
+    line.clear();
+    gw._stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("reload (SIGHUP): config generation 2"),
+        "{line}"
+    );
+    assert!(line.contains("1 re-enabled"), "{line}");
+    assert!(!line.contains("sk-cli-test"));
+    assert_eq!(
+        gen_and_states(&url),
+        (2, vec!["primary=closed".to_string()])
+    );
+    let u = url.clone();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http(&u, "POST", "/v1/chat/completions", chat))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // POST /admin/reload from loopback works too
+    let u = url.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || http(&u, "POST", "/admin/reload", ""))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"generation\":3"), "{body}");
+}

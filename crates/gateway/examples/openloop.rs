@@ -2,7 +2,7 @@
 //! fixed rate for a fixed time, latency measured from each request's scheduled start
 //! (no coordinated omission), and prints one JSON line.
 //!
-//!   openloop URL RATE SECONDS [MAX_IN_FLIGHT]
+//!   openloop URL RATE SECONDS [MAX_IN_FLIGHT]      (OPENLOOP_STREAM=1 for streaming)
 
 use powertune_core::LatencyHistogram;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,12 @@ async fn main() {
         .clamp(1.0, 100_000.0);
     let secs: f64 = args[3].parse::<f64>().unwrap_or(10.0).clamp(1.0, 3600.0);
     let max_in_flight: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let body = r#"{"model":"fast","messages":[{"role":"user","content":"say hello"}]}"#;
+    // OPENLOOP_STREAM=1: streaming requests (the whole stream is read)
+    let body: &'static str = if std::env::var("OPENLOOP_STREAM").is_ok_and(|v| v == "1") {
+        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"say hello"}]}"#
+    } else {
+        r#"{"model":"fast","messages":[{"role":"user","content":"say hello"}]}"#
+    };
     // a proxy that insists on a key (LiteLLM's master key)
     let bearer = std::env::var("OPENLOOP_BEARER").unwrap_or_default();
     let client = reqwest::Client::builder()

@@ -296,6 +296,26 @@ impl Breaker {
         self.set(State::Disabled);
     }
 
+    /// Config reload: a disabled credential (401/403) is usable again, closed with a
+    /// clean count. Returns whether it was disabled.
+    pub fn reenable(&mut self) -> bool {
+        if self.state == State::Disabled {
+            self.consecutive = 0;
+            self.set(State::Closed);
+            return true;
+        }
+        false
+    }
+
+    /// Config reload: new thresholds apply from the next call; the current state (open
+    /// deadline, consecutive count, probes in flight) is kept.
+    pub fn set_config(&mut self, cfg: BreakerConfig) {
+        if cfg.window.map(|w| w.0) != self.cfg.window.map(|w| w.0) {
+            self.buckets = [(u64::MAX, 0, 0); WINDOW_BUCKETS];
+        }
+        self.cfg = cfg;
+    }
+
     /// A call that neither succeeded nor failed (the client's own 4xx, the client hung
     /// up): frees a half-open probe slot without deciding anything.
     pub fn on_neutral(&mut self) {
@@ -464,6 +484,28 @@ mod tests {
         assert_eq!(b.admit(later), Admission::Go { probe: true });
         b.on_neutral();
         assert_eq!(b.admit(later), Admission::Go { probe: true });
+    }
+
+    #[test]
+    fn reload_reenables_a_disabled_breaker_and_keeps_an_open_one() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(), now);
+        b.on_auth_failure();
+        assert!(b.reenable());
+        assert_eq!(b.state(now), StateName::Closed);
+        assert_eq!(b.admit(now), Admission::Go { probe: false });
+        let mut b = Breaker::new(cfg(), now);
+        for _ in 0..5 {
+            b.on_failure(now);
+        }
+        let until = b.open_until();
+        assert!(!b.reenable());
+        b.set_config(BreakerConfig {
+            failure_threshold: 2,
+            ..cfg()
+        });
+        assert_eq!(b.state(now), StateName::Open);
+        assert_eq!(b.open_until(), until);
     }
 
     #[test]

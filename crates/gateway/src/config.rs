@@ -75,6 +75,15 @@ pub struct RawConfig {
     pub routes: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Accept `POST /admin/reload` from non-loopback peers too (default: loopback only).
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +247,8 @@ pub struct Config {
     pub routes: BTreeMap<String, Vec<String>>,
     /// (model prefix, route class), first match wins.
     pub rules: Vec<(String, String)>,
+    /// `POST /admin/reload` from any peer, not only loopback (`[admin] allow_remote`).
+    pub admin_allow_remote: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -246,12 +257,20 @@ impl Config {
     /// Reads, parses and validates `path`; keys come from `env` (normally the process
     /// environment).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with keys looked up by `env`.
+    pub fn load_with(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: p.clone(),
             source,
         })?;
-        Config::from_toml(&text, &p, &|k| std::env::var(k).ok())
+        Config::from_toml(&text, &p, env)
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -581,6 +600,7 @@ impl RawConfig {
             models,
             routes: self.routes,
             rules,
+            admin_allow_remote: self.admin.allow_remote.unwrap_or(false),
         })
     }
 }

@@ -208,6 +208,7 @@ mod tests {
         StatusSnapshot {
             version: 1,
             uptime_s: 1.0,
+            config_generation: 1,
             calls: 10,
             retries_by_depth: vec![8, 2, 0],
             rejected_all_open: 0,

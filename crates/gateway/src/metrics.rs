@@ -27,6 +27,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Ok,
+        Outcome::ClientError,
+        Outcome::RateLimited,
+        Outcome::AuthFailed,
+        Outcome::ServerError,
+        Outcome::ConnectError,
+        Outcome::Timeout,
+        Outcome::StreamError,
+        Outcome::ClientClosed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -44,7 +56,8 @@ impl Outcome {
 
 #[derive(Debug, Default)]
 struct Series {
-    outcomes: BTreeMap<&'static str, u64>,
+    /// Calls by outcome, indexed by `Outcome as usize`.
+    outcomes: [u64; 9],
     total: LatencyHistogram,
     ttft: LatencyHistogram,
     per_token: LatencyHistogram,
@@ -54,7 +67,10 @@ struct Series {
 
 #[derive(Debug, Default)]
 struct Inner {
-    series: BTreeMap<(String, String, String), Series>,
+    /// provider → credential → model → series (looked up by `&str`: no allocation per
+    /// call once a series exists).
+    series: BTreeMap<String, BTreeMap<String, BTreeMap<String, Series>>>,
+    series_count: usize,
     providers: BTreeMap<String, LatencyHistogram>,
     /// Calls by number of retries (index 0..=2).
     retries: [u64; 3],
@@ -84,17 +100,35 @@ pub struct CallRecord<'a> {
 
 impl Metrics {
     pub fn record_call(&self, r: &CallRecord<'_>) {
-        let mut g = self.inner.lock();
-        let mut key = (
-            r.provider.to_string(),
-            r.credential.to_string(),
-            r.model.to_string(),
-        );
-        if !g.series.contains_key(&key) && g.series.len() >= MAX_SERIES {
-            key.2 = "_other".to_string();
+        let mut guard = self.inner.lock();
+        let g = &mut *guard;
+        if !g.series.contains_key(r.provider) {
+            g.series.insert(r.provider.to_string(), BTreeMap::new());
         }
-        let s = g.series.entry(key).or_default();
-        *s.outcomes.entry(r.outcome.as_str()).or_insert(0) += 1;
+        let Some(creds) = g.series.get_mut(r.provider) else {
+            return;
+        };
+        if !creds.contains_key(r.credential) {
+            creds.insert(r.credential.to_string(), BTreeMap::new());
+        }
+        let Some(models) = creds.get_mut(r.credential) else {
+            return;
+        };
+        let model = if models.contains_key(r.model) {
+            r.model
+        } else if g.series_count >= MAX_SERIES {
+            "_other"
+        } else {
+            r.model
+        };
+        if !models.contains_key(model) {
+            models.insert(model.to_string(), Series::default());
+            g.series_count += 1;
+        }
+        let Some(s) = models.get_mut(model) else {
+            return;
+        };
+        s.outcomes[r.outcome as usize] += 1;
         s.tokens_in += r.tokens_in;
         s.tokens_out += r.tokens_out;
         if r.outcome == Outcome::Ok {
@@ -106,10 +140,14 @@ impl Metrics {
                 s.per_token
                     .record(r.total / r.tokens_out.min(u32::MAX as u64) as u32);
             }
-            g.providers
-                .entry(r.provider.to_string())
-                .or_default()
-                .record(r.total);
+            match g.providers.get_mut(r.provider) {
+                Some(h) => h.record(r.total),
+                None => {
+                    let mut h = LatencyHistogram::default();
+                    h.record(r.total);
+                    g.providers.insert(r.provider.to_string(), h);
+                }
+            }
         }
     }
 
@@ -133,14 +171,19 @@ impl Metrics {
         let series = g
             .series
             .iter()
-            .map(|((p, c, m), s)| SeriesStatus {
+            .flat_map(|(p, creds)| {
+                creds
+                    .iter()
+                    .flat_map(move |(c, models)| models.iter().map(move |(m, s)| (p, c, m, s)))
+            })
+            .map(|(p, c, m, s)| SeriesStatus {
                 provider: p.clone(),
                 credential: c.clone(),
                 model: m.clone(),
-                requests: s
-                    .outcomes
+                requests: Outcome::ALL
                     .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
+                    .filter(|o| s.outcomes[**o as usize] > 0)
+                    .map(|o| (o.as_str().to_string(), s.outcomes[*o as usize]))
                     .collect(),
                 latency_ms: Percentiles::of(&s.total),
                 ttft_ms: Percentiles::of(&s.ttft),
@@ -161,6 +204,7 @@ impl Metrics {
         StatusSnapshot {
             version: 1,
             uptime_s,
+            config_generation: 0,
             calls: g.calls,
             retries_by_depth: g.retries.to_vec(),
             rejected_all_open: g.rejected_all_open,
@@ -237,6 +281,9 @@ pub struct SeriesStatus {
 pub struct StatusSnapshot {
     pub version: u32,
     pub uptime_s: f64,
+    /// Config generation: 1 at start, +1 per accepted reload.
+    #[serde(default)]
+    pub config_generation: u64,
     /// Client calls answered.
     pub calls: u64,
     /// Client calls by retries they needed: [0 retries, 1, 2].

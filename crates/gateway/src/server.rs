@@ -3,23 +3,30 @@
 //! `/metrics` and `/status` endpoints.
 
 use crate::breaker::{Admission, Breaker, Clock, RpmLimiter, WeightedPicker};
-use crate::config::{Config, ProviderKind, Target};
+use crate::config::{Config, ConfigError, ProviderKind, Target};
 use crate::metrics::{prometheus, CallRecord, CredentialStatus, Metrics, Outcome, StatusSnapshot};
 use crate::wire::{
-    parse_provider_response, parse_request, provider_error_message, provider_request,
-    render_response, ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front, StreamDecoder,
-    StreamEncoder, Usage,
+    parse_provider_response, parse_request, peek_provider_response, peek_request,
+    provider_error_message, provider_path, provider_request, render_response, same_format,
+    ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front, StreamDecoder, StreamEncoder,
+    Usage,
 };
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures_util::{Stream, StreamExt};
-use parking_lot::Mutex;
+use http_body_util::{BodyExt, Full};
+use parking_lot::{Mutex, RwLock};
 use rand::Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,17 +54,91 @@ pub enum GatewayError {
     Serve(std::io::Error),
 }
 
+/// Breaker and rpm limiter of one (provider, credential). Shared by every config
+/// generation in which the pair is unchanged, so a reload keeps its state and calls
+/// still in flight from before the reload land on the same breaker.
+struct CredState {
+    breaker: Breaker,
+    limiter: Option<RpmLimiter>,
+}
+
+type Slot = Arc<Mutex<CredState>>;
+
 struct Selector {
-    picker: WeightedPicker,
-    breakers: Vec<Breaker>,
-    limiters: Vec<Option<RpmLimiter>>,
+    picker: Mutex<WeightedPicker>,
+    creds: Vec<Slot>,
+}
+
+/// One configuration generation, with everything derived from it once (so the hot
+/// path formats no URLs, header values or names). A call keeps the generation it
+/// started with until it ends.
+struct Live {
+    cfg: Arc<Config>,
+    generation: u64,
+    selectors: Vec<Selector>,
+    /// Per provider: the chat endpoint (base URL + path), parsed once; for plain-HTTP
+    /// providers also as the URI the hyper client takes.
+    endpoints: Vec<reqwest::Url>,
+    plain_uris: Vec<Option<axum::http::Uri>>,
+    /// Per provider: `x-powertune-provider`; per credential: `x-powertune-credential`
+    /// and the auth header (marked sensitive).
+    provider_hv: Vec<HeaderValue>,
+    cred_hv: Vec<Vec<HeaderValue>>,
+    auth: Vec<Vec<Option<(HeaderName, HeaderValue)>>>,
+    /// Route class → targets; model alias → targets.
+    classes: BTreeMap<String, Arc<[Target]>>,
+    aliases: BTreeMap<String, Arc<[Target]>>,
+}
+
+/// Where a reload reads the config from: the file, and how API keys are looked up.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+struct ConfigSource {
+    path: PathBuf,
+    env: EnvLookup,
+}
+
+/// Why a reload was refused (the previous config keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this gateway was not started from a config file, so there is nothing to reload (start it with --config gateway.toml)")]
+    NoSource,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// What an accepted reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub reloaded: bool,
+    /// The new config generation (1 at start).
+    pub generation: u64,
+    /// (provider, credential) pairs unchanged: breaker state kept.
+    pub kept: usize,
+    /// New or changed pairs: breaker starts closed.
+    pub fresh: usize,
+    /// Pairs that were disabled (401/403) and are usable again.
+    pub reenabled: usize,
+    /// Pairs (by provider and credential name) no longer in the config.
+    pub removed: usize,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "config generation {}: {} credentials kept their breaker state, {} new or changed start closed, {} re-enabled, {} removed",
+            self.generation, self.kept, self.fresh, self.reenabled, self.removed
+        )
+    }
 }
 
 /// The running gateway: config, per-credential breakers, the upstream client, metrics.
 pub struct Gateway {
-    cfg: Config,
-    selectors: Vec<Mutex<Selector>>,
+    live: RwLock<Arc<Live>>,
+    source: Mutex<Option<ConfigSource>>,
     http: reqwest::Client,
+    hyper: HyperClient,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     started: Instant,
@@ -66,7 +147,7 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("cfg", &self.cfg)
+            .field("cfg", &self.live.read().cfg)
             .finish_non_exhaustive()
     }
 }
@@ -144,9 +225,10 @@ impl Failure {
 /// breaker and in the metrics exactly once; dropped unfinished = the client hung up.
 struct CallGuard {
     gw: Arc<Gateway>,
-    provider: usize,
+    live: Arc<Live>,
+    targets: Arc<[Target]>,
+    target: usize,
     cred: usize,
-    model: String,
     started: Instant,
     ttft: Option<Duration>,
     usage: Usage,
@@ -161,9 +243,10 @@ impl CallGuard {
         }
         self.done = true;
         let now = self.gw.clock.now();
+        let t = &self.targets[self.target];
         {
-            let mut sel = self.gw.selectors[self.provider].lock();
-            let b = &mut sel.breakers[self.cred];
+            let mut st = self.live.selectors[t.provider].creds[self.cred].lock();
+            let b = &mut st.breaker;
             match outcome {
                 Outcome::Ok => b.on_success(now),
                 Outcome::ServerError
@@ -175,11 +258,11 @@ impl CallGuard {
                 Outcome::ClientError | Outcome::ClientClosed => b.on_neutral(),
             }
         }
-        let p = &self.gw.cfg.providers[self.provider];
+        let p = &self.live.cfg.providers[t.provider];
         self.gw.metrics.record_call(&CallRecord {
             provider: &p.name,
             credential: &p.credentials[self.cred].name,
-            model: &self.model,
+            model: &t.model,
             outcome,
             total: self.started.elapsed(),
             ttft: self.ttft,
@@ -195,7 +278,7 @@ impl Drop for CallGuard {
     }
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -204,14 +287,104 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
     }
     headers
-        .get(reqwest::header::RETRY_AFTER)
+        .get(axum::http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
         .map(Duration::from_secs_f64)
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// An upstream body as a stream of data; an error item is the reason it broke off.
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// The upstream client for plain-HTTP providers: hyper's pooled keep-alive client, no
+/// per-request URL parsing or middleware.
+type HyperClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// A provider's response from either upstream client (hyper for http://, reqwest
+/// with rustls for https://).
+enum UpResponse {
+    Hyper(axum::http::Response<hyper::body::Incoming>),
+    Reqwest(reqwest::Response),
+}
+
+/// Why sending failed before any response.
+enum SendError {
+    ConnectTimeout,
+    Connect(String),
+}
+
+impl UpResponse {
+    fn status(&self) -> u16 {
+        match self {
+            UpResponse::Hyper(r) => r.status().as_u16(),
+            UpResponse::Reqwest(r) => r.status().as_u16(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            UpResponse::Hyper(r) => r.headers(),
+            UpResponse::Reqwest(r) => r.headers(),
+        }
+    }
+
+    fn into_stream(self) -> ByteStream {
+        match self {
+            UpResponse::Reqwest(r) => Box::pin(
+                r.bytes_stream()
+                    .map(|c| c.map_err(|e| format!("the stream broke: {}", short_err(&e)))),
+            ),
+            UpResponse::Hyper(r) => Box::pin(futures_util::stream::unfold(
+                Some(r.into_body()),
+                |body| async move {
+                    let mut body = body?;
+                    loop {
+                        match body.frame().await {
+                            None => return None,
+                            Some(Ok(f)) => {
+                                if let Ok(d) = f.into_data() {
+                                    return Some((Ok(d), Some(body)));
+                                }
+                            }
+                            Some(Err(e)) => {
+                                return Some((Err(format!("the stream broke: {e}")), None))
+                            }
+                        }
+                    }
+                },
+            )),
+        }
+    }
+}
+
+/// A hyper client error in words, with no URL or key in it.
+fn hyper_send_error(e: &hyper_util::client::legacy::Error) -> SendError {
+    let mut src = std::error::Error::source(e);
+    let mut msg = if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut depth = 0;
+    while let Some(c) = src {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut && e.is_connect() {
+                return SendError::ConnectTimeout;
+            }
+        }
+        if depth < 2 {
+            msg.push_str(": ");
+            msg.push_str(&c.to_string());
+        }
+        src = c.source();
+        depth += 1;
+    }
+    SendError::Connect(msg)
+}
 
 /// What a committed stream needs to keep relaying.
 struct Relay {
@@ -261,9 +434,9 @@ impl Relay {
                     }
                     Err(e) => Failure::Decode(e),
                 },
-                Ok(Some(Err(e))) => Failure::Decode(DecodeError::Provider {
+                Ok(Some(Err(message))) => Failure::Decode(DecodeError::Provider {
                     provider: "upstream",
-                    message: format!("the stream broke: {}", short_err(&e)),
+                    message,
                     overloaded: false,
                 }),
                 Ok(None) => match self.dec.end() {
@@ -324,6 +497,11 @@ enum Picked {
 /// What a successful attempt produced.
 enum Success {
     Full(crate::wire::ChatResponse),
+    /// A same-format response passed through as it came (usage read from it).
+    Raw {
+        body: Bytes,
+        usage: Usage,
+    },
     Stream {
         upstream: ByteStream,
         dec: StreamDecoder,
@@ -341,38 +519,101 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| GatewayError::Client(e.to_string()))?;
+        let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+        conn.set_connect_timeout(Some(cfg.timeouts.connect));
+        conn.set_nodelay(true);
+        let hyper =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(512)
+                .build(conn);
         let now = clock.now();
-        let selectors = cfg
-            .providers
-            .iter()
-            .map(|p| {
-                Mutex::new(Selector {
-                    picker: WeightedPicker::default(),
-                    breakers: p
-                        .credentials
-                        .iter()
-                        .map(|_| Breaker::new(cfg.breaker.clone(), now))
-                        .collect(),
-                    limiters: p
-                        .credentials
-                        .iter()
-                        .map(|c| c.rpm.map(RpmLimiter::new))
-                        .collect(),
-                })
-            })
-            .collect();
+        let live = build_live(cfg, 1, None, now)
+            .map_err(GatewayError::Client)?
+            .0;
         Ok(Arc::new(Gateway {
-            cfg,
-            selectors,
+            live: RwLock::new(Arc::new(live)),
+            source: Mutex::new(None),
             http,
+            hyper,
             clock,
             metrics: Metrics::default(),
             started: Instant::now(),
         }))
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
+    fn live(&self) -> Arc<Live> {
+        self.live.read().clone()
+    }
+
+    /// The config now in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.read().cfg.clone()
+    }
+
+    /// Where [`Gateway::reload_from_source`] (SIGHUP, `POST /admin/reload`) reads the
+    /// config from, and how it looks up API keys.
+    pub fn set_config_source(&self, path: PathBuf, env: EnvLookup) {
+        *self.source.lock() = Some(ConfigSource { path, env });
+    }
+
+    /// Swaps in a validated config. Unchanged (provider, credential) pairs (same
+    /// provider name, kind and base URL; same credential name and key) keep their
+    /// breaker; disabled ones are re-enabled; new or changed pairs start closed. The
+    /// listen address stays (changing it needs a restart).
+    pub fn reload(&self, mut cfg: Config) -> ReloadSummary {
+        let mut w = self.live.write();
+        let old = w.clone();
+        cfg.listen = old.cfg.listen;
+        let generation = old.generation + 1;
+        let now = self.clock.now();
+        match build_live(cfg, generation, Some(&old), now) {
+            Ok((live, mut summary)) => {
+                *w = Arc::new(live);
+                summary.reloaded = true;
+                summary
+            }
+            // only a header value can fail, and validation already refused those
+            Err(_) => ReloadSummary::default(),
+        }
+    }
+
+    /// Re-reads and validates the config file given to [`Gateway::set_config_source`]
+    /// and swaps it in; a bad file changes nothing.
+    pub fn reload_from_source(&self) -> Result<ReloadSummary, ReloadError> {
+        let cfg = {
+            let src = self.source.lock();
+            let src = src.as_ref().ok_or(ReloadError::NoSource)?;
+            let env = src.env.clone();
+            Config::load_with(&src.path, &move |k| env(k))?
+        };
+        Ok(self.reload(cfg))
+    }
+
+    /// [`Gateway::reload_from_source`] with one line on standard error either way.
+    pub fn reload_logged(&self, trigger: &str) -> Result<ReloadSummary, ReloadError> {
+        let r = self.reload_from_source();
+        match &r {
+            Ok(s) => eprintln!("powertune gateway: reload ({trigger}): {s}"),
+            Err(e) => eprintln!(
+                "powertune gateway: reload ({trigger}) refused, still serving config generation {}: {e}",
+                self.live.read().generation
+            ),
+        }
+        r
+    }
+
+    /// Reloads on every SIGHUP (call inside the runtime).
+    #[cfg(unix)]
+    pub fn spawn_sighup_reloader(self: &Arc<Self>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let mut sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let gw = self.clone();
+        Ok(tokio::spawn(async move {
+            while sig.recv().await.is_some() {
+                let _ = gw.reload_logged("SIGHUP");
+            }
+        }))
     }
 
     /// The axum router with every endpoint.
@@ -384,6 +625,7 @@ impl Gateway {
             .route("/v1/models", get(models))
             .route("/metrics", get(metrics))
             .route("/status", get(status))
+            .route("/admin/reload", post(admin_reload))
             .route("/health", get(|| async { "ok\n" }))
             .layer(DefaultBodyLimit::max(16 << 20))
             .with_state(self.clone())
@@ -406,20 +648,29 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let app = self.router();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(GatewayError::Serve)
+        // TCP_NODELAY: a relayed stream is many small writes; with Nagle each one after
+        // the first would wait for the client's delayed ACK (~40 ms)
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(GatewayError::Serve)
     }
 
     /// The `/status` snapshot.
     pub fn status(&self) -> StatusSnapshot {
         let now = self.clock.now();
+        let live = self.live();
         let mut creds = Vec::new();
-        for (pi, p) in self.cfg.providers.iter().enumerate() {
-            let sel = self.selectors[pi].lock();
+        for (pi, p) in live.cfg.providers.iter().enumerate() {
             for (ci, c) in p.credentials.iter().enumerate() {
-                let b = &sel.breakers[ci];
+                let st = live.selectors[pi].creds[ci].lock();
+                let b = &st.breaker;
                 let state = b.state(now);
                 creds.push(CredentialStatus {
                     provider: p.name.clone(),
@@ -437,16 +688,24 @@ impl Gateway {
                 });
             }
         }
-        self.metrics
-            .snapshot(self.started.elapsed().as_secs_f64(), creds)
+        let mut s = self
+            .metrics
+            .snapshot(self.started.elapsed().as_secs_f64(), creds);
+        s.config_generation = live.generation;
+        s
     }
 
     /// The ordered targets for a request.
-    fn resolve(&self, model: &str, route: Option<&str>) -> Result<Vec<Target>, ApiError> {
-        let cfg = &self.cfg;
+    fn resolve(
+        &self,
+        live: &Live,
+        model: &str,
+        route: Option<&str>,
+    ) -> Result<Arc<[Target]>, ApiError> {
+        let cfg = &live.cfg;
         let classes = || cfg.routes.keys().cloned().collect::<Vec<_>>().join(", ");
         if let Some(r) = route {
-            return cfg.route_targets(r).ok_or_else(|| {
+            return live.classes.get(r).cloned().ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::InvalidRequest,
                     format!(
@@ -456,21 +715,21 @@ impl Gateway {
                 )
             });
         }
-        if let Some(t) = cfg.route_targets(model) {
-            return Ok(t);
+        if let Some(t) = live.classes.get(model) {
+            return Ok(t.clone());
         }
-        if let Some(t) = cfg.alias(model) {
-            return Ok(t.to_vec());
+        if let Some(t) = live.aliases.get(model) {
+            return Ok(t.clone());
         }
         for (prefix, class) in &cfg.rules {
             if model.starts_with(prefix.as_str()) {
-                if let Some(t) = cfg.route_targets(class) {
-                    return Ok(t);
+                if let Some(t) = live.classes.get(class) {
+                    return Ok(t.clone());
                 }
             }
         }
         if let Some(t) = crate::config::parse_target(model, &cfg.providers) {
-            return Ok(vec![t]);
+            return Ok(Arc::from(vec![t]));
         }
         Err(ApiError::new(
             ErrorKind::NotFound,
@@ -485,20 +744,27 @@ impl Gateway {
     /// Chooses (target, credential) among `targets` in order: the first target whose
     /// provider has an available credential (breaker admits, rpm allows), weighted.
     /// Credentials in `avoid` are used only if nothing else is available.
-    fn pick(&self, targets: &[Target], avoid: &[(usize, usize)]) -> Picked {
+    fn pick(&self, live: &Live, targets: &[Target], avoid: &[(usize, usize)]) -> Picked {
         let now = self.clock.now();
         let mut soonest: Option<Instant> = None;
+        let mut avail: Vec<(usize, u32)> = Vec::new();
         for pass in 0..2 {
             for (ti, t) in targets.iter().enumerate() {
-                let p = &self.cfg.providers[t.provider];
-                let mut sel = self.selectors[t.provider].lock();
-                let mut avail: Vec<(usize, u32)> = Vec::new();
+                let p = &live.cfg.providers[t.provider];
+                let sel = &live.selectors[t.provider];
+                let mut picker = sel.picker.lock();
+                avail.clear();
                 for (ci, c) in p.credentials.iter().enumerate() {
                     if pass == 0 && avoid.contains(&(t.provider, ci)) {
                         continue;
                     }
-                    let b = sel.breakers[ci].check(now);
-                    let l = sel.limiters[ci].as_ref().and_then(|l| l.check(now));
+                    let (b, l) = {
+                        let st = sel.creds[ci].lock();
+                        (
+                            st.breaker.check(now),
+                            st.limiter.as_ref().and_then(|l| l.check(now)),
+                        )
+                    };
                     match (b, l) {
                         (Admission::Go { .. }, None) => avail.push((ci, c.weight)),
                         (Admission::Never, _) => {}
@@ -512,10 +778,10 @@ impl Gateway {
                         }
                     }
                 }
-                let n = p.credentials.len();
-                if let Some(ci) = sel.picker.pick(n, &avail) {
-                    let _ = sel.breakers[ci].admit(now);
-                    if let Some(l) = sel.limiters[ci].as_mut() {
+                if let Some(ci) = picker.pick(p.credentials.len(), &avail) {
+                    let mut st = sel.creds[ci].lock();
+                    let _ = st.breaker.admit(now);
+                    if let Some(l) = st.limiter.as_mut() {
                         l.take(now);
                     }
                     return Picked::Go {
@@ -531,68 +797,93 @@ impl Gateway {
         Picked::None { soonest }
     }
 
-    fn upstream_request(
+    /// Sends the chat request to (provider, credential): hyper for plain-HTTP
+    /// providers, reqwest (rustls) for https.
+    async fn send(
         &self,
-        t: &Target,
+        live: &Live,
+        provider: usize,
         cred: usize,
-        req: &ChatRequest,
-    ) -> reqwest::RequestBuilder {
-        let p = &self.cfg.providers[t.provider];
-        let (path, body) = provider_request(p.kind, req, &t.model);
+        body: Vec<u8>,
+    ) -> Result<UpResponse, SendError> {
+        let anthropic = live.cfg.providers[provider].kind == ProviderKind::Anthropic;
+        let auth = &live.auth[provider][cred];
+        if let Some(uri) = &live.plain_uris[provider] {
+            let mut req = axum::http::Request::new(Full::new(Bytes::from(body)));
+            *req.method_mut() = axum::http::Method::POST;
+            *req.uri_mut() = uri.clone();
+            let h = req.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if anthropic {
+                h.insert(
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static("2023-06-01"),
+                );
+            }
+            if let Some((name, value)) = auth {
+                h.insert(name.clone(), value.clone());
+            }
+            return match self.hyper.request(req).await {
+                Ok(r) => Ok(UpResponse::Hyper(r)),
+                Err(e) => Err(hyper_send_error(&e)),
+            };
+        }
         let mut rb = self
             .http
-            .post(format!("{}{}", p.base_url, path))
-            .json(&body);
-        let key = p.credentials[cred].key.as_ref();
-        match p.kind {
-            ProviderKind::Anthropic => {
-                rb = rb.header("anthropic-version", "2023-06-01");
-                if let Some(k) = key {
-                    rb = rb.header("x-api-key", k.expose());
-                }
-            }
-            ProviderKind::OpenAi | ProviderKind::Ollama => {
-                if let Some(k) = key {
-                    rb = rb.bearer_auth(k.expose());
-                }
-            }
+            .post(live.endpoints[provider].clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        if anthropic {
+            rb = rb.header("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }
-        rb
+        if let Some((name, value)) = auth {
+            rb = rb.header(name.clone(), value.clone());
+        }
+        match rb.send().await {
+            Ok(r) => Ok(UpResponse::Reqwest(r)),
+            Err(e) if e.is_timeout() => Err(SendError::ConnectTimeout),
+            Err(e) => Err(SendError::Connect(short_err(&e))),
+        }
     }
 
     /// One attempt on (target, credential): until the full response (non-streaming) or
-    /// until the first decoded chunk (streaming).
+    /// until the first decoded chunk (streaming). `pass` = the body is in the client's
+    /// own format and the response passes through.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
+        live: &Live,
         t: &Target,
         cred: usize,
-        req: &ChatRequest,
+        body: Vec<u8>,
+        stream: bool,
+        pass: bool,
         deadline: Instant,
     ) -> Result<Success, (Failure, Option<Duration>)> {
-        let kind = self.cfg.providers[t.provider].kind;
+        let kind = live.cfg.providers[t.provider].kind;
         let now = Instant::now();
         let remaining = deadline.saturating_duration_since(now);
-        let first_wait = if req.stream {
-            self.cfg.timeouts.first_token.min(remaining)
+        let first_wait = if stream {
+            self.cfg_first_token(live).min(remaining)
         } else {
             remaining
         };
-        let what = if req.stream && first_wait < remaining {
+        let what = if stream && first_wait < remaining {
             "time to first token"
         } else {
             "request timeout"
         };
         let first_deadline = now + first_wait;
-        let send = self.upstream_request(t, cred, req).send();
+        let send = self.send(live, t.provider, cred, body);
         let resp = match tokio::time::timeout_at(first_deadline, send).await {
             Err(_) => return Err((Failure::Timeout(what), None)),
-            Ok(Err(e)) if e.is_timeout() => {
+            Ok(Err(SendError::ConnectTimeout)) => {
                 return Err((Failure::Timeout("connect timeout"), None))
             }
-            Ok(Err(e)) => return Err((Failure::Connect(short_err(&e)), None)),
+            Ok(Err(SendError::Connect(m))) => return Err((Failure::Connect(m), None)),
             Ok(Ok(r)) => r,
         };
-        let status = resp.status().as_u16();
+        let status = resp.status();
         if !(200..300).contains(&status) {
             let ra = retry_after(resp.headers());
             let body = tokio::time::timeout_at(first_deadline, read_limited(resp, 64 << 10))
@@ -604,7 +895,7 @@ impl Gateway {
                 provider_error_message(&body).unwrap_or_else(|| "(no error message)".into());
             return Err((Failure::Status { status, message }, ra));
         }
-        if !req.stream {
+        if !stream {
             let body = match tokio::time::timeout_at(
                 deadline,
                 read_limited(resp, MAX_UPSTREAM_BODY),
@@ -624,11 +915,16 @@ impl Gateway {
                 }
                 Ok(Ok(b)) => b,
             };
+            if pass {
+                return peek_provider_response(kind, &body)
+                    .map(|usage| Success::Raw { body, usage })
+                    .map_err(|e| (Failure::Decode(e), None));
+            }
             return parse_provider_response(kind, &body, &t.model)
                 .map(Success::Full)
                 .map_err(|e| (Failure::Decode(e), None));
         }
-        let mut upstream: ByteStream = Box::pin(resp.bytes_stream());
+        let mut upstream: ByteStream = resp.into_stream();
         let mut dec = StreamDecoder::new(kind);
         loop {
             match tokio::time::timeout_at(first_deadline, upstream.next()).await {
@@ -644,11 +940,11 @@ impl Gateway {
                     Ok(_) => continue,
                     Err(e) => return Err((Failure::Decode(e), None)),
                 },
-                Ok(Some(Err(e))) => {
+                Ok(Some(Err(message))) => {
                     return Err((
                         Failure::Decode(DecodeError::Provider {
                             provider: kind.as_str(),
-                            message: format!("the stream broke: {}", short_err(&e)),
+                            message,
                             overloaded: false,
                         }),
                         None,
@@ -678,9 +974,14 @@ impl Gateway {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.cfg.retry.base.as_secs_f64() * 2f64.powi(attempt as i32);
-        let capped = base.min(self.cfg.retry.max.as_secs_f64());
+    fn cfg_first_token(&self, live: &Live) -> Duration {
+        live.cfg.timeouts.first_token
+    }
+
+    fn backoff(&self, live: &Live, attempt: u32) -> Duration {
+        let r = &live.cfg.retry;
+        let base = r.base.as_secs_f64() * 2f64.powi(attempt as i32);
+        let capped = base.min(r.max.as_secs_f64());
         if capped <= 0.0 {
             return Duration::ZERO;
         }
@@ -692,24 +993,47 @@ impl Gateway {
     /// Handles one chat call for `front`.
     async fn chat(self: Arc<Self>, front: Front, headers: HeaderMap, body: Bytes) -> Response {
         let t0 = std::time::Instant::now();
-        let req = match parse_request(front, &body) {
-            Ok(r) => r,
-            Err(e) => return error_response(front, &e, None),
+        let live = self.live();
+        // the plain case is read without a DOM; anything else goes to the full parser
+        let mut raw = peek_request(front, &body);
+        let mut canon: Option<ChatRequest> = None;
+        if raw.is_none() {
+            match parse_request(front, &body) {
+                Ok(r) => canon = Some(r),
+                Err(e) => return error_response(front, &e, None),
+            }
+        }
+        let (model, stream, include_usage) = match (&mut raw, &canon) {
+            (Some(r), _) => (std::mem::take(&mut r.model), r.stream, r.include_usage),
+            (None, Some(c)) => (c.model.clone(), c.stream, c.include_usage),
+            (None, None) => return internal_error(front),
         };
         let route = headers.get(ROUTE_HEADER).and_then(|v| v.to_str().ok());
-        let targets = match self.resolve(&req.model, route) {
+        let targets = match self.resolve(&live, &model, route) {
             Ok(t) => t,
             Err(e) => return error_response(front, &e, None),
         };
-        let deadline = Instant::now() + self.cfg.timeouts.request;
+        // a target in another wire format needs the canonical request
+        if canon.is_none()
+            && targets
+                .iter()
+                .any(|t| !same_format(front, live.cfg.providers[t.provider].kind))
+        {
+            match parse_request(front, &body) {
+                Ok(r) => canon = Some(r),
+                Err(e) => return error_response(front, &e, None),
+            }
+        }
+        let deadline = Instant::now() + live.cfg.timeouts.request;
         let mut waited = Duration::ZERO;
-        let mut tried: Vec<(usize, usize)> = Vec::new();
-        let mut last: Option<(Failure, String)> = None;
-        let max_attempts = self.cfg.retry.max_retries + 1;
+        let mut tried = [(usize::MAX, usize::MAX); 3];
+        let mut n_tried = 0usize;
+        let mut last: Option<(Failure, usize)> = None;
+        let max_attempts = live.cfg.retry.max_retries + 1;
         let mut attempt = 0u32;
         let mut slept_for_attempt = false;
         loop {
-            let (ti, ci) = match self.pick(&targets, &tried) {
+            let (ti, ci) = match self.pick(&live, &targets, &tried[..n_tried]) {
                 Picked::Go { target, cred } => (target, cred),
                 Picked::None { soonest } => {
                     let now = self.clock.now();
@@ -718,7 +1042,7 @@ impl Gateway {
                     // (once per attempt, so the loop stays bounded)
                     if attempt > 0 && !slept_for_attempt {
                         if let Some(w) = wait
-                            .filter(|w| *w <= self.cfg.retry.max && Instant::now() + *w < deadline)
+                            .filter(|w| *w <= live.cfg.retry.max && Instant::now() + *w < deadline)
                         {
                             let s = std::time::Instant::now();
                             tokio::time::sleep(w).await;
@@ -730,26 +1054,45 @@ impl Gateway {
                     self.metrics.record_all_open();
                     self.metrics
                         .record_client_call(attempt.saturating_sub(1), overhead(t0, waited));
-                    if let Some((f, pname)) = last {
+                    if let Some((f, pi)) = last {
                         // a failure just happened (e.g. 429 with a long Retry-After): report it
                         let ra = wait.filter(|w| !w.is_zero());
-                        return error_response(front, &f.api_error(&pname), ra);
+                        return error_response(
+                            front,
+                            &f.api_error(&live.cfg.providers[pi].name),
+                            ra,
+                        );
                     }
                     let secs = wait.map_or(1, |w| w.as_secs_f64().ceil().max(1.0) as u64);
                     let e = ApiError::new(
                         ErrorKind::Overloaded,
-                        format!("every provider credential for {:?} is open or rate-limited; retry in {secs}s", req.model),
+                        format!("every provider credential for {model:?} is open or rate-limited; retry in {secs}s"),
                     );
                     return error_response(front, &e, Some(Duration::from_secs(secs)));
                 }
             };
             let target = &targets[ti];
-            tried.push((target.provider, ci));
+            if n_tried < tried.len() {
+                tried[n_tried] = (target.provider, ci);
+                n_tried += 1;
+            }
+            let kind = live.cfg.providers[target.provider].kind;
+            let pass = same_format(front, kind);
+            let up_body = match (&raw, &canon) {
+                (Some(r), _) if pass => r.upstream_body(kind, &target.model),
+                (_, Some(c)) => {
+                    let (_, v) = provider_request(kind, c, &target.model);
+                    serde_json::to_vec(&v).unwrap_or_default()
+                }
+                _ => return internal_error(front),
+            };
+            let pass = pass && raw.is_some();
             let mut guard = CallGuard {
                 gw: self.clone(),
-                provider: target.provider,
+                live: live.clone(),
+                targets: targets.clone(),
+                target: ti,
                 cred: ci,
-                model: target.model.clone(),
                 started: Instant::now(),
                 ttft: None,
                 usage: Usage::default(),
@@ -757,10 +1100,22 @@ impl Gateway {
                 done: false,
             };
             let up_start = std::time::Instant::now();
-            let result = self.attempt(target, ci, &req, deadline).await;
+            let result = self
+                .attempt(&live, target, ci, up_body, stream, pass, deadline)
+                .await;
             waited += up_start.elapsed();
-            let pname = self.cfg.providers[target.provider].name.clone();
             match result {
+                Ok(Success::Raw { body, usage }) => {
+                    guard.usage = usage;
+                    guard.finish(Outcome::Ok);
+                    let ov = overhead(t0, waited);
+                    self.metrics.record_client_call(attempt, ov);
+                    let mut r = Response::new(Body::from(body));
+                    r.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    decorate(&live, &mut r, target.provider, ci, attempt, ov);
+                    return r;
+                }
                 Ok(Success::Full(resp)) => {
                     guard.usage = resp.usage;
                     guard.finish(Outcome::Ok);
@@ -769,7 +1124,7 @@ impl Gateway {
                     let v =
                         render_response(front, &resp, guard.started.elapsed().as_nanos() as u64);
                     let mut r = (StatusCode::OK, axum::Json(v)).into_response();
-                    self.decorate(&mut r, target, ci, attempt, ov);
+                    decorate(&live, &mut r, target.provider, ci, attempt, ov);
                     return r;
                 }
                 Ok(Success::Stream {
@@ -785,7 +1140,7 @@ impl Gateway {
                         _ => format!("chatcmpl-{:016x}", rand::rng().random::<u64>()),
                     };
                     let mut enc =
-                        StreamEncoder::new(front, id, target.model.clone(), req.include_usage);
+                        StreamEncoder::new(front, id, target.model.clone(), include_usage);
                     let ct = enc.content_type();
                     let mut lead = String::new();
                     lead.push_str(&enc.start(dec.input_tokens()));
@@ -795,10 +1150,10 @@ impl Gateway {
                         dec,
                         enc,
                         pending: first.into(),
-                        idle: self.cfg.timeouts.idle,
+                        idle: live.cfg.timeouts.idle,
                         deadline,
                         finished: false,
-                        provider_name: pname,
+                        provider_name: live.cfg.providers[target.provider].name.clone(),
                     };
                     let lead = futures_util::stream::iter(
                         (!lead.is_empty())
@@ -811,9 +1166,9 @@ impl Gateway {
                     });
                     let mut resp = Response::new(Body::from_stream(lead.chain(rest)));
                     let h = resp.headers_mut();
-                    h.insert("content-type", HeaderValue::from_static(ct));
+                    h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
                     h.insert("cache-control", HeaderValue::from_static("no-cache"));
-                    self.decorate(&mut resp, target, ci, attempt, ov);
+                    decorate(&live, &mut resp, target.provider, ci, attempt, ov);
                     return resp;
                 }
                 Err((failure, ra)) => {
@@ -829,14 +1184,18 @@ impl Gateway {
                             .record_client_call(attempt, overhead(t0, waited));
                         let ra = match outcome {
                             Outcome::RateLimited => {
-                                ra.or(Some(self.cfg.breaker.rate_limit_default))
+                                ra.or(Some(live.cfg.breaker.rate_limit_default))
                             }
                             _ => None,
                         };
-                        return error_response(front, &failure.api_error(&pname), ra);
+                        return error_response(
+                            front,
+                            &failure.api_error(&live.cfg.providers[target.provider].name),
+                            ra,
+                        );
                     }
-                    last = Some((failure, pname));
-                    let pause = self.backoff(attempt);
+                    last = Some((failure, target.provider));
+                    let pause = self.backoff(&live, attempt);
                     if !pause.is_zero() {
                         let s = std::time::Instant::now();
                         tokio::time::sleep(
@@ -851,35 +1210,247 @@ impl Gateway {
             }
         }
     }
+}
 
-    fn decorate(
-        &self,
-        r: &mut Response,
-        t: &Target,
-        cred: usize,
-        retries: u32,
-        overhead: Duration,
-    ) {
-        let p = &self.cfg.providers[t.provider];
-        let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
-            h.insert(OVERHEAD_HEADER, v);
+/// Builds a config generation; with `old`, unchanged (provider, credential) pairs
+/// share their breaker slot with it.
+fn build_live(
+    cfg: Config,
+    generation: u64,
+    old: Option<&Live>,
+    now: Instant,
+) -> Result<(Live, ReloadSummary), String> {
+    let mut summary = ReloadSummary {
+        generation,
+        ..Default::default()
+    };
+    let mut selectors = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut plain_uris = Vec::new();
+    let mut provider_hv = Vec::new();
+    let mut cred_hv = Vec::new();
+    let mut auth = Vec::new();
+    for p in &cfg.providers {
+        let url = format!("{}{}", p.base_url, provider_path(p.kind));
+        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("provider {}: {e}", p.name))?;
+        plain_uris.push(if parsed.scheme() == "http" {
+            Some(
+                url.parse::<axum::http::Uri>()
+                    .map_err(|e| format!("provider {}: {e}", p.name))?,
+            )
+        } else {
+            None
+        });
+        endpoints.push(parsed);
+        provider_hv
+            .push(HeaderValue::from_str(&p.name).map_err(|e| format!("provider {}: {e}", p.name))?);
+        let old_p = old.and_then(|o| {
+            o.cfg
+                .providers
+                .iter()
+                .position(|q| q.name == p.name && q.kind == p.kind && q.base_url == p.base_url)
+                .map(|pi| (o, pi))
+        });
+        let mut slots = Vec::new();
+        let mut hvs = Vec::new();
+        let mut auths = Vec::new();
+        for c in &p.credentials {
+            hvs.push(
+                HeaderValue::from_str(&c.name)
+                    .map_err(|e| format!("credential {}: {e}", c.name))?,
+            );
+            auths.push(match &c.key {
+                None => None,
+                Some(k) => {
+                    let (name, value) = match p.kind {
+                        ProviderKind::Anthropic => (
+                            HeaderName::from_static("x-api-key"),
+                            HeaderValue::from_str(k.expose()),
+                        ),
+                        _ => (
+                            AUTHORIZATION,
+                            HeaderValue::from_str(&format!("Bearer {}", k.expose())),
+                        ),
+                    };
+                    // the error text never carries the key
+                    let mut value = value.map_err(|_| {
+                        format!(
+                            "the API key of credential {} is not a valid header value",
+                            c.name
+                        )
+                    })?;
+                    value.set_sensitive(true);
+                    Some((name, value))
+                }
+            });
+            let reuse = old_p.and_then(|(o, pi)| {
+                o.cfg.providers[pi]
+                    .credentials
+                    .iter()
+                    .position(|d| d.name == c.name && d.key == c.key)
+                    .map(|ci| {
+                        (
+                            o.cfg.providers[pi].credentials[ci].rpm,
+                            o.selectors[pi].creds[ci].clone(),
+                        )
+                    })
+            });
+            let slot = match reuse {
+                Some((old_rpm, slot)) => {
+                    {
+                        let mut st = slot.lock();
+                        st.breaker.set_config(cfg.breaker.clone());
+                        if st.breaker.reenable() {
+                            summary.reenabled += 1;
+                        }
+                        if old_rpm != c.rpm {
+                            st.limiter = c.rpm.map(RpmLimiter::new);
+                        }
+                    }
+                    summary.kept += 1;
+                    slot
+                }
+                None => {
+                    if old.is_some() {
+                        summary.fresh += 1;
+                    }
+                    Arc::new(Mutex::new(CredState {
+                        breaker: Breaker::new(cfg.breaker.clone(), now),
+                        limiter: c.rpm.map(RpmLimiter::new),
+                    }))
+                }
+            };
+            slots.push(slot);
         }
-        if let Ok(v) = HeaderValue::from_str(&p.name) {
-            h.insert("x-powertune-provider", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&p.credentials[cred].name) {
-            h.insert("x-powertune-credential", v);
-        }
-        h.insert("x-powertune-retries", HeaderValue::from(retries));
+        selectors.push(Selector {
+            picker: Mutex::new(WeightedPicker::default()),
+            creds: slots,
+        });
+        cred_hv.push(hvs);
+        auth.push(auths);
     }
+    if let Some(o) = old {
+        summary.removed = o
+            .cfg
+            .providers
+            .iter()
+            .flat_map(|p| p.credentials.iter().map(move |c| (p, c)))
+            .filter(|(p, c)| {
+                !cfg.providers
+                    .iter()
+                    .any(|q| q.name == p.name && q.credentials.iter().any(|d| d.name == c.name))
+            })
+            .count();
+    }
+    let mut classes = BTreeMap::new();
+    for class in cfg.routes.keys() {
+        if let Some(t) = cfg.route_targets(class) {
+            classes.insert(class.clone(), Arc::from(t));
+        }
+    }
+    let aliases = cfg
+        .models
+        .iter()
+        .map(|(a, t)| (a.clone(), Arc::from(t.clone())))
+        .collect();
+    Ok((
+        Live {
+            cfg: Arc::new(cfg),
+            generation,
+            selectors,
+            endpoints,
+            plain_uris,
+            provider_hv,
+            cred_hv,
+            auth,
+            classes,
+            aliases,
+        },
+        summary,
+    ))
+}
+
+fn decorate(
+    live: &Live,
+    r: &mut Response,
+    provider: usize,
+    cred: usize,
+    retries: u32,
+    overhead: Duration,
+) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_bytes(millis_text(overhead, &mut [0u8; 24])) {
+        h.insert(OVERHEAD_HEADER, v);
+    }
+    h.insert("x-powertune-provider", live.provider_hv[provider].clone());
+    h.insert(
+        "x-powertune-credential",
+        live.cred_hv[provider][cred].clone(),
+    );
+    h.insert("x-powertune-retries", HeaderValue::from(retries));
+}
+
+/// `d` in milliseconds with three decimals ("0.042"), written without float formatting.
+fn millis_text(d: Duration, buf: &mut [u8; 24]) -> &[u8] {
+    let us = d.as_micros().min(u64::MAX as u128) as u64;
+    let (mut ms, frac) = (us / 1000, us % 1000);
+    let mut i = buf.len();
+    for k in 0..3 {
+        i -= 1;
+        buf[i] = b'0' + ((frac / 10u64.pow(k)) % 10) as u8;
+    }
+    i -= 1;
+    buf[i] = b'.';
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (ms % 10) as u8;
+        ms /= 10;
+        if ms == 0 || i == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+fn internal_error(front: Front) -> Response {
+    error_response(
+        front,
+        &ApiError::new(
+            ErrorKind::Upstream,
+            "the gateway lost the parsed request (a bug; please report it)",
+        ),
+        None,
+    )
 }
 
 fn overhead(t0: std::time::Instant, waited: Duration) -> Duration {
     t0.elapsed().saturating_sub(waited)
 }
 
-async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_limited(resp: UpResponse, limit: usize) -> Result<Bytes, String> {
+    let resp = match resp {
+        UpResponse::Hyper(r) => {
+            return http_body_util::Limited::new(r.into_body(), limit)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        format!("the response body is larger than {limit} bytes")
+                    } else {
+                        format!("the response body broke off: {e}")
+                    }
+                });
+        }
+        UpResponse::Reqwest(r) => r,
+    };
+    if resp.content_length().is_some_and(|n| n as usize <= limit) {
+        // one read of a body whose size is known and allowed
+        return resp
+            .bytes()
+            .await
+            .map_err(|e| format!("the response body broke off: {}", short_err(&e)));
+    }
     let mut s = resp.bytes_stream();
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
@@ -889,7 +1460,7 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, 
         }
         out.extend_from_slice(&c);
     }
-    Ok(out)
+    Ok(Bytes::from(out))
 }
 
 fn error_response(front: Front, e: &ApiError, retry_after: Option<Duration>) -> Response {
@@ -942,4 +1513,69 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn status(State(gw): State<Arc<Gateway>>) -> Response {
     axum::Json(gw.status()).into_response()
+}
+
+/// May `peer` ask for a reload? Loopback always; others only with `allow_remote`.
+fn reload_allowed(peer: std::net::IpAddr, allow_remote: bool) -> bool {
+    allow_remote || peer.to_canonical().is_loopback()
+}
+
+/// `POST /admin/reload`: re-read the config file (loopback peers only unless
+/// `[admin] allow_remote = true`).
+async fn admin_reload(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !reload_allowed(peer.ip(), gw.config().admin_allow_remote) {
+        let body = serde_json::json!({"reloaded": false, "error": format!(
+            "POST /admin/reload is accepted from loopback only (you are {}); set [admin] allow_remote = true to allow other peers",
+            peer.ip()
+        )});
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
+    match gw.reload_logged("POST /admin/reload") {
+        Ok(s) => axum::Json(s).into_response(),
+        Err(e) => {
+            let body = serde_json::json!({"reloaded": false, "error": e.to_string()});
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_header_text() {
+        for (us, want) in [
+            (0, "0.000"),
+            (42, "0.042"),
+            (1_234, "1.234"),
+            (987_654_321, "987654.321"),
+        ] {
+            let mut buf = [0u8; 24];
+            let got = millis_text(Duration::from_micros(us), &mut buf);
+            assert_eq!(std::str::from_utf8(got).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn reload_is_loopback_only_unless_allowed() {
+        for (ip, remote, want) in [
+            ("127.0.0.1", false, true),
+            ("::1", false, true),
+            ("::ffff:127.0.0.1", false, true),
+            ("10.0.0.7", false, false),
+            ("2001:db8::1", false, false),
+            ("10.0.0.7", true, true),
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                reload_allowed(ip, remote),
+                want,
+                "{ip} allow_remote={remote}"
+            );
+        }
+    }
 }

@@ -13,11 +13,31 @@ pub enum Front {
     Ollama,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Message {
-    /// `user` or `assistant` (system text is in [`ChatRequest::system`]).
+    /// `user`, `assistant` or `tool` (system text is in [`ChatRequest::system`]).
     pub role: String,
     pub content: String,
+    /// Tool calls the assistant made (OpenAI `tool_calls`, Anthropic `tool_use`).
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+/// One tool call: its id, the function name and the arguments (a JSON object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// A tool the model may call: name, description, JSON Schema of its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +51,7 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    pub tools: Vec<ToolDef>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,6 +124,7 @@ pub struct ChatResponse {
     pub text: String,
     pub finish: Finish,
     pub usage: Usage,
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// One decoded piece of an upstream stream.
@@ -277,7 +299,68 @@ fn stop_list(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-/// Splits `[{role, content}]` into the system text and user/assistant messages.
+/// Arguments as a JSON value: OpenAI sends a JSON text, Anthropic/Ollama an object.
+fn args_value(v: Option<&Value>) -> Value {
+    match v {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+        Some(v) => v.clone(),
+        None => json!({}),
+    }
+}
+
+/// Tool calls of an assistant message in any of the three formats.
+fn message_tool_calls(m: &Value, i: usize) -> Vec<ToolCall> {
+    let mut out = Vec::new();
+    // OpenAI / Ollama: "tool_calls": [{"id", "function": {"name", "arguments"}}]
+    for (j, c) in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = c.get("function").unwrap_or(c);
+        out.push(ToolCall {
+            id: c
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("call_{i}_{j}"), String::from),
+            name: f
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            arguments: args_value(f.get("arguments")),
+        });
+    }
+    // Anthropic: content blocks {"type": "tool_use", "id", "name", "input"}
+    for b in m
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if b.get("type").and_then(Value::as_str) == Some("tool_use") {
+            out.push(ToolCall {
+                id: b
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                name: b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                arguments: b.get("input").cloned().unwrap_or_else(|| json!({})),
+            });
+        }
+    }
+    out
+}
+
+/// Splits `[{role, content}]` into the system text and user/assistant/tool messages
+/// (Anthropic `tool_result` blocks in a user message become `tool` messages).
 fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiError> {
     let mut system: Vec<String> = Vec::new();
     let mut messages = Vec::new();
@@ -290,23 +373,84 @@ fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiEr
         let text = content_text(m.get("content").unwrap_or(&Value::Null))?;
         match role {
             "system" | "developer" => system.push(text),
-            "user" | "assistant" => messages.push(Message {
-                role: role.to_string(),
+            "user" => {
+                let mut rest_text = true;
+                for b in m
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if b.get("type").and_then(Value::as_str) == Some("tool_result") {
+                        rest_text = false;
+                        messages.push(Message {
+                            role: "tool".into(),
+                            content: content_text(b.get("content").unwrap_or(&Value::Null))?,
+                            tool_call_id: b
+                                .get("tool_use_id")
+                                .and_then(Value::as_str)
+                                .map(String::from),
+                            ..Default::default()
+                        });
+                    }
+                }
+                if rest_text || !text.is_empty() {
+                    messages.push(Message {
+                        role: "user".into(),
+                        content: text,
+                        ..Default::default()
+                    });
+                }
+            }
+            "assistant" => messages.push(Message {
+                role: "assistant".into(),
                 content: text,
+                tool_calls: message_tool_calls(m, i),
+                tool_call_id: None,
             }),
             "tool" => messages.push(Message {
-                role: "user".into(),
+                role: "tool".into(),
                 content: text,
+                tool_call_id: m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                ..Default::default()
             }),
             other => {
                 return Err(ApiError::bad(format!(
-                    "messages[{i}].role {other:?} is not system, user or assistant"
+                    "messages[{i}].role {other:?} is not system, user, assistant or tool"
                 )))
             }
         }
     }
     let system = (!system.is_empty()).then(|| system.join("\n"));
     Ok((system, messages))
+}
+
+/// `tools` in OpenAI/Ollama (`{"type": "function", "function": {...}}`) or Anthropic
+/// (`{"name", "description", "input_schema"}`) shape.
+fn parse_tools(v: &Value) -> Vec<ToolDef> {
+    v.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let f = t.get("function").unwrap_or(t);
+            Some(ToolDef {
+                name: f.get("name")?.as_str()?.to_string(),
+                description: f
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                parameters: f
+                    .get("parameters")
+                    .or_else(|| f.get("input_schema"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+            })
+        })
+        .collect()
 }
 
 /// Parses a client request body for `front`.
@@ -350,6 +494,7 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
                 .pointer("/stream_options/include_usage")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            tools: parse_tools(&v),
         }),
         Front::Anthropic => {
             if let Some(s) = v.get("system") {
@@ -376,6 +521,7 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
                 stop: stop_list(v.get("stop_sequences")),
                 stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
                 include_usage: true,
+                tools: parse_tools(&v),
             })
         }
         Front::Ollama => {
@@ -391,6 +537,7 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
                 // Ollama streams unless told not to
                 stream: v.get("stream").and_then(Value::as_bool).unwrap_or(true),
                 include_usage: true,
+                tools: parse_tools(&v),
             })
         }
     }
@@ -398,6 +545,50 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
 
 /// A complete (non-streaming) response in the client's API shape.
 pub fn render_response(front: Front, r: &ChatResponse, elapsed_ns: u64) -> Value {
+    let mut v = render_text_response(front, r, elapsed_ns);
+    if r.tool_calls.is_empty() {
+        return v;
+    }
+    match front {
+        Front::OpenAi => {
+            let m = &mut v["choices"][0]["message"];
+            m["tool_calls"] = openai_message(
+                &Message {
+                    role: "assistant".into(),
+                    tool_calls: r.tool_calls.clone(),
+                    ..Default::default()
+                },
+                false,
+            )["tool_calls"]
+                .clone();
+            if r.text.is_empty() {
+                m["content"] = Value::Null;
+            }
+        }
+        Front::Anthropic => {
+            let mut blocks: Vec<Value> = Vec::new();
+            if !r.text.is_empty() {
+                blocks.push(json!({"type": "text", "text": r.text}));
+            }
+            for c in &r.tool_calls {
+                blocks.push(
+                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}),
+                );
+            }
+            v["content"] = Value::Array(blocks);
+        }
+        Front::Ollama => {
+            v["message"]["tool_calls"] = r
+                .tool_calls
+                .iter()
+                .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+        }
+    }
+    v
+}
+
+fn render_text_response(front: Front, r: &ChatResponse, elapsed_ns: u64) -> Value {
     match front {
         Front::OpenAi => json!({
             "id": r.id,
@@ -448,6 +639,27 @@ pub struct StreamEncoder {
     created: u64,
     include_usage: bool,
     started: bool,
+    /// OpenAI: everything of a chunk up to its `delta` value, built once.
+    openai_prefix: String,
+}
+
+/// Appends `t` as a JSON string literal (RFC 8259 escaping).
+fn push_json_str(s: &mut String, t: &str) {
+    s.push('"');
+    for c in t.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = std::fmt::Write::write_fmt(s, format_args!("\\u{:04x}", c as u32));
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
 }
 
 fn sse_data(v: &Value) -> String {
@@ -460,13 +672,25 @@ fn sse_event(name: &str, v: &Value) -> String {
 
 impl StreamEncoder {
     pub fn new(front: Front, id: String, model: String, include_usage: bool) -> Self {
+        let created = now_secs();
+        let mut openai_prefix = String::new();
+        if front == Front::OpenAi {
+            openai_prefix.push_str("{\"id\":");
+            push_json_str(&mut openai_prefix, &id);
+            openai_prefix.push_str(",\"object\":\"chat.completion.chunk\",\"created\":");
+            openai_prefix.push_str(&created.to_string());
+            openai_prefix.push_str(",\"model\":");
+            push_json_str(&mut openai_prefix, &model);
+            openai_prefix.push_str(",\"choices\":[{\"index\":0,\"delta\":");
+        }
         StreamEncoder {
             front,
             id,
             model,
-            created: now_secs(),
+            created,
             include_usage,
             started: false,
+            openai_prefix,
         }
     }
 
@@ -478,18 +702,25 @@ impl StreamEncoder {
         }
     }
 
-    fn openai_chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        let mut v = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            v["usage"] = Value::Null;
+    /// Appends `data: {chunk}\n\n` with `delta` (raw JSON) and `finish`.
+    fn openai_chunk_into(&self, s: &mut String, delta: &str, finish: Option<&str>) {
+        s.push_str("data: ");
+        s.push_str(&self.openai_prefix);
+        s.push_str(delta);
+        s.push_str(",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(f) => {
+                s.push('"');
+                s.push_str(f);
+                s.push('"');
+            }
+            None => s.push_str("null"),
         }
-        v
+        s.push_str("}]");
+        if self.include_usage {
+            s.push_str(",\"usage\":null");
+        }
+        s.push_str("}\n\n");
     }
 
     /// What opens the stream (emitted once, before the first delta).
@@ -500,42 +731,54 @@ impl StreamEncoder {
         self.started = true;
         match self.front {
             Front::OpenAi => {
-                sse_data(&self.openai_chunk(json!({"role": "assistant", "content": ""}), None))
+                let mut s = String::with_capacity(self.openai_prefix.len() + 128);
+                self.openai_chunk_into(&mut s, "{\"role\":\"assistant\",\"content\":\"\"}", None);
+                s
             }
             Front::Anthropic => {
-                let mut s = sse_event(
-                    "message_start",
-                    &json!({"type": "message_start", "message": {
-                        "id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                        "content": [], "stop_reason": null, "stop_sequence": null,
-                        "usage": {"input_tokens": input_tokens, "output_tokens": 0}}}),
+                let mut s = String::with_capacity(512);
+                s.push_str(
+                    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":",
                 );
-                s.push_str(&sse_event(
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                ));
-                s.push_str(&sse_event("ping", &json!({"type": "ping"})));
+                push_json_str(&mut s, &self.id);
+                s.push_str(",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+                push_json_str(&mut s, &self.model);
+                s.push_str(",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
+                s.push_str(&input_tokens.to_string());
+                s.push_str(",\"output_tokens\":0}}}\n\n");
+                s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+                s.push_str("event: ping\ndata: {\"type\":\"ping\"}\n\n");
                 s
             }
             Front::Ollama => String::new(),
         }
     }
 
+    /// One content delta (written directly, no JSON tree: this is the per-chunk path).
     pub fn delta(&mut self, text: &str) -> String {
         let mut s = self.start(0);
+        s.reserve(text.len() + self.openai_prefix.len() + 96);
         match self.front {
-            Front::OpenAi => s.push_str(&sse_data(&self.openai_chunk(json!({"content": text}), None))),
-            Front::Anthropic => s.push_str(&sse_event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-            )),
+            Front::OpenAi => {
+                let mut d = String::with_capacity(text.len() + 16);
+                d.push_str("{\"content\":");
+                push_json_str(&mut d, text);
+                d.push('}');
+                self.openai_chunk_into(&mut s, &d, None);
+            }
+            Front::Anthropic => {
+                s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":");
+                push_json_str(&mut s, text);
+                s.push_str("}}\n\n");
+            }
             Front::Ollama => {
-                s.push_str(
-                    &json!({"model": self.model, "created_at": rfc3339_now(),
-                        "message": {"role": "assistant", "content": text}, "done": false})
-                    .to_string(),
-                );
-                s.push('\n');
+                s.push_str("{\"model\":");
+                push_json_str(&mut s, &self.model);
+                s.push_str(",\"created_at\":\"");
+                s.push_str(&rfc3339_now());
+                s.push_str("\",\"message\":{\"role\":\"assistant\",\"content\":");
+                push_json_str(&mut s, text);
+                s.push_str("},\"done\":false}\n");
             }
         }
         s
@@ -546,30 +789,31 @@ impl StreamEncoder {
         let mut s = self.start(usage.input);
         match self.front {
             Front::OpenAi => {
-                s.push_str(&sse_data(
-                    &self.openai_chunk(json!({}), Some(finish.openai())),
-                ));
+                self.openai_chunk_into(&mut s, "{}", Some(finish.openai()));
                 if self.include_usage {
-                    s.push_str(&sse_data(&json!({
-                        "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.model, "choices": [],
-                        "usage": {"prompt_tokens": usage.input, "completion_tokens": usage.output,
-                                  "total_tokens": usage.input + usage.output}})));
+                    s.push_str("data: {\"id\":");
+                    push_json_str(&mut s, &self.id);
+                    s.push_str(",\"object\":\"chat.completion.chunk\",\"created\":");
+                    s.push_str(&self.created.to_string());
+                    s.push_str(",\"model\":");
+                    push_json_str(&mut s, &self.model);
+                    s.push_str(&format!(
+                        ",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                        usage.input,
+                        usage.output,
+                        usage.input + usage.output
+                    ));
                 }
                 s.push_str("data: [DONE]\n\n");
             }
             Front::Anthropic => {
-                s.push_str(&sse_event(
-                    "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": 0}),
-                ));
-                s.push_str(&sse_event(
-                    "message_delta",
-                    &json!({"type": "message_delta",
-                        "delta": {"stop_reason": finish.anthropic(), "stop_sequence": null},
-                        "usage": {"output_tokens": usage.output}}),
-                ));
-                s.push_str(&sse_event("message_stop", &json!({"type": "message_stop"})));
+                s.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+                s.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"");
+                s.push_str(finish.anthropic());
+                s.push_str("\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
+                s.push_str(&usage.output.to_string());
+                s.push_str("}}\n\n");
+                s.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
             }
             Front::Ollama => {
                 s.push_str(
@@ -599,6 +843,15 @@ impl StreamEncoder {
 
 use crate::config::ProviderKind;
 
+/// The path a provider of `kind` serves chat on, appended to its base URL.
+pub fn provider_path(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::OpenAi => "/chat/completions",
+        ProviderKind::Anthropic => "/v1/messages",
+        ProviderKind::Ollama => "/api/chat",
+    }
+}
+
 /// The upstream request: path appended to the base URL, and the JSON body.
 pub fn provider_request(
     kind: ProviderKind,
@@ -612,9 +865,12 @@ pub fn provider_request(
                 msgs.push(json!({"role": "system", "content": s}));
             }
             for m in &req.messages {
-                msgs.push(json!({"role": m.role, "content": m.content}));
+                msgs.push(openai_message(m, false));
             }
             let mut b = json!({"model": model, "messages": msgs, "stream": req.stream});
+            if !req.tools.is_empty() {
+                b["tools"] = openai_tools(&req.tools);
+            }
             if req.stream {
                 b["stream_options"] = json!({"include_usage": true});
             }
@@ -633,13 +889,55 @@ pub fn provider_request(
             ("/chat/completions", b)
         }
         ProviderKind::Anthropic => {
-            let msgs: Vec<Value> = req
-                .messages
-                .iter()
-                .map(|m| json!({"role": m.role, "content": m.content}))
-                .collect();
+            let mut msgs: Vec<Value> = Vec::new();
+            for m in &req.messages {
+                match m.role.as_str() {
+                    "tool" => {
+                        let block = json!({"type": "tool_result",
+                            "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
+                            "content": m.content});
+                        // consecutive results go in one user message (roles alternate)
+                        match msgs.last_mut() {
+                            Some(last)
+                                if last["role"] == "user"
+                                    && last["content"][0]["type"] == "tool_result" =>
+                            {
+                                if let Some(a) = last["content"].as_array_mut() {
+                                    a.push(block);
+                                }
+                            }
+                            _ => msgs.push(json!({"role": "user", "content": [block]})),
+                        }
+                    }
+                    "assistant" if !m.tool_calls.is_empty() => {
+                        let mut blocks = Vec::new();
+                        if !m.content.is_empty() {
+                            blocks.push(json!({"type": "text", "text": m.content}));
+                        }
+                        for c in &m.tool_calls {
+                            blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}));
+                        }
+                        msgs.push(json!({"role": "assistant", "content": blocks}));
+                    }
+                    _ => msgs.push(json!({"role": m.role, "content": m.content})),
+                }
+            }
             let mut b = json!({"model": model, "messages": msgs,
                 "max_tokens": req.max_tokens.unwrap_or(1024), "stream": req.stream});
+            if !req.tools.is_empty() {
+                b["tools"] = Value::Array(
+                    req.tools
+                        .iter()
+                        .map(|t| {
+                            let mut v = json!({"name": t.name, "input_schema": t.parameters});
+                            if let Some(d) = &t.description {
+                                v["description"] = json!(d);
+                            }
+                            v
+                        })
+                        .collect(),
+                );
+            }
             if let Some(s) = &req.system {
                 b["system"] = json!(s);
             }
@@ -660,7 +958,7 @@ pub fn provider_request(
                 msgs.push(json!({"role": "system", "content": s}));
             }
             for m in &req.messages {
-                msgs.push(json!({"role": m.role, "content": m.content}));
+                msgs.push(openai_message(m, true));
             }
             let mut opts = serde_json::Map::new();
             if let Some(n) = req.max_tokens {
@@ -676,12 +974,52 @@ pub fn provider_request(
                 opts.insert("stop".into(), json!(req.stop));
             }
             let mut b = json!({"model": model, "messages": msgs, "stream": req.stream});
+            if !req.tools.is_empty() {
+                b["tools"] = openai_tools(&req.tools);
+            }
             if !opts.is_empty() {
                 b["options"] = Value::Object(opts);
             }
             ("/api/chat", b)
         }
     }
+}
+
+/// A message in OpenAI shape (`ollama`: Ollama's variant, arguments as an object and
+/// no call ids).
+fn openai_message(m: &Message, ollama: bool) -> Value {
+    let mut v = json!({"role": m.role, "content": m.content});
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                if ollama {
+                    json!({"function": {"name": c.name, "arguments": c.arguments}})
+                } else {
+                    json!({"id": c.id, "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments.to_string()}})
+                }
+            })
+            .collect();
+    }
+    if let (Some(id), false) = (&m.tool_call_id, ollama) {
+        v["tool_call_id"] = json!(id);
+    }
+    v
+}
+
+fn openai_tools(tools: &[ToolDef]) -> Value {
+    tools
+        .iter()
+        .map(|t| {
+            let mut f = json!({"name": t.name, "parameters": t.parameters});
+            if let Some(d) = &t.description {
+                f["description"] = json!(d);
+            }
+            json!({"type": "function", "function": f})
+        })
+        .collect()
 }
 
 /// Decoding failed: the provider answered something that is not its format.
@@ -751,6 +1089,10 @@ pub fn parse_provider_response(
                     input: u(&v, "/usage/prompt_tokens"),
                     output: u(&v, "/usage/completion_tokens"),
                 },
+                tool_calls: choice
+                    .get("message")
+                    .map(|m| message_tool_calls(m, 0))
+                    .unwrap_or_default(),
             })
         }
         ProviderKind::Anthropic => {
@@ -784,6 +1126,7 @@ pub fn parse_provider_response(
                     input: u(&v, "/usage/input_tokens"),
                     output: u(&v, "/usage/output_tokens"),
                 },
+                tool_calls: message_tool_calls(&v, 0),
             })
         }
         ProviderKind::Ollama => {
@@ -791,6 +1134,10 @@ pub fn parse_provider_response(
                 .pointer("/message/content")
                 .and_then(Value::as_str)
                 .ok_or_else(|| garbage(kind, "no message.content"))?;
+            let tool_calls = v
+                .get("message")
+                .map(|m| message_tool_calls(m, 0))
+                .unwrap_or_default();
             Ok(ChatResponse {
                 id: format!("ollama-{}", now_secs()),
                 model: v
@@ -799,15 +1146,20 @@ pub fn parse_provider_response(
                     .unwrap_or(model)
                     .to_string(),
                 text: text.to_string(),
-                finish: Finish::from_ollama(
-                    v.get("done_reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("stop"),
-                ),
+                finish: if tool_calls.is_empty() {
+                    Finish::from_ollama(
+                        v.get("done_reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("stop"),
+                    )
+                } else {
+                    Finish::ToolUse
+                },
                 usage: Usage {
                     input: u(&v, "/prompt_eval_count"),
                     output: u(&v, "/eval_count"),
                 },
+                tool_calls,
             })
         }
     }
@@ -821,6 +1173,240 @@ pub fn provider_error_message(body: &[u8]) -> Option<String> {
         .or_else(|| v.get("error"))
         .and_then(Value::as_str)?;
     Some(m.chars().take(300).collect())
+}
+
+// ---------------------------------------------------------------- pass-through fast path
+
+/// Does a client speaking `front` talk to a provider of `kind` in the same wire format?
+/// Then the request and the non-streaming response pass through without translation.
+pub fn same_format(front: Front, kind: ProviderKind) -> bool {
+    matches!(
+        (front, kind),
+        (Front::OpenAi, ProviderKind::OpenAi)
+            | (Front::Anthropic, ProviderKind::Anthropic)
+            | (Front::Ollama, ProviderKind::Ollama)
+    )
+}
+
+/// A request body's top-level fields, values left as raw JSON text (no DOM is built).
+#[derive(Debug)]
+pub struct RawRequest<'a> {
+    fields: Vec<(&'a str, &'a serde_json::value::RawValue)>,
+    /// The `model` the client asked for.
+    pub model: String,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage` (always true for the other APIs).
+    pub include_usage: bool,
+}
+
+struct Fields<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(8);
+                while let Some(e) = m.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
+                    v.push(e);
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Reads what routing needs from a request body without building a DOM. `None` when
+/// the body is anything but the plain, valid case (the full parser then answers with
+/// the precise error, or translates).
+pub fn peek_request(front: Front, body: &[u8]) -> Option<RawRequest<'_>> {
+    let Fields(fields) = serde_json::from_slice(body).ok()?;
+    let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.get());
+    let model: String = serde_json::from_str::<&str>(get("model")?)
+        .ok()?
+        .to_string();
+    if model.is_empty() {
+        return None;
+    }
+    let msgs = get("messages")?;
+    if !msgs.starts_with('[') || msgs[1..].trim_start().starts_with(']') {
+        return None;
+    }
+    if front == Front::Anthropic && serde_json::from_str::<u64>(get("max_tokens")?).is_err() {
+        return None;
+    }
+    let stream = match get("stream") {
+        None | Some("null") => front == Front::Ollama,
+        Some(v) => serde_json::from_str::<bool>(v).ok()?,
+    };
+    let include_usage = match front {
+        Front::OpenAi => match get("stream_options") {
+            None | Some("null") => false,
+            Some(v) => serde_json::from_str::<StreamOptions>(v).ok()?.include_usage,
+        },
+        _ => true,
+    };
+    Some(RawRequest {
+        fields,
+        model,
+        stream,
+        include_usage,
+    })
+}
+
+impl RawRequest<'_> {
+    /// The body for a provider of the client's own format: the same fields with
+    /// `model` replaced (and, for an OpenAI stream, usage asked for so tokens count).
+    pub fn upstream_body(&self, kind: ProviderKind, model: &str) -> Vec<u8> {
+        let len: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(len + model.len() + 48);
+        out.push(b'{');
+        let force_usage = kind == ProviderKind::OpenAi && self.stream;
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+        };
+        let mut saw_options = false;
+        for (k, v) in &self.fields {
+            sep(&mut out);
+            // keys were plain (borrowed) strings, so they need no escaping
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            match *k {
+                "model" => {
+                    let _ = serde_json::to_writer(&mut out, model);
+                }
+                "stream_options" if force_usage => {
+                    saw_options = true;
+                    out.extend_from_slice(b"{\"include_usage\":true}");
+                }
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        if force_usage && !saw_options {
+            sep(&mut out);
+            out.extend_from_slice(b"\"stream_options\":{\"include_usage\":true}");
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiPeek {
+    choices: Vec<serde::de::IgnoredAny>,
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct AnthropicPeek {
+    #[allow(dead_code)]
+    content: Vec<serde::de::IgnoredAny>,
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct OllamaPeek {
+    #[allow(dead_code)]
+    message: serde::de::IgnoredAny,
+    #[serde(default)]
+    prompt_eval_count: u64,
+    #[serde(default)]
+    eval_count: u64,
+}
+
+/// Checks a complete provider response is its API's shape and reads its token counts,
+/// without building a DOM (the body then goes to a same-format client unchanged).
+pub fn peek_provider_response(kind: ProviderKind, body: &[u8]) -> Result<Usage, DecodeError> {
+    let bad = |e: serde_json::Error| garbage(kind, format!("not its response shape ({e})"));
+    match kind {
+        ProviderKind::OpenAi => {
+            let p: OpenAiPeek = serde_json::from_slice(body).map_err(bad)?;
+            if p.choices.is_empty() {
+                return Err(garbage(kind, "no choices[0]"));
+            }
+            Ok(p.usage.map_or(Usage::default(), |u| Usage {
+                input: u.prompt_tokens,
+                output: u.completion_tokens,
+            }))
+        }
+        ProviderKind::Anthropic => {
+            let p: AnthropicPeek = serde_json::from_slice(body).map_err(bad)?;
+            Ok(p.usage.map_or(Usage::default(), |u| Usage {
+                input: u.input_tokens,
+                output: u.output_tokens,
+            }))
+        }
+        ProviderKind::Ollama => {
+            let p: OllamaPeek = serde_json::from_slice(body).map_err(bad)?;
+            Ok(Usage {
+                input: p.prompt_eval_count,
+                output: p.eval_count,
+            })
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiStreamChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<OpenAiStreamChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiStreamChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<OpenAiDelta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Longest line or SSE event the decoder holds before calling it garbage.
@@ -968,9 +1554,10 @@ impl StreamDecoder {
                 });
                 return Ok(());
             }
-            let v: Value = serde_json::from_str(data)
-                .map_err(|e| garbage(kind, format!("SSE data is not JSON ({e})")))?;
-            if let Some(err) = v.get("error") {
+            // typed and borrowed: the per-chunk path builds no JSON tree
+            let c: OpenAiStreamChunk = serde_json::from_str(data)
+                .map_err(|e| garbage(kind, format!("SSE data is not a chunk ({e})")))?;
+            if let Some(err) = c.error.filter(|e| !e.is_null()) {
                 return Err(DecodeError::Provider {
                     provider: kind.as_str(),
                     message: err
@@ -981,19 +1568,19 @@ impl StreamDecoder {
                     overloaded: false,
                 });
             }
-            if let Some(us) = v.get("usage").filter(|x| !x.is_null()) {
+            if let Some(us) = c.usage {
                 self.usage = Usage {
-                    input: u(us, "/prompt_tokens"),
-                    output: u(us, "/completion_tokens"),
+                    input: us.prompt_tokens,
+                    output: us.completion_tokens,
                 };
             }
-            if let Some(c) = v.pointer("/choices/0") {
-                if let Some(t) = c.pointer("/delta/content").and_then(Value::as_str) {
+            if let Some(ch) = c.choices.as_ref().and_then(|v| v.first()) {
+                if let Some(t) = ch.delta.as_ref().and_then(|d| d.content.as_deref()) {
                     if !t.is_empty() {
                         out.push(Chunk::Delta(t.to_string()));
                     }
                 }
-                if let Some(f) = c.get("finish_reason").and_then(Value::as_str) {
+                if let Some(f) = ch.finish_reason.as_deref() {
                     self.finish = Some(Finish::from_openai(f));
                 }
             }
@@ -1205,6 +1792,77 @@ mod tests {
         assert!(d.end().is_err());
         let mut d = StreamDecoder::new(ProviderKind::Ollama);
         assert!(d.feed(b"not json\n").is_err());
+    }
+
+    #[test]
+    fn pass_through_rewrites_only_the_model() {
+        let body = br#"{"model":"fast","messages":[{"role":"user","content":"hi \"x\""}],"tools":[{"type":"function"}],"stream":true,"temperature":0.5}"#;
+        let r = peek_request(Front::OpenAi, body).unwrap();
+        assert_eq!(r.model, "fast");
+        assert!(r.stream && !r.include_usage);
+        let up = r.upstream_body(ProviderKind::OpenAi, "gpt-\"q\"");
+        let v: Value = serde_json::from_slice(&up).unwrap();
+        assert_eq!(v["model"], "gpt-\"q\"");
+        assert_eq!(v["messages"][0]["content"], "hi \"x\"");
+        assert_eq!(v["tools"][0]["type"], "function");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["temperature"], 0.5);
+        // anything unusual falls back to the full parser
+        assert!(peek_request(Front::OpenAi, br#"{"model":"m","messages":[]}"#).is_none());
+        assert!(peek_request(Front::OpenAi, br#"{"messages":[{}]}"#).is_none());
+        assert!(peek_request(Front::Anthropic, br#"{"model":"m","messages":[{}]}"#).is_none());
+        assert!(peek_request(Front::OpenAi, b"[1]").is_none());
+        let r = peek_request(Front::Ollama, br#"{"model":"m","messages":[{}]}"#).unwrap();
+        assert!(r.stream && r.include_usage);
+    }
+
+    #[test]
+    fn response_peek_reads_usage_and_refuses_other_shapes() {
+        let u = peek_provider_response(
+            ProviderKind::OpenAi,
+            br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.input, u.output), (3, 4));
+        assert!(peek_provider_response(ProviderKind::OpenAi, br#"{"choices":[]}"#).is_err());
+        assert!(peek_provider_response(ProviderKind::Anthropic, br#"{"choices":[{}]}"#).is_err());
+        let u = peek_provider_response(
+            ProviderKind::Ollama,
+            br#"{"message":{"content":"x"},"prompt_eval_count":2,"eval_count":5}"#,
+        )
+        .unwrap();
+        assert_eq!((u.input, u.output), (2, 5));
+    }
+
+    #[test]
+    fn direct_deltas_are_valid_json_with_escapes() {
+        let text = "a \"q\" \\ b\nc\u{1}é";
+        for front in [Front::OpenAi, Front::Anthropic, Front::Ollama] {
+            let mut e = StreamEncoder::new(front, "id\"1".into(), "m\\x".into(), true);
+            let _ = e.start(0);
+            let s = e.delta(text);
+            let line = s
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("data: ")
+                        .or((front == Front::Ollama).then_some(l))
+                })
+                .unwrap();
+            let v: Value = serde_json::from_str(line).unwrap();
+            let got = match front {
+                Front::OpenAi => {
+                    assert_eq!(v["id"], "id\"1");
+                    assert!(v["usage"].is_null() && v.get("usage").is_some());
+                    v["choices"][0]["delta"]["content"].clone()
+                }
+                Front::Anthropic => v["delta"]["text"].clone(),
+                Front::Ollama => {
+                    assert_eq!(v["model"], "m\\x");
+                    v["message"]["content"].clone()
+                }
+            };
+            assert_eq!(got, text, "{front:?}: {s}");
+        }
     }
 
     #[test]

@@ -979,3 +979,365 @@ async fn status_collector_and_judge_over_a_live_gateway() {
         .to_string();
     assert!(e.contains("404"), "{e}");
 }
+
+/// A gateway started from a config file (so it can reload), keys from [`env`].
+async fn rig_file(path: &std::path::Path) -> Rig {
+    let cfg = Config::load_with(path, &env).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let gw = Gateway::new(cfg, clock.clone()).unwrap();
+    gw.set_config_source(path.to_path_buf(), Arc::new(env));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let g = gw.clone();
+    let task = tokio::spawn(async move {
+        let _ = g.serve(listener, std::future::pending()).await;
+    });
+    Rig {
+        url,
+        clock,
+        _gw: gw,
+        task,
+    }
+}
+
+fn reload_config(u: &str, change_key: &str, extra: &str) -> String {
+    format!(
+        r#"
+[retry]
+base_ms = 1
+max_ms = 20
+{extra}
+[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{u}/v1"
+  [[providers.credentials]]
+  name = "one"
+  api_key_env = "FAKE_KEY_1"
+  [[providers.credentials]]
+  name = "two"
+  api_key_env = "FAKE_KEY_2"
+[[providers]]
+name = "keep"
+kind = "openai"
+base_url = "{u}/v1"
+  [[providers.credentials]]
+  name = "main"
+  api_key_env = "FAKE_KEY_1"
+[[providers]]
+name = "change"
+kind = "openai"
+base_url = "{u}/v1"
+  [[providers.credentials]]
+  name = "main"
+  api_key_env = "{change_key}"
+"#
+    )
+}
+
+async fn state_of(c: &reqwest::Client, url: &str) -> (u64, Vec<String>) {
+    let s: StatusSnapshot = c
+        .get(format!("{url}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        s.config_generation,
+        s.credentials
+            .iter()
+            .map(|c| format!("{}/{}={}", c.provider, c.credential, c.state))
+            .collect(),
+    )
+}
+
+async fn chat_status(c: &reqwest::Client, url: &str, model: &str) -> u16 {
+    c.post(format!("{url}/v1/chat/completions"))
+        .json(&body("openai", model, false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn config_reload_reenables_keeps_unchanged_breakers_and_refuses_bad_files() {
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, reload_config(&fake.url, "FAKE_KEY_1", "")).unwrap();
+    let r = rig_file(&file).await;
+    let c = http();
+
+    // a 401 disables oai/one (the retry succeeds on oai/two)
+    fake.push(Behavior::status(401));
+    assert_eq!(chat_status(&c, &r.url, "oai:m").await, 200);
+    // five 500s open keep/main and change/main (3 attempts, then 2 more and the breaker is open)
+    for model in ["keep:m", "change:m"] {
+        for _ in 0..5 {
+            fake.push(Behavior::status(500));
+        }
+        assert_eq!(chat_status(&c, &r.url, model).await, 502);
+        assert_eq!(chat_status(&c, &r.url, model).await, 502);
+        assert_eq!(chat_status(&c, &r.url, model).await, 503, "{model} is open");
+    }
+    let before = fake.requests();
+    assert_eq!(before, 12);
+    let (generation, states) = state_of(&c, &r.url).await;
+    assert_eq!(generation, 1);
+    assert_eq!(
+        states,
+        [
+            "oai/one=disabled",
+            "oai/two=closed",
+            "keep/main=open",
+            "change/main=open"
+        ]
+    );
+
+    // a bad file is refused with its key named; the old config keeps serving
+    std::fs::write(
+        &file,
+        reload_config(&fake.url, "FAKE_KEY_1", "[breaker]\nfailure_treshold = 3\n"),
+    )
+    .unwrap();
+    let resp = c
+        .post(format!("{}/admin/reload", r.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["reloaded"], false);
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("failure_treshold") && err.contains("gateway.toml"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+    let (generation, states) = state_of(&c, &r.url).await;
+    assert_eq!(generation, 1);
+    assert_eq!(states[0], "oai/one=disabled");
+    assert_eq!(chat_status(&c, &r.url, "oai:m").await, 200);
+
+    // a good file: change/main's key changed (starts closed), the rest kept, oai/one re-enabled
+    std::fs::write(&file, reload_config(&fake.url, "FAKE_KEY_2", "")).unwrap();
+    let resp = c
+        .post(format!("{}/admin/reload", r.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"reloaded": true, "generation": 2, "kept": 3, "fresh": 1, "reenabled": 1, "removed": 0})
+    );
+    let (generation, states) = state_of(&c, &r.url).await;
+    assert_eq!(generation, 2);
+    assert_eq!(
+        states,
+        [
+            "oai/one=closed",
+            "oai/two=closed",
+            "keep/main=open",
+            "change/main=closed"
+        ]
+    );
+    // the kept breaker still refuses without calling upstream; the changed one serves
+    let n = fake.requests();
+    assert_eq!(chat_status(&c, &r.url, "keep:m").await, 503);
+    assert_eq!(fake.requests(), n);
+    assert_eq!(chat_status(&c, &r.url, "change:m").await, 200);
+    assert!(fake.requests_with_key("sk-two") > 0);
+    // both oai credentials serve again
+    let k1 = fake.requests_with_key("sk-one");
+    for _ in 0..4 {
+        assert_eq!(chat_status(&c, &r.url, "oai:m").await, 200);
+    }
+    assert!(fake.requests_with_key("sk-one") - k1 >= 2);
+    // the kept breaker's recovery time was not reset by the reload
+    r.clock.advance(Duration::from_secs(121));
+    assert_eq!(chat_status(&c, &r.url, "keep:m").await, 200);
+}
+
+/// The official Python SDKs (anthropic, ollama, openai from PyPI; scripts/test.sh
+/// installs them) against the gateway: each SDK's own call, JSON and streaming, once
+/// to a provider of its own format (pass-through) and once to each other kind
+/// (translated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_anthropic_ollama_and_openai_sdks_talk_to_the_gateway() {
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake, "")).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.py");
+    let url = r.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&url)
+            .args(["ant:claude-x", "oai:gpt-x", "oll:llama-x", "--"])
+            .args(["oll:llama-x", "ant:claude-x", "oai:gpt-x", "--"])
+            .args(["oai:gpt-x", "ant:claude-x"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/test.sh installs anthropic, ollama and openai)");
+        // bounded: the SDKs have 20 s timeouts; give up on the child after 90 s
+        let end = std::time::Instant::now() + Duration::from_secs(90);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SDK script failed (pip install anthropic ollama openai):\n{stdout}\n{stderr}"
+    );
+    let calls: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(calls.len(), 16, "{stdout}");
+    for sdk in ["anthropic", "ollama", "openai"] {
+        for stream in [false, true] {
+            assert!(
+                calls
+                    .iter()
+                    .any(|c| c["sdk"] == sdk && c["stream"] == stream),
+                "{sdk} stream={stream}: {stdout}"
+            );
+        }
+    }
+    assert!(calls
+        .iter()
+        .all(|c| c["text"] == "Hello from the fake provider" && c["output_tokens"] == 5));
+    // every call reached the fake once, in the provider's own wire format
+    assert_eq!(fake.requests(), 16);
+}
+
+#[tokio::test]
+async fn tool_calls_translate_between_openai_anthropic_and_ollama() {
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake, "")).await;
+    let c = http();
+    let weather = || Behavior {
+        tool_call: Some(("get_weather".into(), json!({"city": "Oslo"}))),
+        ..Default::default()
+    };
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+
+    // OpenAI client → Anthropic provider: tools, an earlier call and its result
+    fake.push(weather());
+    let v: Value = c
+        .post(format!("{}/v1/chat/completions", r.url))
+        .json(&json!({"model": "ant:claude-x", "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12C"},
+            {"role": "user", "content": "and Oslo?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now", "parameters": schema}}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/v1/messages");
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+    assert_eq!(sent["tools"][0]["input_schema"], schema);
+    assert_eq!(sent["tools"][0]["description"], "Weather now");
+    let m = &sent["messages"];
+    assert_eq!(
+        m[1]["content"][0],
+        json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}),
+        "{sent}"
+    );
+    assert_eq!(
+        m[2],
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "12C"}]}),
+        "{sent}"
+    );
+    assert_eq!(m[3]["content"], "and Oslo?");
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+    assert!(msg["content"].is_null(), "{v}");
+    assert_eq!(msg["tool_calls"][0]["id"], "toolu_fake_1");
+    assert_eq!(msg["tool_calls"][0]["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(
+        msg["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(args, json!({"city": "Oslo"}));
+
+    // Anthropic client → OpenAI provider
+    fake.push(weather());
+    let v: Value = c
+        .post(format!("{}/v1/messages", r.url))
+        .json(&json!({"model": "oai:gpt-x", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "12C"}]}],
+            "tools": [{"name": "get_weather", "input_schema": schema}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/v1/chat/completions");
+    assert_eq!(sent["tools"][0]["type"], "function");
+    assert_eq!(sent["tools"][0]["function"]["parameters"], schema);
+    let m = &sent["messages"];
+    assert_eq!(m[1]["tool_calls"][0]["id"], "toolu_1", "{sent}");
+    let args: Value = serde_json::from_str(
+        m[1]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(args, json!({"city": "Paris"}));
+    assert_eq!(
+        m[2],
+        json!({"role": "tool", "content": "12C", "tool_call_id": "toolu_1"}),
+        "{sent}"
+    );
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    assert_eq!(
+        v["content"],
+        json!([{"type": "tool_use", "id": "call_fake_1", "name": "get_weather", "input": {"city": "Oslo"}}])
+    );
+
+    // Ollama client → Anthropic provider
+    fake.push(weather());
+    let v: Value = c
+        .post(format!("{}/api/chat", r.url))
+        .json(&json!({"model": "ant:claude-x", "stream": false,
+            "messages": [{"role": "user", "content": "weather in Oslo?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": schema}}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, sent) = fake.last_request().unwrap();
+    assert_eq!(sent["tools"][0]["input_schema"], schema);
+    assert_eq!(
+        v["message"]["tool_calls"],
+        json!([{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]),
+        "{v}"
+    );
+}

@@ -32,6 +32,9 @@ pub struct Behavior {
     pub error_after: Option<usize>,
     /// The reply; streamed word by word.
     pub text: String,
+    /// Non-streaming: answer with a call of this tool (name, arguments object) in
+    /// the API's own shape instead of text.
+    pub tool_call: Option<(String, Value)>,
 }
 
 impl Default for Behavior {
@@ -44,6 +47,7 @@ impl Default for Behavior {
             stall_after: None,
             error_after: None,
             text: "Hello from the fake provider".to_string(),
+            tool_call: None,
         }
     }
 }
@@ -299,6 +303,36 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<Mutex<Inner>>) -> std::io::Resu
             .get("stream")
             .and_then(Value::as_bool)
             .unwrap_or(api == Api::Ollama);
+        if let (false, Some((name, args))) = (stream, &b.tool_call) {
+            let v = match api {
+                Api::OpenAi => json!({
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                        "tool_calls": [{"id": "call_fake_1", "type": "function",
+                            "function": {"name": name, "arguments": args.to_string()}}]},
+                        "finish_reason": "tool_calls"}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7, "total_tokens": prompt_tokens + 7}}),
+                Api::Anthropic => json!({
+                    "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": args}],
+                    "stop_reason": "tool_use", "stop_sequence": null,
+                    "usage": {"input_tokens": prompt_tokens, "output_tokens": 7}}),
+                Api::Ollama => json!({
+                    "model": model, "created_at": "2026-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": "",
+                        "tool_calls": [{"function": {"name": name, "arguments": args}}]},
+                    "done": true, "done_reason": "stop", "prompt_eval_count": prompt_tokens, "eval_count": 7}),
+            };
+            write_simple(
+                &mut sock,
+                200,
+                "application/json",
+                v.to_string().as_bytes(),
+                None,
+            )
+            .await?;
+            continue;
+        }
         if !stream {
             let v = match api {
                 Api::OpenAi => json!({

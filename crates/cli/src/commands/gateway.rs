@@ -63,14 +63,21 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
         })?;
     }
     let addr = cfg.listen;
+    let reload_path = path.display().to_string();
     let creds: usize = cfg.providers.iter().map(|p| p.credentials.len()).sum();
     let providers = cfg.providers.len();
     let gw = Gateway::new(cfg, Arc::new(TokioClock))?;
+    gw.set_config_source(path, Arc::new(|k: &str| std::env::var(k).ok()));
     block_on(async move {
         let listener = Gateway::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);
+        #[cfg(unix)]
+        let _reloader = gw
+            .spawn_sighup_reloader()
+            .context("cannot listen for SIGHUP (config reload)")?;
         eprintln!(
-            "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials); Ctrl-C stops"
+            "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials); SIGHUP or POST /admin/reload re-reads {}; Ctrl-C stops",
+            reload_path
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
