@@ -395,11 +395,43 @@ struct Relay {
     pending: std::collections::VecDeque<Chunk>,
     idle: Duration,
     deadline: Instant,
+    /// One timer for the whole stream, re-armed only when it fires early: a chunk
+    /// costs a clock read, not a timer registration (see [`Relay::read`]).
+    timer: Pin<Box<tokio::time::Sleep>>,
     finished: bool,
     provider_name: String,
 }
 
 impl Relay {
+    /// The next upstream item, or `Err(())` once `limit` has passed without one; the
+    /// same as `tokio::time::timeout_at(limit, upstream.next())`, but the stream's
+    /// one timer is only moved (later) when it fires before `limit`.
+    async fn read(&mut self, limit: Instant) -> Result<Option<Result<Bytes, String>>, ()> {
+        let Relay {
+            upstream, timer, ..
+        } = self;
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(item) = upstream.as_mut().poll_next(cx) {
+                return std::task::Poll::Ready(Ok(item));
+            }
+            loop {
+                if timer.deadline() > limit {
+                    // once: the timer starts at the request deadline, and
+                    // later limits are never earlier than this first one
+                    timer.as_mut().reset(limit);
+                }
+                match timer.as_mut().poll(cx) {
+                    std::task::Poll::Pending => return std::task::Poll::Pending,
+                    std::task::Poll::Ready(()) if Instant::now() >= limit => {
+                        return std::task::Poll::Ready(Err(()))
+                    }
+                    std::task::Poll::Ready(()) => timer.as_mut().reset(limit),
+                }
+            }
+        })
+        .await
+    }
+
     async fn next_piece(&mut self) -> Option<Bytes> {
         if self.finished {
             return None;
@@ -408,7 +440,7 @@ impl Relay {
             let mut out = String::new();
             while let Some(c) = self.pending.pop_front() {
                 match c {
-                    Chunk::Delta(t) => out.push_str(&self.enc.delta(&t)),
+                    Chunk::Delta(t) => self.enc.delta_into(&mut out, &t),
                     Chunk::Done { finish, usage } => {
                         self.guard.usage = usage;
                         let elapsed = self.guard.started.elapsed().as_nanos() as u64;
@@ -425,7 +457,7 @@ impl Relay {
             }
             let now = Instant::now();
             let wait = self.idle.min(self.deadline.saturating_duration_since(now));
-            let read = tokio::time::timeout(wait, self.upstream.next()).await;
+            let read = self.read(now + wait).await;
             let failure = match read {
                 Ok(Some(Ok(bytes))) => match self.dec.feed(&bytes) {
                     Ok(chunks) => {
@@ -1152,6 +1184,7 @@ impl Gateway {
                         pending: first.into(),
                         idle: live.cfg.timeouts.idle,
                         deadline,
+                        timer: Box::pin(tokio::time::sleep_until(deadline)),
                         finished: false,
                         provider_name: live.cfg.providers[target.provider].name.clone(),
                     };

@@ -646,19 +646,28 @@ pub struct StreamEncoder {
 /// Appends `t` as a JSON string literal (RFC 8259 escaping).
 fn push_json_str(s: &mut String, t: &str) {
     s.push('"');
-    for c in t.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = std::fmt::Write::write_fmt(s, format_args!("\\u{:04x}", c as u32));
-            }
-            c => s.push(c),
+    // copy runs of bytes that need no escaping in one go; every escaped byte is
+    // ASCII, so `run..i` and `i + 1` are char boundaries
+    let mut run = 0;
+    for (i, b) in t.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        s.push_str(&t[run..i]);
+        if esc.is_empty() {
+            let _ = std::fmt::Write::write_fmt(s, format_args!("\\u{:04x}", b));
+        } else {
+            s.push_str(esc);
         }
+        run = i + 1;
     }
+    s.push_str(&t[run..]);
     s.push('"');
 }
 
@@ -707,6 +716,11 @@ impl StreamEncoder {
         s.push_str("data: ");
         s.push_str(&self.openai_prefix);
         s.push_str(delta);
+        self.openai_chunk_tail(s, finish);
+    }
+
+    /// The end of an OpenAI chunk after its `delta` value.
+    fn openai_chunk_tail(&self, s: &mut String, finish: Option<&str>) {
         s.push_str(",\"logprobs\":null,\"finish_reason\":");
         match finish {
             Some(f) => {
@@ -756,32 +770,43 @@ impl StreamEncoder {
 
     /// One content delta (written directly, no JSON tree: this is the per-chunk path).
     pub fn delta(&mut self, text: &str) -> String {
-        let mut s = self.start(0);
+        let mut s = String::new();
+        self.delta_into(&mut s, text);
+        s
+    }
+
+    /// [`StreamEncoder::delta`] appended to `s` (the relay's per-chunk path: no
+    /// intermediate strings).
+    pub fn delta_into(&mut self, s: &mut String, text: &str) {
+        if !self.started {
+            let start = self.start(0);
+            s.push_str(&start);
+        }
         s.reserve(text.len() + self.openai_prefix.len() + 96);
         match self.front {
             Front::OpenAi => {
-                let mut d = String::with_capacity(text.len() + 16);
-                d.push_str("{\"content\":");
-                push_json_str(&mut d, text);
-                d.push('}');
-                self.openai_chunk_into(&mut s, &d, None);
+                s.push_str("data: ");
+                s.push_str(&self.openai_prefix);
+                s.push_str("{\"content\":");
+                push_json_str(s, text);
+                s.push('}');
+                self.openai_chunk_tail(s, None);
             }
             Front::Anthropic => {
                 s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":");
-                push_json_str(&mut s, text);
+                push_json_str(s, text);
                 s.push_str("}}\n\n");
             }
             Front::Ollama => {
                 s.push_str("{\"model\":");
-                push_json_str(&mut s, &self.model);
+                push_json_str(s, &self.model);
                 s.push_str(",\"created_at\":\"");
                 s.push_str(&rfc3339_now());
                 s.push_str("\",\"message\":{\"role\":\"assistant\",\"content\":");
-                push_json_str(&mut s, text);
+                push_json_str(s, text);
                 s.push_str("},\"done\":false}\n");
             }
         }
-        s
     }
 
     /// What closes a stream that completed.
@@ -1448,24 +1473,36 @@ impl StreamDecoder {
 
     /// Feeds bytes; returns the chunks they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, DecodeError> {
-        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
+        // lines are read in place (no per-line copy); what is left after the last
+        // newline stays in `buf` for the next call
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(bytes);
+        let mut start = 0;
+        let mut result = Ok(());
+        while let Some(rel) = buf[start..].iter().position(|&b| b == b'\n') {
+            let raw = &buf[start..start + rel];
+            start += rel + 1;
             if self.done {
                 continue;
             }
-            match self.kind {
-                ProviderKind::Ollama => {
-                    if !line.trim().is_empty() {
-                        self.ollama_line(line, &mut out)?;
-                    }
-                }
-                _ => self.sse_line(line, &mut out)?,
+            let line = match std::str::from_utf8(raw) {
+                Ok(l) => std::borrow::Cow::Borrowed(l),
+                Err(_) => String::from_utf8_lossy(raw),
+            };
+            let line = line.trim_end_matches(['\n', '\r']);
+            result = match self.kind {
+                ProviderKind::Ollama if line.trim().is_empty() => Ok(()),
+                ProviderKind::Ollama => self.ollama_line(line, &mut out),
+                _ => self.sse_line(line, &mut out),
+            };
+            if result.is_err() {
+                break;
             }
         }
+        buf.drain(..start);
+        self.buf = buf;
+        result?;
         if self.buf.len() > MAX_PENDING || self.data.len() > MAX_PENDING {
             return Err(garbage(self.kind, "a line longer than 1 MiB"));
         }
@@ -1514,9 +1551,12 @@ impl StreamDecoder {
             if self.data.is_empty() && self.event.is_none() {
                 return Ok(());
             }
-            let data = std::mem::take(&mut self.data);
+            let mut data = std::mem::take(&mut self.data);
             let event = self.event.take();
-            return self.sse_event(event.as_deref(), &data, out);
+            let r = self.sse_event(event.as_deref(), &data, out);
+            data.clear();
+            self.data = data; // keeps its capacity for the next event
+            return r;
         }
         if line.starts_with(':') {
             return Ok(()); // comment / keep-alive
