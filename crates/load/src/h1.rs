@@ -172,7 +172,7 @@ impl H1Conn {
         let first_read = Instant::now();
         let proto = |m: String| H1Error::Protocol(m);
         loop {
-            // The head (skipping interim 1xx responses).
+            // The head; interim 1xx responses are read past.
             let (status, framing, close, head_len) = loop {
                 // Uninitialised header slots: no 2 KiB memset per response.
                 let mut hdrs = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 64];
