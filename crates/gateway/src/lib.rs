@@ -23,6 +23,7 @@ pub mod config;
 pub mod judge;
 pub mod metrics;
 pub mod server;
+mod upstream;
 pub mod wire;
 
 pub use breaker::{Clock, ManualClock, TokioClock};

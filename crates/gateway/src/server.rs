@@ -1,12 +1,13 @@
-//! The gateway server: front APIs on axum, upstream calls with a pooled reqwest client,
-//! breaker-gated credential selection, retries and timeouts, streaming relay, and the
-//! `/metrics` and `/status` endpoints.
+//! The gateway server: front APIs on axum, upstream calls (a lean HTTP/1.1 client for
+//! http:// providers, reqwest for https), breaker-gated credential selection, retries
+//! and timeouts, streaming relay, and the `/metrics` and `/status` endpoints.
 
 use crate::breaker::{Admission, Breaker, Clock, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ConfigError, ProviderKind, Target};
 use crate::metrics::{prometheus, CallRecord, CredentialStatus, Metrics, Outcome, StatusSnapshot};
+use crate::upstream::{Origin, PlainClient, PlainResponse, SendError};
 use crate::wire::{
-    parse_provider_response, parse_request, peek_provider_response, peek_request,
+    check_images, parse_provider_response, parse_request, peek_provider_response, peek_request,
     provider_error_message, provider_path, provider_request, render_response, same_format,
     ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front, StreamDecoder, StreamEncoder,
     Usage,
@@ -19,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, Full};
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use serde::Serialize;
@@ -77,9 +77,9 @@ struct Live {
     generation: u64,
     selectors: Vec<Selector>,
     /// Per provider: the chat endpoint (base URL + path), parsed once; for plain-HTTP
-    /// providers also as the URI the hyper client takes.
+    /// providers also as the origin the plain client takes.
     endpoints: Vec<reqwest::Url>,
-    plain_uris: Vec<Option<axum::http::Uri>>,
+    plain: Vec<Option<Origin>>,
     /// Per provider: `x-powertune-provider`; per credential: `x-powertune-credential`
     /// and the auth header (marked sensitive).
     provider_hv: Vec<HeaderValue>,
@@ -138,7 +138,7 @@ pub struct Gateway {
     live: RwLock<Arc<Live>>,
     source: Mutex<Option<ConfigSource>>,
     http: reqwest::Client,
-    hyper: HyperClient,
+    plain: PlainClient,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     started: Instant,
@@ -278,18 +278,13 @@ impl Drop for CallGuard {
     }
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-    {
+/// The wait a provider asked for: `retry-after-ms` (OpenAI's), else `retry-after` in
+/// seconds.
+fn retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
+    if let Some(ms) = ms.and_then(|s| s.trim().parse::<f64>().ok()) {
         return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
     }
-    headers
-        .get(axum::http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
+    secs.and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
         .map(Duration::from_secs_f64)
 }
@@ -297,38 +292,31 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// An upstream body as a stream of data; an error item is the reason it broke off.
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 
-/// The upstream client for plain-HTTP providers: hyper's pooled keep-alive client, no
-/// per-request URL parsing or middleware.
-type HyperClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
-/// A provider's response from either upstream client (hyper for http://, reqwest
-/// with rustls for https://).
+/// A provider's response from either upstream client (the plain HTTP/1.1 client for
+/// http://, reqwest with rustls for https://).
 enum UpResponse {
-    Hyper(axum::http::Response<hyper::body::Incoming>),
+    Plain(PlainResponse),
     Reqwest(reqwest::Response),
-}
-
-/// Why sending failed before any response.
-enum SendError {
-    ConnectTimeout,
-    Connect(String),
 }
 
 impl UpResponse {
     fn status(&self) -> u16 {
         match self {
-            UpResponse::Hyper(r) => r.status().as_u16(),
+            UpResponse::Plain(r) => r.status,
             UpResponse::Reqwest(r) => r.status().as_u16(),
         }
     }
 
-    fn headers(&self) -> &HeaderMap {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
-            UpResponse::Hyper(r) => r.headers(),
-            UpResponse::Reqwest(r) => r.headers(),
+            UpResponse::Plain(r) => {
+                retry_after(r.retry_after_ms.as_deref(), r.retry_after.as_deref())
+            }
+            UpResponse::Reqwest(r) => {
+                let h = r.headers();
+                let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                retry_after(get("retry-after-ms"), get("retry-after"))
+            }
         }
     }
 
@@ -338,52 +326,9 @@ impl UpResponse {
                 r.bytes_stream()
                     .map(|c| c.map_err(|e| format!("the stream broke: {}", short_err(&e)))),
             ),
-            UpResponse::Hyper(r) => Box::pin(futures_util::stream::unfold(
-                Some(r.into_body()),
-                |body| async move {
-                    let mut body = body?;
-                    loop {
-                        match body.frame().await {
-                            None => return None,
-                            Some(Ok(f)) => {
-                                if let Ok(d) = f.into_data() {
-                                    return Some((Ok(d), Some(body)));
-                                }
-                            }
-                            Some(Err(e)) => {
-                                return Some((Err(format!("the stream broke: {e}")), None))
-                            }
-                        }
-                    }
-                },
-            )),
+            UpResponse::Plain(r) => Box::pin(r.body),
         }
     }
-}
-
-/// A hyper client error in words, with no URL or key in it.
-fn hyper_send_error(e: &hyper_util::client::legacy::Error) -> SendError {
-    let mut src = std::error::Error::source(e);
-    let mut msg = if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut depth = 0;
-    while let Some(c) = src {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut && e.is_connect() {
-                return SendError::ConnectTimeout;
-            }
-        }
-        if depth < 2 {
-            msg.push_str(": ");
-            msg.push_str(&c.to_string());
-        }
-        src = c.source();
-        depth += 1;
-    }
-    SendError::Connect(msg)
 }
 
 /// What a committed stream needs to keep relaying.
@@ -392,7 +337,11 @@ struct Relay {
     upstream: ByteStream,
     dec: StreamDecoder,
     enc: StreamEncoder,
-    pending: std::collections::VecDeque<Chunk>,
+    pending: Vec<Chunk>,
+    /// A provider error decoded after the pending chunks: sent after them.
+    broken: Option<Failure>,
+    /// The stream's opening events, sent with the first piece.
+    lead: String,
     idle: Duration,
     deadline: Instant,
     /// One timer for the whole stream, re-armed only when it fires early: a chunk
@@ -437,35 +386,43 @@ impl Relay {
             return None;
         }
         loop {
-            let mut out = String::new();
-            while let Some(c) = self.pending.pop_front() {
+            // everything decoded so far goes out as one piece (one write to the client)
+            let mut out = std::mem::take(&mut self.lead);
+            let mut pending = std::mem::take(&mut self.pending);
+            for c in pending.drain(..) {
                 match c {
-                    Chunk::Delta(t) => self.enc.delta_into(&mut out, &t),
                     Chunk::Done { finish, usage } => {
                         self.guard.usage = usage;
                         let elapsed = self.guard.started.elapsed().as_nanos() as u64;
                         out.push_str(&self.enc.finish(&finish, usage, elapsed));
                         self.guard.finish(Outcome::Ok);
                         self.finished = true;
-                        self.pending.clear();
                         break;
                     }
+                    other => self.enc.chunk_into(&mut out, &other),
                 }
+            }
+            self.pending = pending;
+            if let Some(f) = self.broken.take().filter(|_| !self.finished) {
+                self.fail_into(&mut out, f);
             }
             if !out.is_empty() {
                 return Some(Bytes::from(out));
+            }
+            if self.finished {
+                return None;
             }
             let now = Instant::now();
             let wait = self.idle.min(self.deadline.saturating_duration_since(now));
             let read = self.read(now + wait).await;
             let failure = match read {
-                Ok(Some(Ok(bytes))) => match self.dec.feed(&bytes) {
-                    Ok(chunks) => {
-                        self.pending.extend(chunks);
-                        continue;
+                Ok(Some(Ok(bytes))) => {
+                    if let Err(e) = self.dec.feed_into(&bytes, &mut self.pending) {
+                        // sent after the chunks decoded before it
+                        self.broken = Some(Failure::Decode(e));
                     }
-                    Err(e) => Failure::Decode(e),
-                },
+                    continue;
+                }
                 Ok(Some(Err(message))) => Failure::Decode(DecodeError::Provider {
                     provider: "upstream",
                     message,
@@ -487,12 +444,19 @@ impl Relay {
                 Err(_) if wait < self.idle => Failure::Timeout("request timeout"),
                 Err(_) => Failure::Timeout("idle between chunks"),
             };
-            let outcome = failure.outcome();
-            let err = failure.api_error(&self.provider_name);
-            self.guard.finish(outcome);
-            self.finished = true;
-            return Some(Bytes::from(self.enc.error(&err)));
+            let mut out = String::new();
+            self.fail_into(&mut out, failure);
+            return Some(Bytes::from(out));
         }
+    }
+
+    /// Ends the stream with `failure` in the client's error shape.
+    fn fail_into(&mut self, out: &mut String, failure: Failure) {
+        let outcome = failure.outcome();
+        let err = failure.api_error(&self.provider_name);
+        self.guard.finish(outcome);
+        self.finished = true;
+        out.push_str(&self.enc.error(&err));
     }
 }
 
@@ -538,6 +502,8 @@ enum Success {
         upstream: ByteStream,
         dec: StreamDecoder,
         first: Vec<Chunk>,
+        /// The provider's error right after `first` (same read).
+        broken: Option<Failure>,
     },
 }
 
@@ -551,15 +517,7 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| GatewayError::Client(e.to_string()))?;
-        let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-        conn.set_connect_timeout(Some(cfg.timeouts.connect));
-        conn.set_nodelay(true);
-        let hyper =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(512)
-                .build(conn);
+        let plain = PlainClient::new(cfg.timeouts.connect);
         let now = clock.now();
         let live = build_live(cfg, 1, None, now)
             .map_err(GatewayError::Client)?
@@ -568,7 +526,7 @@ impl Gateway {
             live: RwLock::new(Arc::new(live)),
             source: Mutex::new(None),
             http,
-            hyper,
+            plain,
             clock,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -829,8 +787,8 @@ impl Gateway {
         Picked::None { soonest }
     }
 
-    /// Sends the chat request to (provider, credential): hyper for plain-HTTP
-    /// providers, reqwest (rustls) for https.
+    /// Sends the chat request to (provider, credential): the plain HTTP/1.1 client
+    /// ([`crate::upstream`]) for http:// providers, reqwest (rustls) for https.
     async fn send(
         &self,
         live: &Live,
@@ -840,25 +798,22 @@ impl Gateway {
     ) -> Result<UpResponse, SendError> {
         let anthropic = live.cfg.providers[provider].kind == ProviderKind::Anthropic;
         let auth = &live.auth[provider][cred];
-        if let Some(uri) = &live.plain_uris[provider] {
-            let mut req = axum::http::Request::new(Full::new(Bytes::from(body)));
-            *req.method_mut() = axum::http::Method::POST;
-            *req.uri_mut() = uri.clone();
-            let h = req.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(origin) = &live.plain[provider] {
+            let mut h: [(&[u8], &[u8]); 3] = [(b"content-type", b"application/json"); 3];
+            let mut n = 1;
             if anthropic {
-                h.insert(
-                    HeaderName::from_static("anthropic-version"),
-                    HeaderValue::from_static("2023-06-01"),
-                );
+                h[n] = (b"anthropic-version", b"2023-06-01");
+                n += 1;
             }
             if let Some((name, value)) = auth {
-                h.insert(name.clone(), value.clone());
+                h[n] = (name.as_str().as_bytes(), value.as_bytes());
+                n += 1;
             }
-            return match self.hyper.request(req).await {
-                Ok(r) => Ok(UpResponse::Hyper(r)),
-                Err(e) => Err(hyper_send_error(&e)),
-            };
+            return self
+                .plain
+                .post(origin, &h[..n], &body)
+                .await
+                .map(UpResponse::Plain);
         }
         let mut rb = self
             .http
@@ -874,7 +829,7 @@ impl Gateway {
         match rb.send().await {
             Ok(r) => Ok(UpResponse::Reqwest(r)),
             Err(e) if e.is_timeout() => Err(SendError::ConnectTimeout),
-            Err(e) => Err(SendError::Connect(short_err(&e))),
+            Err(e) => Err(SendError::Failed(short_err(&e))),
         }
     }
 
@@ -912,12 +867,12 @@ impl Gateway {
             Ok(Err(SendError::ConnectTimeout)) => {
                 return Err((Failure::Timeout("connect timeout"), None))
             }
-            Ok(Err(SendError::Connect(m))) => return Err((Failure::Connect(m), None)),
+            Ok(Err(SendError::Failed(m))) => return Err((Failure::Connect(m), None)),
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
         if !(200..300).contains(&status) {
-            let ra = retry_after(resp.headers());
+            let ra = resp.retry_after();
             let body = tokio::time::timeout_at(first_deadline, read_limited(resp, 64 << 10))
                 .await
                 .ok()
@@ -958,20 +913,27 @@ impl Gateway {
         }
         let mut upstream: ByteStream = resp.into_stream();
         let mut dec = StreamDecoder::new(kind);
+        let mut first = Vec::new();
         loop {
             match tokio::time::timeout_at(first_deadline, upstream.next()).await {
                 Err(_) => return Err((Failure::Timeout(what), None)),
-                Ok(Some(Ok(b))) => match dec.feed(&b) {
-                    Ok(first) if !first.is_empty() => {
-                        return Ok(Success::Stream {
-                            upstream,
-                            dec,
-                            first,
-                        })
+                Ok(Some(Ok(b))) => {
+                    let fed = dec.feed_into(&b, &mut first);
+                    match fed {
+                        Err(e) if first.is_empty() => return Err((Failure::Decode(e), None)),
+                        Ok(()) if first.is_empty() => continue,
+                        // content decoded: the stream is committed, a provider error
+                        // after it goes to the client after that content
+                        _ => {
+                            return Ok(Success::Stream {
+                                upstream,
+                                dec,
+                                first,
+                                broken: fed.err().map(Failure::Decode),
+                            })
+                        }
                     }
-                    Ok(_) => continue,
-                    Err(e) => return Err((Failure::Decode(e), None)),
-                },
+                }
                 Ok(Some(Err(message))) => {
                     return Err((
                         Failure::Decode(DecodeError::Provider {
@@ -988,6 +950,7 @@ impl Gateway {
                             upstream,
                             dec,
                             first,
+                            broken: None,
                         })
                     }
                     Ok(_) => {
@@ -1056,6 +1019,35 @@ impl Gateway {
                 Err(e) => return error_response(front, &e, None),
             }
         }
+        // images go only to targets whose format can carry them (Ollama: base64 only)
+        let targets = match &canon {
+            Some(c) if c.messages.iter().any(|m| !m.images.is_empty()) => {
+                let mut refused = None;
+                let kept: Vec<Target> = targets
+                    .iter()
+                    .filter(|t| {
+                        let kind = live.cfg.providers[t.provider].kind;
+                        if raw.is_some() && same_format(front, kind) {
+                            return true; // passed through as sent
+                        }
+                        match check_images(kind, c) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                refused.get_or_insert(e);
+                                false
+                            }
+                        }
+                    })
+                    .cloned()
+                    .collect();
+                match refused {
+                    Some(e) if kept.is_empty() => return error_response(front, &e, None),
+                    Some(_) => kept.into(),
+                    None => targets,
+                }
+            }
+            _ => targets,
+        };
         let deadline = Instant::now() + live.cfg.timeouts.request;
         let mut waited = Duration::ZERO;
         let mut tried = [(usize::MAX, usize::MAX); 3];
@@ -1163,6 +1155,7 @@ impl Gateway {
                     upstream,
                     dec,
                     first,
+                    broken,
                 }) => {
                     guard.ttft = Some(guard.started.elapsed());
                     let ov = overhead(t0, waited);
@@ -1181,23 +1174,21 @@ impl Gateway {
                         upstream,
                         dec,
                         enc,
-                        pending: first.into(),
+                        pending: first,
+                        broken,
+                        lead,
                         idle: live.cfg.timeouts.idle,
                         deadline,
                         timer: Box::pin(tokio::time::sleep_until(deadline)),
                         finished: false,
                         provider_name: live.cfg.providers[target.provider].name.clone(),
                     };
-                    let lead = futures_util::stream::iter(
-                        (!lead.is_empty())
-                            .then(|| Ok::<Bytes, std::convert::Infallible>(Bytes::from(lead))),
-                    );
                     let rest = futures_util::stream::unfold(relay, |mut r| async move {
                         r.next_piece()
                             .await
                             .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), r))
                     });
-                    let mut resp = Response::new(Body::from_stream(lead.chain(rest)));
+                    let mut resp = Response::new(Body::from_stream(rest));
                     let h = resp.headers_mut();
                     h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
                     h.insert("cache-control", HeaderValue::from_static("no-cache"));
@@ -1259,18 +1250,15 @@ fn build_live(
     };
     let mut selectors = Vec::new();
     let mut endpoints = Vec::new();
-    let mut plain_uris = Vec::new();
+    let mut plain = Vec::new();
     let mut provider_hv = Vec::new();
     let mut cred_hv = Vec::new();
     let mut auth = Vec::new();
     for p in &cfg.providers {
         let url = format!("{}{}", p.base_url, provider_path(p.kind));
         let parsed = reqwest::Url::parse(&url).map_err(|e| format!("provider {}: {e}", p.name))?;
-        plain_uris.push(if parsed.scheme() == "http" {
-            Some(
-                url.parse::<axum::http::Uri>()
-                    .map_err(|e| format!("provider {}: {e}", p.name))?,
-            )
+        plain.push(if parsed.scheme() == "http" {
+            Some(Origin::new(&parsed).map_err(|e| format!("provider {}: {e}", p.name))?)
         } else {
             None
         });
@@ -1392,7 +1380,7 @@ fn build_live(
             generation,
             selectors,
             endpoints,
-            plain_uris,
+            plain,
             provider_hv,
             cred_hv,
             auth,
@@ -1461,19 +1449,26 @@ fn overhead(t0: std::time::Instant, waited: Duration) -> Duration {
 }
 
 async fn read_limited(resp: UpResponse, limit: usize) -> Result<Bytes, String> {
+    let too_large = || format!("the response body is larger than {limit} bytes");
     let resp = match resp {
-        UpResponse::Hyper(r) => {
-            return http_body_util::Limited::new(r.into_body(), limit)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        format!("the response body is larger than {limit} bytes")
-                    } else {
-                        format!("the response body broke off: {e}")
-                    }
-                });
+        UpResponse::Plain(r) => {
+            if r.content_length.is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            let mut body = r.body;
+            let mut out: Vec<u8> = Vec::with_capacity(r.content_length.unwrap_or(0) as usize);
+            while let Some(piece) = std::future::poll_fn(|cx| body.poll_data(cx)).await {
+                let piece = piece.map_err(|e| format!("the response body broke off: {e}"))?;
+                if out.len() + piece.len() > limit {
+                    return Err(too_large());
+                }
+                if out.is_empty() {
+                    out = piece;
+                } else {
+                    out.extend_from_slice(&piece);
+                }
+            }
+            return Ok(Bytes::from(out));
         }
         UpResponse::Reqwest(r) => r,
     };
@@ -1489,7 +1484,7 @@ async fn read_limited(resp: UpResponse, limit: usize) -> Result<Bytes, String> {
     while let Some(c) = s.next().await {
         let c = c.map_err(|e| format!("the response body broke off: {}", short_err(&e)))?;
         if out.len() + c.len() > limit {
-            return Err(format!("the response body is larger than {limit} bytes"));
+            return Err(too_large());
         }
         out.extend_from_slice(&c);
     }

@@ -22,6 +22,24 @@ pub struct Message {
     pub tool_calls: Vec<ToolCall>,
     /// For a `tool` message: the id of the call it answers.
     pub tool_call_id: Option<String>,
+    /// Images attached to the message (OpenAI `image_url` parts, Anthropic `image`
+    /// blocks, Ollama `images`), in the order the client sent them.
+    pub images: Vec<Image>,
+    /// Position of the message in the client's `messages` array (named in errors).
+    pub index: usize,
+}
+
+/// An image in a message: inline base64 data, or a URL the provider fetches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Image {
+    /// Base64 data; the media type (`image/png`) when the client named it or the
+    /// data's first bytes tell it.
+    Base64 {
+        media_type: Option<String>,
+        data: String,
+    },
+    /// An `http(s)://` URL.
+    Url(String),
 }
 
 /// One tool call: its id, the function name and the arguments (a JSON object).
@@ -130,7 +148,19 @@ pub struct ChatResponse {
 /// One decoded piece of an upstream stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Chunk {
+    /// Text.
     Delta(String),
+    /// The model starts tool call number `index` (0, 1, .. in the order the calls
+    /// start): its id and the function's name.
+    ToolStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// A fragment of the arguments (JSON text) of tool call `index`; the fragments of
+    /// one call, joined, are its arguments object.
+    ToolArgs { index: usize, json: String },
+    /// The end: finish reason and token counts.
     Done { finish: Finish, usage: Usage },
 }
 
@@ -359,8 +389,153 @@ fn message_tool_calls(m: &Value, i: usize) -> Vec<ToolCall> {
     out
 }
 
+/// The media type of base64 image data, told from its first characters (PNG, JPEG,
+/// GIF, WebP), for formats that send the data without one (Ollama).
+fn sniff_media_type(data: &str) -> Option<String> {
+    const MAGIC: [(&str, &str); 4] = [
+        ("iVBORw0KGgo", "image/png"),
+        ("/9j/", "image/jpeg"),
+        ("R0lGOD", "image/gif"),
+        ("UklGR", "image/webp"),
+    ];
+    let d = data.trim_start();
+    MAGIC
+        .iter()
+        .find(|(m, _)| d.starts_with(m))
+        .map(|(_, t)| (*t).to_string())
+}
+
+/// An image given as a URL: `data:image/png;base64,...` becomes inline data, an
+/// `http(s)://` URL stays a URL. `what` names the field in errors.
+fn image_from_url(url: &str, what: &str) -> Result<Image, ApiError> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',').unwrap_or((rest, ""));
+        let Some(media_type) = meta.strip_suffix(";base64") else {
+            return Err(ApiError::bad(format!(
+                "{what} is a data URL that is not base64, e.g. \"data:image/png;base64,iVBORw0KGgo...\""
+            )));
+        };
+        if data.is_empty() {
+            return Err(ApiError::bad(format!(
+                "{what} is a data URL without data, e.g. \"data:image/png;base64,iVBORw0KGgo...\""
+            )));
+        }
+        let media_type = match media_type {
+            "" => sniff_media_type(data),
+            "image/jpg" => Some("image/jpeg".to_string()), // a common misspelling
+            t => Some(t.to_string()),
+        };
+        return Ok(Image::Base64 {
+            media_type,
+            data: data.to_string(),
+        });
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(Image::Url(url.to_string()));
+    }
+    let shown: String = url.chars().take(40).collect();
+    Err(ApiError::bad(format!(
+        "{what} {shown:?} is neither an http(s) URL nor a base64 data URL, e.g. \"https://example.com/cat.png\" or \"data:image/png;base64,iVBORw0KGgo...\""
+    )))
+}
+
+/// Images among the content parts `parts` (OpenAI `image_url`, Anthropic `image`);
+/// `at` names the array in errors (`messages[2].content`).
+fn part_images(parts: Option<&Value>, at: &str) -> Result<Vec<Image>, ApiError> {
+    let mut out = Vec::new();
+    for (j, p) in parts
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        match p.get("type").and_then(Value::as_str) {
+            Some("image_url") => {
+                let what = format!("{at}[{j}].image_url.url");
+                let url = p
+                    .get("image_url")
+                    .and_then(|u| u.get("url").or(Some(u)))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        ApiError::bad(format!(
+                            "{what} is missing, e.g. {{\"type\": \"image_url\", \"image_url\": {{\"url\": \"https://example.com/cat.png\"}}}}"
+                        ))
+                    })?;
+                out.push(image_from_url(url, &what)?);
+            }
+            Some("image") => {
+                let src = p.get("source").unwrap_or(&Value::Null);
+                let field = |k: &str| src.get(k).and_then(Value::as_str);
+                match field("type") {
+                    Some("base64") => {
+                        let data = field("data").filter(|d| !d.is_empty()).ok_or_else(|| {
+                            ApiError::bad(format!(
+                                "{at}[{j}].source.data is missing, e.g. {{\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": \"iVBORw0KGgo...\"}}"
+                            ))
+                        })?;
+                        out.push(Image::Base64 {
+                            media_type: field("media_type")
+                                .map(String::from)
+                                .or_else(|| sniff_media_type(data)),
+                            data: data.to_string(),
+                        });
+                    }
+                    Some("url") => {
+                        let what = format!("{at}[{j}].source.url");
+                        let url = field("url").ok_or_else(|| {
+                            ApiError::bad(format!(
+                                "{what} is missing, e.g. {{\"type\": \"url\", \"url\": \"https://example.com/cat.png\"}}"
+                            ))
+                        })?;
+                        out.push(image_from_url(url, &what)?);
+                    }
+                    other => {
+                        return Err(ApiError::bad(format!(
+                            "{at}[{j}].source.type {} is not \"base64\" or \"url\", e.g. {{\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": \"iVBORw0KGgo...\"}}",
+                            other.map_or_else(|| "(missing)".to_string(), |t| format!("{t:?}"))
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Ollama's `images: ["<base64>", ...]` on message `i`.
+fn ollama_images(m: &Value, i: usize) -> Result<Vec<Image>, ApiError> {
+    let mut out = Vec::new();
+    let Some(v) = m.get("images").filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let arr = v.as_array().ok_or_else(|| {
+        ApiError::bad(format!(
+            "messages[{i}].images must be an array of base64 strings, e.g. \"images\": [\"iVBORw0KGgo...\"]"
+        ))
+    })?;
+    for (j, x) in arr.iter().enumerate() {
+        let what = format!("messages[{i}].images[{j}]");
+        let d = x.as_str().filter(|d| !d.is_empty()).ok_or_else(|| {
+            ApiError::bad(format!(
+                "{what} must be a base64 string, e.g. \"images\": [\"iVBORw0KGgo...\"]"
+            ))
+        })?;
+        out.push(if d.starts_with("data:") || d.starts_with("http") {
+            image_from_url(d, &what)?
+        } else {
+            Image::Base64 {
+                media_type: sniff_media_type(d),
+                data: d.to_string(),
+            }
+        });
+    }
+    Ok(out)
+}
+
 /// Splits `[{role, content}]` into the system text and user/assistant/tool messages
-/// (Anthropic `tool_result` blocks in a user message become `tool` messages).
+/// (Anthropic `tool_result` blocks in a user message become `tool` messages). Images
+/// (content parts, Ollama `images`) ride on their message.
 fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiError> {
     let mut system: Vec<String> = Vec::new();
     let mut messages = Vec::new();
@@ -371,15 +546,26 @@ fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiEr
             ))
         })?;
         let text = content_text(m.get("content").unwrap_or(&Value::Null))?;
+        let at = format!("messages[{i}].content");
+        let mut images = part_images(m.get("content"), &at)?;
+        images.extend(ollama_images(m, i)?);
         match role {
-            "system" | "developer" => system.push(text),
+            "system" | "developer" => {
+                if !images.is_empty() {
+                    return Err(ApiError::bad(format!(
+                        "messages[{i}] is a {role} message with an image; put images in a user message, e.g. {{\"role\": \"user\", \"content\": [{{\"type\": \"image_url\", \"image_url\": {{\"url\": \"https://example.com/cat.png\"}}}}]}}"
+                    )));
+                }
+                system.push(text)
+            }
             "user" => {
                 let mut rest_text = true;
-                for b in m
+                for (j, b) in m
                     .get("content")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
+                    .enumerate()
                 {
                     if b.get("type").and_then(Value::as_str) == Some("tool_result") {
                         rest_text = false;
@@ -390,14 +576,18 @@ fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiEr
                                 .get("tool_use_id")
                                 .and_then(Value::as_str)
                                 .map(String::from),
+                            images: part_images(b.get("content"), &format!("{at}[{j}].content"))?,
+                            index: i,
                             ..Default::default()
                         });
                     }
                 }
-                if rest_text || !text.is_empty() {
+                if rest_text || !text.is_empty() || !images.is_empty() {
                     messages.push(Message {
                         role: "user".into(),
                         content: text,
+                        images,
+                        index: i,
                         ..Default::default()
                     });
                 }
@@ -407,6 +597,8 @@ fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiEr
                 content: text,
                 tool_calls: message_tool_calls(m, i),
                 tool_call_id: None,
+                images,
+                index: i,
             }),
             "tool" => messages.push(Message {
                 role: "tool".into(),
@@ -415,6 +607,8 @@ fn split_messages(arr: &[Value]) -> Result<(Option<String>, Vec<Message>), ApiEr
                     .get("tool_call_id")
                     .and_then(Value::as_str)
                     .map(String::from),
+                images,
+                index: i,
                 ..Default::default()
             }),
             other => {
@@ -641,6 +835,41 @@ pub struct StreamEncoder {
     started: bool,
     /// OpenAI: everything of a chunk up to its `delta` value, built once.
     openai_prefix: String,
+    /// Anthropic: the content block open now and whether it is the text block.
+    open_block: Option<usize>,
+    text_open: bool,
+    /// Anthropic: the index the next content block gets.
+    next_block: usize,
+    /// Tool calls seen, by call number: Anthropic block index, and for Ollama the
+    /// call held whole until the end (Ollama sends a call in one piece).
+    tools: Vec<Option<ToolState>>,
+    /// Ollama: bytes of arguments held; past [`MAX_HELD_ARGS`] the stream ends in an
+    /// error instead of growing without bound.
+    held_bytes: usize,
+    overflow: bool,
+}
+
+/// A tool call the encoder has started.
+#[derive(Debug)]
+struct ToolState {
+    block: usize,
+    id: String,
+    name: String,
+    args: String,
+}
+
+/// Most tool calls one stream may hold (decoder and encoder).
+const MAX_TOOL_CALLS: usize = 256;
+/// Most bytes of tool-call arguments an Ollama-front stream holds until its end.
+const MAX_HELD_ARGS: usize = 4 << 20;
+
+/// Appends `n` in decimal.
+fn push_usize(s: &mut String, n: usize) {
+    if n < 10 {
+        s.push((b'0' + n as u8) as char); // the per-delta case: no formatter
+    } else {
+        let _ = std::fmt::Write::write_fmt(s, format_args!("{n}"));
+    }
 }
 
 /// Appends `t` as a JSON string literal (RFC 8259 escaping).
@@ -700,6 +929,12 @@ impl StreamEncoder {
             include_usage,
             started: false,
             openai_prefix,
+            open_block: None,
+            text_open: false,
+            next_block: 0,
+            tools: Vec::new(),
+            held_bytes: 0,
+            overflow: false,
         }
     }
 
@@ -760,8 +995,7 @@ impl StreamEncoder {
                 s.push_str(",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
                 s.push_str(&input_tokens.to_string());
                 s.push_str(",\"output_tokens\":0}}}\n\n");
-                s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
-                s.push_str("event: ping\ndata: {\"type\":\"ping\"}\n\n");
+                // the first content block (text or tool_use) opens with the first piece
                 s
             }
             Front::Ollama => String::new(),
@@ -793,7 +1027,12 @@ impl StreamEncoder {
                 self.openai_chunk_tail(s, None);
             }
             Front::Anthropic => {
-                s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":");
+                if !self.text_open {
+                    self.open_block_into(s, None);
+                }
+                s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+                push_usize(s, self.open_block.unwrap_or(0));
+                s.push_str(",\"delta\":{\"type\":\"text_delta\",\"text\":");
                 push_json_str(s, text);
                 s.push_str("}}\n\n");
             }
@@ -807,6 +1046,173 @@ impl StreamEncoder {
                 s.push_str("},\"done\":false}\n");
             }
         }
+    }
+
+    /// One decoded upstream piece other than the end, appended to `s` in the client's
+    /// format (the relay calls this for every piece before [`Chunk::Done`]).
+    pub fn chunk_into(&mut self, s: &mut String, c: &Chunk) {
+        match c {
+            Chunk::Delta(t) => self.delta_into(s, t),
+            Chunk::ToolStart { index, id, name } => self.tool_start_into(s, *index, id, name),
+            Chunk::ToolArgs { index, json } => self.tool_args_into(s, *index, json),
+            Chunk::Done { finish, usage } => s.push_str(&self.finish(finish, *usage, 0)),
+        }
+    }
+
+    /// Anthropic: closes the open block and opens the next one, a text block
+    /// (`tool` None) or a `tool_use` block (id, name); the stream's first block is
+    /// followed by a `ping`, as the Messages API does.
+    fn open_block_into(&mut self, s: &mut String, tool: Option<(&str, &str)>) {
+        self.close_block_into(s);
+        let b = self.next_block;
+        self.next_block += 1;
+        s.push_str(
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":",
+        );
+        push_usize(s, b);
+        match tool {
+            None => s.push_str(",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"),
+            Some((id, name)) => {
+                s.push_str(",\"content_block\":{\"type\":\"tool_use\",\"id\":");
+                push_json_str(s, id);
+                s.push_str(",\"name\":");
+                push_json_str(s, name);
+                s.push_str(",\"input\":{}}}\n\n");
+            }
+        }
+        if b == 0 {
+            s.push_str("event: ping\ndata: {\"type\":\"ping\"}\n\n");
+        }
+        self.open_block = Some(b);
+        self.text_open = tool.is_none();
+    }
+
+    /// Anthropic: `content_block_stop` for the open block, if any.
+    fn close_block_into(&mut self, s: &mut String) {
+        if let Some(b) = self.open_block.take() {
+            s.push_str(
+                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
+            );
+            push_usize(s, b);
+            s.push_str("}\n\n");
+        }
+        self.text_open = false;
+    }
+
+    /// Tool call `index` starts (see [`Chunk::ToolStart`]).
+    fn tool_start_into(&mut self, s: &mut String, index: usize, id: &str, name: &str) {
+        if index >= MAX_TOOL_CALLS || self.tools.get(index).is_some_and(Option::is_some) {
+            return; // the decoders never send these (bounded, each call starts once)
+        }
+        if !self.started {
+            let start = self.start(0);
+            s.push_str(&start);
+        }
+        if self.tools.len() <= index {
+            self.tools.resize_with(index + 1, || None);
+        }
+        let mut st = ToolState {
+            block: 0,
+            id: String::new(),
+            name: String::new(),
+            args: String::new(),
+        };
+        match self.front {
+            Front::OpenAi => {
+                s.push_str("data: ");
+                s.push_str(&self.openai_prefix);
+                s.push_str("{\"tool_calls\":[{\"index\":");
+                push_usize(s, index);
+                s.push_str(",\"id\":");
+                push_json_str(s, id);
+                s.push_str(",\"type\":\"function\",\"function\":{\"name\":");
+                push_json_str(s, name);
+                s.push_str(",\"arguments\":\"\"}}]}");
+                self.openai_chunk_tail(s, None);
+            }
+            Front::Anthropic => {
+                self.open_block_into(s, Some((id, name)));
+                st.block = self.open_block.unwrap_or(0);
+            }
+            Front::Ollama => {
+                st.id = id.to_string();
+                st.name = name.to_string();
+            }
+        }
+        self.tools[index] = Some(st);
+    }
+
+    /// A fragment of tool call `index`'s arguments (see [`Chunk::ToolArgs`]).
+    fn tool_args_into(&mut self, s: &mut String, index: usize, json: &str) {
+        if index >= MAX_TOOL_CALLS {
+            return;
+        }
+        if !self.tools.get(index).is_some_and(Option::is_some) {
+            // arguments before a start: start the call without a name
+            let id = format!("call_{index}");
+            self.tool_start_into(s, index, &id, "");
+        }
+        let Some(Some(st)) = self.tools.get_mut(index) else {
+            return;
+        };
+        if json.is_empty() {
+            return;
+        }
+        match self.front {
+            Front::OpenAi => {
+                s.push_str("data: ");
+                s.push_str(&self.openai_prefix);
+                s.push_str("{\"tool_calls\":[{\"index\":");
+                push_usize(s, index);
+                s.push_str(",\"function\":{\"arguments\":");
+                push_json_str(s, json);
+                s.push_str("}}]}");
+                self.openai_chunk_tail(s, None);
+            }
+            Front::Anthropic => {
+                // a fragment for a call whose block was closed (a provider that
+                // interleaves calls) still names that call's block: SDKs accumulate
+                // by index
+                s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+                push_usize(s, st.block);
+                s.push_str(",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":");
+                push_json_str(s, json);
+                s.push_str("}}\n\n");
+            }
+            Front::Ollama => {
+                if self.held_bytes + json.len() > MAX_HELD_ARGS {
+                    self.overflow = true;
+                } else {
+                    self.held_bytes += json.len();
+                    st.args.push_str(json);
+                }
+            }
+        }
+    }
+
+    /// Ollama: the held tool calls as one `message.tool_calls` line (before the end).
+    fn ollama_tools_line(&mut self) -> Option<String> {
+        let calls: Vec<Value> = self
+            .tools
+            .drain(..)
+            .flatten()
+            .map(|t| {
+                let args = if t.args.trim().is_empty() {
+                    json!({})
+                } else {
+                    args_value(Some(&Value::String(t.args)))
+                };
+                json!({"function": {"name": t.name, "arguments": args}})
+            })
+            .collect();
+        if calls.is_empty() {
+            return None;
+        }
+        let mut line = json!({"model": self.model, "created_at": rfc3339_now(),
+            "message": {"role": "assistant", "content": "", "tool_calls": calls}, "done": false})
+        .to_string();
+        line.push('\n');
+        Some(line)
     }
 
     /// What closes a stream that completed.
@@ -832,7 +1238,11 @@ impl StreamEncoder {
                 s.push_str("data: [DONE]\n\n");
             }
             Front::Anthropic => {
-                s.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+                if self.next_block == 0 {
+                    // nothing came: one empty text block, as the Messages API sends
+                    self.open_block_into(&mut s, None);
+                }
+                self.close_block_into(&mut s);
                 s.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"");
                 s.push_str(finish.anthropic());
                 s.push_str("\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
@@ -841,6 +1251,17 @@ impl StreamEncoder {
                 s.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
             }
             Front::Ollama => {
+                if self.overflow {
+                    let e = ApiError::new(
+                        ErrorKind::Upstream,
+                        format!("the provider's tool call arguments passed {MAX_HELD_ARGS} bytes, more than the gateway holds for an Ollama client"),
+                    );
+                    s.push_str(&self.error(&e));
+                    return s;
+                }
+                if let Some(line) = self.ollama_tools_line() {
+                    s.push_str(&line);
+                }
                 s.push_str(
                     &json!({"model": self.model, "created_at": rfc3339_now(),
                         "message": {"role": "assistant", "content": ""}, "done": true,
@@ -877,8 +1298,126 @@ pub fn provider_path(kind: ProviderKind) -> &'static str {
     }
 }
 
-/// The upstream request: path appended to the base URL, and the JSON body.
+/// Why `img` on a message of `role` cannot go to a provider of `kind` (None: it can).
+fn image_problem(kind: ProviderKind, role: &str, img: &Image) -> Option<String> {
+    let media_type = match img {
+        Image::Base64 { media_type, .. } => Some(media_type.as_deref()),
+        Image::Url(_) => None,
+    };
+    match kind {
+        ProviderKind::OpenAi if role != "user" => Some(format!(
+            "OpenAI chat completions take images on user messages only, and this is a{} {role} message",
+            if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "n" } else { "" }
+        )),
+        ProviderKind::Anthropic if role == "assistant" => Some(
+            "Anthropic messages take images from the user and in tool results only, and this is an assistant message"
+                .into(),
+        ),
+        ProviderKind::OpenAi | ProviderKind::Anthropic => match media_type {
+            Some(None) => Some(
+                "its media type is unknown (the data is not PNG, JPEG, GIF or WebP) and the provider needs one; send it as data:image/png;base64,..."
+                    .into(),
+            ),
+            Some(Some(t))
+                if kind == ProviderKind::Anthropic
+                    && !matches!(t, "image/jpeg" | "image/png" | "image/gif" | "image/webp") =>
+            {
+                Some(format!(
+                    "Anthropic takes image/jpeg, image/png, image/gif or image/webp, not {t:?}"
+                ))
+            }
+            _ => None,
+        },
+        ProviderKind::Ollama => matches!(img, Image::Url(_)).then(|| {
+            "Ollama takes images as base64 data only, not URLs; send the image inline, e.g. data:image/png;base64,iVBORw0KGgo..."
+                .into()
+        }),
+    }
+}
+
+/// Every image of `req` that a provider of `kind` can carry, or a 400 naming the
+/// first one it cannot (message index in the client's array, image number, why).
+pub fn check_images(kind: ProviderKind, req: &ChatRequest) -> Result<(), ApiError> {
+    for m in &req.messages {
+        for (k, img) in m.images.iter().enumerate() {
+            if let Some(why) = image_problem(kind, &m.role, img) {
+                return Err(ApiError::bad(format!(
+                    "messages[{}]: image {k} cannot be sent to the {} provider: {why}",
+                    m.index,
+                    kind.as_str()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `data:` URL of inline image data (OpenAI's way of sending it).
+fn data_url(media_type: &str, data: &str) -> String {
+    let mut s = String::with_capacity(data.len() + media_type.len() + 13);
+    s.push_str("data:");
+    s.push_str(media_type);
+    s.push_str(";base64,");
+    s.push_str(data);
+    s
+}
+
+/// Anthropic `image` block.
+fn anthropic_image(img: &Image) -> Value {
+    match img {
+        Image::Base64 { media_type, data } => json!({"type": "image", "source": {
+            "type": "base64", "media_type": media_type.as_deref().unwrap_or("image/png"), "data": data}}),
+        Image::Url(u) => json!({"type": "image", "source": {"type": "url", "url": u}}),
+    }
+}
+
+/// The upstream request: path appended to the base URL, and the JSON body, or a 400
+/// (in [`ApiError`]) when the request holds something a provider of `kind` cannot
+/// carry (an image URL for Ollama, an image on an assistant message, ...). Use this
+/// one: the relay answers the client with the error instead of sending anything.
+pub fn try_provider_request(
+    kind: ProviderKind,
+    req: &ChatRequest,
+    model: &str,
+) -> Result<(&'static str, Value), ApiError> {
+    check_images(kind, req)?;
+    Ok(render_provider_request(kind, req, model))
+}
+
+/// The upstream request, never failing: an image the provider cannot carry is left
+/// out and replaced by a note in the message text (`[image not sent: why]`), so the
+/// model at least sees that it is missing. [`try_provider_request`] refuses instead.
 pub fn provider_request(
+    kind: ProviderKind,
+    req: &ChatRequest,
+    model: &str,
+) -> (&'static str, Value) {
+    if check_images(kind, req).is_ok() {
+        return render_provider_request(kind, req, model);
+    }
+    let mut req = req.clone();
+    for m in &mut req.messages {
+        let mut kept = Vec::with_capacity(m.images.len());
+        for img in std::mem::take(&mut m.images) {
+            match image_problem(kind, &m.role, &img) {
+                Some(why) => {
+                    if !m.content.is_empty() {
+                        m.content.push('\n');
+                    }
+                    m.content.push_str("[image not sent: ");
+                    m.content.push_str(&why);
+                    m.content.push(']');
+                }
+                None => kept.push(img),
+            }
+        }
+        m.images = kept;
+    }
+    render_provider_request(kind, &req, model)
+}
+
+/// Renders a request whose images `kind` can carry (see [`check_images`]).
+fn render_provider_request(
     kind: ProviderKind,
     req: &ChatRequest,
     model: &str,
@@ -890,7 +1429,24 @@ pub fn provider_request(
                 msgs.push(json!({"role": "system", "content": s}));
             }
             for m in &req.messages {
-                msgs.push(openai_message(m, false));
+                let mut v = openai_message(m, false);
+                if !m.images.is_empty() {
+                    let mut parts = Vec::with_capacity(m.images.len() + 1);
+                    if !m.content.is_empty() {
+                        parts.push(json!({"type": "text", "text": m.content}));
+                    }
+                    for img in &m.images {
+                        let url = match img {
+                            Image::Base64 { media_type, data } => {
+                                data_url(media_type.as_deref().unwrap_or("image/png"), data)
+                            }
+                            Image::Url(u) => u.clone(),
+                        };
+                        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                    }
+                    v["content"] = Value::Array(parts);
+                }
+                msgs.push(v);
             }
             let mut b = json!({"model": model, "messages": msgs, "stream": req.stream});
             if !req.tools.is_empty() {
@@ -918,9 +1474,19 @@ pub fn provider_request(
             for m in &req.messages {
                 match m.role.as_str() {
                     "tool" => {
+                        let content = if m.images.is_empty() {
+                            json!(m.content)
+                        } else {
+                            let mut parts = Vec::with_capacity(m.images.len() + 1);
+                            if !m.content.is_empty() {
+                                parts.push(json!({"type": "text", "text": m.content}));
+                            }
+                            parts.extend(m.images.iter().map(anthropic_image));
+                            Value::Array(parts)
+                        };
                         let block = json!({"type": "tool_result",
                             "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
-                            "content": m.content});
+                            "content": content});
                         // consecutive results go in one user message (roles alternate)
                         match msgs.last_mut() {
                             Some(last)
@@ -943,6 +1509,14 @@ pub fn provider_request(
                             blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}));
                         }
                         msgs.push(json!({"role": "assistant", "content": blocks}));
+                    }
+                    _ if !m.images.is_empty() => {
+                        // images first, as Anthropic's guide recommends, then the text
+                        let mut blocks: Vec<Value> = m.images.iter().map(anthropic_image).collect();
+                        if !m.content.is_empty() {
+                            blocks.push(json!({"type": "text", "text": m.content}));
+                        }
+                        msgs.push(json!({"role": m.role, "content": blocks}));
                     }
                     _ => msgs.push(json!({"role": m.role, "content": m.content})),
                 }
@@ -983,7 +1557,18 @@ pub fn provider_request(
                 msgs.push(json!({"role": "system", "content": s}));
             }
             for m in &req.messages {
-                msgs.push(openai_message(m, true));
+                let mut v = openai_message(m, true);
+                if !m.images.is_empty() {
+                    v["images"] = m
+                        .images
+                        .iter()
+                        .filter_map(|img| match img {
+                            Image::Base64 { data, .. } => Some(json!(data)),
+                            Image::Url(_) => None, // refused by check_images
+                        })
+                        .collect();
+                }
+                msgs.push(v);
             }
             let mut opts = serde_json::Map::new();
             if let Some(n) = req.max_tokens {
@@ -1432,6 +2017,32 @@ struct OpenAiStreamChoice<'a> {
 struct OpenAiDelta<'a> {
     #[serde(borrow, default)]
     content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<OpenAiToolDelta<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiToolDelta<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<OpenAiFunctionDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct OpenAiFunctionDelta<'a> {
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// An id for a tool call whose provider sent none (Ollama): unique, so a client that
+/// sends the conversation on to a provider that wants unique ids is not refused.
+fn made_up_call_id() -> String {
+    format!("call_{:016x}", rand::random::<u64>())
 }
 
 /// Longest line or SSE event the decoder holds before calling it garbage.
@@ -1448,6 +2059,11 @@ pub struct StreamDecoder {
     usage: Usage,
     finish: Option<Finish>,
     done: bool,
+    /// Tool calls started so far (OpenAI: by its `index`, at most [`MAX_TOOL_CALLS`]).
+    tools_started: Vec<bool>,
+    n_tools: usize,
+    /// Anthropic: (content block index, tool call number) of each `tool_use` block.
+    tool_blocks: Vec<(u64, usize)>,
 }
 
 impl StreamDecoder {
@@ -1460,7 +2076,31 @@ impl StreamDecoder {
             usage: Usage::default(),
             finish: None,
             done: false,
+            tools_started: Vec::new(),
+            n_tools: 0,
+            tool_blocks: Vec::new(),
         }
+    }
+
+    /// The finish reason to report: a plain stop after tool calls is a tool-use stop
+    /// (what the other APIs call it).
+    fn final_finish(&self) -> Finish {
+        match self.finish.clone().unwrap_or(Finish::Stop) {
+            Finish::Stop if self.n_tools > 0 => Finish::ToolUse,
+            f => f,
+        }
+    }
+
+    /// Call number for a new tool call, or garbage past [`MAX_TOOL_CALLS`].
+    fn next_tool(&mut self) -> Result<usize, DecodeError> {
+        if self.n_tools >= MAX_TOOL_CALLS {
+            return Err(garbage(
+                self.kind,
+                format!("more than {MAX_TOOL_CALLS} tool calls in one answer"),
+            ));
+        }
+        self.n_tools += 1;
+        Ok(self.n_tools - 1)
     }
 
     pub fn is_done(&self) -> bool {
@@ -1474,6 +2114,14 @@ impl StreamDecoder {
     /// Feeds bytes; returns the chunks they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, DecodeError> {
         let mut out = Vec::new();
+        self.feed_into(bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`StreamDecoder::feed`] appending to `out`; on an error, `out` keeps what was
+    /// decoded before it (a provider's last deltas and then its mid-stream error can
+    /// arrive in one read: the client gets both, in order).
+    pub fn feed_into(&mut self, bytes: &[u8], out: &mut Vec<Chunk>) -> Result<(), DecodeError> {
         // lines are read in place (no per-line copy); what is left after the last
         // newline stays in `buf` for the next call
         let mut buf = std::mem::take(&mut self.buf);
@@ -1493,8 +2141,8 @@ impl StreamDecoder {
             let line = line.trim_end_matches(['\n', '\r']);
             result = match self.kind {
                 ProviderKind::Ollama if line.trim().is_empty() => Ok(()),
-                ProviderKind::Ollama => self.ollama_line(line, &mut out),
-                _ => self.sse_line(line, &mut out),
+                ProviderKind::Ollama => self.ollama_line(line, out),
+                _ => self.sse_line(line, out),
             };
             if result.is_err() {
                 break;
@@ -1506,7 +2154,7 @@ impl StreamDecoder {
         if self.buf.len() > MAX_PENDING || self.data.len() > MAX_PENDING {
             return Err(garbage(self.kind, "a line longer than 1 MiB"));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The upstream body ended: a stream without its end marker is an error.
@@ -1529,10 +2177,10 @@ impl StreamDecoder {
         }
         if !self.done {
             // OpenAI-compatible servers that end after the finish chunk without [DONE]
-            if let (ProviderKind::OpenAi, Some(f)) = (self.kind, self.finish.clone()) {
+            if let (ProviderKind::OpenAi, Some(_)) = (self.kind, &self.finish) {
                 self.done = true;
                 out.push(Chunk::Done {
-                    finish: f,
+                    finish: self.final_finish(),
                     usage: self.usage,
                 });
                 return Ok(out);
@@ -1589,7 +2237,7 @@ impl StreamDecoder {
             if data.trim() == "[DONE]" {
                 self.done = true;
                 out.push(Chunk::Done {
-                    finish: self.finish.clone().unwrap_or(Finish::Stop),
+                    finish: self.final_finish(),
                     usage: self.usage,
                 });
                 return Ok(());
@@ -1620,6 +2268,39 @@ impl StreamDecoder {
                         out.push(Chunk::Delta(t.to_string()));
                     }
                 }
+                if let Some(calls) = ch.delta.as_ref().and_then(|d| d.tool_calls.as_ref()) {
+                    for (pos, tc) in calls.iter().enumerate() {
+                        let index = tc.index.unwrap_or(pos as u64);
+                        if index >= MAX_TOOL_CALLS as u64 {
+                            return Err(garbage(
+                                kind,
+                                format!("tool call index {index} (at most {MAX_TOOL_CALLS} calls)"),
+                            ));
+                        }
+                        let index = index as usize;
+                        let f = tc.function.as_ref();
+                        if !self.tools_started.get(index).copied().unwrap_or(false) {
+                            if self.tools_started.len() <= index {
+                                self.tools_started.resize(index + 1, false);
+                            }
+                            self.tools_started[index] = true;
+                            self.n_tools += 1;
+                            out.push(Chunk::ToolStart {
+                                index,
+                                id: tc.id.as_deref().map_or_else(made_up_call_id, String::from),
+                                name: f.and_then(|f| f.name.as_deref()).unwrap_or("").to_string(),
+                            });
+                        }
+                        if let Some(a) = f.and_then(|f| f.arguments.as_deref()) {
+                            if !a.is_empty() {
+                                out.push(Chunk::ToolArgs {
+                                    index,
+                                    json: a.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
                 if let Some(f) = ch.finish_reason.as_deref() {
                     self.finish = Some(Finish::from_openai(f));
                 }
@@ -1638,13 +2319,69 @@ impl StreamDecoder {
                 self.usage.input = u(&v, "/message/usage/input_tokens");
                 self.usage.output = u(&v, "/message/usage/output_tokens");
             }
-            "content_block_delta"
-                if v.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") =>
-            {
-                if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
-                    out.push(Chunk::Delta(t.to_string()));
+            "content_block_start" => {
+                let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let cb = v.get("content_block").unwrap_or(&Value::Null);
+                match cb.get("type").and_then(Value::as_str) {
+                    Some("tool_use") => {
+                        let index = self.next_tool()?;
+                        self.tool_blocks.push((block, index));
+                        let field =
+                            |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                        out.push(Chunk::ToolStart {
+                            index,
+                            id: field("id"),
+                            name: field("name"),
+                        });
+                        // the API sends `input: {}` and the arguments as deltas; a
+                        // server that sends them whole here is read too
+                        if let Some(input) = cb
+                            .get("input")
+                            .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                        {
+                            out.push(Chunk::ToolArgs {
+                                index,
+                                json: input.to_string(),
+                            });
+                        }
+                    }
+                    Some("text") => {
+                        if let Some(t) = cb.get("text").and_then(Value::as_str) {
+                            if !t.is_empty() {
+                                out.push(Chunk::Delta(t.to_string()));
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
+            "content_block_delta" => match v.pointer("/delta/type").and_then(Value::as_str) {
+                Some("text_delta") => {
+                    if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                        out.push(Chunk::Delta(t.to_string()));
+                    }
+                }
+                Some("input_json_delta") => {
+                    let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
+                    else {
+                        return Err(garbage(
+                            kind,
+                            format!("input_json_delta for content block {block}, which is not a tool_use block"),
+                        ));
+                    };
+                    if let Some(p) = v.pointer("/delta/partial_json").and_then(Value::as_str) {
+                        if !p.is_empty() {
+                            out.push(Chunk::ToolArgs {
+                                index,
+                                json: p.to_string(),
+                            });
+                        }
+                    }
+                }
+                // thinking, signature and future delta types are tolerated
+                _ => {}
+            },
             "message_delta" => {
                 if let Some(s) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.finish = Some(Finish::from_anthropic(s));
@@ -1661,7 +2398,7 @@ impl StreamDecoder {
             "message_stop" => {
                 self.done = true;
                 out.push(Chunk::Done {
-                    finish: self.finish.clone().unwrap_or(Finish::Stop),
+                    finish: self.final_finish(),
                     usage: self.usage,
                 });
             }
@@ -1702,18 +2439,52 @@ impl StreamDecoder {
                 out.push(Chunk::Delta(t.to_string()));
             }
         }
+        // Ollama sends each tool call whole, arguments as an object
+        for c in v
+            .pointer("/message/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = self.next_tool()?;
+            let f = c.get("function").unwrap_or(c);
+            out.push(Chunk::ToolStart {
+                index,
+                id: c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(made_up_call_id, String::from),
+                name: f
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            });
+            let json = match f.get("arguments") {
+                None | Some(Value::Null) => "{}".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(a) => a.to_string(),
+            };
+            out.push(Chunk::ToolArgs { index, json });
+        }
         if v.get("done").and_then(Value::as_bool) == Some(true) {
             self.done = true;
             self.usage = Usage {
                 input: u(&v, "/prompt_eval_count"),
                 output: u(&v, "/eval_count"),
             };
+            let finish = Finish::from_ollama(
+                v.get("done_reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("stop"),
+            );
             out.push(Chunk::Done {
-                finish: Finish::from_ollama(
-                    v.get("done_reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("stop"),
-                ),
+                // Ollama says "stop" after a tool call; the other APIs say so
+                finish: if self.n_tools > 0 && finish == Finish::Stop {
+                    Finish::ToolUse
+                } else {
+                    finish
+                },
                 usage: self.usage,
             });
         }
@@ -1724,6 +2495,13 @@ impl StreamDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn b64(media_type: Option<&str>, data: &str) -> Image {
+        Image::Base64 {
+            media_type: media_type.map(String::from),
+            data: data.into(),
+        }
+    }
 
     #[test]
     fn openai_request_round_trips_to_anthropic_shape() {
@@ -1881,8 +2659,10 @@ mod tests {
             let mut e = StreamEncoder::new(front, "id\"1".into(), "m\\x".into(), true);
             let _ = e.start(0);
             let s = e.delta(text);
+            // the delta is the last line (an Anthropic stream opens its text block first)
             let line = s
                 .lines()
+                .rev()
                 .find_map(|l| {
                     l.strip_prefix("data: ")
                         .or((front == Front::Ollama).then_some(l))
@@ -1947,5 +2727,858 @@ mod tests {
         );
         assert!(s.contains("\"stop_reason\":\"max_tokens\""));
         assert!(rfc3339_now().ends_with('Z'));
+    }
+
+    // ------------------------------------------------ tool calls inside streams
+
+    /// A provider stream of `kind`: optional text, then get_weather {"city":"Oslo"}
+    /// (arguments in fragments where the API streams them) and get_time {"tz":"CET"}.
+    fn provider_tool_stream(kind: ProviderKind, with_text: bool) -> String {
+        let text = "Let me check \"both\".";
+        match kind {
+            ProviderKind::OpenAi => {
+                let mut s = String::new();
+                let mut chunk = |delta: Value, finish: Value| {
+                    s.push_str(&format!(
+                        "data: {}\n\n",
+                        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                    ));
+                };
+                chunk(
+                    json!({"role": "assistant", "content": if with_text { Value::from(text) } else { Value::Null }}),
+                    Value::Null,
+                );
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "id": "call_A", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+                    Value::Null,
+                );
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}),
+                    Value::Null,
+                );
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": " \"Oslo\"}"}}]}),
+                    Value::Null,
+                );
+                chunk(
+                    json!({"tool_calls": [{"index": 1, "id": "call_B", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\":\"CET\"}"}}]}),
+                    Value::Null,
+                );
+                chunk(json!({}), json!("tool_calls"));
+                s.push_str("data: {\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n");
+                s
+            }
+            ProviderKind::Anthropic => {
+                let mut s = String::new();
+                let mut ev = |v: Value| {
+                    s.push_str(&format!(
+                        "event: {}\ndata: {v}\n\n",
+                        v["type"].as_str().unwrap()
+                    ));
+                };
+                ev(
+                    json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "m", "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+                );
+                let mut b = 0;
+                if with_text {
+                    ev(
+                        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    );
+                    ev(json!({"type": "ping"}));
+                    ev(
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                    );
+                    ev(json!({"type": "content_block_stop", "index": 0}));
+                    b = 1;
+                }
+                ev(
+                    json!({"type": "content_block_start", "index": b, "content_block": {"type": "tool_use", "id": "toolu_A", "name": "get_weather", "input": {}}}),
+                );
+                for p in ["", "{\"city\":", " \"Oslo\"}"] {
+                    ev(
+                        json!({"type": "content_block_delta", "index": b, "delta": {"type": "input_json_delta", "partial_json": p}}),
+                    );
+                }
+                ev(json!({"type": "content_block_stop", "index": b}));
+                ev(
+                    json!({"type": "content_block_start", "index": b + 1, "content_block": {"type": "tool_use", "id": "toolu_B", "name": "get_time", "input": {}}}),
+                );
+                ev(
+                    json!({"type": "content_block_delta", "index": b + 1, "delta": {"type": "input_json_delta", "partial_json": "{\"tz\":\"CET\"}"}}),
+                );
+                ev(json!({"type": "content_block_stop", "index": b + 1}));
+                ev(
+                    json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
+                );
+                ev(json!({"type": "message_stop"}));
+                s
+            }
+            ProviderKind::Ollama => {
+                let mut s = String::new();
+                if with_text {
+                    s.push_str(&format!("{}\n", json!({"model": "m", "message": {"role": "assistant", "content": text}, "done": false})));
+                }
+                s.push_str(&format!("{}\n", json!({"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+                    {"function": {"name": "get_time", "arguments": {"tz": "CET"}}}]}, "done": false})));
+                s.push_str(&format!("{}\n", json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true,
+                    "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 9})));
+                s
+            }
+        }
+    }
+
+    /// Decodes `upstream` (fed in 5-byte reads) and encodes it for `front`, as the relay
+    /// does: `start`, `chunk_into` for every piece, `finish` on `Done`.
+    fn relay(kind: ProviderKind, front: Front, upstream: &str) -> String {
+        let mut d = StreamDecoder::new(kind);
+        let mut e = StreamEncoder::new(front, "id-1".into(), "m".into(), true);
+        let mut chunks = Vec::new();
+        for part in upstream.as_bytes().chunks(5) {
+            chunks.extend(d.feed(part).unwrap());
+        }
+        chunks.extend(d.end().unwrap());
+        let mut out = e.start(d.input_tokens());
+        let mut done = 0;
+        for c in chunks {
+            match c {
+                Chunk::Done { finish, usage } => {
+                    out.push_str(&e.finish(&finish, usage, 1));
+                    done += 1;
+                }
+                other => e.chunk_into(&mut out, &other),
+            }
+        }
+        assert_eq!(done, 1, "{kind:?} → {front:?}: one Done");
+        out
+    }
+
+    /// What a client of `front` reads from `out`: text, calls (id, name, arguments
+    /// object) and the finish reason; checks the event grammar on the way (Anthropic
+    /// block indices: consecutive from 0, deltas and stops name the open block).
+    fn client_view(front: Front, out: &str) -> (String, Vec<(String, String, Value)>, String) {
+        let mut text = String::new();
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        let mut finish = String::new();
+        match front {
+            Front::OpenAi => {
+                assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+                let mut by_index: Vec<usize> = Vec::new();
+                for l in out.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                    if l == "[DONE]" {
+                        continue;
+                    }
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    assert_eq!(v["object"], "chat.completion.chunk");
+                    let Some(ch) = v["choices"].get(0) else {
+                        continue;
+                    };
+                    if let Some(t) = ch["delta"]["content"].as_str() {
+                        text.push_str(t);
+                    }
+                    for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                        let i = tc["index"].as_u64().unwrap() as usize;
+                        if let Some(id) = tc["id"].as_str() {
+                            assert_eq!(tc["type"], "function", "{l}");
+                            assert!(!by_index.contains(&i), "call {i} started twice: {out}");
+                            by_index.push(i);
+                            calls.push((
+                                id.into(),
+                                tc["function"]["name"].as_str().unwrap().into(),
+                                String::new(),
+                            ));
+                        }
+                        let k = by_index
+                            .iter()
+                            .position(|x| *x == i)
+                            .expect("arguments before the call's start");
+                        calls[k]
+                            .2
+                            .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                    }
+                    if let Some(f) = ch["finish_reason"].as_str() {
+                        finish = f.into();
+                    }
+                }
+            }
+            Front::Anthropic => {
+                let mut next = 0u64;
+                let mut open: Option<(u64, bool)> = None; // (index, is tool)
+                let mut names = Vec::new();
+                for l in out.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    let ty = v["type"].as_str().unwrap().to_string();
+                    names.push(ty.clone());
+                    match ty.as_str() {
+                        "content_block_start" => {
+                            assert!(open.is_none(), "a block opened inside another: {out}");
+                            assert_eq!(v["index"], next, "block indices run 0, 1, ..: {out}");
+                            let cb = &v["content_block"];
+                            let tool = cb["type"] == "tool_use";
+                            if tool {
+                                assert_eq!(cb["input"], json!({}));
+                                calls.push((
+                                    cb["id"].as_str().unwrap().into(),
+                                    cb["name"].as_str().unwrap().into(),
+                                    String::new(),
+                                ));
+                            }
+                            open = Some((next, tool));
+                            next += 1;
+                        }
+                        "content_block_delta" => {
+                            let (i, tool) = open.expect("delta outside a block");
+                            assert_eq!(v["index"], i, "delta names the open block: {out}");
+                            if tool {
+                                assert_eq!(v["delta"]["type"], "input_json_delta");
+                                calls
+                                    .last_mut()
+                                    .unwrap()
+                                    .2
+                                    .push_str(v["delta"]["partial_json"].as_str().unwrap());
+                            } else {
+                                assert_eq!(v["delta"]["type"], "text_delta");
+                                text.push_str(v["delta"]["text"].as_str().unwrap());
+                            }
+                        }
+                        "content_block_stop" => {
+                            assert_eq!(
+                                Some(v["index"].as_u64().unwrap()),
+                                open.map(|o| o.0),
+                                "{out}"
+                            );
+                            open = None;
+                        }
+                        "message_delta" => {
+                            assert!(open.is_none(), "message_delta with a block open: {out}");
+                            finish = v["delta"]["stop_reason"].as_str().unwrap().into();
+                        }
+                        _ => {}
+                    }
+                }
+                assert_eq!(names.first().map(String::as_str), Some("message_start"));
+                assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+                if let Some(i) = names.iter().position(|n| n == "ping") {
+                    assert_eq!(
+                        names[i - 1],
+                        "content_block_start",
+                        "ping after the first block start"
+                    );
+                }
+            }
+            Front::Ollama => {
+                let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+                for (n, l) in lines.iter().enumerate() {
+                    let v: Value = serde_json::from_str(l).unwrap();
+                    text.push_str(v["message"]["content"].as_str().unwrap());
+                    for tc in v["message"]["tool_calls"].as_array().into_iter().flatten() {
+                        assert!(tc["function"]["arguments"].is_object(), "{l}");
+                        calls.push((
+                            String::new(),
+                            tc["function"]["name"].as_str().unwrap().into(),
+                            tc["function"]["arguments"].to_string(),
+                        ));
+                    }
+                    assert_eq!(v["done"] == true, n == lines.len() - 1, "{out}");
+                    if v["done"] == true {
+                        finish = v["done_reason"].as_str().unwrap().into();
+                        assert_eq!(v["eval_count"], 9);
+                    }
+                }
+            }
+        }
+        let calls = calls
+            .into_iter()
+            .map(|(id, name, args)| {
+                (
+                    id,
+                    name,
+                    serde_json::from_str(&args).unwrap_or_else(|e| panic!("{args:?}: {e}")),
+                )
+            })
+            .collect();
+        (text, calls, finish)
+    }
+
+    #[test]
+    fn tool_calls_stream_from_every_provider_kind_to_every_front() {
+        for kind in [
+            ProviderKind::OpenAi,
+            ProviderKind::Anthropic,
+            ProviderKind::Ollama,
+        ] {
+            for front in [Front::OpenAi, Front::Anthropic, Front::Ollama] {
+                for with_text in [true, false] {
+                    let out = relay(kind, front, &provider_tool_stream(kind, with_text));
+                    let (text, calls, finish) = client_view(front, &out);
+                    let what = format!("{kind:?} → {front:?} (text: {with_text}):\n{out}");
+                    assert_eq!(
+                        text,
+                        if with_text {
+                            "Let me check \"both\"."
+                        } else {
+                            ""
+                        },
+                        "{what}"
+                    );
+                    assert_eq!(calls.len(), 2, "{what}");
+                    assert_eq!(
+                        (calls[0].1.as_str(), &calls[0].2),
+                        ("get_weather", &json!({"city": "Oslo"})),
+                        "{what}"
+                    );
+                    assert_eq!(
+                        (calls[1].1.as_str(), &calls[1].2),
+                        ("get_time", &json!({"tz": "CET"})),
+                        "{what}"
+                    );
+                    match (kind, front) {
+                        (_, Front::Ollama) => {}
+                        (ProviderKind::OpenAi, _) => assert_eq!(
+                            (calls[0].0.as_str(), calls[1].0.as_str()),
+                            ("call_A", "call_B")
+                        ),
+                        (ProviderKind::Anthropic, _) => assert_eq!(
+                            (calls[0].0.as_str(), calls[1].0.as_str()),
+                            ("toolu_A", "toolu_B")
+                        ),
+                        (ProviderKind::Ollama, _) => {
+                            assert!(
+                                calls[0].0.starts_with("call_") && calls[0].0.len() > 8,
+                                "{what}"
+                            );
+                            assert_ne!(calls[0].0, calls[1].0, "made-up ids are unique");
+                        }
+                    }
+                    let want = match front {
+                        Front::OpenAi => "tool_calls",
+                        Front::Anthropic => "tool_use",
+                        Front::Ollama => "stop",
+                    };
+                    assert_eq!(finish, want, "{what}");
+                }
+            }
+        }
+    }
+
+    /// `[index, block type]` of every Anthropic `content_block_start` in `out`.
+    fn block_starts(out: &str) -> Vec<Value> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "content_block_start")
+            .map(|v| json!([v["index"], v["content_block"]["type"]]))
+            .collect()
+    }
+
+    #[test]
+    fn anthropic_front_numbers_text_then_tool_blocks_and_tool_blocks_alone_from_zero() {
+        let out = relay(
+            ProviderKind::OpenAi,
+            Front::Anthropic,
+            &provider_tool_stream(ProviderKind::OpenAi, true),
+        );
+        let starts = block_starts(&out);
+        assert_eq!(
+            starts,
+            vec![
+                json!([0, "text"]),
+                json!([1, "tool_use"]),
+                json!([2, "tool_use"])
+            ]
+        );
+        let out = relay(
+            ProviderKind::Ollama,
+            Front::Anthropic,
+            &provider_tool_stream(ProviderKind::Ollama, false),
+        );
+        let starts = block_starts(&out);
+        assert_eq!(starts, vec![json!([0, "tool_use"]), json!([1, "tool_use"])]);
+        // a stream with nothing in it still has its one (empty) text block
+        let mut e = StreamEncoder::new(Front::Anthropic, "id".into(), "m".into(), true);
+        let s = format!(
+            "{}{}",
+            e.start(1),
+            e.finish(&Finish::Stop, Usage::default(), 0)
+        );
+        assert!(
+            s.contains("\"index\":0,\"content_block\":{\"type\":\"text\""),
+            "{s}"
+        );
+        assert!(s.contains("content_block_stop\",\"index\":0"), "{s}");
+    }
+
+    #[test]
+    fn block_and_call_numbers_past_nine_are_written_whole() {
+        let mut s = String::new();
+        for n in [0, 9, 10, 255, 1234] {
+            push_usize(&mut s, n);
+            s.push(',');
+        }
+        assert_eq!(s, "0,9,10,255,1234,");
+        // twelve calls: Anthropic blocks 10 and 11 carry their own index
+        let mut e = StreamEncoder::new(Front::Anthropic, "id".into(), "m".into(), true);
+        let mut out = e.start(0);
+        for i in 0..12 {
+            e.chunk_into(
+                &mut out,
+                &Chunk::ToolStart {
+                    index: i,
+                    id: format!("t{i}"),
+                    name: "f".into(),
+                },
+            );
+            e.chunk_into(
+                &mut out,
+                &Chunk::ToolArgs {
+                    index: i,
+                    json: format!("{{\"n\":{i}}}"),
+                },
+            );
+        }
+        out.push_str(&e.finish(&Finish::ToolUse, Usage::default(), 0));
+        let (_, calls, finish) = client_view(Front::Anthropic, &out);
+        assert_eq!(calls.len(), 12);
+        assert_eq!(calls[11].2, json!({"n": 11}));
+        assert_eq!(finish, "tool_use");
+    }
+
+    #[test]
+    fn interleaved_calls_keep_their_arguments_and_ollama_holding_is_bounded() {
+        // a provider that sends call 1 before call 0's last fragment
+        let pieces = [
+            Chunk::ToolStart {
+                index: 0,
+                id: "a".into(),
+                name: "f".into(),
+            },
+            Chunk::ToolArgs {
+                index: 0,
+                json: "{\"x\":".into(),
+            },
+            Chunk::ToolStart {
+                index: 1,
+                id: "b".into(),
+                name: "g".into(),
+            },
+            Chunk::ToolArgs {
+                index: 1,
+                json: "{\"y\":2}".into(),
+            },
+            Chunk::ToolArgs {
+                index: 0,
+                json: "1}".into(),
+            },
+        ];
+        let mut e = StreamEncoder::new(Front::Anthropic, "id".into(), "m".into(), true);
+        let mut out = e.start(0);
+        for c in &pieces {
+            e.chunk_into(&mut out, c);
+        }
+        out.push_str(&e.finish(&Finish::ToolUse, Usage::default(), 0));
+        let late = out
+            .lines()
+            .filter(|l| l.contains("\"partial_json\":\"1}\""))
+            .collect::<Vec<_>>();
+        assert_eq!(late.len(), 1, "{out}");
+        assert!(
+            late[0].contains("\"index\":0"),
+            "the late fragment names call 0's block: {out}"
+        );
+        let mut e = StreamEncoder::new(Front::Ollama, "id".into(), "m".into(), true);
+        let mut out = String::new();
+        for c in &pieces {
+            e.chunk_into(&mut out, c);
+        }
+        out.push_str(&e.finish(&Finish::ToolUse, Usage::default(), 0));
+        let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            v["message"]["tool_calls"][0]["function"]["arguments"],
+            json!({"x": 1})
+        );
+        assert_eq!(
+            v["message"]["tool_calls"][1]["function"]["arguments"],
+            json!({"y": 2})
+        );
+        // more arguments than the Ollama encoder holds: the stream ends in an error line
+        let mut e = StreamEncoder::new(Front::Ollama, "id".into(), "m".into(), true);
+        let mut out = String::new();
+        e.chunk_into(
+            &mut out,
+            &Chunk::ToolStart {
+                index: 0,
+                id: "a".into(),
+                name: "f".into(),
+            },
+        );
+        let big = "x".repeat(1 << 20);
+        for _ in 0..5 {
+            e.chunk_into(
+                &mut out,
+                &Chunk::ToolArgs {
+                    index: 0,
+                    json: big.clone(),
+                },
+            );
+        }
+        assert!(out.is_empty());
+        let end = e.finish(&Finish::ToolUse, Usage::default(), 0);
+        let v: Value = serde_json::from_str(end.trim()).unwrap();
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("tool call arguments passed"),
+            "{end}"
+        );
+    }
+
+    #[test]
+    fn openai_tool_chunks_are_written_without_json_trees_and_escape() {
+        let mut e = StreamEncoder::new(Front::OpenAi, "id".into(), "m".into(), false);
+        let mut s = String::new();
+        e.chunk_into(
+            &mut s,
+            &Chunk::ToolStart {
+                index: 0,
+                id: "c\"1".into(),
+                name: "f".into(),
+            },
+        );
+        e.chunk_into(
+            &mut s,
+            &Chunk::ToolArgs {
+                index: 0,
+                json: "{\"a\":\"x\\ny\"}".into(),
+            },
+        );
+        let pieces: Vec<Value> = s
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(pieces.len(), 3, "{s}"); // role chunk, start, arguments
+        assert_eq!(
+            pieces[1]["choices"][0]["delta"]["tool_calls"][0]["id"],
+            "c\"1"
+        );
+        assert_eq!(
+            pieces[1]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            ""
+        );
+        assert_eq!(
+            pieces[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":\"x\\ny\"}"
+        );
+        assert!(pieces[2]["choices"][0]["finish_reason"].is_null());
+    }
+
+    #[test]
+    fn decoders_refuse_runaway_or_orphan_tool_pieces() {
+        let mut d = StreamDecoder::new(ProviderKind::OpenAi);
+        let e = d
+            .feed(b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":100000,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("tool call index 100000"), "{e}");
+        let mut d = StreamDecoder::new(ProviderKind::Anthropic);
+        let e = d
+            .feed(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\"}}\n\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("content block 3"), "{e}");
+        // an Ollama answer that only calls a tool ends as a tool-use stop
+        let mut d = StreamDecoder::new(ProviderKind::Ollama);
+        let got = d
+            .feed(provider_tool_stream(ProviderKind::Ollama, false).as_bytes())
+            .unwrap();
+        assert!(
+            matches!(
+                got.last(),
+                Some(Chunk::Done {
+                    finish: Finish::ToolUse,
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+    }
+
+    // ------------------------------------------------ images
+
+    const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
+    const JPEG: &str = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAEBAQ==";
+
+    fn images_of(r: &ChatRequest) -> Vec<(usize, Image)> {
+        r.messages
+            .iter()
+            .flat_map(|m| m.images.iter().map(|i| (m.index, i.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn images_parse_from_each_front_into_the_canonical_message() {
+        let openai = json!({"model": "m", "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what are these?"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}"), "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]});
+        let r = parse_request(Front::OpenAi, openai.to_string().as_bytes()).unwrap();
+        assert_eq!(r.messages[0].content, "what are these?");
+        assert_eq!(
+            images_of(&r),
+            vec![
+                (1, b64(Some("image/png"), PNG)),
+                (1, Image::Url("https://example.com/cat.jpg".into()))
+            ]
+        );
+        let anthropic = json!({"model": "m", "max_tokens": 10, "messages": [
+            {"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": JPEG}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/dog.png"}},
+                {"type": "text", "text": "compare"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "zoom", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "text", "text": "zoomed"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]});
+        let r = parse_request(Front::Anthropic, anthropic.to_string().as_bytes()).unwrap();
+        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages[2].role, "tool");
+        assert_eq!(r.messages[2].content, "zoomed");
+        assert_eq!(
+            images_of(&r),
+            vec![
+                (0, b64(Some("image/jpeg"), JPEG)),
+                (0, Image::Url("https://example.com/dog.png".into())),
+                (2, b64(Some("image/png"), PNG)),
+            ]
+        );
+        let ollama = json!({"model": "m", "messages": [
+            {"role": "user", "content": "what is this?", "images": [PNG, JPEG, "AAAA"]}]});
+        let r = parse_request(Front::Ollama, ollama.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            images_of(&r),
+            vec![
+                (0, b64(Some("image/png"), PNG)),
+                (0, b64(Some("image/jpeg"), JPEG)),
+                (0, b64(None, "AAAA")),
+            ]
+        );
+        let r = parse_request(
+            Front::OpenAi,
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": format!("data:image/jpg;base64,{JPEG}")}},
+                {"type": "image_url", "image_url": {"url": format!("data:;base64,{PNG}")}}]}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            images_of(&r),
+            vec![
+                (0, b64(Some("image/jpeg"), JPEG)),
+                (0, b64(Some("image/png"), PNG)),
+            ]
+        );
+        // malformed images are the client's 400, naming the field
+        for (front, body, needle) in [
+            (
+                Front::OpenAi,
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]}]}),
+                "messages[0].content[0].image_url.url is a data URL that is not base64",
+            ),
+            (
+                Front::OpenAi,
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]}),
+                "neither an http(s) URL",
+            ),
+            (
+                Front::Anthropic,
+                json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]}),
+                "messages[0].content[0].source.type \"file\"",
+            ),
+            (
+                Front::Ollama,
+                json!({"model": "m", "messages": [{"role": "user", "content": "x", "images": [1]}]}),
+                "messages[0].images[0] must be a base64 string",
+            ),
+            (
+                Front::Ollama,
+                json!({"model": "m", "messages": [{"role": "system", "content": "x", "images": [PNG]}]}),
+                "messages[0] is a system message with an image",
+            ),
+        ] {
+            let e = parse_request(front, body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidRequest);
+            assert!(e.message.contains(needle), "{front:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn images_render_for_each_provider_kind() {
+        let r = parse_request(
+            Front::Ollama,
+            json!({"model": "m", "messages": [{"role": "user", "content": "what is this?", "images": [PNG]}]}).to_string().as_bytes(),
+        )
+        .unwrap();
+        let (_, b) = try_provider_request(ProviderKind::OpenAi, &r, "gpt").unwrap();
+        assert_eq!(
+            b["messages"][0]["content"],
+            json!([{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}])
+        );
+        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        assert_eq!(
+            b["messages"][0]["content"],
+            json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}, {"type": "text", "text": "what is this?"}])
+        );
+        let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
+        assert_eq!(
+            b["messages"][0],
+            json!({"role": "user", "content": "what is this?", "images": [PNG]})
+        );
+
+        // OpenAI data URL → Ollama base64; a URL → Anthropic url source
+        let r = parse_request(
+            Front::OpenAi,
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": format!("data:image/jpeg;base64,{JPEG}")}}]}]}).to_string().as_bytes(),
+        )
+        .unwrap();
+        let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
+        assert_eq!(b["messages"][0]["images"], json!([JPEG]));
+        assert_eq!(b["messages"][0]["content"], "");
+        let r = parse_request(
+            Front::OpenAi,
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "cat?"}, {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}).to_string().as_bytes(),
+        )
+        .unwrap();
+        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        assert_eq!(
+            b["messages"][0]["content"][0],
+            json!({"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}})
+        );
+        // Anthropic URL source → OpenAI image_url; tool_result images stay in the result
+        let r = parse_request(
+            Front::Anthropic,
+            json!({"model": "m", "max_tokens": 5, "messages": [
+                {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://example.com/d.png"}}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "zoom", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]}).to_string().as_bytes(),
+        )
+        .unwrap();
+        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        assert_eq!(
+            b["messages"][2]["content"][0]["content"],
+            json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}])
+        );
+        // OpenAI tool messages take no images: a 400 naming the client's message
+        let e = try_provider_request(ProviderKind::OpenAi, &r, "gpt").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        assert!(e.message.contains("messages[2]: image 0 cannot be sent to the openai provider: OpenAI chat completions take images on user messages only"), "{}", e.message);
+    }
+
+    #[test]
+    fn images_a_provider_cannot_carry_are_a_400_in_the_clients_shape() {
+        // Ollama takes base64 only
+        let r = parse_request(
+            Front::OpenAi,
+            json!({"model": "m", "messages": [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}).to_string().as_bytes(),
+        )
+        .unwrap();
+        let e = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap_err();
+        assert_eq!(e.message, "messages[3]: image 0 cannot be sent to the ollama provider: Ollama takes images as base64 data only, not URLs; send the image inline, e.g. data:image/png;base64,iVBORw0KGgo...");
+        assert_eq!(
+            e.body(Front::OpenAi)["error"]["type"],
+            "invalid_request_error"
+        );
+        assert_eq!(
+            e.body(Front::Anthropic)["error"]["type"],
+            "invalid_request_error"
+        );
+        assert!(e.kind.status() == 400);
+        // the same request is fine for OpenAI and Anthropic
+        assert!(try_provider_request(ProviderKind::OpenAi, &r, "g").is_ok());
+        assert!(try_provider_request(ProviderKind::Anthropic, &r, "c").is_ok());
+        // the infallible form leaves the image out with a visible note, never silently
+        let (_, b) = provider_request(ProviderKind::Ollama, &r, "llava");
+        let m = &b["messages"][3];
+        assert!(m.get("images").is_none(), "{b}");
+        assert!(
+            m["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("[image not sent: Ollama takes images as base64 data only"),
+            "{b}"
+        );
+
+        // an Ollama assistant message with an image; data of unknown type
+        let r = parse_request(
+            Front::Ollama,
+            json!({"model": "m", "messages": [
+                {"role": "user", "content": "x", "images": ["AAAA"]},
+                {"role": "assistant", "content": "y", "images": [PNG]}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let e = try_provider_request(ProviderKind::Anthropic, &r, "c").unwrap_err();
+        assert!(e.message.starts_with("messages[0]: image 0 cannot be sent to the anthropic provider: its media type is unknown"), "{}", e.message);
+        let mut r2 = r.clone();
+        r2.messages[0].images.clear();
+        let e = try_provider_request(ProviderKind::OpenAi, &r2, "g").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("messages[1]: image 0 cannot be sent to the openai provider"),
+            "{}",
+            e.message
+        );
+        let e = try_provider_request(ProviderKind::Anthropic, &r2, "c").unwrap_err();
+        assert!(
+            e.message.contains("this is an assistant message"),
+            "{}",
+            e.message
+        );
+        assert!(try_provider_request(ProviderKind::Ollama, &r, "llava").is_ok());
+        // a media type Anthropic does not take
+        let r = parse_request(
+            Front::OpenAi,
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}]}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let e = try_provider_request(ProviderKind::Anthropic, &r, "c").unwrap_err();
+        assert!(e.message.contains("not \"image/bmp\""), "{}", e.message);
+    }
+
+    #[test]
+    fn the_fast_path_keeps_images_and_tools_and_the_full_parser_reads_them() {
+        let body = json!({"model": "fast", "stream": true, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "see"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}]}],
+            "tools": [{"type": "function", "function": {"name": "zoom", "parameters": {"type": "object"}}}]})
+        .to_string();
+        // same format: the raw body goes upstream with only the model replaced
+        let raw = peek_request(Front::OpenAi, body.as_bytes()).unwrap();
+        let up: Value =
+            serde_json::from_slice(&raw.upstream_body(ProviderKind::OpenAi, "gpt")).unwrap();
+        let orig: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(up["messages"], orig["messages"]);
+        assert_eq!(up["tools"], orig["tools"]);
+        // another format: the full parser (which the relay uses then) carries both
+        let r = parse_request(Front::OpenAi, body.as_bytes()).unwrap();
+        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        assert_eq!(b["messages"][0]["content"][0]["source"]["data"], PNG);
+        assert_eq!(b["tools"][0]["name"], "zoom");
+        let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
+        assert_eq!(b["messages"][0]["images"][0], PNG);
+        assert_eq!(b["tools"][0]["function"]["name"], "zoom");
     }
 }

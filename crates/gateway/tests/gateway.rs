@@ -1341,3 +1341,487 @@ async fn tool_calls_translate_between_openai_anthropic_and_ollama() {
         "{v}"
     );
 }
+
+// ------------------------------------------------ tool calls in streams, images
+
+/// A loopback provider (a real axum server on port 0) that streams one canned answer
+/// in each API's own format: the text "Checking." and a call of get_weather
+/// {"city":"Oslo"} (arguments in fragments where the API streams them; Ollama sends
+/// the call whole). The shared fake streams text only. Keeps the last request.
+struct ToolStreamer {
+    url: String,
+    last: Arc<std::sync::Mutex<Option<(String, Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ToolStreamer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn tool_stream_pieces(path: &str) -> (&'static str, Vec<String>) {
+    let sse = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    match path {
+        "/v1/chat/completions" => {
+            let chunk = |delta: Value, finish: Value| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                )
+            };
+            let n = Value::Null;
+            (
+                "text/event-stream",
+                vec![
+                    chunk(
+                        json!({"role": "assistant", "content": "Checking."}),
+                        n.clone(),
+                    ),
+                    chunk(
+                        json!({"tool_calls": [{"index": 0, "id": "call_up", "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""}}]}),
+                        n.clone(),
+                    ),
+                    chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\""}}]}),
+                        n.clone(),
+                    ),
+                    chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": ": \"Oslo\"}"}}]}),
+                        n,
+                    ),
+                    chunk(json!({}), json!("tool_calls")),
+                    format!(
+                        "data: {}\n\ndata: [DONE]\n\n",
+                        json!({"id": "chatcmpl-t", "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 6}})
+                    ),
+                ],
+            )
+        }
+        "/v1/messages" => (
+            "text/event-stream",
+            vec![
+                sse(
+                    json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant",
+                    "model": "m", "content": [], "usage": {"input_tokens": 4, "output_tokens": 1}}}),
+                ),
+                sse(
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ),
+                sse(json!({"type": "ping"})),
+                sse(
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Checking."}}),
+                ),
+                sse(json!({"type": "content_block_stop", "index": 0})),
+                sse(
+                    json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use",
+                    "id": "toolu_up", "name": "get_weather", "input": {}}}),
+                ),
+                sse(
+                    json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"city\""}}),
+                ),
+                sse(
+                    json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ": \"Oslo\"}"}}),
+                ),
+                sse(json!({"type": "content_block_stop", "index": 1})),
+                sse(
+                    json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 6}}),
+                ),
+                sse(json!({"type": "message_stop"})),
+            ],
+        ),
+        _ => (
+            "application/x-ndjson",
+            vec![
+                format!(
+                    "{}\n",
+                    json!({"model": "m", "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": "Checking."}, "done": false})
+                ),
+                format!(
+                    "{}\n",
+                    json!({"model": "m", "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": "",
+                    "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]}, "done": false})
+                ),
+                format!(
+                    "{}\n",
+                    json!({"model": "m", "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": ""},
+                    "done": true, "done_reason": "stop", "prompt_eval_count": 4, "eval_count": 6})
+                ),
+            ],
+        ),
+    }
+}
+
+/// [`three_kinds`] with every provider at `url` (no shared fake).
+async fn three_kinds_at(url: &str) -> String {
+    let fake = FakeProvider::start().await;
+    three_kinds(&fake, "").replace(&fake.url, url)
+}
+
+async fn tool_streamer() -> ToolStreamer {
+    use axum::http::{header, Uri};
+    let last: Arc<std::sync::Mutex<Option<(String, Value)>>> = Arc::default();
+    let l = last.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, body: axum::body::Bytes| {
+        let l = l.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            *l.lock().unwrap() = Some((uri.path().to_string(), v));
+            let (ct, pieces) = tool_stream_pieces(uri.path());
+            // one body frame per piece, so the gateway decodes across reads
+            let frames = futures_util::stream::iter(
+                pieces
+                    .into_iter()
+                    .map(|p| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(p))),
+            );
+            (
+                [(header::CONTENT_TYPE, ct)],
+                axum::body::Body::from_stream(frames),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    ToolStreamer { url, last, task }
+}
+
+/// (text, tool calls as (id, name, arguments object), finish reason) a client of
+/// `front` reads from a stream.
+fn read_tool_stream(front: &str, raw: &str) -> (String, Vec<(String, String, Value)>, String) {
+    let mut text = String::new();
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    let mut finish = String::new();
+    for l in raw.lines().filter(|l| !l.is_empty()) {
+        let data = match front {
+            "ollama" => l,
+            _ => match l.strip_prefix("data: ") {
+                Some(d) => d,
+                None => continue,
+            },
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        match front {
+            "openai" => {
+                let d = &v["choices"][0]["delta"];
+                text.push_str(d["content"].as_str().unwrap_or(""));
+                for tc in d["tool_calls"].as_array().into_iter().flatten() {
+                    let i = tc["index"].as_u64().unwrap() as usize;
+                    if let Some(id) = tc["id"].as_str() {
+                        assert_eq!(i, calls.len(), "{raw}");
+                        calls.push((
+                            id.into(),
+                            tc["function"]["name"].as_str().unwrap().into(),
+                            String::new(),
+                        ));
+                    }
+                    calls[i]
+                        .2
+                        .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                }
+                if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
+                    finish = f.into();
+                }
+            }
+            "anthropic" => match v["type"].as_str().unwrap() {
+                "content_block_start" if v["content_block"]["type"] == "tool_use" => {
+                    let cb = &v["content_block"];
+                    calls.push((
+                        cb["id"].as_str().unwrap().into(),
+                        cb["name"].as_str().unwrap().into(),
+                        String::new(),
+                    ));
+                }
+                "content_block_delta" => {
+                    text.push_str(v["delta"]["text"].as_str().unwrap_or(""));
+                    if let Some(p) = v["delta"]["partial_json"].as_str() {
+                        calls.last_mut().unwrap().2.push_str(p);
+                    }
+                }
+                "message_delta" => finish = v["delta"]["stop_reason"].as_str().unwrap().into(),
+                _ => {}
+            },
+            _ => {
+                text.push_str(v["message"]["content"].as_str().unwrap_or(""));
+                for tc in v["message"]["tool_calls"].as_array().into_iter().flatten() {
+                    calls.push((
+                        String::new(),
+                        tc["function"]["name"].as_str().unwrap().into(),
+                        tc["function"]["arguments"].to_string(),
+                    ));
+                }
+                if v["done"] == true {
+                    finish = v["done_reason"].as_str().unwrap().into();
+                }
+            }
+        }
+    }
+    let calls = calls
+        .into_iter()
+        .map(|(id, n, a)| (id, n, serde_json::from_str(&a).unwrap()))
+        .collect();
+    (text, calls, finish)
+}
+
+#[tokio::test]
+async fn tool_calls_inside_streams_reach_every_client_in_its_own_shape() {
+    let up = tool_streamer().await;
+    let cfg = three_kinds_at(&up.url).await;
+    let r = rig(&cfg).await;
+    let c = http();
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    for front in ["openai", "anthropic", "ollama"] {
+        for (provider, upstream_path, want_id) in [
+            ("oai", "/v1/chat/completions", "call_up"),
+            ("ant", "/v1/messages", "toolu_up"),
+            ("oll", "/api/chat", "call_"),
+        ] {
+            let mut b = body(front, &format!("{provider}:m1"), true);
+            b["tools"] = match front {
+                "anthropic" => json!([{"name": "get_weather", "input_schema": schema}]),
+                _ => {
+                    json!([{"type": "function", "function": {"name": "get_weather", "parameters": schema}}])
+                }
+            };
+            let resp = c
+                .post(format!("{}{}", r.url, path(front)))
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{front} → {provider}");
+            let raw = resp.text().await.unwrap();
+            let (text, calls, finish) = read_tool_stream(front, &raw);
+            let what = format!("{front} → {provider}:\n{raw}");
+            assert_eq!(text, "Checking.", "{what}");
+            assert_eq!(calls.len(), 1, "{what}");
+            assert_eq!(calls[0].1, "get_weather", "{what}");
+            assert_eq!(calls[0].2, json!({"city": "Oslo"}), "{what}");
+            if front != "ollama" {
+                assert!(calls[0].0.starts_with(want_id), "{what}");
+            }
+            let want_finish = match front {
+                "openai" => "tool_calls",
+                "anthropic" => "tool_use",
+                _ => "stop",
+            };
+            assert_eq!(finish, want_finish, "{what}");
+            // the tools went upstream in the provider's own shape
+            let (p, sent) = up.last.lock().unwrap().clone().unwrap();
+            assert_eq!(p, upstream_path);
+            let schema_at = if provider == "ant" {
+                &sent["tools"][0]["input_schema"]
+            } else {
+                &sent["tools"][0]["function"]["parameters"]
+            };
+            assert_eq!(schema_at, &schema, "{what}\n{sent}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn async_openai_streams_a_tool_call_from_an_anthropic_provider() {
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::chat::CreateChatCompletionRequest;
+    let up = tool_streamer().await;
+    let cfg = three_kinds_at(&up.url).await;
+    let r = rig(&cfg).await;
+    let client = async_openai::Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{}/v1", r.url))
+            .with_api_key("not-a-real-key"),
+    );
+    let req: CreateChatCompletionRequest = serde_json::from_value(json!({
+        "model": "ant:claude-x", "stream": true,
+        "messages": [{"role": "user", "content": "weather in Oslo?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}))
+    .unwrap();
+    let mut stream = client.chat().create_stream(req).await.unwrap();
+    let (mut id, mut name, mut args, mut text) =
+        (String::new(), String::new(), String::new(), String::new());
+    let mut finish = None;
+    let mut n = 0;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+    {
+        let chunk = chunk.unwrap();
+        n += 1;
+        assert!(n < 100);
+        let Some(ch) = chunk.choices.first() else {
+            continue;
+        };
+        text.push_str(ch.delta.content.as_deref().unwrap_or(""));
+        for tc in ch.delta.tool_calls.iter().flatten() {
+            assert_eq!(tc.index, 0);
+            if let Some(i) = &tc.id {
+                id = i.clone();
+            }
+            if let Some(f) = &tc.function {
+                name.push_str(f.name.as_deref().unwrap_or(""));
+                args.push_str(f.arguments.as_deref().unwrap_or(""));
+            }
+        }
+        if let Some(f) = &ch.finish_reason {
+            finish = Some(serde_json::to_value(f).unwrap());
+        }
+    }
+    assert_eq!(text, "Checking.");
+    assert_eq!((id.as_str(), name.as_str()), ("toolu_up", "get_weather"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "Oslo"})
+    );
+    assert_eq!(finish, Some(json!("tool_calls")));
+}
+
+#[tokio::test]
+async fn images_reach_each_provider_kind_in_its_own_shape() {
+    const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake, "")).await;
+    let c = http();
+    let send = |front: &'static str, b: Value| {
+        let c = c.clone();
+        let url = format!("{}{}", r.url, path(front));
+        async move {
+            let resp = c.post(url).json(&b).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let openai_img = |model: &str| {
+        json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}]}]})
+    };
+    // OpenAI client → Anthropic provider: a base64 image block
+    let (st, out) = send("openai", openai_img("ant:claude-x")).await;
+    assert_eq!(st, 200, "{out}");
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/v1/messages");
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "text", "text": "what is this?"}])
+    );
+    // OpenAI client → Ollama provider: `images`
+    let (st, _) = send("openai", openai_img("oll:llava")).await;
+    assert_eq!(st, 200);
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/api/chat");
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "user", "content": "what is this?", "images": [PNG]})
+    );
+    // OpenAI client → OpenAI provider: passed through as written
+    let (st, _) = send("openai", openai_img("oai:gpt-x")).await;
+    assert_eq!(st, 200);
+    let (_, sent) = fake.last_request().unwrap();
+    assert_eq!(sent["messages"], openai_img("x")["messages"]);
+    // Ollama client → OpenAI provider: a data URL with the sniffed media type
+    let (st, _) = send(
+        "ollama",
+        json!({"model": "oai:gpt-x", "stream": false,
+            "messages": [{"role": "user", "content": "and this?", "images": [PNG]}]}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, sent) = fake.last_request().unwrap();
+    assert_eq!(
+        sent["messages"][0]["content"][1],
+        json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}})
+    );
+    // Anthropic client with an image URL → OpenAI provider: an image_url part, streamed
+    let (st, out) = send(
+        "anthropic",
+        json!({"model": "oai:gpt-x", "max_tokens": 32, "stream": true, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+            {"type": "text", "text": "cat?"}]}]}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(out.contains("message_stop"), "{out}");
+    let (_, sent) = fake.last_request().unwrap();
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([{"type": "text", "text": "cat?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])
+    );
+    // a malformed image is the client's 400 in its own shape, before anything is sent
+    let before = fake.requests();
+    let (st, out) = send(
+        "anthropic",
+        json!({"model": "oai:gpt-x", "max_tokens": 32, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "file", "file_id": "f1"}}]}]}),
+    )
+    .await;
+    assert_eq!(st, 400, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0].content[0].source.type"),
+        "{out}"
+    );
+    assert_eq!(fake.requests(), before);
+}
+
+#[tokio::test]
+async fn an_image_url_skips_ollama_targets_and_is_a_400_when_none_is_left() {
+    let fake = FakeProvider::start().await;
+    let extra = r#"
+[models.vision]
+targets = ["oll:llava", "oai:gpt-4o"]
+[models.local]
+targets = ["oll:llava"]
+"#;
+    let r = rig(&three_kinds(&fake, extra)).await;
+    let c = http();
+    let ask = |model: &str| {
+        json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "cat?"},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}]}]})
+    };
+    // Ollama takes base64 only: the fallback target that can carry the URL serves it
+    let resp = c
+        .post(format!("{}/v1/messages", r.url))
+        .json(&ask("vision"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/v1/chat/completions");
+    assert_eq!(
+        sent["messages"][0]["content"][1]["image_url"]["url"],
+        "https://example.com/cat.png"
+    );
+    // no target can carry it: the client's 400 in its own shape, nothing sent upstream
+    let before = fake.requests();
+    let resp = c
+        .post(format!("{}/v1/messages", r.url))
+        .json(&ask("local"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("messages[0]") && msg.contains("ollama"),
+        "{msg}"
+    );
+    assert_eq!(fake.requests(), before);
+}

@@ -370,19 +370,23 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<Mutex<Inner>>) -> std::io::Resu
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n"
         );
-        sock.write_all(head.as_bytes()).await?;
+        // what is written goes out when the stream waits (a delay, a stall) or ends:
+        // a zero-delay stream leaves in one write, like a provider whose tokens are all
+        // ready at once (and the benchmark's load side stays cheap)
+        let mut out: Vec<u8> = head.into_bytes();
         let mut pieces: Vec<String> = Vec::new();
         if api == Api::Anthropic {
             pieces.push(sse("message_start", &json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}})));
             pieces.push(sse("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
             pieces.push(sse("ping", &json!({"type": "ping"})));
         }
-        if write_chunks(&mut sock, &pieces).await.is_err() {
-            mark_closed(&st);
-            return Ok(());
-        }
+        push_chunks(&mut out, &pieces);
         for (i, w) in words.iter().enumerate() {
             if b.stall_after == Some(i) {
+                if send_now(&mut sock, &mut out).await.is_err() {
+                    mark_closed(&st);
+                    return Ok(());
+                }
                 // hold the connection, watching for the client to close it
                 let mut tmp = [0u8; 64];
                 let r = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut tmp)).await;
@@ -403,8 +407,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<Mutex<Inner>>) -> std::io::Resu
                     ),
                     Api::Ollama => format!("{}\n", json!({"error": "fake mid-stream failure"})),
                 };
-                let _ = write_chunks(&mut sock, &[e]).await;
-                let _ = sock.write_all(b"0\r\n\r\n").await;
+                push_chunks(&mut out, &[e]);
+                out.extend_from_slice(b"0\r\n\r\n");
+                let _ = send_now(&mut sock, &mut out).await;
                 return Ok(());
             }
             let piece = match api {
@@ -421,11 +426,12 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<Mutex<Inner>>) -> std::io::Resu
                     json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": w}, "done": false})
                 ),
             };
-            if write_chunks(&mut sock, &[piece]).await.is_err() {
-                mark_closed(&st);
-                return Ok(());
-            }
+            push_chunks(&mut out, &[piece]);
             if !b.chunk_delay.is_zero() {
+                if send_now(&mut sock, &mut out).await.is_err() {
+                    mark_closed(&st);
+                    return Ok(());
+                }
                 tokio::time::sleep(b.chunk_delay).await;
             }
         }
@@ -445,9 +451,9 @@ async fn serve_conn(mut sock: TcpStream, st: Arc<Mutex<Inner>>) -> std::io::Resu
             }
             Api::Ollama => tail.push(format!("{}\n", json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "total_duration": 1000, "prompt_eval_count": prompt_tokens, "eval_count": out_tokens}))),
         }
-        if write_chunks(&mut sock, &tail).await.is_err()
-            || sock.write_all(b"0\r\n\r\n").await.is_err()
-        {
+        push_chunks(&mut out, &tail);
+        out.extend_from_slice(b"0\r\n\r\n");
+        if send_now(&mut sock, &mut out).await.is_err() {
             mark_closed(&st);
             return Ok(());
         }
@@ -468,11 +474,17 @@ fn sse(event: &str, v: &Value) -> String {
     format!("event: {event}\ndata: {v}\n\n")
 }
 
-async fn write_chunks(sock: &mut TcpStream, pieces: &[String]) -> std::io::Result<()> {
+/// Appends `pieces` to `out` as HTTP/1.1 chunks.
+fn push_chunks(out: &mut Vec<u8>, pieces: &[String]) {
     for p in pieces {
-        sock.write_all(format!("{:x}\r\n{p}\r\n", p.len()).as_bytes())
-            .await?;
+        out.extend_from_slice(format!("{:x}\r\n{p}\r\n", p.len()).as_bytes());
     }
+}
+
+/// Writes what `out` holds (one write) and empties it.
+async fn send_now(sock: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    sock.write_all(out).await?;
+    out.clear();
     sock.flush().await
 }
 
