@@ -253,9 +253,14 @@ impl PlainClient {
         req.extend_from_slice(body);
         let mut retried = false;
         loop {
-            let (mut conn, reused) = match self.pool.take(&origin.key) {
-                Some(c) if !retried => (c, true),
-                _ => (self.connect(origin).await?, false),
+            let pooled = if retried {
+                None
+            } else {
+                self.pool.take(&origin.key)
+            };
+            let (mut conn, reused) = match pooled {
+                Some(c) => (c, true),
+                None => (self.connect(origin).await?, false),
             };
             if let Err(e) = conn.io.write_all(&req).await {
                 if reused {
