@@ -22,6 +22,10 @@
 #   SOAK_SECS          0 = no soak (default); 600 = the 10-minute soak (max 3600)
 #   SOAK_RATE          rate of the soak (default 1000)
 #   RSS_EVERY          seconds between RSS samples in the soak (default 10)
+#   CHUNK_DELAY_MS     ms between a stream's content chunks at the fake (default 0: a
+#                      zero-delay stream leaves the fake in one write; N > 0: every event
+#                      reaches the gateway in a read of its own, like real tokens)
+#   WORDS              content chunks per answer (default 5)
 #   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
 #   LITELLM_VENV       where LiteLLM is pip-installed (default ~/.cache/powertune-bench/litellm-venv)
 #
@@ -40,12 +44,16 @@ LITELLM_RATES=${LITELLM_RATES:-"25 50 100 200"}
 P99_BOUND_MS=${P99_BOUND_MS:-1000}
 GW_SEARCH_RATES=${GW_SEARCH_RATES:-"1000 2000 3000 5000 7000"}
 SOAK_SECS=${SOAK_SECS:-0}
+CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
+WORDS=${WORDS:-5}
 SOAK_RATE=${SOAK_RATE:-1000}
 RSS_EVERY=${RSS_EVERY:-10}
 LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( SECONDS_PER_STEP >= 1 && SECONDS_PER_STEP <= 600 )) || { echo "SECONDS_PER_STEP must be 1..600" >&2; exit 1; }
 (( SOAK_SECS >= 0 && SOAK_SECS <= 3600 )) || { echo "SOAK_SECS must be 0..3600" >&2; exit 1; }
 (( RSS_EVERY >= 1 && RSS_EVERY <= 600 )) || { echo "RSS_EVERY must be 1..600" >&2; exit 1; }
+(( CHUNK_DELAY_MS >= 0 && CHUNK_DELAY_MS <= 1000 )) || { echo "CHUNK_DELAY_MS must be 0..1000" >&2; exit 1; }
+(( WORDS >= 1 && WORDS <= 1000 )) || { echo "WORDS must be 1..1000" >&2; exit 1; }
 for r in $RATES $LITELLM_RATES $GW_SEARCH_RATES $SOAK_RATE; do
   (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000 (got $r)" >&2; exit 1; }
 done
@@ -80,7 +88,9 @@ row() { # label target json
     "$(field "$3" p99_ms)" "$(field "$3" max_ms)" "$(errs "$3")"
 }
 
-"${PIN_LOAD[@]}" "$FAKE_BIN" >"$TMP/fake.url" 2>/dev/null &
+FAKE_ENV=(FAKE_WORDS="$WORDS")
+(( CHUNK_DELAY_MS > 0 )) && FAKE_ENV+=(FAKE_CHUNK_DELAY_MS="$CHUNK_DELAY_MS")
+env "${FAKE_ENV[@]}" "${PIN_LOAD[@]}" "$FAKE_BIN" >"$TMP/fake.url" 2>/dev/null &
 PIDS+=($!)
 for _ in $(seq 1 50); do [ -s "$TMP/fake.url" ] && break; sleep 0.1; done
 FAKE=$(head -1 "$TMP/fake.url")
@@ -112,6 +122,8 @@ run "$GW/v1/chat/completions" 200 1 >/dev/null
 echo
 echo "## Added latency (open loop, ${SECONDS_PER_STEP}s per step; gateway on core 0, load + fake on core 1)"
 echo
+echo "Streams carry $WORDS content chunks, ${CHUNK_DELAY_MS} ms apart at the fake."
+echo
 echo "| rate/s, mode | target | achieved/s | p50 ms | p99 ms | max ms | errors |"
 echo "|---|---|---|---|---|---|---|"
 ADDED=()
@@ -124,21 +136,23 @@ for mode in $MODES; do
     t1=$(cpu_ticks "$GW_PID")
     row "$rate $mode" "direct" "$d"
     row "$rate $mode" "gateway" "$g"
-    ADDED+=("$(python3 - "$d" "$g" "$rate" "$mode" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'EOF'
+    ADDED+=("$(python3 - "$d" "$g" "$rate" "$mode" "$((t1 - t0))" "$(getconf CLK_TCK)" "$WORDS" <<'EOF'
 import json, sys
 d, g = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-rate, mode, ticks, hz = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+rate, mode, ticks, hz, words = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 n = max(1, g["ok"] + g["errors"])
+per = ticks / hz * 1e6 / n
+chunk = f"{per / words:.1f}" if mode == "stream" else "-"
 print(f"| {rate} {mode} | {g['p50_ms'] - d['p50_ms']:+.3f} | {g['p99_ms'] - d['p99_ms']:+.3f} | "
-      f"{ticks / hz * 1e6 / n:.0f} | {g['errors'] + g['skipped']} |")
+      f"{per:.0f} | {chunk} | {g['errors'] + g['skipped']} |")
 EOF
 )")
   done
 done
 unset OPENLOOP_STREAM
 echo
-echo "| rate/s, mode | added p50 ms | added p99 ms | gateway CPU µs/request | errors |"
-echo "|---|---|---|---|---|"
+echo "| rate/s, mode | added p50 ms | added p99 ms | gateway CPU µs/request | µs per content chunk | errors |"
+echo "|---|---|---|---|---|---|"
 printf '%s\n' "${ADDED[@]}"
 echo
 curl -fs "$GW/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); o=s["overhead_ms"]; print("Gateway own time (x-powertune-overhead-ms) over %d calls: p50 %.3f ms, p99 %.3f ms." % (s["calls"], o["p50"], o["p99"]))'
