@@ -686,7 +686,14 @@ mod tests {
     async fn server(
         conns: Vec<Vec<Vec<&'static [u8]>>>,
     ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        server_on("127.0.0.1:0", conns).await
+    }
+
+    async fn server_on(
+        addr: &str,
+        conns: Vec<Vec<Vec<&'static [u8]>>>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind(addr).await.unwrap();
         let port = l.local_addr().unwrap().port();
         let h = tokio::spawn(async move {
             let mut seen = Vec::new();
@@ -786,9 +793,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stale_pooled_connection_is_retried_on_a_new_one() {
-        // the first connection answers once and closes; the request after it must
-        // go out again on a second connection
+    async fn a_closed_idle_connection_is_not_used() {
+        // the first connection answers once and closes while idle: the next request
+        // goes out on a second connection, and the first is never written to
         let (port, h) = server(vec![
             vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]],
             vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nyes"]],
@@ -802,6 +809,50 @@ mod tests {
         let r = c.post(&o, &[], b"2").await.unwrap();
         assert_eq!(collect(r.body).await.unwrap().concat(), b"yes");
         assert_eq!(h.await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_closed_before_answering_is_retried_once_on_a_new_one() {
+        // connection 1 answers request 1, then reads request 2 and closes without a
+        // byte: request 2 goes out again on connection 2
+        let (port, h) = server(vec![
+            vec![
+                vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"],
+                vec![],
+            ],
+            vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nyes"]],
+        ])
+        .await;
+        let c = PlainClient::new(Duration::from_secs(2));
+        let o = origin(port);
+        let r = c.post(&o, &[], b"1").await.unwrap();
+        assert_eq!(collect(r.body).await.unwrap().concat(), b"ok");
+        let r = c.post(&o, &[], b"22").await.unwrap();
+        assert_eq!(collect(r.body).await.unwrap().concat(), b"yes");
+        let seen = h.await.unwrap();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen[1].ends_with("\r\n\r\n22") && seen[2].ends_with("\r\n\r\n22"));
+        // a fresh connection that closes before answering is an error, not retried
+        let (port, h) = server(vec![vec![vec![]], vec![vec![]]]).await;
+        let o = origin(port);
+        match c.post(&o, &[], b"3").await {
+            Err(SendError::Failed(m)) => assert!(m.contains("before answering"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(r) => panic!("status {}", r.status),
+        }
+        drop(c);
+        let seen = tokio::time::timeout(Duration::from_secs(5), async {
+            // the server's second accept never comes: abort it after the first
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            h.abort();
+            h.await
+        })
+        .await
+        .unwrap();
+        assert!(
+            seen.is_err(),
+            "the server was still waiting for a second connection"
+        );
     }
 
     #[tokio::test]
@@ -849,6 +900,24 @@ mod tests {
             Err(SendError::Failed(m)) => assert!(m.starts_with("connection failed"), "{m}"),
             other => panic!("{:?}", other.err()),
         }
+    }
+
+    #[tokio::test]
+    async fn ipv6_literal_and_host_name_origins_connect() {
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let c = PlainClient::new(Duration::from_secs(2));
+        let (port, h) = server_on("[::1]:0", vec![vec![vec![OK]]]).await;
+        let o = Origin::new(&url::Url::parse(&format!("http://[::1]:{port}/x")).unwrap()).unwrap();
+        let r = c.post(&o, &[], b"").await.unwrap();
+        assert_eq!(collect(r.body).await.unwrap().concat(), b"ok");
+        assert!(h.await.unwrap()[0].contains(&format!("host: [::1]:{port}\r\n")));
+        // a name is resolved (every address tried): localhost reaches a 127.0.0.1 server
+        let (port, h) = server(vec![vec![vec![OK]]]).await;
+        let o =
+            Origin::new(&url::Url::parse(&format!("http://localhost:{port}/x")).unwrap()).unwrap();
+        let r = c.post(&o, &[], b"").await.unwrap();
+        assert_eq!(collect(r.body).await.unwrap().concat(), b"ok");
+        assert!(h.await.unwrap()[0].contains(&format!("host: localhost:{port}\r\n")));
     }
 
     #[test]
