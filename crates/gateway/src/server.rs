@@ -7,10 +7,10 @@ use crate::config::{Config, ConfigError, ProviderKind, Target};
 use crate::metrics::{prometheus, CallRecord, CredentialStatus, Metrics, Outcome, StatusSnapshot};
 use crate::upstream::{Origin, PlainClient, PlainResponse, SendError};
 use crate::wire::{
-    check_images, parse_provider_response, parse_request, peek_provider_response, peek_request,
-    provider_error_message, provider_path, provider_request, render_response, same_format,
-    ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front, StreamDecoder, StreamEncoder,
-    Usage,
+    check_request, has_provider_limits, parse_provider_response, parse_request,
+    peek_provider_response, peek_request, provider_error_message, provider_path, provider_request,
+    render_response, same_format, ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front,
+    StreamDecoder, StreamEncoder, Usage,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -1019,9 +1019,10 @@ impl Gateway {
                 Err(e) => return error_response(front, &e, None),
             }
         }
-        // images go only to targets whose format can carry them (Ollama: base64 only)
+        // images and forced tool calls go only to targets whose format can carry them
+        // (Ollama: base64 images only, no tool_choice)
         let targets = match &canon {
-            Some(c) if c.messages.iter().any(|m| !m.images.is_empty()) => {
+            Some(c) if has_provider_limits(c) => {
                 let mut refused = None;
                 let kept: Vec<Target> = targets
                     .iter()
@@ -1030,7 +1031,7 @@ impl Gateway {
                         if raw.is_some() && same_format(front, kind) {
                             return true; // passed through as sent
                         }
-                        match check_images(kind, c) {
+                        match check_request(kind, c) {
                             Ok(()) => true,
                             Err(e) => {
                                 refused.get_or_insert(e);

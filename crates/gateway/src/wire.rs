@@ -70,6 +70,24 @@ pub struct ChatRequest {
     pub stream: bool,
     pub include_usage: bool,
     pub tools: Vec<ToolDef>,
+    /// Whether and which tool the model must call (OpenAI `tool_choice`, Anthropic
+    /// `tool_choice`; Ollama has none).
+    pub tool_choice: Option<ToolChoice>,
+    /// OpenAI `parallel_tool_calls`; Anthropic `disable_parallel_tool_use` inverted.
+    pub parallel_tool_calls: Option<bool>,
+}
+
+/// What the model may do with the tools it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// It decides (OpenAI `"auto"`, Anthropic `auto`).
+    Auto,
+    /// It must not call one (OpenAI `"none"`, Anthropic `none`).
+    None,
+    /// It must call at least one (OpenAI `"required"`, Anthropic `any`).
+    Required,
+    /// It must call this one.
+    Tool(String),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -647,6 +665,60 @@ fn parse_tools(v: &Value) -> Vec<ToolDef> {
         .collect()
 }
 
+/// `tool_choice` (and the parallel-calls switch) in the client's shape.
+fn parse_tool_choice(
+    front: Front,
+    v: &Value,
+) -> Result<(Option<ToolChoice>, Option<bool>), ApiError> {
+    let Some(tc) = v.get("tool_choice").filter(|t| !t.is_null()) else {
+        return Ok((None, v.get("parallel_tool_calls").and_then(Value::as_bool)));
+    };
+    match front {
+        Front::OpenAi => {
+            let choice = match tc {
+                Value::String(s) if s == "auto" => ToolChoice::Auto,
+                Value::String(s) if s == "none" => ToolChoice::None,
+                Value::String(s) if s == "required" => ToolChoice::Required,
+                _ => match tc.pointer("/function/name").and_then(Value::as_str) {
+                    Some(name) => ToolChoice::Tool(name.to_string()),
+                    None => {
+                        return Err(ApiError::bad(format!(
+                            "tool_choice {tc} is not one of \"auto\", \"none\", \"required\" or {{\"type\": \"function\", \"function\": {{\"name\": \"get_weather\"}}}}"
+                        )))
+                    }
+                },
+            };
+            Ok((
+                Some(choice),
+                v.get("parallel_tool_calls").and_then(Value::as_bool),
+            ))
+        }
+        Front::Anthropic => {
+            let choice = match (
+                tc.get("type").and_then(Value::as_str),
+                tc.get("name").and_then(Value::as_str),
+            ) {
+                (Some("auto"), _) => ToolChoice::Auto,
+                (Some("none"), _) => ToolChoice::None,
+                (Some("any"), _) => ToolChoice::Required,
+                (Some("tool"), Some(name)) => ToolChoice::Tool(name.to_string()),
+                _ => {
+                    return Err(ApiError::bad(format!(
+                        "tool_choice {tc} is not {{\"type\": \"auto\"|\"any\"|\"none\"}} or {{\"type\": \"tool\", \"name\": \"get_weather\"}}"
+                    )))
+                }
+            };
+            let parallel = tc
+                .get("disable_parallel_tool_use")
+                .and_then(Value::as_bool)
+                .map(|d| !d);
+            Ok((Some(choice), parallel))
+        }
+        // Ollama's API has no tool_choice: the field is ignored, as Ollama does
+        Front::Ollama => Ok((None, None)),
+    }
+}
+
 /// Parses a client request body for `front`.
 pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -666,6 +738,7 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
         )
     })?;
     let (mut system, messages) = split_messages(arr)?;
+    let (tool_choice, parallel_tool_calls) = parse_tool_choice(front, &v)?;
     if messages.is_empty() {
         return Err(ApiError::bad(
             "\"messages\" needs at least one user message, e.g. [{\"role\": \"user\", \"content\": \"Hi\"}]",
@@ -689,6 +762,8 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             tools: parse_tools(&v),
+            tool_choice,
+            parallel_tool_calls,
         }),
         Front::Anthropic => {
             if let Some(s) = v.get("system") {
@@ -716,6 +791,8 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
                 stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
                 include_usage: true,
                 tools: parse_tools(&v),
+                tool_choice,
+                parallel_tool_calls,
             })
         }
         Front::Ollama => {
@@ -732,6 +809,8 @@ pub fn parse_request(front: Front, body: &[u8]) -> Result<ChatRequest, ApiError>
                 stream: v.get("stream").and_then(Value::as_bool).unwrap_or(true),
                 include_usage: true,
                 tools: parse_tools(&v),
+                tool_choice,
+                parallel_tool_calls,
             })
         }
     }
@@ -1352,6 +1431,35 @@ pub fn check_images(kind: ProviderKind, req: &ChatRequest) -> Result<(), ApiErro
     Ok(())
 }
 
+/// Everything in `req` that a provider of `kind` cannot carry, as a 400: its images
+/// ([`check_images`]) and a forced tool call for Ollama, which has no `tool_choice`.
+pub fn check_request(kind: ProviderKind, req: &ChatRequest) -> Result<(), ApiError> {
+    check_images(kind, req)?;
+    if kind == ProviderKind::Ollama && !req.tools.is_empty() {
+        let forced = match &req.tool_choice {
+            Some(ToolChoice::Required) => Some("\"required\"".to_string()),
+            Some(ToolChoice::Tool(name)) => Some(format!("{name:?}")),
+            _ => None,
+        };
+        if let Some(what) = forced {
+            return Err(ApiError::bad(format!(
+                "tool_choice {what} cannot be sent to the ollama provider: Ollama has no tool_choice and cannot be made to call a tool; use \"auto\", or route the model to an OpenAI or Anthropic target"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True when `req` holds something only some providers can carry (images, a forced
+/// tool call): the targets are then checked with [`check_request`] before picking.
+pub fn has_provider_limits(req: &ChatRequest) -> bool {
+    req.messages.iter().any(|m| !m.images.is_empty())
+        || matches!(
+            req.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Tool(_))
+        )
+}
+
 /// `data:` URL of inline image data (OpenAI's way of sending it).
 fn data_url(media_type: &str, data: &str) -> String {
     let mut s = String::with_capacity(data.len() + media_type.len() + 13);
@@ -1380,7 +1488,7 @@ pub fn try_provider_request(
     req: &ChatRequest,
     model: &str,
 ) -> Result<(&'static str, Value), ApiError> {
-    check_images(kind, req)?;
+    check_request(kind, req)?;
     Ok(render_provider_request(kind, req, model))
 }
 
@@ -1451,6 +1559,19 @@ fn render_provider_request(
             let mut b = json!({"model": model, "messages": msgs, "stream": req.stream});
             if !req.tools.is_empty() {
                 b["tools"] = openai_tools(&req.tools);
+                if let Some(tc) = &req.tool_choice {
+                    b["tool_choice"] = match tc {
+                        ToolChoice::Auto => json!("auto"),
+                        ToolChoice::None => json!("none"),
+                        ToolChoice::Required => json!("required"),
+                        ToolChoice::Tool(name) => {
+                            json!({"type": "function", "function": {"name": name}})
+                        }
+                    };
+                }
+                if let Some(p) = req.parallel_tool_calls {
+                    b["parallel_tool_calls"] = json!(p);
+                }
             }
             if req.stream {
                 b["stream_options"] = json!({"include_usage": true});
@@ -1536,6 +1657,20 @@ fn render_provider_request(
                         })
                         .collect(),
                 );
+                if req.tool_choice.is_some() || req.parallel_tool_calls == Some(false) {
+                    let mut c = match req.tool_choice.as_ref().unwrap_or(&ToolChoice::Auto) {
+                        ToolChoice::Auto => json!({"type": "auto"}),
+                        ToolChoice::None => json!({"type": "none"}),
+                        ToolChoice::Required => json!({"type": "any"}),
+                        ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
+                    };
+                    if req.parallel_tool_calls == Some(false)
+                        && req.tool_choice != Some(ToolChoice::None)
+                    {
+                        c["disable_parallel_tool_use"] = json!(true);
+                    }
+                    b["tool_choice"] = c;
+                }
             }
             if let Some(s) = &req.system {
                 b["system"] = json!(s);
@@ -1584,7 +1719,9 @@ fn render_provider_request(
                 opts.insert("stop".into(), json!(req.stop));
             }
             let mut b = json!({"model": model, "messages": msgs, "stream": req.stream});
-            if !req.tools.is_empty() {
+            // no tool_choice in Ollama's API: "none" is honoured by not offering the
+            // tools; a forced call cannot be sent (see `check_request`)
+            if !req.tools.is_empty() && req.tool_choice != Some(ToolChoice::None) {
                 b["tools"] = openai_tools(&req.tools);
             }
             if !opts.is_empty() {
@@ -3580,5 +3717,99 @@ mod tests {
         let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
         assert_eq!(b["messages"][0]["images"][0], PNG);
         assert_eq!(b["tools"][0]["function"]["name"], "zoom");
+    }
+
+    #[test]
+    fn tool_choice_and_parallel_calls_translate_between_formats() {
+        let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+        let openai = |tc: Value, parallel: Option<bool>| {
+            let mut v = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "tools": tools, "tool_choice": tc});
+            if let Some(p) = parallel {
+                v["parallel_tool_calls"] = json!(p);
+            }
+            parse_request(Front::OpenAi, v.to_string().as_bytes()).unwrap()
+        };
+        let to = |kind, r: &ChatRequest| provider_request(kind, r, "x").1;
+        // OpenAI client → Anthropic provider
+        let r = openai(json!("required"), Some(false));
+        assert_eq!(r.tool_choice, Some(ToolChoice::Required));
+        assert_eq!(
+            to(ProviderKind::Anthropic, &r)["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+        let r = openai(
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+            None,
+        );
+        assert_eq!(
+            to(ProviderKind::Anthropic, &r)["tool_choice"],
+            json!({"type": "tool", "name": "get_weather"})
+        );
+        let r = openai(json!("none"), None);
+        assert_eq!(
+            to(ProviderKind::Anthropic, &r)["tool_choice"],
+            json!({"type": "none"})
+        );
+        // "none" to Ollama: the tools are not offered at all
+        assert!(to(ProviderKind::Ollama, &r).get("tools").is_none());
+        let r = openai(json!("auto"), Some(true));
+        assert!(to(ProviderKind::Ollama, &r)["tools"].is_array());
+        assert!(check_request(ProviderKind::Ollama, &r).is_ok());
+        // a forced call cannot go to Ollama: a 400 that says why
+        let r = openai(json!("required"), None);
+        assert!(!has_provider_limits(&openai(json!("auto"), None)));
+        assert!(has_provider_limits(&r));
+        let e = check_request(ProviderKind::Ollama, &r).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        assert!(
+            e.message
+                .contains("tool_choice \"required\" cannot be sent to the ollama provider"),
+            "{}",
+            e.message
+        );
+        assert!(try_provider_request(ProviderKind::Ollama, &r, "x").is_err());
+        assert!(check_request(ProviderKind::Anthropic, &r).is_ok());
+        // Anthropic client → OpenAI provider
+        let a = json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true}});
+        let r = parse_request(Front::Anthropic, a.to_string().as_bytes()).unwrap();
+        let b = to(ProviderKind::OpenAi, &r);
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "function", "function": {"name": "get_weather"}})
+        );
+        assert_eq!(b["parallel_tool_calls"], json!(false));
+        let a = json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "t", "input_schema": {"type": "object"}}], "tool_choice": {"type": "any"}});
+        let r = parse_request(Front::Anthropic, a.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            to(ProviderKind::OpenAi, &r)["tool_choice"],
+            json!("required")
+        );
+        // no tools: no tool_choice upstream (providers refuse one without tools)
+        let v = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "auto"});
+        let r = parse_request(Front::OpenAi, v.to_string().as_bytes()).unwrap();
+        assert!(to(ProviderKind::OpenAi, &r).get("tool_choice").is_none());
+        assert!(to(ProviderKind::Anthropic, &r).get("tool_choice").is_none());
+        // malformed choices are the client's 400, with an example of a right one
+        for (front, body) in [
+            (
+                Front::OpenAi,
+                json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "sometimes"}),
+            ),
+            (
+                Front::Anthropic,
+                json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "tool"}}),
+            ),
+        ] {
+            let e = parse_request(front, body.to_string().as_bytes()).unwrap_err();
+            assert!(
+                e.message.starts_with("tool_choice ") && e.message.contains("get_weather"),
+                "{}",
+                e.message
+            );
+        }
     }
 }

@@ -1825,3 +1825,58 @@ targets = ["oll:llava"]
     );
     assert_eq!(fake.requests(), before);
 }
+
+#[tokio::test]
+async fn a_forced_tool_call_skips_ollama_targets_and_tool_choice_is_translated() {
+    let fake = FakeProvider::start().await;
+    let extra = r#"
+[models.tools]
+targets = ["oll:llama3.1", "ant:claude-x"]
+[models.local]
+targets = ["oll:llama3.1"]
+"#;
+    let r = rig(&three_kinds(&fake, extra)).await;
+    let c = http();
+    let ask = |model: &str, choice: Value| {
+        json!({"model": model, "tool_choice": choice, "parallel_tool_calls": false,
+            "messages": [{"role": "user", "content": "weather in Oslo?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]})
+    };
+    let post = |b: Value| {
+        c.post(format!("{}/v1/chat/completions", r.url))
+            .json(&b)
+            .send()
+    };
+    // Ollama cannot be made to call a tool: the Anthropic fallback serves it
+    let resp = post(ask("tools", json!("required"))).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/v1/messages");
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "any", "disable_parallel_tool_use": true})
+    );
+    // only Ollama left: the client's 400, nothing sent
+    let before = fake.requests();
+    let resp = post(ask(
+        "local",
+        json!({"type": "function", "function": {"name": "get_weather"}}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("tool_choice \"get_weather\"") && msg.contains("ollama"),
+        "{msg}"
+    );
+    assert_eq!(fake.requests(), before);
+    // "none" reaches Ollama as no tools at all
+    let resp = post(ask("local", json!("none"))).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (p, sent) = fake.last_request().unwrap();
+    assert_eq!(p, "/api/chat");
+    assert!(sent.get("tools").is_none(), "{sent}");
+}
