@@ -1105,10 +1105,11 @@ impl Gateway {
             let pass = same_format(front, kind);
             let up_body = match (&raw, &canon) {
                 (Some(r), _) if pass => r.upstream_body(kind, &target.model),
-                (_, Some(c)) => {
-                    let (_, v) = provider_request(kind, c, &target.model);
-                    serde_json::to_vec(&v).unwrap_or_default()
-                }
+                // targets that cannot carry the request were left out above
+                (_, Some(c)) => match provider_request(kind, c, &target.model) {
+                    Ok((_, v)) => serde_json::to_vec(&v).unwrap_or_default(),
+                    Err(e) => return error_response(front, &e, None),
+                },
                 _ => return internal_error(front),
             };
             let pass = pass && raw.is_some();

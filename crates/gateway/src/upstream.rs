@@ -271,13 +271,9 @@ impl PlainClient {
             }
             match read_head(&mut conn).await {
                 Ok(head) => {
-                    let framing = match head.framing {
-                        Framing::Length(0) => Framing::Done,
-                        f => f,
-                    };
                     let mut body = PlainBody {
                         conn: Some(conn),
-                        framing,
+                        framing: head.framing,
                         keep_alive: head.keep_alive,
                         pool: self.pool.clone(),
                         key: origin.key.clone(),
@@ -478,7 +474,11 @@ fn parse_head(b: &[u8]) -> Result<Option<(usize, Head)>, HeadError> {
     } else if chunked {
         Framing::Chunked(ChunkState::Size)
     } else if let Some(len) = content_length {
-        Framing::Length(len)
+        if len == 0 {
+            Framing::Done
+        } else {
+            Framing::Length(len)
+        }
     } else {
         keep_alive = false;
         Framing::Close

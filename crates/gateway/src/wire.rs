@@ -1481,47 +1481,15 @@ fn anthropic_image(img: &Image) -> Value {
 
 /// The upstream request: path appended to the base URL, and the JSON body, or a 400
 /// (in [`ApiError`]) when the request holds something a provider of `kind` cannot
-/// carry (an image URL for Ollama, an image on an assistant message, ...). Use this
-/// one: the relay answers the client with the error instead of sending anything.
-pub fn try_provider_request(
+/// carry (an image URL for Ollama, an image on an assistant message, a forced tool
+/// call for Ollama): nothing is ever dropped silently.
+pub fn provider_request(
     kind: ProviderKind,
     req: &ChatRequest,
     model: &str,
 ) -> Result<(&'static str, Value), ApiError> {
     check_request(kind, req)?;
     Ok(render_provider_request(kind, req, model))
-}
-
-/// The upstream request, never failing: an image the provider cannot carry is left
-/// out and replaced by a note in the message text (`[image not sent: why]`), so the
-/// model at least sees that it is missing. [`try_provider_request`] refuses instead.
-pub fn provider_request(
-    kind: ProviderKind,
-    req: &ChatRequest,
-    model: &str,
-) -> (&'static str, Value) {
-    if check_images(kind, req).is_ok() {
-        return render_provider_request(kind, req, model);
-    }
-    let mut req = req.clone();
-    for m in &mut req.messages {
-        let mut kept = Vec::with_capacity(m.images.len());
-        for img in std::mem::take(&mut m.images) {
-            match image_problem(kind, &m.role, &img) {
-                Some(why) => {
-                    if !m.content.is_empty() {
-                        m.content.push('\n');
-                    }
-                    m.content.push_str("[image not sent: ");
-                    m.content.push_str(&why);
-                    m.content.push(']');
-                }
-                None => kept.push(img),
-            }
-        }
-        m.images = kept;
-    }
-    render_provider_request(kind, &req, model)
 }
 
 /// Renders a request whose images `kind` can carry (see [`check_images`]).
@@ -2647,7 +2615,7 @@ mod tests {
         assert_eq!(r.system.as_deref(), Some("be brief"));
         assert_eq!(r.messages[0].content, "hi");
         assert!(r.stream && r.include_usage);
-        let (path, b) = provider_request(ProviderKind::Anthropic, &r, "claude-x");
+        let (path, b) = provider_request(ProviderKind::Anthropic, &r, "claude-x").unwrap();
         assert_eq!(path, "/v1/messages");
         assert_eq!(b["system"], "be brief");
         assert_eq!(b["stop_sequences"][0], "END");
@@ -3558,17 +3526,17 @@ mod tests {
             json!({"model": "m", "messages": [{"role": "user", "content": "what is this?", "images": [PNG]}]}).to_string().as_bytes(),
         )
         .unwrap();
-        let (_, b) = try_provider_request(ProviderKind::OpenAi, &r, "gpt").unwrap();
+        let (_, b) = provider_request(ProviderKind::OpenAi, &r, "gpt").unwrap();
         assert_eq!(
             b["messages"][0]["content"],
             json!([{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}])
         );
-        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        let (_, b) = provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
         assert_eq!(
             b["messages"][0]["content"],
             json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}, {"type": "text", "text": "what is this?"}])
         );
-        let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
+        let (_, b) = provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
         assert_eq!(
             b["messages"][0],
             json!({"role": "user", "content": "what is this?", "images": [PNG]})
@@ -3581,7 +3549,7 @@ mod tests {
                 {"type": "image_url", "image_url": {"url": format!("data:image/jpeg;base64,{JPEG}")}}]}]}).to_string().as_bytes(),
         )
         .unwrap();
-        let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
+        let (_, b) = provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
         assert_eq!(b["messages"][0]["images"], json!([JPEG]));
         assert_eq!(b["messages"][0]["content"], "");
         let r = parse_request(
@@ -3590,7 +3558,7 @@ mod tests {
                 {"type": "text", "text": "cat?"}, {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}).to_string().as_bytes(),
         )
         .unwrap();
-        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        let (_, b) = provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
         assert_eq!(
             b["messages"][0]["content"][0],
             json!({"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}})
@@ -3605,13 +3573,13 @@ mod tests {
                     {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]}).to_string().as_bytes(),
         )
         .unwrap();
-        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        let (_, b) = provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
         assert_eq!(
             b["messages"][2]["content"][0]["content"],
             json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}])
         );
         // OpenAI tool messages take no images: a 400 naming the client's message
-        let e = try_provider_request(ProviderKind::OpenAi, &r, "gpt").unwrap_err();
+        let e = provider_request(ProviderKind::OpenAi, &r, "gpt").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidRequest);
         assert!(e.message.contains("messages[2]: image 0 cannot be sent to the openai provider: OpenAI chat completions take images on user messages only"), "{}", e.message);
     }
@@ -3628,7 +3596,7 @@ mod tests {
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]}).to_string().as_bytes(),
         )
         .unwrap();
-        let e = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap_err();
+        let e = provider_request(ProviderKind::Ollama, &r, "llava").unwrap_err();
         assert_eq!(e.message, "messages[3]: image 0 cannot be sent to the ollama provider: Ollama takes images as base64 data only, not URLs; send the image inline, e.g. data:image/png;base64,iVBORw0KGgo...");
         assert_eq!(
             e.body(Front::OpenAi)["error"]["type"],
@@ -3640,19 +3608,8 @@ mod tests {
         );
         assert!(e.kind.status() == 400);
         // the same request is fine for OpenAI and Anthropic
-        assert!(try_provider_request(ProviderKind::OpenAi, &r, "g").is_ok());
-        assert!(try_provider_request(ProviderKind::Anthropic, &r, "c").is_ok());
-        // the infallible form leaves the image out with a visible note, never silently
-        let (_, b) = provider_request(ProviderKind::Ollama, &r, "llava");
-        let m = &b["messages"][3];
-        assert!(m.get("images").is_none(), "{b}");
-        assert!(
-            m["content"]
-                .as_str()
-                .unwrap()
-                .starts_with("[image not sent: Ollama takes images as base64 data only"),
-            "{b}"
-        );
+        assert!(provider_request(ProviderKind::OpenAi, &r, "g").is_ok());
+        assert!(provider_request(ProviderKind::Anthropic, &r, "c").is_ok());
 
         // an Ollama assistant message with an image; data of unknown type
         let r = parse_request(
@@ -3664,24 +3621,24 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        let e = try_provider_request(ProviderKind::Anthropic, &r, "c").unwrap_err();
+        let e = provider_request(ProviderKind::Anthropic, &r, "c").unwrap_err();
         assert!(e.message.starts_with("messages[0]: image 0 cannot be sent to the anthropic provider: its media type is unknown"), "{}", e.message);
         let mut r2 = r.clone();
         r2.messages[0].images.clear();
-        let e = try_provider_request(ProviderKind::OpenAi, &r2, "g").unwrap_err();
+        let e = provider_request(ProviderKind::OpenAi, &r2, "g").unwrap_err();
         assert!(
             e.message
                 .starts_with("messages[1]: image 0 cannot be sent to the openai provider"),
             "{}",
             e.message
         );
-        let e = try_provider_request(ProviderKind::Anthropic, &r2, "c").unwrap_err();
+        let e = provider_request(ProviderKind::Anthropic, &r2, "c").unwrap_err();
         assert!(
             e.message.contains("this is an assistant message"),
             "{}",
             e.message
         );
-        assert!(try_provider_request(ProviderKind::Ollama, &r, "llava").is_ok());
+        assert!(provider_request(ProviderKind::Ollama, &r, "llava").is_ok());
         // a media type Anthropic does not take
         let r = parse_request(
             Front::OpenAi,
@@ -3691,7 +3648,7 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        let e = try_provider_request(ProviderKind::Anthropic, &r, "c").unwrap_err();
+        let e = provider_request(ProviderKind::Anthropic, &r, "c").unwrap_err();
         assert!(e.message.contains("not \"image/bmp\""), "{}", e.message);
     }
 
@@ -3711,10 +3668,10 @@ mod tests {
         assert_eq!(up["tools"], orig["tools"]);
         // another format: the full parser (which the relay uses then) carries both
         let r = parse_request(Front::OpenAi, body.as_bytes()).unwrap();
-        let (_, b) = try_provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
+        let (_, b) = provider_request(ProviderKind::Anthropic, &r, "claude").unwrap();
         assert_eq!(b["messages"][0]["content"][0]["source"]["data"], PNG);
         assert_eq!(b["tools"][0]["name"], "zoom");
-        let (_, b) = try_provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
+        let (_, b) = provider_request(ProviderKind::Ollama, &r, "llava").unwrap();
         assert_eq!(b["messages"][0]["images"][0], PNG);
         assert_eq!(b["tools"][0]["function"]["name"], "zoom");
     }
@@ -3730,7 +3687,7 @@ mod tests {
             }
             parse_request(Front::OpenAi, v.to_string().as_bytes()).unwrap()
         };
-        let to = |kind, r: &ChatRequest| provider_request(kind, r, "x").1;
+        let to = |kind, r: &ChatRequest| provider_request(kind, r, "x").unwrap().1;
         // OpenAI client → Anthropic provider
         let r = openai(json!("required"), Some(false));
         assert_eq!(r.tool_choice, Some(ToolChoice::Required));
@@ -3768,7 +3725,7 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(try_provider_request(ProviderKind::Ollama, &r, "x").is_err());
+        assert!(provider_request(ProviderKind::Ollama, &r, "x").is_err());
         assert!(check_request(ProviderKind::Anthropic, &r).is_ok());
         // Anthropic client → OpenAI provider
         let a = json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}],
