@@ -21,10 +21,12 @@ pub mod inspect;
 pub mod report;
 pub mod targets;
 pub mod threshold;
+pub mod units;
 
 pub use endpoint::EndpointType;
-pub use finding::{Finding, Verdict};
+pub use finding::{Cmp, Finding, Value, Verdict};
 pub use histogram::LatencyHistogram;
 pub use inspect::Inspection;
 pub use report::{ExitCode, Report};
 pub use targets::{Band, Targets};
+pub use units::{Quantity, Unit};
