@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod finding;
 pub mod histogram;
 pub mod inspect;
+pub mod redact;
 pub mod report;
 pub mod targets;
 pub mod threshold;
