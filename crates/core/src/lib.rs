@@ -13,6 +13,7 @@
     )
 )]
 
+pub mod baseline;
 pub mod duration;
 pub mod endpoint;
 pub mod finding;
