@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod finding;
 pub mod histogram;
 pub mod inspect;
+pub mod prometheus;
 pub mod redact;
 pub mod report;
 pub mod targets;
