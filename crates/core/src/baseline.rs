@@ -32,7 +32,7 @@ pub enum BaselineError {
 }
 
 /// A baseline as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Baseline<T> {
     pub schema: String,

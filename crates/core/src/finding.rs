@@ -6,7 +6,19 @@ use std::fmt;
 
 /// One meaning everywhere: `Pass` within target, `Warn` past target but within the
 /// maximum acceptable, `Fail` past the maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -55,7 +67,7 @@ impl fmt::Display for Verdict {
 }
 
 /// How a bound compares: the runbook writes "< 100ms", "> 95%", "<= 20%".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Cmp {
     #[serde(rename = "<")]
     Lt,
@@ -84,7 +96,7 @@ impl Cmp {
 /// An observed figure, a target or a limit: a number with its unit (optionally with a
 /// comparison, for bounds, and a short note such as `no baseline`), or plain words
 /// where the thing is not a number (`noeviction`, `every FK indexed`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Value {
     Quantity {
@@ -233,7 +245,7 @@ impl PartialEq<&str> for Value {
 }
 
 /// What a judge says about one subject.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     /// The runbook area: `load`, `db`, `redis`, `queues`, `gateway`, `apm`.
     pub area: String,

@@ -19,7 +19,7 @@ pub enum ExitCode {
 }
 
 /// What a command measured and what the runbook says about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema: String,
     /// The command that produced it (`load`, `db`, `redis`, ...).

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// The unit a figure is measured in. Time is always stored in milliseconds or seconds
 /// as measured, bytes as a count of bytes, percentages as 0–100.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// Milliseconds.
@@ -39,7 +39,7 @@ pub enum Unit {
 }
 
 /// A number with its unit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Quantity {
     pub value: f64,
     pub unit: Unit,
