@@ -14,6 +14,7 @@
 )]
 
 pub mod baseline;
+pub mod ci;
 pub mod config_file;
 pub mod duration;
 pub mod endpoint;
