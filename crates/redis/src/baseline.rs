@@ -1,8 +1,7 @@
 //! The ops/s baseline file (`--save-baseline FILE` writes it, `--baseline FILE` reads
 //! it): JSON, `{"schema": "powertune.redis-baseline/v1", ...}`.
 
-use crate::error::Error;
-use crate::info::InfoSnapshot;
+use crate::error::RedisError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -32,18 +31,9 @@ struct File {
 }
 
 impl Baseline {
-    pub fn from_snapshot(s: &InfoSnapshot, redis_url: &str) -> Baseline {
-        Baseline {
-            instantaneous_ops_per_sec: s.instantaneous_ops_per_sec,
-            avg_ops_per_sec: s.avg_ops_per_sec(),
-            saved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            redis_url: redis_url.to_string(),
-        }
-    }
-
     /// Reads and validates a baseline file.
-    pub fn load(path: &Path) -> Result<Baseline, Error> {
-        let err = |reason: String| Error::Baseline {
+    pub fn load(path: &Path) -> Result<Baseline, RedisError> {
+        let err = |reason: String| RedisError::Baseline {
             path: path.display().to_string(),
             reason,
         };
@@ -76,16 +66,16 @@ impl Baseline {
     }
 
     /// Writes the baseline file.
-    pub fn save(&self, path: &Path) -> Result<(), Error> {
+    pub fn save(&self, path: &Path) -> Result<(), RedisError> {
         let file = File {
             schema: SCHEMA.to_string(),
             baseline: self.clone(),
         };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Baseline {
+        let text = serde_json::to_string_pretty(&file).map_err(|e| RedisError::Baseline {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        std::fs::write(path, text + "\n").map_err(|e| Error::Baseline {
+        std::fs::write(path, text + "\n").map_err(|e| RedisError::Baseline {
             path: path.display().to_string(),
             reason: e.to_string(),
         })

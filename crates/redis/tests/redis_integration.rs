@@ -6,8 +6,8 @@
 use powertune_core::{Finding, Targets, Verdict};
 use powertune_redis::conn::{Conn, RedisUrl};
 use powertune_redis::info::{self, InfoJudgeInput};
-use powertune_redis::scan::{self, ScanOptions};
-use powertune_redis::{sidekiq, slowlog, Error};
+use powertune_redis::keys::{self, ScanOptions};
+use powertune_redis::{sidekiq, slowlog, RedisError};
 use powertune_test_support::redis_db::{PrivateRedis, TestRedis};
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -199,7 +199,7 @@ async fn key_scan_finds_large_keys_no_ttl_prefixes_and_cache_type_problems() {
     let mut o = ScanOptions::new(&t.redis, &t.cache);
     o.count = 20;
     let calls = std::sync::atomic::AtomicU64::new(0);
-    let s = scan::collect(&mut conn, &o, &|_, _| {
+    let s = keys::collect(&mut conn, &o, &|_, _| {
         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     })
     .await
@@ -219,7 +219,7 @@ async fn key_scan_finds_large_keys_no_ttl_prefixes_and_cache_type_problems() {
     let up = &s.cache_types["user_profile"];
     assert_eq!((up.keys, up.compression_checked, up.compressed), (5, 5, 3));
 
-    let f = scan::judge(&s, &t.redis);
+    let f = keys::judge(&s, &t.redis);
     assert_eq!(
         find(&f, "large_key")
             .iter()
@@ -259,13 +259,13 @@ async fn key_scan_finds_large_keys_no_ttl_prefixes_and_cache_type_problems() {
             .any(|(s, v)| s.starts_with("cache type user_profile") && *v == Verdict::Warn),
         "{comp:?}"
     );
-    assert!(scan::render(&s).contains("legacy:item:*"));
+    assert!(keys::render(&s).contains("legacy:item:*"));
 
     // --sample stops early and extrapolates.
     let mut o2 = o.clone();
     o2.sample = Some(10);
     o2.count = 5;
-    let s2 = scan::collect(&mut conn, &o2, &|_, _| {}).await.unwrap();
+    let s2 = keys::collect(&mut conn, &o2, &|_, _| {}).await.unwrap();
     assert_eq!(s2.scanned, 10);
     assert!(s2.sampled);
     assert!((s2.extrapolation() - 9.1).abs() < 0.01);
@@ -275,7 +275,7 @@ async fn key_scan_finds_large_keys_no_ttl_prefixes_and_cache_type_problems() {
     o3.rate = Some(300);
     o3.count = 10;
     let started = std::time::Instant::now();
-    scan::collect(&mut conn, &o3, &|_, _| {}).await.unwrap();
+    keys::collect(&mut conn, &o3, &|_, _| {}).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(200),
         "{:?}",
@@ -296,10 +296,10 @@ async fn key_scan_absent_problems_pass() {
     }
     let t = Targets::default();
     let mut conn = open(&db.url).await;
-    let s = scan::collect(&mut conn, &ScanOptions::new(&t.redis, &t.cache), &|_, _| {})
+    let s = keys::collect(&mut conn, &ScanOptions::new(&t.redis, &t.cache), &|_, _| {})
         .await
         .unwrap();
-    let f = scan::judge(&s, &t.redis);
+    let f = keys::judge(&s, &t.redis);
     assert!(f.iter().all(|x| x.verdict == Verdict::Pass), "{f:#?}");
     db.release().await;
 }
@@ -320,13 +320,13 @@ async fn managed_redis_without_memory_and_config_commands_still_works() {
     let _: () = raw.set("str:a", "hello").await.unwrap();
     let t = Targets::default();
     let mut conn = open(&format!("{}/0", srv.url)).await;
-    let s = scan::collect(&mut conn, &ScanOptions::new(&t.redis, &t.cache), &|_, _| {})
+    let s = keys::collect(&mut conn, &ScanOptions::new(&t.redis, &t.cache), &|_, _| {})
         .await
         .unwrap();
     assert!(s.memory_unavailable.is_some());
     let list = s.top.iter().find(|k| k.key == "list:a").unwrap();
     assert_eq!((list.size, list.elements), (5, Some(5)));
-    assert!(scan::render(&s).contains("element counts"));
+    assert!(keys::render(&s).contains("element counts"));
     // CONFIG disabled: INFO still gives maxclients (Redis 7); the slowlog threshold is
     // unknown and the snapshot says why.
     let i = info::collect(&mut conn).await.unwrap();
@@ -649,7 +649,7 @@ async fn not_sidekiq_data_unreachable_servers_and_wrong_databases_are_clear_erro
         .await
         .unwrap_err();
     assert!(
-        matches!(e, Error::NotSidekiq { .. }) && e.to_string().contains("no Sidekiq data"),
+        matches!(e, RedisError::NotSidekiq { .. }) && e.to_string().contains("no Sidekiq data"),
         "{e}"
     );
     let _: () = raw.set("queues", "oops").await.unwrap();
@@ -689,9 +689,130 @@ async fn not_sidekiq_data_unreachable_servers_and_wrong_databases_are_clear_erro
     .unwrap();
     let msg = e.to_string();
     assert!(
-        matches!(e, Error::Connect { .. })
+        matches!(e, RedisError::Connect { .. })
             && msg.contains(&port.to_string())
             && !msg.contains("hunter2"),
         "{msg}"
     );
+}
+
+fn conn_options(url: &str) -> powertune_redis::ConnOptions {
+    powertune_redis::ConnOptions {
+        url: RedisUrl::parse(url).unwrap(),
+        timeout: TIMEOUT,
+    }
+}
+
+#[tokio::test]
+async fn the_redis_and_keys_entries_judge_and_render_every_stage() {
+    let db = TestRedis::reserve().await;
+    let mut raw = db.connection().await;
+    for i in 0..12 {
+        let _: () = raw.set(format!("legacy:item:{i}"), "v").await.unwrap();
+    }
+    let t = Targets::default();
+    let mut scan = ScanOptions::new(&t.redis, &t.cache);
+    scan.count = 5;
+    let opts = powertune_redis::RedisOptions {
+        conn: conn_options(&db.url),
+        slowlog: 10,
+        baseline: None,
+        scan: Some(scan.clone()),
+    };
+    let calls = std::sync::atomic::AtomicU64::new(0);
+    let i = powertune_redis::inspect_with(&opts, &t, &|_, _| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .await
+    .unwrap();
+    assert!(calls.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(i.command, "redis");
+    for check in ["memory", "ops_per_sec", "slowlog", "large_key"] {
+        assert!(
+            !find(&i.findings, check).is_empty(),
+            "{check}: {:#?}",
+            i.findings
+        );
+    }
+    assert_eq!(
+        find(&i.findings, "no_ttl")[0].subject,
+        "prefix legacy:item:*"
+    );
+    assert_eq!(i.metrics.scan.as_ref().unwrap().scanned, 12);
+    assert!(
+        i.text.starts_with("Redis ")
+            && i.text.contains("SLOWLOG")
+            && i.text.contains("Scanned 12 of 12 keys"),
+        "{}",
+        i.text
+    );
+    let report = i.report().unwrap();
+    assert_eq!(report.metrics["scan"]["scanned"], 12);
+    assert!(report.metrics["info"]["used_memory"].as_u64().unwrap() > 0);
+    assert!(report.metrics["slowlog"]["entries"].is_array());
+
+    let no_scan = powertune_redis::RedisOptions { scan: None, ..opts };
+    let i = powertune_redis::inspect(&no_scan, &t).await.unwrap();
+    assert!(i.metrics.scan.is_none() && find(&i.findings, "large_key").is_empty());
+    assert!(i.report().unwrap().metrics["scan"].is_null());
+
+    let k = keys::inspect(
+        &keys::KeysOptions {
+            conn: conn_options(&db.url),
+            scan,
+        },
+        &t,
+    )
+    .await
+    .unwrap();
+    assert_eq!(k.command, "redis keys");
+    assert_eq!(k.metrics.scan.scanned, 12);
+    assert!(k.text.starts_with("Scanned 12 of 12 keys"), "{}", k.text);
+    db.release().await;
+}
+
+#[tokio::test]
+async fn the_queues_entry_watches_then_judges_the_full_snapshot() {
+    let db = TestRedis::reserve().await;
+    let mut raw = db.connection().await;
+    write_fixture(&mut raw, "7.3.10", false).await;
+    let t = Targets::default();
+    let opts = sidekiq::QueuesOptions {
+        conn: conn_options(&db.url),
+        read: sidekiq::Options::default(),
+        watch: Some(sidekiq::WatchOptions {
+            every: Duration::from_millis(100),
+            ticks: Some(2),
+        }),
+    };
+    let mut ticks = Vec::new();
+    let i = sidekiq::inspect_watching(
+        &opts,
+        &t,
+        |elapsed, d| ticks.push((elapsed, d.rows.len())),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ticks.len(), 2);
+    assert!(
+        ticks.iter().all(|(e, rows)| *e > 0.0 && *rows == 3),
+        "{ticks:?}"
+    );
+    assert_eq!(i.command, "queues");
+    assert_eq!(i.metrics.watch.as_ref().unwrap().retry_change, 0);
+    assert_eq!(verdict(&i.findings, "retry_trend"), Verdict::Pass);
+    assert_eq!(verdict(&i.findings, "concurrency"), Verdict::Warn);
+    assert!(i.text.contains("published by the processes"), "{}", i.text);
+    let report = i.report().unwrap();
+    assert_eq!(report.metrics["sidekiq"]["processed"], 1000);
+
+    let once = sidekiq::QueuesOptions {
+        watch: None,
+        ..opts
+    };
+    let i = sidekiq::inspect(&once, &t).await.unwrap();
+    assert!(i.metrics.watch.is_none() && find(&i.findings, "retry_trend").is_empty());
+    assert!(i.report().unwrap().metrics["watch"].is_null());
+    db.release().await;
 }
