@@ -4,6 +4,7 @@
 //! [`RedisError::Query`] naming the command.
 
 use crate::error::RedisError;
+use powertune_core::redact;
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Value};
 use std::time::Duration;
@@ -30,13 +31,9 @@ impl RedisUrl {
             reason,
             example: EXAMPLE.to_string(),
         };
-        let parsed = url::Url::parse(input).map_err(|e| bad(&redact_raw(input), e.to_string()))?;
+        let parsed = url::Url::parse(input).map_err(|e| bad(&redact::url(input), e.to_string()))?;
         let secret = parsed.password().map(str::to_string);
-        let mut shown = parsed.clone();
-        if secret.is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        let redacted = shown.to_string();
+        let redacted = redact::url(input);
         match parsed.scheme() {
             "redis" => {}
             "rediss" => {
@@ -86,20 +83,6 @@ impl RedisUrl {
             Some(s) => msg.replace(s.as_str(), "***"),
             None => msg,
         }
-    }
-}
-
-fn redact_raw(input: &str) -> String {
-    // user:pass@ → user:***@ even when the URL does not parse.
-    match (input.find("://"), input.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &input[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &input[..s + 3], &creds[..c], &input[at..]),
-                None => input.to_string(),
-            }
-        }
-        _ => input.to_string(),
     }
 }
 
@@ -325,6 +308,9 @@ mod tests {
         let e = RedisUrl::parse("not a url :pw@").unwrap_err().to_string();
         assert!(e.contains("example: redis://"), "{e}");
         assert_eq!(RedisUrl::parse("redis://localhost").unwrap().db, 0);
-        assert!(redact_raw("redis://u:pw@h:1/0").contains("u:***@"));
+        let e = RedisUrl::parse("redis://u:pw@h:99999/0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u:***@") && !e.contains(":pw@"), "{e}");
     }
 }

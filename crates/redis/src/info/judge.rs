@@ -408,7 +408,7 @@ mod tests {
         s.keyspace_misses = 0;
         let f = hit_rate(&s, &RedisTargets::default());
         assert_eq!(
-            (f.verdict, f.observed.as_str()),
+            (f.verdict, f.observed.text().as_str()),
             (Verdict::Pass, "no lookups since start")
         );
     }

@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(f[1].subject, "3 more large keys");
         s.memory_unavailable = Some("MEMORY USAGE failed".into());
         assert_eq!(
-            large_keys(&s, &t)[0].observed,
+            large_keys(&s, &t)[0].observed.text(),
             format!("{} elements", 3 << 20)
         );
     }

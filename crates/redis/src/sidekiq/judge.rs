@@ -450,7 +450,7 @@ mod tests {
         let mut s = snap();
         let f = queue_backlog(&s, &t);
         assert_eq!(
-            (f[0].verdict, f[0].observed.as_str()),
+            (f[0].verdict, f[0].observed.text().as_str()),
             (Verdict::Pass, "largest 3")
         );
         let f = queue_latency(&s, &t);
@@ -524,7 +524,7 @@ mod tests {
         let f = retry_depth(&s, &t);
         assert_eq!(f.verdict, Verdict::Pass);
         assert!(
-            f.observed.ends_with("(sample of 4 of 10)"),
+            f.observed.text().ends_with("(sample of 4 of 10)"),
             "{}",
             f.observed
         );
@@ -581,6 +581,7 @@ mod tests {
         s.processes[0].version = "7.3.0".into();
         assert!(job_duration(&s, &t)[0]
             .observed
+            .text()
             .starts_with("no j| metrics"));
         s.metrics = Some(vec![JobMetric {
             class: "Fast".into(),
