@@ -18,7 +18,7 @@ pub struct InfoJudgeInput {
 
 const AREA: &str = "redis";
 const TEN_MB: i64 = 10 * 1024 * 1024;
-/// Like MEMORY DOCTOR, say nothing about an almost empty instance (< 5 MB used).
+/// Like MEMORY DOCTOR, say nothing about an almost empty instance (< 5 MiB used).
 const DOCTOR_MIN_USED: u64 = 5 * 1024 * 1024;
 
 /// Every INFO check of `powertune redis`.
@@ -226,7 +226,7 @@ pub fn memory_doctor(s: &InfoSnapshot) -> Finding {
     let doctor = doctor_notes(s);
     Finding::new(AREA, "fragmentation", "memory doctor (fragmentation, peak vs used)", if doctor.is_empty() { Verdict::Pass } else { Verdict::Warn })
         .observed(if doctor.is_empty() { format!("ratio {:.2}, peak {}", s.mem_fragmentation_ratio, human_bytes(s.used_memory_peak)) } else { doctor.join("; ") })
-        .target("peak <= 150% of used; fragmentation <= 1.4 (or < 10 MB)")
+        .target("peak <= 150% of used; fragmentation <= 1.4 (or < 10 MiB)")
         .action("Enable activedefrag (jemalloc) or restart the replica/primary in a maintenance window; a high peak means a past spike: find it before it returns")
 }
 

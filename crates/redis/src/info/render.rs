@@ -46,7 +46,7 @@ mod tests {
         };
         assert_eq!(
             render(&s, "redis://h:1/2"),
-            "Redis 7.2.4 at redis://h:1/2 (db2): 2.0 MB used of no maxmemory, policy noeviction, 3 clients, 12 ops/s\n"
+            "Redis 7.2.4 at redis://h:1/2 (db2): 2.0 MiB used of no maxmemory, policy noeviction, 3 clients, 12 ops/s\n"
         );
         s.config_unavailable = Some("denied".into());
         assert!(render(&s, "u").ends_with(

@@ -315,7 +315,7 @@ mod tests {
         let f = large_keys(&s, &t);
         assert_eq!(f.len(), 2, "{f:#?}");
         assert_eq!((f[0].subject.as_str(), f[0].verdict), ("a", Verdict::Warn));
-        assert_eq!(f[0].observed, "3.0 MB");
+        assert_eq!(f[0].observed, "3.0 MiB");
         assert_eq!(f[1].subject, "3 more large keys");
         s.memory_unavailable = Some("MEMORY USAGE failed".into());
         assert_eq!(
