@@ -9,6 +9,7 @@
 //! the [`SidekiqSnapshot`] it returns; [`inspect`](inspect::inspect) is the command's entry.
 
 pub mod collect;
+mod decode;
 pub mod inspect;
 pub mod judge;
 pub mod payload;
