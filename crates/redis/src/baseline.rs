@@ -112,16 +112,20 @@ impl Baseline {
 mod tests {
     use super::*;
 
+    fn sample(redis_url: &str) -> Baseline {
+        Baseline {
+            instantaneous_ops_per_sec: 12.0,
+            avg_ops_per_sec: 3.0,
+            saved_at: "t".into(),
+            redis_url: redis_url.into(),
+        }
+    }
+
     #[test]
     fn round_trips_and_rejects_bad_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b.json");
-        let b = Baseline {
-            instantaneous_ops_per_sec: 12.0,
-            avg_ops_per_sec: 3.0,
-            saved_at: "t".into(),
-            redis_url: "redis://h/0".into(),
-        };
+        let b = sample("redis://h/0");
         b.save(&p).unwrap();
         assert_eq!(Baseline::load(&p).unwrap(), b);
         let e = Baseline::parse(
@@ -141,12 +145,7 @@ mod tests {
     fn writes_the_shared_format_and_still_reads_the_legacy_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b.json");
-        let b = Baseline {
-            instantaneous_ops_per_sec: 12.0,
-            avg_ops_per_sec: 3.0,
-            saved_at: "t".into(),
-            redis_url: "redis://:pw@h/0".into(),
-        };
+        let b = sample("redis://:pw@h/0");
         b.save(&p).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
