@@ -119,10 +119,7 @@ impl Vu {
             }
             Step::Cable(c) => {
                 let Some(url) = self.ws_url(&c.url) else {
-                    self.shared.reg.scenario(self.scen, |m| {
-                        m.ws_sessions += 1;
-                        m.ws_errors += 1;
-                    });
+                    self.record_ws_without_url();
                     return;
                 };
                 let headers = self.render_headers(&c.headers);
@@ -150,10 +147,7 @@ impl Vu {
             }
             Step::Ws(w) => {
                 let Some(url) = self.ws_url(&w.url) else {
-                    self.shared.reg.scenario(self.scen, |m| {
-                        m.ws_sessions += 1;
-                        m.ws_errors += 1;
-                    });
+                    self.record_ws_without_url();
                     return;
                 };
                 let headers = self.render_headers(&w.headers);
@@ -198,6 +192,14 @@ impl Vu {
         u.set_path(&format!("{}{}", self.shared.base_path, path));
         u.set_query(query.as_deref());
         Some(u)
+    }
+
+    /// A session whose URL did not render to a valid one: counted, and failed.
+    fn record_ws_without_url(&self) {
+        self.shared.reg.scenario(self.scen, |m| {
+            m.ws_sessions += 1;
+            m.ws_errors += 1;
+        });
     }
 
     fn record_ws(&self, out: &crate::ws::WsOutcome) {
