@@ -138,6 +138,14 @@ impl EngineConfig {
             Err(_) => unreachable_defaults(targets),
         }
     }
+
+    /// The settings file at `path` read and validated, or the defaults without one.
+    pub fn load(path: Option<&Path>, targets: &Targets) -> Result<EngineConfig, ConfigError> {
+        match path {
+            None => Ok(EngineConfig::defaults(targets)),
+            Some(p) => ApmConfig::load(p)?.validate(&p.display().to_string(), targets),
+        }
+    }
 }
 
 fn unreachable_defaults(targets: &Targets) -> EngineConfig {
