@@ -17,7 +17,7 @@ mod trace;
 
 pub use aggregate::ERROR_EXAMPLES;
 pub use hash::{IdHash, IdHasher};
-pub use trace::breakdown;
+pub use trace::{breakdown, NO_ENTRY};
 
 use crate::config::EngineConfig;
 use crate::model::{trace_hex, SpanLink, SpanRec, MAX_LINKS};
@@ -32,8 +32,6 @@ use trace::{analyze_trace, TraceResult};
 
 /// Key used when a statistics map is full.
 pub const OTHER: &str = "(other)";
-/// Route of spans that ran under no request or job span.
-pub const NO_ENTRY: &str = "(no entry span)";
 
 struct OpenTrace {
     spans: Vec<SpanRec>,

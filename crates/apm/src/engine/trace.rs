@@ -4,13 +4,15 @@
 
 use super::aggregate::{DetAgg, DetKey};
 use super::hash::IdMap;
-use super::NO_ENTRY;
 use crate::config::EngineConfig;
 use crate::model::{Kind, SpanClass, SpanRec};
 use crate::normalize::text_glob;
 use crate::snapshot::{Breakdown, DetectionKind};
 use powertune_core::EndpointType;
 use std::collections::HashMap;
+
+/// Route of spans that ran under no request or job span.
+pub const NO_ENTRY: &str = "(no entry span)";
 
 /// What the analysis of one trace produced, before it goes into a bucket.
 #[derive(Default)]
