@@ -535,63 +535,42 @@ mod tests {
         assert_eq!(bd.total_ms(), 100.0);
     }
 
-    #[test]
-    fn n_plus_one_needs_enough_repeats_and_time() {
+    /// A request running the same query `n` times, `len` ms each, one every `every` ms.
+    fn repeated(n: u64, len: u64, every: u64) -> Trace {
         let mut t = Trace::default();
         let root = t.request("GET /api/v1/posts", (0, 200));
-        for k in 0..5 {
+        for k in 0..n {
+            let at = 10 + k * every;
             t.query(
                 root,
                 "SELECT * FROM users WHERE id = ?",
                 true,
-                (10 + k * 12, 20 + k * 12),
+                (at, at + len),
             );
         }
-        let r = t.analyze();
+        t
+    }
+
+    #[test]
+    fn n_plus_one_needs_enough_repeats_and_time() {
+        let r = repeated(5, 10, 12).analyze();
         let hits = kinds(&r, DetectionKind::NPlusOne);
         assert_eq!(hits.len(), 1);
         let ((_, route, subject), d) = hits[0];
         assert_eq!(route, "GET /api/v1/posts");
         assert_eq!(subject, "SELECT * FROM users WHERE id = ?");
         assert_eq!((d.spans, d.total_ms, d.example), (5, 50.0, TRACE));
-
         // Four repeats, or five that together stay under the total: quiet.
-        let mut t = Trace::default();
-        let root = t.request("GET /api/v1/posts", (0, 200));
-        for k in 0..4 {
-            t.query(
-                root,
-                "SELECT * FROM users WHERE id = ?",
-                true,
-                (10 + k * 20, 30 + k * 20),
-            );
+        for t in [repeated(4, 20, 20), repeated(5, 9, 12)] {
+            assert!(kinds(&t.analyze(), DetectionKind::NPlusOne).is_empty());
         }
-        assert!(kinds(&t.analyze(), DetectionKind::NPlusOne).is_empty());
-        let mut t = Trace::default();
-        let root = t.request("GET /api/v1/posts", (0, 200));
-        for k in 0..5 {
-            t.query(
-                root,
-                "SELECT * FROM users WHERE id = ?",
-                true,
-                (10 + k * 12, 19 + k * 12),
-            );
-        }
-        assert!(kinds(&t.analyze(), DetectionKind::NPlusOne).is_empty());
     }
 
     #[test]
     fn cached_queries_are_not_counted_as_n_plus_one() {
-        let mut t = Trace::default();
-        let root = t.request("GET /api/v1/posts", (0, 200));
-        for k in 0..6 {
-            t.query(
-                root,
-                "SELECT * FROM users WHERE id = ?",
-                true,
-                (10 + k * 12, 20 + k * 12),
-            );
-            if let SpanClass::Db { cached, .. } = &mut t.last().class {
+        let mut t = repeated(6, 10, 12);
+        for s in &mut t.spans {
+            if let SpanClass::Db { cached, .. } = &mut s.class {
                 *cached = true;
             }
         }

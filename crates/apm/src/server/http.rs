@@ -88,29 +88,11 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity")
         .to_ascii_lowercase();
-    let raw: Vec<u8>;
-    let plain: &[u8] = match encoding.as_str() {
-        "gzip" => match gunzip(&body, shared.max_body.saturating_mul(8)) {
-            Ok(b) => {
-                raw = b;
-                &raw
-            }
-            Err(e) => {
-                let _ = shared.tx.try_send(Cmd::Malformed);
-                return error(StatusCode::BAD_REQUEST, format, 3, e.to_string());
-            }
-        },
-        "identity" | "" if !is_gzip(&body) || format == Format::Protobuf => &body,
-        "identity" | "" => match gunzip(&body, shared.max_body.saturating_mul(8)) {
-            Ok(b) => {
-                raw = b;
-                &raw
-            }
-            Err(e) => {
-                let _ = shared.tx.try_send(Cmd::Malformed);
-                return error(StatusCode::BAD_REQUEST, format, 3, e.to_string());
-            }
-        },
+    // A JSON body may come gzip-compressed without saying so (its magic number
+    // tells); a protobuf body is taken as it is announced.
+    let gzipped = match encoding.as_str() {
+        "gzip" => true,
+        "identity" | "" => is_gzip(&body) && format != Format::Protobuf,
         other => {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -119,6 +101,21 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
                 format!("Content-Encoding `{other}` is not supported; use gzip or none"),
             )
         }
+    };
+    let raw: Vec<u8>;
+    let plain: &[u8] = if gzipped {
+        match gunzip(&body, shared.max_body.saturating_mul(8)) {
+            Ok(b) => {
+                raw = b;
+                &raw
+            }
+            Err(e) => {
+                let _ = shared.tx.try_send(Cmd::Malformed);
+                return error(StatusCode::BAD_REQUEST, format, 3, e.to_string());
+            }
+        }
+    } else {
+        &body
     };
     let compressed = plain.len() != body.len() || plain.as_ptr() != body.as_ptr();
     let want_proto = shared
@@ -191,6 +188,19 @@ fn window_param(q: &HashMap<String, String>) -> Result<Option<u64>, Box<Response
     }
 }
 
+/// Sends a query to the engine task (behind every batch queued before it) and
+/// waits for the answer; the error is the answer to give when the task is gone.
+async fn ask<T>(
+    shared: &Shared,
+    cmd: impl FnOnce(oneshot::Sender<T>) -> Cmd,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    if shared.tx.send(cmd(tx)).await.is_err() {
+        return Err(engine_gone());
+    }
+    rx.await.map_err(|_| engine_gone())
+}
+
 fn engine_gone() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -207,11 +217,7 @@ async fn summary(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let (tx, rx) = oneshot::channel();
-    if shared.tx.send(Cmd::Summary(w, tx)).await.is_err() {
-        return engine_gone();
-    }
-    match rx.await {
+    match ask(&shared, |tx| Cmd::Summary(w, tx)).await {
         Ok(mut s) => {
             if let Some(f) = &shared.forward {
                 let st = &f.stats;
@@ -222,7 +228,7 @@ async fn summary(
             }
             Json(s).into_response()
         }
-        Err(_) => engine_gone(),
+        Err(gone) => gone,
     }
 }
 
@@ -241,22 +247,13 @@ async fn endpoint(
         )
             .into_response();
     };
-    let (tx, rx) = oneshot::channel();
-    if shared
-        .tx
-        .send(Cmd::Endpoint(route.clone(), w, tx))
-        .await
-        .is_err()
-    {
-        return engine_gone();
-    }
-    match rx.await {
+    match ask(&shared, |tx| Cmd::Endpoint(route.clone(), w, tx)).await {
         Ok(Some(d)) => Json(d).into_response(),
         Ok(None) => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no requests for route `{route}` in the window")})),
         )
             .into_response(),
-        Err(_) => engine_gone(),
+        Err(gone) => gone,
     }
 }
