@@ -547,7 +547,10 @@ mod tests {
         assert!(type_error_rate(&ty, &t).is_none());
         ty.latency = lat(100, 5, 10.0, 10.0);
         let f = type_error_rate(&ty, &t).unwrap();
-        assert_eq!((f.verdict, f.observed.as_str()), (Verdict::Fail, "5.00%"));
+        assert_eq!(
+            (f.verdict, f.observed.text().as_str()),
+            (Verdict::Fail, "5.00%")
+        );
         assert!(
             f.evidence.contains("example failing traces ab"),
             "{}",
