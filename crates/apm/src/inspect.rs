@@ -6,7 +6,7 @@
 //! `report` and `endpoint` are async (they ask a running receiver over HTTP);
 //! `analyze` and `analyze_endpoint` read a file and are synchronous.
 
-use crate::collect::baseline::{self, BaselineError};
+use crate::collect::baseline;
 use crate::collect::file::{self, OfflineError};
 use crate::collect::receiver::{self, ClientError};
 use crate::config::EngineConfig;
@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::judge::{judge, judge_endpoint};
 use crate::render;
 use crate::snapshot::{Baseline, EndpointDetail, Summary};
+use powertune_core::baseline::BaselineError;
 use powertune_core::{Inspection, Targets};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,7 +72,7 @@ pub struct AnalyzeOptions {
 pub async fn report(o: &ReportOptions, t: &Targets) -> Result<Inspection<Summary>, ApmError> {
     let base = read_baseline(o.baseline.as_deref())?;
     let summary = receiver::fetch_summary(&o.url, Some(o.window)).await?;
-    save_baseline(o.save_baseline.as_deref(), &summary)?;
+    save_baseline(o.save_baseline.as_deref(), o.url.as_str(), &summary)?;
     Ok(routes_inspection("apm report", summary, t, base.as_ref()))
 }
 
@@ -120,7 +121,8 @@ fn analyze_file(o: &AnalyzeOptions) -> Result<(Engine, Summary, Option<Baseline>
     let base = read_baseline(o.baseline.as_deref())?;
     let mut engine = Engine::new(o.engine.clone());
     let summary = file::analyze_file(&o.file, &mut engine)?;
-    save_baseline(o.save_baseline.as_deref(), &summary)?;
+    let source = o.file.display().to_string();
+    save_baseline(o.save_baseline.as_deref(), &source, &summary)?;
     Ok((engine, summary, base))
 }
 
@@ -128,9 +130,9 @@ fn read_baseline(p: Option<&Path>) -> Result<Option<Baseline>, BaselineError> {
     p.map(baseline::read).transpose()
 }
 
-fn save_baseline(p: Option<&Path>, s: &Summary) -> Result<(), BaselineError> {
+fn save_baseline(p: Option<&Path>, source: &str, s: &Summary) -> Result<(), BaselineError> {
     match p {
-        Some(p) => baseline::write(p, &Baseline::from_summary(s)),
+        Some(p) => baseline::write(p, source, &Baseline::from_summary(s)),
         None => Ok(()),
     }
 }

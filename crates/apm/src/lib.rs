@@ -29,7 +29,6 @@ pub mod inspect;
 pub mod judge;
 pub mod model;
 pub mod normalize;
-pub mod redact;
 pub mod render;
 pub mod server;
 pub mod snapshot;

@@ -47,7 +47,7 @@ fn analyze_judges_the_file_and_saves_then_reads_the_baseline() {
     assert_eq!(r.command, "apm analyze");
     assert_eq!(r.metrics["ingest"]["jobs_linked"], 4);
 
-    let b: Baseline = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let b = powertune_apm::collect::baseline::read(&saved).unwrap();
     assert_eq!(b, Baseline::from_summary(&i.metrics));
     let mut o = analyze_options(fixture("powernode.jsonl"));
     o.baseline = Some(saved);

@@ -96,7 +96,8 @@ fn analyze_saves_a_baseline_and_judges_providers_against_it() {
     assert_eq!(out.status.code(), Some(99));
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
-    let providers = saved["providers"].as_object().unwrap();
+    assert_eq!(saved["kind"], "apm");
+    let providers = saved["data"]["providers"].as_object().unwrap();
     assert!(!providers.is_empty(), "{saved}");
     let out = bin()
         .args(["apm", "analyze", "--json", "-", "--baseline"])
@@ -136,7 +137,7 @@ fn bad_input_is_one_line_and_exit_1() {
                 bad_baseline.display().to_string(),
                 fixture("clean.json").display().to_string(),
             ],
-            "(example: {\"providers\": {\"openai/gpt-4o\": 850.0}})",
+            "expected a apm baseline (schema \"powertune.baseline/v1\"",
         ),
         (
             vec![
@@ -146,7 +147,7 @@ fn bad_input_is_one_line_and_exit_1() {
                 "/nonexistent/baseline.json".into(),
                 fixture("clean.json").display().to_string(),
             ],
-            "cannot read baseline /nonexistent/baseline.json",
+            "/nonexistent/baseline.json: cannot read baseline",
         ),
         (
             vec![

@@ -1,44 +1,30 @@
-//! The provider baseline file: read by `--baseline`, written by `--save-baseline`.
+//! The provider baseline file, in core's versioned baseline format (kind `apm`):
+//! read by `--baseline`, written by `--save-baseline`. A file in the earlier
+//! unversioned form (`{"providers": {...}}`) is still read.
 
 use crate::snapshot::Baseline;
+use powertune_core::baseline::{self as file, BaselineError};
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BaselineError {
-    #[error("cannot read baseline {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("baseline {path}: {why} (example: {{\"providers\": {{\"openai/gpt-4o\": 850.0}}}})")]
-    Parse { path: String, why: String },
-    #[error("cannot write baseline {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-}
+/// The kind of apm baseline files.
+pub const KIND: &str = "apm";
 
 /// Reads a baseline file.
 pub fn read(path: &Path) -> Result<Baseline, BaselineError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| BaselineError::Parse {
-        path: path.display().to_string(),
-        why: e.to_string(),
-    })
+    match file::load::<Baseline>(path, KIND) {
+        Ok(b) => Ok(b.data),
+        Err(e @ BaselineError::Invalid { .. }) => file::read_limited(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Baseline>(&text).ok())
+            .ok_or(e),
+        Err(e) => Err(e),
+    }
 }
 
-/// Writes a baseline file (pretty JSON, one trailing newline).
-pub fn write(path: &Path, b: &Baseline) -> Result<(), BaselineError> {
-    let werr = |source| BaselineError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    let text = serde_json::to_string_pretty(b).map_err(|e| werr(std::io::Error::other(e)))?;
-    std::fs::write(path, text + "\n").map_err(werr)
+/// Writes a baseline file taken from `source` (a receiver URL or a file name,
+/// stored redacted).
+pub fn write(path: &Path, source: &str, b: &Baseline) -> Result<(), BaselineError> {
+    file::save(path, KIND, source, b)
 }
 
 #[cfg(test)]
@@ -46,22 +32,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_and_names_the_file_on_errors() {
+    fn round_trips_reads_the_unversioned_form_and_names_the_file_on_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("base.json");
         let b = Baseline {
             providers: [("openai/gpt-4o".to_string(), 850.0)].into(),
         };
-        write(&p, &b).unwrap();
-        assert!(std::fs::read_to_string(&p).unwrap().ends_with("}\n"));
+        write(&p, "http://u:hunter2@127.0.0.1:4318/", &b).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"kind\": \"apm\""), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(read(&p).unwrap(), b);
+        std::fs::write(&p, "{\"providers\": {\"openai/gpt-4o\": 850.0}}").unwrap();
         assert_eq!(read(&p).unwrap(), b);
         std::fs::write(&p, "{\"other\": 1}").unwrap();
         let e = read(&p).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("baseline {}", p.display())), "{e}");
-        assert!(e.contains("example: {\"providers\""), "{e}");
+        assert!(e.starts_with(&p.display().to_string()), "{e}");
+        assert!(e.contains("expected a apm baseline"), "{e}");
         let e = read(&dir.path().join("missing.json"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("cannot read baseline"), "{e}");
+        assert!(e.contains("cannot read baseline"), "{e}");
     }
 }
