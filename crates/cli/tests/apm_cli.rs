@@ -175,7 +175,7 @@ fn bad_input_is_one_line_and_exit_1() {
                 cfg.display().to_string(),
                 fixture("clean.json").display().to_string(),
             ],
-            "line 2",
+            "apm.toml:2:",
         ),
         (
             vec![
