@@ -56,6 +56,9 @@ impl Default for TargetConfig {
     }
 }
 
+/// What a password is shown as (in `Debug` and in [`TargetConfig::masked`]).
+pub const MASK: &str = "********";
+
 /// Demo users. With `users` empty, any `<name>@<email_domain>` logs in with
 /// `password`; otherwise only the listed users do. `Debug` masks the passwords.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -88,7 +91,7 @@ impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
             .field("email_domain", &self.email_domain)
-            .field("password", &"********")
+            .field("password", &MASK)
             .field("users", &self.users)
             .finish()
     }
@@ -98,7 +101,7 @@ impl std::fmt::Debug for UserConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserConfig")
             .field("email", &self.email)
-            .field("password", &"********")
+            .field("password", &MASK)
             .finish()
     }
 }
@@ -359,6 +362,22 @@ impl TargetConfig {
         toml::to_string(self).map_err(|e| TargetError::Render {
             message: e.to_string(),
         })
+    }
+
+    /// The configuration with every password replaced by [`MASK`]: the only form
+    /// shown to people (`powertune target --print-config`).
+    pub fn masked(&self) -> TargetConfig {
+        let mut shown = self.clone();
+        shown.auth.password = MASK.into();
+        for u in &mut shown.auth.users {
+            u.password = MASK.into();
+        }
+        shown
+    }
+
+    /// [`TargetConfig::masked`] as TOML.
+    pub fn to_masked_toml(&self) -> Result<String, TargetError> {
+        self.masked().to_toml()
     }
 
     /// Sets a route's error rate from `ROUTE=RATE` (`execute=0.02`).
@@ -706,6 +725,28 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && !d.contains("\"demo\""), "{d}");
         assert!(d.contains("nobody"), "{d}");
+    }
+
+    #[test]
+    fn the_masked_config_hides_every_password_and_keeps_the_rest() {
+        let mut c = TargetConfig::default();
+        c.auth.password = "topsecret".into();
+        c.auth.users.push(UserConfig {
+            email: "ops@example.com".into(),
+            password: "hunter2".into(),
+        });
+        c.pool_size = 7;
+        let text = c.to_masked_toml().unwrap();
+        assert!(
+            !text.contains("topsecret") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert_eq!(text.matches(MASK).count(), 2, "{text}");
+        let back = TargetConfig::from_toml(&text, "masked.toml").unwrap();
+        assert_eq!(back.pool_size, 7);
+        assert_eq!(back.auth.users[0].email, "ops@example.com");
+        assert_eq!(back.auth.password, MASK);
+        assert_eq!(c.auth.password, "topsecret", "the original is untouched");
     }
 
     #[test]
