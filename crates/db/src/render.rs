@@ -107,11 +107,12 @@ pub fn format_sample(at: &str, c: &ConnectionCounts, free_min: u32) -> (String, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::snapshot::{Session, Statement};
 
-    fn counts(total: u32) -> ConnectionCounts {
+    /// Counts with `total` used of 10, one of them active.
+    pub(crate) fn counts(total: u32) -> ConnectionCounts {
         ConnectionCounts {
             total,
             active: 1,

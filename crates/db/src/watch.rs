@@ -114,17 +114,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counts(total: u32) -> ConnectionCounts {
-        ConnectionCounts {
-            total,
-            active: 1,
-            idle: total - 1,
-            usable: 10,
-            free: 10 - total as i64,
-            ..Default::default()
-        }
-    }
+    use crate::render::tests::counts;
 
     #[tokio::test(start_paused = true)]
     async fn samples_on_the_interval_and_stops_after_count() {
