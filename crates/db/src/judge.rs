@@ -1113,7 +1113,7 @@ mod tests {
             (f[0].check.as_str(), f[0].verdict),
             ("idle_in_transaction", Verdict::Warn)
         );
-        assert_eq!(f[0].target, format!("< {}", secs(0.1)));
+        assert_eq!(f[0].target, format!("< {}", secs(0.1)).as_str());
         let f = stuck_sessions(&s, &t, &Limits::default());
         assert_eq!(f[0].check, "stuck_queries");
     }
