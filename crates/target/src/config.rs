@@ -3,6 +3,7 @@
 
 use crate::error::TargetError;
 use crate::route::Route;
+use powertune_core::config_file::Source;
 use powertune_core::duration::serde_human;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -335,26 +336,15 @@ impl Default for CableConfig {
 }
 
 impl TargetConfig {
-    /// Reads a TOML config file; errors name the file, line and column.
+    /// Reads a TOML config file through the shared loader; errors name the file, line,
+    /// column and key.
     pub fn load(path: &Path) -> Result<Self, TargetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TargetError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Ok(Source::read(path)?.deserialize()?)
     }
 
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, TargetError> {
-        toml::from_str(text).map_err(|e: toml::de::Error| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            TargetError::Parse {
-                origin: origin.to_string(),
-                line,
-                column: col,
-                message: e.message().trim().replace('\n', " "),
-            }
-        })
+        Ok(Source::new(origin, text).deserialize()?)
     }
 
     /// The configuration as TOML (the format [`TargetConfig::load`] reads).
@@ -605,22 +595,6 @@ impl Settings {
     pub fn config(&self) -> &TargetConfig {
         &self.config
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let upto = &text[..end];
-    let line = upto.matches('\n').count() + 1;
-    let col = upto
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
 }
 
 #[cfg(test)]
