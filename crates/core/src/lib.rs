@@ -17,6 +17,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod finding;
 pub mod histogram;
+pub mod http1;
 pub mod inspect;
 pub mod report;
 pub mod targets;
