@@ -732,22 +732,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_over_the_limit_and_long_trailers_are_refused() {
-        let big: &'static [u8] = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nx-pad: {}\r\ncontent-length: 0\r\n\r\n",
-                "a".repeat(LIMITS.max_head)
-            )
-            .into_bytes()
-            .into_boxed_slice(),
-        );
-        let trailers: &'static [u8] = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: {}\r\n\r\n",
-                "b".repeat(LIMITS.max_trailers)
-            )
-            .into_bytes()
-            .into_boxed_slice(),
-        );
+        let leak = |s: String| -> &'static [u8] { Box::leak(s.into_bytes().into_boxed_slice()) };
+        let big = leak(format!(
+            "HTTP/1.1 200 OK\r\nx-pad: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(LIMITS.max_head)
+        ));
+        let trailers = leak(format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: {}\r\n\r\n",
+            "b".repeat(LIMITS.max_trailers)
+        ));
         // one server each: a refused reply may leave its server unable to write
         let (port, _h) = server(vec![vec![vec![big]]]).await;
         let c = PlainClient::new(Duration::from_secs(2));
