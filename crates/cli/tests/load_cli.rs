@@ -304,3 +304,63 @@ async fn connection_and_tls_flags_reach_the_engine() {
     );
     assert!(!e.contains("unreachable"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_environment_feeds_the_plans_variables_and_env_wins() {
+    let srv = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("plan.toml");
+    std::fs::write(
+        &f,
+        r#"
+[scenarios.me]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 2
+[[scenarios.me.setup]]
+method = "POST"
+url = "/login"
+json = { password = "{{PASS}}" }
+extract = { token = "/token" }
+[[scenarios.me.steps]]
+url = "/me"
+headers = { Authorization = "Bearer {{token}}" }
+checks = { status = 200 }
+"#,
+    )
+    .unwrap();
+    let run = |extra: &'static [&'static str], pass: &'static str| {
+        let f = f.clone();
+        let url = srv.url.clone();
+        async move {
+            let mut args = vec![
+                "load".to_string(),
+                f.to_str().unwrap().to_string(),
+                "--base-url".into(),
+                url,
+                "-q".into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_powertune"))
+                .args(&args)
+                .env("NO_COLOR", "1")
+                .env("PASS", pass)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    // From the process environment alone.
+    let o = run(&[], "demo").await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("✓ GET /me: status 200 — 100.00% (2 / 2)"),
+        "{}",
+        stdout(&o)
+    );
+    // --env wins over the process environment.
+    let o = run(&["--env", "PASS=nope"], "demo").await;
+    assert_eq!(o.status.code(), Some(99), "{}{}", stdout(&o), stderr(&o));
+}

@@ -20,6 +20,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod finding;
 pub mod histogram;
+pub mod html;
 pub mod http1;
 pub mod inspect;
 pub mod prometheus;

@@ -10,14 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let plan = Plan::from_path(path.as_ref())?;
     let rt = tokio::runtime::Runtime::new()?;
-    let s = rt.block_on(powertune_load::run(
-        &plan,
-        RunOptions {
-            base_url: base,
-            env: Default::default(),
-            progress: false,
-        },
-    ))?;
+    let s = rt.block_on(powertune_load::run(&RunOptions::new(plan, base)))?;
     println!("{} {}", s.http.reqs, s.http.failed);
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! reads. Buffers are released while the VU thinks ([`H1Conn::trim`]), so a sleeping
 //! VU holds little more than its socket.
 
-use crate::http::Stream;
+use crate::net::{Origin, Stream};
 use powertune_core::http1::{Event, Framing, Head, Limits, ResponseDecoder};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,7 +79,7 @@ impl H1Conn {
         &mut self,
         method: &hyper::Method,
         path: &str,
-        origin: &crate::http::Origin,
+        origin: &Origin,
         headers: &[(hyper::header::HeaderName, String)],
         content_type: Option<&str>,
         body: &[u8],
@@ -249,7 +249,6 @@ fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Origin;
     use tokio::net::{TcpListener, TcpStream};
 
     /// A server that answers each request with the next canned reply (raw bytes).

@@ -1,10 +1,9 @@
 //! The judge: a pure function from a [`Summary`] (and optionally a baseline run) to
-//! the runbook's findings, and the run-to-run comparison.
+//! the runbook's findings. [`findings`] lists every check; each check is one small
+//! function below it.
 
-use crate::summary::Summary;
-use powertune_core::report::{table, Style};
-use powertune_core::{Finding, Report, Targets, Verdict};
-use serde::{Deserialize, Serialize};
+use crate::snapshot::{EndpointSummary, ScenarioSummary, Summary, ThresholdResult};
+use powertune_core::{Finding, Targets, Verdict};
 
 const AREA: &str = "load";
 const SLOW_ENDPOINT: &str = "Identify the endpoint in APM and inspect its trace breakdown: DB-bound → EXPLAIN ANALYZE the query; Ruby-bound → profile for N+1 queries; external call → check the circuit breaker and provider quota";
@@ -12,299 +11,218 @@ const P95_ACTION: &str = "Investigate slow query / serializer";
 const P99_ACTION: &str = "Investigate provider timeout or queue contention";
 const ERR_ACTION: &str = "Investigate failing endpoints";
 const THROUGHPUT_ACTION: &str = "Investigate regression vs. last run";
+const DROPPED_ACTION: &str =
+    "Raise max_vus (or max_backlog) so the scenario's arrival rate is really offered, then re-run";
 
 fn ms(v: f64) -> String {
     format!("{v:.1}ms")
 }
 
-/// The runbook's verdicts on a run.
+/// The runbook's verdicts on a run, in this order: an aborted run; API latency per
+/// endpoint type; the "Thresholds" table (p95, p99, error rate); throughput against
+/// the baseline; per scenario, dropped iterations and WebSocket errors; the plan's
+/// own thresholds.
 pub fn findings(s: &Summary, targets: &Targets, baseline: Option<&Summary>) -> Vec<Finding> {
     let mut out = Vec::new();
-    if let Some(reason) = &s.aborted {
-        out.push(
-            Finding::new(AREA, "run_aborted", "run", Verdict::Fail)
-                .observed("aborted")
-                .target("runs to the end")
-                .evidence(reason.clone())
-                .action(ERR_ACTION),
-        );
-    }
-    // API latency (P95) per endpoint type: PASS below target, WARN up to the maximum.
+    out.extend(run_aborted(s));
     for e in &s.endpoint_types {
-        // No response at all: there is no latency to judge (the error rate fails).
-        if e.http.duration.stats.count == 0 {
-            continue;
-        }
-        let band = targets.api.band(e.endpoint_type);
-        let p95 = e.http.duration.stats.p95;
-        let v = Verdict::lower_is_better(p95, band.target_ms, Some(band.max_ms));
-        let mut f = Finding::new(AREA, "api_latency_p95", e.title.clone(), v)
-            .observed(ms(p95))
-            .target(format!("< {}", ms(band.target_ms)))
-            .limit(ms(band.max_ms))
-            .evidence(format!(
-                "{} requests in {}; raw (send→response) p95 {}",
-                e.http.reqs,
-                e.scenarios.join(", "),
-                ms(e.http.duration_raw.stats.p95)
-            ));
-        if v != Verdict::Pass {
-            f = f.action(SLOW_ENDPOINT);
-        }
-        out.push(f);
+        out.extend(api_latency_p95(e, targets));
     }
-    // The "Thresholds" table.
-    let answered = s.http.duration.stats.count > 0;
-    if s.http.reqs > 0 {
-        let lt = |observed: f64, target: f64| {
-            if observed < target {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            }
-        };
-        if answered {
-            let p95 = s.http.duration.stats.p95;
-            let v = lt(p95, targets.load.p95_ms);
-            out.push(
-                Finding::new(AREA, "load_p95", "all requests", v)
-                    .observed(ms(p95))
-                    .target(format!("< {}", ms(targets.load.p95_ms)))
-                    .evidence(format!("{} requests", s.http.reqs))
-                    .action(if v == Verdict::Pass { "" } else { P95_ACTION }),
-            );
-            let p99 = s.http.duration.stats.p99;
-            let v = lt(p99, targets.load.p99_ms);
-            out.push(
-                Finding::new(AREA, "load_p99", "all requests", v)
-                    .observed(ms(p99))
-                    .target(format!("< {}", ms(targets.load.p99_ms)))
-                    .action(if v == Verdict::Pass { "" } else { P99_ACTION }),
-            );
-        }
-        let pct = s.http.failed_rate() * 100.0;
-        let v = lt(pct, targets.load.error_rate_pct);
-        let e = &s.http.errors;
-        out.push(
-            Finding::new(AREA, "load_error_rate", "all requests", v)
-                .observed(format!("{pct:.2}%"))
-                .target(format!("< {}%", targets.load.error_rate_pct))
-                .evidence(format!(
-                    "{} of {} failed (connect {}, tls {}, timeout {}, status ≥400 {}, protocol {})",
-                    s.http.failed, s.http.reqs, e.connect, e.tls, e.timeout, e.status, e.protocol
-                ))
-                .action(if v == Verdict::Pass { "" } else { ERR_ACTION }),
-        );
-    }
+    out.extend(load_p95(s, targets));
+    out.extend(load_p99(s, targets));
+    out.extend(load_error_rate(s, targets));
     if let Some(b) = baseline {
-        let ratio = if b.http.rate > 0.0 {
-            s.http.rate / b.http.rate
-        } else {
-            1.0
-        };
-        let v = if ratio >= targets.load.throughput_ratio_min {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        };
-        out.push(
-            Finding::new(AREA, "throughput_vs_baseline", "all requests", v)
-                .observed(format!("{:.1} req/s ({:.2}× baseline)", s.http.rate, ratio))
-                .target(format!(
-                    "≥ baseline × {} ({:.1} req/s)",
-                    targets.load.throughput_ratio_min,
-                    b.http.rate * targets.load.throughput_ratio_min
-                ))
-                .evidence(format!("baseline {} at {}", b.source, b.started_at))
-                .action(if v == Verdict::Pass {
-                    ""
-                } else {
-                    THROUGHPUT_ACTION
-                }),
-        );
+        out.push(throughput_vs_baseline(s, b, targets));
     }
     for sc in &s.scenarios {
-        if sc.dropped_iterations > 0 {
-            out.push(
-                Finding::new(AREA, "dropped_iterations", sc.name.clone(), Verdict::Warn)
-                    .observed(sc.dropped_iterations.to_string())
-                    .target("0")
-                    .evidence(format!(
-                        "every VU was busy (up to {}) and the backlog was full",
-                        sc.vus_max
-                    ))
-                    .action("Raise max_vus (or max_backlog) so the scenario's arrival rate is really offered, then re-run"),
-            );
-        }
-        if let Some(w) = &sc.ws {
-            if w.errors > 0 {
-                out.push(
-                    Finding::new(AREA, "ws_session_errors", sc.name.clone(), Verdict::Fail)
-                        .observed(format!("{} of {} sessions", w.errors, w.sessions))
-                        .target("0")
-                        .action(ERR_ACTION),
-                );
-            }
-        }
+        out.extend(dropped_iterations(sc));
+        out.extend(ws_session_errors(sc));
     }
-    for t in &s.thresholds {
-        let v = if t.ok { Verdict::Pass } else { Verdict::Fail };
-        out.push(
-            Finding::new(AREA, "threshold", format!("{}: {}", t.metric, t.expr), v)
-                .observed(t.observed.map_or("n/a".into(), |o| format!("{o:.3}")))
-                .target(t.expr.clone()),
-        );
-    }
+    out.extend(s.thresholds.iter().map(threshold));
     out
 }
 
-/// One line of a run-to-run comparison.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delta {
-    pub metric: String,
-    pub baseline: f64,
-    pub current: f64,
-    /// (current − baseline) / baseline × 100; `None` when the baseline is 0.
-    pub change_pct: Option<f64>,
-    /// Whether a rise is good (throughput) or bad (latency, errors).
-    pub higher_is_better: bool,
+/// Pass below `target`, Fail from it on (the "Thresholds" table has no Warn band).
+fn below(observed: f64, target: f64) -> Verdict {
+    if observed < target {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
 }
 
-/// Each headline metric of `current` against `baseline`.
-pub fn compare(baseline: &Summary, current: &Summary) -> Vec<Delta> {
-    let mut out = Vec::new();
-    let mut push = |metric: String, b: f64, c: f64, hib: bool| {
-        out.push(Delta {
-            metric,
-            baseline: b,
-            current: c,
-            change_pct: (b != 0.0).then(|| (c - b) / b * 100.0),
-            higher_is_better: hib,
-        })
+/// The action, for a verdict other than Pass.
+fn unless_pass(v: Verdict, action: &str) -> &str {
+    if v == Verdict::Pass {
+        ""
+    } else {
+        action
+    }
+}
+
+/// A run stopped by an `abort_on_fail` threshold fails.
+fn run_aborted(s: &Summary) -> Option<Finding> {
+    let reason = s.aborted.as_ref()?;
+    Some(
+        Finding::new(AREA, "run_aborted", "run", Verdict::Fail)
+            .observed("aborted")
+            .target("runs to the end")
+            .evidence(reason.clone())
+            .action(ERR_ACTION),
+    )
+}
+
+/// API latency (P95) of one endpoint type: Pass below its target, Warn up to its
+/// maximum. No response at all leaves no latency to judge (the error rate fails).
+fn api_latency_p95(e: &EndpointSummary, targets: &Targets) -> Option<Finding> {
+    if e.http.duration.stats.count == 0 {
+        return None;
+    }
+    let band = targets.api.band(e.endpoint_type);
+    let p95 = e.http.duration.stats.p95;
+    let v = Verdict::lower_is_better(p95, band.target_ms, Some(band.max_ms));
+    let mut f = Finding::new(AREA, "api_latency_p95", e.title.clone(), v)
+        .observed(ms(p95))
+        .target(format!("< {}", ms(band.target_ms)))
+        .limit(ms(band.max_ms))
+        .evidence(format!(
+            "{} requests in {}; raw (send→response) p95 {}",
+            e.http.reqs,
+            e.scenarios.join(", "),
+            ms(e.http.duration_raw.stats.p95)
+        ));
+    if v != Verdict::Pass {
+        f = f.action(SLOW_ENDPOINT);
+    }
+    Some(f)
+}
+
+/// Whether any request got a response whose latency can be judged.
+fn answered(s: &Summary) -> bool {
+    s.http.reqs > 0 && s.http.duration.stats.count > 0
+}
+
+/// p95 of every request below the "Thresholds" table's limit.
+fn load_p95(s: &Summary, targets: &Targets) -> Option<Finding> {
+    if !answered(s) {
+        return None;
+    }
+    let p95 = s.http.duration.stats.p95;
+    let v = below(p95, targets.load.p95_ms);
+    Some(
+        Finding::new(AREA, "load_p95", "all requests", v)
+            .observed(ms(p95))
+            .target(format!("< {}", ms(targets.load.p95_ms)))
+            .evidence(format!("{} requests", s.http.reqs))
+            .action(unless_pass(v, P95_ACTION)),
+    )
+}
+
+/// p99 of every request below the "Thresholds" table's limit.
+fn load_p99(s: &Summary, targets: &Targets) -> Option<Finding> {
+    if !answered(s) {
+        return None;
+    }
+    let p99 = s.http.duration.stats.p99;
+    let v = below(p99, targets.load.p99_ms);
+    Some(
+        Finding::new(AREA, "load_p99", "all requests", v)
+            .observed(ms(p99))
+            .target(format!("< {}", ms(targets.load.p99_ms)))
+            .action(unless_pass(v, P99_ACTION)),
+    )
+}
+
+/// The share of failed requests below the "Thresholds" table's limit.
+fn load_error_rate(s: &Summary, targets: &Targets) -> Option<Finding> {
+    if s.http.reqs == 0 {
+        return None;
+    }
+    let pct = s.http.failed_rate() * 100.0;
+    let v = below(pct, targets.load.error_rate_pct);
+    let e = &s.http.errors;
+    Some(
+        Finding::new(AREA, "load_error_rate", "all requests", v)
+            .observed(format!("{pct:.2}%"))
+            .target(format!("< {}%", targets.load.error_rate_pct))
+            .evidence(format!(
+                "{} of {} failed (connect {}, tls {}, timeout {}, status ≥400 {}, protocol {})",
+                s.http.failed, s.http.reqs, e.connect, e.tls, e.timeout, e.status, e.protocol
+            ))
+            .action(unless_pass(v, ERR_ACTION)),
+    )
+}
+
+/// Throughput at least the baseline's × the runbook's ratio (a baseline without
+/// throughput passes).
+fn throughput_vs_baseline(s: &Summary, b: &Summary, targets: &Targets) -> Finding {
+    let ratio = if b.http.rate > 0.0 {
+        s.http.rate / b.http.rate
+    } else {
+        1.0
     };
-    let (b, c) = (&baseline.http, &current.http);
-    push("http_reqs rate (req/s)".into(), b.rate, c.rate, true);
-    push(
-        "http_req_duration med (ms)".into(),
-        b.duration.stats.med,
-        c.duration.stats.med,
-        false,
-    );
-    push(
-        "http_req_duration p95 (ms)".into(),
-        b.duration.stats.p95,
-        c.duration.stats.p95,
-        false,
-    );
-    push(
-        "http_req_duration p99 (ms)".into(),
-        b.duration.stats.p99,
-        c.duration.stats.p99,
-        false,
-    );
-    push(
-        "http_req_failed (%)".into(),
-        b.failed_rate() * 100.0,
-        c.failed_rate() * 100.0,
-        false,
-    );
-    push(
-        "iterations rate (/s)".into(),
-        baseline.iterations as f64 / baseline.duration_s.max(1e-9),
-        current.iterations as f64 / current.duration_s.max(1e-9),
-        true,
-    );
-    for e in &current.endpoint_types {
-        if let Some(be) = baseline
-            .endpoint_types
-            .iter()
-            .find(|x| x.endpoint_type == e.endpoint_type)
-        {
-            push(
-                format!("{} p95 (ms)", e.title),
-                be.http.duration.stats.p95,
-                e.http.duration.stats.p95,
-                false,
-            );
-        }
-    }
-    for s in &current.scenarios {
-        if let Some(bs) = baseline.scenarios.iter().find(|x| x.name == s.name) {
-            if s.http.reqs > 0 {
-                push(
-                    format!("{} p95 (ms)", s.name),
-                    bs.http.duration.stats.p95,
-                    s.http.duration.stats.p95,
-                    false,
-                );
-            }
-            push(
-                format!("{} iterations", s.name),
-                bs.iterations as f64,
-                s.iterations as f64,
-                true,
-            );
-        }
-    }
-    out
+    let v = if ratio >= targets.load.throughput_ratio_min {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    Finding::new(AREA, "throughput_vs_baseline", "all requests", v)
+        .observed(format!("{:.1} req/s ({:.2}× baseline)", s.http.rate, ratio))
+        .target(format!(
+            "≥ baseline × {} ({:.1} req/s)",
+            targets.load.throughput_ratio_min,
+            b.http.rate * targets.load.throughput_ratio_min
+        ))
+        .evidence(format!("baseline {} at {}", b.source, b.started_at))
+        .action(unless_pass(v, THROUGHPUT_ACTION))
 }
 
-/// The comparison as a table.
-pub fn render_compare(deltas: &[Delta], style: Style) -> String {
-    let mut rows = vec![vec![
-        "metric".to_string(),
-        "baseline".to_string(),
-        "current".to_string(),
-        "change".to_string(),
-    ]];
-    for d in deltas {
-        let change = match d.change_pct {
-            None => "n/a".to_string(),
-            Some(p) => {
-                let text = format!("{p:+.1}%");
-                let worse = if d.higher_is_better {
-                    p < -5.0
-                } else {
-                    p > 5.0
-                };
-                if worse {
-                    style.bold(&text)
-                } else {
-                    text
-                }
-            }
-        };
-        rows.push(vec![
-            d.metric.clone(),
-            format!("{:.2}", d.baseline),
-            format!("{:.2}", d.current),
-            change,
-        ]);
+/// An open-model scenario that dropped iterations did not offer its rate.
+fn dropped_iterations(sc: &ScenarioSummary) -> Option<Finding> {
+    if sc.dropped_iterations == 0 {
+        return None;
     }
-    table(&rows)
+    Some(
+        Finding::new(AREA, "dropped_iterations", sc.name.clone(), Verdict::Warn)
+            .observed(sc.dropped_iterations.to_string())
+            .target("0")
+            .evidence(format!(
+                "every VU was busy (up to {}) and the backlog was full",
+                sc.vus_max
+            ))
+            .action(DROPPED_ACTION),
+    )
 }
 
-impl Summary {
-    /// The run as a powertune report: the findings above, and this summary (plus the
-    /// comparison when a baseline is given) in `metrics`.
-    pub fn to_report(&self, targets: &Targets, baseline: Option<&Summary>) -> Report {
-        let mut metrics = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let (Some(b), serde_json::Value::Object(m)) = (baseline, &mut metrics) {
-            let deltas = compare(b, self);
-            m.insert(
-                "baseline_comparison".into(),
-                serde_json::to_value(deltas).unwrap_or(serde_json::Value::Null),
-            );
-        }
-        Report::new("load", findings(self, targets, baseline), metrics)
-    }
+/// Any WebSocket session that failed.
+fn ws_session_errors(sc: &ScenarioSummary) -> Option<Finding> {
+    let w = sc.ws.as_ref().filter(|w| w.errors > 0)?;
+    Some(
+        Finding::new(AREA, "ws_session_errors", sc.name.clone(), Verdict::Fail)
+            .observed(format!("{} of {} sessions", w.errors, w.sessions))
+            .target("0")
+            .action(ERR_ACTION),
+    )
+}
+
+/// One of the plan's thresholds, as evaluated.
+fn threshold(t: &ThresholdResult) -> Finding {
+    let v = if t.ok { Verdict::Pass } else { Verdict::Fail };
+    Finding::new(AREA, "threshold", format!("{}: {}", t.metric, t.expr), v)
+        .observed(t.observed.map_or("n/a".into(), |o| format!("{o:.3}")))
+        .target(t.expr.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::compare;
     use crate::metrics::Shard;
     use crate::plan::Plan;
+    use crate::render::render_compare;
+    use crate::snapshot::{Collected, WsSummary};
+    use crate::thresholds::evaluate;
+    use powertune_core::report::Style;
     use std::time::Duration;
 
     const PLAN: &str = r#"
@@ -339,16 +257,19 @@ url = "/items"
         }
         shard.series[1].failed = failed;
         shard.series[1].errors.status = failed;
-        Summary::build(
-            &plan,
-            &shard,
-            Duration::from_secs(secs),
-            &chrono::Utc::now(),
-            "http://x/",
-            2,
-            &[1, 1],
-            None,
-        )
+        let mut s = Summary::build(Collected {
+            plan: &plan,
+            shard: &shard,
+            elapsed: Duration::from_secs(secs),
+            started_at: chrono::Utc::now(),
+            base_url: "http://x/",
+            vus_max: 2,
+            scenario_vus_max: &[1, 1],
+            vus: None,
+            aborted: None,
+        });
+        s.thresholds = evaluate(&s, &plan.thresholds);
+        s
     }
 
     fn verdict(f: &[Finding], check: &str, subject: &str) -> Verdict {
@@ -400,5 +321,87 @@ url = "/items"
         let d = compare(&base, &slow);
         assert_eq!(d[0].change_pct, Some(-50.0));
         assert!(render_compare(&d, Style::plain()).contains("-50.0%"));
+    }
+
+    #[test]
+    fn an_aborted_run_fails_with_its_reason() {
+        let mut s = summary(50, 50, 0, 10);
+        assert!(run_aborted(&s).is_none());
+        s.aborted = Some("threshold http_req_failed: rate<0.01 failed".into());
+        let f = run_aborted(&s).unwrap();
+        assert_eq!(f.verdict, Verdict::Fail);
+        assert!(f.evidence.contains("http_req_failed"));
+        assert_eq!(
+            findings(&s, &Targets::default(), None)[0].check,
+            "run_aborted"
+        );
+    }
+
+    #[test]
+    fn no_answer_leaves_latency_unjudged_but_fails_the_error_rate() {
+        let t = Targets::default();
+        let mut s = summary(50, 50, 0, 10);
+        for e in &mut s.endpoint_types {
+            e.http.duration.stats.count = 0;
+        }
+        s.http.duration.stats.count = 0;
+        s.http.failed = s.http.reqs;
+        let f = findings(&s, &t, None);
+        assert!(!f.iter().any(|x| x.check == "api_latency_p95"));
+        assert!(load_p95(&s, &t).is_none() && load_p99(&s, &t).is_none());
+        assert_eq!(verdict(&f, "load_error_rate", "all"), Verdict::Fail);
+        s.http.reqs = 0;
+        assert!(load_error_rate(&s, &t).is_none());
+    }
+
+    #[test]
+    fn p95_and_p99_fail_at_their_limits() {
+        let t = Targets::default();
+        let s = summary(50, 50, 0, 10);
+        assert_eq!(load_p95(&s, &t).unwrap().action, "");
+        let slow = summary(2500, 2500, 0, 10);
+        let p95 = load_p95(&slow, &t).unwrap();
+        assert_eq!(p95.verdict, Verdict::Fail);
+        assert_eq!(p95.action, P95_ACTION);
+        assert_eq!(load_p99(&slow, &t).unwrap().verdict, Verdict::Pass);
+        let slower = summary(6000, 6000, 0, 10);
+        assert_eq!(load_p99(&slower, &t).unwrap().action, P99_ACTION);
+    }
+
+    #[test]
+    fn dropped_iterations_warn_and_ws_errors_fail() {
+        let mut s = summary(50, 50, 0, 10);
+        let sc = &mut s.scenarios[0];
+        assert!(dropped_iterations(sc).is_none() && ws_session_errors(sc).is_none());
+        sc.dropped_iterations = 7;
+        let f = dropped_iterations(sc).unwrap();
+        assert_eq!(
+            (f.verdict, f.observed.text().as_str()),
+            (Verdict::Warn, "7")
+        );
+        sc.ws = Some(WsSummary {
+            sessions: 4,
+            errors: 1,
+            msgs_received: 0,
+            msgs_sent: 0,
+            broadcasts: 0,
+            connecting: Default::default(),
+            subscribe_duration: Default::default(),
+            session_duration: Default::default(),
+        });
+        let f = ws_session_errors(sc).unwrap();
+        assert_eq!(f.verdict, Verdict::Fail);
+        assert_eq!(f.observed, "1 of 4 sessions");
+    }
+
+    #[test]
+    fn each_threshold_is_a_finding() {
+        let s = summary(50, 400, 0, 10);
+        let f = threshold(&s.thresholds[0]);
+        assert_eq!(f.subject, "http_req_duration: p(95)<300");
+        assert_eq!(f.verdict, Verdict::Fail);
+        assert_eq!(f.target, "p(95)<300");
+        let ok = summary(50, 50, 0, 10);
+        assert_eq!(threshold(&ok.thresholds[0]).verdict, Verdict::Pass);
     }
 }

@@ -1,6 +1,7 @@
 //! powertune's load engine.
 //!
-//! The library API (`powertune load`, `powertune compare` and `powertune demo` use it):
+//! The one entry is [`inspect`] (`powertune load`, `powertune demo` and capacity
+//! planning call it; `powertune compare` calls [`inspect_compare`]):
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -11,43 +12,54 @@
 //! // 2. Optionally scale every executor duration (stages, start times, graceful stops,
 //! //    cable holds) — 0.1 turns a 10-minute plan into one minute.
 //! plan.scale_time(0.1);
-//! // 3. Run it against a base URL, with live progress on standard error or not.
-//! let summary = powertune_load::run(&plan, RunOptions {
-//!     base_url: "http://127.0.0.1:8080".into(),
-//!     env: Default::default(),
-//!     progress: true,
-//! }).await?;
-//! // 4. Render the k6-like text, and judge it against the runbook's targets.
-//! let text = summary.render_text(powertune_core::report::Style::plain());
-//! let report = summary.to_report(&powertune_core::Targets::default(), None);
-//! # let _ = (text, report); Ok(()) }
+//! // 3. Run it against a base URL (a progress callback, `{{name}}` values and a
+//! //    baseline run are further options) and judge it against the runbook's targets.
+//! let opts = RunOptions::new(plan, "http://127.0.0.1:8080");
+//! let inspection = powertune_load::inspect(&opts, &powertune_core::Targets::default()).await?;
+//! // 4. The findings, the typed summary and the k6-like text.
+//! let report = inspection.report()?;
+//! # let _ = report; Ok(()) }
 //! ```
 //!
-//! Shape: collector ([`engine`], [`http`], [`h1`], [`ws`]: the only I/O) → snapshot
-//! ([`metrics`] shards merged into a [`Summary`]) → judge ([`judge::findings`], a pure
-//! function) → findings → [`powertune_core::Report`].
+//! Shape: [`plan`] (scenario file → validated plan) → collect ([`collect`] with its
+//! executors, VUs and live monitor; [`http`], [`h1`], [`ws`], [`net`]: the only I/O;
+//! [`metrics`] shards) → snapshot ([`snapshot::Summary`], thresholds evaluated by
+//! [`thresholds`] over the metrics of the [`catalogue`]) → judge ([`judge::findings`],
+//! a pure function) → render ([`render`]) → [`powertune_core::Inspection`].
 #![cfg_attr(
     not(test),
     deny(
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::print_stdout
+        clippy::print_stdout,
+        clippy::print_stderr
     )
 )]
 
-pub mod engine;
+pub mod catalogue;
+pub mod collect;
+pub mod compare;
 pub mod h1;
 pub mod http;
+pub mod inspect;
 pub mod judge;
 pub mod metrics;
+pub mod net;
+pub mod options;
 pub mod plan;
-pub mod progress;
-pub mod summary;
+pub mod render;
+pub mod snapshot;
 pub mod template;
+pub mod thresholds;
 pub mod ws;
 
-pub use engine::{run, RunError, RunOptions};
-pub use judge::{compare, render_compare, Delta};
+pub use collect::run;
+pub use compare::{compare, Delta};
+pub use inspect::{
+    inspect, inspect_compare, judge_run, CompareMetrics, CompareOptions, LoadMetrics,
+};
+pub use options::{LoadError, Progress, ProgressFn, RunOptions};
 pub use plan::{OneOff, Plan, PlanError};
-pub use summary::{Summary, SUMMARY_SCHEMA};
+pub use render::render_compare;
+pub use snapshot::{Summary, SUMMARY_SCHEMA};

@@ -76,6 +76,13 @@ pub enum ErrorKind {
     Protocol,
 }
 
+/// The protocol a request went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
 /// Per HTTP step (series).
 #[derive(Debug, Clone, Default)]
 pub struct SeriesMetrics {
@@ -222,7 +229,7 @@ pub struct RequestSample {
     pub sent: u64,
     pub received: u64,
     /// The protocol the request went over (None: no connection was made).
-    pub proto: Option<crate::http::Proto>,
+    pub proto: Option<Proto>,
 }
 
 /// k6's `vus` gauge over time: one sample per tick, at most [`VusSeries::CAP`] points
@@ -348,8 +355,8 @@ impl Registry {
                     bump_status(&mut m.status, code, 1);
                 }
                 match s.proto {
-                    Some(crate::http::Proto::Http1) => m.http1 += 1,
-                    Some(crate::http::Proto::Http2) => m.http2 += 1,
+                    Some(Proto::Http1) => m.http1 += 1,
+                    Some(Proto::Http2) => m.http2 += 1,
                     None => {}
                 }
                 if s.error.is_none() {
@@ -429,7 +436,7 @@ mod tests {
                         lag: Duration::from_millis(5),
                         sent: 10,
                         received: 20,
-                        proto: Some(crate::http::Proto::Http1),
+                        proto: Some(Proto::Http1),
                     });
                     reg.record_check(0, i % 2 == 0);
                 }

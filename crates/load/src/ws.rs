@@ -2,7 +2,8 @@
 //! pings, broadcasts) and raw send/expect exchanges, over tokio-tungstenite on the
 //! engine's own TCP/TLS streams (so `wss://` works too).
 
-use crate::http::{connect, ClientShared, Origin};
+use crate::http::{connect, ClientShared};
+use crate::net::{Origin, Stream};
 use futures_util::{SinkExt, StreamExt};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ pub struct WsOutcome {
     pub expected_seen: bool,
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<crate::http::Stream>;
+type WsStream = tokio_tungstenite::WebSocketStream<Stream>;
 
 async fn open(
     shared: &ClientShared,

@@ -6,17 +6,13 @@ use powertune_load::{run, Plan, RunOptions, Summary};
 use powertune_test_support::http::{FixtureConfig, TestServer};
 use std::time::Duration;
 
-fn opts(url: &str) -> RunOptions {
-    RunOptions {
-        base_url: url.to_string(),
-        env: Default::default(),
-        progress: false,
-    }
+fn opts(plan: &Plan, url: &str) -> RunOptions {
+    RunOptions::new(plan.clone(), url)
 }
 
 async fn go(toml: &str, srv: &TestServer) -> Summary {
     let plan = Plan::from_toml_str(toml, "test.toml").unwrap();
-    tokio::time::timeout(Duration::from_secs(30), run(&plan, opts(&srv.url)))
+    tokio::time::timeout(Duration::from_secs(30), run(&opts(&plan, &srv.url)))
         .await
         .expect("run finished within 30 s")
         .unwrap()
@@ -351,7 +347,7 @@ async fn unreachable_target_fails_before_any_vu() {
     )
     .unwrap();
     // Port 1 on loopback: nothing listens there.
-    let e = run(&plan, opts("http://user:hunter2@127.0.0.1:1"))
+    let e = run(&opts(&plan, "http://user:hunter2@127.0.0.1:1"))
         .await
         .unwrap_err();
     let msg = e.to_string();
@@ -360,7 +356,7 @@ async fn unreachable_target_fails_before_any_vu() {
         "{msg}"
     );
     assert!(!msg.contains("hunter2"), "{msg}");
-    let e = run(&plan, opts("not a url")).await.unwrap_err();
+    let e = run(&opts(&plan, "not a url")).await.unwrap_err();
     assert!(e.to_string().contains("bad base URL"), "{e}");
 }
 
@@ -451,7 +447,7 @@ checks = { status = 200 }
     )
     .unwrap();
     let plan = Plan::from_path(&plan_path).unwrap();
-    let s = run(&plan, opts(&srv.url)).await.unwrap();
+    let s = run(&opts(&plan, &srv.url)).await.unwrap();
     assert_eq!(s.http.reqs, 4);
     assert_eq!(s.http.status.get("200").copied(), Some(2));
     assert_eq!(s.http.status.get("401").copied(), Some(2));
@@ -592,7 +588,7 @@ fn tls_server(alpn: &[&[u8]]) -> (String, std::sync::Arc<rustls::ServerConfig>) 
 
 async fn go_at(toml: &str, base: &str) -> Summary {
     let plan = Plan::from_toml_str(toml, "test.toml").unwrap();
-    tokio::time::timeout(Duration::from_secs(30), run(&plan, opts(base)))
+    tokio::time::timeout(Duration::from_secs(30), run(&opts(&plan, base)))
         .await
         .expect("run finished within 30 s")
         .unwrap()
@@ -679,7 +675,7 @@ async fn untrusted_certificate_counts_as_tls_errors() {
         dir.path().join("bad.pem").display()
     );
     let plan = Plan::from_toml_str(&toml, "test.toml").unwrap();
-    let err = run(&plan, opts(&format!("https://127.0.0.1:{}", srv.port)))
+    let err = run(&opts(&plan, &format!("https://127.0.0.1:{}", srv.port)))
         .await
         .unwrap_err()
         .to_string();

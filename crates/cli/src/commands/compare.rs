@@ -4,8 +4,8 @@
 use super::Context;
 use anyhow::Context as _;
 use powertune_core::report::Style;
-use powertune_core::{ExitCode, Report};
-use powertune_load::Summary;
+use powertune_core::ExitCode;
+use powertune_load::{CompareOptions, Summary};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -35,25 +35,17 @@ fn read(p: &Path) -> anyhow::Result<Summary> {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let base = read(&args.baseline)?;
-    let cur = read(&args.current)?;
-    let deltas = powertune_load::compare(&base, &cur);
-    let findings: Vec<_> = powertune_load::judge::findings(&cur, &targets, Some(&base))
-        .into_iter()
-        .filter(|f| f.check == "throughput_vs_baseline")
-        .collect();
-    let text = format!(
-        "baseline {} ({})\ncurrent  {} ({})\n\n{}",
-        args.baseline.display(),
-        base.started_at,
-        args.current.display(),
-        cur.started_at,
-        powertune_load::render_compare(&deltas, Style::detect())
-    );
-    let report = Report::new(
-        "compare",
-        findings,
-        serde_json::json!({ "baseline_comparison": deltas }),
-    );
-    super::emit(&report, &text, args.json.as_deref())
+    let opts = CompareOptions {
+        baseline: read(&args.baseline)?,
+        baseline_name: args.baseline.display().to_string(),
+        current: read(&args.current)?,
+        current_name: args.current.display().to_string(),
+        style: Style::detect(),
+    };
+    let inspection = powertune_load::inspect_compare(&opts, &targets);
+    super::emit(
+        &inspection.report()?,
+        &inspection.text,
+        args.json.as_deref(),
+    )
 }

@@ -62,7 +62,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     plan.scale_time(factor);
     let scaled = plan.total_duration();
 
-    super::block_on(async move {
+    let mut opts = RunOptions::new(plan, String::new());
+    opts.env = super::load::plan_env(&opts.plan, Default::default());
+    opts.style = Style::detect();
+    let progress = (!args.quiet).then(|| crate::progress::LoadProgress::new(scaled));
+    opts.progress = progress.as_ref().map(|p| p.callback());
+    let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+
+    let (result, stats) = super::block_on(async move {
         let config = powertune_target::TargetConfig {
             pool_size: args.pool_size,
             ..Default::default()
@@ -70,38 +77,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let target = powertune_target::start(config, ([127, 0, 0, 1], 0).into())
             .await
             .context("cannot start the embedded target")?;
-        let base_url = target.base_url();
-        if args.json.as_deref() != Some(std::path::Path::new("-")) {
+        opts.base_url = target.base_url();
+        if !to_stdout {
             eprintln!(
-                "powertune demo: embedded target at {base_url}; {} scenarios, {} of the runbook's {} (time scale {factor:.3})",
-                plan.scenarios.len(),
+                "powertune demo: embedded target at {}; {} scenarios, {} of the runbook's {} (time scale {factor:.3})",
+                opts.base_url,
+                opts.plan.scenarios.len(),
                 powertune_core::duration::format(scaled),
                 powertune_core::duration::format(full),
             );
         }
-        let result = powertune_load::run(
-            &plan,
-            RunOptions {
-                base_url: base_url.clone(),
-                env: Default::default(),
-                progress: !args.quiet,
-            },
-        )
-        .await;
+        let result = powertune_load::inspect(&opts, &targets).await;
         let stats = target.stats();
         target.shutdown().await;
-        let summary = result?;
-        let report = summary.to_report(&targets, None);
-        let text = summary.render_text(Style::detect());
-        let code = super::emit(&report, &text, args.json.as_deref())?;
-        if args.json.as_deref() != Some(std::path::Path::new("-")) {
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "embedded target: {} requests served, database pool of {} slots",
-                stats.total, args.pool_size
-            )?;
-        }
-        Ok(code)
-    })?
+        anyhow::Ok((result, stats))
+    })??;
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let inspection = result?;
+    let code = super::emit(
+        &inspection.report()?,
+        &inspection.text,
+        args.json.as_deref(),
+    )?;
+    if !to_stdout {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "embedded target: {} requests served, database pool of {} slots",
+            stats.total, args.pool_size
+        )?;
+    }
+    Ok(code)
 }

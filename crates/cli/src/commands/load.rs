@@ -9,6 +9,7 @@ use powertune_core::{EndpointType, ExitCode};
 use powertune_load::{OneOff, Plan, RunOptions, Summary};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -237,26 +238,47 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         plan.options.insecure_skip_tls_verify = true;
     }
     let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
-    let progress = !args.quiet;
-    let summary = super::block_on(powertune_load::run(
-        &plan,
-        RunOptions {
-            base_url,
-            env,
-            progress,
-        },
-    ))??;
-    let style = Style::detect();
-    let mut text = summary.render_text(style);
-    if let Some(b) = &baseline {
-        text.push_str("\nagainst the baseline\n");
-        text.push_str(&powertune_load::render_compare(
-            &powertune_load::compare(b, &summary),
-            style,
-        ));
+    let env = plan_env(&plan, env);
+    let total = plan.total_duration();
+    let mut opts = RunOptions::new(plan, base_url);
+    opts.env = env;
+    opts.baseline = baseline;
+    opts.style = Style::detect();
+    let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
+    super::emit(
+        &inspection.report()?,
+        &inspection.text,
+        json_path.as_deref(),
+    )
+}
+
+/// The values of `{{NAME}}` for the plan: the process environment's values of the
+/// names the plan's templates use, overridden by `overrides` (`--env NAME=VALUE`).
+pub fn plan_env(plan: &Plan, overrides: HashMap<String, String>) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = plan
+        .variables()
+        .into_iter()
+        .filter_map(|name| std::env::var(&name).ok().map(|v| (name, v)))
+        .collect();
+    env.extend(overrides);
+    env
+}
+
+/// Inspects the run on a fresh runtime, with live progress on standard error when
+/// `show` is set.
+pub fn run_with_progress(
+    mut opts: RunOptions,
+    targets: &powertune_core::Targets,
+    show: bool,
+    total: Duration,
+) -> anyhow::Result<powertune_core::Inspection<powertune_load::LoadMetrics>> {
+    let progress = show.then(|| crate::progress::LoadProgress::new(total));
+    opts.progress = progress.as_ref().map(|p| p.callback());
+    let result = super::block_on(powertune_load::inspect(&opts, targets));
+    if let Some(p) = &progress {
+        p.finish();
     }
-    let report = summary.to_report(&targets, baseline.as_ref());
-    super::emit(&report, &text, json_path.as_deref())
+    Ok(result??)
 }
 
 #[cfg(test)]

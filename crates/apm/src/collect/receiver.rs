@@ -1,7 +1,7 @@
 //! Collector for `apm report` / `apm endpoint`: fetches the running receiver's
 //! summary API.
 
-use crate::summary::{EndpointDetail, Summary};
+use crate::snapshot::{EndpointDetail, Summary};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum ClientError {
 /// Checks a receiver base URL.
 pub fn base_url(s: &str) -> Result<url::Url, ClientError> {
     let bad = |why: String| ClientError::BadUrl {
-        url: crate::server::redact(s),
+        url: powertune_core::redact::url(s),
         why,
     };
     let u = url::Url::parse(s).map_err(|e| bad(e.to_string()))?;
@@ -46,7 +46,7 @@ async fn get<T: serde::de::DeserializeOwned>(
             pairs.append_pair(k, v);
         }
     }
-    let shown = crate::server::redact(base.as_str());
+    let shown = powertune_core::redact::url(base.as_str());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -81,7 +81,7 @@ impl Target {
             Protocol::Grpc => "--forward collector:4317 --forward-protocol grpc",
         };
         let bad = |why: &str| ForwardError::Url {
-            url: crate::server::redact(s),
+            url: powertune_core::redact::url(s),
             why: why.to_string(),
             example,
         };
@@ -127,7 +127,7 @@ impl Target {
     pub fn shown(&self) -> String {
         format!(
             "{} ({})",
-            crate::server::redact(self.url.as_str()),
+            powertune_core::redact::url(self.url.as_str()),
             self.protocol.name()
         )
     }
@@ -294,7 +294,7 @@ pub fn start(
                 .timeout(TIMEOUT)
                 .build()
                 .map_err(|e| ForwardError::Url {
-                    url: crate::server::redact(target.url.as_str()),
+                    url: powertune_core::redact::url(target.url.as_str()),
                     why: e.to_string(),
                     example: "--forward http://collector:4318",
                 })?,
@@ -303,7 +303,7 @@ pub fn start(
         Protocol::Grpc => {
             let ep = tonic::transport::Endpoint::from_shared(target.url.to_string())
                 .map_err(|e| ForwardError::Url {
-                    url: crate::server::redact(target.url.as_str()),
+                    url: powertune_core::redact::url(target.url.as_str()),
                     why: e.to_string(),
                     example: "--forward collector:4317 --forward-protocol grpc",
                 })?

@@ -4,7 +4,7 @@
 
 use crate::decode::{to_spans, DecodeError};
 use crate::engine::Engine;
-use crate::summary::Summary;
+use crate::snapshot::Summary;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;

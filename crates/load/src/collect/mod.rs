@@ -1,0 +1,96 @@
+//! The collector: runs a plan's scenarios (the only stage that does I/O, through
+//! [`crate::http`], [`crate::h1`] and [`crate::ws`]) and hands back the merged
+//! metrics as a [`Summary`] with its thresholds evaluated.
+
+mod executor;
+mod monitor;
+mod state;
+mod vu;
+
+use crate::http::{ClientShared, Origin, TlsTrust};
+use crate::net::redact_url;
+use crate::options::{LoadError, RunOptions};
+use crate::snapshot::{Collected, Summary};
+use crate::thresholds::evaluate;
+use state::Shared;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Runs `opts.plan` against `opts.base_url` and returns the summary. The base URL is
+/// checked and its host must accept a TCP connection before any VU starts.
+pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
+    let plan = &opts.plan;
+    let base = url::Url::parse(&opts.base_url).map_err(|e| LoadError::BadUrl {
+        url: opts.base_url.clone(),
+        reason: e.to_string(),
+    })?;
+    let shown = redact_url(&base);
+    let origin = Origin::from_url(&base).map_err(|reason| LoadError::BadUrl {
+        url: shown.clone(),
+        reason,
+    })?;
+    let client = ClientShared::new(
+        plan.options.http,
+        plan.options.connect_timeout,
+        plan.options.request_timeout,
+        &TlsTrust {
+            ca_cert: plan.options.ca_cert.clone(),
+            insecure: plan.options.insecure_skip_tls_verify,
+        },
+    )
+    .map_err(LoadError::Setup)?;
+    crate::net::reachable(&origin, plan.options.connect_timeout)
+        .await
+        .map_err(|reason| LoadError::Unreachable {
+            url: shown.clone(),
+            reason,
+        })?;
+    let shared = Arc::new(Shared::new(
+        plan.clone(),
+        origin,
+        base,
+        opts.env.clone(),
+        client,
+    ));
+    let started_at = chrono::Utc::now();
+    let t0 = Instant::now();
+    let mut scenarios = JoinSet::new();
+    for i in 0..plan.scenarios.len() {
+        scenarios.spawn(executor::run_scenario(shared.clone(), i));
+    }
+    let (done_tx, done_rx) = watch::channel(false);
+    let monitor = tokio::spawn(monitor::monitor(
+        shared.clone(),
+        opts.progress.clone(),
+        done_rx,
+        t0,
+    ));
+    while scenarios.join_next().await.is_some() {}
+    let _ = done_tx.send(true);
+    let _ = monitor.await;
+    let elapsed = t0.elapsed();
+    let snap = shared.reg.snapshot();
+    let scen_vus: Vec<u64> = shared
+        .scen_vus_max
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    let vus = shared.vus_series.lock().clone();
+    let aborted = shared.abort_reason();
+    let mut summary = Summary::build(Collected {
+        plan,
+        shard: &snap,
+        elapsed,
+        started_at,
+        base_url: &shown,
+        vus_max: shared.vus_max.load(Ordering::Relaxed),
+        scenario_vus_max: &scen_vus,
+        vus: Some(&vus),
+        aborted: aborted.as_deref(),
+    });
+    summary.thresholds = evaluate(&summary, &plan.thresholds);
+    Ok(summary)
+}

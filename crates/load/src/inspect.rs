@@ -1,0 +1,119 @@
+//! The load engine's one entry: [`inspect`] runs a plan (collect), summarises it
+//! (snapshot), judges it against the runbook's targets and the plan's thresholds
+//! (judge) and renders the terminal text (render). [`inspect_compare`] does the last
+//! two for two earlier runs.
+
+use crate::collect;
+use crate::compare::{compare, Delta};
+use crate::judge::findings;
+use crate::options::{LoadError, RunOptions};
+use crate::render::render_compare;
+use crate::snapshot::Summary;
+use powertune_core::report::Style;
+use powertune_core::{Inspection, Report, Targets};
+use serde::Serialize;
+
+/// The metrics payload of a load report: the run's summary and, when a baseline was
+/// given, the comparison with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadMetrics {
+    #[serde(flatten)]
+    pub summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_comparison: Option<Vec<Delta>>,
+}
+
+impl LoadMetrics {
+    pub fn new(summary: Summary, baseline: Option<&Summary>) -> LoadMetrics {
+        let baseline_comparison = baseline.map(|b| compare(b, &summary));
+        LoadMetrics {
+            summary,
+            baseline_comparison,
+        }
+    }
+}
+
+/// Runs `opts.plan` and judges it: findings, the summary as the typed payload, and the
+/// k6-like text (followed by the comparison table when a baseline is given).
+pub async fn inspect(
+    opts: &RunOptions,
+    targets: &Targets,
+) -> Result<Inspection<LoadMetrics>, LoadError> {
+    let summary = collect::run(opts).await?;
+    Ok(judge_run(
+        summary,
+        opts.baseline.as_ref(),
+        targets,
+        opts.style,
+    ))
+}
+
+/// Judges and renders a run already collected.
+pub fn judge_run(
+    summary: Summary,
+    baseline: Option<&Summary>,
+    targets: &Targets,
+    style: Style,
+) -> Inspection<LoadMetrics> {
+    let mut text = summary.render_text(style);
+    if let Some(b) = baseline {
+        text.push_str("\nagainst the baseline\n");
+        text.push_str(&render_compare(&compare(b, &summary), style));
+    }
+    let findings = findings(&summary, targets, baseline);
+    Inspection::new("load", findings, LoadMetrics::new(summary, baseline), text)
+}
+
+impl Summary {
+    /// The run as a powertune report: the findings, and this summary (plus the
+    /// comparison when a baseline is given) in `metrics`.
+    pub fn to_report(&self, targets: &Targets, baseline: Option<&Summary>) -> Report {
+        let metrics = LoadMetrics::new(self.clone(), baseline);
+        let metrics = serde_json::to_value(metrics).unwrap_or(serde_json::Value::Null);
+        Report::new("load", findings(self, targets, baseline), metrics)
+    }
+}
+
+/// Two earlier runs to compare, and how they are named in the text.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    pub baseline: Summary,
+    /// Where the baseline came from (its file name).
+    pub baseline_name: String,
+    pub current: Summary,
+    pub current_name: String,
+    pub style: Style,
+}
+
+/// The metrics payload of a comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareMetrics {
+    pub baseline_comparison: Vec<Delta>,
+}
+
+/// The current run against the baseline: each headline metric's change, and the
+/// runbook's "throughput ≥ baseline × 0.8" finding.
+pub fn inspect_compare(opts: &CompareOptions, targets: &Targets) -> Inspection<CompareMetrics> {
+    let (base, cur) = (&opts.baseline, &opts.current);
+    let deltas = compare(base, cur);
+    let findings: Vec<_> = findings(cur, targets, Some(base))
+        .into_iter()
+        .filter(|f| f.check == "throughput_vs_baseline")
+        .collect();
+    let text = format!(
+        "baseline {} ({})\ncurrent  {} ({})\n\n{}",
+        opts.baseline_name,
+        base.started_at,
+        opts.current_name,
+        cur.started_at,
+        render_compare(&deltas, opts.style)
+    );
+    Inspection::new(
+        "compare",
+        findings,
+        CompareMetrics {
+            baseline_comparison: deltas,
+        },
+        text,
+    )
+}

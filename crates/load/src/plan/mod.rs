@@ -1,0 +1,21 @@
+//! Scenario files: TOML read with `deny_unknown_fields` ([`file`]), validated into a
+//! [`Plan`] ([`parse`], [`scenario`], [`step`]) before any socket opens. Errors carry
+//! `file:line:column`.
+
+mod context;
+mod file;
+mod model;
+mod one_off;
+mod parse;
+mod scenario;
+mod step;
+
+pub use context::PlanError;
+pub use model::{
+    Body, CableStep, Check, CheckKind, DataMode, DataSet, Executor, Hold, HttpStep, HttpVersion,
+    Options, Plan, Scenario, Stage, Step, Think, WsStep,
+};
+pub use one_off::OneOff;
+
+#[cfg(test)]
+mod tests;

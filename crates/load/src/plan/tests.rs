@@ -1,0 +1,181 @@
+use super::*;
+use powertune_core::EndpointType;
+use std::time::Duration;
+
+const GOOD: &str = r#"
+[thresholds]
+http_req_duration = ["p(95)<2000", "p(99)<5000"]
+http_req_failed = { threshold = "rate<0.01", abort_on_fail = true, delay_abort_eval = "10s" }
+
+[scenarios.auth_burst]
+endpoint_type = "Authentication"
+users = 50
+duration = "5m"
+ramp_up = "1m"
+
+[[scenarios.auth_burst.steps]]
+name = "login"
+method = "POST"
+url = "/api/v1/auth/login"
+json = { email = "u{{n}}@example.com", password = "demo" }
+extract = { token = "/token" }
+checks = { status = 200, json = { "/ok" = true }, duration_below = "500ms" }
+
+[[scenarios.auth_burst.steps]]
+sleep = "1s..2s"
+
+[scenarios.rate]
+endpoint_type = "read_crud"
+executor = "constant-arrival-rate"
+rate = 100
+duration = "10s"
+pre_allocated_vus = 5
+max_vus = 20
+start_time = "1s"
+
+[[scenarios.rate.steps]]
+url = "/x"
+"#;
+
+#[test]
+fn reads_the_runbook_shorthand_as_stages() {
+    let p = Plan::from_toml_str(GOOD, "good.toml").unwrap();
+    assert_eq!(p.scenarios.len(), 2);
+    let s = &p.scenarios[0];
+    assert_eq!(s.name, "auth_burst");
+    assert_eq!(
+        s.executor,
+        Executor::RampingVus {
+            start_vus: 0,
+            stages: vec![
+                Stage {
+                    duration: Duration::from_secs(60),
+                    target: 50.0
+                },
+                Stage {
+                    duration: Duration::from_secs(300),
+                    target: 50.0
+                },
+                Stage {
+                    duration: Duration::from_secs(60),
+                    target: 0.0
+                },
+            ]
+        }
+    );
+    assert_eq!(s.checks().len(), 3);
+    assert_eq!(p.thresholds.len(), 3);
+    assert!(p.thresholds.iter().any(|t| t.abort_on_fail));
+    assert_eq!(p.n_series, 2);
+    assert_eq!(p.total_duration(), Duration::from_secs(420));
+}
+
+#[test]
+fn scales_time() {
+    let mut p = Plan::from_toml_str(GOOD, "good.toml").unwrap();
+    p.scale_time(0.1);
+    assert_eq!(p.scenarios[0].executor.duration(), Duration::from_secs(42));
+    assert_eq!(p.scenarios[1].start_time, Duration::from_millis(100));
+}
+
+fn err(text: &str) -> String {
+    Plan::from_toml_str(text, "f.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let e = err("[scenarios.a]\nendpoint_type = \"auth\"\nuserz = 3\n");
+    assert!(e.starts_with("f.toml:3:1:"), "{e}");
+    assert!(e.contains("userz"), "{e}");
+    let e = err("[scenarios.a]\nendpoint_type = \"graphql\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n");
+    assert!(e.contains("f.toml:1:") && e.contains("graphql"), "{e}");
+    let e = err("[scenarios.a]\nendpoint_type = \"auth\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\nrate = 5\n[[scenarios.a.steps]]\nurl = \"/\"\n");
+    assert!(e.contains("`rate` does not apply"), "{e}");
+    let e = err("[thresholds]\nhttp_req_duration = \"p(95)<abc\"\n[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n");
+    assert!(e.contains("f.toml:2:") && e.contains("column 7"), "{e}");
+    let e = err("[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"5\"\n[[scenarios.a.steps]]\nurl = \"/\"\n");
+    assert!(e.contains("no unit"), "{e}");
+    let e = err("[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\nsleep = \"1s\"\n");
+    assert!(e.contains("exactly one"), "{e}");
+    assert!(err("").contains("no scenarios"));
+    let e = err("[thresholds]\nhttp_req_waiting = \"p(95)<1\"\n\"http_req_waiting{name:x}\" = \"p(95)<1\"\n[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n");
+    assert!(e.contains("per scenario"), "{e}");
+}
+
+#[test]
+fn connection_and_tls_options() {
+    let body = "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/\"\n";
+    let p = Plan::from_toml_str(body, "f.toml").unwrap();
+    assert!(!p.options.no_vu_connection_reuse && !p.options.insecure_skip_tls_verify);
+    assert_eq!(p.options.ca_cert, None);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("plan.toml");
+    std::fs::write(
+            &f,
+            format!("[options]\nno_vu_connection_reuse = true\nca_cert = \"ca.pem\"\ninsecure_skip_tls_verify = true\n{body}"),
+        )
+        .unwrap();
+    let p = Plan::from_path(&f).unwrap();
+    assert!(p.options.no_vu_connection_reuse && p.options.insecure_skip_tls_verify);
+    // Relative to the scenario file, like CSV data files.
+    assert_eq!(p.options.ca_cert, Some(dir.path().join("ca.pem")));
+    let e = err(&format!(
+        "[options]\nno_vu_connection_reuse = \"yes\"\n{body}"
+    ));
+    assert!(e.starts_with("f.toml:2:"), "{e}");
+}
+
+#[test]
+fn one_off_builds_open_and_closed_plans() {
+    let mut o = OneOff {
+        url: "/health".into(),
+        method: "GET".into(),
+        headers: vec![("X-A".into(), "b \"q\"".into())],
+        body: None,
+        vus: 3,
+        duration: Duration::from_millis(1500),
+        rate: None,
+        endpoint_type: EndpointType::ReadCrud,
+    };
+    let p = Plan::one_off(&o).unwrap();
+    assert_eq!(
+        p.scenarios[0].executor,
+        Executor::ConstantVus {
+            vus: 3,
+            duration: Duration::from_millis(1500)
+        }
+    );
+    o.rate = Some(50.0);
+    let p = Plan::one_off(&o).unwrap();
+    assert_eq!(p.scenarios[0].executor.name(), "constant-arrival-rate");
+}
+
+#[test]
+fn lists_the_variables_its_templates_use() {
+    let p = Plan::from_toml_str(
+        r#"
+[scenarios.a]
+endpoint_type = "auth"
+users = 1
+duration = "1s"
+[[scenarios.a.setup]]
+url = "/{{TENANT}}/login"
+json = { user = "{{USER}}", n = [1, "x{{N}}"] }
+[[scenarios.a.steps]]
+url = "/items"
+headers = { Authorization = "Bearer {{token}}" }
+body = "{{BODY}}"
+[[scenarios.a.steps]]
+ws = { url = "/ws/{{ROOM}}", send = ["hi {{NAME}}"] }
+[[scenarios.a.steps]]
+cable = { url = "/cable?t={{CABLE}}" }
+"#,
+        "v.toml",
+    )
+    .unwrap();
+    let v: Vec<String> = p.variables().into_iter().collect();
+    assert_eq!(
+        v,
+        ["BODY", "CABLE", "N", "NAME", "ROOM", "TENANT", "USER", "token"]
+    );
+}

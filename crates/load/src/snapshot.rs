@@ -1,0 +1,409 @@
+//! The snapshot: everything a run measured, as plain data — the versioned summary
+//! (histograms included so runs can be merged and compared) built from the merged
+//! metric shards.
+
+use crate::metrics::{ErrorCounts, SeriesMetrics, Shard, Trend, VusSeries};
+use crate::plan::Plan;
+use powertune_core::histogram::TrendStats;
+use powertune_core::{EndpointType, LatencyHistogram};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The schema identifier of the summary held in a report's `metrics`.
+pub const SUMMARY_SCHEMA: &str = "powertune.load-summary/v1";
+
+/// A latency metric: its statistics (ms) and the HDR histogram behind them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrendSummary {
+    #[serde(flatten)]
+    pub stats: TrendStats,
+    /// HdrHistogram V2 + DEFLATE, base64, microseconds.
+    pub histogram: LatencyHistogram,
+}
+
+impl TrendSummary {
+    pub fn from_hist(h: LatencyHistogram) -> TrendSummary {
+        TrendSummary {
+            stats: h.stats(),
+            histogram: h,
+        }
+    }
+    fn from_trend(t: &Trend) -> TrendSummary {
+        TrendSummary::from_hist(t.histogram())
+    }
+}
+
+/// HTTP figures of one step, scenario, endpoint type or the whole run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HttpSummary {
+    pub reqs: u64,
+    /// Requests per second over the run.
+    pub rate: f64,
+    /// Errors or statuses outside 200..=399.
+    pub failed: u64,
+    pub errors: ErrorCounts,
+    /// Status code → count.
+    pub status: BTreeMap<String, u64>,
+    /// Latency from the scheduled start (coordinated-omission corrected).
+    pub duration: TrendSummary,
+    /// Latency from send to the response's last byte.
+    pub duration_raw: TrendSummary,
+    /// Requests by protocol, k6's `proto` tag (`HTTP/1.1`, `HTTP/2.0`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub protocols: BTreeMap<String, u64>,
+}
+
+impl HttpSummary {
+    pub fn failed_rate(&self) -> f64 {
+        if self.reqs == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.reqs as f64
+        }
+    }
+
+    fn from_series<'a>(it: impl Iterator<Item = &'a SeriesMetrics>, secs: f64) -> HttpSummary {
+        let mut m = SeriesMetrics::default();
+        for s in it {
+            m.merge(s);
+        }
+        let mut status = BTreeMap::new();
+        for (c, n) in &m.status {
+            *status.entry(c.to_string()).or_insert(0) += n;
+        }
+        HttpSummary {
+            reqs: m.reqs,
+            rate: m.reqs as f64 / secs.max(1e-9),
+            failed: m.failed,
+            errors: m.errors,
+            status,
+            duration: TrendSummary::from_trend(&m.duration),
+            duration_raw: TrendSummary::from_trend(&m.raw),
+            protocols: [("HTTP/1.1", m.http1), ("HTTP/2.0", m.http2)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_string(), n))
+                .collect(),
+        }
+    }
+
+    /// Merges another summary (rates are added: both cover the same run).
+    pub fn merge(&mut self, o: &HttpSummary) {
+        self.reqs += o.reqs;
+        self.rate += o.rate;
+        self.failed += o.failed;
+        self.errors.add(&o.errors);
+        for (k, v) in &o.status {
+            *self.status.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &o.protocols {
+            *self.protocols.entry(k.clone()).or_insert(0) += v;
+        }
+        let mut d = self.duration.histogram.clone();
+        let _ = d.merge(&o.duration.histogram);
+        self.duration = TrendSummary::from_hist(d);
+        let mut r = self.duration_raw.histogram.clone();
+        let _ = r.merge(&o.duration_raw.histogram);
+        self.duration_raw = TrendSummary::from_hist(r);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub name: String,
+    pub endpoint_type: EndpointType,
+    pub method: String,
+    pub url: String,
+    pub http: HttpSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Phases {
+    pub blocked: TrendSummary,
+    pub connecting: TrendSummary,
+    pub tls_handshaking: TrendSummary,
+    pub sending: TrendSummary,
+    pub waiting: TrendSummary,
+    pub receiving: TrendSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub name: String,
+    pub passes: u64,
+    pub fails: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WsSummary {
+    pub sessions: u64,
+    pub errors: u64,
+    pub msgs_received: u64,
+    pub msgs_sent: u64,
+    /// ActionCable broadcasts (messages carrying a `message` other than pings).
+    pub broadcasts: u64,
+    pub connecting: TrendSummary,
+    pub subscribe_duration: TrendSummary,
+    pub session_duration: TrendSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioSummary {
+    pub name: String,
+    /// `powertune_core::EndpointType` key (`authentication`, `read_crud`, ...).
+    pub endpoint_type: EndpointType,
+    pub executor: String,
+    pub vus_max: u64,
+    pub iterations: u64,
+    pub iteration_rate: f64,
+    pub dropped_iterations: u64,
+    pub iteration_duration: TrendSummary,
+    pub data_sent: u64,
+    pub data_received: u64,
+    pub http: HttpSummary,
+    pub phases: Phases,
+    pub steps: Vec<StepSummary>,
+    pub checks: Vec<CheckSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<WsSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub endpoint_type: EndpointType,
+    pub title: String,
+    pub scenarios: Vec<String>,
+    pub http: HttpSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// `http_req_duration{scenario:login}`.
+    pub metric: String,
+    /// `p(95)<2000`.
+    pub expr: String,
+    pub observed: Option<f64>,
+    pub ok: bool,
+    pub abort_on_fail: bool,
+}
+
+/// The `vus` gauge over the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VusSummary {
+    pub min: u64,
+    pub max: u64,
+    /// The last sample.
+    pub current: u64,
+    /// Seconds each point of `series` covers (each point is the largest sample in it).
+    pub interval_s: f64,
+    pub series: Vec<u64>,
+}
+
+impl VusSummary {
+    pub fn from_series(v: &crate::metrics::VusSeries) -> VusSummary {
+        VusSummary {
+            min: v.min.unwrap_or(0),
+            max: v.max,
+            current: v.current,
+            interval_s: v.interval_s,
+            series: v.points.clone(),
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub source: String,
+    pub base_url: String,
+    pub started_at: String,
+    pub duration_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
+    pub vus_max: u64,
+    /// k6's `vus` gauge: min/max/last sample and a bounded series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vus: Option<VusSummary>,
+    pub http: HttpSummary,
+    pub iterations: u64,
+    pub dropped_iterations: u64,
+    pub data_sent: u64,
+    pub data_received: u64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub scenarios: Vec<ScenarioSummary>,
+    pub endpoint_types: Vec<EndpointSummary>,
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+/// What the collector hands over at the end of a run (or the monitor mid-run).
+#[derive(Debug, Clone, Copy)]
+pub struct Collected<'a> {
+    pub plan: &'a Plan,
+    /// The merge of every metric shard.
+    pub shard: &'a Shard,
+    pub elapsed: Duration,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The base URL as shown (no password).
+    pub base_url: &'a str,
+    pub vus_max: u64,
+    /// Per scenario, in plan order.
+    pub scenario_vus_max: &'a [u64],
+    /// The `vus` gauge over the run.
+    pub vus: Option<&'a VusSeries>,
+    /// Why the run stopped early.
+    pub aborted: Option<&'a str>,
+}
+
+impl Summary {
+    /// The summary of what was collected; its `thresholds` are left empty (the
+    /// collector evaluates them over the finished summary).
+    pub fn build(c: Collected<'_>) -> Summary {
+        let Collected {
+            plan,
+            shard: snap,
+            elapsed,
+            started_at,
+            base_url,
+            vus_max,
+            scenario_vus_max: scen_vus_max,
+            vus,
+            aborted,
+        } = c;
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let mut scenarios = Vec::new();
+        for (i, sc) in plan.scenarios.iter().enumerate() {
+            let Some(m) = snap.scenarios.get(i) else {
+                continue;
+            };
+            let series: Vec<&SeriesMetrics> = sc
+                .http_steps()
+                .filter_map(|h| snap.series.get(h.series))
+                .collect();
+            let steps = sc
+                .http_steps()
+                .filter_map(|h| {
+                    snap.series.get(h.series).map(|s| StepSummary {
+                        name: h.name.clone(),
+                        endpoint_type: h.endpoint_type,
+                        method: h.method.to_string(),
+                        url: h.url_text.clone(),
+                        http: HttpSummary::from_series(std::iter::once(s), secs),
+                    })
+                })
+                .collect();
+            let checks = sc
+                .checks()
+                .iter()
+                .map(|c| {
+                    let (p, f) = snap.checks.get(c.id).copied().unwrap_or((0, 0));
+                    CheckSummary {
+                        name: c.label.clone(),
+                        passes: p,
+                        fails: f,
+                    }
+                })
+                .collect();
+            let ws = sc.has_cable().then(|| WsSummary {
+                sessions: m.ws_sessions,
+                errors: m.ws_errors,
+                msgs_received: m.ws_msgs_received,
+                msgs_sent: m.ws_msgs_sent,
+                broadcasts: m.ws_broadcasts,
+                connecting: TrendSummary::from_trend(&m.ws_connecting),
+                subscribe_duration: TrendSummary::from_trend(&m.ws_subscribe),
+                session_duration: TrendSummary::from_trend(&m.ws_session),
+            });
+            scenarios.push(ScenarioSummary {
+                name: sc.name.clone(),
+                endpoint_type: sc.endpoint_type,
+                executor: sc.executor.name().to_string(),
+                vus_max: scen_vus_max.get(i).copied().unwrap_or(0),
+                iterations: m.iterations,
+                iteration_rate: m.iterations as f64 / secs,
+                dropped_iterations: m.dropped,
+                iteration_duration: TrendSummary::from_trend(&m.iteration_duration),
+                data_sent: m.data_sent,
+                data_received: m.data_received,
+                http: HttpSummary::from_series(series.into_iter(), secs),
+                phases: Phases {
+                    blocked: TrendSummary::from_trend(&m.blocked),
+                    connecting: TrendSummary::from_trend(&m.connecting),
+                    tls_handshaking: TrendSummary::from_trend(&m.tls),
+                    sending: TrendSummary::from_trend(&m.sending),
+                    waiting: TrendSummary::from_trend(&m.waiting),
+                    receiving: TrendSummary::from_trend(&m.receiving),
+                },
+                steps,
+                checks,
+                ws,
+            });
+        }
+        let mut s = Summary {
+            schema: SUMMARY_SCHEMA.to_string(),
+            source: plan.source.clone(),
+            base_url: base_url.to_string(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_s: secs,
+            aborted: aborted.map(str::to_string),
+            vus_max,
+            vus: vus.map(VusSummary::from_series),
+            http: HttpSummary::from_series(snap.series.iter(), secs),
+            iterations: 0,
+            dropped_iterations: 0,
+            data_sent: 0,
+            data_received: 0,
+            checks_passed: snap.checks.iter().map(|c| c.0).sum(),
+            checks_failed: snap.checks.iter().map(|c| c.1).sum(),
+            scenarios,
+            endpoint_types: Vec::new(),
+            thresholds: Vec::new(),
+        };
+        s.finish_totals();
+        s
+    }
+
+    fn finish_totals(&mut self) {
+        self.iterations = self.scenarios.iter().map(|s| s.iterations).sum();
+        self.dropped_iterations = self.scenarios.iter().map(|s| s.dropped_iterations).sum();
+        self.data_sent = self.scenarios.iter().map(|s| s.data_sent).sum();
+        self.data_received = self.scenarios.iter().map(|s| s.data_received).sum();
+        let mut by: BTreeMap<EndpointType, EndpointSummary> = BTreeMap::new();
+        for sc in &self.scenarios {
+            for st in &sc.steps {
+                let e = by
+                    .entry(st.endpoint_type)
+                    .or_insert_with(|| EndpointSummary {
+                        endpoint_type: st.endpoint_type,
+                        title: st.endpoint_type.title().to_string(),
+                        scenarios: Vec::new(),
+                        http: HttpSummary::default(),
+                    });
+                if !e.scenarios.contains(&sc.name) {
+                    e.scenarios.push(sc.name.clone());
+                }
+                e.http.merge(&st.http);
+            }
+        }
+        self.endpoint_types = by.into_values().collect();
+    }
+
+    /// Parses a summary from a `--json` report file's text (or a bare summary).
+    pub fn from_report_json(text: &str) -> Result<Summary, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let inner = if v.get("schema").and_then(|s| s.as_str()) == Some(SUMMARY_SCHEMA) {
+            v
+        } else {
+            v.get("metrics").cloned().unwrap_or(serde_json::Value::Null)
+        };
+        if inner.get("schema").and_then(|s| s.as_str()) != Some(SUMMARY_SCHEMA) {
+            return Err(format!(
+                "not a powertune load report (expected metrics.schema = \"{SUMMARY_SCHEMA}\", as written by `powertune load --json FILE`)"
+            ));
+        }
+        serde_json::from_value(inner).map_err(|e| format!("bad load summary: {e}"))
+    }
+}
