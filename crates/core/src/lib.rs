@@ -21,6 +21,7 @@ pub mod endpoint;
 pub mod finding;
 pub mod histogram;
 pub mod html;
+pub mod http1;
 pub mod inspect;
 pub mod prometheus;
 pub mod redact;
