@@ -150,26 +150,7 @@ pub struct RawRule {
 
 // ---------------------------------------------------------------- typed config
 
-/// The wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// OpenAI-compatible `POST {base_url}/chat/completions` (OpenAI, vLLM, Ollama's /v1).
-    OpenAi,
-    /// Anthropic `POST {base_url}/v1/messages`.
-    Anthropic,
-    /// Ollama `POST {base_url}/api/chat`.
-    Ollama,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Ollama => "ollama",
-        }
-    }
-}
+pub use powertune_dialect::ProviderKind;
 
 #[derive(Debug, Clone)]
 pub struct Timeouts {

@@ -2,9 +2,9 @@
 //!
 //! Clients speak OpenAI (`/v1/chat/completions`), Anthropic (`/v1/messages`) or Ollama
 //! (`/api/chat`); providers are OpenAI-compatible, Anthropic or Ollama, with
-//! translation in every direction ([`wire`]). Every call goes through a circuit
-//! breaker per (provider, credential) ([`breaker`]), a weighted credential split with
-//! rpm limits, route classes with fallback, bounded retries and timeouts
+//! translation in every direction (the [`wire`] dialects, from `powertune-dialect`).
+//! Every call goes through a circuit breaker per (provider, credential) ([`breaker`]),
+//! a weighted credential split with rpm limits, route classes with fallback, bounded retries and timeouts
 //! ([`server`]). [`metrics`] serves `/metrics` and `/status`; [`collect`] and
 //! [`judge`] turn a `/status` snapshot into findings.
 #![cfg_attr(
@@ -24,7 +24,9 @@ pub mod judge;
 pub mod metrics;
 pub mod server;
 mod upstream;
-pub mod wire;
+
+/// The chat dialects, from their own crate.
+pub use powertune_dialect as wire;
 
 pub use breaker::{Clock, ManualClock, TokioClock};
 pub use config::Config;

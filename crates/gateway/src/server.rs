@@ -6,12 +6,6 @@ use crate::breaker::{Admission, Breaker, Clock, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ConfigError, ProviderKind, Target};
 use crate::metrics::{prometheus, CallRecord, CredentialStatus, Metrics, Outcome, StatusSnapshot};
 use crate::upstream::{Origin, PlainClient, PlainResponse, SendError};
-use crate::wire::{
-    check_request, has_provider_limits, parse_provider_response, parse_request,
-    peek_provider_response, peek_request, provider_error_message, provider_path, provider_request,
-    render_response, same_format, ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front,
-    StreamDecoder, StreamEncoder, Usage,
-};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -21,6 +15,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::{Stream, StreamExt};
 use parking_lot::{Mutex, RwLock};
+use powertune_dialect::{
+    check_request, has_provider_limits, parse_provider_response, parse_request,
+    peek_provider_response, peek_request, provider_error_message, provider_path, provider_request,
+    render_response, same_format, ApiError, ChatRequest, Chunk, DecodeError, ErrorKind, Front,
+    StreamDecoder, StreamEncoder, Usage,
+};
 use rand::Rng;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -492,7 +492,7 @@ enum Picked {
 
 /// What a successful attempt produced.
 enum Success {
-    Full(crate::wire::ChatResponse),
+    Full(powertune_dialect::ChatResponse),
     /// A same-format response passed through as it came (usage read from it).
     Raw {
         body: Bytes,
