@@ -13,13 +13,15 @@
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::print_stdout
+        clippy::print_stdout,
+        clippy::print_stderr
     )
 )]
 
 pub mod breaker;
 pub mod collect;
 pub mod config;
+pub mod error;
 pub mod judge;
 pub mod metrics;
 pub mod server;
@@ -30,5 +32,6 @@ pub use powertune_dialect as wire;
 
 pub use breaker::{Clock, ManualClock, TokioClock};
 pub use config::Config;
+pub use error::GatewayError;
 pub use metrics::StatusSnapshot;
 pub use server::Gateway;

@@ -68,6 +68,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
     let providers = cfg.providers.len();
     let gw = Gateway::new(cfg, Arc::new(TokioClock))?;
     gw.set_config_source(path, Arc::new(|k: &str| std::env::var(k).ok()));
+    gw.set_reload_listener(Arc::new(|e| eprintln!("powertune gateway: {e}")));
     block_on(async move {
         let listener = Gateway::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);
