@@ -1,4 +1,8 @@
-//! The gateway crate's errors.
+//! The gateway crate's errors: serving (client, bind, serve) and inspecting a running
+//! gateway (reaching `/status`, reading or writing a baseline).
+
+use crate::baseline::BaselineError;
+use crate::collect::CollectError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -11,4 +15,8 @@ pub enum GatewayError {
     },
     #[error("gateway server stopped: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Collect(#[from] CollectError),
+    #[error(transparent)]
+    Baseline(#[from] BaselineError),
 }
