@@ -14,12 +14,7 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
     let r = rig(&three_kinds(&fake.url).retry("max_retries", 0).toml()).await;
     let c = http();
     for i in 0..5 {
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "fast", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "fast", false).await;
         assert_eq!(resp.status(), 502, "call {i}");
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["error"]["type"], "server_error");
@@ -27,12 +22,7 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
     assert_eq!(fake.requests(), 5);
     // the 6th is answered fast by the gateway: 503 + Retry-After = the recovery time
     let started = std::time::Instant::now();
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 503);
     let ra: u64 = resp.headers()["retry-after"]
         .to_str()
@@ -48,12 +38,7 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
     );
     assert_eq!(fake.requests(), 5, "an open breaker sends nothing upstream");
     // the Anthropic front gets the same in its own shape
-    let resp = c
-        .post(format!("{}/v1/messages", r.url))
-        .json(&body("anthropic", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "anthropic", "fast", false).await;
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "overloaded_error");
@@ -63,21 +48,11 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
 
     // after the recovery time: half-open, one probe; it succeeds and closes the breaker
     r.clock.advance(Duration::from_secs(119));
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 503, "still open at 119 s");
     r.clock.advance(Duration::from_secs(1));
     fake.set(Behavior::default());
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(fake.requests(), 6);
     let s = status_of(&c, &r.url).await;
@@ -101,23 +76,13 @@ async fn client_errors_do_not_count_and_auth_failures_disable_the_credential() {
     // 6 provider 400s: the client's fault, passed through, never retried, breaker stays closed
     for _ in 0..6 {
         fake.push(Behavior::status(400));
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "oai:m", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
         assert_eq!(resp.status(), 400);
     }
     assert_eq!(fake.requests(), 6);
     // a 401 disables that credential; the retry moves to the other one
     fake.push(Behavior::status(401));
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "oai:m", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
     assert_eq!(resp.status(), 200);
     let s = status_of(&c, &r.url).await;
     let states: Vec<&str> = s.credentials.iter().map(|x| x.state.as_str()).collect();
@@ -132,12 +97,7 @@ async fn client_errors_do_not_count_and_auth_failures_disable_the_credential() {
         fake.requests_with_key("sk-two"),
     );
     for _ in 0..4 {
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "oai:m", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
         assert_eq!(resp.status(), 200);
     }
     let moved = (

@@ -37,13 +37,7 @@ async fn state_of(c: &reqwest::Client, url: &str) -> (u64, Vec<String>) {
 }
 
 async fn chat_status(c: &reqwest::Client, url: &str, model: &str) -> u16 {
-    c.post(format!("{url}/v1/chat/completions"))
-        .json(&body("openai", model, false))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    chat(c, url, "openai", model, false).await.status().as_u16()
 }
 
 #[tokio::test]

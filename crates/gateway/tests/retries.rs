@@ -12,12 +12,7 @@ async fn rate_limit_429_honours_retry_after_then_succeeds() {
     up.push(429, &[("retry-after-ms", "150")]);
     let r = rig(&three_kinds(&up.url).retry("max_ms", 3000).toml()).await;
     let c = http();
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-powertune-retries"], "1");
     let at = up.arrivals();
@@ -35,12 +30,7 @@ async fn rate_limit_429_honours_retry_after_then_succeeds() {
 
     // a long Retry-After is not waited out: the client gets 429 and the Retry-After
     up.push(429, &[("retry-after", "30")]);
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 429);
     let ra: u64 = resp.headers()["retry-after"]
         .to_str()
@@ -69,12 +59,7 @@ async fn retries_stop_at_two_and_move_to_the_next_target() {
     let r = rig(&cfg.toml()).await;
     let c = http();
     // one target only: 1 try + 2 retries, then the error
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(bad.requests(), 3);
     // header route class batch: bad fails once, the retry falls back to good
@@ -90,21 +75,11 @@ async fn retries_stop_at_two_and_move_to_the_next_target() {
     assert_eq!(resp.headers()["x-powertune-retries"], "1");
     assert_eq!(bad.requests(), 4);
     // a route rule (model prefix) picks the batch class too
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "report-weekly", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "report-weekly", false).await;
     assert_eq!(resp.status(), 200);
     // unknown model and unknown route class: the client's own 4xx, nothing sent
     let before = bad.requests() + good.requests();
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "nope", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "nope", false).await;
     assert_eq!(resp.status(), 404);
     let resp = c
         .post(format!("{}/v1/chat/completions", r.url))

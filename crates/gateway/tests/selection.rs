@@ -19,12 +19,7 @@ async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
     let r = rig(&cfg.toml()).await;
     let c = http();
     for _ in 0..80 {
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "oai:m", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
         assert_eq!(resp.status(), 200);
     }
     let (a, b) = (
@@ -35,12 +30,7 @@ async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
     assert!((54..=66).contains(&a), "3:1 split of 80 gave {a}:{b}");
     // rpm = 1 on the heavy key: one call uses it, the rest go to the other key
     for _ in 0..4 {
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "limited:m", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "limited:m", false).await;
         assert_eq!(resp.status(), 200);
     }
     assert_eq!(fake.requests_with_key("sk-one") - a, 1);

@@ -11,12 +11,7 @@ async fn status_collector_and_judge_over_a_live_gateway() {
     let r = rig(&three_kinds(&fake.url).retry("max_retries", 0).toml()).await;
     let c = http();
     for _ in 0..3 {
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "fast", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "fast", false).await;
         assert_eq!(resp.status(), 200);
     }
     let s = powertune_gateway::collect::collect_status(&r.url)
@@ -58,12 +53,7 @@ async fn inspect_saves_then_judges_against_a_baseline_and_renders_the_tables() {
     let r = rig(&three_kinds(&fake.url).toml()).await;
     let c = http();
     for _ in 0..2 {
-        let resp = c
-            .post(format!("{}/v1/chat/completions", r.url))
-            .json(&body("openai", "fast", false))
-            .send()
-            .await
-            .unwrap();
+        let resp = chat(&c, &r.url, "openai", "fast", false).await;
         assert_eq!(resp.status(), 200);
     }
     let dir = tempfile::tempdir().unwrap();

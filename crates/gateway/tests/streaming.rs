@@ -18,12 +18,7 @@ async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
     let cfg = three_kinds(&fake.url).timeout("idle_s", 0.3).toml();
     let r = rig(&cfg).await;
     let c = http();
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", true))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", true).await;
     assert_eq!(resp.status(), 200);
     let raw = tokio::time::timeout(Duration::from_secs(10), resp.text())
         .await
@@ -68,12 +63,7 @@ async fn time_to_first_token_timeout_is_retried() {
     });
     let cfg = three_kinds(&fake.url).timeout("first_token_s", 0.3).toml();
     let r = rig(&cfg).await;
-    let resp = http()
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", true))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&http(), &r.url, "openai", "fast", true).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-powertune-retries"], "1");
     let (text, _, last) = decode("openai", true, &resp.text().await.unwrap());
@@ -94,12 +84,8 @@ async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
     let r = rig(&three_kinds(&fake.url).toml()).await;
     let c = http();
     // Anthropic provider overloaded mid-stream → OpenAI client sees an SSE error object
-    let raw = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "ant:m", true))
-        .send()
+    let raw = chat(&c, &r.url, "openai", "ant:m", true)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -109,12 +95,8 @@ async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
         "{raw}"
     );
     // OpenAI provider error mid-stream → Anthropic client sees `event: error`
-    let raw = c
-        .post(format!("{}/v1/messages", r.url))
-        .json(&body("anthropic", "oai:m", true))
-        .send()
+    let raw = chat(&c, &r.url, "anthropic", "oai:m", true)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -124,12 +106,8 @@ async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
     );
     assert!(!raw.contains("message_stop"));
     // → Ollama client sees an {"error": ...} line
-    let raw = c
-        .post(format!("{}/api/chat", r.url))
-        .json(&body("ollama", "oll:m", true))
-        .send()
+    let raw = chat(&c, &r.url, "ollama", "oll:m", true)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -157,12 +135,7 @@ async fn client_disconnect_mid_stream_frees_the_upstream_request() {
     });
     let r = rig(&three_kinds(&fake.url).toml()).await;
     let c = http();
-    let resp = c
-        .post(format!("{}/v1/chat/completions", r.url))
-        .json(&body("openai", "fast", true))
-        .send()
-        .await
-        .unwrap();
+    let resp = chat(&c, &r.url, "openai", "fast", true).await;
     assert_eq!(resp.status(), 200);
     let mut s = resp.bytes_stream();
     let first = tokio::time::timeout(Duration::from_secs(5), s.next())

@@ -19,12 +19,14 @@ async fn every_front_api_through_every_provider_json_and_stream() {
         ] {
             for stream in [false, true] {
                 let what = format!("{front} front → {provider} provider, stream={stream}");
-                let resp = c
-                    .post(format!("{}{}", r.url, path(front)))
-                    .json(&body(front, &format!("{provider}:m-{provider}"), stream))
-                    .send()
-                    .await
-                    .unwrap();
+                let resp = chat(
+                    &c,
+                    &r.url,
+                    front,
+                    &format!("{provider}:m-{provider}"),
+                    stream,
+                )
+                .await;
                 assert_eq!(resp.status(), 200, "{what}");
                 assert!(
                     resp.headers().contains_key("x-powertune-overhead-ms"),

@@ -39,30 +39,22 @@ pub fn env(k: &str) -> Option<String> {
     }
 }
 
+/// A gateway for `toml` (keys from [`env`]) on loopback port 0.
 pub async fn rig(toml: &str) -> Rig {
-    let cfg = Config::from_toml(toml, "test.toml", &env).unwrap();
-    let clock = Arc::new(ManualClock::new());
-    let gw = Gateway::new(cfg, clock.clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let g = gw.clone();
-    let task = tokio::spawn(async move {
-        let _ = g.serve(listener, std::future::pending()).await;
-    });
-    Rig {
-        url,
-        clock,
-        gw,
-        task,
-    }
+    serve(Config::from_toml(toml, "test.toml", &env).unwrap(), None).await
 }
 
 /// A gateway started from a config file (so it can reload), keys from [`env`].
 pub async fn rig_file(path: &std::path::Path) -> Rig {
-    let cfg = Config::load_with(path, &env).unwrap();
+    serve(Config::load_with(path, &env).unwrap(), Some(path)).await
+}
+
+async fn serve(cfg: Config, source: Option<&std::path::Path>) -> Rig {
     let clock = Arc::new(ManualClock::new());
     let gw = Gateway::new(cfg, clock.clone()).unwrap();
-    gw.set_config_source(path.to_path_buf(), Arc::new(env));
+    if let Some(path) = source {
+        gw.set_config_source(path.to_path_buf(), Arc::new(env));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let g = gw.clone();
@@ -176,6 +168,21 @@ pub fn decode(front: &str, stream: bool, raw: &str) -> (String, u64, String) {
         }
     }
     (text, tokens, last)
+}
+
+/// POSTs [`body`]`(front, model, stream)` to `front`'s chat path on the gateway at `url`.
+pub async fn chat(
+    c: &reqwest::Client,
+    url: &str,
+    front: &str,
+    model: &str,
+    stream: bool,
+) -> reqwest::Response {
+    c.post(format!("{url}{}", path(front)))
+        .json(&body(front, model, stream))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// `GET {url}/status`.
