@@ -1140,7 +1140,10 @@ fn error_rate_per_route_and_endpoint_type_fires_with_example_traces_and_stays_qu
         let f = judge::judge(&s, &t, None);
         assert!(!f.iter().any(|x| x.check == "route_error_rate"), "{f:?}");
         let x = f.iter().find(|x| x.check == "api_error_rate").unwrap();
-        assert_eq!((x.verdict, x.observed.as_str()), (Verdict::Pass, "0.00%"));
+        assert_eq!(
+            (x.verdict, x.observed.text().as_str()),
+            (Verdict::Pass, "0.00%")
+        );
     }
     // Below the threshold (1 failing of 200): the route's finding passes.
     let mut traces = logins(Gen::New, 9000, 1, false);
@@ -1149,7 +1152,10 @@ fn error_rate_per_route_and_endpoint_type_fires_with_example_traces_and_stays_qu
     let f = judge::judge(&s, &t, None);
     for check in ["route_error_rate", "api_error_rate"] {
         let x = f.iter().find(|x| x.check == check).unwrap();
-        assert_eq!((x.verdict, x.observed.as_str()), (Verdict::Pass, "0.50%"));
+        assert_eq!(
+            (x.verdict, x.observed.text().as_str()),
+            (Verdict::Pass, "0.50%")
+        );
     }
 }
 

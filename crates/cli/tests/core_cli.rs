@@ -61,7 +61,7 @@ fn demo_runs_the_runbook_scenarios_end_to_end() {
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(report["schema"], "powertune.report/v1");
+    assert_eq!(report["schema"], "powertune.report/v2");
     assert_eq!(report["command"], "load");
     let expected_code = if report["verdict"] == "fail" { 99 } else { 0 };
     assert_eq!(o.status.code(), Some(expected_code), "{out}");

@@ -186,8 +186,9 @@ fn redis_checks_keys_and_baseline() {
     // above them so this run passes, and check the saved file's shape.
     let mut saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&baseline).unwrap()).unwrap();
-    assert_eq!(saved["schema"], "powertune.redis-baseline/v1");
-    saved["instantaneous_ops_per_sec"] = serde_json::json!(1e9);
+    assert_eq!(saved["schema"], "powertune.baseline/v1");
+    assert_eq!(saved["kind"], "redis");
+    saved["data"]["instantaneous_ops_per_sec"] = serde_json::json!(1e9);
     std::fs::write(&baseline, saved.to_string()).unwrap();
     let o = powertune(&[
         "redis",

@@ -156,7 +156,7 @@ impl LatencyHistogram {
 }
 
 /// Summary statistics of a trend metric, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrendStats {
     pub count: u64,
     pub avg: f64,

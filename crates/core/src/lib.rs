@@ -13,18 +13,25 @@
     )
 )]
 
+pub mod baseline;
+pub mod ci;
+pub mod config_file;
 pub mod duration;
 pub mod endpoint;
 pub mod finding;
 pub mod histogram;
 pub mod inspect;
+pub mod prometheus;
+pub mod redact;
 pub mod report;
 pub mod targets;
 pub mod threshold;
+pub mod units;
 
 pub use endpoint::EndpointType;
-pub use finding::{Finding, Verdict};
+pub use finding::{Cmp, Finding, Value, Verdict};
 pub use histogram::LatencyHistogram;
 pub use inspect::Inspection;
 pub use report::{ExitCode, Report};
 pub use targets::{Band, Targets};
+pub use units::{Quantity, Unit};

@@ -1,5 +1,5 @@
 //! Reports: findings plus command-specific metrics, rendered for a terminal or as
-//! versioned JSON (schema in `docs/schema/report.v1.json`), and the exit code.
+//! versioned JSON (schema in `docs/schema/report.v2.json`), and the exit code.
 
 use crate::finding::{Finding, Verdict};
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The schema identifier written into every JSON report.
-pub const SCHEMA: &str = "powertune.report/v1";
+pub const SCHEMA: &str = "powertune.report/v2";
 
 /// Exit codes, decided in one place: 0 passed (warnings allowed), 99 a target or
 /// threshold failed (k6's convention), 1 bad input or an unreachable system.
@@ -19,7 +19,7 @@ pub enum ExitCode {
 }
 
 /// What a command measured and what the runbook says about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema: String,
     /// The command that produced it (`load`, `db`, `redis`, ...).
@@ -199,13 +199,13 @@ pub fn render_findings(findings: &[Finding], style: Style) -> String {
     for f in &sorted {
         let target = match &f.limit {
             Some(l) => format!("{} (max {l})", f.target),
-            None => f.target.clone(),
+            None => f.target.to_string(),
         };
         rows.push(vec![
             style.verdict(f.verdict),
             f.check.clone(),
             truncate(&f.subject, 48),
-            f.observed.clone(),
+            f.observed.to_string(),
             target,
         ]);
     }
@@ -265,9 +265,9 @@ mod tests {
             "db",
             vec![
                 Finding::new("db", "slow_query", "SELECT 1", Verdict::Warn)
-                    .observed("120ms")
-                    .target("< 100ms")
-                    .limit("500ms")
+                    .observed(crate::Quantity::ms(120.0))
+                    .target(crate::Value::lt(crate::Quantity::ms(100.0)))
+                    .limit(crate::Quantity::ms(500.0))
                     .action("Run EXPLAIN ANALYZE"),
                 Finding::new("db", "fk_without_index", "orders.account_id", Verdict::Pass),
             ],
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn json_matches_the_checked_in_schema() {
-        let schema_text = include_str!("../../../docs/schema/report.v1.json");
+        let schema_text = include_str!("../../../docs/schema/report.v2.json");
         let schema: serde_json::Value = serde_json::from_str(schema_text).unwrap();
         let validator = jsonschema::validator_for(&schema).unwrap();
         let value: serde_json::Value = serde_json::from_str(&sample().to_json().unwrap()).unwrap();

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_FILE: &str = "powertune.toml";
 
 /// A target with an optional maximum acceptable value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Band {
     /// The runbook's "Target" (exclusive: `< target`).
@@ -34,7 +34,7 @@ impl Band {
 }
 
 /// "API Latency (P95)": target and maximum acceptable per endpoint type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiTargets {
     pub authentication: Band,
@@ -75,7 +75,7 @@ impl ApiTargets {
 }
 
 /// "Database" targets and the numbers of "Database Performance".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseTargets {
     /// Connection pool size: 25-50.
@@ -120,7 +120,7 @@ impl Default for DatabaseTargets {
 }
 
 /// "Worker / Background Jobs" targets and "Background Worker Tuning".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerTargets {
     /// Queue latency (steady state) < 60 s.
@@ -168,7 +168,7 @@ impl Default for WorkerTargets {
 }
 
 /// "AI Provider Calls" targets and "AI Provider Throughput" breaker settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AiTargets {
     /// Circuit breaker open events < 3 active (3 or more open is FAIL).
@@ -199,7 +199,7 @@ impl Default for AiTargets {
 }
 
 /// "Load Testing" → "Thresholds".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadTargets {
     /// P95 response time < 2000 ms.
@@ -224,7 +224,7 @@ impl Default for LoadTargets {
 }
 
 /// "Redis Tuning" and "Cache Hit-Rate Monitoring".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTargets {
     /// used_memory / maxmemory: alert at > 80%.
@@ -258,7 +258,7 @@ impl Default for RedisTargets {
 }
 
 /// One entry of the runbook's `CACHE_CONFIGS`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheType {
     /// Time to live in seconds.
@@ -295,7 +295,7 @@ fn default_cache_types() -> BTreeMap<String, CacheType> {
 }
 
 /// "Application Performance Monitoring" slow thresholds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApmTargets {
     /// Per-request tracking: slow requests above 1000 ms.
@@ -320,7 +320,7 @@ impl Default for ApmTargets {
 }
 
 /// "Frontend Performance" targets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrontendTargets {
     /// Initial bundle (gzipped) < 300 KB.
@@ -339,7 +339,7 @@ impl Default for FrontendTargets {
 }
 
 /// Every target in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Targets {
     pub api: ApiTargets,
@@ -393,7 +393,7 @@ pub enum TargetsError {
 }
 
 /// One value in force, for `powertune targets`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub key: String,
     pub value: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a threshold aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregation {
     Avg,
@@ -35,7 +35,7 @@ impl fmt::Display for Aggregation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Op {
     #[serde(rename = "<")]
     Lt,
@@ -72,7 +72,7 @@ impl Op {
 }
 
 /// `p(95)<500`: an aggregation compared with a number.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Expr {
     pub agg: Aggregation,
     pub op: Op,
@@ -92,7 +92,9 @@ impl Expr {
 }
 
 /// A metric name with optional tag filters: `http_req_duration{scenario:login}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct MetricSelector {
     pub name: String,
     pub tags: Vec<(String, String)>,
@@ -283,7 +285,7 @@ pub fn parse_selector(text: &str) -> Result<MetricSelector, ParseError> {
 }
 
 /// One threshold of a scenario file or `--threshold` flag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Threshold {
     pub metric: MetricSelector,
     pub expr: Expr,
@@ -291,6 +293,7 @@ pub struct Threshold {
     pub abort_on_fail: bool,
     /// How long into the run before an abort is judged (k6's `delayAbortEval`).
     #[serde(with = "opt_duration_ms")]
+    #[schemars(with = "Option<u64>", description = "milliseconds")]
     pub delay_abort_eval: Option<std::time::Duration>,
 }
 

@@ -222,7 +222,7 @@ mod tests {
         );
         let f = &provider_p95(&snap(&[], 250.0), Some(&base), &t)[0];
         assert_eq!(f.verdict, Verdict::Fail);
-        assert!(f.observed.starts_with("2.50×"), "{}", f.observed);
+        assert!(f.observed.text().starts_with("2.50×"), "{}", f.observed);
         assert!(f.action.contains("status page"));
         assert_eq!(
             provider_p95(&snap(&[], 250.0), None, &t)[0].verdict,

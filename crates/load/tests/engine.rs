@@ -395,7 +395,7 @@ url = "/delay"
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     for (schema_path, doc) in [
         ("../../docs/schema/load-summary.v1.json", &value["metrics"]),
-        ("../../docs/schema/report.v1.json", &value),
+        ("../../docs/schema/report.v2.json", &value),
     ] {
         let text = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(schema_path),

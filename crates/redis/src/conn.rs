@@ -1,9 +1,10 @@
 //! The connection: the `--url` is validated before any socket opens, the password
 //! never leaves this module (errors and reports show the URL with `***`), and every
 //! command goes through [`Conn::query`] / [`Conn::pipe`], which turn failures into
-//! [`Error::Query`] naming the command.
+//! [`RedisError::Query`] naming the command.
 
-use crate::error::Error;
+use crate::error::RedisError;
+use powertune_core::redact;
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Value};
 use std::time::Duration;
@@ -24,19 +25,15 @@ const EXAMPLE: &str = "redis://127.0.0.1:6379/0";
 impl RedisUrl {
     /// Checks the URL: scheme `redis://` (or `unix://`), a host, an optional port and an
     /// optional numeric database index.
-    pub fn parse(input: &str) -> Result<RedisUrl, Error> {
-        let bad = |shown: &str, reason: String| Error::Input {
+    pub fn parse(input: &str) -> Result<RedisUrl, RedisError> {
+        let bad = |shown: &str, reason: String| RedisError::Input {
             input: format!("--url {shown}"),
             reason,
             example: EXAMPLE.to_string(),
         };
-        let parsed = url::Url::parse(input).map_err(|e| bad(&redact_raw(input), e.to_string()))?;
+        let parsed = url::Url::parse(input).map_err(|e| bad(&redact::url(input), e.to_string()))?;
         let secret = parsed.password().map(str::to_string);
-        let mut shown = parsed.clone();
-        if secret.is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        let redacted = shown.to_string();
+        let redacted = redact::url(input);
         match parsed.scheme() {
             "redis" => {}
             "rediss" => {
@@ -89,17 +86,19 @@ impl RedisUrl {
     }
 }
 
-fn redact_raw(input: &str) -> String {
-    // user:pass@ → user:***@ even when the URL does not parse.
-    match (input.find("://"), input.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &input[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &input[..s + 3], &creds[..c], &input[at..]),
-                None => input.to_string(),
-            }
-        }
-        _ => input.to_string(),
+/// Where to connect and how long to wait: the connection part of every command's
+/// options, validated before any socket opens.
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    pub url: RedisUrl,
+    /// For the connection and for each reply.
+    pub timeout: Duration,
+}
+
+impl ConnOptions {
+    /// Opens the connection ([`Conn::open`]).
+    pub async fn open(&self) -> Result<Conn, RedisError> {
+        Conn::open(&self.url, self.timeout).await
     }
 }
 
@@ -114,8 +113,8 @@ pub struct Conn {
 impl Conn {
     /// Connects (with `timeout` for the connection and for each reply), selects the
     /// database and checks the server answers PING.
-    pub async fn open(url: &RedisUrl, timeout: Duration) -> Result<Conn, Error> {
-        let connect_err = |reason: String| Error::Connect {
+    pub async fn open(url: &RedisUrl, timeout: Duration) -> Result<Conn, RedisError> {
+        let connect_err = |reason: String| RedisError::Connect {
             url: url.redacted.clone(),
             reason: url.scrub(&reason),
         };
@@ -146,7 +145,7 @@ impl Conn {
         };
         let pong: String = conn.query(redis::cmd("PING"), "PING").await?;
         if pong != "PONG" {
-            return Err(Error::Parse {
+            return Err(RedisError::Parse {
                 url: url.redacted.clone(),
                 what: "the reply to PING".into(),
                 reason: format!("expected PONG, got {pong:?}: is this a Redis server?"),
@@ -160,12 +159,12 @@ impl Conn {
         &mut self,
         cmd: redis::Cmd,
         name: &str,
-    ) -> Result<T, Error> {
+    ) -> Result<T, RedisError> {
         let v: Value = cmd
             .query_async(&mut self.con)
             .await
             .map_err(|e| self.query_err(name, &e))?;
-        T::from_redis_value(v).map_err(|e| Error::Parse {
+        T::from_redis_value(v).map_err(|e| RedisError::Parse {
             url: self.url.redacted.clone(),
             what: format!("the reply to {name}"),
             reason: self.url.scrub(&e.to_string()),
@@ -178,7 +177,7 @@ impl Conn {
         &mut self,
         pipe: &mut redis::Pipeline,
         name: &str,
-    ) -> Result<Vec<Value>, Error> {
+    ) -> Result<Vec<Value>, RedisError> {
         if pipe.is_empty() {
             return Ok(Vec::new());
         }
@@ -188,25 +187,52 @@ impl Conn {
             .map_err(|e| self.query_err(name, &e))
     }
 
-    fn query_err(&self, name: &str, e: &redis::RedisError) -> Error {
+    fn query_err(&self, name: &str, e: &redis::RedisError) -> RedisError {
         let reason = self.url.scrub(&e.to_string());
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_timeout()
             || e.is_connection_refusal()
         {
-            Error::Connect {
+            RedisError::Connect {
                 url: self.url.redacted.clone(),
                 reason: format!("{name}: {reason}"),
             }
         } else {
-            Error::Query {
+            RedisError::Query {
                 url: self.url.redacted.clone(),
                 command: name.to_string(),
                 reason,
             }
         }
     }
+}
+
+/// CONFIG GET one parameter; Err(reason) when CONFIG is disabled or denied.
+pub async fn config_get(conn: &mut Conn, name: &str) -> Result<Option<String>, String> {
+    let mut c = redis::cmd("CONFIG");
+    c.arg("GET").arg(name);
+    let v: redis::Value = match conn.query(c, "CONFIG GET").await {
+        Ok(v) => v,
+        Err(e) => return Err(e.to_string()),
+    };
+    if let Some(reason) = crate::conn::server_error(&v) {
+        return Err(reason);
+    }
+    let pairs: Vec<String> = match &v {
+        redis::Value::Map(m) => m
+            .iter()
+            .flat_map(|(k, v)| [as_string(k), as_string(v)])
+            .flatten()
+            .collect(),
+        other => as_array(other)
+            .map(|a| a.iter().filter_map(as_string).collect())
+            .unwrap_or_default(),
+    };
+    Ok(pairs
+        .chunks(2)
+        .find(|p| p[0] == name)
+        .and_then(|p| p.get(1).cloned()))
 }
 
 /// A reply item as a string (bulk, simple or verbatim), if it is one.
@@ -282,6 +308,9 @@ mod tests {
         let e = RedisUrl::parse("not a url :pw@").unwrap_err().to_string();
         assert!(e.contains("example: redis://"), "{e}");
         assert_eq!(RedisUrl::parse("redis://localhost").unwrap().db, 0);
-        assert!(redact_raw("redis://u:pw@h:1/0").contains("u:***@"));
+        let e = RedisUrl::parse("redis://u:pw@h:99999/0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u:***@") && !e.contains(":pw@"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 /// Everything that can go wrong talking to Redis or reading what it holds.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum RedisError {
     /// The `--url` (or another option) is not usable; nothing was contacted.
     #[error("{input}: {reason} (example: {example})")]
     Input {

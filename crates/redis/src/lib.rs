@@ -1,18 +1,24 @@
 //! powertune's Redis engine: the runbook's "Redis Tuning", "Caching Strategy" and
 //! "Worker / Background Jobs" sections against a real Redis.
 //!
-//! Same shape as every command: collectors ([`conn`], [`info::collect`],
-//! [`slowlog::collect`], [`scan::collect`], [`sidekiq::collect`]) are the only code
-//! that talks to Redis, and they only send read-only commands; judges
-//! ([`info::judge`], [`slowlog::judge`], [`scan::judge`], [`sidekiq::judge`]) are pure
-//! functions over the snapshots they produce.
+//! Same shape as every command, one folder per check — [`info`], [`slowlog`], [`keys`]
+//! and [`sidekiq`] — each with `collect` (the only code that talks to Redis, and only
+//! with read-only commands), `snapshot` (plain data), `judge` (pure functions: an index
+//! function listing every check, then one function per check) and `render`.
+//!
+//! The entries, each `inspect(&Options, &Targets) -> Result<Inspection<Metrics>, RedisError>`:
+//! [`inspect()`] for `powertune redis` (INFO, SLOWLOG and a sampled key scan),
+//! [`keys::inspect()`] for `redis keys`, [`sidekiq::inspect()`] for `powertune queues`.
+//! The library prints nothing: the key scan's progress and `--watch`'s intervals go to
+//! callbacks the caller passes (`inspect_with`, `inspect_watching`).
 #![cfg_attr(
     not(test),
     deny(
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::print_stdout
+        clippy::print_stdout,
+        clippy::print_stderr
     )
 )]
 
@@ -21,55 +27,13 @@ pub mod conn;
 pub mod error;
 pub mod glob;
 pub mod info;
-pub mod progress;
-pub mod scan;
+pub mod inspect;
+pub mod keys;
 pub mod sidekiq;
 pub mod slowlog;
+pub mod units;
 
-pub use conn::Conn;
-pub use error::Error;
-
-/// Formats a byte count the way people read them (`2.0 MB`, `512 B`).
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// Formats seconds compactly (`42s`, `3m12s`, `2h05m`).
-pub fn human_secs(s: f64) -> String {
-    if !s.is_finite() {
-        return "-".to_string();
-    }
-    let s = s.max(0.0);
-    if s < 60.0 {
-        format!("{s:.1}s")
-    } else if s < 3600.0 {
-        format!("{}m{:02}s", (s / 60.0) as u64, (s as u64) % 60)
-    } else {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s as u64) % 3600) / 60)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn humanizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(2 * 1024 * 1024), "2.0 MB");
-        assert_eq!(human_secs(42.0), "42.0s");
-        assert_eq!(human_secs(192.0), "3m12s");
-        assert_eq!(human_secs(7500.0), "2h05m");
-    }
-}
+pub use conn::{Conn, ConnOptions, RedisUrl};
+pub use error::RedisError;
+pub use inspect::{inspect, inspect_with, RedisMetrics, RedisOptions};
+pub use units::{human_bytes, human_secs};

@@ -6,6 +6,7 @@ pub mod http;
 pub mod pg;
 pub mod providers;
 pub mod redis_db;
+pub mod schema;
 
 /// A name unique within this machine for the test run: `prefix_<pid>_<counter>`.
 pub fn unique_name(prefix: &str) -> String {

@@ -4,9 +4,8 @@
 use super::redis::ConnArgs;
 use super::{block_on, emit, Context};
 use anyhow::anyhow;
-use powertune_core::{ExitCode, Report};
-use powertune_redis::conn::Conn;
-use powertune_redis::sidekiq::{self, Options};
+use powertune_core::ExitCode;
+use powertune_redis::sidekiq::{self, Options, QueuesOptions, WatchOptions};
 use std::io::Write;
 
 #[derive(clap::Args, Debug)]
@@ -30,7 +29,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let (url, timeout) = a.conn.validate()?;
+    let conn = a.conn.validate()?;
     let interval = a
         .watch
         .as_deref()
@@ -48,73 +47,38 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
                 })
         })
         .transpose()?;
-    if a.retry_sample == 0 || a.retry_sample > 100_000 {
-        return Err(anyhow!(
-            "--retry-sample {}: must be 1..=100000 (example: --retry-sample 1000)",
-            a.retry_sample
-        ));
-    }
-    if a.days == 0 || a.days > 366 {
-        return Err(anyhow!(
-            "--days {}: must be 1..=366 (example: --days 7)",
-            a.days
-        ));
-    }
+    let opts = QueuesOptions {
+        conn,
+        read: Options {
+            retry_sample: a.retry_sample,
+            days: a.days,
+            ..Options::default()
+        },
+        watch: interval.map(|every| WatchOptions {
+            every,
+            ticks: a.ticks,
+        }),
+    };
+    opts.validate()?;
     if a.ticks == Some(0) {
         return Err(anyhow!(
             "--ticks 0: must be at least 1 (example: --ticks 6)"
         ));
     }
-    let opts = Options {
-        retry_sample: a.retry_sample,
-        days: a.days,
-        ..Options::default()
+    let print_tick = |elapsed_s: f64, d: &sidekiq::WatchDelta| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", sidekiq::render_tick(elapsed_s, d));
+        let _ = out.flush();
     };
-    let (snap, trend) = block_on(async {
-        let mut conn = Conn::open(&url, timeout).await?;
-        let mut trend = None;
-        if let Some(every) = interval {
-            let first = sidekiq::sample(&mut conn, opts.max_queues).await?;
-            let mut prev = first.clone();
-            let mut n = 0u64;
-            let started = tokio::time::Instant::now();
-            let mut ticker = tokio::time::interval(every);
-            ticker.tick().await;
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-                let cur = sidekiq::sample(&mut conn, opts.max_queues).await?;
-                let d = sidekiq::delta(&prev, &cur);
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(
-                    out,
-                    "t+{:.0}s\n{}",
-                    started.elapsed().as_secs_f64(),
-                    sidekiq::render_delta(&d)
-                );
-                let _ = out.flush();
-                prev = cur;
-                n += 1;
-                if a.ticks.is_some_and(|t| n >= t) {
-                    break;
-                }
-            }
-            trend = Some(sidekiq::delta(&first, &prev));
-        }
-        let snap = sidekiq::collect(&mut conn, &opts).await?;
-        Ok::<_, powertune_redis::Error>((snap, trend))
-    })??;
-    let mut findings = sidekiq::judge(&snap, &targets.worker);
-    if let Some(d) = &trend {
-        findings.push(sidekiq::judge_trend(d));
-    }
-    let details = sidekiq::render(&snap, &targets.worker);
-    let report = Report::new(
-        "queues",
-        findings,
-        serde_json::json!({ "sidekiq": snap, "watch": trend }),
-    );
-    emit(&report, &details, a.conn.json.as_deref())
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let inspection = block_on(sidekiq::inspect_watching(
+        &opts, &targets, print_tick, ctrl_c,
+    ))??;
+    emit(
+        &inspection.report()?,
+        &inspection.text,
+        a.conn.json.as_deref(),
+    )
 }

@@ -4,15 +4,14 @@
 
 use super::{block_on, emit, Context};
 use anyhow::anyhow;
-use powertune_core::{ExitCode, Report};
+use indicatif::{ProgressBar, ProgressStyle};
+use is_terminal::IsTerminal;
+use powertune_core::ExitCode;
 use powertune_redis::baseline::Baseline;
-use powertune_redis::conn::{Conn, RedisUrl};
-use powertune_redis::info::{self, InfoJudgeInput};
-use powertune_redis::progress::ScanBar;
-use powertune_redis::scan::{self, ScanOptions};
-use powertune_redis::{human_bytes, slowlog};
+use powertune_redis::conn::{ConnOptions, RedisUrl};
+use powertune_redis::keys::{self, KeysOptions, ScanOptions};
+use powertune_redis::RedisOptions;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -46,7 +45,7 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    pub fn validate(&self) -> anyhow::Result<(RedisUrl, Duration)> {
+    pub fn validate(&self) -> anyhow::Result<ConnOptions> {
         let url = self.url.as_deref().ok_or_else(|| {
             anyhow!("--url is required (or REDIS_URL), e.g. --url redis://127.0.0.1:6379/0")
         })?;
@@ -59,7 +58,7 @@ impl ConnArgs {
                 self.timeout
             ));
         }
-        Ok((url, timeout))
+        Ok(ConnOptions { url, timeout })
     }
 }
 
@@ -148,91 +147,93 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 
 fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let (url, timeout) = a.conn.validate()?;
-    let scan_opts = (!a.no_scan)
+    let conn = a.conn.validate()?;
+    let scan = (!a.no_scan)
         .then(|| a.scan.options(&targets, Some(a.sample)))
         .transpose()?;
     let baseline = a.baseline.as_deref().map(Baseline::load).transpose()?;
-    if a.slowlog == 0 || a.slowlog > 128 {
-        return Err(anyhow!(
-            "--slowlog {}: must be 1..=128 (example: --slowlog 10)",
-            a.slowlog
-        ));
-    }
-    let (info_snap, slow, scanned) = block_on(async {
-        let mut conn = Conn::open(&url, timeout).await?;
-        let info_snap = info::collect(&mut conn).await?;
-        let slow = slowlog::collect(&mut conn, a.slowlog).await?;
-        let scanned = match &scan_opts {
-            Some(o) => {
-                let bar = ScanBar::new();
-                let r = scan::collect(&mut conn, o, &|n, total| bar.update(n, total)).await;
-                bar.finish();
-                Some(r?)
-            }
-            None => None,
-        };
-        Ok::<_, powertune_redis::Error>((info_snap, slow, scanned))
-    })??;
+    let opts = RedisOptions {
+        conn,
+        slowlog: a.slowlog,
+        baseline,
+        scan,
+    };
+    opts.validate()?;
+    let bar = ScanBar::new(opts.scan.is_some());
+    let inspection = block_on(powertune_redis::inspect_with(
+        &opts,
+        &targets,
+        &|n, total| bar.update(n, total),
+    ));
+    bar.finish();
+    let inspection = inspection??;
     if let Some(path) = &a.save_baseline {
-        Baseline::from_snapshot(&info_snap, &url.redacted).save(path)?;
+        let info = &inspection.metrics.info;
+        info.baseline(&opts.conn.url.redacted).save(path)?;
         eprintln!(
             "baseline saved to {} ({:.0} ops/s)",
             path.display(),
-            info_snap.instantaneous_ops_per_sec
+            info.instantaneous_ops_per_sec
         );
     }
-    let mut findings = info::judge(&info_snap, &targets.redis, &InfoJudgeInput { baseline });
-    findings.extend(slowlog::judge(&slow, &targets.redis));
-    let mut details = format!(
-        "Redis {} at {} (db{}): {} used of {}, policy {}, {} clients, {:.0} ops/s\n",
-        info_snap.redis_version,
-        url.redacted,
-        url.db,
-        human_bytes(info_snap.used_memory),
-        if info_snap.maxmemory == 0 {
-            "no maxmemory".to_string()
-        } else {
-            human_bytes(info_snap.maxmemory)
-        },
-        info_snap.maxmemory_policy,
-        info_snap.connected_clients,
-        info_snap.instantaneous_ops_per_sec
-    );
-    if let Some(r) = &info_snap.config_unavailable {
-        details.push_str(&format!(
-            "CONFIG GET unavailable ({r}): maxclients and the slowlog threshold are unknown\n"
-        ));
-    }
-    details.push('\n');
-    details.push_str(&slowlog::render(&slow));
-    if let Some(s) = &scanned {
-        findings.extend(scan::judge(s, &targets.redis));
-        details.push('\n');
-        details.push_str(&scan::render(s));
-    }
-    let metrics = serde_json::json!({
-        "info": info_snap,
-        "slowlog": slow,
-        "scan": scanned,
-    });
-    let report = Report::new("redis", findings, metrics);
-    emit(&report, &details, a.conn.json.as_deref())
+    emit(
+        &inspection.report()?,
+        &inspection.text,
+        a.conn.json.as_deref(),
+    )
 }
 
 fn keys(ctx: &Context, a: KeysArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let (url, timeout) = a.conn.validate()?;
-    let opts = a.scan.options(&targets, a.sample)?;
-    let s = block_on(async {
-        let mut conn = Conn::open(&url, timeout).await?;
-        let bar = ScanBar::new();
-        let r = scan::collect(&mut conn, &opts, &|n, total| bar.update(n, total)).await;
-        bar.finish();
-        r
-    })??;
-    let findings = scan::judge(&s, &targets.redis);
-    let details = scan::render(&s);
-    let report = Report::new("redis keys", findings, serde_json::json!({ "scan": s }));
-    emit(&report, &details, a.conn.json.as_deref())
+    let opts = KeysOptions {
+        conn: a.conn.validate()?,
+        scan: a.scan.options(&targets, a.sample)?,
+    };
+    let bar = ScanBar::new(true);
+    let inspection = block_on(keys::inspect_with(&opts, &targets, &|n, total| {
+        bar.update(n, total)
+    }));
+    bar.finish();
+    let inspection = inspection??;
+    emit(
+        &inspection.report()?,
+        &inspection.text,
+        a.conn.json.as_deref(),
+    )
+}
+
+/// The key scan's progress bar: drawn on standard error, only when it is a terminal
+/// (and only when a scan runs).
+struct ScanBar {
+    bar: Option<ProgressBar>,
+}
+
+impl ScanBar {
+    fn new(scanning: bool) -> ScanBar {
+        if !scanning || !std::io::stderr().is_terminal() {
+            return ScanBar { bar: None };
+        }
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} scanning keys {pos}/{len} [{bar:30}] {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        ScanBar { bar: Some(bar) }
+    }
+
+    /// Records `scanned` of `total` keys.
+    fn update(&self, scanned: u64, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total.max(scanned));
+            b.set_position(scanned);
+        }
+    }
+
+    /// Removes the bar.
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }

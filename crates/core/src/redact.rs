@@ -1,0 +1,382 @@
+//! One secrets policy for every crate: what is masked, and how it looks.
+//!
+//! The mask is always `***`, and only the secret itself is replaced, so a reader still
+//! sees which user, host, parameter or header it was:
+//!
+//! - the password of a URL's user info: `postgres://app:***@db/app` (the user name
+//!   stays; a URL with a user name and no password is left as it is);
+//! - query-string and libpq `key=value` parameters whose name says secret
+//!   (`password`, `token`, `api_key`, `secret`, `signature`, … see [`SECRET_KEYS`]):
+//!   `?password=***`, `password=*** host=db`;
+//! - `user:password@` in text that does not parse as a URL (`postgres//u:pw@db`);
+//! - in free text, `Bearer <token>`, `Basic <credentials>` and provider API keys
+//!   (`sk-…`, `sk-ant-…`): `Bearer ***`, `sk-***`;
+//! - any value the caller knows to be secret ([`Secrets`]), raw and percent-decoded.
+
+use regex::Regex;
+use std::sync::OnceLock;
+
+/// What every secret is replaced by.
+pub const MASK: &str = "***";
+
+/// Parameter names (compared case-insensitively, `-` and `_` ignored) whose values
+/// are masked in query strings and libpq connection strings.
+pub const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "clientsecret",
+    "token",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "apikey",
+    "xapikey",
+    "signature",
+    "xamzsignature",
+    "xamzsecuritytoken",
+    "sslpassword",
+];
+
+fn is_secret_key(name: &str) -> bool {
+    let norm: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    SECRET_KEYS.contains(&norm.as_str())
+}
+
+/// A URL or connection string (URL form or libpq `key=value` form) with its secrets
+/// masked. Never fails: text that is neither is treated as free text ([`text`]).
+pub fn url(s: &str) -> String {
+    if let Some(masked) = url_form(s) {
+        return masked;
+    }
+    if looks_like_keyword_dsn(s) {
+        return keyword_dsn(s);
+    }
+    text(s)
+}
+
+/// Free text (an error message, a log line, a config line) with every secret pattern
+/// masked: URLs' passwords and secret parameters, `user:pw@` fragments, bearer and
+/// basic credentials, provider API keys.
+pub fn text(s: &str) -> String {
+    static URLS: OnceLock<Option<Regex>> = OnceLock::new();
+    static USERINFO: OnceLock<Option<Regex>> = OnceLock::new();
+    static AUTH: OnceLock<Option<Regex>> = OnceLock::new();
+    static KEYS: OnceLock<Option<Regex>> = OnceLock::new();
+    static PARAMS: OnceLock<Option<Regex>> = OnceLock::new();
+
+    let mut out = s.to_string();
+    // Well-formed URLs first, each through the URL policy.
+    if let Some(re) =
+        URLS.get_or_init(|| Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+"#).ok())
+    {
+        out = re
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                url_form(&c[0]).unwrap_or_else(|| c[0].to_string())
+            })
+            .into_owned();
+    }
+    // `user:secret@host` anywhere (malformed URLs such as `postgres//u:pw@db`).
+    if let Some(re) =
+        USERINFO.get_or_init(|| Regex::new(r"(^|[\s/(\[,;=])([^\s:/@]+):([^\s@/*][^\s@/]*)@").ok())
+    {
+        out = re
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                format!("{}{}:{MASK}@", &c[1], &c[2])
+            })
+            .into_owned();
+    }
+    // Authorization schemes.
+    if let Some(re) = AUTH
+        .get_or_init(|| Regex::new(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{4,}").ok())
+    {
+        out = re
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                format!("{}{}{MASK}", &c[1], &c[2])
+            })
+            .into_owned();
+    }
+    // Provider API keys: OpenAI `sk-…`/`sk-proj-…`, Anthropic `sk-ant-…`.
+    if let Some(re) = KEYS.get_or_init(|| Regex::new(r"\bsk-[A-Za-z0-9_-]{6,}").ok()) {
+        out = re.replace_all(&out, format!("sk-{MASK}")).into_owned();
+    }
+    // `password=…` and friends outside URLs (libpq strings inside messages, JSON-ish).
+    if let Some(re) = PARAMS.get_or_init(|| {
+        Regex::new(r#"(?i)\b([A-Za-z_-]+)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"'}]+)"#).ok()
+    }) {
+        out = re
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                if is_secret_key(&c[1]) && &c[3] != MASK && !c[3].contains(MASK) {
+                    let quote = match c[3].chars().next() {
+                        Some(q @ ('"' | '\'')) => q.to_string(),
+                        _ => String::new(),
+                    };
+                    format!("{}{}{quote}{MASK}{quote}", &c[1], &c[2])
+                } else {
+                    c[0].to_string()
+                }
+            })
+            .into_owned();
+    }
+    out
+}
+
+/// A well-formed URL with its password and secret query parameters masked; `None`
+/// when `s` does not parse as a URL with an authority.
+fn url_form(s: &str) -> Option<String> {
+    let mut u = url::Url::parse(s).ok()?;
+    if !s.contains("://") {
+        return None;
+    }
+    // Only rewrite what has something to mask, so other URLs keep their spelling.
+    if u.password().is_none() && !u.query_pairs().any(|(k, _)| is_secret_key(&k)) {
+        return Some(s.to_string());
+    }
+    if u.password().is_some() {
+        u.set_password(Some(MASK)).ok()?;
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_key(&k) {
+                    MASK.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        drop(q);
+    }
+    // The query serializer escapes `*`; show the mask as written.
+    Some(u.to_string().replace("%2A%2A%2A", MASK))
+}
+
+fn looks_like_keyword_dsn(s: &str) -> bool {
+    !s.contains("://") && s.split_whitespace().any(|w| w.contains('='))
+}
+
+/// libpq `key=value` pairs (values may be single-quoted with `\'` escapes).
+fn keyword_dsn(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        let ws = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..ws]);
+        rest = &rest[ws..];
+        let Some(eq) = rest.find('=') else {
+            out.push_str(&text(rest));
+            break;
+        };
+        let key = rest[..eq].trim();
+        out.push_str(&rest[..=eq]);
+        rest = &rest[eq + 1..];
+        let lead = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..lead]);
+        rest = &rest[lead..];
+        let end = if rest.starts_with('\'') {
+            let mut i = 1;
+            let b = rest.as_bytes();
+            while i < b.len() && b[i] != b'\'' {
+                if b[i] == b'\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            (i + 1).min(rest.len())
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        let value = &rest[..end];
+        if is_secret_key(key) {
+            if value.starts_with('\'') {
+                out.push_str(&format!("'{MASK}'"));
+            } else {
+                out.push_str(MASK);
+            }
+        } else {
+            out.push_str(value);
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Secret values a command knows (passwords from URLs, API keys from the environment),
+/// scrubbed from any text together with the patterns of [`text`].
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    values: Vec<String>,
+}
+
+impl Secrets {
+    pub fn new() -> Secrets {
+        Secrets::default()
+    }
+
+    /// The secrets inside a URL or connection string: the user-info password and
+    /// secret parameters, raw and percent-decoded.
+    pub fn from_url(s: &str) -> Secrets {
+        let mut out = Secrets::new();
+        out.add_from_url(s);
+        out
+    }
+
+    /// Adds one value. Values shorter than 3 characters are ignored, so a one-letter
+    /// password does not mangle every message.
+    pub fn add(&mut self, value: impl Into<String>) {
+        let v = value.into();
+        if v.chars().count() >= 3 && !self.values.contains(&v) {
+            self.values.push(v);
+        }
+    }
+
+    pub fn add_from_url(&mut self, s: &str) {
+        if let Ok(u) = url::Url::parse(s) {
+            if let Some(p) = u.password() {
+                self.add(p.to_string());
+                if let Ok(d) = percent_decode(p) {
+                    self.add(d);
+                }
+            }
+            for (k, v) in u.query_pairs() {
+                if is_secret_key(&k) {
+                    self.add(v.into_owned());
+                }
+            }
+        } else if looks_like_keyword_dsn(s) {
+            for w in s.split_whitespace() {
+                if let Some((k, v)) = w.split_once('=') {
+                    if is_secret_key(k) {
+                        self.add(v.trim_matches('\'').to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `text` with every known value and every secret pattern masked.
+    pub fn scrub(&self, input: &str) -> String {
+        let mut out = input.to_string();
+        // Longest first, so a secret containing another is masked whole.
+        let mut vals: Vec<&String> = self.values.iter().collect();
+        vals.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        for v in vals {
+            out = out.replace(v.as_str(), MASK);
+        }
+        text(&out)
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_masked_and_user_names_kept() {
+        assert_eq!(
+            url("postgres://app:s3cr%40t@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(
+            url("redis://:hunter2@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(url("redis://cache:6379/0"), "redis://cache:6379/0");
+        assert_eq!(url("http://user@host/x"), "http://user@host/x");
+    }
+
+    #[test]
+    fn secret_query_parameters_are_masked() {
+        assert_eq!(
+            url("postgresql://db/app?user=x&password=hunter2&sslmode=disable"),
+            "postgresql://db/app?user=x&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            url("https://api.example/v1?api_key=abc123&page=2"),
+            "https://api.example/v1?api_key=***&page=2"
+        );
+        assert_eq!(
+            url("https://x.example/?access_token=t0k&X-Amz-Signature=ff"),
+            "https://x.example/?access_token=***&X-Amz-Signature=***"
+        );
+    }
+
+    #[test]
+    fn libpq_keyword_strings_are_masked() {
+        assert_eq!(
+            url("host=db user=app password=hunter2 dbname=app"),
+            "host=db user=app password=*** dbname=app"
+        );
+        assert_eq!(
+            url("host=db password='a b\\'c' dbname=app"),
+            "host=db password='***' dbname=app"
+        );
+    }
+
+    #[test]
+    fn malformed_urls_lose_their_password() {
+        assert_eq!(url("postgres//user:pw@db/app"), "postgres//user:***@db/app");
+        let t = text("connect to postgres:/u:secretpw@db failed");
+        assert!(!t.contains("secretpw"), "{t}");
+    }
+
+    #[test]
+    fn free_text_loses_tokens_and_keys() {
+        let t = text("401 from provider: Authorization: Bearer sk-abcdef123456 rejected");
+        assert!(!t.contains("abcdef123456"), "{t}");
+        assert!(t.contains("Bearer ***"), "{t}");
+        let t = text("invalid x-api-key sk-ant-api03-XYZxyz0123");
+        assert!(!t.contains("XYZxyz0123"), "{t}");
+        assert!(t.contains("sk-***"), "{t}");
+        let t = text("dial tcp: redis://:pw123@cache:6379 refused");
+        assert_eq!(t, "dial tcp: redis://:***@cache:6379 refused");
+        let t = text(r#"line 3: password = "hunter2""#);
+        assert_eq!(t, r#"line 3: password = "***""#);
+    }
+
+    #[test]
+    fn text_without_secrets_is_unchanged() {
+        for s in [
+            "GET /api/v1/agents 200 in 12ms",
+            "table orders: 50% dead tuples",
+            "http://127.0.0.1:8080/health",
+            "key_count=12 keys",
+        ] {
+            assert_eq!(text(s), s);
+        }
+    }
+
+    #[test]
+    fn known_secrets_are_scrubbed_raw_and_decoded() {
+        let s = Secrets::from_url("postgres://app:s3cr%40t@db/app");
+        let msg = s.scrub("auth failed for s3cr@t and s3cr%40t");
+        assert!(!msg.contains("s3cr"), "{msg}");
+        let mut s = Secrets::new();
+        s.add("ab");
+        assert!(s.is_empty(), "two-character values are not secrets");
+        s.add("live-key-value");
+        assert_eq!(s.scrub("key live-key-value!"), "key ***!");
+    }
+}

@@ -1,0 +1,161 @@
+//! `powertune queues`: the one entry. Connects, optionally watches (`--watch`), reads
+//! the full snapshot, judges and renders it.
+
+use super::collect::{collect, Options};
+use super::judge::{judge, judge_trend};
+use super::render::render;
+use super::snapshot::{SidekiqSnapshot, WatchDelta};
+use super::watch::{run, sample};
+use crate::conn::ConnOptions;
+use crate::error::RedisError;
+use powertune_core::{Inspection, Targets};
+use serde::Serialize;
+use std::future::Future;
+use std::time::Duration;
+
+/// `--watch`: how often to sample, and after how many intervals to stop.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub every: Duration,
+    /// None: until the stop future resolves (Ctrl-C in the CLI).
+    pub ticks: Option<u64>,
+}
+
+/// Everything `powertune queues` needs.
+#[derive(Debug, Clone)]
+pub struct QueuesOptions {
+    pub conn: ConnOptions,
+    /// How much of the retry and dead sets, daily stats and metrics to read.
+    pub read: Options,
+    pub watch: Option<WatchOptions>,
+}
+
+impl QueuesOptions {
+    /// Checks the options before any connection opens.
+    pub fn validate(&self) -> Result<(), RedisError> {
+        let bad = |input: String, reason: &str, example: &str| {
+            Err(RedisError::Input {
+                input,
+                reason: reason.to_string(),
+                example: example.to_string(),
+            })
+        };
+        let r = &self.read;
+        if r.retry_sample == 0 || r.retry_sample > 100_000 {
+            return bad(
+                format!("--retry-sample {}", r.retry_sample),
+                "must be 1..=100000",
+                "--retry-sample 1000",
+            );
+        }
+        if r.days == 0 || r.days > 366 {
+            return bad(format!("--days {}", r.days), "must be 1..=366", "--days 7");
+        }
+        if self.watch.as_ref().is_some_and(|w| w.ticks == Some(0)) {
+            return bad("--ticks 0".into(), "must be at least 1", "--ticks 6");
+        }
+        Ok(())
+    }
+}
+
+/// The metrics payload of `powertune queues`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuesMetrics {
+    pub sidekiq: SidekiqSnapshot,
+    /// The change over the whole `--watch` (None without it).
+    pub watch: Option<WatchDelta>,
+}
+
+/// Inspects Sidekiq's queues. With `watch` set, watches until its `ticks` are done
+/// (give them, or use [`inspect_watching`] with a stop future).
+pub async fn inspect(
+    options: &QueuesOptions,
+    targets: &Targets,
+) -> Result<Inspection<QueuesMetrics>, RedisError> {
+    inspect_watching(options, targets, |_, _| {}, std::future::pending()).await
+}
+
+/// [`inspect`], yielding each `--watch` interval (seconds since the start, rates since
+/// the previous sample) to `on_tick`, and ending the watch early when `stop` resolves.
+pub async fn inspect_watching<T, X>(
+    options: &QueuesOptions,
+    targets: &Targets,
+    on_tick: T,
+    stop: X,
+) -> Result<Inspection<QueuesMetrics>, RedisError>
+where
+    T: FnMut(f64, &WatchDelta),
+    X: Future<Output = ()>,
+{
+    options.validate()?;
+    let mut conn = options.conn.open().await?;
+    let trend = match &options.watch {
+        Some(w) => {
+            let max_queues = options.read.max_queues;
+            let sampler = || {
+                let mut c = conn.clone();
+                async move { sample(&mut c, max_queues).await }
+            };
+            Some(run(w.every, w.ticks, sampler, on_tick, stop).await?)
+        }
+        None => None,
+    };
+    let snap = collect(&mut conn, &options.read).await?;
+    let mut findings = judge(&snap, &targets.worker);
+    if let Some(d) = &trend {
+        findings.push(judge_trend(d));
+    }
+    let text = render(&snap, &targets.worker);
+    Ok(Inspection::new(
+        "queues",
+        findings,
+        QueuesMetrics {
+            sidekiq: snap,
+            watch: trend,
+        },
+        text,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::RedisUrl;
+
+    fn options() -> QueuesOptions {
+        QueuesOptions {
+            conn: ConnOptions {
+                url: RedisUrl::parse("redis://127.0.0.1:1/0").unwrap(),
+                timeout: Duration::from_secs(1),
+            },
+            read: Options::default(),
+            watch: None,
+        }
+    }
+
+    #[test]
+    fn options_are_validated_with_an_example() {
+        assert!(options().validate().is_ok());
+        let mut o = options();
+        o.read.retry_sample = 0;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "--retry-sample 0: must be 1..=100000 (example: --retry-sample 1000)"
+        );
+        let mut o = options();
+        o.read.days = 400;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "--days 400: must be 1..=366 (example: --days 7)"
+        );
+        let mut o = options();
+        o.watch = Some(WatchOptions {
+            every: Duration::from_secs(1),
+            ticks: Some(0),
+        });
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "--ticks 0: must be at least 1 (example: --ticks 6)"
+        );
+    }
+}

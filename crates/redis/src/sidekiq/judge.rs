@@ -1,0 +1,596 @@
+//! Judges of `powertune queues`: pure functions from a [`SidekiqSnapshot`] (or a
+//! `--watch` [`WatchDelta`]) and the runbook's worker targets to findings. Each check
+//! also says when it found nothing (a `PASS` line), so a report shows what was looked at.
+
+use super::snapshot::{JobMetric, ProcessInfo, QueueInfo, SidekiqSnapshot, WatchDelta};
+use crate::units::human_secs;
+use powertune_core::targets::WorkerTargets;
+use powertune_core::{Finding, Verdict};
+
+const AREA: &str = "queues";
+/// Dead jobs younger than this count as dying now.
+const RECENT_DEAD_S: f64 = 86_400.0;
+
+/// Every check of `powertune queues` over one snapshot (the `--watch` trend is
+/// [`judge_trend`]). Per process, its checks stay together in the report.
+pub fn judge(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.extend(queue_backlog(s, t));
+    out.extend(queue_latency(s, t));
+    out.extend(processes(s));
+    for p in &s.processes {
+        out.extend(concurrency(p, t));
+        out.extend(heartbeat(p, s.now, t));
+        out.extend(long_running_jobs(p, s.now, t));
+    }
+    out.extend(capacity(s));
+    out.push(retry_depth(s, t));
+    out.push(dead(s));
+    out.push(failed_rate(s, t));
+    out.extend(job_duration(s, t));
+    out
+}
+
+/// Queues holding more than `backlog_enqueued` jobs: WARN each.
+pub fn queue_backlog(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
+    let backlog: Vec<&QueueInfo> = s
+        .queues
+        .iter()
+        .filter(|q| q.size > t.backlog_enqueued)
+        .collect();
+    if backlog.is_empty() {
+        return vec![Finding::new(
+            AREA,
+            "queue_backlog",
+            format!("{} queues", s.queues.len()),
+            Verdict::Pass,
+        )
+        .observed(format!(
+            "largest {}",
+            s.queues.iter().map(|q| q.size).max().unwrap_or(0)
+        ))
+        .target(format!("<= {} per queue", t.backlog_enqueued))];
+    }
+    backlog
+        .iter()
+        .map(|q| {
+            Finding::new(AREA, "queue_backlog", format!("queue {}", q.name), Verdict::Warn)
+                .observed(format!("{} enqueued", q.size))
+                .target(format!("<= {}", t.backlog_enqueued))
+                .evidence(format!("oldest job {} waited {}", q.oldest_class.as_deref().unwrap_or("?"), human_secs(q.latency_s)))
+                .action("Investigate the backlog: check which queue is backed up and its latency, inspect the retry/failed sets for systemic errors, then bump WORKER_CONCURRENCY or add a worker instance")
+        })
+        .collect()
+}
+
+/// Queue latency (the oldest job's wait): WARN at `queue_latency_s`, FAIL past
+/// `drain_minutes`.
+pub fn queue_latency(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
+    let fail_s = t.drain_minutes * 60.0;
+    let slow: Vec<&QueueInfo> = s
+        .queues
+        .iter()
+        .filter(|q| q.latency_s >= t.queue_latency_s)
+        .collect();
+    if slow.is_empty() {
+        return vec![Finding::new(
+            AREA,
+            "queue_latency",
+            format!("{} queues", s.queues.len()),
+            Verdict::Pass,
+        )
+        .observed(format!(
+            "max {}",
+            human_secs(s.queues.iter().map(|q| q.latency_s).fold(0.0, f64::max))
+        ))
+        .target(format!("< {}s", t.queue_latency_s))];
+    }
+    slow.iter()
+        .map(|q| {
+            let v = if q.latency_s > fail_s {
+                Verdict::Fail
+            } else {
+                Verdict::Warn
+            };
+            Finding::new(AREA, "queue_latency", format!("queue {}", q.name), v)
+                .observed(human_secs(q.latency_s))
+                .target(format!("< {}s", t.queue_latency_s))
+                .limit(format!("{}min to return to steady state", t.drain_minutes))
+                .evidence(format!("{} enqueued; oldest job {}", q.size, q.oldest_class.as_deref().unwrap_or("?")))
+                .action("Capacity issue → bump WORKER_CONCURRENCY or add a worker instance; slow job → profile it and split it or put its slow path under a circuit breaker")
+        })
+        .collect()
+}
+
+/// No live process: FAIL while jobs wait, WARN otherwise (None when one is alive).
+pub fn processes(s: &SidekiqSnapshot) -> Option<Finding> {
+    if !s.processes.is_empty() {
+        return None;
+    }
+    let enqueued = s.enqueued();
+    Some(
+        Finding::new(AREA, "processes", "live Sidekiq processes", if enqueued > 0 { Verdict::Fail } else { Verdict::Warn })
+            .observed(format!("none ({enqueued} jobs enqueued)"))
+            .target(">= 1 with a fresh heartbeat")
+            .action("Start the worker service (systemctl status powernode-worker@default) and check its log for boot errors"),
+    )
+}
+
+/// A process's concurrency outside `concurrency_min..=concurrency_max`: WARN.
+pub fn concurrency(p: &ProcessInfo, t: &WorkerTargets) -> Option<Finding> {
+    let c = p.concurrency;
+    (c < t.concurrency_min as u64 || c > t.concurrency_max as u64).then(|| {
+        Finding::new(AREA, "concurrency", format!("process {}", p.identity), Verdict::Warn)
+            .observed(c.to_string())
+            .target(format!("{}-{}", t.concurrency_min, t.concurrency_max))
+            .action("Set WORKER_CONCURRENCY on the systemd unit: default 5, 10-25 for AI-heavy workloads; add a worker instance beyond 25")
+    })
+}
+
+/// A process whose last heartbeat is older than `heartbeat_stale_s`: WARN.
+pub fn heartbeat(p: &ProcessInfo, now: f64, t: &WorkerTargets) -> Option<Finding> {
+    let age = now - p.beat;
+    (age > t.heartbeat_stale_s).then(|| {
+        Finding::new(AREA, "heartbeat", format!("process {}", p.identity), Verdict::Warn)
+            .observed(format!("last beat {} ago", human_secs(age)))
+            .target(format!("< {}s", t.heartbeat_stale_s))
+            .action("The process stopped beating: check it is alive (OOM-kill, stuck thread) and restart it")
+    })
+}
+
+/// Jobs a process has been running for longer than `job_slow_s`: WARN each.
+pub fn long_running_jobs(p: &ProcessInfo, now: f64, t: &WorkerTargets) -> Vec<Finding> {
+    p.running
+        .iter()
+        .filter(|j| now - j.run_at > t.job_slow_s)
+        .map(|j| {
+            Finding::new(AREA, "long_running_job", format!("{} ({})", j.class, j.jid), Verdict::Warn)
+                .observed(format!("running {}", human_secs(now - j.run_at)))
+                .target(format!("< {}s", t.job_slow_s))
+                .evidence(format!("queue {} on {}", j.queue, p.identity))
+                .action("Profile the job; bring the long path under a circuit breaker or split it into smaller jobs")
+        })
+        .collect()
+}
+
+/// Every thread busy while jobs wait: WARN (None without a live process).
+pub fn capacity(s: &SidekiqSnapshot) -> Option<Finding> {
+    if s.processes.is_empty() {
+        return None;
+    }
+    let enqueued = s.enqueued();
+    let (busy, cap) = (s.busy(), s.concurrency());
+    let util = if cap == 0 {
+        0.0
+    } else {
+        busy as f64 * 100.0 / cap as f64
+    };
+    let saturated = cap > 0 && busy >= cap && enqueued > 0;
+    Some(
+        Finding::new(
+            AREA,
+            "capacity",
+            "busy / concurrency",
+            if saturated {
+                Verdict::Warn
+            } else {
+                Verdict::Pass
+            },
+        )
+        .observed(format!(
+            "{busy}/{cap} busy ({util:.0}%), {enqueued} enqueued, {} processes",
+            s.processes.len()
+        ))
+        .target("spare threads while jobs wait")
+        .action("Capacity issue → bump WORKER_CONCURRENCY or add a worker instance"),
+    )
+}
+
+/// Retried jobs at `retry_depth_max` or deeper (in the sample read): WARN.
+pub fn retry_depth(s: &SidekiqSnapshot, t: &WorkerTargets) -> Finding {
+    let deep: u64 = s
+        .retry
+        .depth
+        .iter()
+        .filter(|(d, _)| **d >= t.retry_depth_max as u64)
+        .map(|(_, n)| n)
+        .sum();
+    let sampled_note = if s.retry.sampled < s.retry.size {
+        format!(" (sample of {} of {})", s.retry.sampled, s.retry.size)
+    } else {
+        String::new()
+    };
+    Finding::new(
+        AREA,
+        "retry_depth",
+        "retry set",
+        if deep > 0 {
+            Verdict::Warn
+        } else {
+            Verdict::Pass
+        },
+    )
+    .observed(format!(
+        "{deep} jobs at retry_count >= {}{sampled_note}",
+        t.retry_depth_max
+    ))
+    .target(format!("retry_count < {}", t.retry_depth_max))
+    .evidence(format!(
+        "{} in retry; top classes: {}",
+        s.retry.size,
+        s.retry
+            .top_classes
+            .iter()
+            .map(|(c, n)| format!("{c} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .action("Inspect Sidekiq::RetrySet; investigate the top retried job class")
+}
+
+/// Jobs that died in the last 24 hours (among the newest read): WARN.
+pub fn dead(s: &SidekiqSnapshot) -> Finding {
+    let recent_dead = s
+        .dead_newest
+        .iter()
+        .filter(|d| s.now - d.died_at < RECENT_DEAD_S)
+        .count();
+    Finding::new(AREA, "dead", "dead set", if recent_dead > 0 { Verdict::Warn } else { Verdict::Pass })
+        .observed(format!("{} dead, {} in the last 24h (of the newest {})", s.dead_size, recent_dead, s.dead_newest.len()))
+        .target("no job dying")
+        .evidence(s.dead_newest.first().map(|d| format!("newest: {} {}: {}", d.class, d.error_class, d.error_message)).unwrap_or_default())
+        .action("Inspect the dead jobs' error classes for systemic errors; fix the cause, then retry them from the dashboard")
+}
+
+/// failed / processed over the daily stats read (else since the stats were reset):
+/// FAIL past `failed_rate_pct`.
+pub fn failed_rate(s: &SidekiqSnapshot, t: &WorkerTargets) -> Finding {
+    let (p, f, window) = if s.days.iter().any(|d| d.processed > 0) {
+        let p: u64 = s.days.iter().map(|d| d.processed).sum();
+        let f: u64 = s.days.iter().map(|d| d.failed).sum();
+        (
+            p,
+            f,
+            format!("last {} day(s) with daily stats", s.days.len()),
+        )
+    } else {
+        (
+            s.processed,
+            s.failed,
+            "since the stats were reset".to_string(),
+        )
+    };
+    if p == 0 {
+        return Finding::new(AREA, "failed_rate", "failed / processed", Verdict::Pass)
+            .observed(format!("no jobs processed ({window})"))
+            .target(format!("< {}%", t.failed_rate_pct));
+    }
+    let rate = f as f64 * 100.0 / p as f64;
+    Finding::new(AREA, "failed_rate", "failed / processed", Verdict::lower_is_better(rate, t.failed_rate_pct, None))
+        .observed(format!("{rate:.2}% ({f} of {p}, {window})"))
+        .target(format!("< {}%", t.failed_rate_pct))
+        .action("Inspect the retry and dead sets for the failing job class and its error class; fix or put the failing provider behind a breaker")
+}
+
+/// Average job durations from Sidekiq 7+'s metrics: WARN per class at `job_avg_s` or
+/// slower; a PASS naming why when none are recorded.
+pub fn job_duration(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
+    let Some(m) = &s.metrics else {
+        return vec![
+            Finding::new(AREA, "job_duration", "average job time", Verdict::Pass)
+                .observed(match s.version() {
+                    Some(v) if v.starts_with('6') || v.starts_with('5') => format!(
+                        "not recorded: Sidekiq {v} does not record job durations (7.0+ does)"
+                    ),
+                    _ => format!(
+                        "no j| metrics in the last {} minutes (Sidekiq 6.x does not record them)",
+                        s.metrics_minutes
+                    ),
+                })
+                .target(format!("< {}s avg", t.job_avg_s)),
+        ];
+    };
+    let slow: Vec<&JobMetric> = m
+        .iter()
+        .filter(|j| j.avg_s().is_some_and(|a| a >= t.job_avg_s))
+        .collect();
+    if slow.is_empty() {
+        let worst = m
+            .iter()
+            .filter_map(|j| j.avg_s().map(|a| (a, j.class.as_str())))
+            .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+        return vec![Finding::new(
+            AREA,
+            "job_duration",
+            format!("{} job classes", m.len()),
+            Verdict::Pass,
+        )
+        .observed(format!(
+            "slowest {} {:.2}s avg (last {} min)",
+            worst.1, worst.0, s.metrics_minutes
+        ))
+        .target(format!("< {}s avg", t.job_avg_s))];
+    }
+    slow.iter()
+        .map(|j| {
+            Finding::new(AREA, "job_duration", j.class.clone(), Verdict::Warn)
+                .observed(format!("{:.2}s avg over {} runs", j.avg_s().unwrap_or(0.0), j.processed - j.failed))
+                .target(format!("< {}s avg", t.job_avg_s))
+                .action("Profile the job; bring the long path under a circuit breaker or split it into smaller jobs")
+        })
+        .collect()
+}
+
+/// Judges the retry set's change over a `--watch` ("Sidekiq retry set growing").
+pub fn judge_trend(d: &WatchDelta) -> Finding {
+    let verdict = if d.retry_change > 0 {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    };
+    Finding::new("queues", "retry_trend", "retry set over the watch", verdict)
+        .observed(format!("{:+} jobs", d.retry_change))
+        .target("not growing")
+        .action("Sidekiq retry set growing → failing job class: inspect Sidekiq::RetrySet and investigate the top retried job")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sidekiq::snapshot::{DayStat, DeadJob, RetryStats, RunningJob};
+    use std::collections::BTreeMap;
+
+    fn snap() -> SidekiqSnapshot {
+        SidekiqSnapshot {
+            now: 1_700_000_100.0,
+            queues: vec![QueueInfo {
+                name: "default".into(),
+                size: 3,
+                latency_s: 5.0,
+                oldest_class: Some("A".into()),
+            }],
+            queues_not_read: 0,
+            processes: vec![ProcessInfo {
+                identity: "h:1:abc".into(),
+                hostname: "h".into(),
+                pid: 1,
+                tag: String::new(),
+                version: "6.4.1".into(),
+                concurrency: 10,
+                busy: 2,
+                beat: 1_700_000_095.0,
+                quiet: false,
+                rss_kb: 1000,
+                queues: vec!["default".into()],
+                weights: BTreeMap::new(),
+                running: vec![],
+            }],
+            dead_process_entries: 0,
+            processed: 1000,
+            failed: 5,
+            scheduled_size: 0,
+            retry: RetryStats::default(),
+            dead_size: 0,
+            dead_newest: vec![],
+            days: vec![],
+            metrics: None,
+            metrics_minutes: 60,
+            round_trips: 2,
+        }
+    }
+
+    fn verdicts(f: &[Finding], check: &str) -> Vec<Verdict> {
+        f.iter()
+            .filter(|x| x.check == check)
+            .map(|x| x.verdict)
+            .collect()
+    }
+
+    #[test]
+    fn healthy_passes() {
+        let f = judge(&snap(), &WorkerTargets::default());
+        assert!(f.iter().all(|x| x.verdict == Verdict::Pass), "{f:#?}");
+    }
+
+    #[test]
+    fn problems_are_found() {
+        let mut s = snap();
+        s.queues[0].size = 5000;
+        s.queues[0].latency_s = 1200.0;
+        s.processes[0].concurrency = 50;
+        s.processes[0].beat = s.now - 120.0;
+        s.processes[0].running.push(RunningJob {
+            queue: "default".into(),
+            class: "Slow".into(),
+            jid: "j".into(),
+            run_at: s.now - 90.0,
+        });
+        s.failed = 50;
+        s.retry.depth.insert(4, 2);
+        s.retry.size = 2;
+        s.metrics = Some(vec![JobMetric {
+            class: "Slow".into(),
+            processed: 10,
+            failed: 0,
+            total_ms: 100_000,
+        }]);
+        let f = judge(&s, &WorkerTargets::default());
+        assert_eq!(verdicts(&f, "queue_backlog"), vec![Verdict::Warn]);
+        assert_eq!(verdicts(&f, "queue_latency"), vec![Verdict::Fail]);
+        assert_eq!(verdicts(&f, "concurrency"), vec![Verdict::Warn]);
+        assert_eq!(verdicts(&f, "heartbeat"), vec![Verdict::Warn]);
+        assert_eq!(verdicts(&f, "long_running_job"), vec![Verdict::Warn]);
+        assert_eq!(verdicts(&f, "failed_rate"), vec![Verdict::Fail]);
+        assert_eq!(verdicts(&f, "retry_depth"), vec![Verdict::Warn]);
+        assert_eq!(verdicts(&f, "job_duration"), vec![Verdict::Warn]);
+        s.processes.clear();
+        let f = judge(&s, &WorkerTargets::default());
+        assert_eq!(verdicts(&f, "processes"), vec![Verdict::Fail]);
+    }
+
+    #[test]
+    fn a_growing_retry_set_warns_and_a_steady_one_passes() {
+        let mut d = WatchDelta {
+            rows: vec![],
+            processed_per_s: 0.0,
+            failed_per_s: 0.0,
+            enqueued_per_s: 0.0,
+            retry_change: 4,
+        };
+        let f = judge_trend(&d);
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed, "+4 jobs");
+        d.retry_change = 0;
+        assert_eq!(judge_trend(&d).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn backlog_and_latency_pass_with_the_largest_and_fail_past_the_drain_window() {
+        let t = WorkerTargets::default();
+        let mut s = snap();
+        let f = queue_backlog(&s, &t);
+        assert_eq!(
+            (f[0].verdict, f[0].observed.text().as_str()),
+            (Verdict::Pass, "largest 3")
+        );
+        let f = queue_latency(&s, &t);
+        assert_eq!(f[0].verdict, Verdict::Pass);
+        s.queues[0].latency_s = t.queue_latency_s;
+        assert_eq!(queue_latency(&s, &t)[0].verdict, Verdict::Warn);
+        s.queues[0].latency_s = t.drain_minutes * 60.0 + 1.0;
+        let f = queue_latency(&s, &t);
+        assert_eq!(
+            (f[0].subject.as_str(), f[0].verdict),
+            ("queue default", Verdict::Fail)
+        );
+    }
+
+    #[test]
+    fn no_process_fails_only_while_jobs_wait() {
+        let mut s = snap();
+        assert!(processes(&s).is_none());
+        assert!(capacity(&s).is_some());
+        s.processes.clear();
+        assert_eq!(processes(&s).unwrap().verdict, Verdict::Fail);
+        assert!(capacity(&s).is_none());
+        s.queues[0].size = 0;
+        assert_eq!(processes(&s).unwrap().verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn process_checks_concurrency_heartbeat_and_long_jobs() {
+        let t = WorkerTargets::default();
+        let s = snap();
+        let mut p = s.processes[0].clone();
+        assert!(concurrency(&p, &t).is_none());
+        assert!(heartbeat(&p, s.now, &t).is_none());
+        assert!(long_running_jobs(&p, s.now, &t).is_empty());
+        p.concurrency = 1;
+        assert_eq!(concurrency(&p, &t).unwrap().observed, "1");
+        p.beat = s.now - t.heartbeat_stale_s - 1.0;
+        assert_eq!(heartbeat(&p, s.now, &t).unwrap().verdict, Verdict::Warn);
+        p.running.push(RunningJob {
+            queue: "default".into(),
+            class: "Quick".into(),
+            jid: "q".into(),
+            run_at: s.now - 1.0,
+        });
+        assert!(long_running_jobs(&p, s.now, &t).is_empty());
+        p.running[0].run_at = s.now - t.job_slow_s - 1.0;
+        let f = long_running_jobs(&p, s.now, &t);
+        assert_eq!(f[0].subject, "Quick (q)");
+        assert_eq!(f[0].evidence, "queue default on h:1:abc");
+    }
+
+    #[test]
+    fn capacity_warns_when_every_thread_is_busy_and_jobs_wait() {
+        let mut s = snap();
+        assert_eq!(capacity(&s).unwrap().verdict, Verdict::Pass);
+        s.processes[0].busy = 10;
+        let f = capacity(&s).unwrap();
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed, "10/10 busy (100%), 3 enqueued, 1 processes");
+        s.queues[0].size = 0;
+        assert_eq!(capacity(&s).unwrap().verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn retry_depth_names_the_sample_and_dead_counts_the_last_day() {
+        let t = WorkerTargets::default();
+        let mut s = snap();
+        s.retry.size = 10;
+        s.retry.sampled = 4;
+        s.retry.depth.insert(1, 4);
+        let f = retry_depth(&s, &t);
+        assert_eq!(f.verdict, Verdict::Pass);
+        assert!(
+            f.observed.text().ends_with("(sample of 4 of 10)"),
+            "{}",
+            f.observed
+        );
+        assert_eq!(dead(&s).verdict, Verdict::Pass);
+        s.dead_size = 2;
+        s.dead_newest = vec![DeadJob {
+            class: "Old".into(),
+            error_class: "E".into(),
+            error_message: "m".into(),
+            died_at: s.now - 2.0 * RECENT_DEAD_S,
+        }];
+        assert_eq!(dead(&s).verdict, Verdict::Pass);
+        s.dead_newest[0].died_at = s.now - 60.0;
+        let f = dead(&s);
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.evidence, "newest: Old E: m");
+    }
+
+    #[test]
+    fn failed_rate_prefers_daily_stats_over_the_totals() {
+        let t = WorkerTargets::default();
+        let mut s = snap();
+        s.processed = 0;
+        s.failed = 0;
+        assert_eq!(
+            failed_rate(&s, &t).observed,
+            "no jobs processed (since the stats were reset)"
+        );
+        s.processed = 1000;
+        s.failed = 500;
+        s.days = vec![DayStat {
+            date: "2026-01-01".into(),
+            processed: 1000,
+            failed: 1,
+        }];
+        let f = failed_rate(&s, &t);
+        assert_eq!(f.verdict, Verdict::Pass);
+        assert_eq!(
+            f.observed,
+            "0.10% (1 of 1000, last 1 day(s) with daily stats)"
+        );
+    }
+
+    #[test]
+    fn job_duration_says_why_nothing_is_recorded_and_names_the_slowest() {
+        let t = WorkerTargets::default();
+        let mut s = snap();
+        let f = job_duration(&s, &t);
+        assert!(
+            f[0].observed.contains("Sidekiq 6.4.1 does not record"),
+            "{}",
+            f[0].observed
+        );
+        s.processes[0].version = "7.3.0".into();
+        assert!(job_duration(&s, &t)[0]
+            .observed
+            .text()
+            .starts_with("no j| metrics"));
+        s.metrics = Some(vec![JobMetric {
+            class: "Fast".into(),
+            processed: 4,
+            failed: 0,
+            total_ms: 2000,
+        }]);
+        let f = job_duration(&s, &t);
+        assert_eq!(f[0].verdict, Verdict::Pass);
+        assert_eq!(f[0].observed, "slowest Fast 0.50s avg (last 60 min)");
+    }
+}
