@@ -1,27 +1,16 @@
 //! The provider P95 baseline of `powertune gateway status`: taken from a snapshot,
-//! saved with `--save-baseline FILE` and read back with `--baseline FILE`.
+//! saved with `--save-baseline FILE` and read back with `--baseline FILE`, in the
+//! shared baseline file format of `powertune_core::baseline` (kind `gateway`). A file
+//! of the earlier gateway-only shape (`{"version": 1, "providers": ...}`) is still read.
 
 use crate::snapshot::StatusSnapshot;
+use powertune_core::baseline::{self as file, BaselineError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Why a baseline file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum BaselineError {
-    #[error("cannot read baseline {} (save one with --save-baseline FILE)", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("baseline {} is not a powertune gateway baseline: {reason} (save one with --save-baseline FILE)", path.display())]
-    Parse { path: PathBuf, reason: String },
-    #[error("cannot write baseline {}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+/// The `kind` of a gateway baseline file.
+pub const KIND: &str = "gateway";
 
 /// Provider P95 round trips saved by `powertune gateway status --save-baseline FILE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,25 +50,80 @@ impl Baseline {
         }
     }
 
-    /// Reads a baseline saved by [`Baseline::save`].
+    /// Reads a baseline saved by [`Baseline::save`] (or a file of the earlier shape).
     pub fn load(path: &Path) -> Result<Baseline, BaselineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Read {
+        let text = file::read_limited(path).map_err(|reason| BaselineError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
-        serde_json::from_str(&text).map_err(|e| BaselineError::Parse {
+        Self::parse(&text).map_err(|reason| BaselineError::Invalid {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason,
         })
     }
 
-    /// Writes the baseline as pretty JSON.
-    pub fn save(&self, path: &Path) -> Result<(), BaselineError> {
-        let write = |source| BaselineError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let text = serde_json::to_string_pretty(self).map_err(|e| write(e.into()))?;
-        std::fs::write(path, text + "\n").map_err(write)
+    /// Parses baseline JSON: the shared format, or a file of the earlier shape.
+    pub fn parse(text: &str) -> Result<Baseline, String> {
+        let legacy = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .is_some_and(|v| v.get("schema").is_none() && v.get("version").is_some());
+        if legacy {
+            return serde_json::from_str(text).map_err(|e| {
+                format!("not a gateway baseline ({e}); write one with --save-baseline")
+            });
+        }
+        file::parse::<Baseline>(text, KIND).map(|b| b.data)
+    }
+
+    /// Writes the baseline (kind `gateway`; `source`, the gateway's URL, redacted).
+    pub fn save(&self, path: &Path, source: &str) -> Result<(), BaselineError> {
+        file::save(path, KIND, source, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Baseline {
+        Baseline {
+            version: 1,
+            providers: [(
+                "openai".to_string(),
+                BaselineEntry {
+                    p95_ms: 412.0,
+                    count: 1200,
+                },
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn writes_the_shared_format_and_still_reads_the_earlier_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        sample()
+            .save(&path, "http://user:secret@127.0.0.1:4000")
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["schema"], file::SCHEMA);
+        assert_eq!(v["kind"], KIND);
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(Baseline::load(&path).unwrap(), sample());
+        let earlier =
+            r#"{"version": 1, "providers": {"openai": {"p95_ms": 412.0, "count": 1200}}}"#;
+        assert_eq!(Baseline::parse(earlier).unwrap(), sample());
+    }
+
+    #[test]
+    fn files_of_another_kind_are_refused_with_what_was_expected() {
+        let e = Baseline::parse(r#"{"schema": "something else"}"#).unwrap_err();
+        assert!(e.contains("expected a gateway baseline"), "{e}");
+        let e = Baseline::parse(r#"{"version": 1, "hosts": {}}"#).unwrap_err();
+        assert!(e.contains("not a gateway baseline"), "{e}");
+        let e = Baseline::parse("[1, 2").unwrap_err();
+        assert!(e.contains("not JSON"), "{e}");
     }
 }

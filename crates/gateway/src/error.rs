@@ -1,8 +1,8 @@
 //! The gateway crate's errors: serving (client, bind, serve) and inspecting a running
 //! gateway (reaching `/status`, reading or writing a baseline).
 
-use crate::baseline::BaselineError;
 use crate::collect::CollectError;
+use powertune_core::baseline::BaselineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

@@ -65,7 +65,7 @@ pub async fn inspect(
     let snap = collect_status(&o.url).await?;
     if let Some(path) = &o.save_baseline {
         let b = Baseline::from_snapshot(&snap);
-        b.save(path)?;
+        b.save(path, &o.url)?;
         if let Some(note) = &o.note {
             note(&format!(
                 "saved a baseline of {} providers to {}",

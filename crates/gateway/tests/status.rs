@@ -100,9 +100,9 @@ async fn inspect_saves_then_judges_against_a_baseline_and_renders_the_tables() {
     // a file of another kind is refused before the gateway is asked
     std::fs::write(&file, "{\"schema\": \"something else\"}").unwrap();
     let e = inspect(&o, &targets).await.unwrap_err().to_string();
-    assert!(e.contains("is not a powertune gateway baseline"), "{e}");
+    assert!(e.contains("expected a gateway baseline"), "{e}");
     let mut o = StatusOptions::new("http://127.0.0.1:1");
     o.baseline = Some(dir.path().join("missing.json"));
     let e = inspect(&o, &targets).await.unwrap_err().to_string();
-    assert!(e.starts_with("cannot read baseline"), "{e}");
+    assert!(e.contains("cannot read baseline"), "{e}");
 }
