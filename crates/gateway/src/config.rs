@@ -599,21 +599,10 @@ pub fn parse_target(s: &str, providers: &[Provider]) -> Option<Target> {
     })
 }
 
-/// A URL with any user-info replaced, for error messages.
+/// A URL with its credentials masked, by the one secrets policy of
+/// `powertune_core::redact`.
 pub fn redact_url(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("***");
-                let _ = u.set_password(None);
-            }
-            u.to_string()
-        }
-        Err(_) => match s.find('@') {
-            Some(i) => format!("***{}", &s[i..]),
-            None => s.to_string(),
-        },
-    }
+    powertune_core::redact::url(s)
 }
 
 #[cfg(test)]
