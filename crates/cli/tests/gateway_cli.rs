@@ -145,7 +145,8 @@ async fn serve_then_status_with_baseline_and_json() {
     );
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
-    assert_eq!(saved["providers"]["openai"]["count"], 1);
+    assert_eq!(saved["kind"], "gateway");
+    assert_eq!(saved["data"]["providers"]["openai"]["count"], 1);
 
     // with the baseline: the terminal report, still passing
     let out = Command::new(BIN)
