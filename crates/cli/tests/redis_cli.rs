@@ -1,5 +1,14 @@
 //! `powertune redis` and `powertune queues` as a user runs them: exit codes (0 pass,
 //! 99 FAIL, 1 bad input / unreachable) and one-line errors, against the real test Redis.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

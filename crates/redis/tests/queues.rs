@@ -1,6 +1,15 @@
 //! `powertune queues` against real servers: Sidekiq 6 data written by the real Sidekiq
 //! (Ruby), 7.x and 8.x data by fixtures of their payloads, data that is not Sidekiq's,
 //! and the `queues` entry with its `--watch`.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -2,6 +2,15 @@
 //! the `redis` / `redis keys` entries, on the shared test Redis (one database per test,
 //! via TestRedis) and on private `redis-server`s for the cases that change server
 //! configuration.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 
