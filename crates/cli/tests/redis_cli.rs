@@ -147,6 +147,15 @@ fn queues_with_real_sidekiq_data_fails_on_the_failed_rate_and_watches() {
         .map(|f| f["check"].as_str().unwrap())
         .collect();
     assert_eq!(fails, vec!["failed_rate"]);
+    let failed_rate = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "failed_rate")
+        .unwrap();
+    assert_eq!(failed_rate["observed"]["value"], 2.5, "{failed_rate}");
+    assert_eq!(failed_rate["observed"]["unit"], "percent", "{failed_rate}");
+    assert_eq!(failed_rate["evidence"], "5 failed of 200 processed");
 
     let o = powertune(&[
         "queues", "--url", &db.url, "--watch", "200ms", "--ticks", "2",
@@ -208,8 +217,10 @@ fn redis_checks_keys_and_baseline() {
         .iter()
         .find(|f| f["check"] == "ops_per_sec")
         .unwrap();
+    assert_eq!(ops["target"]["unit"], "ratio", "{ops}");
+    assert_eq!(ops["target"]["cmp"], "<", "{ops}");
     assert!(
-        ops["target"].as_str().unwrap().contains("baseline"),
+        ops["target"]["note"].as_str().unwrap().contains("baseline"),
         "{ops}"
     );
     assert_eq!(ops["verdict"], "pass", "{ops}");
