@@ -41,13 +41,13 @@ fn estimate(s: &ScanSnapshot, n: u64) -> String {
     }
 }
 
-/// [`estimate`] as a figure, noted when it is scaled from a sample.
-fn estimate_value(s: &ScanSnapshot, n: u64) -> Value {
+/// [`estimate`] as a figure with `note`, which says so when it is scaled from a sample.
+fn estimate_value(s: &ScanSnapshot, n: u64, note: &str) -> Value {
     if s.sampled {
         Value::of(Quantity::count((n as f64 * s.extrapolation()).round()))
-            .note("estimate from a sample")
+            .note(format!("{note}, estimated from a sample"))
     } else {
-        Value::of(Quantity::count(n as f64))
+        Value::of(Quantity::count(n as f64)).note(note)
     }
 }
 
@@ -154,7 +154,7 @@ pub fn no_ttl(s: &ScanSnapshot) -> Vec<Finding> {
         .take(NO_TTL_PREFIXES_SHOWN)
         .map(|(p, ps)| {
             Finding::new(AREA, "no_ttl", format!("prefix {p}"), Verdict::Warn)
-                .observed(estimate_value(s, ps.no_ttl_keys))
+                .observed(estimate_value(s, ps.no_ttl_keys, "keys without TTL"))
                 .target(target.clone())
                 .evidence(format!("{} of {} keys under the prefix, {} without TTL", ps.no_ttl_keys, ps.keys, size(s, ps.no_ttl_bytes)))
                 .action("Audit the producers of these keys and add expires_in: to their Rails.cache.write calls")
@@ -410,7 +410,10 @@ mod tests {
         assert!(f.iter().all(|x| x.verdict == Verdict::Warn));
         assert_eq!(f[0].subject, "prefix p12:*");
         assert_eq!(f[0].observed.quantity(), Some(Quantity::count(24.0)));
-        assert_eq!(note(&f[0].observed), "estimate from a sample");
+        assert_eq!(
+            note(&f[0].observed),
+            "keys without TTL, estimated from a sample"
+        );
         assert_eq!(
             f[0].evidence,
             "12 of 12 keys under the prefix, 12 B without TTL"

@@ -98,7 +98,7 @@ pub fn queue_latency(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
             Finding::new(AREA, "queue_latency", format!("queue {}", q.name), v)
                 .observed(secs(q.latency_s))
                 .target(target.clone())
-                .limit(Value::le(secs(fail_s)).note("to return to steady state"))
+                .limit(secs(fail_s))
                 .evidence(format!("{} enqueued; oldest job {}", q.size, q.oldest_class.as_deref().unwrap_or("?")))
                 .action("Capacity issue → bump WORKER_CONCURRENCY or add a worker instance; slow job → profile it and split it or put its slow path under a circuit breaker")
         })
