@@ -61,6 +61,16 @@ fn redis_cli(url: &str, args: &[&str]) {
     redis_cli_in(url, args, None)
 }
 
+/// The first finding of `check` in a JSON report.
+fn finding<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding: {report}"))
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -156,6 +166,10 @@ fn queues_with_real_sidekiq_data_fails_on_the_failed_rate_and_watches() {
         .map(|f| f["check"].as_str().unwrap())
         .collect();
     assert_eq!(fails, vec!["failed_rate"]);
+    let failed_rate = finding(&report, "failed_rate");
+    assert_eq!(failed_rate["observed"]["value"], 2.5, "{failed_rate}");
+    assert_eq!(failed_rate["observed"]["unit"], "percent", "{failed_rate}");
+    assert_eq!(failed_rate["evidence"], "5 failed of 200 processed");
 
     let o = powertune(&[
         "queues", "--url", &db.url, "--watch", "200ms", "--ticks", "2",
@@ -211,14 +225,11 @@ fn redis_checks_keys_and_baseline() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let ops = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["check"] == "ops_per_sec")
-        .unwrap();
+    let ops = finding(&report, "ops_per_sec");
+    assert_eq!(ops["target"]["unit"], "ratio", "{ops}");
+    assert_eq!(ops["target"]["cmp"], "<", "{ops}");
     assert!(
-        ops["target"].as_str().unwrap().contains("baseline"),
+        ops["target"]["note"].as_str().unwrap().contains("baseline"),
         "{ops}"
     );
     assert_eq!(ops["verdict"], "pass", "{ops}");

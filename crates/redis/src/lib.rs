@@ -27,3 +27,16 @@ pub use conn::{Conn, ConnOptions, RedisUrl};
 pub use error::RedisError;
 pub use inspect::{inspect, inspect_with, RedisMetrics, RedisOptions};
 pub use units::{human_bytes, human_secs};
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use powertune_core::Value;
+
+    /// The note of a figure ("" for words or a figure without one).
+    pub fn note(v: &Value) -> &str {
+        match v {
+            Value::Quantity { note, .. } => note,
+            Value::Text(_) => "",
+        }
+    }
+}

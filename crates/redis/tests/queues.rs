@@ -316,6 +316,7 @@ async fn the_queues_entry_watches_then_judges_the_full_snapshot() {
     assert_eq!(verdict(&i.findings, "concurrency"), Verdict::Warn);
     assert!(i.text.contains("published by the processes"), "{}", i.text);
     let report = i.report().unwrap();
+    powertune_test_support::schema::check::<sidekiq::QueuesMetrics>("queues.v1", &report.metrics);
     assert_eq!(report.metrics["sidekiq"]["processed"], 1000);
 
     let once = sidekiq::QueuesOptions {
@@ -324,6 +325,8 @@ async fn the_queues_entry_watches_then_judges_the_full_snapshot() {
     };
     let i = sidekiq::inspect(&once, &t).await.unwrap();
     assert!(i.metrics.watch.is_none() && find(&i.findings, "retry_trend").is_empty());
-    assert!(i.report().unwrap().metrics["watch"].is_null());
+    let metrics = i.report().unwrap().metrics;
+    assert!(metrics["watch"].is_null());
+    powertune_test_support::schema::check::<sidekiq::QueuesMetrics>("queues.v1", &metrics);
     db.release().await;
 }
