@@ -1,0 +1,119 @@
+//! Typed arguments: every bad duration, rate or bounded integer of db, redis, queues,
+//! apm and target is refused by clap before the command runs (no server needed), with
+//! exit 1 and one line naming the flag and the value.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use common::one_line_error;
+use std::process::Command;
+
+/// `(arguments, flag, bad value)`: the flag is given as `--flag VALUE`, or as
+/// `--flag=VALUE` for values that start with `-`.
+const CASES: &[(&[&str], &str, &str)] = &[
+    // db: session timeouts above zero and at most 1h, --top 1..=1000.
+    (&["db"], "--statement-timeout", "0s"),
+    (&["db"], "--statement-timeout", "5"),
+    (&["db"], "--lock-timeout", "2h"),
+    (&["db"], "--connect-timeout", "-1s"),
+    (&["db"], "--top", "0"),
+    (&["db"], "--top", "1001"),
+    (&["db"], "--stuck-after", "5"),
+    (&["db"], "--idle-in-transaction-after", "soon"),
+    (&["db", "explain"], "--timeout", "0s"),
+    (&["db", "watch"], "--interval", "50ms"),
+    (&["db", "watch"], "--interval", "30"),
+    (&["db", "watch"], "--count", "0"),
+    // redis: --timeout above zero, SLOWLOG 1..=128, scan bounds, --rate a rate.
+    (&["redis"], "--timeout", "0s"),
+    (&["redis"], "--timeout", "5"),
+    (&["redis"], "--slowlog", "0"),
+    (&["redis"], "--slowlog", "129"),
+    (&["redis"], "--sample", "0"),
+    (&["redis"], "--count", "100001"),
+    (&["redis"], "--rate", "fast"),
+    (&["redis"], "--rate", "0/s"),
+    (&["redis"], "--rate", "5/d"),
+    (&["redis"], "--top", "0"),
+    (&["redis"], "--prefix-depth", "9"),
+    (&["redis"], "--max-prefixes", "0"),
+    (&["redis", "keys"], "--sample", "0"),
+    (&["redis", "keys"], "--rate", "-5"),
+    (&["redis", "keys"], "--count", "0"),
+    // queues: --watch at least 100ms, --ticks at least 1, read bounds.
+    (&["queues"], "--watch", "50ms"),
+    (&["queues"], "--watch", "10"),
+    (&["queues"], "--ticks", "0"),
+    (&["queues"], "--retry-sample", "0"),
+    (&["queues"], "--days", "367"),
+    (&["queues"], "--timeout", "-5s"),
+    // apm: --window above zero, queues at least 1, a known protocol.
+    (&["apm", "report"], "--window", "0s"),
+    (&["apm", "report"], "--window", "soon"),
+    (&["apm", "endpoint", "GET /x"], "--window", "15"),
+    (&["apm", "serve"], "--queue", "0"),
+    (&["apm", "serve"], "--forward-queue", "0"),
+    (&["apm", "serve"], "--forward-protocol", "grpc2"),
+    // target: pool 1..=10000, pool timeout above zero and at most 10m, delay <= 10m.
+    (&["target"], "--pool-size", "0"),
+    (&["target"], "--pool-size", "10001"),
+    (&["target"], "--pool-timeout", "0s"),
+    (&["target"], "--pool-timeout", "11m"),
+    (&["target"], "--delay", "11m"),
+    (&["target"], "--delay", "50"),
+];
+
+#[test]
+fn every_bad_typed_value_is_one_line_naming_the_flag_and_the_value() {
+    for (command, flag, value) in CASES {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        if value.starts_with('-') {
+            args.push(format!("{flag}={value}"));
+        } else {
+            args.push(flag.to_string());
+            args.push(value.to_string());
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_powertune"))
+            .args(&args)
+            .env("NO_COLOR", "1")
+            // Refused before any connection: no URL is needed, none must be used.
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked");
+        let line = one_line_error(&out);
+        assert!(
+            line.contains(&format!("invalid value '{value}' for '{flag} <")),
+            "{args:?}: {line}"
+        );
+    }
+}
+
+#[test]
+fn the_messages_say_what_a_right_value_looks_like() {
+    let refuse = |args: &[&str]| {
+        one_line_error(
+            &Command::new(env!("CARGO_BIN_EXE_powertune"))
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    assert!(refuse(&["db", "--top", "0"]).contains("1..=1000"));
+    assert!(refuse(&["db", "watch", "--interval", "50ms"]).contains("at least 100ms"));
+    assert!(refuse(&["db", "--lock-timeout", "2h"]).contains("at most 1h"));
+    assert!(refuse(&["redis", "--timeout", "5"]).contains("5s"));
+    assert!(refuse(&["redis", "--rate", "5/d"]).contains("200/s"));
+    assert!(refuse(&["apm", "report", "--window", "soon"]).contains("15m"));
+    assert!(refuse(&["apm", "serve", "--forward-protocol", "x"]).contains("http/protobuf or grpc"));
+    assert!(refuse(&["target", "--pool-timeout", "0s"]).contains("above zero"));
+}
