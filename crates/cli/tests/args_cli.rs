@@ -117,3 +117,57 @@ fn the_messages_say_what_a_right_value_looks_like() {
     assert!(refuse(&["apm", "serve", "--forward-protocol", "x"]).contains("http/protobuf or grpc"));
     assert!(refuse(&["target", "--pool-timeout", "0s"]).contains("above zero"));
 }
+
+/// The line of `--help` that documents `flag`, with its wrapped continuation.
+fn help_of(command: &[&str], flag: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_powertune"))
+        .args(command)
+        .arg("--help")
+        .env("COLUMNS", "400")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{command:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{flag} ")))
+        .unwrap_or_else(|| panic!("{command:?} has no {flag}:\n{help}"));
+    // The help text after the flag and its value name, whatever the column width.
+    line.trim_start()
+        .split_once("  ")
+        .map(|(_, h)| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn flags_that_mean_the_same_thing_read_the_same_in_every_command() {
+    let reporting: &[&[&str]] = &[
+        &["db"],
+        &["db", "explain"],
+        &["redis"],
+        &["redis", "keys"],
+        &["queues"],
+        &["apm", "report"],
+        &["apm", "endpoint"],
+        &["apm", "analyze"],
+    ];
+    let json = help_of(reporting[0], "--json <FILE>");
+    assert!(json.contains("JSON"), "{json}");
+    for command in reporting {
+        assert_eq!(help_of(command, "--json <FILE>"), json, "{command:?}");
+    }
+    for flag in ["--baseline <FILE>", "--save-baseline <FILE>"] {
+        let first = help_of(&["redis"], flag);
+        for command in [&["apm", "report"][..], &["apm", "analyze"]] {
+            assert_eq!(help_of(command, flag), first, "{command:?} {flag}");
+        }
+    }
+    for command in [&["db"][..], &["redis"], &["queues"], &["apm", "report"]] {
+        let url = help_of(command, "--url <URL>");
+        assert!(
+            url.contains("URL") && url.contains("e.g. "),
+            "{command:?}: {url}"
+        );
+        assert!(url.contains("never printed"), "{command:?}: {url}");
+    }
+}
