@@ -53,10 +53,9 @@ struct Conn {
     connect_timeout: Duration,
 }
 
-/// A duration as the engine's settings take it (exact to the microsecond; the flags
-/// are at least 1ms).
+/// A duration as the engine's settings take it, exactly.
 fn setting(d: Duration) -> String {
-    format!("{}us", d.as_micros())
+    format!("{}ns", d.as_nanos())
 }
 
 impl Conn {
