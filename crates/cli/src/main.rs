@@ -3,6 +3,7 @@
 // The binary is the one place that prints (reports, progress, errors).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod args;
 mod commands;
 mod exit;
 mod progress;
