@@ -5,6 +5,7 @@
 use crate::metrics::{ErrorCounts, SeriesMetrics, Shard, Trend, VusSeries};
 use crate::plan::Plan;
 use powertune_core::histogram::TrendStats;
+use powertune_core::redact;
 use powertune_core::{EndpointType, LatencyHistogram};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -114,6 +115,7 @@ pub struct StepSummary {
     pub name: String,
     pub endpoint_type: EndpointType,
     pub method: String,
+    /// The step's URL as written in the scenario file, secrets masked (`***`).
     pub url: String,
     pub http: HttpSummary,
 }
@@ -289,7 +291,8 @@ impl Summary {
                         name: h.name.clone(),
                         endpoint_type: h.endpoint_type,
                         method: h.method.to_string(),
-                        url: h.url_text.clone(),
+                        // Relative URLs too: `redact::text` masks `?token=` after a path.
+                        url: redact::text(&h.url_text),
                         http: HttpSummary::from_series(std::iter::once(s), secs),
                     })
                 })
@@ -405,5 +408,37 @@ impl Summary {
             ));
         }
         serde_json::from_value(inner).map_err(|e| format!("bad load summary: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_urls_are_shown_with_their_secrets_masked() {
+        let plan = Plan::from_toml_str(
+            "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/x?token=abc123&page=2\"\n[[scenarios.a.steps]]\nurl = \"https://u:pw1234@api.example/y\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let shard = Shard::new(plan.n_series, 1, plan.n_checks);
+        let s = Summary::build(Collected {
+            plan: &plan,
+            shard: &shard,
+            elapsed: Duration::from_secs(1),
+            started_at: chrono::Utc::now(),
+            base_url: "http://x/",
+            vus_max: 1,
+            scenario_vus_max: &[1],
+            vus: None,
+            aborted: None,
+        });
+        let urls: Vec<&str> = s.scenarios[0]
+            .steps
+            .iter()
+            .map(|st| st.url.as_str())
+            .collect();
+        assert_eq!(urls, ["/x?token=***&page=2", "https://u:***@api.example/y"]);
     }
 }

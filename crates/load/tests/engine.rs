@@ -356,8 +356,15 @@ async fn unreachable_target_fails_before_any_vu() {
         "{msg}"
     );
     assert!(!msg.contains("hunter2"), "{msg}");
+    // Masked the core way: the user name stays, the password becomes `***`.
+    assert!(msg.contains("user:***@127.0.0.1:1"), "{msg}");
     let e = run(&opts(&plan, "not a url")).await.unwrap_err();
     assert!(e.to_string().contains("bad base URL"), "{e}");
+    let e = run(&opts(&plan, "http://user:hunter2@127.0.0.1:99999/"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad base URL") && !e.contains("hunter2"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
