@@ -157,7 +157,7 @@ checks = { status = 200 }
     .await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("✓ GET /me: status 200 — 100.00% (6 / 6)"),
+        stdout(&o).contains("✓ GET /me: status 200 — 100% (6 / 6)"),
         "{}",
         stdout(&o)
     );
@@ -356,7 +356,7 @@ checks = { status = 200 }
     let o = run(&[], "demo").await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("✓ GET /me: status 200 — 100.00% (2 / 2)"),
+        stdout(&o).contains("✓ GET /me: status 200 — 100% (2 / 2)"),
         "{}",
         stdout(&o)
     );

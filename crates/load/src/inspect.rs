@@ -9,7 +9,6 @@ use crate::judge::findings;
 use crate::options::{LoadError, RunOptions};
 use crate::render::render_compare;
 use crate::snapshot::Summary;
-use powertune_core::report::Style;
 use powertune_core::{Inspection, Report, Targets};
 use serde::Serialize;
 
@@ -40,12 +39,7 @@ pub async fn inspect(
     targets: &Targets,
 ) -> Result<Inspection<LoadMetrics>, LoadError> {
     let summary = collect::run(opts).await?;
-    Ok(judge_run(
-        summary,
-        opts.baseline.as_ref(),
-        targets,
-        opts.style,
-    ))
+    Ok(judge_run(summary, opts.baseline.as_ref(), targets))
 }
 
 /// Judges and renders a run already collected.
@@ -53,12 +47,11 @@ pub fn judge_run(
     summary: Summary,
     baseline: Option<&Summary>,
     targets: &Targets,
-    style: Style,
 ) -> Inspection<LoadMetrics> {
-    let mut text = summary.render_text(style);
+    let mut text = summary.render_text();
     if let Some(b) = baseline {
         text.push_str("\nagainst the baseline\n");
-        text.push_str(&render_compare(&compare(b, &summary), style));
+        text.push_str(&render_compare(&compare(b, &summary)));
     }
     let findings = findings(&summary, targets, baseline);
     Inspection::new("load", findings, LoadMetrics::new(summary, baseline), text)
@@ -82,7 +75,6 @@ pub struct CompareOptions {
     pub baseline_name: String,
     pub current: Summary,
     pub current_name: String,
-    pub style: Style,
 }
 
 /// The metrics payload of a comparison.
@@ -106,7 +98,7 @@ pub fn inspect_compare(opts: &CompareOptions, targets: &Targets) -> Inspection<C
         base.started_at,
         opts.current_name,
         cur.started_at,
-        render_compare(&deltas, opts.style)
+        render_compare(&deltas)
     );
     Inspection::new(
         "compare",

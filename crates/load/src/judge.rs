@@ -225,7 +225,6 @@ mod tests {
     use crate::render::render_compare;
     use crate::snapshot::{Collected, WsSummary};
     use crate::thresholds::evaluate;
-    use powertune_core::report::Style;
     use powertune_core::Unit;
     use std::time::Duration;
 
@@ -339,7 +338,7 @@ url = "/items"
         );
         let d = compare(&base, &slow);
         assert_eq!(d[0].change_pct, Some(-50.0));
-        assert!(render_compare(&d, Style::plain()).contains("-50.0%"));
+        assert!(render_compare(&d).contains("-50%"));
     }
 
     #[test]

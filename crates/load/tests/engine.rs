@@ -638,9 +638,7 @@ async fn tls_negotiates_h2_by_alpn_with_a_trusted_ca() {
     assert_eq!(srv.count(&srv.seen.connections), 1 + 2);
     let tls = &s.scenarios[0].phases.tls_handshaking.stats;
     assert!(tls.max > 0.0, "{tls:?}");
-    assert!(s
-        .render_text(powertune_core::report::Style::plain())
-        .contains("HTTP/2.0×20"));
+    assert!(s.render_text().contains("HTTP/2.0×20"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -751,7 +749,7 @@ sleep = "20ms"
     assert_eq!(v.max, 3);
     assert!(v.series.iter().all(|&n| n == 3), "{v:?}");
     assert_eq!(v.interval_s, 1.0);
-    let text = s.render_text(powertune_core::report::Style::plain());
+    let text = s.render_text();
     assert!(text.contains("vus: min 3  max 3"), "{text}");
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["vus"]["max"], 3);

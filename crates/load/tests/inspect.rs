@@ -61,6 +61,8 @@ async fn a_baseline_adds_the_comparison_everywhere() {
     assert_eq!(first.command, "load");
     assert!(first.metrics.baseline_comparison.is_none());
     assert!(!first.text.contains("against the baseline"));
+    // Plain text: colour comes only from core's terminal renderer.
+    assert!(!first.text.contains('\x1b'), "{}", first.text);
     assert!(!first
         .findings
         .iter()

@@ -3,7 +3,6 @@
 
 use super::Context;
 use anyhow::Context as _;
-use powertune_core::report::Style;
 use powertune_core::ExitCode;
 use powertune_load::{CompareOptions, Summary};
 use std::path::{Path, PathBuf};
@@ -40,7 +39,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         baseline_name: args.baseline.display().to_string(),
         current: read(&args.current)?,
         current_name: args.current.display().to_string(),
-        style: Style::detect(),
     };
     let inspection = powertune_load::inspect_compare(&opts, &targets);
     super::emit(

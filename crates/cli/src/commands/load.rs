@@ -3,7 +3,6 @@
 
 use super::Context;
 use anyhow::{bail, Context as _};
-use powertune_core::report::Style;
 use powertune_core::threshold::Threshold;
 use powertune_core::{EndpointType, ExitCode};
 use powertune_load::{OneOff, Plan, RunOptions, Summary};
@@ -243,7 +242,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let mut opts = RunOptions::new(plan, base_url);
     opts.env = env;
     opts.baseline = baseline;
-    opts.style = Style::detect();
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
     super::emit(
         &inspection.report()?,
