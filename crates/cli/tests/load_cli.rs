@@ -258,6 +258,21 @@ async fn bad_input_exits_1_with_one_line() {
     let e =
         one_line_error(&powertune(&["compare", j.to_str().unwrap(), j.to_str().unwrap()]).await);
     assert!(e.contains("not a powertune load report"), "{e}");
+    // A baseline that cannot be read: one line naming the flag and the file.
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--baseline",
+            "/nonexistent/base.json",
+        ])
+        .await,
+    );
+    assert!(
+        e.contains("--baseline /nonexistent/base.json: cannot read"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

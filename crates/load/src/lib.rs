@@ -62,4 +62,4 @@ pub use inspect::{
 pub use options::{LoadError, Progress, ProgressFn, RunOptions};
 pub use plan::{OneOff, Plan, PlanError};
 pub use render::render_compare;
-pub use snapshot::{Summary, SUMMARY_SCHEMA};
+pub use snapshot::{ReportError, Summary, SUMMARY_SCHEMA};

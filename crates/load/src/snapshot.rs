@@ -9,7 +9,16 @@ use powertune_core::redact;
 use powertune_core::{EndpointType, LatencyHistogram};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
+
+/// A load report that could not be read as a baseline.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct ReportError {
+    pub path: String,
+    pub reason: String,
+}
 
 /// The schema identifier of the summary held in a report's `metrics`.
 pub const SUMMARY_SCHEMA: &str = "powertune.load-summary/v1";
@@ -393,10 +402,32 @@ impl Summary {
         self.endpoint_types = by.into_values().collect();
     }
 
+    /// Reads the summary of a `powertune load --json FILE` report (the baseline of
+    /// `--baseline` and `compare`: a load report, not a `powertune.baseline/v1` file),
+    /// refusing files over `powertune_core::baseline::MAX_BYTES` before reading them.
+    pub fn read_report(path: &Path) -> Result<Summary, ReportError> {
+        let err = |reason: String| ReportError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = powertune_core::baseline::read_limited(path).map_err(|e| {
+            err(format!(
+                "cannot read: {e}; expected a report from `powertune load --json FILE`"
+            ))
+        })?;
+        Summary::from_report_json(&text).map_err(err)
+    }
+
     /// Parses a summary from a `--json` report file's text (or a bare summary).
     pub fn from_report_json(text: &str) -> Result<Summary, String> {
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if v.get("schema").and_then(|s| s.as_str()) == Some(powertune_core::baseline::SCHEMA) {
+            return Err(format!(
+                "a {} file; the load engine's baseline is a load report, as written by `powertune load --json FILE`",
+                powertune_core::baseline::SCHEMA
+            ));
+        }
         let inner = if v.get("schema").and_then(|s| s.as_str()) == Some(SUMMARY_SCHEMA) {
             v
         } else {
@@ -440,5 +471,29 @@ mod tests {
             .map(|st| st.url.as_str())
             .collect();
         assert_eq!(urls, ["/x?token=***&page=2", "https://u:***@api.example/y"]);
+    }
+
+    #[test]
+    fn reports_are_read_as_baselines_and_other_files_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        std::fs::write(
+            &p,
+            r#"{"schema":"powertune.baseline/v1","kind":"load","saved_at":"x","data":{}}"#,
+        )
+        .unwrap();
+        let e = Summary::read_report(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: a powertune.baseline/v1 file", p.display())),
+            "{e}"
+        );
+        assert!(e.contains("powertune load --json FILE"), "{e}");
+        std::fs::write(&p, r#"{"metrics":{}}"#).unwrap();
+        let e = Summary::read_report(&p).unwrap_err().to_string();
+        assert!(e.contains("not a powertune load report"), "{e}");
+        let e = Summary::read_report(&dir.path().join("none.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none.json: cannot read"), "{e}");
     }
 }
