@@ -5,14 +5,16 @@ use powertune_core::Unit;
 use serde::{Deserialize, Serialize};
 
 /// One line of a run-to-run comparison.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Delta {
+    /// The metric and what of it (`http_req_duration p95 (ms)`).
     pub metric: String,
     pub baseline: f64,
     pub current: f64,
     /// The unit of `baseline` and `current`.
     pub unit: Unit,
-    /// (current − baseline) / baseline × 100; `None` when the baseline is 0.
+    /// (current − baseline) / baseline × 100; null when the baseline is 0.
     pub change_pct: Option<f64>,
     /// Whether a rise is good (throughput) or bad (latency, errors).
     pub higher_is_better: bool,

@@ -10,14 +10,21 @@ use crate::options::{LoadError, RunOptions};
 use crate::render::render_compare;
 use crate::snapshot::Summary;
 use powertune_core::{Inspection, Report, Targets};
+use schemars::JsonSchema;
 use serde::Serialize;
 
-/// The metrics payload of a load report: the run's summary and, when a baseline was
-/// given, the comparison with it.
-#[derive(Debug, Clone, Serialize)]
+/// The metrics payload of a load report (`powertune load --json`, schema
+/// `powertune.load-summary/v1`): the run's summary and, when a baseline was given, the
+/// comparison with it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(
+    title = "powertune load summary v1",
+    extend("additionalProperties" = false)
+)]
 pub struct LoadMetrics {
     #[serde(flatten)]
     pub summary: Summary,
+    /// Each headline metric against the baseline run (`--baseline`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_comparison: Option<Vec<Delta>>,
 }
@@ -77,9 +84,11 @@ pub struct CompareOptions {
     pub current_name: String,
 }
 
-/// The metrics payload of a comparison.
-#[derive(Debug, Clone, Serialize)]
+/// The metrics payload of a comparison (`powertune compare --json`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(title = "powertune compare v1", extend("additionalProperties" = false))]
 pub struct CompareMetrics {
+    /// Each headline metric of the current run against the baseline run.
     pub baseline_comparison: Vec<Delta>,
 }
 

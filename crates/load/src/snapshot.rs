@@ -7,6 +7,7 @@ use crate::plan::Plan;
 use powertune_core::histogram::TrendStats;
 use powertune_core::redact;
 use powertune_core::{EndpointType, LatencyHistogram};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,12 +24,14 @@ pub struct ReportError {
 /// The schema identifier of the summary held in a report's `metrics`.
 pub const SUMMARY_SCHEMA: &str = "powertune.load-summary/v1";
 
-/// A latency metric: its statistics (ms) and the HDR histogram behind them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// A latency metric: its statistics in milliseconds and the HDR histogram behind them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct TrendSummary {
     #[serde(flatten)]
     pub stats: TrendStats,
     /// HdrHistogram V2 + DEFLATE, base64, microseconds.
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub histogram: LatencyHistogram,
 }
 
@@ -45,7 +48,8 @@ impl TrendSummary {
 }
 
 /// HTTP figures of one step, scenario, endpoint type or the whole run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct HttpSummary {
     pub reqs: u64,
     /// Requests per second over the run.
@@ -54,6 +58,7 @@ pub struct HttpSummary {
     pub failed: u64,
     pub errors: ErrorCounts,
     /// Status code → count.
+    #[schemars(extend("propertyNames" = { "pattern": "^[0-9]{3}$" }))]
     pub status: BTreeMap<String, u64>,
     /// Latency from the scheduled start (coordinated-omission corrected).
     pub duration: TrendSummary,
@@ -61,6 +66,7 @@ pub struct HttpSummary {
     pub duration_raw: TrendSummary,
     /// Requests by protocol, k6's `proto` tag (`HTTP/1.1`, `HTTP/2.0`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "enum": ["HTTP/1.1", "HTTP/2.0"] }))]
     pub protocols: BTreeMap<String, u64>,
 }
 
@@ -119,7 +125,8 @@ impl HttpSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct StepSummary {
     pub name: String,
     pub endpoint_type: EndpointType,
@@ -129,7 +136,8 @@ pub struct StepSummary {
     pub http: HttpSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Phases {
     pub blocked: TrendSummary,
     pub connecting: TrendSummary,
@@ -139,14 +147,16 @@ pub struct Phases {
     pub receiving: TrendSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct CheckSummary {
     pub name: String,
     pub passes: u64,
     pub fails: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct WsSummary {
     pub sessions: u64,
     pub errors: u64,
@@ -159,20 +169,34 @@ pub struct WsSummary {
     pub session_duration: TrendSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct ScenarioSummary {
     pub name: String,
     /// `powertune_core::EndpointType` key (`authentication`, `read_crud`, ...).
     pub endpoint_type: EndpointType,
+    /// k6's executor name.
+    #[schemars(extend("enum" = [
+        "constant-vus",
+        "ramping-vus",
+        "constant-arrival-rate",
+        "ramping-arrival-rate",
+        "per-vu-iterations",
+        "shared-iterations"
+    ]))]
     pub executor: String,
     pub vus_max: u64,
     pub iterations: u64,
+    /// Iterations per second over the run.
     pub iteration_rate: f64,
     pub dropped_iterations: u64,
     pub iteration_duration: TrendSummary,
+    /// Bytes.
     pub data_sent: u64,
+    /// Bytes.
     pub data_received: u64,
     pub http: HttpSummary,
+    /// k6's request phases.
     pub phases: Phases,
     pub steps: Vec<StepSummary>,
     pub checks: Vec<CheckSummary>,
@@ -180,7 +204,8 @@ pub struct ScenarioSummary {
     pub ws: Option<WsSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct EndpointSummary {
     pub endpoint_type: EndpointType,
     pub title: String,
@@ -188,19 +213,23 @@ pub struct EndpointSummary {
     pub http: HttpSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct ThresholdResult {
-    /// `http_req_duration{scenario:login}`.
+    /// The metric and its tags: `http_req_duration{scenario:login}`.
     pub metric: String,
-    /// `p(95)<2000`.
+    /// The expression: `p(95)<2000`.
     pub expr: String,
+    /// The aggregated value in the metric's own unit (ms for latencies, 0–1 for rate
+    /// metrics); null when the aggregation does not apply.
     pub observed: Option<f64>,
     pub ok: bool,
     pub abort_on_fail: bool,
 }
 
 /// The `vus` gauge over the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct VusSummary {
     pub min: u64,
     pub max: u64,
@@ -208,6 +237,8 @@ pub struct VusSummary {
     pub current: u64,
     /// Seconds each point of `series` covers (each point is the largest sample in it).
     pub interval_s: f64,
+    /// At most 600 points.
+    #[schemars(length(max = 600))]
     pub series: Vec<u64>,
 }
 
@@ -224,28 +255,43 @@ impl VusSummary {
 }
 
 /// Everything a run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Summary {
+    /// Always `powertune.load-summary/v1`.
+    #[schemars(extend("const" = "powertune.load-summary/v1"))]
     pub schema: String,
+    /// The scenario file (or `--url`).
     pub source: String,
+    /// The base URL, secrets masked.
     pub base_url: String,
+    /// RFC 3339 start time.
     pub started_at: String,
+    /// Seconds the run took.
     pub duration_s: f64,
+    /// Why an `abort_on_fail` threshold stopped the run early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// The most VUs that ran at once.
     pub vus_max: u64,
     /// k6's `vus` gauge: min/max/last sample and a bounded series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vus: Option<VusSummary>,
+    /// Every request of the run.
     pub http: HttpSummary,
     pub iterations: u64,
+    /// Iterations an open-model executor could not start (every VU busy).
     pub dropped_iterations: u64,
+    /// Bytes.
     pub data_sent: u64,
+    /// Bytes.
     pub data_received: u64,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub scenarios: Vec<ScenarioSummary>,
+    /// Requests grouped by the runbook's endpoint type, as judged.
     pub endpoint_types: Vec<EndpointSummary>,
+    /// The plan's thresholds as evaluated.
     pub thresholds: Vec<ThresholdResult>,
 }
 
