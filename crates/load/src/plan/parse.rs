@@ -39,7 +39,7 @@ impl Plan {
             n_series: 0,
             n_checks: 0,
         };
-        let file: PlanFile = source.deserialize()?;
+        let file: PlanFile = source.deserialize().map_err(duration_example)?;
         let options = Options {
             base_url: file.options.base_url.clone(),
             http: match file.options.http.as_deref() {
@@ -145,4 +145,33 @@ impl Plan {
             n_checks: cx.n_checks,
         })
     }
+}
+
+/// Keys whose values are durations: strings with a unit.
+const DURATION_KEYS: &[&str] = &[
+    "connect_timeout",
+    "request_timeout",
+    "delay_abort_eval",
+    "duration",
+    "ramp_up",
+    "ramp_down",
+    "max_duration",
+    "time_unit",
+    "start_time",
+    "graceful_stop",
+    "sleep",
+    "hold",
+    "timeout",
+    "duration_below",
+];
+
+/// A duration written as a bare number gets the right spelling as its example.
+fn duration_example(mut e: PlanError) -> PlanError {
+    let last = e.key.rsplit('.').next().unwrap_or("");
+    let last = last.split('[').next().unwrap_or(last);
+    if DURATION_KEYS.contains(&last) && e.message.starts_with("invalid type") {
+        e.message
+            .push_str(", e.g. \"30s\" (durations are strings with a unit)");
+    }
+    e
 }

@@ -113,6 +113,16 @@ fn errors_name_file_line_column_and_key() {
         e.starts_with("f.toml:4:1: scenarios.a.duration: duration `5` has no unit"),
         "{e}"
     );
+    // Durations are strings; a bare number never was one, and the error says how.
+    let e = err("[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = 30\n[[scenarios.a.steps]]\nurl = \"/\"\n");
+    assert!(
+        e.starts_with("f.toml:4:12: scenarios.a.duration: invalid type"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("e.g. \"30s\" (durations are strings with a unit)"),
+        "{e}"
+    );
     let e = err(&format!("{ONE}[[scenarios.a.steps]]\nurl = \"/\"\n[[scenarios.a.steps]]\nurl = \"/\"\nsleep = \"1s\"\n"));
     assert!(e.starts_with("f.toml:7:"), "{e}");
     assert!(e.contains(": scenarios.a.steps[1]: has 2 of"), "{e}");
