@@ -125,7 +125,7 @@ pub async fn reachable(origin: &Origin, timeout: Duration) -> Result<(), String>
         Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
         Err(_) => Err(format!(
             "connecting to {addr} took over {}",
-            powertune_core::duration::format(timeout)
+            powertune_core::units::duration(timeout)
         )),
     }
 }

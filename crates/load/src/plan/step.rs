@@ -225,7 +225,7 @@ pub(super) fn step(
             let d = cx.dur(d, &key("checks.duration_below"))?;
             add(
                 cx,
-                format!("{name}: duration < {}", powertune_core::duration::format(d)),
+                format!("{name}: duration < {}", powertune_core::units::duration(d)),
                 CheckKind::DurationBelow(d),
             );
         }
