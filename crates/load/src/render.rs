@@ -273,7 +273,7 @@ mod tests {
     use crate::compare::compare;
     use crate::metrics::Shard;
     use crate::plan::Plan;
-    use crate::snapshot::Collected;
+    use crate::snapshot::one_scenario;
     use std::time::Duration;
 
     /// One scenario: 100 requests at `ms` ms over 10 s, 2 MiB sent.
@@ -294,17 +294,7 @@ mod tests {
         shard.scenarios[0].data_sent = 2 * 1024 * 1024;
         shard.scenarios[0].data_received = 1536;
         shard.checks = vec![(199, 1)];
-        Summary::build(Collected {
-            plan: &plan,
-            shard: &shard,
-            elapsed: Duration::from_secs(10),
-            started_at: chrono::Utc::now(),
-            base_url: "http://x/",
-            vus_max: 1,
-            scenario_vus_max: &[1],
-            vus: None,
-            aborted: None,
-        })
+        one_scenario(&plan, &shard, Duration::from_secs(10))
     }
 
     #[test]

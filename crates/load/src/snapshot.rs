@@ -488,6 +488,22 @@ impl Summary {
     }
 }
 
+/// The summary of a one-scenario, one-VU plan's shard over `elapsed` (for tests).
+#[cfg(test)]
+pub(crate) fn one_scenario(plan: &Plan, shard: &Shard, elapsed: Duration) -> Summary {
+    Summary::build(Collected {
+        plan,
+        shard,
+        elapsed,
+        started_at: chrono::Utc::now(),
+        base_url: "http://x/",
+        vus_max: 1,
+        scenario_vus_max: &[1],
+        vus: None,
+        aborted: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,17 +516,7 @@ mod tests {
         )
         .unwrap();
         let shard = Shard::new(plan.n_series, 1, plan.n_checks);
-        let s = Summary::build(Collected {
-            plan: &plan,
-            shard: &shard,
-            elapsed: Duration::from_secs(1),
-            started_at: chrono::Utc::now(),
-            base_url: "http://x/",
-            vus_max: 1,
-            scenario_vus_max: &[1],
-            vus: None,
-            aborted: None,
-        });
+        let s = one_scenario(&plan, &shard, Duration::from_secs(1));
         let urls: Vec<&str> = s.scenarios[0]
             .steps
             .iter()
