@@ -1,30 +1,16 @@
 //! `apm.toml`: the window's bounds, endpoint-type rules, the span names of missions
-//! and agents, and the detectors' settings. Raw serde structs (unknown keys are
-//! errors) → [`ApmConfig::validate`] → [`EngineConfig`], before any socket opens.
+//! and agents, and the detectors' settings. Read with core's loader: raw serde
+//! structs (unknown keys are errors) → [`ApmConfig::validate`] → [`EngineConfig`],
+//! before any socket opens; every error is `FILE:LINE:COL: KEY: WHY`.
 
 use crate::classify::{Classifier, Rule};
+use powertune_core::config_file::Source;
 use powertune_core::{EndpointType, Targets};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read APM config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("APM config {path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("APM config {path}: {key} = {value}: {why}")]
-    Invalid {
-        path: String,
-        key: String,
-        value: String,
-        why: String,
-    },
-}
+pub use powertune_core::config_file::ConfigError;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -133,9 +119,20 @@ impl EngineConfig {
     /// Defaults (no file).
     pub fn defaults(targets: &Targets) -> EngineConfig {
         // The default file is valid by construction.
-        match ApmConfig::default().validate("(defaults)", targets) {
+        match ApmConfig::default().validate(&Source::new("(defaults)", ""), targets) {
             Ok(c) => c,
             Err(_) => unreachable_defaults(targets),
+        }
+    }
+
+    /// The settings file at `path` read and validated, or the defaults without one.
+    pub fn load(path: Option<&Path>, targets: &Targets) -> Result<EngineConfig, ConfigError> {
+        match path {
+            None => Ok(EngineConfig::defaults(targets)),
+            Some(p) => {
+                let (raw, src) = ApmConfig::load(p)?;
+                raw.validate(&src, targets)
+            }
         }
     }
 }
@@ -180,40 +177,22 @@ fn default_agent() -> Vec<String> {
 }
 
 impl ApmConfig {
-    /// Reads and parses `path` (unknown keys are errors naming line and column).
-    pub fn load(path: &Path) -> Result<ApmConfig, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        Self::parse(&text, &p)
+    /// Reads and parses `path` (unknown keys are errors naming line and column); the
+    /// source comes back for [`ApmConfig::validate`] to place its errors.
+    pub fn load(path: &Path) -> Result<(ApmConfig, Source), ConfigError> {
+        let src = Source::read(path)?;
+        Ok((src.deserialize()?, src))
     }
 
-    pub fn parse(text: &str, path: &str) -> Result<ApmConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let (l, c) = powertune_core::targets::line_col(text, s.start);
-                    format!("line {l}, column {c}: ")
-                })
-                .unwrap_or_default();
-            ConfigError::Parse {
-                path: path.to_string(),
-                message: format!("{at}{}", e.message()),
-            }
-        })
+    /// As [`ApmConfig::load`], over text already in memory shown as `path`.
+    pub fn parse(text: &str, path: &str) -> Result<(ApmConfig, Source), ConfigError> {
+        let src = Source::new(path, text);
+        Ok((src.deserialize()?, src))
     }
 
     /// Checks every value and builds the engine's configuration.
-    pub fn validate(&self, path: &str, targets: &Targets) -> Result<EngineConfig, ConfigError> {
-        let bad = |key: &str, value: String, why: &str| ConfigError::Invalid {
-            path: path.to_string(),
-            key: key.to_string(),
-            value,
-            why: why.to_string(),
-        };
+    pub fn validate(&self, src: &Source, targets: &Targets) -> Result<EngineConfig, ConfigError> {
+        let bad = |key: &str, value: String, why: &str| src.error(key, format!("{value}: {why}"));
         let dur = |key: &str, v: &Option<String>, default: Duration| -> Result<u64, ConfigError> {
             match v {
                 None => Ok(default.as_nanos() as u64),
@@ -317,15 +296,17 @@ impl ApmConfig {
 mod tests {
     use super::*;
 
+    fn validated(text: &str) -> Result<EngineConfig, ConfigError> {
+        let (raw, src) = ApmConfig::parse(text, "apm.toml")?;
+        raw.validate(&src, &Targets::default())
+    }
+
     #[test]
     fn parses_validates_and_rejects() {
         let t = Targets::default();
-        let c = ApmConfig::parse(
+        let c = validated(
             "[window]\nretain = \"30m\"\nbuckets = 30\n[[endpoint_types]]\nmatch = \"GET /api/v1/users/**\"\ntype = \"analytics\"\n",
-            "apm.toml",
         )
-        .unwrap()
-        .validate("apm.toml", &t)
         .unwrap();
         assert_eq!(c.bucket_ns, 60_000_000_000);
         assert_eq!(
@@ -333,20 +314,20 @@ mod tests {
             EndpointType::Analytics
         );
         let e = ApmConfig::parse("[window]\nretian = \"1m\"\n", "apm.toml").unwrap_err();
-        assert!(e.to_string().contains("line 2"), "{e}");
-        let e = ApmConfig::parse(
-            "[[endpoint_types]]\nmatch = \"/x\"\ntype = \"graphql\"\n",
-            "a.toml",
-        )
-        .unwrap()
-        .validate("a.toml", &t)
-        .unwrap_err();
+        assert!(e.to_string().starts_with("apm.toml:2:"), "{e}");
+        assert_eq!(e.line, 2);
+        let e = validated("[[endpoint_types]]\nmatch = \"/x\"\ntype = \"graphql\"\n").unwrap_err();
         assert!(e.to_string().contains("read_crud"), "{e}");
-        let e = ApmConfig::parse("[window]\nretain = \"soon\"\n", "a.toml")
-            .unwrap()
-            .validate("a.toml", &t)
-            .unwrap_err();
+        assert!(e.to_string().starts_with("apm.toml:3:"), "{e}");
+        let e = validated("[window]\nretain = \"soon\"\n").unwrap_err();
         assert!(e.to_string().contains("15m"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("apm.toml:2:1: window.retain: \"soon\": "),
+            "{e}"
+        );
+        let e = validated("[window]\nbuckets = 0\n").unwrap_err();
+        assert_eq!(e.key, "window.buckets");
         let d = EngineConfig::defaults(&t);
         assert_eq!(d.slow_request_ms, 1000.0);
         assert_eq!(d.max_query_ms, 100.0);

@@ -5,34 +5,27 @@
 //! type, the DB / outgoing HTTP / application breakdown, N+1 and slow queries,
 //! slow requests, Sidekiq jobs, mission and agent spans, provider latency.
 //!
-//! Shape: collector ([`decode`], [`server`], [`client`]) → snapshot ([`Summary`])
-//! → judge ([`judge::judge`], pure) → findings.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::print_stdout
-    )
-)]
+//! Shape of the inspections ([`inspect`]): [`collect`] (the only I/O: the receiver's
+//! API, an export file, the baseline file) → [`snapshot`] ([`Summary`], plain data)
+//! → [`judge`] (pure) → [`render`]. The analysis itself is the [`engine`], fed by
+//! [`decode`] / [`wire`] and configured by [`config`] ([`classify`], [`normalize`],
+//! [`model`]). The receiver ([`server`]) is a service: config → live state → handlers.
 
 pub mod classify;
-pub mod client;
+pub mod collect;
 pub mod config;
 pub mod decode;
 pub mod engine;
-pub mod forward;
-pub mod hist;
+pub mod inspect;
 pub mod judge;
 pub mod model;
 pub mod normalize;
-pub mod offline;
 pub mod render;
 pub mod server;
-pub mod summary;
+pub mod snapshot;
 pub mod wire;
 
 pub use config::{ApmConfig, EngineConfig};
 pub use engine::Engine;
-pub use summary::{Baseline, EndpointDetail, Summary};
+pub use inspect::ApmError;
+pub use snapshot::{Baseline, EndpointDetail, Summary};

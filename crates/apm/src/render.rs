@@ -1,7 +1,7 @@
 //! Text renderings: the route table of `apm analyze` / `apm report` and the
 //! slow-endpoint view of `apm endpoint` (breakdown, detections, span trees).
 
-use crate::summary::{EndpointDetail, Summary};
+use crate::snapshot::{EndpointDetail, Summary};
 use powertune_core::report::{table, truncate};
 
 fn ms(v: f64) -> String {
@@ -55,7 +55,7 @@ pub fn routes_table(s: &Summary, limit: usize) -> String {
     out
 }
 
-fn span_line(out: &mut String, s: &crate::summary::SpanNode, extra_depth: u32) {
+fn span_line(out: &mut String, s: &crate::snapshot::SpanNode, extra_depth: u32) {
     let indent = "  ".repeat((s.depth + extra_depth) as usize + 1);
     out.push_str(&format!(
         "{indent}{:>9} +{:<9} {} [{}] {}{}\n",

@@ -1,5 +1,7 @@
 //! The `powertune` binary: parses, validates, calls one engine, renders.
 //! Exit codes are decided in [`exit`] only.
+// The binary is the one place that prints (reports, progress, errors).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod commands;
 mod exit;

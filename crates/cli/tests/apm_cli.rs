@@ -1,5 +1,14 @@
 //! `powertune apm` end to end: the real binary on the fixtures of crates/apm, and
 //! `apm serve` on loopback port 0 queried by `apm report` / `apm endpoint`.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -84,13 +93,81 @@ fn analyze_judges_an_otlp_json_export() {
 }
 
 #[test]
+fn analyze_saves_a_baseline_and_judges_providers_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("baseline.json");
+    let out = bin()
+        .args(["apm", "analyze", "--json", "-", "--save-baseline"])
+        .arg(&base)
+        .arg(fixture("powernode.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(99));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    assert_eq!(saved["kind"], "apm");
+    let providers = saved["data"]["providers"].as_object().unwrap();
+    assert!(!providers.is_empty(), "{saved}");
+    let out = bin()
+        .args(["apm", "analyze", "--json", "-", "--baseline"])
+        .arg(&base)
+        .arg(fixture("powernode.jsonl"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "provider_p95")
+        .collect();
+    assert_eq!(found.len(), providers.len());
+    for f in found {
+        assert_eq!(f["verdict"], "pass", "{f}");
+        assert!(f["target"].as_str().unwrap().contains("× baseline"), "{f}");
+    }
+}
+
+#[test]
 fn bad_input_is_one_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("apm.toml");
     std::fs::write(&cfg, "[window]\nretian = \"1m\"\n").unwrap();
     let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, "{\"resourceSpans\": 3}\n").unwrap();
+    let bad_baseline = dir.path().join("baseline.json");
+    std::fs::write(&bad_baseline, "{\"openai/gpt-4o\": 850}\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "apm".into(),
+                "analyze".into(),
+                "--baseline".into(),
+                bad_baseline.display().to_string(),
+                fixture("clean.json").display().to_string(),
+            ],
+            "expected a apm baseline (schema \"powertune.baseline/v1\"",
+        ),
+        (
+            vec![
+                "apm".into(),
+                "analyze".into(),
+                "--baseline".into(),
+                "/nonexistent/baseline.json".into(),
+                fixture("clean.json").display().to_string(),
+            ],
+            "/nonexistent/baseline.json: cannot read baseline",
+        ),
+        (
+            vec![
+                "apm".into(),
+                "analyze".into(),
+                "--endpoint".into(),
+                "GET /nope".into(),
+                fixture("powernode.jsonl").display().to_string(),
+            ],
+            "--endpoint `GET /nope`: no such route in",
+        ),
         (
             vec![
                 "apm".into(),
@@ -107,7 +184,7 @@ fn bad_input_is_one_line_and_exit_1() {
                 cfg.display().to_string(),
                 fixture("clean.json").display().to_string(),
             ],
-            "line 2",
+            "apm.toml:2:",
         ),
         (
             vec![

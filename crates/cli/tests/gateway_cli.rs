@@ -1,5 +1,14 @@
 //! `powertune gateway` and `powertune gateway status` as a user runs them: the real
 //! binary, a fake provider on loopback, plain HTTP from the test.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_test_support::providers::{Behavior, FakeProvider};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -145,7 +154,8 @@ async fn serve_then_status_with_baseline_and_json() {
     );
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
-    assert_eq!(saved["providers"]["openai"]["count"], 1);
+    assert_eq!(saved["kind"], "gateway");
+    assert_eq!(saved["data"]["providers"]["openai"]["count"], 1);
 
     // with the baseline: the terminal report, still passing
     let out = Command::new(BIN)

@@ -1,20 +1,28 @@
-//! Latency histograms: HDR, microsecond resolution, 3 significant digits, mergeable,
-//! fixed memory whatever the number of samples.
+//! Latency histograms: HDR, microsecond resolution, mergeable, fixed memory whatever
+//! the number of samples.
+//!
+//! One wrapper in two sizes: [`LatencyHistogram`] (64-bit counts, 3 significant
+//! digits, about 40 KiB) for run-level figures, and [`CompactHistogram`] (32-bit
+//! counts, 2 significant digits, about 13 KiB) where many live at once, such as one
+//! per route per time bucket of a rolling window.
 
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
-use hdrhistogram::Histogram;
+use hdrhistogram::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Highest trackable value: one hour in microseconds. Longer samples are clamped.
 pub const MAX_MICROS: u64 = 3_600_000_000;
 
-/// A latency histogram in microseconds.
+/// A latency histogram in microseconds; `C` is the width of its counts.
 #[derive(Clone, Debug)]
-pub struct LatencyHistogram {
-    h: Histogram<u64>,
+pub struct LatencyHistogram<C: Counter = u64> {
+    h: Histogram<C>,
 }
+
+/// The small histogram: 32-bit counts, 2 significant digits.
+pub type CompactHistogram = LatencyHistogram<u32>;
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
@@ -32,12 +40,27 @@ pub enum HistogramError {
     Merge(String),
 }
 
-impl LatencyHistogram {
-    #[allow(clippy::expect_used)]
+impl LatencyHistogram<u64> {
+    /// 1 µs .. 1 h at 3 significant digits.
     pub fn new() -> Self {
-        // 1 µs .. 1 h at 3 significant digits: about 40 KiB, fixed. The bounds are
-        // constants inside hdrhistogram's documented limits, so this cannot fail.
-        let h = Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds");
+        Self::with_digits(3)
+    }
+}
+
+impl LatencyHistogram<u32> {
+    /// 1 µs .. 1 h at 2 significant digits.
+    pub fn compact() -> Self {
+        Self::with_digits(2)
+    }
+}
+
+impl<C: Counter> LatencyHistogram<C> {
+    #[allow(clippy::expect_used)]
+    fn with_digits(digits: u8) -> Self {
+        // The bounds and precisions used are constants inside hdrhistogram's
+        // documented limits, so this cannot fail.
+        let h =
+            Histogram::new_with_bounds(1, MAX_MICROS, digits).expect("constant histogram bounds");
         LatencyHistogram { h }
     }
 
@@ -54,7 +77,13 @@ impl LatencyHistogram {
         self.h.saturating_record(v);
     }
 
-    pub fn merge(&mut self, other: &LatencyHistogram) -> Result<(), HistogramError> {
+    /// Records one duration in nanoseconds (truncated to microseconds, clamped).
+    #[inline]
+    pub fn record_nanos(&mut self, ns: u64) {
+        self.record_micros(ns / 1000);
+    }
+
+    pub fn merge(&mut self, other: &LatencyHistogram<C>) -> Result<(), HistogramError> {
         self.h
             .add(&other.h)
             .map_err(|e| HistogramError::Merge(format!("{e:?}")))
@@ -135,6 +164,13 @@ impl LatencyHistogram {
         Ok(base64::engine::general_purpose::STANDARD.encode(buf))
     }
 
+    /// Access to the underlying histogram for callers that need more.
+    pub fn inner(&self) -> &Histogram<C> {
+        &self.h
+    }
+}
+
+impl LatencyHistogram<u64> {
     pub fn from_base64(s: &str) -> Result<Self, HistogramError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim())
@@ -147,11 +183,6 @@ impl LatencyHistogram {
             .add(&h)
             .map_err(|e| HistogramError::Merge(format!("{e:?}")))?;
         Ok(out)
-    }
-
-    /// Access to the underlying histogram for callers that need more.
-    pub fn inner(&self) -> &Histogram<u64> {
-        &self.h
     }
 }
 
@@ -168,7 +199,7 @@ pub struct TrendStats {
     pub max: f64,
 }
 
-impl Serialize for LatencyHistogram {
+impl<C: Counter> Serialize for LatencyHistogram<C> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let b64 = self.to_base64().map_err(serde::ser::Error::custom)?;
         s.serialize_str(&b64)
@@ -213,6 +244,25 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: LatencyHistogram = serde_json::from_str(&json).unwrap();
         assert_eq!(back.count(), 2);
+    }
+
+    #[test]
+    fn the_compact_size_records_nanoseconds_and_merges() {
+        let mut a = CompactHistogram::compact();
+        for i in 1..=100u64 {
+            a.record_nanos(i * 1_000_000);
+        }
+        let mut b = CompactHistogram::compact();
+        b.record_nanos(5_000_000_000);
+        a.merge(&b).unwrap();
+        assert_eq!(a.count(), 101);
+        let p95 = a.percentile_ms(95.0);
+        assert!((94.0..=97.0).contains(&p95), "{p95}");
+        assert!(a.max_ms() >= 4990.0);
+        let mut z = CompactHistogram::compact();
+        z.record_nanos(0);
+        assert_eq!(z.count(), 1);
+        assert!((z.min_ms() - 0.001).abs() < 1e-9);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! one read-only session and reads the catalog with a fixed number of queries, one
 //! per check over all tables at once, so the round trips do not grow with the schema.
 //! Sizes come from `pg_class.relpages` (no relation is opened, so no lock is taken).
+//! `db watch` samples connections through [`sample_connections`].
 
 use crate::config::DbConfig;
 use crate::error::DbError;
@@ -414,4 +415,34 @@ pub async fn read_sessions(s: &mut Session) -> Result<Vec<crate::snapshot::Sessi
             })
         })
         .collect()
+}
+
+const WATCH_SQL: &str = "SELECT count(*)::int8, count(*) FILTER (WHERE state = 'active')::int8, \
+ count(*) FILTER (WHERE state = 'idle')::int8, \
+ count(*) FILTER (WHERE state LIKE 'idle in transaction%')::int8, \
+ current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4 \
+ FROM pg_stat_activity WHERE backend_type = 'client backend'";
+
+/// One `db watch` sample (one round trip); the sampling session itself is counted.
+pub async fn sample_connections(s: &mut Session) -> Result<ConnectionCounts, DbError> {
+    let w = "pg_stat_activity (watch)";
+    let rows = s.rows(w, WATCH_SQL).await?;
+    let r = rows
+        .first()
+        .ok_or_else(|| DbError::Parse(format!("{w}: no row returned")))?;
+    let n = |i: usize| -> Result<u32, DbError> { Ok(get::<i64>(r, i, w)?.max(0) as u32) };
+    let total = n(0)?;
+    let (active, idle, iit) = (n(1)?, n(2)?, n(3)?);
+    let max: i32 = get(r, 4, w)?;
+    let reserved: i32 = get(r, 5, w)?;
+    let usable = (max - reserved).max(0) as u32;
+    Ok(ConnectionCounts {
+        total,
+        active,
+        idle,
+        idle_in_transaction: iit,
+        other: total.saturating_sub(active + idle + iit),
+        usable,
+        free: usable as i64 - total as i64,
+    })
 }

@@ -2,6 +2,7 @@
 //! a typed [`DbConfig`] before any socket opens.
 
 use crate::error::DbError;
+use powertune_core::redact::{self, Secrets};
 use serde::Deserialize;
 use std::str::FromStr;
 use std::time::Duration;
@@ -103,73 +104,18 @@ fn timeout(name: &str, text: &str) -> Result<Duration, DbError> {
     Ok(d)
 }
 
-/// The strings that must never be printed: the password as written in the URL
-/// (percent-encoded) and decoded.
-fn secrets_of(url: &str, decoded: Option<&str>) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(p) = url_password(url) {
-        out.push(p.to_string());
-    }
-    if let Some(d) = decoded {
-        if !out.iter().any(|s| s == d) {
-            out.push(d.to_string());
-        }
-    }
-    out
-}
-
-/// The raw (still percent-encoded) password of a URL's user info or `password=` parameter.
-fn url_password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    if let Some(at) = authority.rfind('@') {
-        if let Some((_, p)) = authority[..at].split_once(':') {
-            return Some(p);
-        }
-    }
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|kv| kv.strip_prefix("password="))
-}
-
-/// `url` with any password (user info or `password=` parameter) replaced by `***`.
+/// `url` with any password (user info or secret parameter) masked: the one policy of
+/// [`powertune_core::redact`].
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return crate::error::redact_secrets(url, &[]);
-    };
-    let rest = &url[scheme_end..];
-    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    let mut out = url[..scheme_end].to_string();
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => out.push_str(&format!("{user}:***")),
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&authority[at..]);
-        }
-        None => out.push_str(authority),
-    }
-    let tail = &rest[auth_end..];
-    match tail.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            let parts: Vec<String> = query
-                .split('&')
-                .map(|kv| {
-                    if kv.starts_with("password=") {
-                        "password=***".to_string()
-                    } else {
-                        kv.to_string()
-                    }
-                })
-                .collect();
-            out.push_str(&parts.join("&"));
-        }
-        None => out.push_str(tail),
+    redact::url(url)
+}
+
+/// The strings that must never be printed: the URL's password (raw and decoded) and
+/// the password the driver decoded from it.
+fn secrets_of(url: &str, decoded: Option<&str>) -> Secrets {
+    let mut out = Secrets::from_url(url);
+    if let Some(d) = decoded {
+        out.add(d);
     }
     out
 }
@@ -180,8 +126,8 @@ pub struct DbConfig {
     pub pg: tokio_postgres::Config,
     /// The URL with its password replaced by `***`: the only form ever printed.
     pub redacted_url: String,
-    /// Strings to scrub from every message (the password, raw and decoded).
-    pub secrets: Vec<String>,
+    /// Values to scrub from every message (the password, raw and decoded).
+    pub secrets: Secrets,
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
     pub connect_timeout: Duration,
@@ -195,7 +141,7 @@ impl DbConfig {
 
     /// Any text with the secrets removed.
     pub fn redact(&self, text: &str) -> String {
-        crate::error::redact_secrets(text, &self.secrets)
+        self.secrets.scrub(text)
     }
 }
 
@@ -214,7 +160,8 @@ mod tests {
             "postgresql://db/app?user=x&password=***&sslmode=disable"
         );
         assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
-        assert_eq!(url_password("postgres://a:pw@h/d"), Some("pw"));
+        let s = secrets_of("postgres://a:s3cr%40t@h/d", Some("s3cr@t"));
+        assert_eq!(s.scrub("x s3cr%40t y s3cr@t"), "x *** y ***");
     }
 
     #[test]

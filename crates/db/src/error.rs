@@ -3,6 +3,8 @@
 //! failed (`Query`), or an answer could not be understood (`Parse`). Every message
 //! is already redacted: no password ever appears in one.
 
+use powertune_core::redact::Secrets;
+
 /// What went wrong, in one line that names the input and an example of a right one.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -22,7 +24,7 @@ pub enum DbError {
 
 /// A tokio-postgres error on one line: its kind, the server's message (severity,
 /// text, SQLSTATE) or the I/O cause. `secrets` are replaced by `***`.
-pub fn describe(e: &tokio_postgres::Error, secrets: &[String]) -> String {
+pub fn describe(e: &tokio_postgres::Error, secrets: &Secrets) -> String {
     let mut text = if let Some(db) = e.as_db_error() {
         format!(
             "{} {} (SQLSTATE {})",
@@ -48,17 +50,5 @@ pub fn describe(e: &tokio_postgres::Error, secrets: &[String]) -> String {
             text.push_str(&format!(" hint: {hint}"));
         }
     }
-    redact_secrets(&text.replace('\n', " "), secrets)
-}
-
-/// Replaces every occurrence of each secret (at least 3 characters long, so a
-/// one-letter password does not mangle the text) with `***`.
-pub fn redact_secrets(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.chars().count() >= 3 {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
+    secrets.scrub(&text.replace('\n', " "))
 }

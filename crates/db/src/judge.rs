@@ -11,7 +11,8 @@ const AREA: &str = "db";
 /// Transaction-ID age above which wraparound is imminent enough to FAIL (about
 /// 650 million XIDs before PostgreSQL stops accepting writes; PgHero's dashboard mark).
 pub const XID_FAIL_AGE: i64 = 1_500_000_000;
-/// An idle-in-transaction session younger than this is a normal gap between statements.
+/// An idle-in-transaction session younger than this is a normal gap between statements
+/// (the default of [`Limits::idle_in_transaction_s`]).
 pub const IDLE_IN_TX_MIN_S: f64 = 1.0;
 /// Tables with fewer rows than this are not judged for vacuum, analyze or dead tuples.
 pub const VACUUM_MIN_ROWS: i64 = 1000;
@@ -20,8 +21,23 @@ pub const UNUSED_INDEX_MIN_BYTES: i64 = 10 * 1024 * 1024;
 /// Cache hit ratios are judged only after this many block reads (hit + read).
 pub const CACHE_MIN_BLOCKS: i64 = 1000;
 
+/// The engine's own thresholds, which the runbook's targets do not name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Seconds a session may sit idle in a transaction before it is flagged.
+    pub idle_in_transaction_s: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            idle_in_transaction_s: IDLE_IN_TX_MIN_S,
+        }
+    }
+}
+
 /// Every check of `powertune db`.
-pub fn judge(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
+pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     let mut out = Vec::new();
     out.extend(visibility(s));
     out.extend(slow_queries(s, t));
@@ -32,7 +48,7 @@ pub fn judge(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
     out.extend(vacuum(s, t));
     out.extend(wraparound(s));
     out.extend(connections(s, t));
-    out.extend(stuck_sessions(s, t));
+    out.extend(stuck_sessions(s, t, l));
     out.extend(pool_size(s, t));
     out.extend(cache_hit(s, t));
     out
@@ -539,21 +555,6 @@ pub fn wraparound(s: &DbSnapshot) -> Vec<Finding> {
     out
 }
 
-/// Connection counts by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ConnectionCounts {
-    /// Client backends, the observer's own session included.
-    pub total: u32,
-    pub active: u32,
-    pub idle: u32,
-    pub idle_in_transaction: u32,
-    /// State not visible to this role, or another state.
-    pub other: u32,
-    /// `max_connections - superuser_reserved_connections`.
-    pub usable: u32,
-    pub free: i64,
-}
-
 /// Counts sessions by state; `observer` adds the collector's own session.
 pub fn count_connections(
     server: &ServerInfo,
@@ -612,8 +613,9 @@ fn describe_session(x: &Session) -> String {
 }
 
 /// Stuck (long active), idle-in-transaction and blocked sessions: the Verification step.
-pub fn stuck_sessions(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
+pub fn stuck_sessions(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     let stuck = t.database.stuck_query_s;
+    let idle_min = l.idle_in_transaction_s;
     let mut out = Vec::new();
     for x in &s.sessions {
         let state = x.state.as_deref().unwrap_or("");
@@ -658,7 +660,7 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
         }
         if state.starts_with("idle in transaction") {
             let age = x.state_age_s.unwrap_or(0.0);
-            if age >= IDLE_IN_TX_MIN_S {
+            if age >= idle_min {
                 let v = if age >= stuck {
                     Verdict::Fail
                 } else {
@@ -667,7 +669,7 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
                 out.push(
                     Finding::new(AREA, "idle_in_transaction", format!("pid {}", x.pid), v)
                         .observed(format!("idle in transaction {}", secs(age)))
-                        .target(format!("< {}", secs(IDLE_IN_TX_MIN_S)))
+                        .target(format!("< {}", secs(idle_min)))
                         .limit(secs(stuck))
                         .evidence(describe_session(x))
                         .action(format!("fix the code path that opens a transaction and waits (no I/O inside transactions); set idle_in_transaction_session_timeout; end it now with SELECT pg_terminate_backend({});", x.pid)),
@@ -838,7 +840,7 @@ mod tests {
 
     #[test]
     fn a_clean_snapshot_only_passes() {
-        let f = judge(&snap(), &Targets::default());
+        let f = judge(&snap(), &Targets::default(), &Limits::default());
         assert!(f.iter().all(|x| x.verdict == Verdict::Pass), "{f:#?}");
     }
 
@@ -1077,7 +1079,7 @@ mod tests {
             session(4, "idle in transaction", 0.2),
             session(5, "active", 1.0),
         ];
-        let f = stuck_sessions(&s, &t);
+        let f = stuck_sessions(&s, &t, &Limits::default());
         let got: Vec<(&str, &str, Verdict)> = f
             .iter()
             .map(|x| (x.check.as_str(), x.subject.as_str(), x.verdict))
@@ -1095,6 +1097,25 @@ mod tests {
             "{}",
             f[2].evidence
         );
+    }
+
+    #[test]
+    fn the_idle_in_transaction_threshold_is_a_limit() {
+        let mut s = snap();
+        s.sessions = vec![session(4, "idle in transaction", 0.2)];
+        let t = Targets::default();
+        let quick = Limits {
+            idle_in_transaction_s: 0.1,
+        };
+        let f = stuck_sessions(&s, &t, &quick);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(
+            (f[0].check.as_str(), f[0].verdict),
+            ("idle_in_transaction", Verdict::Warn)
+        );
+        assert_eq!(f[0].target, format!("< {}", secs(0.1)).as_str());
+        let f = stuck_sessions(&s, &t, &Limits::default());
+        assert_eq!(f[0].check, "stuck_queries");
     }
 
     #[test]

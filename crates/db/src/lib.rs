@@ -1,29 +1,28 @@
 //! `powertune db`: the runbook's Database section against a real PostgreSQL.
 //!
-//! Same shape as every command: [`collect`] reads the catalog into a [`DbSnapshot`]
-//! (a fixed number of round trips whatever the number of tables), [`judge`] turns the
-//! snapshot and the targets into findings, [`plan`] analyzes EXPLAIN output and
-//! [`watch`] samples connection usage on an interval.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::print_stdout
-    )
-)]
+//! Same shape as every command, one file per stage: [`config`] checks the connection
+//! settings before any socket opens, [`collect`] reads the catalog into a
+//! [`DbSnapshot`] (a fixed number of round trips whatever the number of tables),
+//! [`judge`] turns the snapshot and the targets into findings, [`render`] builds the
+//! typed [`DbMetrics`] and the terminal text. [`inspect()`] runs them in that order.
+//! [`explain`] is the same pipeline for one statement's plan (`db explain`), and
+//! [`watch`] samples connection usage on an interval (`db watch`). Nothing here
+//! prints: text is returned or handed to a callback.
 
 pub mod collect;
 pub mod config;
 pub mod error;
 pub mod explain;
+pub mod inspect;
 pub mod judge;
-pub mod plan;
+pub mod render;
 pub mod snapshot;
-pub mod sql;
 pub mod watch;
 
 pub use config::{DbConfig, RawDbConfig};
 pub use error::DbError;
+pub use explain::{ExplainMetrics, ExplainOptions};
+pub use inspect::{inspect, DbOptions};
+pub use render::DbMetrics;
 pub use snapshot::DbSnapshot;
+pub use watch::{watch, WatchOptions};

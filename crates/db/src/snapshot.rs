@@ -204,3 +204,18 @@ pub struct Session {
     /// `pg_blocking_pids(pid)`.
     pub blocked_by: Vec<i32>,
 }
+
+/// Connection counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    /// Client backends, the observer's own session included.
+    pub total: u32,
+    pub active: u32,
+    pub idle: u32,
+    pub idle_in_transaction: u32,
+    /// State not visible to this role, or another state.
+    pub other: u32,
+    /// `max_connections - superuser_reserved_connections`.
+    pub usable: u32,
+    pub free: i64,
+}

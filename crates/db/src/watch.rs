@@ -1,56 +1,73 @@
 //! `db watch`: the runbook's pool monitor. One sample per interval: connections by
 //! state against `max_connections`, and an alert when fewer than `pool_free_min`
-//! remain. The loop runs on tokio's clock, so tests use paused time.
+//! remain. The loop runs on tokio's clock, so tests use paused time; the lines go to
+//! a callback the caller gives.
 
-use crate::collect::{get, Session};
+use crate::collect::{connect, sample_connections};
+use crate::config::{DbConfig, RawDbConfig};
 use crate::error::DbError;
-use crate::judge::ConnectionCounts;
+use crate::render::format_sample;
+use crate::snapshot::ConnectionCounts;
+use powertune_core::Targets;
 use std::future::Future;
 use std::time::Duration;
 
-const SAMPLE_SQL: &str = "SELECT count(*)::int8, count(*) FILTER (WHERE state = 'active')::int8, \
- count(*) FILTER (WHERE state = 'idle')::int8, \
- count(*) FILTER (WHERE state LIKE 'idle in transaction%')::int8, \
- current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4 \
- FROM pg_stat_activity WHERE backend_type = 'client backend'";
+/// The shortest interval between samples.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// One sample (one round trip); the sampling session itself is counted.
-pub async fn sample(s: &mut Session) -> Result<ConnectionCounts, DbError> {
-    let w = "pg_stat_activity (watch)";
-    let rows = s.rows(w, SAMPLE_SQL).await?;
-    let r = rows
-        .first()
-        .ok_or_else(|| DbError::Parse(format!("{w}: no row returned")))?;
-    let n = |i: usize| -> Result<u32, DbError> { Ok(get::<i64>(r, i, w)?.max(0) as u32) };
-    let total = n(0)?;
-    let (active, idle, iit) = (n(1)?, n(2)?, n(3)?);
-    let max: i32 = get(r, 4, w)?;
-    let reserved: i32 = get(r, 5, w)?;
-    let usable = (max - reserved).max(0) as u32;
-    Ok(ConnectionCounts {
-        total,
-        active,
-        idle,
-        idle_in_transaction: iit,
-        other: total.saturating_sub(active + idle + iit),
-        usable,
-        free: usable as i64 - total as i64,
-    })
+/// What to watch and how often.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub connection: RawDbConfig,
+    /// Time between samples (the first is taken at once).
+    pub interval: Duration,
+    /// Stop after this many samples (`None`: until stopped).
+    pub count: Option<u64>,
 }
 
-/// The line printed for a sample, and the alert line when too few remain free.
-pub fn format_sample(at: &str, c: &ConnectionCounts, free_min: u32) -> (String, Option<String>) {
-    let line = format!(
-        "{at}  total {}/{}  active {}  idle {}  idle-in-tx {}  other {}  free {}",
-        c.total, c.usable, c.active, c.idle, c.idle_in_transaction, c.other, c.free
-    );
-    let alert = (c.free < free_min as i64).then(|| {
-        format!(
-            "{at}  ALERT: only {} connection(s) free (< {free_min}); lower the pools or add PgBouncer",
-            c.free
-        )
-    });
-    (line, alert)
+impl WatchOptions {
+    /// Checks the interval, the count and the connection settings. No I/O.
+    pub fn validate(&self) -> Result<DbConfig, DbError> {
+        if self.interval < MIN_INTERVAL {
+            return Err(DbError::Config(format!(
+                "--interval {} is too short (at least 100ms, e.g. 30s)",
+                powertune_core::duration::format(self.interval)
+            )));
+        }
+        if self.count == Some(0) {
+            return Err(DbError::Config(
+                "--count must be at least 1 (e.g. --count 10)".into(),
+            ));
+        }
+        self.connection.validate()
+    }
+}
+
+/// `db watch`: connects once, then samples until `count` samples were taken or
+/// `stop` resolves; `emit` gets each sample's line and its alert line, if any.
+/// Returns how many samples raised an alert.
+pub async fn watch<E, X>(
+    options: &WatchOptions,
+    targets: &Targets,
+    emit: E,
+    stop: X,
+) -> Result<u64, DbError>
+where
+    E: FnMut(&str, Option<&str>),
+    X: Future<Output = ()>,
+{
+    let cfg = options.validate()?;
+    let session = tokio::sync::Mutex::new(connect(&cfg).await?);
+    let session = &session;
+    run(
+        options.interval,
+        options.count,
+        targets.database.pool_free_min,
+        || async move { sample_connections(&mut *session.lock().await).await },
+        emit,
+        stop,
+    )
+    .await
 }
 
 /// Samples `count` times (or until `stop` resolves) every `interval`, the first at
@@ -97,29 +114,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counts(total: u32) -> ConnectionCounts {
-        ConnectionCounts {
-            total,
-            active: 1,
-            idle: total - 1,
-            usable: 10,
-            free: 10 - total as i64,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn alert_below_the_free_minimum() {
-        let (line, alert) = format_sample("t", &counts(7), 3);
-        assert_eq!(
-            line,
-            "t  total 7/10  active 1  idle 6  idle-in-tx 0  other 0  free 3"
-        );
-        assert!(alert.is_none());
-        let (_, alert) = format_sample("t", &counts(8), 3);
-        assert!(alert.unwrap().contains("only 2 connection(s) free (< 3)"));
-    }
+    use crate::render::tests::counts;
 
     #[tokio::test(start_paused = true)]
     async fn samples_on_the_interval_and_stops_after_count() {
@@ -159,5 +154,21 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(alerts, 0);
+    }
+
+    #[test]
+    fn options_are_checked_before_connecting() {
+        let mut o = WatchOptions {
+            connection: RawDbConfig::new("postgres://app@db/app"),
+            interval: Duration::from_millis(50),
+            count: None,
+        };
+        let e = o.validate().unwrap_err().to_string();
+        assert_eq!(e, "--interval 50ms is too short (at least 100ms, e.g. 30s)");
+        o.interval = Duration::from_secs(1);
+        o.count = Some(0);
+        assert!(o.validate().unwrap_err().to_string().contains("--count"));
+        o.count = Some(1);
+        assert!(o.validate().is_ok());
     }
 }

@@ -1,10 +1,22 @@
 //! `powertune db` against the real test PostgreSQL (started by scripts/test.sh): every
 //! check with its problem planted for real, and with it absent. Each test works in a
 //! database of its own, dropped at the end.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_core::{Finding, Targets, Verdict};
+use powertune_db::collect::sample_connections;
 use powertune_db::collect::{collect, connect, CollectOptions};
-use powertune_db::{explain, plan, watch, DbConfig, DbSnapshot, RawDbConfig};
+use powertune_db::explain::{self as plan, ExplainOptions};
+use powertune_db::judge::Limits;
+use powertune_db::{explain, watch, DbConfig, DbOptions, DbSnapshot, RawDbConfig};
 use powertune_test_support::pg::{self, TestDb, TestRole};
 use std::time::Duration;
 
@@ -25,7 +37,7 @@ async fn snapshot(url: &str) -> DbSnapshot {
 }
 
 async fn findings(url: &str, t: &Targets) -> Vec<Finding> {
-    powertune_db::judge::judge(&snapshot(url).await, t)
+    powertune_db::judge::judge(&snapshot(url).await, t, &Limits::default())
 }
 
 fn has(f: &[Finding], check: &str, subject: &str) -> Option<Finding> {
@@ -249,15 +261,22 @@ async fn idle_in_transaction_session_is_flagged() {
         .get(0);
     let subject = format!("pid {pid}");
     holder.batch_execute("BEGIN; SELECT 1;").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
     let t = Targets::default();
-    let f = findings(&db.url, &t).await;
-    let iit = has(&f, "idle_in_transaction", &subject).expect("idle in transaction flagged");
+    // A threshold of 1 ms instead of the default 1 s: the session is flagged as soon
+    // as the collector sees it idle in its transaction.
+    let mut quick = DbOptions::new(RawDbConfig::new(&db.url));
+    quick.idle_in_transaction_after = Duration::from_millis(1);
+    let iit = eventually("the idle-in-transaction session", || async {
+        let i = powertune_db::inspect(&quick, &t).await.unwrap();
+        has(&i.findings, "idle_in_transaction", &subject)
+    })
+    .await;
     assert_eq!(iit.verdict, Verdict::Warn);
     assert!(iit.action.contains("pg_terminate_backend"));
+    assert_eq!(iit.target, "< 1ms");
     holder.batch_execute("COMMIT").await.unwrap();
-    let f = findings(&db.url, &t).await;
-    assert!(has(&f, "idle_in_transaction", &subject).is_none());
+    let i = powertune_db::inspect(&quick, &t).await.unwrap();
+    assert!(has(&i.findings, "idle_in_transaction", &subject).is_none());
     db.drop_now().await;
 }
 
@@ -307,14 +326,15 @@ async fn blocked_and_stuck_queries_are_flagged() {
     // Past the stuck threshold the same wait is a FAIL.
     let mut quick = Targets::default();
     quick.database.stuck_query_s = 0.05;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let f = findings(&db.url, &quick).await;
-    assert_eq!(
-        has(&f, "blocked_query", &format!("pid {b_pid}"))
-            .unwrap()
-            .verdict,
-        Verdict::Fail
-    );
+    eventually("the blocked UPDATE past the stuck threshold", || async {
+        has(
+            &findings(&url, &quick).await,
+            "blocked_query",
+            &format!("pid {b_pid}"),
+        )
+        .filter(|f| f.verdict == Verdict::Fail)
+    })
+    .await;
 
     a.batch_execute("ROLLBACK").await.unwrap();
     waiter.await.unwrap().unwrap();
@@ -407,6 +427,27 @@ async fn explain_flags_disk_sort_and_misestimate_and_rolls_back() {
     .unwrap();
     let flags = plan::analyze(&doc, &th);
     assert!(flags.iter().all(|f| f.check == "slowest_node"), "{flags:?}");
+
+    // The same through the entry: findings, typed metrics and the tree.
+    let i = explain::inspect(
+        &ExplainOptions::Run {
+            connection: RawDbConfig::new(&db.url),
+            request: explain::RawExplain {
+                sql: "SELECT * FROM t WHERE id = $1".into(),
+                params: vec!["42".into()],
+                ..Default::default()
+            },
+            timeout: Duration::from_secs(5),
+        },
+        &Targets::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(i.command, "db explain");
+    assert_eq!(i.findings[0].check, "plan_execution_time");
+    assert!(i.text.contains("Execution Time:"), "{}", i.text);
+    assert!(i.metrics.plan.is_array());
+    assert!(i.metrics.execution_ms.is_some());
 
     // Writes are executed inside the transaction and rolled back.
     let req = explain::RawExplain {
@@ -538,7 +579,7 @@ async fn vector_column_without_hnsw_is_flagged() {
 async fn watch_samples_the_real_server() {
     let db = TestDb::create("pt_db_watch").await;
     let mut s = connect(&cfg(&db.url)).await.unwrap();
-    let c = watch::sample(&mut s).await.unwrap();
+    let c = sample_connections(&mut s).await.unwrap();
     assert!(c.total >= 1 && c.active >= 1, "{c:?}");
     assert_eq!(c.usable as i64 - c.total as i64, c.free);
     let session = std::sync::Arc::new(tokio::sync::Mutex::new(s));
@@ -549,7 +590,7 @@ async fn watch_samples_the_real_server() {
         3,
         || {
             let s = session.clone();
-            async move { watch::sample(&mut *s.lock().await).await }
+            async move { sample_connections(&mut *s.lock().await).await }
         },
         |l, _| lines.push(l.to_string()),
         std::future::pending(),

@@ -1,7 +1,7 @@
 //! The `powertune gateway status` collector: reads `GET {url}/status` from a running
 //! gateway into a [`StatusSnapshot`]. The only I/O of the status path.
 
-use crate::metrics::StatusSnapshot;
+use crate::snapshot::StatusSnapshot;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]

@@ -150,26 +150,7 @@ pub struct RawRule {
 
 // ---------------------------------------------------------------- typed config
 
-/// The wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// OpenAI-compatible `POST {base_url}/chat/completions` (OpenAI, vLLM, Ollama's /v1).
-    OpenAi,
-    /// Anthropic `POST {base_url}/v1/messages`.
-    Anthropic,
-    /// Ollama `POST {base_url}/api/chat`.
-    Ollama,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Ollama => "ollama",
-        }
-    }
-}
+pub use powertune_dialect::ProviderKind;
 
 #[derive(Debug, Clone)]
 pub struct Timeouts {
@@ -618,21 +599,10 @@ pub fn parse_target(s: &str, providers: &[Provider]) -> Option<Target> {
     })
 }
 
-/// A URL with any user-info replaced, for error messages.
+/// A URL with its credentials masked, by the one secrets policy of
+/// `powertune_core::redact`.
 pub fn redact_url(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("***");
-                let _ = u.set_password(None);
-            }
-            u.to_string()
-        }
-        Err(_) => match s.find('@') {
-            Some(i) => format!("***{}", &s[i..]),
-            None => s.to_string(),
-        },
-    }
+    powertune_core::redact::url(s)
 }
 
 #[cfg(test)]

@@ -1,54 +1,14 @@
 //! Judges a `/status` snapshot against the runbook's "AI Provider Calls" targets.
 //! Pure functions over [`StatusSnapshot`] and an optional saved [`Baseline`].
 
-use crate::metrics::StatusSnapshot;
+pub use crate::baseline::{Baseline, BaselineEntry};
+use crate::snapshot::StatusSnapshot;
 use powertune_core::targets::AiTargets;
 use powertune_core::{Finding, Verdict};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// Provider P95 round trips saved by `powertune gateway status --save-baseline FILE`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Baseline {
-    pub version: u32,
-    /// Provider name → P95 round trip (ms) and how many calls it is based on.
-    pub providers: BTreeMap<String, BaselineEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BaselineEntry {
-    pub p95_ms: f64,
-    pub count: u64,
-}
-
-impl Baseline {
-    /// The baseline a snapshot gives (providers with at least one successful call).
-    pub fn from_snapshot(s: &StatusSnapshot) -> Baseline {
-        Baseline {
-            version: 1,
-            providers: s
-                .providers
-                .iter()
-                .filter(|p| p.latency_ms.count > 0)
-                .map(|p| {
-                    (
-                        p.provider.clone(),
-                        BaselineEntry {
-                            p95_ms: p.latency_ms.p95,
-                            count: p.latency_ms.count,
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-}
 
 const AREA: &str = "gateway";
 
-/// All findings for one snapshot.
+/// Every check of `powertune gateway status`, in report order.
 pub fn judge(s: &StatusSnapshot, baseline: Option<&Baseline>, t: &AiTargets) -> Vec<Finding> {
     let mut out = vec![breakers_open(s, t)];
     out.extend(disabled_credentials(s));
@@ -187,7 +147,7 @@ pub fn retry_depth(s: &StatusSnapshot, t: &AiTargets) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{CredentialStatus, Percentiles, ProviderLatency};
+    use crate::snapshot::{CredentialStatus, Percentiles, ProviderLatency};
     use powertune_core::LatencyHistogram;
 
     fn cred(name: &str, state: &str) -> CredentialStatus {

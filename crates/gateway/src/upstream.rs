@@ -5,7 +5,8 @@
 //! the response body to the caller one frame per scheduler turn, so a streamed answer
 //! that arrives in one socket read leaves the gateway as one write per event. Here the
 //! relay's own task reads the socket: every read yields all the payload it holds
-//! (chunked framing removed), and the relay sends it on as one piece.
+//! (chunked framing removed by [`powertune_core::http1`]), and the relay sends it on
+//! as one piece.
 //!
 //! Connections are kept per `host:port` (most recently used first, closed after
 //! [`IDLE_TIMEOUT`] unused, at most [`MAX_IDLE`] per origin) and are reused only after
@@ -15,6 +16,7 @@
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use powertune_core::http1::{self, Event, Limits, ResponseDecoder};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -29,8 +31,8 @@ use tokio::time::Instant;
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per origin.
 pub(crate) const MAX_IDLE: usize = 512;
-/// Largest response head accepted.
-const MAX_HEAD: usize = 64 << 10;
+/// What a provider's response may hold.
+const LIMITS: Limits = Limits::DEFAULT;
 /// Read buffer per connection (it grows only for a head that does not fit).
 const READ_BUF: usize = 16 << 10;
 /// Most payload bytes handed over by one [`PlainBody::poll_data`].
@@ -112,10 +114,6 @@ impl Conn {
         }
     }
 
-    fn unread(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
     /// One read into the free end of the buffer (moving unread bytes to the front,
     /// or growing it up to `max` when it is full).
     fn poll_fill(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<std::io::Result<usize>> {
@@ -128,7 +126,7 @@ impl Conn {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            // callers never let unread bytes reach `max` (see `read_head`, `decode`)
+            // the decoder refuses a partial head or trailer line before it reaches `max`
             let n = (self.buf.len() * 2).min(max).max(self.buf.len() + 1);
             self.buf.resize(n, 0);
         }
@@ -273,7 +271,7 @@ impl PlainClient {
                 Ok(head) => {
                     let mut body = PlainBody {
                         conn: Some(conn),
-                        framing: head.framing,
+                        decoder: head.decoder,
                         keep_alive: head.keep_alive,
                         pool: self.pool.clone(),
                         key: origin.key.clone(),
@@ -335,35 +333,14 @@ impl PlainClient {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// Payload bytes still to come.
-    Length(u64),
-    Chunked(ChunkState),
-    /// Until the provider closes the connection.
-    Close,
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Before a chunk-size line.
-    Size,
-    /// Inside a chunk: bytes still to come.
-    Data(u64),
-    /// The CRLF after a chunk's data.
-    DataEnd,
-    /// Trailer lines after the last (empty) chunk, up to the empty line.
-    Trailers,
-}
-
 struct Head {
     status: u16,
-    framing: Framing,
     keep_alive: bool,
     content_length: Option<u64>,
     retry_after_ms: Option<String>,
     retry_after: Option<String>,
+    /// Past the head: it decodes the body next.
+    decoder: ResponseDecoder,
 }
 
 enum HeadError {
@@ -374,30 +351,44 @@ enum HeadError {
 }
 
 async fn read_head(conn: &mut Conn) -> Result<Head, HeadError> {
+    let mut decoder = ResponseDecoder::new(LIMITS, false);
+    let mut retry_after_ms = None;
+    let mut retry_after = None;
     let mut got_any = false;
     loop {
         if conn.start < conn.end {
             got_any = true;
-            match parse_head(conn.unread())? {
-                Some((n, head)) if (100..200).contains(&head.status) && head.status != 101 => {
-                    // an interim response (100 Continue, 103 Early Hints): skip it
-                    conn.start += n;
-                    continue;
+            let d = decoder
+                .decode_with(&conn.buf[conn.start..conn.end], &mut |name, value| {
+                    if name.eq_ignore_ascii_case("retry-after-ms") {
+                        retry_after_ms = Some(String::from_utf8_lossy(value).into_owned());
+                    } else if name.eq_ignore_ascii_case("retry-after") {
+                        retry_after = Some(String::from_utf8_lossy(value).into_owned());
+                    }
+                })
+                .map_err(|e| {
+                    HeadError::Bad(match e {
+                        http1::Error::Head(e) => e.to_string(),
+                        e => e.to_string(),
+                    })
+                })?;
+            conn.start += d.consumed;
+            if let Event::Head(head) = d.event {
+                if head.status == 101 {
+                    return Err(HeadError::Bad("101 Switching Protocols to a POST".into()));
                 }
-                Some((_, head)) if head.status == 101 => {
-                    return Err(HeadError::Bad("101 Switching Protocols to a POST".into()))
-                }
-                Some((n, head)) => {
-                    conn.start += n;
-                    return Ok(head);
-                }
-                None => {}
+                return Ok(Head {
+                    status: head.status,
+                    keep_alive: head.keep_alive,
+                    content_length: head.content_length,
+                    retry_after_ms,
+                    retry_after,
+                    decoder,
+                });
             }
         }
-        if conn.end - conn.start >= MAX_HEAD {
-            return Err(HeadError::Bad(format!("head larger than {MAX_HEAD} bytes")));
-        }
-        let n = std::future::poll_fn(|cx| conn.poll_fill(cx, MAX_HEAD))
+        // the decoder refuses a partial head before it reaches the limit
+        let n = std::future::poll_fn(|cx| conn.poll_fill(cx, LIMITS.max_head))
             .await
             .map_err(|e| {
                 if !got_any
@@ -421,86 +412,11 @@ async fn read_head(conn: &mut Conn) -> Result<Head, HeadError> {
     }
 }
 
-/// The head at the start of `b` and its length, or `None` while incomplete.
-fn parse_head(b: &[u8]) -> Result<Option<(usize, Head)>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut r = httparse::Response::new(&mut headers);
-    let n = match r.parse(b) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HeadError::Bad(e.to_string())),
-    };
-    let status = r.code.unwrap_or(0);
-    let mut keep_alive = r.version == Some(1);
-    let mut content_length = None;
-    let mut chunked = false;
-    let mut retry_after_ms = None;
-    let mut retry_after = None;
-    for h in r.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| HeadError::Bad("content-length is not a number".into()))?;
-            if content_length.is_some_and(|c| c != v) {
-                return Err(HeadError::Bad("two different content-lengths".into()));
-            }
-            content_length = Some(v);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|c| *c == b',').next().unwrap_or_default();
-            chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            if !chunked {
-                // a body ended only by closing (RFC 9112 6.3)
-                keep_alive = false;
-            }
-        } else if name.eq_ignore_ascii_case("connection") {
-            for t in h.value.split(|c| *c == b',') {
-                let t = t.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && r.version == Some(0) {
-                    keep_alive = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case("retry-after-ms") {
-            retry_after_ms = Some(String::from_utf8_lossy(h.value).into_owned());
-        } else if name.eq_ignore_ascii_case("retry-after") {
-            retry_after = Some(String::from_utf8_lossy(h.value).into_owned());
-        }
-    }
-    let framing = if status == 204 || status == 304 || (100..200).contains(&status) {
-        Framing::Done
-    } else if chunked {
-        Framing::Chunked(ChunkState::Size)
-    } else if let Some(len) = content_length {
-        if len == 0 {
-            Framing::Done
-        } else {
-            Framing::Length(len)
-        }
-    } else {
-        keep_alive = false;
-        Framing::Close
-    };
-    Ok(Some((
-        n,
-        Head {
-            status,
-            framing,
-            keep_alive,
-            content_length: content_length.filter(|_| !chunked),
-            retry_after_ms,
-            retry_after,
-        },
-    )))
-}
-
 /// A response body read by the caller's task; dropping it before its end closes
 /// the connection (which is what frees the provider's side of an abandoned call).
 pub(crate) struct PlainBody {
     conn: Option<Conn>,
-    framing: Framing,
+    decoder: ResponseDecoder,
     keep_alive: bool,
     pool: Arc<Pool>,
     key: Arc<str>,
@@ -522,7 +438,7 @@ impl PlainBody {
             if let Err(e) = self.decode(&mut out) {
                 return self.fail(e);
             }
-            if self.framing == Framing::Done {
+            if self.decoder.is_done() {
                 self.release_if_done();
                 return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
             }
@@ -532,16 +448,18 @@ impl PlainBody {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            // payload-sized reads: the buffer never grows past its first size here
-            match conn.poll_fill(cx, READ_BUF) {
+            // payload-sized reads: the buffer grows past its first size only for a
+            // trailer line longer than it (the decoder refuses one at the limit)
+            match conn.poll_fill(cx, READ_BUF.max(LIMITS.max_trailers)) {
                 Poll::Pending if out.is_empty() => return Poll::Pending,
                 Poll::Pending => return Poll::Ready(Some(Ok(out))),
-                Poll::Ready(Ok(0)) if self.framing == Framing::Close => {
-                    self.framing = Framing::Done;
-                    self.keep_alive = false;
-                }
                 Poll::Ready(Ok(0)) => {
-                    return self.fail("the provider closed the connection inside the body".into())
+                    if self.decoder.finish().is_err() {
+                        return self
+                            .fail("the provider closed the connection inside the body".into());
+                    }
+                    // a body until close: complete, and the connection is not reused
+                    self.keep_alive = false;
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return self.fail(format!("reading the body failed: {e}")),
@@ -555,78 +473,27 @@ impl PlainBody {
         Poll::Ready(Some(Err(why)))
     }
 
-    /// Moves the payload in the read buffer to `out`, following the framing.
+    /// Moves the payload in the read buffer to `out`, framing removed.
     fn decode(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         loop {
-            let avail = conn.end - conn.start;
-            match self.framing {
-                Framing::Done => return Ok(()),
-                Framing::Close => {
-                    out.extend_from_slice(conn.unread());
-                    conn.start = conn.end;
-                    return Ok(());
-                }
-                Framing::Length(left) => {
-                    let n = (left.min(avail as u64)) as usize;
-                    out.extend_from_slice(&conn.buf[conn.start..conn.start + n]);
-                    conn.start += n;
-                    self.framing = if left == n as u64 {
-                        Framing::Done
-                    } else {
-                        Framing::Length(left - n as u64)
-                    };
-                    return Ok(());
-                }
-                Framing::Chunked(ChunkState::Data(left)) => {
-                    if avail == 0 {
-                        return Ok(());
-                    }
-                    let n = (left.min(avail as u64)) as usize;
-                    out.extend_from_slice(&conn.buf[conn.start..conn.start + n]);
-                    conn.start += n;
-                    self.framing = Framing::Chunked(if left == n as u64 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - n as u64)
-                    });
-                }
-                Framing::Chunked(state) => {
-                    let Some(line_len) = find_crlf(conn.unread()) else {
-                        if avail > 4096 {
-                            return Err("a chunk-size line longer than 4 KiB".into());
-                        }
-                        return Ok(());
-                    };
-                    let line = &conn.buf[conn.start..conn.start + line_len];
-                    let next = match state {
-                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataEnd => {
-                            return Err("chunk data longer than its size".into());
-                        }
-                        ChunkState::Trailers if line.is_empty() => {
-                            conn.start += 2;
-                            self.framing = Framing::Done;
-                            return Ok(());
-                        }
-                        ChunkState::Trailers => ChunkState::Trailers,
-                        _ => match chunk_size(line)? {
-                            0 => ChunkState::Trailers,
-                            n => ChunkState::Data(n),
-                        },
-                    };
-                    conn.start += line_len + 2;
-                    self.framing = Framing::Chunked(next);
-                }
+            let d = self
+                .decoder
+                .decode(&conn.buf[conn.start..conn.end])
+                .map_err(|e| e.to_string())?;
+            conn.start += d.consumed;
+            match d.event {
+                Event::Body(b) => out.extend_from_slice(b),
+                Event::Head(_) | Event::NeedMore | Event::End => return Ok(()),
             }
         }
     }
 
     /// Back to the pool once the whole body was read with nothing after it.
     fn release_if_done(&mut self) {
-        if self.framing != Framing::Done {
+        if !self.decoder.is_done() {
             return;
         }
         if let Some(conn) = self.conn.take() {
@@ -645,33 +512,6 @@ impl futures_util::Stream for PlainBody {
             .poll_data(cx)
             .map(|o| o.map(|r| r.map(Bytes::from)))
     }
-}
-
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
-}
-
-/// A chunk-size line: hex digits, then optional `;extensions`.
-fn chunk_size(line: &[u8]) -> Result<u64, String> {
-    let hex = line
-        .split(|c| *c == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
-        return Err("a malformed chunk size".into());
-    }
-    let mut n = 0u64;
-    for c in hex {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err("a malformed chunk size".into()),
-        };
-        n = n * 16 + u64::from(d);
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -891,6 +731,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_head_over_the_limit_and_long_trailers_are_refused() {
+        let leak = |s: String| -> &'static [u8] { Box::leak(s.into_bytes().into_boxed_slice()) };
+        let big = leak(format!(
+            "HTTP/1.1 200 OK\r\nx-pad: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(LIMITS.max_head)
+        ));
+        let trailers = leak(format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-t: {}\r\n\r\n",
+            "b".repeat(LIMITS.max_trailers)
+        ));
+        // one server each: a refused reply may leave its server unable to write
+        let (port, _h) = server(vec![vec![vec![big]]]).await;
+        let c = PlainClient::new(Duration::from_secs(2));
+        match c.post(&origin(port), &[], b"").await {
+            Err(SendError::Failed(m)) => {
+                assert!(m.contains("head larger than 65536 bytes"), "{m}")
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(r) => panic!("status {}", r.status),
+        }
+        let (port, _h) = server(vec![vec![vec![trailers]]]).await;
+        let o = origin(port);
+        let r = c.post(&o, &[], b"").await.unwrap();
+        let e = collect(r.body).await.unwrap_err();
+        assert!(e.contains("trailers larger than 65536 bytes"), "{e}");
+        assert_eq!(c.idle_count(&o), 0);
+    }
+
+    #[tokio::test]
     async fn refused_connection_is_a_clear_error() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
@@ -921,7 +790,7 @@ mod tests {
     }
 
     #[test]
-    fn origins_and_chunk_sizes() {
+    fn origins() {
         let o = Origin::new(&url::Url::parse("http://[::1]:8080/api/chat").unwrap()).unwrap();
         assert_eq!(&*o.key, "[::1]:8080");
         assert_eq!(
@@ -931,9 +800,5 @@ mod tests {
         let o = Origin::new(&url::Url::parse("http://ollama.internal/api/chat").unwrap()).unwrap();
         assert_eq!(&*o.key, "ollama.internal:80");
         assert!(Origin::new(&url::Url::parse("https://x/").unwrap()).is_err());
-        assert_eq!(chunk_size(b"1f").unwrap(), 31);
-        assert_eq!(chunk_size(b"A ; name=v").unwrap(), 10);
-        assert!(chunk_size(b"").is_err());
-        assert!(chunk_size(b"12345678901234567").is_err());
     }
 }

@@ -3,17 +3,16 @@
 //! hyper's client hands every request to a separate connection task through a channel
 //! and keeps 16 KiB of buffers per idle connection; a load generator with thousands of
 //! mostly sleeping VUs pays for both. This connection writes the request into one
-//! reused buffer, reads the response with `httparse` into another, frames the body
-//! (Content-Length, chunked, or until close) and measures k6's phases with four clock
+//! reused buffer, reads the response into another, has [`powertune_core::http1`]
+//! decode it there (head, framing, chunks) and measures k6's phases with four clock
 //! reads. Buffers are released while the VU thinks ([`H1Conn::trim`]), so a sleeping
 //! VU holds little more than its socket.
 
 use crate::net::{Origin, Stream};
+use powertune_core::http1::{Event, Framing, Head, Limits, ResponseDecoder};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Response heads larger than this are refused (hyper's default limit is similar).
-const MAX_HEAD: usize = 64 * 1024;
 /// How much the read buffer grows at a time.
 const READ_CHUNK: usize = 4096;
 /// Buffers larger than this are dropped after a request rather than kept.
@@ -52,14 +51,6 @@ pub struct H1Conn {
     wbuf: Vec<u8>,
     /// Requests sent on this connection so far.
     pub used: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
 }
 
 impl H1Conn {
@@ -170,201 +161,59 @@ impl H1Conn {
             Err(e) => return Err(H1Error::Stale(format!("reading the response: {e}"))),
         }
         let first_read = Instant::now();
-        let proto = |m: String| H1Error::Protocol(m);
+        let mut decoder = ResponseDecoder::new(Limits::default(), head_request);
+        let mut head = None;
+        let mut body = Vec::new();
         loop {
-            // The head; interim 1xx responses are read past.
-            let (status, framing, close, head_len) = loop {
-                // Uninitialised header slots: no 2 KiB memset per response.
-                let mut hdrs = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 64];
-                let mut resp = httparse::Response::new(&mut []);
-                match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                    &mut resp,
-                    &self.rbuf[self.start..],
-                    &mut hdrs,
-                ) {
-                    Ok(httparse::Status::Complete(len)) => {
-                        let status = resp.code.unwrap_or(0);
-                        let http10 = resp.version == Some(0);
-                        let mut length = None;
-                        let mut chunked = false;
-                        let mut close = http10;
-                        for h in resp.headers.iter() {
-                            // Only three names matter; compare lengths first.
-                            let n = h.name.len();
-                            if n != 14 && n != 17 && n != 10 {
-                                continue;
-                            }
-                            if h.name.eq_ignore_ascii_case("content-length") {
-                                let v = std::str::from_utf8(h.value)
-                                    .ok()
-                                    .and_then(|s| s.trim().parse::<u64>().ok())
-                                    .ok_or_else(|| proto("bad Content-Length".into()))?;
-                                length = Some(v);
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                chunked = h.value.rsplit(|b| *b == b',').next().is_some_and(|v| {
-                                    v.trim_ascii().eq_ignore_ascii_case(b"chunked")
-                                });
-                            } else if h.name.eq_ignore_ascii_case("connection") {
-                                if h.value.eq_ignore_ascii_case(b"close") {
-                                    close = true;
-                                } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
-                                    close = false;
-                                }
-                            }
-                        }
-                        let framing = if head_request
-                            || (100..200).contains(&status)
-                            || status == 204
-                            || status == 304
-                        {
-                            Framing::None
-                        } else if chunked {
-                            Framing::Chunked
-                        } else if let Some(n) = length {
-                            Framing::Length(n)
-                        } else {
-                            Framing::UntilClose
-                        };
-                        break (status, framing, close, len);
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if self.rbuf.len() - self.start > MAX_HEAD {
-                            return Err(proto(format!(
-                                "response head larger than {} KiB",
-                                MAX_HEAD / 1024
-                            )));
-                        }
-                        received += self.more().await? as u64;
-                    }
-                    Err(e) => return Err(proto(format!("malformed response head: {e}"))),
-                }
-            };
-            self.start += head_len;
-            if (100..200).contains(&status) && status != 101 {
-                continue;
-            }
-            let mut body = Vec::new();
-            let close = close || framing == Framing::UntilClose;
-            match framing {
-                Framing::None => {}
-                Framing::Length(n) => {
-                    let mut left = n;
-                    loop {
-                        let have = (self.rbuf.len() - self.start) as u64;
-                        let take = have.min(left) as usize;
-                        if keep_body {
-                            body.extend_from_slice(&self.rbuf[self.start..self.start + take]);
-                        }
-                        self.start += take;
-                        left -= take as u64;
-                        if left == 0 {
-                            break;
-                        }
-                        received += self.more().await? as u64;
-                    }
-                }
-                Framing::UntilClose => loop {
+            let d = decoder
+                .decode(&self.rbuf[self.start..])
+                .map_err(|e| H1Error::Protocol(e.to_string()))?;
+            self.start += d.consumed;
+            match d.event {
+                Event::Head(h) => head = Some(h),
+                Event::Body(b) => {
                     if keep_body {
-                        body.extend_from_slice(&self.rbuf[self.start..]);
+                        body.extend_from_slice(b);
                     }
-                    self.start = self.rbuf.len();
-                    match self.fill().await {
-                        Ok(0) => break,
-                        Ok(n) => received += n as u64,
-                        Err(e) => return Err(proto(format!("reading the body: {e}"))),
+                }
+                Event::End => break,
+                Event::NeedMore => match self.fill().await {
+                    Ok(0) => decoder.finish().map_err(|_| {
+                        H1Error::Protocol(
+                            "the connection closed in the middle of the response".into(),
+                        )
+                    })?,
+                    Ok(n) => received += n as u64,
+                    Err(e) => {
+                        let what = match head {
+                            Some(Head {
+                                framing: Framing::UntilClose,
+                                ..
+                            }) => "the body",
+                            _ => "the response",
+                        };
+                        return Err(H1Error::Protocol(format!("reading {what}: {e}")));
                     }
                 },
-                Framing::Chunked => {
-                    received += self.chunked(keep_body, &mut body).await?;
-                }
-            }
-            if self.start >= self.rbuf.len() {
-                self.start = 0;
-                self.rbuf.clear();
-            }
-            if self.rbuf.capacity() > KEEP_CAPACITY && self.rbuf.is_empty() {
-                self.rbuf = Vec::new();
-            }
-            return Ok(Exchange {
-                status,
-                body,
-                sent,
-                received,
-                last_write,
-                first_read,
-                close,
-            });
-        }
-    }
-
-    /// Decodes a chunked body from the read buffer, reading more as needed.
-    async fn chunked(&mut self, keep: bool, body: &mut Vec<u8>) -> Result<u64, H1Error> {
-        let mut received = 0u64;
-        loop {
-            // The size line.
-            let line_end = loop {
-                if let Some(i) = find_crlf(&self.rbuf[self.start..]) {
-                    break i;
-                }
-                if self.rbuf.len() - self.start > 4096 {
-                    return Err(H1Error::Protocol("chunk size line too long".into()));
-                }
-                received += self.more().await? as u64;
-            };
-            let line = &self.rbuf[self.start..self.start + line_end];
-            let hex = line.split(|b| *b == b';').next().unwrap_or_default();
-            let size = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-                .ok_or_else(|| H1Error::Protocol("bad chunk size".into()))?;
-            self.start += line_end + 2;
-            if size == 0 {
-                // Trailers until an empty line.
-                loop {
-                    let end = loop {
-                        if let Some(i) = find_crlf(&self.rbuf[self.start..]) {
-                            break i;
-                        }
-                        if self.rbuf.len() - self.start > MAX_HEAD {
-                            return Err(H1Error::Protocol("trailers too large".into()));
-                        }
-                        received += self.more().await? as u64;
-                    };
-                    self.start += end + 2;
-                    if end == 0 {
-                        return Ok(received);
-                    }
-                }
-            }
-            // The data and its CRLF.
-            let mut left = size + 2;
-            loop {
-                let have = (self.rbuf.len() - self.start) as u64;
-                let take = have.min(left) as usize;
-                if keep {
-                    let data_left = left.saturating_sub(2) as usize;
-                    let data = take.min(data_left);
-                    body.extend_from_slice(&self.rbuf[self.start..self.start + data]);
-                }
-                self.start += take;
-                left -= take as u64;
-                if left == 0 {
-                    break;
-                }
-                received += self.more().await? as u64;
             }
         }
-    }
-
-    /// Reads at least one more byte; end of stream is an error (mid-response).
-    async fn more(&mut self) -> Result<usize, H1Error> {
-        match self.fill().await {
-            Ok(0) => Err(H1Error::Protocol(
-                "the connection closed in the middle of the response".into(),
-            )),
-            Ok(n) => Ok(n),
-            Err(e) => Err(H1Error::Protocol(format!("reading the response: {e}"))),
+        let head = head.ok_or_else(|| H1Error::Protocol("a response without a head".into()))?;
+        if self.start >= self.rbuf.len() {
+            self.start = 0;
+            self.rbuf.clear();
         }
+        if self.rbuf.capacity() > KEEP_CAPACITY && self.rbuf.is_empty() {
+            self.rbuf = Vec::new();
+        }
+        Ok(Exchange {
+            status: head.status,
+            body,
+            sent,
+            received,
+            last_write,
+            first_read,
+            close: !head.keep_alive,
+        })
     }
 
     /// One read into the buffer (compacting consumed bytes first).
@@ -381,10 +230,6 @@ impl H1Conn {
         }
         self.io.read_buf(&mut self.rbuf).await
     }
-}
-
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
 }
 
 fn push_decimal(w: &mut Vec<u8>, mut n: u64) {

@@ -9,7 +9,7 @@
 //! `{"type":"disconnect","reason":"unauthorized","reconnect":false}` and a server
 //! going away sends `{"type":"disconnect","reason":"server_restart","reconnect":true}`.
 
-use crate::handlers::monitoring_snapshot;
+use crate::monitoring::monitoring_snapshot;
 use crate::state::{unix_now, Shared};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};

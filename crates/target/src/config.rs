@@ -3,6 +3,7 @@
 
 use crate::error::TargetError;
 use crate::route::Route;
+use powertune_core::config_file::Source;
 use powertune_core::duration::serde_human;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -56,6 +57,9 @@ impl Default for TargetConfig {
     }
 }
 
+/// What a password is shown as (in `Debug` and in [`TargetConfig::masked`]).
+pub const MASK: &str = "********";
+
 /// Demo users. With `users` empty, any `<name>@<email_domain>` logs in with
 /// `password`; otherwise only the listed users do. `Debug` masks the passwords.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -88,7 +92,7 @@ impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
             .field("email_domain", &self.email_domain)
-            .field("password", &"********")
+            .field("password", &MASK)
             .field("users", &self.users)
             .finish()
     }
@@ -98,7 +102,7 @@ impl std::fmt::Debug for UserConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserConfig")
             .field("email", &self.email)
-            .field("password", &"********")
+            .field("password", &MASK)
             .finish()
     }
 }
@@ -332,26 +336,15 @@ impl Default for CableConfig {
 }
 
 impl TargetConfig {
-    /// Reads a TOML config file; errors name the file, line and column.
+    /// Reads a TOML config file through the shared loader; errors name the file, line,
+    /// column and key.
     pub fn load(path: &Path) -> Result<Self, TargetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TargetError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Ok(Source::read(path)?.deserialize()?)
     }
 
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, TargetError> {
-        toml::from_str(text).map_err(|e: toml::de::Error| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            TargetError::Parse {
-                origin: origin.to_string(),
-                line,
-                column: col,
-                message: e.message().trim().replace('\n', " "),
-            }
-        })
+        Ok(Source::new(origin, text).deserialize()?)
     }
 
     /// The configuration as TOML (the format [`TargetConfig::load`] reads).
@@ -359,6 +352,22 @@ impl TargetConfig {
         toml::to_string(self).map_err(|e| TargetError::Render {
             message: e.to_string(),
         })
+    }
+
+    /// The configuration with every password replaced by [`MASK`]: the only form
+    /// shown to people (`powertune target --print-config`).
+    pub fn masked(&self) -> TargetConfig {
+        let mut shown = self.clone();
+        shown.auth.password = MASK.into();
+        for u in &mut shown.auth.users {
+            u.password = MASK.into();
+        }
+        shown
+    }
+
+    /// [`TargetConfig::masked`] as TOML.
+    pub fn to_masked_toml(&self) -> Result<String, TargetError> {
+        self.masked().to_toml()
     }
 
     /// Sets a route's error rate from `ROUTE=RATE` (`execute=0.02`).
@@ -588,22 +597,6 @@ impl Settings {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let upto = &text[..end];
-    let line = upto.matches('\n').count() + 1;
-    let col = upto
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,6 +699,28 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && !d.contains("\"demo\""), "{d}");
         assert!(d.contains("nobody"), "{d}");
+    }
+
+    #[test]
+    fn the_masked_config_hides_every_password_and_keeps_the_rest() {
+        let mut c = TargetConfig::default();
+        c.auth.password = "topsecret".into();
+        c.auth.users.push(UserConfig {
+            email: "ops@example.com".into(),
+            password: "hunter2".into(),
+        });
+        c.pool_size = 7;
+        let text = c.to_masked_toml().unwrap();
+        assert!(
+            !text.contains("topsecret") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert_eq!(text.matches(MASK).count(), 2, "{text}");
+        let back = TargetConfig::from_toml(&text, "masked.toml").unwrap();
+        assert_eq!(back.pool_size, 7);
+        assert_eq!(back.auth.users[0].email, "ops@example.com");
+        assert_eq!(back.auth.password, MASK);
+        assert_eq!(c.auth.password, "topsecret", "the original is untouched");
     }
 
     #[test]

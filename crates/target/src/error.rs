@@ -3,21 +3,10 @@
 /// What can go wrong before or while the target serves.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    /// The config file could not be read.
-    #[error("cannot read target config {path}: {source} (example: powertune target --config target.toml)")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The config file is not valid TOML or has an unknown key or a bad value type.
-    #[error("{origin}:{line}:{column}: {message}")]
-    Parse {
-        origin: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    /// The config file could not be read, is not valid TOML, or has an unknown key or
+    /// a bad value type: `FILE:LINE:COL: KEY: why`.
+    #[error(transparent)]
+    Config(#[from] powertune_core::config_file::ConfigError),
     /// A value is out of range.
     #[error("invalid target setting {field} = {value}: {reason} (example: {example})")]
     Invalid {

@@ -3,6 +3,7 @@
 //! work outside the pool (agent/provider time) → possibly an injected 500 → build
 //! and serialise its answer from the live state.
 
+use crate::monitoring::monitoring_snapshot;
 use crate::route::Route;
 use crate::state::{unix_now, Execution, Mission, Shared};
 use axum::body::Bytes;
@@ -292,64 +293,6 @@ pub async fn create_mission(
         Json(json!({ "mission": mission })),
     )
         .into_response())
-}
-
-/// The monitoring snapshot shared by the dashboard and the cable broadcasts.
-pub fn monitoring_snapshot(s: &Shared, recent: usize) -> Value {
-    let stats = s.stats();
-    let (missions_total, recent_missions) = {
-        let ms = s.missions.lock();
-        let list: Vec<Value> = ms
-            .recent
-            .iter()
-            .rev()
-            .take(recent)
-            .map(|m| json!(m))
-            .collect();
-        (ms.total, list)
-    };
-    let agents = {
-        let e = s.executions.lock();
-        let avg = if e.total > 0 {
-            e.duration_ms_sum / e.total as f64
-        } else {
-            0.0
-        };
-        let list: Vec<Value> = e
-            .recent
-            .iter()
-            .rev()
-            .take(recent)
-            .map(|x| json!(x))
-            .collect();
-        json!({
-            "executions_total": e.total,
-            "executions_failed": e.failed,
-            "avg_duration_ms": (avg * 1000.0).round() / 1000.0,
-            "recent_executions": list,
-        })
-    };
-    let errors: u64 = stats
-        .routes
-        .values()
-        .flat_map(|r| r.by_status.iter())
-        .filter(|(status, _)| **status >= 500)
-        .map(|(_, n)| n)
-        .sum();
-    let by_route: serde_json::Map<String, Value> = stats
-        .routes
-        .iter()
-        .map(|(label, r)| (label.to_string(), json!(r.total)))
-        .collect();
-    json!({
-        "generated_at": unix_now(),
-        "uptime_seconds": s.started.elapsed().as_secs(),
-        "missions": {"total": missions_total, "recent": recent_missions},
-        "agents": agents,
-        "requests": {"total": stats.total, "server_errors": errors, "by_route": by_route},
-        "db_pool": stats.pool,
-        "cable": stats.cable,
-    })
 }
 
 /// `GET /api/v1/ai/monitoring/dashboard`

@@ -3,12 +3,11 @@
 //! slow-endpoint procedure for one route, `analyze` does it all offline from a file.
 
 use super::{block_on, emit, Context};
-use anyhow::Context as _;
-use powertune_apm::forward;
-use powertune_apm::server::{self, ServeConfig};
-use powertune_apm::summary::Baseline;
-use powertune_apm::{client, judge, render, ApmConfig, Engine, EngineConfig};
-use powertune_core::{ExitCode, Report, Targets};
+use powertune_apm::collect::receiver as client;
+use powertune_apm::inspect;
+use powertune_apm::server::{self, forward, ServeConfig};
+use powertune_apm::{Engine, EngineConfig};
+use powertune_core::{ExitCode, Targets};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -115,37 +114,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn engine_config(targets: &Targets, path: Option<&Path>) -> anyhow::Result<EngineConfig> {
-    match path {
-        None => Ok(EngineConfig::defaults(targets)),
-        Some(p) => Ok(ApmConfig::load(p)?.validate(&p.display().to_string(), targets)?),
-    }
+    Ok(EngineConfig::load(path, targets)?)
 }
 
 fn window(s: &str) -> anyhow::Result<std::time::Duration> {
     powertune_core::duration::parse(s)
         .map_err(|e| anyhow::anyhow!("--window {s}: {e} (example: --window 15m)"))
-}
-
-fn load_baseline(p: Option<&Path>) -> anyhow::Result<Option<Baseline>> {
-    let Some(p) = p else { return Ok(None) };
-    let text = std::fs::read_to_string(p)
-        .with_context(|| format!("cannot read baseline {}", p.display()))?;
-    let b: Baseline = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "baseline {}: {e} (example: {{\"providers\": {{\"openai/gpt-4o\": 850.0}}}})",
-            p.display()
-        )
-    })?;
-    Ok(Some(b))
-}
-
-fn save_baseline(p: Option<&Path>, s: &powertune_apm::Summary) -> anyhow::Result<()> {
-    if let Some(p) = p {
-        let b = Baseline::from_summary(s);
-        std::fs::write(p, serde_json::to_string_pretty(&b)? + "\n")
-            .with_context(|| format!("cannot write baseline {}", p.display()))?;
-    }
-    Ok(())
 }
 
 fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -184,73 +158,44 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn report(ctx: &Context, a: ReportArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let base = client::base_url(&a.url)?;
-    let w = window(&a.window)?;
-    let baseline = load_baseline(a.baseline.as_deref())?;
-    let summary = block_on(client::fetch_summary(&base, Some(w)))??;
-    save_baseline(a.save_baseline.as_deref(), &summary)?;
-    let findings = judge::judge(&summary, &targets, baseline.as_ref());
-    let details = render::routes_table(&summary, 20);
-    let report = Report::new("apm report", findings, serde_json::to_value(&summary)?);
-    emit(&report, &details, a.json.as_deref())
+    let options = inspect::ReportOptions {
+        url: client::base_url(&a.url)?,
+        window: window(&a.window)?,
+        baseline: a.baseline,
+        save_baseline: a.save_baseline,
+    };
+    let i = block_on(inspect::report(&options, &targets))??;
+    emit(&i.report()?, &i.text, a.json.as_deref())
 }
 
 fn endpoint(ctx: &Context, a: EndpointArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let base = client::base_url(&a.url)?;
-    let w = window(&a.window)?;
-    let detail = block_on(client::fetch_endpoint(&base, &a.route, Some(w)))??;
-    endpoint_report(&targets, detail, a.json.as_deref())
-}
-
-fn endpoint_report(
-    targets: &Targets,
-    detail: powertune_apm::EndpointDetail,
-    json: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
-    // Judge the route alone: a summary holding just this route and its detections.
-    let s = powertune_apm::Summary {
-        schema: powertune_apm::summary::SUMMARY_SCHEMA.to_string(),
-        window_s: None,
-        ingest: Default::default(),
-        types: vec![],
-        routes: vec![detail.route.clone()],
-        jobs: vec![],
-        providers: vec![],
-        detections: detail.detections.clone(),
-        linked_jobs: detail.linked_jobs.clone(),
+    let options = inspect::EndpointOptions {
+        url: client::base_url(&a.url)?,
+        window: window(&a.window)?,
+        route: a.route,
     };
-    let findings = judge::judge(&s, targets, None);
-    let text = render::endpoint(&detail);
-    let report = Report::new("apm endpoint", findings, serde_json::to_value(&detail)?);
-    emit(&report, &text, json)
+    let i = block_on(inspect::endpoint(&options, &targets))??;
+    emit(&i.report()?, &i.text, a.json.as_deref())
 }
 
 fn analyze(ctx: &Context, a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let cfg = engine_config(&targets, a.config.as_deref())?;
-    let baseline = load_baseline(a.baseline.as_deref())?;
-    let mut engine = Engine::new(cfg);
-    let summary = powertune_apm::offline::analyze_file(&a.file, &mut engine)?;
-    save_baseline(a.save_baseline.as_deref(), &summary)?;
-    if let Some(route) = &a.endpoint {
-        let detail = engine.endpoint(route, 0, None).ok_or_else(|| {
-            let known: Vec<&str> = summary
-                .routes
-                .iter()
-                .map(|r| r.route.as_str())
-                .take(5)
-                .collect();
-            anyhow::anyhow!(
-                "--endpoint `{route}`: no such route in {} (routes there: {})",
-                a.file.display(),
-                known.join(", ")
-            )
-        })?;
-        return endpoint_report(&targets, detail, a.json.as_deref());
-    }
-    let findings = judge::judge(&summary, &targets, baseline.as_ref());
-    let details = render::routes_table(&summary, 20);
-    let report = Report::new("apm analyze", findings, serde_json::to_value(&summary)?);
-    emit(&report, &details, a.json.as_deref())
+    let options = inspect::AnalyzeOptions {
+        engine: engine_config(&targets, a.config.as_deref())?,
+        file: a.file,
+        baseline: a.baseline,
+        save_baseline: a.save_baseline,
+    };
+    let (report, text) = match &a.endpoint {
+        Some(route) => {
+            let i = inspect::analyze_endpoint(&options, route, &targets)?;
+            (i.report()?, i.text)
+        }
+        None => {
+            let i = inspect::analyze(&options, &targets)?;
+            (i.report()?, i.text)
+        }
+    };
+    emit(&report, &text, a.json.as_deref())
 }

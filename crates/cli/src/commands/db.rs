@@ -3,14 +3,10 @@
 
 use super::{block_on, emit, Context};
 use anyhow::{anyhow, Context as _};
-use powertune_core::report::{table, truncate};
 use powertune_core::{ExitCode, Report};
-use powertune_db::collect::CollectOptions;
-use powertune_db::judge::{count_connections, one_line};
-use powertune_db::plan::{self, PlanThresholds};
-use powertune_db::snapshot::StatementsState;
-use powertune_db::{explain, watch, DbSnapshot, RawDbConfig};
-use std::path::PathBuf;
+use powertune_db::{explain, DbOptions, ExplainOptions, RawDbConfig, WatchOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -49,20 +45,20 @@ struct Conn {
 }
 
 impl Conn {
-    fn config(&self) -> anyhow::Result<powertune_db::DbConfig> {
+    /// The settings as given; checked by the engine's `validate`.
+    fn raw(&self) -> anyhow::Result<RawDbConfig> {
         let url = self.url.as_deref().ok_or_else(|| {
             anyhow!(
                 "--url is required (or DATABASE_URL), e.g. --url {}",
                 powertune_db::config::URL_EXAMPLE
             )
         })?;
-        let raw = RawDbConfig {
+        Ok(RawDbConfig {
             url: url.to_string(),
             statement_timeout: self.statement_timeout.clone(),
             lock_timeout: self.lock_timeout.clone(),
             connect_timeout: self.connect_timeout.clone(),
-        };
-        Ok(raw.validate()?)
+        })
     }
 }
 
@@ -79,6 +75,9 @@ struct CheckArgs {
     /// Queries active longer than this are stuck (default: database.stuck_query_s, 5m).
     #[arg(long, value_name = "DURATION")]
     stuck_after: Option<String>,
+    /// Sessions idle in a transaction longer than this are flagged.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    idle_in_transaction_after: String,
     /// Also write the report as JSON to FILE (`-` for standard output only).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -134,176 +133,92 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn duration_flag(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    powertune_core::duration::parse(text).map_err(|e| anyhow!("{flag}: {e}"))
+}
+
+/// Shows an inspection the one way every command does.
+fn emit_inspection(
+    report: Result<Report, serde_json::Error>,
+    text: &str,
+    json: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let report = report.map_err(|e| anyhow!("cannot build the report: {e}"))?;
+    emit(&report, text, json)
+}
+
 fn run_check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut targets = ctx.targets()?;
-    if let Some(s) = &a.stuck_after {
-        let d = powertune_core::duration::parse(s).map_err(|e| anyhow!("--stuck-after: {e}"))?;
-        targets.database.stuck_query_s = d.as_secs_f64().max(0.001);
-    }
-    if a.top == 0 || a.top > 1000 {
-        return Err(anyhow!(
-            "--top {} must be between 1 and 1000 (e.g. --top 20)",
-            a.top
-        ));
-    }
-    let cfg = a.conn.config()?;
-    let opts = CollectOptions {
+    let targets = ctx.targets()?;
+    let stuck_after = a
+        .stuck_after
+        .as_deref()
+        .map(|s| duration_flag("--stuck-after", s))
+        .transpose()?;
+    let idle_in_transaction_after =
+        duration_flag("--idle-in-transaction-after", &a.idle_in_transaction_after)?;
+    let options = DbOptions {
+        connection: a.conn.raw()?,
         top: a.top,
-        slow_mean_ms: targets.database.max_query_ms,
         pool_size: a.pool_size,
+        stuck_after,
+        idle_in_transaction_after,
     };
-    let snap = block_on(powertune_db::collect::collect(&cfg, &opts))??;
-    let findings = powertune_db::judge::judge(&snap, &targets);
-    let report = Report::new("db", findings, metrics(&snap));
-    emit(&report, &details(&snap, a.top), a.json.as_deref())
-}
-
-fn metrics(s: &DbSnapshot) -> serde_json::Value {
-    let conns = count_connections(&s.server, &s.sessions, true);
-    serde_json::json!({
-        "server": s.server,
-        "round_trips": s.round_trips,
-        "tables": s.tables.len(),
-        "indexes": s.indexes.len(),
-        "foreign_keys": s.foreign_keys.len(),
-        "connections": conns,
-        "pg_stat_statements": s.statements,
-    })
-}
-
-fn details(s: &DbSnapshot, top: usize) -> String {
-    let c = count_connections(&s.server, &s.sessions, true);
-    let mut out = format!(
-        "{} · database {} · role {}{} · {} queries\nconnections: {} used, {} free of {} (active {}, idle {}, idle in transaction {})\n",
-        s.server.version.split(" on ").next().unwrap_or(&s.server.version),
-        s.server.database,
-        s.server.user,
-        if s.server.read_all_stats { " (sees all stats)" } else { " (no pg_read_all_stats)" },
-        s.round_trips,
-        c.total,
-        c.free,
-        c.usable,
-        c.active,
-        c.idle,
-        c.idle_in_transaction
-    );
-    if let StatementsState::Available {
-        statements,
-        total_statements,
-        ..
-    } = &s.statements
-    {
-        let mut sorted = statements.clone();
-        for (title, by_mean) in [("total", false), ("mean", true)] {
-            if by_mean {
-                sorted.sort_by(|a, b| b.mean_ms.total_cmp(&a.mean_ms));
-            } else {
-                sorted.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
-            }
-            let mut rows = vec![["total ms", "calls", "mean ms", "rows", "hit %", "query"]
-                .map(String::from)
-                .to_vec()];
-            for st in sorted.iter().take(top) {
-                rows.push(vec![
-                    format!("{:.0}", st.total_ms),
-                    st.calls.to_string(),
-                    format!("{:.1}", st.mean_ms),
-                    st.rows.to_string(),
-                    format!("{:.1}", st.hit_pct()),
-                    truncate(&one_line(&st.query), 70),
-                ]);
-            }
-            out.push_str(&format!(
-                "\ntop statements by {title} time ({total_statements} in pg_stat_statements)\n"
-            ));
-            out.push_str(&table(&rows));
-        }
-    }
-    out
+    options.validate()?;
+    let inspection = block_on(powertune_db::inspect(&options, &targets))??;
+    emit_inspection(inspection.report(), &inspection.text, a.json.as_deref())
 }
 
 fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let text = match &a.plan {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --plan {}", path.display()))?,
+    let options = match &a.plan {
+        Some(path) => ExplainOptions::Saved {
+            text: std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --plan {}", path.display()))?,
+            origin: format!("--plan {}", path.display()),
+        },
         None => {
             let sql = a.sql.clone().ok_or_else(|| {
                 anyhow!("give a statement (e.g. powertune db explain --url URL \"SELECT * FROM orders WHERE account_id = $1\" --param 42) or --plan FILE")
             })?;
-            let req = explain::RawExplain {
-                sql,
-                params: a.params.clone(),
-                settings: a.settings.clone(),
-                no_analyze: a.no_analyze,
-                allow_writes: a.allow_writes,
+            ExplainOptions::Run {
+                request: explain::RawExplain {
+                    sql,
+                    params: a.params.clone(),
+                    settings: a.settings.clone(),
+                    no_analyze: a.no_analyze,
+                    allow_writes: a.allow_writes,
+                },
+                timeout: duration_flag("--timeout", &a.timeout)?,
+                connection: a.conn.raw()?,
             }
-            .validate()?;
-            let timeout = powertune_core::duration::parse(&a.timeout)
-                .map_err(|e| anyhow!("--timeout: {e}"))?;
-            let cfg = a.conn.config()?;
-            block_on(explain::run(&cfg, &req, timeout))??
         }
     };
-    let doc = match &a.plan {
-        Some(path) => {
-            plan::parse_plan_text(&text).with_context(|| format!("--plan {}", path.display()))?
-        }
-        None => plan::parse_plan_text(&text)?,
-    };
-    let flags = plan::analyze(&doc, &PlanThresholds::from_targets(&targets));
-    let findings = plan::findings(&doc, &flags, &targets);
-    let report = Report::new(
-        "db explain",
-        findings,
-        serde_json::json!({
-            "execution_ms": doc.execution_ms,
-            "planning_ms": doc.planning_ms,
-            "flags": flags,
-            "plan": serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::Null),
-        }),
-    );
-    emit(&report, &plan::render_tree(&doc, &flags), a.json.as_deref())
+    options.validate()?;
+    let inspection = block_on(explain::inspect(&options, &targets))??;
+    emit_inspection(inspection.report(), &inspection.text, a.json.as_deref())
 }
 
 fn run_watch(ctx: &Context, a: WatchArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let interval =
-        powertune_core::duration::parse(&a.interval).map_err(|e| anyhow!("--interval: {e}"))?;
-    if interval < std::time::Duration::from_millis(100) {
-        return Err(anyhow!(
-            "--interval {} is too short (at least 100ms, e.g. 30s)",
-            a.interval
-        ));
-    }
-    if a.count == Some(0) {
-        return Err(anyhow!("--count must be at least 1 (e.g. --count 10)"));
-    }
-    let cfg = a.conn.config()?;
-    let free_min = targets.database.pool_free_min;
-    let alerts = block_on(async move {
-        let session = powertune_db::collect::connect(&cfg).await?;
-        let session = std::sync::Arc::new(tokio::sync::Mutex::new(session));
-        watch::run(
-            interval,
-            a.count,
-            free_min,
-            || {
-                let s = session.clone();
-                async move { watch::sample(&mut *s.lock().await).await }
-            },
-            |line, alert| {
-                println!("{line}");
-                if let Some(al) = alert {
-                    println!("{al}");
-                }
-            },
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        )
-        .await
-    })??;
+    let options = WatchOptions {
+        interval: duration_flag("--interval", &a.interval)?,
+        count: a.count,
+        connection: a.conn.raw()?,
+    };
+    options.validate()?;
+    let alerts = block_on(powertune_db::watch(
+        &options,
+        &targets,
+        |line, alert| {
+            println!("{line}");
+            if let Some(al) = alert {
+                println!("{al}");
+            }
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ))??;
     Ok(if alerts > 0 {
         ExitCode::Failed
     } else {

@@ -3,10 +3,9 @@
 
 use super::{block_on, emit, Context};
 use anyhow::Context as _;
-use powertune_core::report::{table, Style};
-use powertune_core::{ExitCode, Report};
-use powertune_gateway::judge::{judge, Baseline};
-use powertune_gateway::{Config, Gateway, StatusSnapshot, TokioClock};
+use powertune_core::report::Style;
+use powertune_core::ExitCode;
+use powertune_gateway::{inspect, Config, Gateway, StatusOptions, TokioClock};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -68,6 +67,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
     let providers = cfg.providers.len();
     let gw = Gateway::new(cfg, Arc::new(TokioClock))?;
     gw.set_config_source(path, Arc::new(|k: &str| std::env::var(k).ok()));
+    gw.set_reload_listener(Arc::new(|e| eprintln!("powertune gateway: {e}")));
     block_on(async move {
         let listener = Gateway::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);
@@ -89,110 +89,13 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
 
 fn status(ctx: &Context, a: StatusArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let baseline = match &a.baseline {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| {
-                format!(
-                    "cannot read baseline {} (save one with --save-baseline FILE)",
-                    p.display()
-                )
-            })?;
-            let b: Baseline = serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "baseline {} is not a powertune gateway baseline: {e} (save one with --save-baseline FILE)",
-                    p.display()
-                )
-            })?;
-            Some(b)
-        }
+    let options = StatusOptions {
+        url: a.url,
+        baseline: a.baseline,
+        save_baseline: a.save_baseline,
+        style: Style::detect(),
+        note: Some(Arc::new(|line: &str| eprintln!("{line}"))),
     };
-    let snap = block_on(powertune_gateway::collect::collect_status(&a.url))??;
-    if let Some(p) = &a.save_baseline {
-        let b = Baseline::from_snapshot(&snap);
-        std::fs::write(p, serde_json::to_string_pretty(&b)? + "\n")
-            .with_context(|| format!("cannot write baseline {}", p.display()))?;
-        eprintln!(
-            "saved a baseline of {} providers to {}",
-            b.providers.len(),
-            p.display()
-        );
-    }
-    let findings = judge(&snap, baseline.as_ref(), &targets.ai);
-    let metrics = serde_json::to_value(&snap)?;
-    let report = Report::new("gateway status", findings, metrics);
-    emit(&report, &details(&snap), a.json.as_deref())
-}
-
-fn details(s: &StatusSnapshot) -> String {
-    let style = Style::detect();
-    let mut out = format!(
-        "{} calls in {:.0}s; gateway overhead p50 {:.3}ms p99 {:.3}ms; retries by depth {:?}; {} answered 503 (all open)\n\n",
-        s.calls, s.uptime_s, s.overhead_ms.p50, s.overhead_ms.p99, s.retries_by_depth, s.rejected_all_open
-    );
-    let mut rows = vec![[
-        "provider",
-        "credential",
-        "state",
-        "weight",
-        "rpm",
-        "fails",
-        "trips",
-    ]
-    .iter()
-    .map(|x| style.bold(x))
-    .collect::<Vec<_>>()];
-    for c in &s.credentials {
-        let state = match c.open_for_s {
-            Some(secs) => format!("{} ({secs:.0}s)", c.state),
-            None => c.state.clone(),
-        };
-        rows.push(vec![
-            c.provider.clone(),
-            c.credential.clone(),
-            state,
-            c.weight.to_string(),
-            c.rpm.map_or("-".into(), |r| r.to_string()),
-            c.consecutive_failures.to_string(),
-            c.trips.to_string(),
-        ]);
-    }
-    out.push_str(&table(&rows));
-    if !s.series.is_empty() {
-        out.push('\n');
-        let mut rows = vec![[
-            "provider/credential",
-            "model",
-            "ok",
-            "failed",
-            "p50 ms",
-            "p95 ms",
-            "ttft p95",
-            "tokens in/out",
-        ]
-        .iter()
-        .map(|x| style.bold(x))
-        .collect::<Vec<_>>()];
-        for r in &s.series {
-            let ok = r.requests.get("ok").copied().unwrap_or(0);
-            let failed: u64 = r
-                .requests
-                .iter()
-                .filter(|(k, _)| k.as_str() != "ok")
-                .map(|(_, v)| v)
-                .sum();
-            rows.push(vec![
-                format!("{}/{}", r.provider, r.credential),
-                r.model.clone(),
-                ok.to_string(),
-                failed.to_string(),
-                format!("{:.1}", r.latency_ms.p50),
-                format!("{:.1}", r.latency_ms.p95),
-                format!("{:.1}", r.ttft_ms.p95),
-                format!("{}/{}", r.tokens_in, r.tokens_out),
-            ]);
-        }
-        out.push_str(&table(&rows));
-    }
-    out
+    let inspection = block_on(inspect(&options, &targets))??;
+    emit(&inspection.report()?, &inspection.text, a.json.as_deref())
 }

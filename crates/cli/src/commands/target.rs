@@ -87,13 +87,7 @@ fn config(args: &Args) -> anyhow::Result<TargetConfig> {
 pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let cfg = config(&args)?;
     if args.print_config {
-        // Passwords are shown masked, never as written.
-        let mut shown = cfg.clone();
-        shown.auth.password = "********".into();
-        for u in &mut shown.auth.users {
-            u.password = "********".into();
-        }
-        write!(std::io::stdout().lock(), "{}", shown.to_toml()?)?;
+        write!(std::io::stdout().lock(), "{}", cfg.to_masked_toml()?)?;
         return Ok(ExitCode::Passed);
     }
     if !args.listen.ip().is_loopback() && !args.allow_remote {

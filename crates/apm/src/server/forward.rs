@@ -1,0 +1,359 @@
+//! Forwarding of everything received to another OTLP receiver (`--forward`), over
+//! OTLP/HTTP (`http/protobuf`, bodies passed on unchanged) or OTLP/gRPC (`grpc`),
+//! whichever way the spans came in.
+//!
+//! Ingestion never waits for the forward target: handlers put a batch on a bounded
+//! queue (`try_send`, at most `queue_batches` batches and `queue_bytes` bytes) and go
+//! on; a full queue drops the batch for forwarding only (it is still analysed) and
+//! counts it in `forward_dropped`. One task drains the queue with at most
+//! `IN_FLIGHT` requests outstanding, each with a timeout.
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderValue};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Requests to the forward target outstanding at once, at most.
+pub const IN_FLIGHT: usize = 8;
+/// Timeout of one forward request.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("--forward {url}: {why} (example: {example})")]
+    Url {
+        url: String,
+        why: String,
+        example: &'static str,
+    },
+    #[error("--forward-protocol {0}: not a protocol; use http/protobuf or grpc (as in OTEL_EXPORTER_OTLP_PROTOCOL)")]
+    Protocol(String),
+}
+
+/// The wire protocol towards the forward target, named as in the OpenTelemetry
+/// SDKs' `OTEL_EXPORTER_OTLP_PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/HTTP to `URL/v1/traces`; bodies received over HTTP go on unchanged
+    /// (protobuf or JSON, gzip or not), gRPC exports go as protobuf.
+    HttpProtobuf,
+    /// OTLP/gRPC `TraceService/Export` (plaintext HTTP/2).
+    Grpc,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ForwardError;
+    fn from_str(s: &str) -> Result<Protocol, ForwardError> {
+        match s {
+            "http/protobuf" | "http" => Ok(Protocol::HttpProtobuf),
+            "grpc" => Ok(Protocol::Grpc),
+            other => Err(ForwardError::Protocol(other.to_string())),
+        }
+    }
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// A checked forward target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: url::Url,
+    pub protocol: Protocol,
+}
+
+impl Target {
+    /// Checks a `--forward` value for `protocol`. HTTP: an http(s) URL, `/v1/traces`
+    /// appended unless already there. gRPC: `http://host:port` or, as in a collector's
+    /// `otlp` exporter, plain `host:port`. Credentials in the URL are refused.
+    pub fn parse(s: &str, protocol: Protocol) -> Result<Target, ForwardError> {
+        let example = match protocol {
+            Protocol::HttpProtobuf => "--forward http://collector:4318",
+            Protocol::Grpc => "--forward collector:4317 --forward-protocol grpc",
+        };
+        let bad = |why: &str| ForwardError::Url {
+            url: powertune_core::redact::url(s),
+            why: why.to_string(),
+            example,
+        };
+        let text = if protocol == Protocol::Grpc && !s.contains("://") {
+            format!("http://{s}")
+        } else {
+            s.to_string()
+        };
+        let mut u = url::Url::parse(&text).map_err(|e| bad(&e.to_string()))?;
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(bad("needs a host"));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(bad("credentials do not belong in the URL"));
+        }
+        match protocol {
+            Protocol::HttpProtobuf => {
+                if !matches!(u.scheme(), "http" | "https") {
+                    return Err(bad("must be an http:// or https:// URL"));
+                }
+                if u.path() == "/" || u.path().is_empty() {
+                    u.set_path("/v1/traces");
+                } else if !u.path().ends_with("/v1/traces") {
+                    let p = format!("{}/v1/traces", u.path().trim_end_matches('/'));
+                    u.set_path(&p);
+                }
+            }
+            Protocol::Grpc => {
+                if u.scheme() != "http" {
+                    return Err(bad(
+                        "gRPC forwarding speaks plaintext HTTP/2 only: use http://host:port or host:port",
+                    ));
+                }
+                if u.port().is_none() {
+                    return Err(bad("needs a port (the OTLP/gRPC port is 4317)"));
+                }
+                u.set_path("/");
+            }
+        }
+        Ok(Target { url: u, protocol })
+    }
+
+    pub fn shown(&self) -> String {
+        format!(
+            "{} ({})",
+            powertune_core::redact::url(self.url.as_str()),
+            self.protocol.name()
+        )
+    }
+}
+
+/// One batch to pass on.
+pub struct Payload {
+    pub body: Bytes,
+    /// For OTLP/HTTP: the content type and encoding to send with it.
+    pub content_type: HeaderValue,
+    pub gzip: bool,
+}
+
+/// Counters, reported in `/api/summary` `ingest`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Batches the target accepted.
+    pub forwarded: AtomicU64,
+    /// Batches the target refused or that failed (error, timeout, unreachable).
+    pub failed: AtomicU64,
+    /// Batches not forwarded because the queue was full.
+    pub dropped: AtomicU64,
+    /// Bytes queued or in flight now.
+    pub queued_bytes: AtomicUsize,
+    /// Batches queued or in flight now.
+    pub queued: AtomicUsize,
+}
+
+/// The handlers' side: a bounded queue into the forwarding task.
+pub struct Forwarder {
+    pub target: Target,
+    tx: mpsc::Sender<Payload>,
+    max_bytes: usize,
+    pub stats: Arc<Stats>,
+}
+
+impl Forwarder {
+    /// Whether bodies must be protobuf (gRPC target): HTTP JSON and gzip bodies are
+    /// converted before [`Forwarder::offer`].
+    pub fn wants_plain_protobuf(&self) -> bool {
+        self.target.protocol == Protocol::Grpc
+    }
+
+    /// Queues a batch for forwarding without waiting; `false` when it was dropped
+    /// (queue full by count or bytes, or the task is gone).
+    pub fn offer(&self, p: Payload) -> bool {
+        let len = p.body.len();
+        let before = self.stats.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before + len > self.max_bytes && before > 0 {
+            self.stats.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.stats.queued.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(p) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// Raw protobuf bytes as the gRPC request message; the answer is read and dropped
+/// (its partial success is the target's business).
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct DiscardDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for DiscardDecoder {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        bytes::Buf::advance(src, n);
+        Ok(Some(()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = DiscardDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> DiscardDecoder {
+        DiscardDecoder
+    }
+}
+
+enum Client {
+    Http(reqwest::Client, url::Url),
+    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
+}
+
+impl Client {
+    async fn send(&self, p: Payload) -> Result<(), String> {
+        match self {
+            Client::Http(c, url) => {
+                let mut req = c
+                    .post(url.clone())
+                    .header(header::CONTENT_TYPE, p.content_type)
+                    .body(p.body);
+                if p.gzip {
+                    req = req.header(header::CONTENT_ENCODING, "gzip");
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("HTTP {}", r.status())),
+                    Err(e) => Err(e.without_url().to_string()),
+                }
+            }
+            Client::Grpc(g) => {
+                let mut g = g.clone();
+                g.ready().await.map_err(|e| e.to_string())?;
+                let mut req = tonic::Request::new(p.body);
+                req.set_timeout(TIMEOUT);
+                g.unary(
+                    req,
+                    axum::http::uri::PathAndQuery::from_static(GRPC_PATH),
+                    RawCodec,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("gRPC {:?}: {}", s.code(), s.message()))
+            }
+        }
+    }
+}
+
+/// Starts the forwarding task (on the current tokio runtime) and returns the
+/// handlers' side.
+pub fn start(
+    target: Target,
+    queue_batches: usize,
+    queue_bytes: usize,
+) -> Result<Forwarder, ForwardError> {
+    let client = match target.protocol {
+        Protocol::HttpProtobuf => Client::Http(
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .build()
+                .map_err(|e| ForwardError::Url {
+                    url: powertune_core::redact::url(target.url.as_str()),
+                    why: e.to_string(),
+                    example: "--forward http://collector:4318",
+                })?,
+            target.url.clone(),
+        ),
+        Protocol::Grpc => {
+            let ep = tonic::transport::Endpoint::from_shared(target.url.to_string())
+                .map_err(|e| ForwardError::Url {
+                    url: powertune_core::redact::url(target.url.as_str()),
+                    why: e.to_string(),
+                    example: "--forward collector:4317 --forward-protocol grpc",
+                })?
+                .connect_timeout(TIMEOUT)
+                .timeout(TIMEOUT);
+            Client::Grpc(tonic::client::Grpc::new(ep.connect_lazy()))
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<Payload>(queue_batches.max(1));
+    let stats = Arc::new(Stats::default());
+    let st = stats.clone();
+    let client = Arc::new(client);
+    let shown = target.shown();
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        // A slot first, then a batch: while every slot is busy, batches wait in
+        // the bounded channel (so at most queue + IN_FLIGHT are held).
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let Some(p) = rx.recv().await else {
+                break;
+            };
+            let (client, st, shown) = (client.clone(), st.clone(), shown.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let len = p.body.len();
+                match client.send(p).await {
+                    Ok(()) => {
+                        st.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(why) => {
+                        let n = st.failed.fetch_add(1, Ordering::Relaxed);
+                        // One line per 1000 failures: a target that is down must not
+                        // flood the log.
+                        if n % 1000 == 0 {
+                            tracing::warn!("forward to {shown}: {why} ({} failed so far)", n + 1);
+                        }
+                    }
+                }
+                st.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                st.queued.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    });
+    Ok(Forwarder {
+        target,
+        tx,
+        max_bytes: queue_bytes.max(1),
+        stats,
+    })
+}

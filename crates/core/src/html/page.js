@@ -1,0 +1,100 @@
+// Draws each chart described in #charts-data with uPlot. No network access.
+(function () {
+  "use strict";
+  var specs = JSON.parse(document.getElementById("charts-data").textContent || "[]");
+  var palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+  function unitFmt(unit) {
+    switch (unit) {
+      case "ms": return function (v) { return v == null ? "" : (v >= 1000 ? (v / 1000).toFixed(2) + "s" : (+v.toFixed(2)) + "ms"); };
+      case "seconds": return function (v) { return v == null ? "" : (+v.toFixed(2)) + "s"; };
+      case "percent": return function (v) { return v == null ? "" : (+v.toFixed(2)) + "%"; };
+      case "per_second": return function (v) { return v == null ? "" : (+v.toFixed(1)) + "/s"; };
+      case "ratio": return function (v) { return v == null ? "" : v.toFixed(2) + "×"; };
+      case "bytes": return function (v) {
+        if (v == null) return "";
+        var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+        while (Math.abs(v) >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+        return (i ? v.toFixed(1) : v.toFixed(0)) + " " + u[i];
+      };
+      default: return function (v) { return v == null ? "" : String(+v.toFixed(2)); };
+    }
+  }
+
+  function xFmt(axis) {
+    if (axis === "elapsed") {
+      return function (v) {
+        if (v == null) return "";
+        var s = Math.round(v), m = Math.floor(s / 60);
+        return m + ":" + String(s % 60).padStart(2, "0");
+      };
+    }
+    return function (v) { return v == null ? "" : String(+v.toFixed(2)); };
+  }
+
+  function marksPlugin(marks) {
+    return {
+      hooks: {
+        draw: [function (u) {
+          var ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = "#888";
+          ctx.fillStyle = "#555";
+          ctx.setLineDash([4, 4]);
+          ctx.lineWidth = 1;
+          ctx.font = Math.round(10 * devicePixelRatio) + "px sans-serif";
+          marks.forEach(function (m) {
+            var x = Math.round(u.valToPos(m.x, "x", true));
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+            ctx.fillText(m.label, x + 3, u.bbox.top + 12 * devicePixelRatio);
+          });
+          ctx.restore();
+        }]
+      }
+    };
+  }
+
+  var drawn = {};
+  specs.forEach(function (spec) {
+    var fig = document.querySelector('figure[data-chart="' + spec.id + '"] .plot');
+    if (!fig) return;
+    var fmt = unitFmt(spec.unit);
+    var data = [spec.x];
+    var series = [{ label: spec.x_label, value: function (u, v) { return xFmt(spec.x_axis)(v); } }];
+    spec.series.forEach(function (s, i) {
+      data.push(s.values);
+      series.push({
+        label: s.label,
+        stroke: palette[i % palette.length],
+        width: 1.5,
+        dash: s.dashed ? [6, 4] : undefined,
+        spanGaps: false,
+        value: function (u, v) { return fmt(v); }
+      });
+    });
+    spec.levels.forEach(function (l) {
+      data.push(spec.x.map(function () { return l.value; }));
+      series.push({ label: l.label, stroke: "#c00", width: 1, dash: [2, 3], points: { show: false },
+                    value: function (u, v) { return fmt(v); } });
+    });
+    var width = Math.max(320, Math.min(fig.clientWidth || 900, 1100));
+    var opts = {
+      width: width,
+      height: 260,
+      scales: { x: { time: spec.x_axis === "time" } },
+      axes: [
+        { values: spec.x_axis === "time" ? undefined : function (u, vals) { return vals.map(xFmt(spec.x_axis)); } },
+        { size: 70, values: function (u, vals) { return vals.map(fmt); } }
+      ],
+      series: series,
+      plugins: spec.marks.length ? [marksPlugin(spec.marks)] : []
+    };
+    new uPlot(opts, data, fig);
+    fig.parentNode.setAttribute("data-rendered-series", String(spec.series.length));
+    drawn[spec.id] = { series: spec.series.map(function (s) { return s.label; }), points: spec.x.length };
+  });
+  window.powertuneCharts = drawn;
+})();

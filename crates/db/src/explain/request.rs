@@ -1,0 +1,140 @@
+//! What `db explain` is asked to run, checked before any connection: exactly one
+//! statement of a kind EXPLAIN accepts, its parameters and its `SET LOCAL` settings.
+
+use super::sql;
+use crate::error::DbError;
+
+/// Statements `db explain` runs as given.
+const READS: [&str; 4] = ["SELECT", "WITH", "VALUES", "TABLE"];
+/// Statements that take row locks while explained: only with `allow_writes`.
+const WRITES: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+
+/// What to explain, as given.
+#[derive(Debug, Clone, Default)]
+pub struct RawExplain {
+    pub sql: String,
+    /// Values for `$1`, `$2`, ... passed as text literals; the server infers their types.
+    pub params: Vec<String>,
+    /// `name=value` settings applied with `SET LOCAL` inside the transaction.
+    pub settings: Vec<String>,
+    /// `EXPLAIN` without `ANALYZE`: plan only, nothing executed.
+    pub no_analyze: bool,
+    /// Allow INSERT / UPDATE / DELETE / MERGE (executed, then rolled back).
+    pub allow_writes: bool,
+}
+
+/// A validated request.
+#[derive(Debug, Clone)]
+pub struct ExplainRequest {
+    pub sql: String,
+    pub params: Vec<String>,
+    pub settings: Vec<(String, String)>,
+    pub analyze: bool,
+}
+
+impl RawExplain {
+    /// Checks the statement without touching the server: exactly one statement, of a
+    /// kind EXPLAIN accepts, with as many `--param` as placeholders.
+    pub fn validate(&self) -> Result<ExplainRequest, DbError> {
+        let stmts = sql::split_statements(&self.sql)
+            .map_err(|e| DbError::Config(format!("the statement has {e} (expected e.g. \"SELECT * FROM orders WHERE account_id = $1\")")))?;
+        let stmt = match stmts.len() {
+            0 => return Err(DbError::Config("no statement given (expected e.g. \"SELECT * FROM orders WHERE account_id = $1\")".into())),
+            1 => stmts.into_iter().next().unwrap_or_default(),
+            n => {
+                return Err(DbError::Config(format!(
+                    "{n} statements given; db explain runs exactly one (e.g. \"SELECT * FROM orders WHERE account_id = $1\")"
+                )))
+            }
+        };
+        let kw = sql::first_keyword(&stmt);
+        if WRITES.contains(&kw.as_str()) {
+            if !self.allow_writes && !self.no_analyze {
+                return Err(DbError::Config(format!(
+                    "{kw} would run (then roll back) and lock rows while it runs; pass --allow-writes to do that, or --no-analyze for the plan only"
+                )));
+            }
+        } else if !READS.contains(&kw.as_str()) {
+            return Err(DbError::Config(format!(
+                "cannot explain a `{kw}` statement: expected SELECT, WITH, VALUES, TABLE (or INSERT/UPDATE/DELETE/MERGE with --allow-writes)"
+            )));
+        }
+        let wanted = sql::max_placeholder(&stmt);
+        if wanted != self.params.len() {
+            return Err(DbError::Config(format!(
+                "the statement uses {wanted} placeholder(s) ($1..${wanted}) but {} --param given (e.g. --param 42 for $1)",
+                self.params.len()
+            )));
+        }
+        for p in &self.params {
+            sql::quote_literal(p).map_err(DbError::Config)?;
+        }
+        let mut settings = Vec::new();
+        for s in &self.settings {
+            let (k, v) = s.split_once('=').ok_or_else(|| {
+                DbError::Config(format!(
+                    "--set `{s}` is not name=value (e.g. --set work_mem=64MB)"
+                ))
+            })?;
+            let k = k.trim();
+            if !sql::is_setting_name(k) {
+                return Err(DbError::Config(format!(
+                    "--set `{s}`: `{k}` is not a setting name (e.g. --set work_mem=64MB)"
+                )));
+            }
+            if k == "transaction_read_only" || k == "default_transaction_read_only" {
+                return Err(DbError::Config(format!(
+                    "--set `{k}` is managed by powertune"
+                )));
+            }
+            sql::quote_literal(v.trim()).map_err(DbError::Config)?;
+            settings.push((k.to_string(), v.trim().to_string()));
+        }
+        Ok(ExplainRequest {
+            sql: stmt,
+            params: self.params.clone(),
+            settings,
+            analyze: !self.no_analyze,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(sql: &str, params: &[&str]) -> RawExplain {
+        RawExplain {
+            sql: sql.into(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn refuses_more_than_one_statement_and_wrong_params() {
+        let e = raw("SELECT 1; DELETE FROM t", &[])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2 statements"), "{e}");
+        let e = raw("SELECT * FROM t WHERE id = $1", &[])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 placeholder"), "{e}");
+        assert!(raw("SELECT ';' FROM t WHERE id = $1;", &["4"])
+            .validate()
+            .is_ok());
+        let e = raw("DROP TABLE t", &[]).validate().unwrap_err().to_string();
+        assert!(e.contains("cannot explain a `DROP`"), "{e}");
+        let e = raw("UPDATE t SET a = 1", &[])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--allow-writes"), "{e}");
+        let mut w = raw("UPDATE t SET a = 1", &[]);
+        w.allow_writes = true;
+        assert!(w.validate().is_ok());
+    }
+}

@@ -1,0 +1,496 @@
+//! One upstream attempt on a (provider, credential): send, wait for the answer (or
+//! the first decoded chunk of a stream) within the timeouts, and classify a failure.
+
+use super::gateway::Gateway;
+use super::live::Live;
+use crate::config::{ProviderKind, Target};
+use crate::metrics::{CallRecord, Outcome};
+use crate::upstream::{PlainResponse, SendError};
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use futures_util::{Stream, StreamExt};
+use powertune_dialect::{
+    parse_provider_response, peek_provider_response, provider_error_message, ApiError, Chunk,
+    DecodeError, ErrorKind, StreamDecoder, Usage,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Largest provider response body read for a non-streaming call.
+pub(super) const MAX_UPSTREAM_BODY: usize = 16 << 20;
+
+/// Why an upstream attempt failed, before it is classified.
+#[derive(Debug)]
+pub(super) enum Failure {
+    Connect(String),
+    Timeout(&'static str),
+    Status { status: u16, message: String },
+    Decode(DecodeError),
+}
+
+impl Failure {
+    pub(super) fn outcome(&self) -> Outcome {
+        match self {
+            Failure::Connect(_) => Outcome::ConnectError,
+            Failure::Timeout(_) => Outcome::Timeout,
+            Failure::Status { status: 429, .. } => Outcome::RateLimited,
+            Failure::Status {
+                status: 401 | 403, ..
+            } => Outcome::AuthFailed,
+            Failure::Status { status, .. } if *status >= 500 || *status == 408 => {
+                Outcome::ServerError
+            }
+            Failure::Status { .. } => Outcome::ClientError,
+            Failure::Decode(_) => Outcome::StreamError,
+        }
+    }
+
+    /// Worth another attempt (on this or another credential)?
+    pub(super) fn retryable(&self) -> bool {
+        !matches!(self.outcome(), Outcome::ClientError)
+    }
+
+    pub(super) fn api_error(&self, provider: &str) -> ApiError {
+        match self {
+            Failure::Connect(m) => ApiError::new(
+                ErrorKind::Upstream,
+                format!("cannot reach provider {provider}: {m}"),
+            ),
+            Failure::Timeout(what) => ApiError::new(
+                ErrorKind::Timeout,
+                format!("provider {provider} timed out ({what})"),
+            ),
+            Failure::Status {
+                status, message, ..
+            } => {
+                let kind = match status {
+                    429 => ErrorKind::RateLimited,
+                    401 | 403 => ErrorKind::Upstream,
+                    404 => ErrorKind::NotFound,
+                    s if *s >= 500 || *s == 408 => ErrorKind::Upstream,
+                    _ => ErrorKind::InvalidRequest,
+                };
+                ApiError::new(
+                    kind,
+                    format!("provider {provider} answered {status}: {message}"),
+                )
+            }
+            Failure::Decode(e) => ApiError::new(
+                match e {
+                    DecodeError::Provider {
+                        overloaded: true, ..
+                    } => ErrorKind::Overloaded,
+                    _ => ErrorKind::Upstream,
+                },
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+/// Owns one admitted call on (provider, credential): records its outcome on the
+/// breaker and in the metrics exactly once; dropped unfinished = the client hung up.
+pub(super) struct CallGuard {
+    pub(super) gw: Arc<Gateway>,
+    pub(super) live: Arc<Live>,
+    pub(super) targets: Arc<[Target]>,
+    pub(super) target: usize,
+    pub(super) cred: usize,
+    pub(super) started: Instant,
+    pub(super) ttft: Option<Duration>,
+    pub(super) usage: Usage,
+    pub(super) retry_after: Option<Duration>,
+    pub(super) done: bool,
+}
+
+impl CallGuard {
+    pub(super) fn finish(&mut self, outcome: Outcome) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let now = self.gw.clock.now();
+        let t = &self.targets[self.target];
+        {
+            let mut st = self.live.selectors[t.provider].creds[self.cred].lock();
+            let b = &mut st.breaker;
+            match outcome {
+                Outcome::Ok => b.on_success(now),
+                Outcome::ServerError
+                | Outcome::ConnectError
+                | Outcome::Timeout
+                | Outcome::StreamError => b.on_failure(now),
+                Outcome::RateLimited => b.on_rate_limited(now, self.retry_after),
+                Outcome::AuthFailed => b.on_auth_failure(),
+                Outcome::ClientError | Outcome::ClientClosed => b.on_neutral(),
+            }
+        }
+        let p = &self.live.cfg.providers[t.provider];
+        self.gw.metrics.record_call(&CallRecord {
+            provider: &p.name,
+            credential: &p.credentials[self.cred].name,
+            model: &t.model,
+            outcome,
+            total: self.started.elapsed(),
+            ttft: self.ttft,
+            tokens_in: self.usage.input,
+            tokens_out: self.usage.output,
+        });
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.finish(Outcome::ClientClosed);
+    }
+}
+
+/// The wait a provider asked for: `retry-after-ms` (OpenAI's), else `retry-after` in
+/// seconds.
+pub(super) fn retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
+    if let Some(ms) = ms.and_then(|s| s.trim().parse::<f64>().ok()) {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    secs.and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// An upstream body as a stream of data; an error item is the reason it broke off.
+pub(super) type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// A provider's response from either upstream client (the plain HTTP/1.1 client for
+/// http://, reqwest with rustls for https://).
+pub(super) enum UpResponse {
+    Plain(PlainResponse),
+    Reqwest(reqwest::Response),
+}
+
+impl UpResponse {
+    pub(super) fn status(&self) -> u16 {
+        match self {
+            UpResponse::Plain(r) => r.status,
+            UpResponse::Reqwest(r) => r.status().as_u16(),
+        }
+    }
+
+    pub(super) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpResponse::Plain(r) => {
+                retry_after(r.retry_after_ms.as_deref(), r.retry_after.as_deref())
+            }
+            UpResponse::Reqwest(r) => {
+                let h = r.headers();
+                let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                retry_after(get("retry-after-ms"), get("retry-after"))
+            }
+        }
+    }
+
+    pub(super) fn into_stream(self) -> ByteStream {
+        match self {
+            UpResponse::Reqwest(r) => Box::pin(
+                r.bytes_stream()
+                    .map(|c| c.map_err(|e| format!("the stream broke: {}", short_err(&e)))),
+            ),
+            UpResponse::Plain(r) => Box::pin(r.body),
+        }
+    }
+}
+
+/// A reqwest error without its URL's query (and never a key: keys are headers).
+pub(super) fn short_err(e: &reqwest::Error) -> String {
+    let mut s = if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the response body broke off".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    let mut depth = 0;
+    while let Some(c) = src {
+        if depth == 2 {
+            break;
+        }
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+        depth += 1;
+    }
+    s
+}
+
+/// What a successful attempt produced.
+pub(super) enum Success {
+    Full(powertune_dialect::ChatResponse),
+    /// A same-format response passed through as it came (usage read from it).
+    Raw {
+        body: Bytes,
+        usage: Usage,
+    },
+    Stream {
+        upstream: ByteStream,
+        dec: StreamDecoder,
+        first: Vec<Chunk>,
+        /// The provider's error right after `first` (same read).
+        broken: Option<Failure>,
+    },
+}
+
+impl Gateway {
+    /// Sends the chat request to (provider, credential): the plain HTTP/1.1 client
+    /// ([`crate::upstream`]) for http:// providers, reqwest (rustls) for https.
+    pub(super) async fn send(
+        &self,
+        live: &Live,
+        provider: usize,
+        cred: usize,
+        body: Vec<u8>,
+    ) -> Result<UpResponse, SendError> {
+        let anthropic = live.cfg.providers[provider].kind == ProviderKind::Anthropic;
+        let auth = &live.auth[provider][cred];
+        if let Some(origin) = &live.plain[provider] {
+            let mut h: [(&[u8], &[u8]); 3] = [(b"content-type", b"application/json"); 3];
+            let mut n = 1;
+            if anthropic {
+                h[n] = (b"anthropic-version", b"2023-06-01");
+                n += 1;
+            }
+            if let Some((name, value)) = auth {
+                h[n] = (name.as_str().as_bytes(), value.as_bytes());
+                n += 1;
+            }
+            return self
+                .plain
+                .post(origin, &h[..n], &body)
+                .await
+                .map(UpResponse::Plain);
+        }
+        let mut rb = self
+            .http
+            .post(live.endpoints[provider].clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        if anthropic {
+            rb = rb.header("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
+        if let Some((name, value)) = auth {
+            rb = rb.header(name.clone(), value.clone());
+        }
+        match rb.send().await {
+            Ok(r) => Ok(UpResponse::Reqwest(r)),
+            Err(e) if e.is_timeout() => Err(SendError::ConnectTimeout),
+            Err(e) => Err(SendError::Failed(short_err(&e))),
+        }
+    }
+
+    /// One attempt on (target, credential): until the full response (non-streaming) or
+    /// until the first decoded chunk (streaming). `pass` = the body is in the client's
+    /// own format and the response passes through.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn attempt(
+        &self,
+        live: &Live,
+        t: &Target,
+        cred: usize,
+        body: Vec<u8>,
+        stream: bool,
+        pass: bool,
+        deadline: Instant,
+    ) -> Result<Success, (Failure, Option<Duration>)> {
+        let kind = live.cfg.providers[t.provider].kind;
+        let now = Instant::now();
+        let remaining = deadline.saturating_duration_since(now);
+        let first_wait = if stream {
+            self.cfg_first_token(live).min(remaining)
+        } else {
+            remaining
+        };
+        let what = if stream && first_wait < remaining {
+            "time to first token"
+        } else {
+            "request timeout"
+        };
+        let first_deadline = now + first_wait;
+        let send = self.send(live, t.provider, cred, body);
+        let resp = match tokio::time::timeout_at(first_deadline, send).await {
+            Err(_) => return Err((Failure::Timeout(what), None)),
+            Ok(Err(SendError::ConnectTimeout)) => {
+                return Err((Failure::Timeout("connect timeout"), None))
+            }
+            Ok(Err(SendError::Failed(m))) => return Err((Failure::Connect(m), None)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if !(200..300).contains(&status) {
+            let ra = resp.retry_after();
+            let body = tokio::time::timeout_at(first_deadline, read_limited(resp, 64 << 10))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default();
+            let message =
+                provider_error_message(&body).unwrap_or_else(|| "(no error message)".into());
+            return Err((Failure::Status { status, message }, ra));
+        }
+        if !stream {
+            let body = match tokio::time::timeout_at(
+                deadline,
+                read_limited(resp, MAX_UPSTREAM_BODY),
+            )
+            .await
+            {
+                Err(_) => return Err((Failure::Timeout("request timeout"), None)),
+                Ok(Err(e)) => {
+                    return Err((
+                        Failure::Decode(DecodeError::Provider {
+                            provider: kind.as_str(),
+                            message: e,
+                            overloaded: false,
+                        }),
+                        None,
+                    ))
+                }
+                Ok(Ok(b)) => b,
+            };
+            if pass {
+                return peek_provider_response(kind, &body)
+                    .map(|usage| Success::Raw { body, usage })
+                    .map_err(|e| (Failure::Decode(e), None));
+            }
+            return parse_provider_response(kind, &body, &t.model)
+                .map(Success::Full)
+                .map_err(|e| (Failure::Decode(e), None));
+        }
+        let mut upstream: ByteStream = resp.into_stream();
+        let mut dec = StreamDecoder::new(kind);
+        let mut first = Vec::new();
+        loop {
+            match tokio::time::timeout_at(first_deadline, upstream.next()).await {
+                Err(_) => return Err((Failure::Timeout(what), None)),
+                Ok(Some(Ok(b))) => {
+                    let fed = dec.feed_into(&b, &mut first);
+                    match fed {
+                        Err(e) if first.is_empty() => return Err((Failure::Decode(e), None)),
+                        Ok(()) if first.is_empty() => continue,
+                        // content decoded: the stream is committed, a provider error
+                        // after it goes to the client after that content
+                        _ => {
+                            return Ok(Success::Stream {
+                                upstream,
+                                dec,
+                                first,
+                                broken: fed.err().map(Failure::Decode),
+                            })
+                        }
+                    }
+                }
+                Ok(Some(Err(message))) => {
+                    return Err((
+                        Failure::Decode(DecodeError::Provider {
+                            provider: kind.as_str(),
+                            message,
+                            overloaded: false,
+                        }),
+                        None,
+                    ))
+                }
+                Ok(None) => match dec.end() {
+                    Ok(first) if !first.is_empty() => {
+                        return Ok(Success::Stream {
+                            upstream,
+                            dec,
+                            first,
+                            broken: None,
+                        })
+                    }
+                    Ok(_) => {
+                        return Err((
+                            Failure::Decode(DecodeError::Provider {
+                                provider: kind.as_str(),
+                                message: "the stream ended without content".into(),
+                                overloaded: false,
+                            }),
+                            None,
+                        ))
+                    }
+                    Err(e) => return Err((Failure::Decode(e), None)),
+                },
+            }
+        }
+    }
+
+    pub(super) fn cfg_first_token(&self, live: &Live) -> Duration {
+        live.cfg.timeouts.first_token
+    }
+}
+
+pub(super) async fn read_limited(resp: UpResponse, limit: usize) -> Result<Bytes, String> {
+    let too_large = || format!("the response body is larger than {limit} bytes");
+    let resp = match resp {
+        UpResponse::Plain(r) => {
+            if r.content_length.is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            let mut body = r.body;
+            let mut out: Vec<u8> = Vec::with_capacity(r.content_length.unwrap_or(0) as usize);
+            while let Some(piece) = std::future::poll_fn(|cx| body.poll_data(cx)).await {
+                let piece = piece.map_err(|e| format!("the response body broke off: {e}"))?;
+                if out.len() + piece.len() > limit {
+                    return Err(too_large());
+                }
+                if out.is_empty() {
+                    out = piece;
+                } else {
+                    out.extend_from_slice(&piece);
+                }
+            }
+            return Ok(Bytes::from(out));
+        }
+        UpResponse::Reqwest(r) => r,
+    };
+    if resp.content_length().is_some_and(|n| n as usize <= limit) {
+        // one read of a body whose size is known and allowed
+        return resp
+            .bytes()
+            .await
+            .map_err(|e| format!("the response body broke off: {}", short_err(&e)));
+    }
+    let mut s = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        let c = c.map_err(|e| format!("the response body broke off: {}", short_err(&e)))?;
+        if out.len() + c.len() > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&c);
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_prefers_milliseconds_and_refuses_nonsense() {
+        let ms = |n: u64| Some(Duration::from_millis(n));
+        assert_eq!(retry_after(Some("150"), Some("30")), ms(150));
+        assert_eq!(
+            retry_after(Some(" 2.5 "), None),
+            Some(Duration::from_micros(2500))
+        );
+        assert_eq!(retry_after(None, Some("30")), ms(30_000));
+        assert_eq!(retry_after(Some("soon"), Some("1")), ms(1000));
+        assert_eq!(retry_after(Some("-1"), Some("1")), None);
+        assert_eq!(retry_after(None, Some("86400")), None);
+        assert_eq!(retry_after(None, Some("NaN")), None);
+        assert_eq!(retry_after(None, None), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! The running gateway: the live config generation, the upstream clients, the clock
+//! and the metrics every call records into.
+
+use super::live::{build_live, Live};
+use super::source::{ConfigSource, ReloadListener};
+use crate::breaker::Clock;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::metrics::{CredentialStatus, Metrics, StatusSnapshot};
+use crate::upstream::PlainClient;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// The running gateway: config, per-credential breakers, the upstream client, metrics.
+pub struct Gateway {
+    pub(super) live: RwLock<Arc<Live>>,
+    pub(super) source: Mutex<Option<ConfigSource>>,
+    pub(super) listener: Mutex<Option<ReloadListener>>,
+    pub(super) http: reqwest::Client,
+    pub(super) plain: PlainClient,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) metrics: Metrics,
+    pub(super) started: Instant,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("cfg", &self.live.read().cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway (no socket opens here).
+    pub fn new(cfg: Config, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, GatewayError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(512)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| GatewayError::Client(e.to_string()))?;
+        let plain = PlainClient::new(cfg.timeouts.connect);
+        let now = clock.now();
+        let live = build_live(cfg, 1, None, now)
+            .map_err(GatewayError::Client)?
+            .0;
+        Ok(Arc::new(Gateway {
+            live: RwLock::new(Arc::new(live)),
+            source: Mutex::new(None),
+            listener: Mutex::new(None),
+            http,
+            plain,
+            clock,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+        }))
+    }
+
+    pub(super) fn live(&self) -> Arc<Live> {
+        self.live.read().clone()
+    }
+
+    /// The config now in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.read().cfg.clone()
+    }
+
+    /// Binds `addr`; a taken port is a [`GatewayError::Bind`] naming it.
+    pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, GatewayError> {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
+    /// The `/status` snapshot.
+    pub fn status(&self) -> StatusSnapshot {
+        let now = self.clock.now();
+        let live = self.live();
+        let mut creds = Vec::new();
+        for (pi, p) in live.cfg.providers.iter().enumerate() {
+            for (ci, c) in p.credentials.iter().enumerate() {
+                let st = live.selectors[pi].creds[ci].lock();
+                let b = &st.breaker;
+                let state = b.state(now);
+                creds.push(CredentialStatus {
+                    provider: p.name.clone(),
+                    credential: c.name.clone(),
+                    state: state.as_str().to_string(),
+                    open_for_s: b
+                        .open_until()
+                        .filter(|u| *u > now)
+                        .map(|u| u.duration_since(now).as_secs_f64()),
+                    consecutive_failures: b.consecutive_failures(),
+                    trips: b.trips,
+                    transitions: b.transitions,
+                    weight: c.weight,
+                    rpm: c.rpm,
+                });
+            }
+        }
+        let mut s = self
+            .metrics
+            .snapshot(self.started.elapsed().as_secs_f64(), creds);
+        s.config_generation = live.generation;
+        s
+    }
+}

@@ -1,0 +1,231 @@
+//! One configuration generation with everything derived from it once, and how a
+//! new generation is built from the old one on reload.
+
+use crate::breaker::{Breaker, RpmLimiter, WeightedPicker};
+use crate::config::{Config, ProviderKind, Target};
+use crate::upstream::Origin;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderName, HeaderValue};
+use parking_lot::Mutex;
+use powertune_dialect::provider_path;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Breaker and rpm limiter of one (provider, credential). Shared by every config
+/// generation in which the pair is unchanged, so a reload keeps its state and calls
+/// still in flight from before the reload land on the same breaker.
+pub(super) struct CredState {
+    pub(super) breaker: Breaker,
+    pub(super) limiter: Option<RpmLimiter>,
+}
+
+pub(super) type Slot = Arc<Mutex<CredState>>;
+
+pub(super) struct Selector {
+    pub(super) picker: Mutex<WeightedPicker>,
+    pub(super) creds: Vec<Slot>,
+}
+
+/// One configuration generation, with everything derived from it once (so the hot
+/// path formats no URLs, header values or names). A call keeps the generation it
+/// started with until it ends.
+pub(super) struct Live {
+    pub(super) cfg: Arc<Config>,
+    pub(super) generation: u64,
+    pub(super) selectors: Vec<Selector>,
+    /// Per provider: the chat endpoint (base URL + path), parsed once; for plain-HTTP
+    /// providers also as the origin the plain client takes.
+    pub(super) endpoints: Vec<reqwest::Url>,
+    pub(super) plain: Vec<Option<Origin>>,
+    /// Per provider: `x-powertune-provider`; per credential: `x-powertune-credential`
+    /// and the auth header (marked sensitive).
+    pub(super) provider_hv: Vec<HeaderValue>,
+    pub(super) cred_hv: Vec<Vec<HeaderValue>>,
+    pub(super) auth: Vec<Vec<Option<(HeaderName, HeaderValue)>>>,
+    /// Route class → targets; model alias → targets.
+    pub(super) classes: BTreeMap<String, Arc<[Target]>>,
+    pub(super) aliases: BTreeMap<String, Arc<[Target]>>,
+}
+
+/// What an accepted reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub reloaded: bool,
+    /// The new config generation (1 at start).
+    pub generation: u64,
+    /// (provider, credential) pairs unchanged: breaker state kept.
+    pub kept: usize,
+    /// New or changed pairs: breaker starts closed.
+    pub fresh: usize,
+    /// Pairs that were disabled (401/403) and are usable again.
+    pub reenabled: usize,
+    /// Pairs (by provider and credential name) no longer in the config.
+    pub removed: usize,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "config generation {}: {} credentials kept their breaker state, {} new or changed start closed, {} re-enabled, {} removed",
+            self.generation, self.kept, self.fresh, self.reenabled, self.removed
+        )
+    }
+}
+
+/// Builds a config generation; with `old`, unchanged (provider, credential) pairs
+/// share their breaker slot with it.
+pub(super) fn build_live(
+    cfg: Config,
+    generation: u64,
+    old: Option<&Live>,
+    now: Instant,
+) -> Result<(Live, ReloadSummary), String> {
+    let mut summary = ReloadSummary {
+        generation,
+        ..Default::default()
+    };
+    let mut selectors = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut plain = Vec::new();
+    let mut provider_hv = Vec::new();
+    let mut cred_hv = Vec::new();
+    let mut auth = Vec::new();
+    for p in &cfg.providers {
+        let url = format!("{}{}", p.base_url, provider_path(p.kind));
+        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("provider {}: {e}", p.name))?;
+        plain.push(if parsed.scheme() == "http" {
+            Some(Origin::new(&parsed).map_err(|e| format!("provider {}: {e}", p.name))?)
+        } else {
+            None
+        });
+        endpoints.push(parsed);
+        provider_hv
+            .push(HeaderValue::from_str(&p.name).map_err(|e| format!("provider {}: {e}", p.name))?);
+        let old_p = old.and_then(|o| {
+            o.cfg
+                .providers
+                .iter()
+                .position(|q| q.name == p.name && q.kind == p.kind && q.base_url == p.base_url)
+                .map(|pi| (o, pi))
+        });
+        let mut slots = Vec::new();
+        let mut hvs = Vec::new();
+        let mut auths = Vec::new();
+        for c in &p.credentials {
+            hvs.push(
+                HeaderValue::from_str(&c.name)
+                    .map_err(|e| format!("credential {}: {e}", c.name))?,
+            );
+            auths.push(match &c.key {
+                None => None,
+                Some(k) => {
+                    let (name, value) = match p.kind {
+                        ProviderKind::Anthropic => (
+                            HeaderName::from_static("x-api-key"),
+                            HeaderValue::from_str(k.expose()),
+                        ),
+                        _ => (
+                            AUTHORIZATION,
+                            HeaderValue::from_str(&format!("Bearer {}", k.expose())),
+                        ),
+                    };
+                    // the error text never carries the key
+                    let mut value = value.map_err(|_| {
+                        format!(
+                            "the API key of credential {} is not a valid header value",
+                            c.name
+                        )
+                    })?;
+                    value.set_sensitive(true);
+                    Some((name, value))
+                }
+            });
+            let reuse = old_p.and_then(|(o, pi)| {
+                o.cfg.providers[pi]
+                    .credentials
+                    .iter()
+                    .position(|d| d.name == c.name && d.key == c.key)
+                    .map(|ci| {
+                        (
+                            o.cfg.providers[pi].credentials[ci].rpm,
+                            o.selectors[pi].creds[ci].clone(),
+                        )
+                    })
+            });
+            let slot = match reuse {
+                Some((old_rpm, slot)) => {
+                    {
+                        let mut st = slot.lock();
+                        st.breaker.set_config(cfg.breaker.clone());
+                        if st.breaker.reenable() {
+                            summary.reenabled += 1;
+                        }
+                        if old_rpm != c.rpm {
+                            st.limiter = c.rpm.map(RpmLimiter::new);
+                        }
+                    }
+                    summary.kept += 1;
+                    slot
+                }
+                None => {
+                    if old.is_some() {
+                        summary.fresh += 1;
+                    }
+                    Arc::new(Mutex::new(CredState {
+                        breaker: Breaker::new(cfg.breaker.clone(), now),
+                        limiter: c.rpm.map(RpmLimiter::new),
+                    }))
+                }
+            };
+            slots.push(slot);
+        }
+        selectors.push(Selector {
+            picker: Mutex::new(WeightedPicker::default()),
+            creds: slots,
+        });
+        cred_hv.push(hvs);
+        auth.push(auths);
+    }
+    if let Some(o) = old {
+        summary.removed = o
+            .cfg
+            .providers
+            .iter()
+            .flat_map(|p| p.credentials.iter().map(move |c| (p, c)))
+            .filter(|(p, c)| {
+                !cfg.providers
+                    .iter()
+                    .any(|q| q.name == p.name && q.credentials.iter().any(|d| d.name == c.name))
+            })
+            .count();
+    }
+    let mut classes = BTreeMap::new();
+    for class in cfg.routes.keys() {
+        if let Some(t) = cfg.route_targets(class) {
+            classes.insert(class.clone(), Arc::from(t));
+        }
+    }
+    let aliases = cfg
+        .models
+        .iter()
+        .map(|(a, t)| (a.clone(), Arc::from(t.clone())))
+        .collect();
+    Ok((
+        Live {
+            cfg: Arc::new(cfg),
+            generation,
+            selectors,
+            endpoints,
+            plain,
+            provider_hv,
+            cred_hv,
+            auth,
+            classes,
+            aliases,
+        },
+        summary,
+    ))
+}

@@ -1,0 +1,23 @@
+//! The gateway server: front APIs on axum ([`handlers`]), one configuration
+//! generation at a time ([`live`], swapped by [`reload`]), each client call run by
+//! [`dispatch`] under the [`retry`] policy as upstream attempts ([`attempt`]: a lean
+//! HTTP/1.1 client for http:// providers, reqwest for https), committed streams
+//! relayed by [`relay`], and the `/metrics` and `/status` endpoints.
+
+mod attempt;
+mod dispatch;
+mod gateway;
+mod handlers;
+mod live;
+mod relay;
+mod reload;
+mod response;
+mod retry;
+mod source;
+
+pub use crate::error::GatewayError;
+pub use dispatch::ROUTE_HEADER;
+pub use gateway::Gateway;
+pub use live::ReloadSummary;
+pub use response::OVERHEAD_HEADER;
+pub use source::{EnvLookup, ReloadError, ReloadEvent, ReloadListener};
