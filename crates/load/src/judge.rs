@@ -395,10 +395,9 @@ url = "/items"
         assert!(dropped_iterations(sc).is_none() && ws_session_errors(sc).is_none());
         sc.dropped_iterations = 7;
         let f = dropped_iterations(sc).unwrap();
-        assert_eq!(
-            (f.verdict, f.observed.text().as_str()),
-            (Verdict::Warn, "7")
-        );
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed, Value::of(Quantity::count(7.0)));
+        assert_eq!(f.target, Value::of(Quantity::count(0.0)));
         sc.ws = Some(WsSummary {
             sessions: 4,
             errors: 1,
