@@ -166,7 +166,7 @@ checks = { status = 200 }
     .await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("✓ GET /me: status 200 — 100.00% (6 / 6)"),
+        stdout(&o).contains("✓ GET /me: status 200 — 100% (6 / 6)"),
         "{}",
         stdout(&o)
     );
@@ -267,6 +267,21 @@ async fn bad_input_exits_1_with_one_line() {
     let e =
         one_line_error(&powertune(&["compare", j.to_str().unwrap(), j.to_str().unwrap()]).await);
     assert!(e.contains("not a powertune load report"), "{e}");
+    // A baseline that cannot be read: one line naming the flag and the file.
+    let e = one_line_error(
+        &powertune(&[
+            "load",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--baseline",
+            "/nonexistent/base.json",
+        ])
+        .await,
+    );
+    assert!(
+        e.contains("--baseline /nonexistent/base.json: cannot read"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,7 +380,7 @@ checks = { status = 200 }
     let o = run(&[], "demo").await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("✓ GET /me: status 200 — 100.00% (2 / 2)"),
+        stdout(&o).contains("✓ GET /me: status 200 — 100% (2 / 2)"),
         "{}",
         stdout(&o)
     );

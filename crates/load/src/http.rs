@@ -252,7 +252,7 @@ pub async fn connect(
                 ErrorKind::Timeout,
                 format!(
                     "connecting to {addr} took over {}",
-                    powertune_core::duration::format(shared.connect_timeout)
+                    powertune_core::units::duration(shared.connect_timeout)
                 ),
             ))
         }
@@ -498,7 +498,7 @@ impl VuClient {
                         ErrorKind::Timeout,
                         format!(
                             "no response within {}",
-                            powertune_core::duration::format(self.shared.request_timeout)
+                            powertune_core::units::duration(self.shared.request_timeout)
                         ),
                         timings,
                     );
@@ -633,7 +633,7 @@ impl VuClient {
                     ErrorKind::Timeout,
                     format!(
                         "no response within {}",
-                        powertune_core::duration::format(self.shared.request_timeout)
+                        powertune_core::units::duration(self.shared.request_timeout)
                     ),
                     timings,
                 );

@@ -9,16 +9,22 @@ use crate::judge::findings;
 use crate::options::{LoadError, RunOptions};
 use crate::render::render_compare;
 use crate::snapshot::Summary;
-use powertune_core::report::Style;
 use powertune_core::{Inspection, Report, Targets};
+use schemars::JsonSchema;
 use serde::Serialize;
 
-/// The metrics payload of a load report: the run's summary and, when a baseline was
-/// given, the comparison with it.
-#[derive(Debug, Clone, Serialize)]
+/// The metrics payload of a load report (`powertune load --json`, schema
+/// `powertune.load-summary/v1`): the run's summary and, when a baseline was given, the
+/// comparison with it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(
+    title = "powertune load summary v1",
+    extend("additionalProperties" = false)
+)]
 pub struct LoadMetrics {
     #[serde(flatten)]
     pub summary: Summary,
+    /// Each headline metric against the baseline run (`--baseline`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_comparison: Option<Vec<Delta>>,
 }
@@ -40,12 +46,7 @@ pub async fn inspect(
     targets: &Targets,
 ) -> Result<Inspection<LoadMetrics>, LoadError> {
     let summary = collect::run(opts).await?;
-    Ok(judge_run(
-        summary,
-        opts.baseline.as_ref(),
-        targets,
-        opts.style,
-    ))
+    Ok(judge_run(summary, opts.baseline.as_ref(), targets))
 }
 
 /// Judges and renders a run already collected.
@@ -53,12 +54,11 @@ pub fn judge_run(
     summary: Summary,
     baseline: Option<&Summary>,
     targets: &Targets,
-    style: Style,
 ) -> Inspection<LoadMetrics> {
-    let mut text = summary.render_text(style);
+    let mut text = summary.render_text();
     if let Some(b) = baseline {
         text.push_str("\nagainst the baseline\n");
-        text.push_str(&render_compare(&compare(b, &summary), style));
+        text.push_str(&render_compare(&compare(b, &summary)));
     }
     let findings = findings(&summary, targets, baseline);
     Inspection::new("load", findings, LoadMetrics::new(summary, baseline), text)
@@ -82,12 +82,13 @@ pub struct CompareOptions {
     pub baseline_name: String,
     pub current: Summary,
     pub current_name: String,
-    pub style: Style,
 }
 
-/// The metrics payload of a comparison.
-#[derive(Debug, Clone, Serialize)]
+/// The metrics payload of a comparison (`powertune compare --json`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(title = "powertune compare v1", extend("additionalProperties" = false))]
 pub struct CompareMetrics {
+    /// Each headline metric of the current run against the baseline run.
     pub baseline_comparison: Vec<Delta>,
 }
 
@@ -106,7 +107,7 @@ pub fn inspect_compare(opts: &CompareOptions, targets: &Targets) -> Inspection<C
         base.started_at,
         opts.current_name,
         cur.started_at,
-        render_compare(&deltas, opts.style)
+        render_compare(&deltas)
     );
     Inspection::new(
         "compare",

@@ -3,7 +3,8 @@
 //! function below it.
 
 use crate::snapshot::{EndpointSummary, ScenarioSummary, Summary, ThresholdResult};
-use powertune_core::{Finding, Targets, Verdict};
+use powertune_core::finding::Value;
+use powertune_core::{units, Finding, Quantity, Targets, Verdict};
 
 const AREA: &str = "load";
 const SLOW_ENDPOINT: &str = "Identify the endpoint in APM and inspect its trace breakdown: DB-bound → EXPLAIN ANALYZE the query; Ruby-bound → profile for N+1 queries; external call → check the circuit breaker and provider quota";
@@ -13,10 +14,6 @@ const ERR_ACTION: &str = "Investigate failing endpoints";
 const THROUGHPUT_ACTION: &str = "Investigate regression vs. last run";
 const DROPPED_ACTION: &str =
     "Raise max_vus (or max_backlog) so the scenario's arrival rate is really offered, then re-run";
-
-fn ms(v: f64) -> String {
-    format!("{v:.1}ms")
-}
 
 /// The runbook's verdicts on a run, in this order: an aborted run; API latency per
 /// endpoint type; the "Thresholds" table (p95, p99, error rate); throughput against
@@ -82,14 +79,14 @@ fn api_latency_p95(e: &EndpointSummary, targets: &Targets) -> Option<Finding> {
     let p95 = e.http.duration.stats.p95;
     let v = Verdict::lower_is_better(p95, band.target_ms, Some(band.max_ms));
     let mut f = Finding::new(AREA, "api_latency_p95", e.title.clone(), v)
-        .observed(ms(p95))
-        .target(format!("< {}", ms(band.target_ms)))
-        .limit(ms(band.max_ms))
+        .observed(Quantity::ms(p95))
+        .target(Value::lt(Quantity::ms(band.target_ms)))
+        .limit(Quantity::ms(band.max_ms))
         .evidence(format!(
             "{} requests in {}; raw (send→response) p95 {}",
             e.http.reqs,
             e.scenarios.join(", "),
-            ms(e.http.duration_raw.stats.p95)
+            units::ms(e.http.duration_raw.stats.p95)
         ));
     if v != Verdict::Pass {
         f = f.action(SLOW_ENDPOINT);
@@ -111,8 +108,8 @@ fn load_p95(s: &Summary, targets: &Targets) -> Option<Finding> {
     let v = below(p95, targets.load.p95_ms);
     Some(
         Finding::new(AREA, "load_p95", "all requests", v)
-            .observed(ms(p95))
-            .target(format!("< {}", ms(targets.load.p95_ms)))
+            .observed(Quantity::ms(p95))
+            .target(Value::lt(Quantity::ms(targets.load.p95_ms)))
             .evidence(format!("{} requests", s.http.reqs))
             .action(unless_pass(v, P95_ACTION)),
     )
@@ -127,8 +124,8 @@ fn load_p99(s: &Summary, targets: &Targets) -> Option<Finding> {
     let v = below(p99, targets.load.p99_ms);
     Some(
         Finding::new(AREA, "load_p99", "all requests", v)
-            .observed(ms(p99))
-            .target(format!("< {}", ms(targets.load.p99_ms)))
+            .observed(Quantity::ms(p99))
+            .target(Value::lt(Quantity::ms(targets.load.p99_ms)))
             .action(unless_pass(v, P99_ACTION)),
     )
 }
@@ -143,8 +140,8 @@ fn load_error_rate(s: &Summary, targets: &Targets) -> Option<Finding> {
     let e = &s.http.errors;
     Some(
         Finding::new(AREA, "load_error_rate", "all requests", v)
-            .observed(format!("{pct:.2}%"))
-            .target(format!("< {}%", targets.load.error_rate_pct))
+            .observed(Quantity::percent(pct))
+            .target(Value::lt(Quantity::percent(targets.load.error_rate_pct)))
             .evidence(format!(
                 "{} of {} failed (connect {}, tls {}, timeout {}, status ≥400 {}, protocol {})",
                 s.http.failed, s.http.reqs, e.connect, e.tls, e.timeout, e.status, e.protocol
@@ -167,13 +164,18 @@ fn throughput_vs_baseline(s: &Summary, b: &Summary, targets: &Targets) -> Findin
         Verdict::Fail
     };
     Finding::new(AREA, "throughput_vs_baseline", "all requests", v)
-        .observed(format!("{:.1} req/s ({:.2}× baseline)", s.http.rate, ratio))
-        .target(format!(
-            "≥ baseline × {} ({:.1} req/s)",
-            targets.load.throughput_ratio_min,
-            b.http.rate * targets.load.throughput_ratio_min
+        .observed(Quantity::ratio(ratio))
+        .target(
+            Value::ge(Quantity::ratio(targets.load.throughput_ratio_min)).note("of the baseline"),
+        )
+        .evidence(format!(
+            "{} now, {} in the baseline ({} at {}); at least {} needed",
+            units::rate(s.http.rate),
+            units::rate(b.http.rate),
+            b.source,
+            b.started_at,
+            units::rate(b.http.rate * targets.load.throughput_ratio_min)
         ))
-        .evidence(format!("baseline {} at {}", b.source, b.started_at))
         .action(unless_pass(v, THROUGHPUT_ACTION))
 }
 
@@ -184,8 +186,8 @@ fn dropped_iterations(sc: &ScenarioSummary) -> Option<Finding> {
     }
     Some(
         Finding::new(AREA, "dropped_iterations", sc.name.clone(), Verdict::Warn)
-            .observed(sc.dropped_iterations.to_string())
-            .target("0")
+            .observed(Quantity::count(sc.dropped_iterations as f64))
+            .target(Quantity::count(0.0))
             .evidence(format!(
                 "every VU was busy (up to {}) and the backlog was full",
                 sc.vus_max
@@ -199,8 +201,9 @@ fn ws_session_errors(sc: &ScenarioSummary) -> Option<Finding> {
     let w = sc.ws.as_ref().filter(|w| w.errors > 0)?;
     Some(
         Finding::new(AREA, "ws_session_errors", sc.name.clone(), Verdict::Fail)
-            .observed(format!("{} of {} sessions", w.errors, w.sessions))
-            .target("0")
+            .observed(Quantity::count(w.errors as f64))
+            .target(Quantity::count(0.0))
+            .evidence(format!("{} of {} sessions failed", w.errors, w.sessions))
             .action(ERR_ACTION),
     )
 }
@@ -209,8 +212,8 @@ fn ws_session_errors(sc: &ScenarioSummary) -> Option<Finding> {
 fn threshold(t: &ThresholdResult) -> Finding {
     let v = if t.ok { Verdict::Pass } else { Verdict::Fail };
     Finding::new(AREA, "threshold", format!("{}: {}", t.metric, t.expr), v)
-        .observed(t.observed.map_or("n/a".into(), |o| format!("{o:.3}")))
-        .target(t.expr.clone())
+        .observed(t.observed_value())
+        .target(t.target_value())
 }
 
 #[cfg(test)]
@@ -222,7 +225,7 @@ mod tests {
     use crate::render::render_compare;
     use crate::snapshot::{Collected, WsSummary};
     use crate::thresholds::evaluate;
-    use powertune_core::report::Style;
+    use powertune_core::Unit;
     use std::time::Duration;
 
     const PLAN: &str = r#"
@@ -294,10 +297,17 @@ url = "/items"
         let auth = f.iter().find(|x| x.subject == "Authentication").unwrap();
         assert_eq!(auth.verdict, Verdict::Warn);
         assert!(auth.action.contains("trace breakdown"));
+        let p95 = auth.observed.quantity().unwrap();
+        assert_eq!(p95.unit, Unit::Ms);
+        assert!((p95.value - 150.0).abs() < 1.0, "{p95:?}");
+        assert_eq!(auth.target, Value::lt(Quantity::ms(100.0)));
+        assert_eq!(auth.limit, Some(Value::of(Quantity::ms(200.0))));
         assert_eq!(verdict(&f, "api_latency_p95", "Read-heavy"), Verdict::Fail);
         // 2 of 200 failed = 1% — not below 1%.
         let e = f.iter().find(|x| x.check == "load_error_rate").unwrap();
         assert_eq!(e.verdict, Verdict::Fail);
+        assert_eq!(e.observed, Value::of(Quantity::percent(1.0)));
+        assert_eq!(e.target, Value::lt(Quantity::percent(1.0)));
         assert_eq!(e.action, "Investigate failing endpoints");
         assert_eq!(verdict(&f, "threshold", "http_req_duration"), Verdict::Fail);
         assert_eq!(verdict(&f, "load_p95", "all"), Verdict::Pass);
@@ -318,9 +328,17 @@ url = "/items"
             .unwrap();
         assert_eq!(tp.verdict, Verdict::Fail);
         assert_eq!(tp.action, "Investigate regression vs. last run");
+        assert_eq!(tp.observed, Value::of(Quantity::ratio(0.5)));
+        assert_eq!(tp.target.quantity(), Some(Quantity::ratio(0.8)));
+        assert!(
+            tp.evidence
+                .starts_with("10.0/s now, 20.0/s in the baseline"),
+            "{}",
+            tp.evidence
+        );
         let d = compare(&base, &slow);
         assert_eq!(d[0].change_pct, Some(-50.0));
-        assert!(render_compare(&d, Style::plain()).contains("-50.0%"));
+        assert!(render_compare(&d).contains("-50%"));
     }
 
     #[test]
@@ -363,6 +381,8 @@ url = "/items"
         let p95 = load_p95(&slow, &t).unwrap();
         assert_eq!(p95.verdict, Verdict::Fail);
         assert_eq!(p95.action, P95_ACTION);
+        assert_eq!(p95.target, Value::lt(Quantity::ms(t.load.p95_ms)));
+        assert_eq!(p95.observed.quantity().map(|q| q.unit), Some(Unit::Ms));
         assert_eq!(load_p99(&slow, &t).unwrap().verdict, Verdict::Pass);
         let slower = summary(6000, 6000, 0, 10);
         assert_eq!(load_p99(&slower, &t).unwrap().action, P99_ACTION);
@@ -375,10 +395,9 @@ url = "/items"
         assert!(dropped_iterations(sc).is_none() && ws_session_errors(sc).is_none());
         sc.dropped_iterations = 7;
         let f = dropped_iterations(sc).unwrap();
-        assert_eq!(
-            (f.verdict, f.observed.text().as_str()),
-            (Verdict::Warn, "7")
-        );
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed, Value::of(Quantity::count(7.0)));
+        assert_eq!(f.target, Value::of(Quantity::count(0.0)));
         sc.ws = Some(WsSummary {
             sessions: 4,
             errors: 1,
@@ -391,7 +410,8 @@ url = "/items"
         });
         let f = ws_session_errors(sc).unwrap();
         assert_eq!(f.verdict, Verdict::Fail);
-        assert_eq!(f.observed, "1 of 4 sessions");
+        assert_eq!(f.observed, Value::of(Quantity::count(1.0)));
+        assert_eq!(f.evidence, "1 of 4 sessions failed");
     }
 
     #[test]
@@ -400,7 +420,10 @@ url = "/items"
         let f = threshold(&s.thresholds[0]);
         assert_eq!(f.subject, "http_req_duration: p(95)<300");
         assert_eq!(f.verdict, Verdict::Fail);
-        assert_eq!(f.target, "p(95)<300");
+        assert_eq!(f.target, Value::lt(Quantity::ms(300.0)).note("p(95)<300"));
+        let observed = f.observed.quantity().unwrap();
+        assert_eq!(observed.unit, Unit::Ms);
+        assert!(observed.value > 300.0, "{observed:?}");
         let ok = summary(50, 50, 0, 10);
         assert_eq!(threshold(&ok.thresholds[0]).verdict, Verdict::Pass);
     }

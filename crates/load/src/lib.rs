@@ -6,8 +6,9 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use powertune_load::{Plan, RunOptions};
-//! // 1. Load a plan from a path (or `Plan::from_toml_str(text, "name")`); errors carry
-//! //    file:line:column and nothing has touched the network yet.
+//! // 1. Load a plan from a path (or `Plan::from_toml_str(text, "name")`); errors read
+//! //    `FILE:LINE:COL: KEY: WHY` (core's `ConfigError`) and nothing has touched the
+//! //    network yet.
 //! let mut plan = Plan::from_path("examples/runbook.toml".as_ref())?;
 //! // 2. Optionally scale every executor duration (stages, start times, graceful stops,
 //! //    cable holds) — 0.1 turns a 10-minute plan into one minute.
@@ -16,7 +17,7 @@
 //! //    baseline run are further options) and judge it against the runbook's targets.
 //! let opts = RunOptions::new(plan, "http://127.0.0.1:8080");
 //! let inspection = powertune_load::inspect(&opts, &powertune_core::Targets::default()).await?;
-//! // 4. The findings, the typed summary and the k6-like text.
+//! // 4. The findings, the typed summary and the k6-like text (plain, no colour).
 //! let report = inspection.report()?;
 //! # let _ = report; Ok(()) }
 //! ```
@@ -52,4 +53,4 @@ pub use inspect::{
 pub use options::{LoadError, Progress, ProgressFn, RunOptions};
 pub use plan::{OneOff, Plan, PlanError};
 pub use render::render_compare;
-pub use snapshot::{Summary, SUMMARY_SCHEMA};
+pub use snapshot::{ReportError, Summary, SUMMARY_SCHEMA};

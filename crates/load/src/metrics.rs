@@ -42,7 +42,18 @@ impl Trend {
 }
 
 /// Errors by kind: counted, never stored one by one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct ErrorCounts {
     pub connect: u64,
     pub tls: u64,

@@ -1,20 +1,12 @@
 //! What the HTTP client, the HTTP/1.1 connection and the WebSocket sessions share:
-//! where requests go ([`Origin`]), the TCP-or-TLS [`Stream`], the reachability check
-//! made before a run starts, and how a base URL is shown.
+//! where requests go ([`Origin`]), the TCP-or-TLS [`Stream`] and the reachability
+//! check made before a run starts. URLs are shown through `powertune_core::redact`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-
-/// `scheme://host:port/path` without user name or password.
-pub fn redact_url(u: &url::Url) -> String {
-    let mut c = u.clone();
-    let _ = c.set_username("");
-    let _ = c.set_password(None);
-    c.to_string()
-}
 
 /// Where requests go: scheme, host and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,19 +125,7 @@ pub async fn reachable(origin: &Origin, timeout: Duration) -> Result<(), String>
         Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
         Err(_) => Err(format!(
             "connecting to {addr} took over {}",
-            powertune_core::duration::format(timeout)
+            powertune_core::units::duration(timeout)
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        let u = url::Url::parse("https://bob:secret@example.com/x").unwrap();
-        let r = redact_url(&u);
-        assert!(!r.contains("secret") && !r.contains("bob"), "{r}");
     }
 }

@@ -3,7 +3,6 @@
 
 use crate::plan::Plan;
 use crate::snapshot::Summary;
-use powertune_core::report::Style;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use std::time::Duration;
 /// Called about once a second while a run goes on (from the engine's monitor task).
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
-/// How to run a plan, and how to judge and show the result.
+/// How to run a plan, and what to judge the result against.
 #[derive(Clone)]
 pub struct RunOptions {
     /// The validated scenario file (or a one-off plan).
@@ -26,12 +25,10 @@ pub struct RunOptions {
     pub progress: Option<ProgressFn>,
     /// An earlier run: adds the throughput finding and the comparison.
     pub baseline: Option<Summary>,
-    /// How the terminal text is styled.
-    pub style: Style,
 }
 
 impl RunOptions {
-    /// A plan against a base URL: no variables, no progress, no baseline, plain text.
+    /// A plan against a base URL: no variables, no progress, no baseline.
     pub fn new(plan: Plan, base_url: impl Into<String>) -> RunOptions {
         RunOptions {
             plan,
@@ -39,7 +36,6 @@ impl RunOptions {
             env: HashMap::new(),
             progress: None,
             baseline: None,
-            style: Style::plain(),
         }
     }
 }

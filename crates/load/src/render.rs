@@ -4,37 +4,16 @@
 use crate::catalogue::Metric;
 use crate::compare::Delta;
 use crate::snapshot::{HttpSummary, Summary, TrendSummary};
-use powertune_core::report::{table, Style};
-
-fn ms(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.2}s", v / 1000.0)
-    } else if v >= 1.0 {
-        format!("{v:.2}ms")
-    } else {
-        format!("{:.0}µs", v * 1000.0)
-    }
-}
-
-fn bytes(n: u64) -> String {
-    let n = n as f64;
-    if n >= 1e9 {
-        format!("{:.1} GB", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1} MB", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.1} kB", n / 1e3)
-    } else {
-        format!("{n} B")
-    }
-}
+use powertune_core::report::table;
+use powertune_core::units::{bytes, ms, percent, rate, seconds};
+use powertune_core::Quantity;
 
 fn trend_row(name: &str, t: &TrendSummary, secs: f64) -> Vec<String> {
     let s = &t.stats;
     vec![
         name.to_string(),
         s.count.to_string(),
-        format!("{:.1}/s", s.count as f64 / secs),
+        rate(s.count as f64 / secs),
         ms(s.avg),
         ms(s.min),
         ms(s.med),
@@ -71,13 +50,13 @@ fn http_rows(rows: &mut Vec<Vec<String>>, prefix: &str, h: &HttpSummary, secs: f
     let mut r = vec![
         format!("{prefix}{}", Metric::HttpReqs.name()),
         h.reqs.to_string(),
-        format!("{:.1}/s", h.reqs as f64 / secs),
+        rate(h.reqs as f64 / secs),
     ];
     r.extend(std::iter::repeat_n(String::new(), 7));
     rows.push(r);
     let mut f = vec![
         format!("{prefix}{}", Metric::HttpReqFailed.name()),
-        format!("{:.2}%", h.failed_rate() * 100.0),
+        percent(h.failed_rate() * 100.0),
         format!("{} of {}", h.failed, h.reqs),
     ];
     f.extend(std::iter::repeat_n(String::new(), 7));
@@ -85,25 +64,28 @@ fn http_rows(rows: &mut Vec<Vec<String>>, prefix: &str, h: &HttpSummary, secs: f
 }
 
 impl Summary {
-    /// The k6-like text summary.
-    pub fn render_text(&self, style: Style) -> String {
+    /// The k6-like text summary, plain (no colour: the terminal renderer adds it).
+    pub fn render_text(&self) -> String {
         let secs = self.duration_s.max(1e-9);
         let mut out = String::new();
-        out.push_str(&style.bold(&format!(
-            "powertune load — {} against {} — {:.1}s, up to {} VUs\n",
-            self.source, self.base_url, self.duration_s, self.vus_max
-        )));
+        out.push_str(&format!(
+            "powertune load — {} against {} — {}, up to {} VUs\n",
+            self.source,
+            self.base_url,
+            seconds(self.duration_s),
+            self.vus_max
+        ));
         if let Some(a) = &self.aborted {
             out.push_str(&format!("ABORTED: {a}\n"));
         }
         if let Some(v) = &self.vus {
             out.push_str(&format!(
-                "vus: min {}  max {}  current {}  ({} samples, one per {}s)\n",
+                "vus: min {}  max {}  current {}  ({} samples, one per {})\n",
                 v.min,
                 v.max,
                 v.current,
                 v.series.len(),
-                v.interval_s
+                seconds(v.interval_s)
             ));
         }
         out.push('\n');
@@ -112,7 +94,7 @@ impl Summary {
         let mut it = vec![
             Metric::Iterations.name().to_string(),
             self.iterations.to_string(),
-            format!("{:.1}/s", self.iterations as f64 / secs),
+            rate(self.iterations as f64 / secs),
         ];
         it.extend(std::iter::repeat_n(String::new(), 7));
         rows.push(it);
@@ -120,7 +102,7 @@ impl Summary {
             let mut d = vec![
                 Metric::DroppedIterations.name().to_string(),
                 self.dropped_iterations.to_string(),
-                format!("{:.1}/s", self.dropped_iterations as f64 / secs),
+                rate(self.dropped_iterations as f64 / secs),
             ];
             d.extend(std::iter::repeat_n(String::new(), 7));
             rows.push(d);
@@ -160,7 +142,7 @@ impl Summary {
         }
         for sc in &self.scenarios {
             out.push('\n');
-            out.push_str(&style.bold(&format!(
+            out.push_str(&format!(
                 "scenario {} ({}, {}, up to {} VUs): {} iterations{}\n",
                 sc.name,
                 sc.endpoint_type.title(),
@@ -172,7 +154,7 @@ impl Summary {
                 } else {
                     String::new()
                 }
-            )));
+            ));
             let mut rows = vec![header()];
             for st in &sc.steps {
                 http_rows(&mut rows, &format!("{} · ", st.name), &st.http, secs);
@@ -217,14 +199,15 @@ impl Summary {
             for c in &sc.checks {
                 let total = c.passes + c.fails;
                 let mark = if c.fails == 0 { "✓" } else { "✗" };
+                let share = if total == 0 {
+                    0.0
+                } else {
+                    c.passes as f64 * 100.0 / total as f64
+                };
                 out.push_str(&format!(
-                    "  {mark} {} — {:.2}% ({} / {})\n",
+                    "  {mark} {} — {} ({} / {})\n",
                     c.name,
-                    if total == 0 {
-                        0.0
-                    } else {
-                        c.passes as f64 * 100.0 / total as f64
-                    },
+                    percent(share),
                     c.passes,
                     total
                 ));
@@ -232,7 +215,7 @@ impl Summary {
         }
         if !self.endpoint_types.is_empty() {
             out.push('\n');
-            out.push_str(&style.bold("per endpoint type\n"));
+            out.push_str("per endpoint type\n");
             let mut rows = vec![header()];
             for e in &self.endpoint_types {
                 if e.http.reqs > 0 {
@@ -243,13 +226,14 @@ impl Summary {
         }
         if !self.thresholds.is_empty() {
             out.push('\n');
-            out.push_str(&style.bold("thresholds\n"));
+            out.push_str("thresholds\n");
             for t in &self.thresholds {
                 let mark = if t.ok { "✓" } else { "✗" };
-                let obs = t.observed.map_or("n/a".to_string(), |v| format!("{v:.3}"));
                 out.push_str(&format!(
-                    "  {mark} {}: {} (observed {obs})\n",
-                    t.metric, t.expr
+                    "  {mark} {}: {} (observed {})\n",
+                    t.metric,
+                    t.expr,
+                    t.observed_value()
                 ));
             }
         }
@@ -258,7 +242,7 @@ impl Summary {
 }
 
 /// The comparison as a table.
-pub fn render_compare(deltas: &[Delta], style: Style) -> String {
+pub fn render_compare(deltas: &[Delta]) -> String {
     let mut rows = vec![vec![
         "metric".to_string(),
         "baseline".to_string(),
@@ -269,25 +253,101 @@ pub fn render_compare(deltas: &[Delta], style: Style) -> String {
         let change = match d.change_pct {
             None => "n/a".to_string(),
             Some(p) => {
-                let text = format!("{p:+.1}%");
-                let worse = if d.higher_is_better {
-                    p < -5.0
-                } else {
-                    p > 5.0
-                };
-                if worse {
-                    style.bold(&text)
-                } else {
-                    text
-                }
+                let sign = if p > 0.0 { "+" } else { "" };
+                format!("{sign}{}", percent(p))
             }
         };
         rows.push(vec![
             d.metric.clone(),
-            format!("{:.2}", d.baseline),
-            format!("{:.2}", d.current),
+            Quantity::new(d.baseline, d.unit).to_string(),
+            Quantity::new(d.current, d.unit).to_string(),
             change,
         ]);
     }
     table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::compare;
+    use crate::metrics::Shard;
+    use crate::plan::Plan;
+    use crate::snapshot::one_scenario;
+    use std::time::Duration;
+
+    /// One scenario: 100 requests at `ms` ms over 10 s, 2 MiB sent.
+    fn summary(ms: u64) -> Summary {
+        let plan = Plan::from_toml_str(
+            "[scenarios.a]\nendpoint_type = \"read_crud\"\nusers = 1\nduration = \"10s\"\n[[scenarios.a.steps]]\nurl = \"/x\"\nchecks = { status = 200 }\n",
+            "p.toml",
+        )
+        .unwrap();
+        let mut shard = Shard::new(plan.n_series, 1, plan.n_checks);
+        let m = &mut shard.series[0];
+        for _ in 0..100 {
+            m.reqs += 1;
+            m.duration.record(Duration::from_millis(ms));
+            m.raw.record(Duration::from_millis(ms));
+        }
+        m.failed = 1;
+        shard.scenarios[0].data_sent = 2 * 1024 * 1024;
+        shard.scenarios[0].data_received = 1536;
+        shard.checks = vec![(199, 1)];
+        one_scenario(&plan, &shard, Duration::from_secs(10))
+    }
+
+    #[test]
+    fn figures_are_written_the_core_way() {
+        let text = summary(50).render_text();
+        assert!(text.contains(" — 10s, up to 1 VUs"), "{text}");
+        assert!(
+            text.contains("data_sent 2.0 MiB  data_received 1.5 KiB"),
+            "{text}"
+        );
+        assert!(text.contains("status 200 — 99.5% (199 / 200)"), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("http_req_duration "))
+            .unwrap();
+        assert!(row.contains("10.0/s") && row.contains("50ms"), "{row}");
+        let failed = text
+            .lines()
+            .find(|l| l.starts_with("http_req_failed"))
+            .unwrap();
+        assert!(
+            failed.contains("1%") && failed.contains("1 of 100"),
+            "{failed}"
+        );
+    }
+
+    #[test]
+    fn the_comparison_shows_each_figure_with_its_unit() {
+        let d = compare(&summary(50), &summary(100));
+        assert_eq!(d[1].unit, powertune_core::Unit::Ms);
+        let text = render_compare(&d);
+        let p95 = text
+            .lines()
+            .find(|l| l.starts_with("http_req_duration p95 (ms)"))
+            .unwrap();
+        // `50.02ms   100.03ms  +100%`: HDR buckets, three significant digits.
+        let cells: Vec<&str> = p95.split_whitespace().skip(3).collect();
+        assert!(
+            cells[0].starts_with("50.0") && cells[0].ends_with("ms"),
+            "{p95}"
+        );
+        assert!(
+            cells[1].starts_with("100.0") && cells[1].ends_with("ms"),
+            "{p95}"
+        );
+        assert!(
+            cells[2].starts_with('+') && cells[2].ends_with('%'),
+            "{p95}"
+        );
+        let rate = text
+            .lines()
+            .find(|l| l.starts_with("http_reqs rate"))
+            .unwrap();
+        assert!(rate.contains("10.0/s") && rate.contains("0%"), "{rate}");
+    }
 }

@@ -5,20 +5,33 @@
 use crate::metrics::{ErrorCounts, SeriesMetrics, Shard, Trend, VusSeries};
 use crate::plan::Plan;
 use powertune_core::histogram::TrendStats;
+use powertune_core::redact;
 use powertune_core::{EndpointType, LatencyHistogram};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
+
+/// A load report that could not be read as a baseline.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct ReportError {
+    pub path: String,
+    pub reason: String,
+}
 
 /// The schema identifier of the summary held in a report's `metrics`.
 pub const SUMMARY_SCHEMA: &str = "powertune.load-summary/v1";
 
-/// A latency metric: its statistics (ms) and the HDR histogram behind them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// A latency metric: its statistics in milliseconds and the HDR histogram behind them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct TrendSummary {
     #[serde(flatten)]
     pub stats: TrendStats,
     /// HdrHistogram V2 + DEFLATE, base64, microseconds.
+    #[schemars(with = "String", extend("contentEncoding" = "base64"))]
     pub histogram: LatencyHistogram,
 }
 
@@ -35,7 +48,8 @@ impl TrendSummary {
 }
 
 /// HTTP figures of one step, scenario, endpoint type or the whole run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct HttpSummary {
     pub reqs: u64,
     /// Requests per second over the run.
@@ -44,6 +58,7 @@ pub struct HttpSummary {
     pub failed: u64,
     pub errors: ErrorCounts,
     /// Status code → count.
+    #[schemars(extend("propertyNames" = { "pattern": "^[0-9]{3}$" }))]
     pub status: BTreeMap<String, u64>,
     /// Latency from the scheduled start (coordinated-omission corrected).
     pub duration: TrendSummary,
@@ -51,6 +66,7 @@ pub struct HttpSummary {
     pub duration_raw: TrendSummary,
     /// Requests by protocol, k6's `proto` tag (`HTTP/1.1`, `HTTP/2.0`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "enum": ["HTTP/1.1", "HTTP/2.0"] }))]
     pub protocols: BTreeMap<String, u64>,
 }
 
@@ -109,16 +125,19 @@ impl HttpSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct StepSummary {
     pub name: String,
     pub endpoint_type: EndpointType,
     pub method: String,
+    /// The step's URL as written in the scenario file, secrets masked (`***`).
     pub url: String,
     pub http: HttpSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Phases {
     pub blocked: TrendSummary,
     pub connecting: TrendSummary,
@@ -128,14 +147,16 @@ pub struct Phases {
     pub receiving: TrendSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct CheckSummary {
     pub name: String,
     pub passes: u64,
     pub fails: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct WsSummary {
     pub sessions: u64,
     pub errors: u64,
@@ -148,20 +169,34 @@ pub struct WsSummary {
     pub session_duration: TrendSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct ScenarioSummary {
     pub name: String,
     /// `powertune_core::EndpointType` key (`authentication`, `read_crud`, ...).
     pub endpoint_type: EndpointType,
+    /// k6's executor name.
+    #[schemars(extend("enum" = [
+        "constant-vus",
+        "ramping-vus",
+        "constant-arrival-rate",
+        "ramping-arrival-rate",
+        "per-vu-iterations",
+        "shared-iterations"
+    ]))]
     pub executor: String,
     pub vus_max: u64,
     pub iterations: u64,
+    /// Iterations per second over the run.
     pub iteration_rate: f64,
     pub dropped_iterations: u64,
     pub iteration_duration: TrendSummary,
+    /// Bytes.
     pub data_sent: u64,
+    /// Bytes.
     pub data_received: u64,
     pub http: HttpSummary,
+    /// k6's request phases.
     pub phases: Phases,
     pub steps: Vec<StepSummary>,
     pub checks: Vec<CheckSummary>,
@@ -169,7 +204,8 @@ pub struct ScenarioSummary {
     pub ws: Option<WsSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct EndpointSummary {
     pub endpoint_type: EndpointType,
     pub title: String,
@@ -177,19 +213,23 @@ pub struct EndpointSummary {
     pub http: HttpSummary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct ThresholdResult {
-    /// `http_req_duration{scenario:login}`.
+    /// The metric and its tags: `http_req_duration{scenario:login}`.
     pub metric: String,
-    /// `p(95)<2000`.
+    /// The expression: `p(95)<2000`.
     pub expr: String,
+    /// The aggregated value in the metric's own unit (ms for latencies, 0–1 for rate
+    /// metrics); null when the aggregation does not apply.
     pub observed: Option<f64>,
     pub ok: bool,
     pub abort_on_fail: bool,
 }
 
 /// The `vus` gauge over the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct VusSummary {
     pub min: u64,
     pub max: u64,
@@ -197,6 +237,8 @@ pub struct VusSummary {
     pub current: u64,
     /// Seconds each point of `series` covers (each point is the largest sample in it).
     pub interval_s: f64,
+    /// At most 600 points.
+    #[schemars(length(max = 600))]
     pub series: Vec<u64>,
 }
 
@@ -213,28 +255,43 @@ impl VusSummary {
 }
 
 /// Everything a run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Summary {
+    /// Always `powertune.load-summary/v1`.
+    #[schemars(extend("const" = "powertune.load-summary/v1"))]
     pub schema: String,
+    /// The scenario file (or `--url`).
     pub source: String,
+    /// The base URL, secrets masked.
     pub base_url: String,
+    /// RFC 3339 start time.
     pub started_at: String,
+    /// Seconds the run took.
     pub duration_s: f64,
+    /// Why an `abort_on_fail` threshold stopped the run early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// The most VUs that ran at once.
     pub vus_max: u64,
     /// k6's `vus` gauge: min/max/last sample and a bounded series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vus: Option<VusSummary>,
+    /// Every request of the run.
     pub http: HttpSummary,
     pub iterations: u64,
+    /// Iterations an open-model executor could not start (every VU busy).
     pub dropped_iterations: u64,
+    /// Bytes.
     pub data_sent: u64,
+    /// Bytes.
     pub data_received: u64,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub scenarios: Vec<ScenarioSummary>,
+    /// Requests grouped by the runbook's endpoint type, as judged.
     pub endpoint_types: Vec<EndpointSummary>,
+    /// The plan's thresholds as evaluated.
     pub thresholds: Vec<ThresholdResult>,
 }
 
@@ -289,7 +346,8 @@ impl Summary {
                         name: h.name.clone(),
                         endpoint_type: h.endpoint_type,
                         method: h.method.to_string(),
-                        url: h.url_text.clone(),
+                        // Relative URLs too: `redact::text` masks `?token=` after a path.
+                        url: redact::text(&h.url_text),
                         http: HttpSummary::from_series(std::iter::once(s), secs),
                     })
                 })
@@ -390,10 +448,32 @@ impl Summary {
         self.endpoint_types = by.into_values().collect();
     }
 
+    /// Reads the summary of a `powertune load --json FILE` report (the baseline of
+    /// `--baseline` and `compare`: a load report, not a `powertune.baseline/v1` file),
+    /// refusing files over `powertune_core::baseline::MAX_BYTES` before reading them.
+    pub fn read_report(path: &Path) -> Result<Summary, ReportError> {
+        let err = |reason: String| ReportError {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = powertune_core::baseline::read_limited(path).map_err(|e| {
+            err(format!(
+                "cannot read: {e}; expected a report from `powertune load --json FILE`"
+            ))
+        })?;
+        Summary::from_report_json(&text).map_err(err)
+    }
+
     /// Parses a summary from a `--json` report file's text (or a bare summary).
     pub fn from_report_json(text: &str) -> Result<Summary, String> {
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if v.get("schema").and_then(|s| s.as_str()) == Some(powertune_core::baseline::SCHEMA) {
+            return Err(format!(
+                "a {} file; the load engine's baseline is a load report, as written by `powertune load --json FILE`",
+                powertune_core::baseline::SCHEMA
+            ));
+        }
         let inner = if v.get("schema").and_then(|s| s.as_str()) == Some(SUMMARY_SCHEMA) {
             v
         } else {
@@ -405,5 +485,67 @@ impl Summary {
             ));
         }
         serde_json::from_value(inner).map_err(|e| format!("bad load summary: {e}"))
+    }
+}
+
+/// The summary of a one-scenario, one-VU plan's shard over `elapsed` (for tests).
+#[cfg(test)]
+pub(crate) fn one_scenario(plan: &Plan, shard: &Shard, elapsed: Duration) -> Summary {
+    Summary::build(Collected {
+        plan,
+        shard,
+        elapsed,
+        started_at: chrono::Utc::now(),
+        base_url: "http://x/",
+        vus_max: 1,
+        scenario_vus_max: &[1],
+        vus: None,
+        aborted: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_urls_are_shown_with_their_secrets_masked() {
+        let plan = Plan::from_toml_str(
+            "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/x?token=abc123&page=2\"\n[[scenarios.a.steps]]\nurl = \"https://u:pw1234@api.example/y\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let shard = Shard::new(plan.n_series, 1, plan.n_checks);
+        let s = one_scenario(&plan, &shard, Duration::from_secs(1));
+        let urls: Vec<&str> = s.scenarios[0]
+            .steps
+            .iter()
+            .map(|st| st.url.as_str())
+            .collect();
+        assert_eq!(urls, ["/x?token=***&page=2", "https://u:***@api.example/y"]);
+    }
+
+    #[test]
+    fn reports_are_read_as_baselines_and_other_files_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        std::fs::write(
+            &p,
+            r#"{"schema":"powertune.baseline/v1","kind":"load","saved_at":"x","data":{}}"#,
+        )
+        .unwrap();
+        let e = Summary::read_report(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: a powertune.baseline/v1 file", p.display())),
+            "{e}"
+        );
+        assert!(e.contains("powertune load --json FILE"), "{e}");
+        std::fs::write(&p, r#"{"metrics":{}}"#).unwrap();
+        let e = Summary::read_report(&p).unwrap_err().to_string();
+        assert!(e.contains("not a powertune load report"), "{e}");
+        let e = Summary::read_report(&dir.path().join("none.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none.json: cannot read"), "{e}");
     }
 }

@@ -5,8 +5,9 @@
 
 use crate::catalogue::{Metric, MetricKind, Tag};
 use crate::snapshot::{HttpSummary, ScenarioSummary, StepSummary, Summary, ThresholdResult};
-use powertune_core::threshold::{Aggregation, Threshold};
-use powertune_core::{EndpointType, LatencyHistogram};
+use powertune_core::finding::{Cmp, Value};
+use powertune_core::threshold::{Aggregation, Op, Threshold};
+use powertune_core::{EndpointType, LatencyHistogram, Quantity, Unit};
 
 /// A metric's value over the selected scenarios and steps, before aggregation.
 enum Observation {
@@ -199,6 +200,59 @@ pub fn evaluate(s: &Summary, ts: &[Threshold]) -> Vec<ThresholdResult> {
         .collect()
 }
 
+/// A threshold's figure (its observed value or its bound) with its unit: milliseconds
+/// for latency aggregations, a count for counts (bytes for `data_sent` and
+/// `data_received`), per second for a counter's rate, and a percentage for the rate
+/// metrics (`http_req_failed`, `checks`), whose 0–1 share is shown × 100.
+pub fn quantity(t: &Threshold, v: f64) -> Quantity {
+    let metric = Metric::from_name(&t.metric.name);
+    match (metric.map(Metric::kind), t.expr.agg) {
+        (Some(MetricKind::Trend), Aggregation::Count) => Quantity::count(v),
+        (Some(MetricKind::Trend), _) => Quantity::ms(v),
+        (Some(MetricKind::Counter), Aggregation::Rate) => Quantity::per_second(v),
+        (Some(MetricKind::Rate), _) => Quantity::percent(v * 100.0),
+        _ if matches!(metric, Some(Metric::DataSent | Metric::DataReceived)) => {
+            Quantity::new(v, Unit::Bytes)
+        }
+        _ => Quantity::count(v),
+    }
+}
+
+fn cmp(op: Op) -> Cmp {
+    match op {
+        Op::Lt => Cmp::Lt,
+        Op::Le => Cmp::Le,
+        Op::Gt => Cmp::Gt,
+        Op::Ge => Cmp::Ge,
+        Op::Eq => Cmp::Eq,
+    }
+}
+
+impl ThresholdResult {
+    /// The threshold, read back from its metric and expression text.
+    fn threshold(&self) -> Option<Threshold> {
+        Threshold::parse(&self.metric, &self.expr).ok()
+    }
+
+    /// What was observed, with its unit (`212ms`, `0.5%`); words when nothing was.
+    pub fn observed_value(&self) -> Value {
+        match (self.observed, self.threshold()) {
+            (None, _) => Value::from("not measured"),
+            (Some(v), Some(t)) => Value::of(quantity(&t, v)),
+            (Some(v), None) => Value::of(Quantity::count(v)),
+        }
+    }
+
+    /// The bound, with its unit and the expression as written as its note
+    /// (`< 300ms (p(95)<300)`).
+    pub fn target_value(&self) -> Value {
+        match self.threshold() {
+            Some(t) => Value::bound(cmp(t.expr.op), quantity(&t, t.expr.value)).note(&self.expr),
+            None => Value::from(self.expr.as_str()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +420,49 @@ url = "/login"
         let r = evaluate(&s, &[t]);
         assert!(r[0].ok);
         assert_eq!(r[0].observed, Some(0.1));
+    }
+
+    #[test]
+    fn figures_carry_the_unit_of_their_metric() {
+        let s = summary();
+        let one = |sel: &str, expr: &str| {
+            let t = Threshold::parse(sel, expr).unwrap();
+            evaluate(&s, &[t]).remove(0)
+        };
+        let r = one("http_req_duration{scenario:api}", "p(95)<300");
+        assert_eq!(
+            r.observed_value().quantity().map(|q| q.unit),
+            Some(Unit::Ms)
+        );
+        assert_eq!(
+            r.target_value(),
+            Value::lt(Quantity::ms(300.0)).note("p(95)<300")
+        );
+        assert_eq!(r.target_value().to_string(), "< 300ms (p(95)<300)");
+        let r = one("http_req_failed", "rate<0.01");
+        assert_eq!(r.observed_value(), Value::of(Quantity::percent(10.0)));
+        assert_eq!(
+            r.target_value(),
+            Value::lt(Quantity::percent(1.0)).note("rate<0.01")
+        );
+        let r = one("http_reqs", "rate>=2");
+        assert_eq!(r.observed_value(), Value::of(Quantity::per_second(5.0)));
+        assert_eq!(r.target_value().quantity(), Some(Quantity::per_second(2.0)));
+        let r = one("http_reqs", "count==10");
+        assert_eq!(r.observed_value(), Value::of(Quantity::count(10.0)));
+        assert_eq!(r.target_value().to_string(), "= 10 (count==10)");
+        let r = one("data_received", "count>1024");
+        assert_eq!(
+            r.observed_value(),
+            Value::of(Quantity::new(200.0, Unit::Bytes))
+        );
+        assert_eq!(r.target_value().to_string(), "> 1.0 KiB (count>1024)");
+        let r = one("http_req_duration", "count>5");
+        assert_eq!(r.observed_value(), Value::of(Quantity::count(10.0)));
+        let r = one("vus_max", "value<10");
+        assert_eq!(r.observed_value(), Value::of(Quantity::count(5.0)));
+        // Nothing observed is said in words, never as a number.
+        let r = one("checks", "p(95)<1");
+        assert_eq!(r.observed_value(), Value::from("not measured"));
     }
 }

@@ -5,6 +5,7 @@
 use crate::http::{connect, ClientShared};
 use crate::net::{Origin, Stream};
 use futures_util::{SinkExt, StreamExt};
+use powertune_core::redact;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -42,7 +43,7 @@ async fn open(
     let mut req = url
         .as_str()
         .into_client_request()
-        .map_err(|e| format!("bad WebSocket URL {url}: {e}"))?;
+        .map_err(|e| format!("bad WebSocket URL {}: {e}", redact::url(url.as_str())))?;
     if let Some(p) = protocol {
         let v = HeaderValue::from_str(p).map_err(|e| format!("bad subprotocol `{p}`: {e}"))?;
         req.headers_mut().insert("Sec-WebSocket-Protocol", v);
@@ -58,8 +59,18 @@ async fn open(
         tokio_tungstenite::client_async(req, stream),
     )
     .await
-    .map_err(|_| format!("WebSocket handshake with {url} timed out"))?
-    .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
+    .map_err(|_| {
+        format!(
+            "WebSocket handshake with {} timed out",
+            redact::url(url.as_str())
+        )
+    })?
+    .map_err(|e| {
+        format!(
+            "WebSocket handshake with {}: {e}",
+            redact::url(url.as_str())
+        )
+    })?;
     Ok(ws)
 }
 

@@ -12,8 +12,12 @@
 )]
 
 use powertune_core::Targets;
-use powertune_load::{inspect, Plan, Progress, RunOptions};
+use powertune_load::{
+    inspect, inspect_compare, CompareMetrics, CompareOptions, LoadMetrics, Plan, Progress,
+    RunOptions,
+};
 use powertune_test_support::http::{FixtureConfig, TestServer};
+use powertune_test_support::schema::check;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +74,8 @@ async fn a_baseline_adds_the_comparison_everywhere() {
     assert_eq!(first.command, "load");
     assert!(first.metrics.baseline_comparison.is_none());
     assert!(!first.text.contains("against the baseline"));
+    // Plain text: colour comes only from core's terminal renderer.
+    assert!(!first.text.contains('\x1b'), "{}", first.text);
     assert!(!first
         .findings
         .iter()
@@ -107,5 +113,32 @@ async fn a_baseline_adds_the_comparison_everywhere() {
     assert_eq!(
         json.metrics["http"]["reqs"],
         second.metrics.summary.http.reqs
+    );
+    check::<LoadMetrics>("load-summary.v1", &json.metrics);
+
+    // `powertune compare`'s payload, checked against docs/schema/compare.v1.json.
+    let cmp = inspect_compare(
+        &CompareOptions {
+            baseline: summary.clone(),
+            baseline_name: "a.json".into(),
+            current: second.metrics.summary.clone(),
+            current_name: "b.json".into(),
+        },
+        &targets,
+    );
+    assert_eq!(cmp.command, "compare");
+    assert!(cmp.text.starts_with("baseline a.json ("), "{}", cmp.text);
+    let report = cmp.report().unwrap();
+    let deltas = report.metrics["baseline_comparison"].as_array().unwrap();
+    assert_eq!(deltas[0]["unit"], "per_second");
+    assert_eq!(deltas[1]["unit"], "ms");
+    check::<CompareMetrics>("compare.v1", &report.metrics);
+    assert_eq!(
+        report
+            .findings
+            .iter()
+            .map(|f| f.check.as_str())
+            .collect::<Vec<_>>(),
+        ["throughput_vs_baseline"]
     );
 }

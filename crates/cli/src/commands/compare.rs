@@ -2,11 +2,9 @@
 //! side, and the runbook's "throughput ≥ baseline × 0.8" verdict.
 
 use super::Context;
-use anyhow::Context as _;
-use powertune_core::report::Style;
 use powertune_core::ExitCode;
 use powertune_load::{CompareOptions, Summary};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,24 +21,13 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
-fn read(p: &Path) -> anyhow::Result<Summary> {
-    let text = std::fs::read_to_string(p).with_context(|| {
-        format!(
-            "cannot read {} (expected a report from `powertune load --json FILE`)",
-            p.display()
-        )
-    })?;
-    Summary::from_report_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-}
-
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
     let opts = CompareOptions {
-        baseline: read(&args.baseline)?,
+        baseline: Summary::read_report(&args.baseline)?,
         baseline_name: args.baseline.display().to_string(),
-        current: read(&args.current)?,
+        current: Summary::read_report(&args.current)?,
         current_name: args.current.display().to_string(),
-        style: Style::detect(),
     };
     let inspection = powertune_load::inspect_compare(&opts, &targets);
     super::emit(

@@ -4,7 +4,6 @@
 
 use super::Context;
 use anyhow::{bail, Context as _};
-use powertune_core::report::Style;
 use powertune_core::ExitCode;
 use powertune_load::{Plan, RunOptions};
 use std::io::Write;
@@ -64,7 +63,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 
     let mut opts = RunOptions::new(plan, String::new());
     opts.env = super::load::plan_env(&opts.plan, Default::default());
-    opts.style = Style::detect();
     let progress = (!args.quiet).then(|| crate::progress::LoadProgress::new(scaled));
     opts.progress = progress.as_ref().map(|p| p.callback());
     let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
@@ -83,8 +81,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 "powertune demo: embedded target at {}; {} scenarios, {} of the runbook's {} (time scale {factor:.3})",
                 opts.base_url,
                 opts.plan.scenarios.len(),
-                powertune_core::duration::format(scaled),
-                powertune_core::duration::format(full),
+                powertune_core::units::duration(scaled),
+                powertune_core::units::duration(full),
             );
         }
         let result = powertune_load::inspect(&opts, &targets).await;

@@ -2,13 +2,12 @@
 //! runbook's targets and the file's thresholds.
 
 use super::Context;
-use anyhow::{bail, Context as _};
-use powertune_core::report::Style;
+use anyhow::bail;
 use powertune_core::threshold::Threshold;
 use powertune_core::{EndpointType, ExitCode};
 use powertune_load::{OneOff, Plan, RunOptions, Summary};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
@@ -132,16 +131,6 @@ fn parse_rate(t: &str) -> anyhow::Result<f64> {
     }
 }
 
-fn read_baseline(p: &Path) -> anyhow::Result<Summary> {
-    let text = std::fs::read_to_string(p).with_context(|| {
-        format!(
-            "cannot read baseline {} (expected a report from `powertune load --json FILE`)",
-            p.display()
-        )
-    })?;
-    Summary::from_report_json(&text).map_err(|e| anyhow::anyhow!("baseline {}: {e}", p.display()))
-}
-
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // Everything is validated before any socket opens.
     let targets = ctx.targets()?;
@@ -237,13 +226,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if args.insecure_skip_tls_verify {
         plan.options.insecure_skip_tls_verify = true;
     }
-    let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|p| Summary::read_report(p).map_err(|e| anyhow::anyhow!("--baseline {e}")))
+        .transpose()?;
     let env = plan_env(&plan, env);
     let total = plan.total_duration();
     let mut opts = RunOptions::new(plan, base_url);
     opts.env = env;
     opts.baseline = baseline;
-    opts.style = Style::detect();
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
     super::emit(
         &inspection.report()?,

@@ -8,10 +8,10 @@ mod state;
 mod vu;
 
 use crate::http::{ClientShared, Origin, TlsTrust};
-use crate::net::redact_url;
 use crate::options::{LoadError, RunOptions};
 use crate::snapshot::{Collected, Summary};
 use crate::thresholds::evaluate;
+use powertune_core::redact;
 use state::Shared;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,10 +24,10 @@ use tokio::time::Instant;
 pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
     let plan = &opts.plan;
     let base = url::Url::parse(&opts.base_url).map_err(|e| LoadError::BadUrl {
-        url: opts.base_url.clone(),
+        url: redact::url(&opts.base_url),
         reason: e.to_string(),
     })?;
-    let shown = redact_url(&base);
+    let shown = redact::url(base.as_str());
     let origin = Origin::from_url(&base).map_err(|reason| LoadError::BadUrl {
         url: shown.clone(),
         reason,

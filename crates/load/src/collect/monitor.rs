@@ -94,7 +94,7 @@ fn check_aborts(shared: &Shared, snap: &crate::metrics::Shard, elapsed: Duration
                 "threshold {}: {} failed (observed {}) with abort_on_fail",
                 r.metric,
                 r.expr,
-                r.observed.map_or("n/a".into(), |v| format!("{v:.3}"))
+                r.observed_value()
             ));
         }
     }

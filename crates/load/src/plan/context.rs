@@ -1,56 +1,73 @@
-//! What every validation step shares: the error type, where in the file it is, and
-//! duration parsing.
+//! What every validation step shares: the error type (core's `ConfigError`, read as
+//! `FILE:LINE:COL: KEY: WHY, e.g. RIGHT`), where in the file a key is, and duration
+//! parsing.
 
+use powertune_core::config_file::{line_col, offset_of, ConfigError, Source};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Errors reading or validating a scenario file.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("cannot read scenario file {path}: {reason}")]
-    Read { path: String, reason: String },
-    #[error("{path}:{line}:{column}: {message}")]
-    At {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-}
+/// Errors reading or validating a scenario file: `FILE:LINE:COL: KEY: WHY`, the shape
+/// of every configuration error (`powertune_core::config_file`).
+pub type PlanError = ConfigError;
 
 pub(super) struct Ctx<'a> {
-    pub(super) text: &'a str,
-    pub(super) path: &'a str,
+    pub(super) source: &'a Source,
+    /// CSV data files and CA certificates are read relative to it.
     pub(super) dir: Option<PathBuf>,
     pub(super) n_series: usize,
     pub(super) n_checks: usize,
 }
 
 impl Ctx<'_> {
-    pub(super) fn at(&self, offset: usize, message: impl Into<String>) -> PlanError {
-        let (line, column) = powertune_core::targets::line_col(self.text, offset);
-        PlanError::At {
-            path: self.path.to_string(),
+    /// An error about `key` (dotted: `scenarios.login.steps[1].url`), placed where the
+    /// key is written, or else where the nearest key enclosing it is.
+    pub(super) fn error(&self, key: &str, why: impl Into<String>) -> ConfigError {
+        let text = &self.source.text;
+        let mut k = key;
+        let offset = loop {
+            if let Some(o) = offset_of(text, k) {
+                break Some(o);
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => break None,
+            }
+        };
+        self.error_at(offset, key, why)
+    }
+
+    /// An error about `key` at a byte offset of the file (a span the parser kept).
+    pub(super) fn error_at(
+        &self,
+        offset: Option<usize>,
+        key: &str,
+        why: impl Into<String>,
+    ) -> ConfigError {
+        let (line, column) = offset.map_or((0, 0), |o| line_col(&self.source.text, o));
+        ConfigError {
+            path: self.source.path.clone(),
             line,
             column,
-            message: message.into(),
+            key: key.to_string(),
+            message: why.into(),
         }
     }
-}
 
-pub(super) fn dur(text: &str, what: &str) -> Result<Duration, String> {
-    powertune_core::duration::parse(text).map_err(|e| format!("`{what}`: {e}"))
-}
+    /// The duration written at `key` (`"30s"`, `"250ms"`).
+    pub(super) fn dur(&self, text: &str, key: &str) -> Result<Duration, ConfigError> {
+        powertune_core::duration::parse(text).map_err(|e| self.error(key, e))
+    }
 
-pub(super) fn opt_dur(
-    v: &Option<String>,
-    what: &str,
-    default: Duration,
-) -> Result<Duration, String> {
-    match v {
-        Some(t) => dur(t, what),
-        None => Ok(default),
+    /// The duration at `key` when it is written, else `default`.
+    pub(super) fn opt_dur(
+        &self,
+        v: &Option<String>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match v {
+            Some(t) => self.dur(t, key),
+            None => Ok(default),
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! Scenario files: TOML read with `deny_unknown_fields` ([`file`]), validated into a
-//! [`Plan`] ([`parse`], [`scenario`], [`step`]) before any socket opens. Errors carry
-//! `file:line:column`.
+//! Scenario files: TOML read through core's `config_file::Source` with
+//! `deny_unknown_fields` ([`file`]), validated into a [`Plan`] ([`parse`],
+//! [`scenario`], [`step`]) before any socket opens. Errors are core's `ConfigError`:
+//! `FILE:LINE:COL: KEY: WHY, e.g. RIGHT`.
 
 mod context;
 mod file;

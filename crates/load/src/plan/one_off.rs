@@ -52,7 +52,22 @@ impl Plan {
                 toml_text.push_str(&format!("{} = {}\n", q(k), q(v)));
             }
         }
-        let mut plan = Plan::from_toml_str(&toml_text, "--url")?;
+        // Errors name the flag the value came from, not the generated file.
+        let mut plan = Plan::from_toml_str(&toml_text, "--url").map_err(|e| {
+            let flag = match e.key.rsplit('.').next() {
+                Some("method") => "--method",
+                Some("headers") => "--header",
+                Some("body") => "--body",
+                _ => "--url",
+            };
+            PlanError {
+                path: flag.to_string(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: e.message,
+            }
+        })?;
         // Duration formatting rounds sub-second parts; keep the exact value.
         if let Some(s) = plan.scenarios.first_mut() {
             match &mut s.executor {

@@ -1,11 +1,12 @@
 //! The top of a scenario file: options, scenarios (in [`super::scenario`]) and
 //! thresholds, validated into a [`Plan`].
 
-use super::context::{dur, opt_dur, Ctx, PlanError};
+use super::context::{Ctx, PlanError};
 use super::file::{PlanFile, ThresholdItem, ThresholdList};
 use super::model::{HttpVersion, Options, Plan};
 use super::scenario::scenario;
 use crate::catalogue::validate_threshold;
+use powertune_core::config_file::Source;
 use powertune_core::threshold::Threshold;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,32 +14,32 @@ use std::time::Duration;
 impl Plan {
     /// Reads and validates a scenario file. CSV data files are read relative to it.
     pub fn from_path(path: &Path) -> Result<Plan, PlanError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read {
-            path: shown.clone(),
-            reason: format!("{e} (expected a TOML scenario file, e.g. examples/runbook.toml)"),
+        let source = Source::read(path).map_err(|mut e| {
+            e.message = format!(
+                "{}; expected a TOML scenario file, e.g. examples/runbook.toml",
+                e.message
+            );
+            e
         })?;
-        Plan::parse(&text, &shown, path.parent().map(Path::to_path_buf))
+        Plan::parse(&source, path.parent().map(Path::to_path_buf))
     }
 
     /// Validates a scenario file held in memory; CSV paths are relative to the
     /// working directory.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Plan, PlanError> {
-        Plan::parse(text, source, None)
+        Plan::parse(&Source::new(source, text), None)
     }
 
-    fn parse(text: &str, path: &str, dir: Option<PathBuf>) -> Result<Plan, PlanError> {
+    /// The two passes: the file as written ([`super::file`], unknown keys and wrong
+    /// types refused by `Source::deserialize`), then each part validated at its key.
+    fn parse(source: &Source, dir: Option<PathBuf>) -> Result<Plan, PlanError> {
         let mut cx = Ctx {
-            text,
-            path,
+            source,
             dir,
             n_series: 0,
             n_checks: 0,
         };
-        let file: PlanFile = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            cx.at(offset, e.message().trim().to_string())
-        })?;
+        let file: PlanFile = source.deserialize().map_err(duration_example)?;
         let options = Options {
             base_url: file.options.base_url.clone(),
             http: match file.options.http.as_deref() {
@@ -46,32 +47,24 @@ impl Plan {
                 Some("1.1") | Some("http1") => HttpVersion::Http1,
                 Some("2") | Some("h2") | Some("h2c") | Some("http2") => HttpVersion::Http2,
                 Some(other) => {
-                    return Err(PlanError::Invalid {
-                        path: path.to_string(),
-                        message: format!(
-                            "options.http = `{other}` (expected \"auto\", \"1.1\" or \"2\")"
+                    return Err(cx.error(
+                        "options.http",
+                        format!(
+                            "`{other}` is not an HTTP version, e.g. \"auto\", \"1.1\" or \"2\""
                         ),
-                    })
+                    ))
                 }
             },
-            connect_timeout: opt_dur(
+            connect_timeout: cx.opt_dur(
                 &file.options.connect_timeout,
                 "options.connect_timeout",
                 Duration::from_secs(10),
-            )
-            .map_err(|m| PlanError::Invalid {
-                path: path.to_string(),
-                message: m,
-            })?,
-            request_timeout: opt_dur(
+            )?,
+            request_timeout: cx.opt_dur(
                 &file.options.request_timeout,
                 "options.request_timeout",
                 Duration::from_secs(60),
-            )
-            .map_err(|m| PlanError::Invalid {
-                path: path.to_string(),
-                message: m,
-            })?,
+            )?,
             no_vu_connection_reuse: file.options.no_vu_connection_reuse,
             ca_cert: file.options.ca_cert.as_ref().map(|c| match &cx.dir {
                 Some(dir) if Path::new(c).is_relative() => dir.join(c),
@@ -80,17 +73,14 @@ impl Plan {
             insecure_skip_tls_verify: file.options.insecure_skip_tls_verify,
         };
         if file.scenarios.is_empty() {
-            return Err(PlanError::Invalid {
-                path: path.to_string(),
-                message: "no scenarios (expected at least one [scenarios.NAME] table)".into(),
-            });
+            return Err(cx.error(
+                "scenarios",
+                "none in the file, e.g. a [scenarios.login] table with endpoint_type, an executor and [[scenarios.login.steps]]",
+            ));
         }
         let mut scenarios = Vec::new();
         for (name, sc) in &file.scenarios {
-            let offset = sc.span().start;
-            let s = scenario(&mut cx, name, sc.get_ref())
-                .map_err(|m| cx.at(offset, format!("scenario `{name}`: {m}")))?;
-            scenarios.push(s);
+            scenarios.push(scenario(&mut cx, name, sc.get_ref())?);
         }
         // Scenarios run in file order of their start time; keep names stable.
         scenarios.sort_by(|a, b| {
@@ -100,7 +90,9 @@ impl Plan {
         });
         let mut thresholds = Vec::new();
         for (metric, list) in &file.thresholds {
-            let offset = list.span().start;
+            // Metric selectors may hold dots (`{url:/a.json}`): place errors by span.
+            let at = Some(list.span().start);
+            let key = format!("thresholds.{metric}");
             let items: Vec<&ThresholdItem> = match list.get_ref() {
                 ThresholdList::One(i) => vec![i],
                 ThresholdList::Many(v) => v.iter().collect(),
@@ -115,24 +107,29 @@ impl Plan {
                     ),
                 };
                 let mut t = Threshold::parse(metric, expr)
-                    .map_err(|e| cx.at(offset, format!("threshold on `{metric}`: {e}")))?;
+                    .map_err(|e| cx.error_at(at, &key, e.to_string()))?;
                 t.abort_on_fail = abort;
                 if let Some(d) = delay {
-                    t.delay_abort_eval =
-                        Some(dur(d, "delay_abort_eval").map_err(|m| cx.at(offset, m))?);
+                    t.delay_abort_eval = Some(
+                        powertune_core::duration::parse(d)
+                            .map_err(|e| cx.error_at(at, &format!("{key}.delay_abort_eval"), e))?,
+                    );
                 }
-                validate_threshold(&t).map_err(|m| cx.at(offset, m))?;
+                validate_threshold(&t).map_err(|m| cx.error_at(at, &key, m))?;
                 if let Some((k, v)) = t
                     .metric
                     .tags
                     .iter()
                     .find(|(k, v)| k == "scenario" && !file.scenarios.contains_key(v))
                 {
-                    return Err(cx.at(
-                        offset,
+                    let names: Vec<&str> = file.scenarios.keys().map(String::as_str).collect();
+                    return Err(cx.error_at(
+                        at,
+                        &key,
                         format!(
-                            "threshold `{}` names {k}:{v}, which is not a scenario here",
-                            t.metric
+                            "{k}:{v} is not a scenario of this file, e.g. {}{{scenario:{}}}",
+                            t.metric.name,
+                            names.first().copied().unwrap_or("login")
                         ),
                     ));
                 }
@@ -140,7 +137,7 @@ impl Plan {
             }
         }
         Ok(Plan {
-            source: path.to_string(),
+            source: source.path.clone(),
             options,
             scenarios,
             thresholds,
@@ -148,4 +145,33 @@ impl Plan {
             n_checks: cx.n_checks,
         })
     }
+}
+
+/// Keys whose values are durations: strings with a unit.
+const DURATION_KEYS: &[&str] = &[
+    "connect_timeout",
+    "request_timeout",
+    "delay_abort_eval",
+    "duration",
+    "ramp_up",
+    "ramp_down",
+    "max_duration",
+    "time_unit",
+    "start_time",
+    "graceful_stop",
+    "sleep",
+    "hold",
+    "timeout",
+    "duration_below",
+];
+
+/// A duration written as a bare number gets the right spelling as its example.
+fn duration_example(mut e: PlanError) -> PlanError {
+    let last = e.key.rsplit('.').next().unwrap_or("");
+    let last = last.split('[').next().unwrap_or(last);
+    if DURATION_KEYS.contains(&last) && e.message.starts_with("invalid type") {
+        e.message
+            .push_str(", e.g. \"30s\" (durations are strings with a unit)");
+    }
+    e
 }

@@ -1,48 +1,99 @@
 //! One `[scenarios.NAME]` table: its executor (with the runbook's users/ramp_up
 //! shorthand), data file and steps.
 
-use super::context::{dur, opt_dur, Ctx};
+use super::context::Ctx;
 use super::file::{DataFile, ScenarioFile, StageFile};
 use super::model::{DataMode, DataSet, Executor, Scenario, Stage, Step};
 use super::step::step;
+use powertune_core::config_file::ConfigError;
 use powertune_core::EndpointType;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn stages(v: &[StageFile]) -> Result<Vec<Stage>, String> {
+/// The `stages` of the scenario at `at`.
+fn stages(cx: &Ctx<'_>, at: &str, v: &[StageFile]) -> Result<Vec<Stage>, ConfigError> {
     if v.is_empty() {
-        return Err(
-            "`stages` is empty (expected e.g. [{ duration = \"1m\", target = 50 }])".into(),
-        );
+        return Err(cx.error(
+            &format!("{at}.stages"),
+            "is empty, e.g. stages = [{ duration = \"1m\", target = 50 }]",
+        ));
     }
     v.iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             if !(s.target.is_finite() && s.target >= 0.0) {
-                return Err(format!("stage target {} must be 0 or more", s.target));
+                return Err(cx.error(
+                    &format!("{at}.stages[{i}].target"),
+                    format!("{} must be 0 or more, e.g. target = 50", s.target),
+                ));
             }
             Ok(Stage {
-                duration: dur(&s.duration, "stages.duration")?,
+                duration: cx.dur(&s.duration, &format!("{at}.stages[{i}].duration"))?,
                 target: s.target,
             })
         })
         .collect()
 }
 
-pub(super) fn scenario(cx: &mut Ctx<'_>, name: &str, f: &ScenarioFile) -> Result<Scenario, String> {
+/// The executors and the optional fields each takes (the runbook's `users` shorthand
+/// is a ramping-vus).
+const SHORTHAND_FIELDS: &[&str] = &["users", "duration", "ramp_up", "ramp_down"];
+
+fn fields_of(executor: &str) -> Option<&'static [&'static str]> {
+    Some(match executor {
+        "constant-vus" => &["vus", "duration"],
+        "ramping-vus" => &["start_vus", "stages"],
+        "constant-arrival-rate" => &[
+            "rate",
+            "time_unit",
+            "duration",
+            "pre_allocated_vus",
+            "max_vus",
+            "max_backlog",
+        ],
+        "ramping-arrival-rate" => &[
+            "start_rate",
+            "time_unit",
+            "stages",
+            "pre_allocated_vus",
+            "max_vus",
+            "max_backlog",
+        ],
+        "per-vu-iterations" | "shared-iterations" => &["vus", "iterations", "max_duration"],
+        _ => return None,
+    })
+}
+
+pub(super) fn scenario(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    f: &ScenarioFile,
+) -> Result<Scenario, ConfigError> {
+    let at = format!("scenarios.{name}");
+    let key = |k: &str| format!("{at}.{k}");
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err("scenario names use letters, digits, `_` and `-` (e.g. auth_burst)".into());
+        return Err(cx.error(
+            &at,
+            "a scenario name uses letters, digits, `_` and `-`, e.g. [scenarios.auth_burst]",
+        ));
     }
-    let endpoint_type: EndpointType = f.endpoint_type.parse()?;
+    let endpoint_type: EndpointType = f
+        .endpoint_type
+        .parse()
+        .map_err(|e: String| cx.error(&key("endpoint_type"), e))?;
     let shorthand = f.users.is_some();
     let executor_name = match (&f.executor, shorthand) {
         (Some(e), _) => e.as_str(),
         (None, true) => "ramping-vus",
         (None, false) => {
-            return Err("no `executor` (expected e.g. executor = \"constant-vus\", or the runbook shorthand users/duration/ramp_up)".into())
+            return Err(cx.error(
+                &key("executor"),
+                "missing, e.g. executor = \"constant-vus\" with vus and duration, or the runbook shorthand users/duration/ramp_up",
+            ))
         }
     };
     // Which optional fields each executor takes; anything else set is an error.
@@ -63,56 +114,44 @@ pub(super) fn scenario(cx: &mut Ctx<'_>, name: &str, f: &ScenarioFile) -> Result
         ("max_vus", f.max_vus.is_some()),
         ("max_backlog", f.max_backlog.is_some()),
     ];
-    let allowed: &[&str] = match executor_name {
-        "ramping-vus" if shorthand => &["users", "duration", "ramp_up", "ramp_down"],
-        "constant-vus" => &["vus", "duration"],
-        "ramping-vus" => &["start_vus", "stages"],
-        "constant-arrival-rate" => &[
-            "rate",
-            "time_unit",
-            "duration",
-            "pre_allocated_vus",
-            "max_vus",
-            "max_backlog",
-        ],
-        "ramping-arrival-rate" => &[
-            "start_rate",
-            "time_unit",
-            "stages",
-            "pre_allocated_vus",
-            "max_vus",
-            "max_backlog",
-        ],
-        "per-vu-iterations" | "shared-iterations" => &["vus", "iterations", "max_duration"],
-        other => {
-            return Err(format!(
-                "unknown executor `{other}` (expected constant-vus, ramping-vus, constant-arrival-rate, ramping-arrival-rate, per-vu-iterations or shared-iterations)"
-            ))
-        }
+    let allowed: &[&str] = match (executor_name, shorthand) {
+        ("ramping-vus", true) => SHORTHAND_FIELDS,
+        (other, _) => fields_of(other).ok_or_else(|| {
+            cx.error(
+                &key("executor"),
+                format!("unknown executor `{other}`, e.g. constant-vus, ramping-vus, constant-arrival-rate, ramping-arrival-rate, per-vu-iterations or shared-iterations"),
+            )
+        })?,
     };
     if let Some((bad, _)) = set.iter().find(|(k, on)| *on && !allowed.contains(k)) {
-        return Err(format!(
-            "`{bad}` does not apply to executor {executor_name}{} (it takes: {})",
-            if shorthand { " (users shorthand)" } else { "" },
-            allowed.join(", ")
+        return Err(cx.error(
+            &key(bad),
+            format!(
+                "does not apply to executor {executor_name}{}; it takes {}",
+                if shorthand { " (users shorthand)" } else { "" },
+                allowed.join(", ")
+            ),
         ));
     }
-    let need_dur = |v: &Option<String>, what: &str| -> Result<Duration, String> {
+    let need_dur = |v: &Option<String>, what: &str| -> Result<Duration, ConfigError> {
         match v {
-            Some(t) => dur(t, what),
-            None => Err(format!("`{what}` is required for {executor_name}")),
+            Some(t) => cx.dur(t, &key(what)),
+            None => Err(cx.error(
+                &key(what),
+                format!("is required for {executor_name}, e.g. {what} = \"5m\""),
+            )),
         }
     };
-    let time_unit = opt_dur(&f.time_unit, "time_unit", Duration::from_secs(1))?;
+    let time_unit = cx.opt_dur(&f.time_unit, &key("time_unit"), Duration::from_secs(1))?;
     if time_unit.is_zero() {
-        return Err("`time_unit` must be above 0 (e.g. \"1s\")".into());
+        return Err(cx.error(&key("time_unit"), "must be above 0, e.g. \"1s\""));
     }
     let executor = match executor_name {
         "ramping-vus" if shorthand => {
             let users = f.users.unwrap_or(0);
             let hold = need_dur(&f.duration, "duration")?;
-            let up = opt_dur(&f.ramp_up, "ramp_up", Duration::ZERO)?;
-            let down = opt_dur(&f.ramp_down, "ramp_down", up)?;
+            let up = cx.opt_dur(&f.ramp_up, &key("ramp_up"), Duration::ZERO)?;
+            let down = cx.opt_dur(&f.ramp_down, &key("ramp_down"), up)?;
             let mut st = Vec::new();
             if !up.is_zero() {
                 st.push(Stage {
@@ -141,22 +180,23 @@ pub(super) fn scenario(cx: &mut Ctx<'_>, name: &str, f: &ScenarioFile) -> Result
         },
         "ramping-vus" => Executor::RampingVus {
             start_vus: f.start_vus.unwrap_or(0),
-            stages: stages(f.stages.as_deref().unwrap_or(&[]))?,
+            stages: stages(cx, &at, f.stages.as_deref().unwrap_or(&[]))?,
         },
         "constant-arrival-rate" => {
-            let rate = f
-                .rate
-                .ok_or("`rate` is required for constant-arrival-rate (e.g. rate = 100)")?;
+            let rate = f.rate.ok_or_else(|| {
+                cx.error(
+                    &key("rate"),
+                    "is required for constant-arrival-rate, e.g. rate = 100",
+                )
+            })?;
             if !(rate.is_finite() && rate > 0.0) {
-                return Err(format!("`rate` = {rate} must be above 0"));
-            }
-            let pre = f.pre_allocated_vus.unwrap_or(1).max(1);
-            let max = f.max_vus.unwrap_or(pre);
-            if max < pre {
-                return Err(format!(
-                    "`max_vus` = {max} is below pre_allocated_vus = {pre}"
+                return Err(cx.error(
+                    &key("rate"),
+                    format!("{rate} must be above 0, e.g. rate = 100"),
                 ));
             }
+            let pre = f.pre_allocated_vus.unwrap_or(1).max(1);
+            let max = max_vus(cx, &at, f, pre)?;
             Executor::ConstantArrivalRate {
                 rate,
                 time_unit,
@@ -170,13 +210,8 @@ pub(super) fn scenario(cx: &mut Ctx<'_>, name: &str, f: &ScenarioFile) -> Result
         }
         "ramping-arrival-rate" => {
             let pre = f.pre_allocated_vus.unwrap_or(1).max(1);
-            let max = f.max_vus.unwrap_or(pre);
-            if max < pre {
-                return Err(format!(
-                    "`max_vus` = {max} is below pre_allocated_vus = {pre}"
-                ));
-            }
-            let st = stages(f.stages.as_deref().unwrap_or(&[]))?;
+            let max = max_vus(cx, &at, f, pre)?;
+            let st = stages(cx, &at, f.stages.as_deref().unwrap_or(&[]))?;
             let peak = st
                 .iter()
                 .map(|s| s.target)
@@ -195,7 +230,11 @@ pub(super) fn scenario(cx: &mut Ctx<'_>, name: &str, f: &ScenarioFile) -> Result
         "per-vu-iterations" | "shared-iterations" => {
             let vus = f.vus.unwrap_or(1);
             let iterations = f.iterations.unwrap_or(1);
-            let max_duration = opt_dur(&f.max_duration, "max_duration", Duration::from_secs(600))?;
+            let max_duration = cx.opt_dur(
+                &f.max_duration,
+                &key("max_duration"),
+                Duration::from_secs(600),
+            )?;
             if executor_name == "per-vu-iterations" {
                 Executor::PerVuIterations {
                     vus,
@@ -210,45 +249,64 @@ pub(super) fn scenario(cx: &mut Ctx<'_>, name: &str, f: &ScenarioFile) -> Result
                 }
             }
         }
-        _ => return Err(format!("unknown executor `{executor_name}`")),
+        other => {
+            return Err(cx.error(
+                &key("executor"),
+                format!("unknown executor `{other}`, e.g. constant-vus"),
+            ))
+        }
     };
+    let vus_key = key(if shorthand { "users" } else { "vus" });
     if executor.max_vus() == 0 {
-        return Err(format!(
-            "{} runs no VUs (expected vus/users above 0)",
-            executor.name()
+        return Err(cx.error(
+            &vus_key,
+            format!("{} runs no VUs, e.g. vus = 10", executor.name()),
         ));
     }
     if executor.max_vus() > 1_000_000 {
-        return Err(format!(
-            "{} VUs is more than this engine allows (1,000,000)",
-            executor.max_vus()
+        return Err(cx.error(
+            &vus_key,
+            format!(
+                "{} VUs is more than this engine allows, e.g. at most 1000000",
+                executor.max_vus()
+            ),
         ));
     }
     let data = match &f.data {
         None => None,
-        Some(d) => Some(load_data(cx, d)?),
+        Some(d) => Some(load_data(cx, &at, d)?),
     };
     let mut setup = Vec::new();
-    for s in &f.setup {
-        setup.push(step(cx, s, endpoint_type).map_err(|m| format!("setup step: {m}"))?);
+    for (i, s) in f.setup.iter().enumerate() {
+        setup.push(step(cx, s, endpoint_type, &format!("{at}.setup[{i}]"))?);
     }
     let mut steps = Vec::new();
-    for s in &f.steps {
-        steps.push(step(cx, s, endpoint_type)?);
+    for (i, s) in f.steps.iter().enumerate() {
+        steps.push(step(cx, s, endpoint_type, &format!("{at}.steps[{i}]"))?);
     }
     if steps.is_empty() {
-        return Err("no `steps` (expected at least one [[scenarios.NAME.steps]])".into());
+        return Err(cx.error(
+            &key("steps"),
+            format!("missing, e.g. a [[{at}.steps]] table with url = \"/health\""),
+        ));
     }
     if steps.iter().all(|s| matches!(s, Step::Think(_))) {
-        return Err("its steps only sleep (expected an HTTP, cable or ws step)".into());
+        return Err(cx.error(
+            &key("steps"),
+            "only sleep, e.g. add a step with url = \"/health\" (or cable, or ws)",
+        ));
     }
     Ok(Scenario {
         name: name.to_string(),
         description: f.description.clone().unwrap_or_default(),
         endpoint_type,
         executor,
-        start_time: opt_dur(&f.start_time, "start_time", Duration::ZERO)?,
-        graceful_stop: opt_dur(&f.graceful_stop, "graceful_stop", Duration::from_secs(30))?,
+        start_time: cx.opt_dur(&f.start_time, &key("start_time"), Duration::ZERO)?,
+        graceful_stop: cx.opt_dur(
+            &f.graceful_stop,
+            &key("graceful_stop"),
+            Duration::from_secs(30),
+        )?,
         tags: f.tags.clone(),
         data,
         setup,
@@ -262,45 +320,63 @@ fn backlog_default(rate: f64, time_unit: Duration) -> u64 {
     (per_sec.ceil() as u64).clamp(1, 100_000)
 }
 
-fn load_data(cx: &Ctx<'_>, d: &DataFile) -> Result<DataSet, String> {
+/// `max_vus` of an arrival-rate executor: at least its pre-allocated VUs.
+fn max_vus(cx: &Ctx<'_>, at: &str, f: &ScenarioFile, pre: u32) -> Result<u32, ConfigError> {
+    let max = f.max_vus.unwrap_or(pre);
+    if max < pre {
+        return Err(cx.error(
+            &format!("{at}.max_vus"),
+            format!("{max} is below pre_allocated_vus = {pre}, e.g. max_vus = {pre}"),
+        ));
+    }
+    Ok(max)
+}
+
+fn load_data(cx: &Ctx<'_>, at: &str, d: &DataFile) -> Result<DataSet, ConfigError> {
     let mode = match d.mode.as_deref() {
         None | Some("per_vu") | Some("per-vu") => DataMode::PerVu,
         Some("per_iteration") | Some("per-iteration") => DataMode::PerIteration,
         Some(o) => {
-            return Err(format!(
-                "data.mode = `{o}` (expected \"per_vu\" or \"per_iteration\")"
+            return Err(cx.error(
+                &format!("{at}.data.mode"),
+                format!("`{o}` is not a data mode, e.g. \"per_vu\" or \"per_iteration\""),
             ))
         }
     };
+    let file_key = format!("{at}.data.file");
+    let bad = |why: String| cx.error(&file_key, why);
     let p = match &cx.dir {
         Some(dir) if Path::new(&d.file).is_relative() => dir.join(&d.file),
         _ => PathBuf::from(&d.file),
     };
     let mut rdr = csv::Reader::from_path(&p).map_err(|e| {
-        format!(
-            "cannot read data file {}: {e} (expected a CSV file with a header row)",
+        bad(format!(
+            "cannot read {}: {e}, e.g. a CSV file with a header row",
             p.display()
-        )
+        ))
     })?;
     let columns: Vec<String> = rdr
         .headers()
-        .map_err(|e| format!("data file {}: {e}", p.display()))?
+        .map_err(|e| bad(format!("{}: {e}", p.display())))?
         .iter()
         .map(str::to_string)
         .collect();
     let mut rows = Vec::new();
     for r in rdr.records() {
-        let r = r.map_err(|e| format!("data file {}: {e}", p.display()))?;
+        let r = r.map_err(|e| bad(format!("{}: {e}", p.display())))?;
         rows.push(r.iter().map(str::to_string).collect());
         if rows.len() > 1_000_000 {
-            return Err(format!("data file {} has over 1,000,000 rows", p.display()));
+            return Err(bad(format!(
+                "{} has over 1,000,000 rows, e.g. split it per scenario",
+                p.display()
+            )));
         }
     }
     if rows.is_empty() {
-        return Err(format!(
-            "data file {} has no rows under its header",
+        return Err(bad(format!(
+            "{} has no rows under its header, e.g. email,password then one row per user",
             p.display()
-        ));
+        )));
     }
     Ok(DataSet {
         path: p.display().to_string(),

@@ -1,41 +1,55 @@
 //! One step: an HTTP request (with its checks and extractions), a think time, an
 //! ActionCable subscription or a raw WebSocket exchange.
 
-use super::context::{dur, opt_dur, Ctx};
+use super::context::Ctx;
 use super::file::{StatusList, StepFile};
 use super::model::{Body, CableStep, Check, CheckKind, Hold, HttpStep, Step, Think, WsStep};
 use crate::template::Template;
+use powertune_core::config_file::ConfigError;
 use powertune_core::EndpointType;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use toml::Spanned;
 
-fn parse_think(t: &str) -> Result<Think, String> {
+fn parse_think(cx: &Ctx<'_>, t: &str, key: &str) -> Result<Think, ConfigError> {
     if let Some((a, b)) = t.split_once("..") {
-        let (a, b) = (dur(a, "sleep")?, dur(b, "sleep")?);
+        let (a, b) = (cx.dur(a, key)?, cx.dur(b, key)?);
         if b < a {
-            return Err(format!(
-                "sleep range `{t}` goes backwards (expected e.g. \"1s..3s\")"
+            return Err(cx.error(
+                key,
+                format!("the range `{t}` goes backwards, e.g. \"1s..3s\""),
             ));
         }
         Ok(Think::Range(a, b))
     } else {
-        Ok(Think::Fixed(dur(t, "sleep")?))
+        Ok(Think::Fixed(cx.dur(t, key)?))
     }
 }
 
-fn headers_tpl(h: &BTreeMap<String, String>) -> Result<Vec<(String, Template)>, String> {
+/// A template written at `key`.
+fn template(cx: &Ctx<'_>, text: &str, key: &str) -> Result<Template, ConfigError> {
+    Template::parse(text).map_err(|e| cx.error(key, e))
+}
+
+fn headers_tpl(
+    cx: &Ctx<'_>,
+    h: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Vec<(String, Template)>, ConfigError> {
     h.iter()
-        .map(|(k, v)| Ok((k.clone(), Template::parse(v)?)))
+        .map(|(k, v)| Ok((k.clone(), template(cx, v, key)?)))
         .collect()
 }
 
+/// The step written at `at` (`scenarios.login.steps[0]`).
 pub(super) fn step(
     cx: &mut Ctx<'_>,
     s: &Spanned<StepFile>,
     scen_type: EndpointType,
-) -> Result<Step, String> {
+    at: &str,
+) -> Result<Step, ConfigError> {
     let f = s.get_ref();
+    let key = |k: &str| format!("{at}.{k}");
     let kinds = [
         f.url.is_some(),
         f.sleep.is_some(),
@@ -44,9 +58,10 @@ pub(super) fn step(
     ];
     let n = kinds.iter().filter(|k| **k).count();
     if n != 1 {
-        return Err(format!(
-            "step at line {} must have exactly one of `url` (HTTP), `sleep`, `cable` or `ws`",
-            powertune_core::targets::line_col(cx.text, s.span().start).0
+        return Err(cx.error_at(
+            Some(s.span().start),
+            at,
+            format!("has {n} of `url` (HTTP), `sleep`, `cable` and `ws`; a step takes exactly one, e.g. url = \"/health\""),
         ));
     }
     let http_only = f.method.is_some()
@@ -57,36 +72,40 @@ pub(super) fn step(
         || !f.extract.is_empty();
     if let Some(t) = &f.sleep {
         if http_only || f.checks.is_some() || f.name.is_some() {
-            return Err("a `sleep` step takes nothing else".into());
+            return Err(cx.error(
+                &key("sleep"),
+                "a `sleep` step takes nothing else, e.g. sleep = \"1s..3s\" alone",
+            ));
         }
-        return parse_think(t).map(Step::Think);
+        return parse_think(cx, t, &key("sleep")).map(Step::Think);
     }
     if let Some(c) = &f.cable {
         if http_only || f.checks.is_some() {
-            return Err(
-                "a `cable` step takes url, channel, hold and headers inside `cable`".into(),
-            );
+            return Err(cx.error(
+                &key("cable"),
+                "a `cable` step takes url, channel, hold and headers inside `cable`, e.g. cable = { channel = \"MonitoringChannel\", hold = \"30s\" }",
+            ));
         }
         let hold = match c.hold.as_deref() {
             None | Some("stage") => Hold::Stage,
-            Some(d) => Hold::For(dur(d, "cable.hold")?),
+            Some(d) => Hold::For(cx.dur(d, &key("cable.hold"))?),
         };
         return Ok(Step::Cable(CableStep {
-            url: Template::parse(c.url.as_deref().unwrap_or("/cable"))?,
+            url: template(cx, c.url.as_deref().unwrap_or("/cable"), &key("cable.url"))?,
             channel: c
                 .channel
                 .clone()
                 .unwrap_or_else(|| "MonitoringChannel".into()),
             hold,
-            headers: headers_tpl(&c.headers)?,
+            headers: headers_tpl(cx, &c.headers, &key("cable.headers"))?,
         }));
     }
     if let Some(w) = &f.ws {
         if http_only || f.checks.is_some() {
-            return Err(
-                "a `ws` step takes url, subprotocol, send, expect, timeout and headers inside `ws`"
-                    .into(),
-            );
+            return Err(cx.error(
+                &key("ws"),
+                "a `ws` step takes url, subprotocol, send, expect, timeout and headers inside `ws`, e.g. ws = { url = \"/ws\", send = [\"ping\"], expect = \"pong\" }",
+            ));
         }
         let name = f.name.clone().unwrap_or_else(|| w.url.clone());
         let check = w.expect.as_ref().map(|e| {
@@ -100,16 +119,16 @@ pub(super) fn step(
         });
         return Ok(Step::Ws(WsStep {
             name,
-            url: Template::parse(&w.url)?,
+            url: template(cx, &w.url, &key("ws.url"))?,
             subprotocol: w.subprotocol.clone(),
             send: w
                 .send
                 .iter()
-                .map(|t| Template::parse(t))
+                .map(|t| template(cx, t, &key("ws.send")))
                 .collect::<Result<_, _>>()?,
             expect: w.expect.clone(),
-            timeout: opt_dur(&w.timeout, "ws.timeout", Duration::from_secs(10))?,
-            headers: headers_tpl(&w.headers)?,
+            timeout: cx.opt_dur(&w.timeout, &key("ws.timeout"), Duration::from_secs(10))?,
+            headers: headers_tpl(cx, &w.headers, &key("ws.headers"))?,
             check,
         }));
     }
@@ -120,26 +139,40 @@ pub(super) fn step(
         .clone()
         .unwrap_or_else(|| "GET".into())
         .to_ascii_uppercase();
-    let method = hyper::Method::from_bytes(method_text.as_bytes())
-        .map_err(|_| format!("bad method `{method_text}` (expected e.g. GET or POST)"))?;
+    let method = hyper::Method::from_bytes(method_text.as_bytes()).map_err(|_| {
+        cx.error(
+            &key("method"),
+            format!("`{method_text}` is not an HTTP method, e.g. GET or POST"),
+        )
+    })?;
     let name = f.name.clone().unwrap_or_else(|| format!("{method} {url}"));
     let mut headers = Vec::new();
     for (k, v) in &f.headers {
-        let hn = hyper::header::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("bad header name `{k}` (expected e.g. Authorization)"))?;
-        headers.push((hn, Template::parse(v)?));
+        let hn = hyper::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            cx.error(
+                &key("headers"),
+                format!("`{k}` is not a header name, e.g. Authorization"),
+            )
+        })?;
+        headers.push((hn, template(cx, v, &key("headers"))?));
     }
     let body = match (&f.json, &f.body) {
-        (Some(_), Some(_)) => return Err("a step takes `json` or `body`, not both".into()),
-        (Some(j), None) => Body::Json(serde_json::to_value(j).map_err(|e| format!("`json`: {e}"))?),
-        (None, Some(b)) => Body::Text(Template::parse(b)?),
+        (Some(_), Some(_)) => return Err(cx.error(
+            &key("body"),
+            "a step takes `json` or `body`, not both, e.g. json = { email = \"a@example.com\" }",
+        )),
+        (Some(j), None) => {
+            Body::Json(serde_json::to_value(j).map_err(|e| cx.error(&key("json"), e.to_string()))?)
+        }
+        (None, Some(b)) => Body::Text(template(cx, b, &key("body"))?),
         (None, None) => Body::None,
     };
     let mut extract = Vec::new();
     for (var, ptr) in &f.extract {
         if !(ptr.is_empty() || ptr.starts_with('/')) {
-            return Err(format!(
-                "extract `{var}` = `{ptr}` is not a JSON pointer (expected e.g. \"/token\" or \"/data/0/id\")"
+            return Err(cx.error(
+                &key("extract"),
+                format!("`{var}` = `{ptr}` is not a JSON pointer, e.g. {var} = \"/token\" or \"/data/0/id\""),
             ));
         }
         extract.push((var.clone(), ptr.clone()));
@@ -175,11 +208,13 @@ pub(super) fn step(
         }
         for (ptr, val) in &c.json {
             if !(ptr.is_empty() || ptr.starts_with('/')) {
-                return Err(format!(
-                    "checks.json key `{ptr}` is not a JSON pointer (expected e.g. \"/status\")"
+                return Err(cx.error(
+                    &key("checks.json"),
+                    format!("`{ptr}` is not a JSON pointer, e.g. \"/status\""),
                 ));
             }
-            let jv = serde_json::to_value(val).map_err(|e| format!("checks.json: {e}"))?;
+            let jv = serde_json::to_value(val)
+                .map_err(|e| cx.error(&key("checks.json"), e.to_string()))?;
             add(
                 cx,
                 format!("{name}: {ptr} == {jv}"),
@@ -187,10 +222,10 @@ pub(super) fn step(
             );
         }
         if let Some(d) = &c.duration_below {
-            let d = dur(d, "checks.duration_below")?;
+            let d = cx.dur(d, &key("checks.duration_below"))?;
             add(
                 cx,
-                format!("{name}: duration < {}", powertune_core::duration::format(d)),
+                format!("{name}: duration < {}", powertune_core::units::duration(d)),
                 CheckKind::DurationBelow(d),
             );
         }
@@ -201,10 +236,12 @@ pub(super) fn step(
         series,
         name,
         method,
-        url: Template::parse(&url)?,
+        url: template(cx, &url, &key("url"))?,
         url_text: url.clone(),
         endpoint_type: match &f.endpoint_type {
-            Some(t) => t.parse()?,
+            Some(t) => t
+                .parse()
+                .map_err(|e: String| cx.error(&key("endpoint_type"), e))?,
             None => scen_type,
         },
         headers,
