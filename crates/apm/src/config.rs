@@ -214,7 +214,7 @@ impl ApmConfig {
         if retain < 1_000_000_000 * u64::from(buckets) {
             return Err(bad(
                 "window.retain",
-                format!("{}s", retain / 1_000_000_000),
+                powertune_core::units::duration(Duration::from_nanos(retain)),
                 "must be at least one second per bucket (example: \"15m\")",
             ));
         }
