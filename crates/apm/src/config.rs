@@ -214,7 +214,7 @@ impl ApmConfig {
         if retain < 1_000_000_000 * u64::from(buckets) {
             return Err(bad(
                 "window.retain",
-                format!("{}s", retain / 1_000_000_000),
+                powertune_core::units::duration(Duration::from_nanos(retain)),
                 "must be at least one second per bucket (example: \"15m\")",
             ));
         }
@@ -328,6 +328,10 @@ mod tests {
         );
         let e = validated("[window]\nbuckets = 0\n").unwrap_err();
         assert_eq!(e.key, "window.buckets");
+        // The retained time is echoed the core way (units::duration).
+        let e = validated("[window]\nretain = \"90s\"\nbuckets = 120\n").unwrap_err();
+        assert_eq!(e.key, "window.retain");
+        assert!(e.to_string().contains("1m30s"), "{e}");
         let d = EngineConfig::defaults(&t);
         assert_eq!(d.slow_request_ms, 1000.0);
         assert_eq!(d.max_query_ms, 100.0);

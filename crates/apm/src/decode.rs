@@ -11,7 +11,7 @@ use std::io::Read;
 pub enum DecodeError {
     #[error("body is not valid gzip: {0}")]
     Gzip(String),
-    #[error("body is larger than {limit} bytes once decompressed")]
+    #[error("body is larger than {} once decompressed", powertune_core::units::bytes(*limit as u64))]
     TooLarge { limit: usize },
     #[error("body is not an OTLP protobuf ExportTraceServiceRequest: {0}")]
     Protobuf(String),
@@ -182,10 +182,14 @@ mod tests {
         let gz = enc.finish().unwrap();
         assert!(is_gzip(&gz));
         assert_eq!(gunzip(&gz, 20_000).unwrap().len(), 10_000);
-        assert!(matches!(
-            gunzip(&gz, 100),
-            Err(DecodeError::TooLarge { .. })
-        ));
+        let e = gunzip(&gz, 100).unwrap_err();
+        assert!(matches!(e, DecodeError::TooLarge { .. }));
+        assert_eq!(e.to_string(), "body is larger than 100 B once decompressed");
+        let e = DecodeError::TooLarge { limit: 128 << 20 };
+        assert_eq!(
+            e.to_string(),
+            "body is larger than 128.0 MiB once decompressed"
+        );
         assert!(gunzip(b"\x1f\x8bxx", 100).is_err());
     }
 }

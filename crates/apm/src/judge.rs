@@ -1,13 +1,15 @@
 //! The judge: pure functions from the snapshot ([`Summary`], or one route's
 //! [`EndpointDetail`]) and the targets (and an optional provider baseline) to
 //! findings. [`judge`] and [`judge_endpoint`] list every check; each check is one
-//! small function below them.
+//! small function below them. Observed figures, targets and limits are typed
+//! [`Value`]s; only renderers write them out (through [`powertune_core::units`]).
 
 use crate::snapshot::{
     Baseline, Detection, DetectionKind, EndpointDetail, JobSummary, Latency, ProviderSummary,
     RouteSummary, Summary, TypeSummary,
 };
-use powertune_core::{Finding, Targets, Verdict};
+use powertune_core::units::{self, Quantity};
+use powertune_core::{Finding, Targets, Value, Verdict};
 
 const AREA: &str = "apm";
 
@@ -45,10 +47,10 @@ pub fn type_latency(ty: &TypeSummary, t: &Targets) -> Finding {
     let band = t.api.band(ty.endpoint_type);
     let l = &ty.latency;
     Finding::new(AREA, "api_latency_p95", ty.endpoint_type.title(), Verdict::lower_is_better(l.p95_ms, band.target_ms, Some(band.max_ms)))
-        .observed(ms(l.p95_ms))
-        .target(format!("< {}", ms(band.target_ms)))
-        .limit(ms(band.max_ms))
-        .evidence(format!("{} requests, {} errors ({:.2}%), p50 {}, p99 {}, max {}", l.count, l.errors, l.error_rate_pct(), ms(l.p50_ms), ms(l.p99_ms), ms(l.max_ms)))
+        .observed(Value::of(Quantity::ms(l.p95_ms)))
+        .target(Value::lt(Quantity::ms(band.target_ms)))
+        .limit(Value::of(Quantity::ms(band.max_ms)))
+        .evidence(format!("{} requests, {} errors ({}), p50 {}, p99 {}, max {}", l.count, l.errors, units::percent(l.error_rate_pct()), units::ms(l.p50_ms), units::ms(l.p99_ms), units::ms(l.max_ms)))
         .action("Find the slowest routes of this type (powertune apm endpoint \"ROUTE\") and inspect their trace breakdown: DB, application code or downstream HTTP")
 }
 
@@ -76,7 +78,13 @@ pub fn route_latency(r: &RouteSummary, t: &Targets) -> Finding {
     let slow = r
         .slowest
         .first()
-        .map(|x| format!("; slowest trace {} ({})", x.trace_id, ms(x.duration_ms)))
+        .map(|x| {
+            format!(
+                "; slowest trace {} ({})",
+                x.trace_id,
+                units::ms(x.duration_ms)
+            )
+        })
         .unwrap_or_default();
     let action = match r.breakdown.dominant() {
         "database" => "DB-bound: run EXPLAIN ANALYZE on the offending query; look for seq scans, large sorts or missing indexes",
@@ -84,13 +92,16 @@ pub fn route_latency(r: &RouteSummary, t: &Targets) -> Finding {
         _ => "External call-bound: check circuit breaker state and provider quota",
     };
     Finding::new(AREA, "route_latency_p95", &r.route, v)
-        .observed(ms(l.p95_ms))
-        .target(format!("< {}", ms(band.target_ms)))
-        .limit(ms(band.max_ms))
+        .observed(Value::of(Quantity::ms(l.p95_ms)))
+        .target(Value::lt(Quantity::ms(band.target_ms)))
+        .limit(Value::of(Quantity::ms(band.max_ms)))
         .evidence(format!(
-            "{}; {} requests; time in DB {db:.0}%, outgoing HTTP {http:.0}%, app {app:.0}%{slow}",
+            "{}; {} requests; time in DB {}, outgoing HTTP {}, app {}{slow}",
             r.endpoint_type.title(),
-            l.count
+            l.count,
+            share(db),
+            share(http),
+            share(app),
         ))
         .action(action)
 }
@@ -114,15 +125,15 @@ pub fn job_avg_time(j: &JobSummary, t: &Targets, by: &str) -> Finding {
     let l = &j.latency;
     let avg_s = l.avg_ms / 1000.0;
     Finding::new(AREA, "job_avg_time", &j.class, Verdict::lower_is_better(avg_s, t.worker.job_avg_s, None))
-        .observed(format!("{avg_s:.2}s"))
-        .target(format!("< {}s", t.worker.job_avg_s))
+        .observed(Value::of(Quantity::seconds(avg_s)).note("average"))
+        .target(Value::lt(Quantity::seconds(t.worker.job_avg_s)))
         .evidence(format!(
-            "{} jobs, p95 {}, max {}, {} slower than {}s{}",
+            "{} jobs, p95 {}, max {}, {} slower than {}{}",
             l.count,
-            ms(l.p95_ms),
-            ms(l.max_ms),
+            units::ms(l.p95_ms),
+            units::ms(l.max_ms),
             j.slow,
-            t.apm.job_slow_ms / 1000.0,
+            units::ms(t.apm.job_slow_ms),
             j.example_trace.as_ref().map(|x| format!("; slowest trace {x}")).unwrap_or_default()
         ) + by)
         .action("Slow job: profile the job; bring the long path under a circuit breaker or split it into smaller jobs")
@@ -138,8 +149,8 @@ pub fn job_failure_rate(j: &JobSummary, t: &Targets, by: &str) -> Finding {
         &j.class,
         Verdict::lower_is_better(rate, t.worker.failed_rate_pct, None),
     )
-    .observed(format!("{rate:.2}%"))
-    .target(format!("< {}%", t.worker.failed_rate_pct))
+    .observed(Value::of(Quantity::percent(rate)))
+    .target(Value::lt(Quantity::percent(t.worker.failed_rate_pct)))
     .evidence(format!(
         "{} of {} jobs failed{}{by}",
         l.errors,
@@ -149,7 +160,8 @@ pub fn job_failure_rate(j: &JobSummary, t: &Targets, by: &str) -> Finding {
     .action("Inspect Sidekiq::RetrySet; investigate the top retried job class")
 }
 
-/// A provider's P95 against its saved baseline; a pass that says so without one.
+/// A provider's P95 against its saved baseline, as a ratio to it; a pass that says
+/// so without one.
 pub fn provider_p95(p: &ProviderSummary, t: &Targets, baseline: Option<&Baseline>) -> Finding {
     let l = &p.latency;
     match baseline.and_then(|b| b.providers.get(&p.key)) {
@@ -161,17 +173,18 @@ pub fn provider_p95(p: &ProviderSummary, t: &Targets, baseline: Option<&Baseline
                 &p.key,
                 Verdict::lower_is_better(ratio, t.ai.provider_p95_ratio_max, None),
             )
-            .observed(format!("{} ({ratio:.2}× baseline)", ms(l.p95_ms)))
-            .target(format!(
-                "< {}× baseline {}",
-                t.ai.provider_p95_ratio_max,
-                ms(base)
-            ))
+            .observed(
+                Value::of(Quantity::ratio(ratio)).note(format!("p95 {}", units::ms(l.p95_ms))),
+            )
+            .target(
+                Value::lt(Quantity::ratio(t.ai.provider_p95_ratio_max))
+                    .note(format!("baseline p95 {}", units::ms(base))),
+            )
             .evidence(format!("{} calls, {} errors", l.count, l.errors))
             .action("Check the provider's status page; lower the call rate via worker concurrency")
         }
         _ => Finding::new(AREA, "provider_p95", &p.key, Verdict::Pass)
-            .observed(ms(l.p95_ms))
+            .observed(Value::of(Quantity::ms(l.p95_ms)).note("p95"))
             .target("no baseline saved (use --save-baseline)")
             .evidence(format!("{} calls, {} errors", l.count, l.errors)),
     }
@@ -194,14 +207,20 @@ fn subject_of(d: &Detection) -> String {
     format!("{} — {}", d.route, d.subject)
 }
 
+/// The runbook's "N+1 queries: 0" as a bound on the count of patterns.
+fn n_plus_one_target(t: &Targets) -> Value {
+    Value::le(Quantity::count(f64::from(t.database.n_plus_one_max))).note("N+1 patterns")
+}
+
 /// Repeated identical queries under one parent: always a failure.
 pub fn n_plus_one(d: &Detection, t: &Targets) -> Finding {
+    let per_request = d.spans / d.occurrences.max(1);
     Finding::new(AREA, "n_plus_one", subject_of(d), Verdict::Fail)
-        .observed(format!(
-            "{} repeated queries in one request (max)",
-            d.spans / d.occurrences.max(1)
-        ))
-        .target(format!("N+1 queries: {}", t.database.n_plus_one_max))
+        .observed(
+            Value::of(Quantity::count(per_request as f64))
+                .note("repeated queries in one request, max"),
+        )
+        .target(n_plus_one_target(t))
         .evidence(evidence_of(d))
         .action("Load the association with .includes() instead of one query per record")
 }
@@ -211,8 +230,8 @@ pub fn no_n_plus_one(detections: &[Detection], any_routes: bool, t: &Targets) ->
     let none = !detections.iter().any(|d| d.kind == DetectionKind::NPlusOne);
     (none && any_routes).then(|| {
         Finding::new(AREA, "n_plus_one", "all routes", Verdict::Pass)
-            .observed("0 patterns")
-            .target(format!("N+1 queries: {}", t.database.n_plus_one_max))
+            .observed(Value::of(Quantity::count(0.0)).note("patterns"))
+            .target(n_plus_one_target(t))
     })
 }
 
@@ -224,9 +243,9 @@ pub fn slow_query(d: &Detection, t: &Targets) -> Finding {
         Some(t.database.slow_query_ms),
     );
     Finding::new(AREA, "slow_query", subject_of(d), v)
-        .observed(format!("max {} ({}×)", ms(d.max_ms), d.occurrences))
-        .target(format!("< {}", ms(t.database.max_query_ms)))
-        .limit(ms(t.database.slow_query_ms))
+        .observed(slowest_of(d))
+        .target(Value::lt(Quantity::ms(t.database.max_query_ms)))
+        .limit(Value::of(Quantity::ms(t.database.slow_query_ms)))
         .evidence(evidence_of(d))
         .action(
             "Run EXPLAIN ANALYZE on the query; look for seq scans, large sorts or missing indexes",
@@ -236,20 +255,20 @@ pub fn slow_query(d: &Detection, t: &Targets) -> Finding {
 /// Requests slower than the slow-request mark.
 pub fn slow_request(d: &Detection, t: &Targets) -> Finding {
     Finding::new(AREA, "slow_request", &d.route, Verdict::Warn)
-        .observed(format!("{}× over {}, max {}", d.occurrences, ms(t.apm.slow_request_ms), ms(d.max_ms)))
-        .target(format!("< {}", ms(t.apm.slow_request_ms)))
+        .observed(slowest_of(d))
+        .target(Value::lt(Quantity::ms(t.apm.slow_request_ms)))
         .evidence(evidence_of(d))
         .action("Inspect the trace breakdown of the slowest trace: DB, application code or downstream HTTP")
 }
 
 /// Independent queries run one after another that could run together.
 pub fn consecutive_queries(d: &Detection) -> Finding {
+    let n = d.occurrences.max(1);
     Finding::new(AREA, "consecutive_queries", subject_of(d), Verdict::Warn)
-        .observed(format!(
-            "{} could be saved ({} queries in a row)",
-            ms(d.saved_ms / d.occurrences.max(1) as f64),
-            d.spans / d.occurrences.max(1)
-        ))
+        .observed(
+            Value::of(Quantity::ms(d.saved_ms / n as f64))
+                .note(format!("could be saved, {} queries in a row", d.spans / n)),
+        )
         .target("independent queries run together")
         .evidence(evidence_of(d))
         .action(
@@ -260,8 +279,8 @@ pub fn consecutive_queries(d: &Detection) -> Finding {
 /// Jobs slower than the slow-job mark.
 pub fn slow_job(d: &Detection, t: &Targets) -> Finding {
     Finding::new(AREA, "slow_job", &d.subject, Verdict::Warn)
-        .observed(format!("{}× over {}, max {}", d.occurrences, ms(t.apm.job_slow_ms), ms(d.max_ms)))
-        .target(format!("< {}", ms(t.apm.job_slow_ms)))
+        .observed(slowest_of(d))
+        .target(Value::lt(Quantity::ms(t.apm.job_slow_ms)))
         .evidence(evidence_of(d))
         .action("Profile the job; bring the long path under a circuit breaker or split it into smaller jobs")
 }
@@ -269,13 +288,8 @@ pub fn slow_job(d: &Detection, t: &Targets) -> Finding {
 /// Mission spans slower than the mission mark.
 pub fn slow_mission(d: &Detection, t: &Targets) -> Finding {
     Finding::new(AREA, "slow_mission", subject_of(d), Verdict::Warn)
-        .observed(format!(
-            "{}× over {}, max {}",
-            d.occurrences,
-            ms(t.apm.mission_slow_ms),
-            ms(d.max_ms)
-        ))
-        .target(format!("< {}", ms(t.apm.mission_slow_ms)))
+        .observed(slowest_of(d))
+        .target(Value::lt(Quantity::ms(t.apm.mission_slow_ms)))
         .evidence(evidence_of(d))
         .action(
             "Check provider quota and open circuit breakers; inspect the mission's slowest trace",
@@ -285,20 +299,21 @@ pub fn slow_mission(d: &Detection, t: &Targets) -> Finding {
 /// Agent execution spans slower than the agent mark.
 pub fn slow_agent(d: &Detection, t: &Targets) -> Finding {
     Finding::new(AREA, "slow_agent_execution", subject_of(d), Verdict::Warn)
-        .observed(format!("{}× over {}, max {}", d.occurrences, ms(t.apm.agent_slow_ms), ms(d.max_ms)))
-        .target(format!("< {}", ms(t.apm.agent_slow_ms)))
+        .observed(slowest_of(d))
+        .target(Value::lt(Quantity::ms(t.apm.agent_slow_ms)))
         .evidence(evidence_of(d))
         .action("Check the provider's circuit breaker state and quota; route latency-sensitive flows to a faster model")
 }
 
-fn ms(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1}s", v / 1000.0)
-    } else if v >= 100.0 {
-        format!("{v:.0}ms")
-    } else {
-        format!("{v:.1}ms")
-    }
+/// The slowest occurrence of a detection, noting how many there were:
+/// `1.2s (max of 4)`.
+fn slowest_of(d: &Detection) -> Value {
+    Value::of(Quantity::ms(d.max_ms)).note(format!("max of {}", d.occurrences))
+}
+
+/// A share of time, to the whole percent: `70%`.
+fn share(pct: f64) -> String {
+    units::percent(pct.round())
 }
 
 fn evidence_of(d: &Detection) -> String {
@@ -306,8 +321,8 @@ fn evidence_of(d: &Detection) -> String {
         "{} occurrence(s), {} span(s), max {}, total {}; route {}; example trace {}",
         d.occurrences,
         d.spans,
-        ms(d.max_ms),
-        ms(d.total_ms),
+        units::ms(d.max_ms),
+        units::ms(d.total_ms),
         d.route,
         d.example_trace
     )
@@ -331,8 +346,8 @@ fn error_rate(check: &str, subject: &str, l: &Latency, t: &Targets, action: &str
         subject,
         Verdict::lower_is_better(rate, t.load.error_rate_pct, None),
     )
-    .observed(format!("{rate:.2}%"))
-    .target(format!("< {}%", t.load.error_rate_pct))
+    .observed(Value::of(Quantity::percent(rate)))
+    .target(Value::lt(Quantity::percent(t.load.error_rate_pct)))
     .evidence(format!(
         "{} of {} requests failed (status ≥ 500 or span status ERROR){}",
         l.errors,
@@ -359,7 +374,7 @@ fn enqueued_by(s: &Summary, class: &str) -> String {
                 l.route,
                 l.latency.count,
                 l.latency.errors,
-                ms(l.latency.avg_ms)
+                units::ms(l.latency.avg_ms)
             )
         })
         .collect();
@@ -449,7 +464,12 @@ mod tests {
             providers: [("openai/gpt-4o".to_string(), 1000.0)].into(),
         };
         let f = judge(&summary(), &t, Some(&base));
-        assert_eq!(find(&f, "api_latency_p95").verdict, Verdict::Warn);
+        let ty = find(&f, "api_latency_p95");
+        assert_eq!(ty.verdict, Verdict::Warn);
+        let band = t.api.band(EndpointType::Authentication);
+        assert_eq!(ty.observed, Value::of(Quantity::ms(150.0)));
+        assert_eq!(ty.target, Value::lt(Quantity::ms(band.target_ms)));
+        assert_eq!(ty.limit, Some(Value::of(Quantity::ms(band.max_ms))));
         let r = find(&f, "route_latency_p95");
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(
@@ -467,16 +487,47 @@ mod tests {
         assert_eq!(find(&f, "api_error_rate").verdict, Verdict::Pass);
         let j = find(&f, "job_avg_time");
         assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(
+            j.observed,
+            Value::of(Quantity::seconds(6.0)).note("average")
+        );
+        assert_eq!(j.target, Value::lt(Quantity::seconds(t.worker.job_avg_s)));
         assert!(
             j.evidence
                 .contains("enqueued by POST /api/v1/auth/login (150 jobs, 1 failed"),
             "{}",
             j.evidence
         );
-        assert_eq!(find(&f, "job_failure_rate").verdict, Verdict::Pass);
-        assert_eq!(find(&f, "provider_p95").verdict, Verdict::Fail);
-        assert_eq!(find(&f, "slow_query").verdict, Verdict::Warn);
-        assert_eq!(find(&f, "n_plus_one").verdict, Verdict::Pass);
+        let jf = find(&f, "job_failure_rate");
+        assert_eq!(jf.verdict, Verdict::Pass);
+        assert_eq!(jf.observed, Value::of(Quantity::percent(0.5)));
+        assert_eq!(
+            jf.target,
+            Value::lt(Quantity::percent(t.worker.failed_rate_pct))
+        );
+        let p = find(&f, "provider_p95");
+        assert_eq!(p.verdict, Verdict::Fail);
+        assert_eq!(p.observed, Value::of(Quantity::ratio(3.0)).note("p95 3s"));
+        assert_eq!(
+            p.target,
+            Value::lt(Quantity::ratio(t.ai.provider_p95_ratio_max)).note("baseline p95 1s")
+        );
+        let q = find(&f, "slow_query");
+        assert_eq!(q.verdict, Verdict::Warn);
+        assert_eq!(q.observed, Value::of(Quantity::ms(250.0)).note("max of 2"));
+        assert_eq!(q.observed.text(), "250ms (max of 2)");
+        assert_eq!(q.target, Value::lt(Quantity::ms(t.database.max_query_ms)));
+        assert_eq!(
+            q.limit,
+            Some(Value::of(Quantity::ms(t.database.slow_query_ms)))
+        );
+        let n = find(&f, "n_plus_one");
+        assert_eq!(n.verdict, Verdict::Pass);
+        assert_eq!(n.observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(
+            n.target,
+            Value::le(Quantity::count(0.0)).note("N+1 patterns")
+        );
         let f = judge(&summary(), &t, None);
         assert_eq!(find(&f, "provider_p95").verdict, Verdict::Pass);
     }
@@ -548,8 +599,13 @@ mod tests {
         ty.latency = lat(100, 5, 10.0, 10.0);
         let f = type_error_rate(&ty, &t).unwrap();
         assert_eq!(
-            (f.verdict, f.observed.text().as_str()),
-            (Verdict::Fail, "5.00%")
+            (f.verdict, &f.observed),
+            (Verdict::Fail, &Value::of(Quantity::percent(5.0)))
+        );
+        assert_eq!(f.observed.text(), "5%");
+        assert_eq!(
+            f.target,
+            Value::lt(Quantity::percent(t.load.error_rate_pct))
         );
         assert!(
             f.evidence.contains("example failing traces ab"),
@@ -563,6 +619,13 @@ mod tests {
         let t = Targets::default();
         let f = route_latency(&route(10.0, 0, (70.0, 10.0, 20.0)), &t);
         assert_eq!(f.verdict, Verdict::Pass);
+        assert_eq!(f.observed.quantity(), Some(Quantity::ms(10.0)));
+        assert!(
+            f.evidence
+                .contains("time in DB 70%, outgoing HTTP 10%, app 20%"),
+            "{}",
+            f.evidence
+        );
         assert!(f.action.starts_with("DB-bound"), "{}", f.action);
         assert!(f.evidence.contains("slowest trace cd"), "{}", f.evidence);
         let f = route_latency(&route(10.0, 0, (10.0, 10.0, 80.0)), &t);
@@ -634,9 +697,14 @@ mod tests {
             provider_p95(&p, &t, Some(&base(100.0))).verdict,
             Verdict::Fail
         );
+        let f = provider_p95(&p, &t, Some(&base(800.0)));
+        assert_eq!(f.observed.quantity(), Some(Quantity::ratio(1.25)));
+        assert_eq!(f.observed.text(), "1.25× (p95 1s)");
+        assert_eq!(f.target.text(), "< 2.00× (baseline p95 800ms)");
         for b in [None, Some(base(0.0))] {
             let f = provider_p95(&p, &t, b.as_ref());
             assert_eq!(f.verdict, Verdict::Pass);
+            assert_eq!(f.observed, Value::of(Quantity::ms(1000.0)).note("p95"));
             assert_eq!(f.target, "no baseline saved (use --save-baseline)");
         }
     }
@@ -666,10 +734,42 @@ mod tests {
             assert!(f.evidence.contains("example trace ab"), "{}", f.evidence);
         }
         let f = n_plus_one(&detection_of(DetectionKind::NPlusOne, 10.0), &t);
-        assert_eq!(f.observed, "6 repeated queries in one request (max)");
+        assert_eq!(
+            f.observed,
+            Value::of(Quantity::count(6.0)).note("repeated queries in one request, max")
+        );
+        assert_eq!(
+            f.target,
+            Value::le(Quantity::count(0.0)).note("N+1 patterns")
+        );
         assert_eq!(f.subject, "GET /x — SELECT ?");
         let f = consecutive_queries(&detection_of(DetectionKind::ConsecutiveQueries, 10.0));
-        assert_eq!(f.observed, "150ms could be saved (6 queries in a row)");
+        assert_eq!(
+            f.observed,
+            Value::of(Quantity::ms(150.0)).note("could be saved, 6 queries in a row")
+        );
+        assert_eq!(
+            f.observed.text(),
+            "150ms (could be saved, 6 queries in a row)"
+        );
+        assert_eq!(f.target, "independent queries run together");
+        // The slow-span detectors: the slowest occurrence against the kind's mark.
+        let marks = [
+            (DetectionKind::SlowRequest, t.apm.slow_request_ms),
+            (DetectionKind::SlowJob, t.apm.job_slow_ms),
+            (DetectionKind::SlowMission, t.apm.mission_slow_ms),
+            (DetectionKind::SlowAgent, t.apm.agent_slow_ms),
+        ];
+        for (kind, mark) in marks {
+            let f = detection(&detection_of(kind, 1200.0), &t);
+            assert_eq!(
+                f.observed,
+                Value::of(Quantity::ms(1200.0)).note("max of 2"),
+                "{kind:?}"
+            );
+            assert_eq!(f.observed.text(), "1.2s (max of 2)");
+            assert_eq!(f.target, Value::lt(Quantity::ms(mark)), "{kind:?}");
+        }
         assert_eq!(
             slow_job(&detection_of(DetectionKind::SlowJob, 1.0), &t).subject,
             "SELECT ?"

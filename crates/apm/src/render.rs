@@ -3,13 +3,11 @@
 
 use crate::snapshot::{EndpointDetail, Summary};
 use powertune_core::report::{table, truncate};
+use powertune_core::units::{self, ms};
 
-fn ms(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1}s", v / 1000.0)
-    } else {
-        format!("{v:.1}ms")
-    }
+/// A share of time, to the whole percent: `70%`.
+fn share(pct: f64) -> String {
+    units::percent(pct.round())
 }
 
 /// Routes with their percentiles and breakdown shares, slowest P95 first.
@@ -43,9 +41,9 @@ pub fn routes_table(s: &Summary, limit: usize) -> String {
             ms(r.latency.p50_ms),
             ms(r.latency.p95_ms),
             ms(r.latency.p99_ms),
-            format!("{d:.0}%"),
-            format!("{h:.0}%"),
-            format!("{a:.0}%"),
+            share(d),
+            share(h),
+            share(a),
         ]);
     }
     out.push_str(&table(&rows));
@@ -76,7 +74,7 @@ pub fn endpoint(d: &EndpointDetail) -> String {
     let n = l.count.max(1) as f64;
     let mut out = format!(
         "{}  ({})\n  requests {}  errors {}  p50 {}  p95 {}  p99 {}  max {}\n\
-         breakdown (mean per request): DB {} ({db:.0}%)  outgoing HTTP/provider {} ({http:.0}%)  app {} ({app:.0}%)\n\
+         breakdown (mean per request): DB {} ({})  outgoing HTTP/provider {} ({})  app {} ({})\n\
          look first at: {}\n",
         r.route,
         r.endpoint_type.title(),
@@ -87,8 +85,11 @@ pub fn endpoint(d: &EndpointDetail) -> String {
         ms(l.p99_ms),
         ms(l.max_ms),
         ms(r.breakdown.db_ms / n),
+        share(db),
         ms(r.breakdown.http_ms / n),
+        share(http),
         ms(r.breakdown.app_ms / n),
+        share(app),
         r.breakdown.dominant(),
     );
     if !l.error_traces.is_empty() {

@@ -2,13 +2,14 @@
 //! by [`crate::judge`]. Plain data; every figure in milliseconds.
 
 use powertune_core::EndpointType;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Format version of the summary JSON.
 pub const SUMMARY_SCHEMA: &str = "powertune.apm.summary/v1";
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IngestStats {
     pub spans_received: u64,
     /// Spans refused with a reason (bad ids): counted in OTLP partial success.
@@ -43,7 +44,7 @@ pub struct IngestStats {
 }
 
 /// Share of a route's time per layer (the procedure's step 2); sums over all requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Breakdown {
     pub db_ms: f64,
     pub http_ms: f64,
@@ -81,13 +82,13 @@ impl Breakdown {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TraceRef {
     pub trace_id: String,
     pub duration_ms: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Latency {
     pub count: u64,
     pub errors: u64,
@@ -112,7 +113,7 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RouteSummary {
     pub route: String,
     pub endpoint_type: EndpointType,
@@ -122,14 +123,14 @@ pub struct RouteSummary {
     pub slowest: Vec<TraceRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TypeSummary {
     pub endpoint_type: EndpointType,
     #[serde(flatten)]
     pub latency: Latency,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobSummary {
     pub class: String,
     #[serde(flatten)]
@@ -139,7 +140,7 @@ pub struct JobSummary {
     pub example_trace: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderSummary {
     /// `provider/model`.
     pub key: String,
@@ -147,7 +148,9 @@ pub struct ProviderSummary {
     pub latency: Latency,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectionKind {
     NPlusOne,
@@ -174,7 +177,7 @@ impl DetectionKind {
 }
 
 /// One detector's hits for one (route, statement or name), aggregated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Detection {
     pub kind: DetectionKind,
     /// The route or `job Class` the spans ran under (`(no entry span)` otherwise).
@@ -194,8 +197,9 @@ pub struct Detection {
 }
 
 /// The window's contents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
+    /// Format version: `powertune.apm.summary/v1`.
     pub schema: String,
     /// Seconds covered (`null` for an offline file: all of it).
     pub window_s: Option<f64>,
@@ -212,7 +216,7 @@ pub struct Summary {
 }
 
 /// The executions of one job class enqueued by one route (followed span links).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LinkedJobs {
     pub route: String,
     pub class: String,
@@ -221,7 +225,7 @@ pub struct LinkedJobs {
 }
 
 /// A job trace linked to a span of an example trace (it was enqueued there).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LinkedTrace {
     /// The span of the example the job's link points to (the enqueue span).
     pub from_span_id: String,
@@ -235,7 +239,7 @@ pub struct LinkedTrace {
 }
 
 /// One span of an example trace, for the indented tree.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SpanNode {
     /// Nesting level under the example's entry span (0).
     pub depth: u32,
@@ -251,7 +255,7 @@ pub struct SpanNode {
     pub error: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TraceExample {
     pub trace_id: String,
     pub duration_ms: f64,
@@ -265,7 +269,7 @@ pub struct TraceExample {
 }
 
 /// `GET /api/endpoint?route=...`: the slow-endpoint procedure for one route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EndpointDetail {
     pub route: RouteSummary,
     pub detections: Vec<Detection>,

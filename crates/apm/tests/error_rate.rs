@@ -15,7 +15,7 @@ use common::*;
 use opentelemetry_proto::tonic::trace::v1::Status;
 use powertune_apm::judge;
 
-use powertune_core::{Targets, Verdict};
+use powertune_core::{Quantity, Targets, Value, Verdict};
 
 /// 100 login requests, `failing` of them answering 500 (or with span status ERROR
 /// when `status_error`), the rest 200 or 404 (a client error is no server error).
@@ -72,7 +72,11 @@ fn error_rate_per_route_and_endpoint_type_fires_with_example_traces_and_stays_qu
                     .unwrap_or_else(|| panic!("{check} missing: {f:?}"));
                 assert_eq!(x.verdict, Verdict::Fail, "{check} {gen:?}");
                 assert_eq!(x.subject, subject);
-                assert_eq!(x.observed, "3.00%");
+                assert_eq!(x.observed, Value::of(Quantity::percent(3.0)));
+                assert_eq!(
+                    x.target,
+                    Value::lt(Quantity::percent(t.load.error_rate_pct))
+                );
                 assert!(x.evidence.contains("3 of 100"), "{}", x.evidence);
                 assert!(x.evidence.contains(&failing[2]), "{}", x.evidence);
             }
@@ -94,8 +98,8 @@ fn error_rate_per_route_and_endpoint_type_fires_with_example_traces_and_stays_qu
         assert!(!f.iter().any(|x| x.check == "route_error_rate"), "{f:?}");
         let x = f.iter().find(|x| x.check == "api_error_rate").unwrap();
         assert_eq!(
-            (x.verdict, x.observed.text().as_str()),
-            (Verdict::Pass, "0.00%")
+            (x.verdict, &x.observed),
+            (Verdict::Pass, &Value::of(Quantity::percent(0.0)))
         );
     }
     // Below the threshold (1 failing of 200): the route's finding passes.
@@ -106,8 +110,8 @@ fn error_rate_per_route_and_endpoint_type_fires_with_example_traces_and_stays_qu
     for check in ["route_error_rate", "api_error_rate"] {
         let x = f.iter().find(|x| x.check == check).unwrap();
         assert_eq!(
-            (x.verdict, x.observed.text().as_str()),
-            (Verdict::Pass, "0.50%")
+            (x.verdict, &x.observed),
+            (Verdict::Pass, &Value::of(Quantity::percent(0.5)))
         );
     }
 }

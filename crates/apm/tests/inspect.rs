@@ -16,8 +16,9 @@ mod common;
 use common::*;
 use powertune_apm::collect::receiver::base_url;
 use powertune_apm::inspect::{self, AnalyzeOptions, ApmError, EndpointOptions, ReportOptions};
-use powertune_apm::snapshot::Baseline;
-use powertune_core::{Targets, Verdict};
+use powertune_apm::snapshot::{Baseline, EndpointDetail, Summary};
+use powertune_core::{Targets, Unit, Verdict};
+use powertune_test_support::schema;
 use prost::Message;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,6 +56,7 @@ fn analyze_judges_the_file_and_saves_then_reads_the_baseline() {
     let r = i.report().unwrap();
     assert_eq!(r.command, "apm analyze");
     assert_eq!(r.metrics["ingest"]["jobs_linked"], 4);
+    schema::check::<Summary>("apm-summary.v1", &r.metrics);
 
     let b = powertune_apm::collect::baseline::read(&saved).unwrap();
     assert_eq!(b, Baseline::from_summary(&i.metrics));
@@ -70,6 +72,17 @@ fn analyze_judges_the_file_and_saves_then_reads_the_baseline() {
     assert!(providers
         .iter()
         .all(|f| f.target.contains("baseline") && f.verdict == Verdict::Pass));
+    // Judged as a ratio to the saved P95 (the same file: 1×), against the bound.
+    for f in &providers {
+        let observed = f.observed.quantity().unwrap();
+        assert_eq!(observed.unit, Unit::Ratio, "{f:?}");
+        assert!((observed.value - 1.0).abs() < 1e-9, "{f:?}");
+        let target = f.target.quantity().unwrap();
+        assert_eq!(
+            (target.unit, target.value),
+            (Unit::Ratio, t.ai.provider_p95_ratio_max)
+        );
+    }
     assert!(providers
         .iter()
         .all(|f| f.target != "no baseline saved (use --save-baseline)"));
@@ -87,6 +100,7 @@ fn analyze_endpoint_shows_one_route_or_names_the_routes_there() {
     );
     assert!(i.text.contains("jobs enqueued by this route"), "{}", i.text);
     assert!(i.findings.iter().any(|f| f.check == "route_latency_p95"));
+    schema::check::<EndpointDetail>("apm-endpoint.v1", &i.report().unwrap().metrics);
     let e = inspect::analyze_endpoint(&o, "GET /nope", &t).unwrap_err();
     assert!(matches!(e, ApmError::UnknownRoute { .. }));
     let e = e.to_string();
@@ -131,6 +145,7 @@ async fn report_and_endpoint_ask_a_running_receiver() {
     let i = inspect::report(&o, &t).await.unwrap();
     assert_eq!(i.command, "apm report");
     assert_eq!(i.metrics.routes[0].latency.count, 1);
+    schema::check::<Summary>("apm-summary.v1", &i.report().unwrap().metrics);
     assert!(i.text.contains("GET /api/v1/posts"), "{}", i.text);
     let o = EndpointOptions {
         url,
@@ -141,5 +156,6 @@ async fn report_and_endpoint_ask_a_running_receiver() {
     assert_eq!(i.command, "apm endpoint");
     let checks: Vec<&str> = i.findings.iter().map(|f| f.check.as_str()).collect();
     assert_eq!(checks, ["route_latency_p95", "n_plus_one"]);
+    schema::check::<EndpointDetail>("apm-endpoint.v1", &i.report().unwrap().metrics);
     run.stop();
 }

@@ -124,7 +124,17 @@ fn analyze_saves_a_baseline_and_judges_providers_against_it() {
     assert_eq!(found.len(), providers.len());
     for f in found {
         assert_eq!(f["verdict"], "pass", "{f}");
-        assert!(f["target"].as_str().unwrap().contains("× baseline"), "{f}");
+        // A ratio to the saved P95, bounded by a ratio that names the baseline.
+        assert_eq!(f["observed"]["unit"], "ratio", "{f}");
+        assert_eq!(f["target"]["unit"], "ratio", "{f}");
+        assert_eq!(f["target"]["cmp"], "<", "{f}");
+        assert!(
+            f["target"]["note"]
+                .as_str()
+                .unwrap()
+                .contains("baseline p95"),
+            "{f}"
+        );
     }
 }
 
