@@ -548,7 +548,11 @@ async fn bad_config_and_busy_port_are_errors() {
     let e = start(cfg, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(e, TargetError::Invalid { .. }), "{e}");
+    assert!(matches!(e, TargetError::Config(_)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "target settings: pool_size: 0 must be between 1 and 10000, e.g. pool_size = 25"
+    );
 
     let t = serve(quick_config()).await;
     let e = start(quick_config(), t.addr()).await.unwrap_err();
