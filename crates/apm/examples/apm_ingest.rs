@@ -16,6 +16,14 @@
 //! session-1 figure; kept for comparison).
 //! Batches: 50 traces × 10 spans (a request with 6 SQL spans of which 5 are an N+1,
 //! an outgoing HTTP call, a provider call, an internal span), over 40 routes.
+// A benchmark/demo program, not library code: it may unwrap, panic and print.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};

@@ -1,6 +1,15 @@
 //! The detectors over hand-built traces in both semantic-convention generations:
 //! N+1, slow and consecutive queries, slow requests, the time breakdown, jobs,
 //! missions, agents and providers.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

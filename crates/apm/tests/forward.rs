@@ -1,5 +1,14 @@
 //! Forwarding everything received to another OTLP receiver over HTTP or gRPC,
 //! and ingestion that a slow or dead forward target never blocks.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

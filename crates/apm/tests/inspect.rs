@@ -1,6 +1,15 @@
 //! The entries the CLI calls: `inspect::analyze` / `analyze_endpoint` over an
 //! export file (with the baseline file written and read back), and
 //! `inspect::report` / `endpoint` against a receiver on loopback.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,5 +1,14 @@
 //! `apm analyze`'s collector: export files as one pretty document, one request
 //! per line, gzip-compressed; a bad line named by its number.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,5 +1,14 @@
 //! The receiver over real HTTP on loopback: protobuf, JSON, gzip, malformed
 //! bodies, partial success, the endpoint API, and 503 when over capacity.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,5 +1,14 @@
 //! The engine's window: bounds on open traces and spans, rolling buckets, and
 //! traces that wait for late spans before they are analysed.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

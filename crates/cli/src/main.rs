@@ -1,6 +1,9 @@
 //! The `powertune` binary: parses, validates, calls one engine, renders.
 //! Exit codes are decided in [`exit`] only.
+// The binary is the one place that prints (reports, progress, errors).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod args;
 mod commands;
 mod exit;
 mod progress;

@@ -1,5 +1,14 @@
 //! `powertune apm` end to end: the real binary on the fixtures of crates/apm, and
 //! `apm serve` on loopback port 0 queried by `apm report` / `apm endpoint`.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;

@@ -1,5 +1,14 @@
 //! `powertune demo` and `powertune targets` as a user runs them: the demo end to end at
 //! a tiny time scale, the targets listing, and one-line errors with exit 1.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

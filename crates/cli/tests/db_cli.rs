@@ -1,5 +1,14 @@
 //! `powertune db` end to end: exit codes (0 pass, 99 a FAIL, 1 bad input or an
 //! unreachable server, as one line without the password) against the test PostgreSQL.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

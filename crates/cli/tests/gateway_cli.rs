@@ -1,5 +1,14 @@
 //! `powertune gateway` and `powertune gateway status` as a user runs them: the real
 //! binary, a fake provider on loopback, plain HTTP from the test.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_test_support::providers::{Behavior, FakeProvider};
 use std::io::{BufRead, BufReader, Read, Write};

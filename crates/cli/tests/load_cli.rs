@@ -1,6 +1,15 @@
 //! `powertune load` and `powertune compare` as a user runs them, against loopback
 //! fixture servers: exit codes (0 pass, 99 threshold/target failed, 1 bad input or
 //! unreachable) with one-line errors, JSON output and baselines.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

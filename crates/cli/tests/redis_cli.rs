@@ -1,5 +1,14 @@
 //! `powertune redis` and `powertune queues` as a user runs them: exit codes (0 pass,
 //! 99 FAIL, 1 bad input / unreachable) and one-line errors, against the real test Redis.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 
@@ -50,6 +59,16 @@ fn redis_cli_in(url: &str, args: &[&str], stdin: Option<&[u8]>) {
 
 fn redis_cli(url: &str, args: &[&str]) {
     redis_cli_in(url, args, None)
+}
+
+/// The first finding of `check` in a JSON report.
+fn finding<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding: {report}"))
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -147,6 +166,10 @@ fn queues_with_real_sidekiq_data_fails_on_the_failed_rate_and_watches() {
         .map(|f| f["check"].as_str().unwrap())
         .collect();
     assert_eq!(fails, vec!["failed_rate"]);
+    let failed_rate = finding(&report, "failed_rate");
+    assert_eq!(failed_rate["observed"]["value"], 2.5, "{failed_rate}");
+    assert_eq!(failed_rate["observed"]["unit"], "percent", "{failed_rate}");
+    assert_eq!(failed_rate["evidence"], "5 failed of 200 processed");
 
     let o = powertune(&[
         "queues", "--url", &db.url, "--watch", "200ms", "--ticks", "2",
@@ -202,14 +225,11 @@ fn redis_checks_keys_and_baseline() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let ops = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["check"] == "ops_per_sec")
-        .unwrap();
+    let ops = finding(&report, "ops_per_sec");
+    assert_eq!(ops["target"]["unit"], "ratio", "{ops}");
+    assert_eq!(ops["target"]["cmp"], "<", "{ops}");
     assert!(
-        ops["target"].as_str().unwrap().contains("baseline"),
+        ops["target"]["note"].as_str().unwrap().contains("baseline"),
         "{ops}"
     );
     assert_eq!(ops["verdict"], "pass", "{ops}");

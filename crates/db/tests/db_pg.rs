@@ -1,6 +1,15 @@
 //! `powertune db` against the real test PostgreSQL (started by scripts/test.sh): every
 //! check with its problem planted for real, and with it absent. Each test works in a
 //! database of its own, dropped at the end.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_core::units::Quantity;
 use powertune_core::{Finding, Targets, Value, Verdict};

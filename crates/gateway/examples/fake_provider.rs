@@ -7,6 +7,14 @@
 //! (1..1000) waits N ms between a stream's content chunks, so each event reaches the
 //! gateway in a read of its own, as a real provider's tokens do; `FAKE_WORDS=N`
 //! (1..1000) sets the answer's length in words (one content chunk per word; default 5).
+// A benchmark/demo program, not library code: it may unwrap, panic and print.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_test_support::providers::{Behavior, FakeProvider};
 use std::time::Duration;

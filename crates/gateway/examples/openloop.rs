@@ -3,6 +3,14 @@
 //! (no coordinated omission), and prints one JSON line.
 //!
 //!   openloop URL RATE SECONDS [MAX_IN_FLIGHT]      (OPENLOOP_STREAM=1 for streaming)
+// A benchmark/demo program, not library code: it may unwrap, panic and print.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_core::LatencyHistogram;
 use std::sync::atomic::{AtomicU64, Ordering};

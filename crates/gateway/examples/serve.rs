@@ -2,6 +2,14 @@
 //! profiling the crate alone (callgrind, perf):
 //!
 //!   cargo run --release -p powertune-gateway --example serve -- gateway.toml
+// A benchmark/demo program, not library code: it may unwrap, panic and print.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_gateway::{Config, Gateway, TokioClock};
 use std::sync::Arc;

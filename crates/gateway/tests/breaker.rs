@@ -1,4 +1,13 @@
 //! Circuit breakers: opening, half-opening and closing; client errors and disabled credentials.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

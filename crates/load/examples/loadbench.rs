@@ -1,6 +1,14 @@
 //! A bare harness for profiling the engine without the CLI:
 //! `cargo run --release -p powertune-load --example loadbench -- PLAN.toml BASE_URL`
 //! prints `requests failed` on one line. The CLI (`powertune load`) is the real entry.
+// A benchmark/demo program, not library code: it may unwrap, panic and print.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 use powertune_load::{Plan, RunOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,5 +1,14 @@
 //! The load engine against real loopback servers (crates/test-support/src/http.rs).
 //! Every run is bounded to a few seconds.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_core::Targets;
 use powertune_load::{run, Plan, RunOptions, Summary};

@@ -1,6 +1,15 @@
 //! `inspect()`, the load engine's one entry, against a loopback server: progress
 //! reaches the caller's callback, and a baseline adds the comparison to the text, the
 //! payload and the findings.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use powertune_core::Targets;
 use powertune_load::{inspect, Plan, Progress, RunOptions};

@@ -43,7 +43,7 @@ impl RedisOptions {
 }
 
 /// The metrics payload of `powertune redis`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RedisMetrics {
     pub info: InfoSnapshot,
     pub slowlog: SlowlogSnapshot,

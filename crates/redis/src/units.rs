@@ -1,7 +1,8 @@
 //! How the Redis engine writes bytes and seconds: through `powertune_core::units`, the
-//! one convention of every report (binary units, `2.0 MiB`; `45s`, `3m12s`, `2h05m`).
+//! one convention of every report (binary units, `2.0 MiB`; `45s`, `3m12s`, `2h05m`);
+//! and the figures its judges share.
 
-use powertune_core::units;
+use powertune_core::{units, Cmp, Quantity, Value};
 
 /// A byte count in binary units (`512 B`, `2.0 MiB`).
 pub fn human_bytes(b: u64) -> String {
@@ -15,6 +16,11 @@ pub fn human_secs(s: f64) -> String {
         return "-".to_string();
     }
     units::seconds(s.max(0.0))
+}
+
+/// The target of a counter that should stay at 0 (`= 0`).
+pub fn zero() -> Value {
+    Value::bound(Cmp::Eq, Quantity::count(0.0))
 }
 
 #[cfg(test)]

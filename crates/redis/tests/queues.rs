@@ -1,6 +1,15 @@
 //! `powertune queues` against real servers: Sidekiq 6 data written by the real Sidekiq
 //! (Ruby), 7.x and 8.x data by fixtures of their payloads, data that is not Sidekiq's,
 //! and the `queues` entry with its `--watch`.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 
@@ -307,6 +316,7 @@ async fn the_queues_entry_watches_then_judges_the_full_snapshot() {
     assert_eq!(verdict(&i.findings, "concurrency"), Verdict::Warn);
     assert!(i.text.contains("published by the processes"), "{}", i.text);
     let report = i.report().unwrap();
+    powertune_test_support::schema::check::<sidekiq::QueuesMetrics>("queues.v1", &report.metrics);
     assert_eq!(report.metrics["sidekiq"]["processed"], 1000);
 
     let once = sidekiq::QueuesOptions {
@@ -315,6 +325,8 @@ async fn the_queues_entry_watches_then_judges_the_full_snapshot() {
     };
     let i = sidekiq::inspect(&once, &t).await.unwrap();
     assert!(i.metrics.watch.is_none() && find(&i.findings, "retry_trend").is_empty());
-    assert!(i.report().unwrap().metrics["watch"].is_null());
+    let metrics = i.report().unwrap().metrics;
+    assert!(metrics["watch"].is_null());
+    powertune_test_support::schema::check::<sidekiq::QueuesMetrics>("queues.v1", &metrics);
     db.release().await;
 }

@@ -2,6 +2,15 @@
 //! the `redis` / `redis keys` entries, on the shared test Redis (one database per test,
 //! via TestRedis) and on private `redis-server`s for the cases that change server
 //! configuration.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 
@@ -354,6 +363,10 @@ async fn the_redis_and_keys_entries_judge_and_render_every_stage() {
         i.text
     );
     let report = i.report().unwrap();
+    powertune_test_support::schema::check::<powertune_redis::RedisMetrics>(
+        "redis.v1",
+        &report.metrics,
+    );
     assert_eq!(report.metrics["scan"]["scanned"], 12);
     assert!(report.metrics["info"]["used_memory"].as_u64().unwrap() > 0);
     assert!(report.metrics["slowlog"]["entries"].is_array());
@@ -361,7 +374,9 @@ async fn the_redis_and_keys_entries_judge_and_render_every_stage() {
     let no_scan = powertune_redis::RedisOptions { scan: None, ..opts };
     let i = powertune_redis::inspect(&no_scan, &t).await.unwrap();
     assert!(i.metrics.scan.is_none() && find(&i.findings, "large_key").is_empty());
-    assert!(i.report().unwrap().metrics["scan"].is_null());
+    let metrics = i.report().unwrap().metrics;
+    assert!(metrics["scan"].is_null());
+    powertune_test_support::schema::check::<powertune_redis::RedisMetrics>("redis.v1", &metrics);
 
     let k = keys::inspect(
         &keys::KeysOptions {
@@ -374,6 +389,10 @@ async fn the_redis_and_keys_entries_judge_and_render_every_stage() {
     .unwrap();
     assert_eq!(k.command, "redis keys");
     assert_eq!(k.metrics.scan.scanned, 12);
+    powertune_test_support::schema::check::<keys::KeysMetrics>(
+        "redis-keys.v1",
+        &k.report().unwrap().metrics,
+    );
     assert!(k.text.starts_with("Scanned 12 of 12 keys"), "{}", k.text);
     db.release().await;
 }

@@ -1,5 +1,14 @@
 //! The embedded target over real loopback HTTP (reqwest) and WebSocket
 //! (tokio-tungstenite) clients. Server-side counts are compared with the client's.
+// Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
+// allows it only inside them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use futures_util::{SinkExt, StreamExt};
 use powertune_target::{start, Latency, Route, RunningTarget, TargetConfig, TargetError};

@@ -1,6 +1,13 @@
 //! Test helpers shared by the crates' integration tests: where the test PostgreSQL and
 //! Redis are (started by `scripts/test.sh`), throw-away databases and key spaces, and
 //! loopback servers on port 0. Tests only: helpers panic with a clear message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 pub mod http;
 pub mod pg;

@@ -2,7 +2,8 @@
 //! `serve` receives OTLP, `report` judges the receiver's window, `endpoint` runs the
 //! slow-endpoint procedure for one route, `analyze` does it all offline from a file.
 
-use super::{block_on, emit, Context};
+use super::{block_on, emit_inspection, Context};
+use crate::args;
 use powertune_apm::collect::receiver as client;
 use powertune_apm::inspect;
 use powertune_apm::server::{self, forward, ServeConfig};
@@ -10,6 +11,7 @@ use powertune_apm::{Engine, EngineConfig};
 use powertune_core::{ExitCode, Targets};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,66 +44,70 @@ struct ServeArgs {
     #[arg(long, value_name = "URL")]
     forward: Option<String>,
     /// Protocol towards --forward, as in OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf or grpc.
-    #[arg(long, value_name = "PROTOCOL", default_value = "http/protobuf")]
-    forward_protocol: String,
+    #[arg(long, value_name = "PROTOCOL", default_value = "http/protobuf",
+          value_parser = protocol)]
+    forward_protocol: forward::Protocol,
     /// Batches waiting to be forwarded, at most; beyond it batches are analysed but not
     /// forwarded (counted in ingest.forward_dropped).
-    #[arg(long, value_name = "BATCHES", default_value_t = 1024)]
-    forward_queue: usize,
+    #[arg(long, value_name = "BATCHES", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    forward_queue: u32,
     /// APM settings file (window bounds, endpoint-type rules, span names, detectors).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Batches queued for analysis before the receiver answers 503 + Retry-After.
-    #[arg(long, default_value_t = 256)]
-    queue: usize,
+    #[arg(long, value_name = "BATCHES", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    queue: u32,
+}
+
+/// The receiver `apm report` and `apm endpoint` ask, and how far back they look.
+#[derive(clap::Args, Debug)]
+struct Receiver {
+    /// Receiver URL of a running `powertune apm serve`, e.g. http://127.0.0.1:4318 (a
+    /// password in it is never printed).
+    #[arg(long, default_value = "http://127.0.0.1:4318", value_name = "URL")]
+    url: String,
+    /// How far back to look, e.g. 15m; the receiver keeps what its config retains.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = window)]
+    window: Duration,
 }
 
 #[derive(clap::Args, Debug)]
 struct ReportArgs {
-    /// Base URL of a running `powertune apm serve`.
-    #[arg(long, default_value = "http://127.0.0.1:4318")]
-    url: String,
-    /// How far back to look ("15m"); the receiver keeps what its config retains.
-    #[arg(long, default_value = "15m")]
-    window: String,
-    /// Saved provider P95s to compare with (written by --save-baseline).
-    #[arg(long, value_name = "FILE")]
-    baseline: Option<PathBuf>,
-    /// Write the providers' current P95s as a baseline file.
-    #[arg(long, value_name = "FILE")]
-    save_baseline: Option<PathBuf>,
-    /// Also write the report as JSON (`-` for standard output).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    receiver: Receiver,
+    // The baseline holds the providers' P95s.
+    #[command(flatten)]
+    baseline: args::Baseline,
+    #[command(flatten)]
+    output: args::Output,
 }
 
 #[derive(clap::Args, Debug)]
 struct EndpointArgs {
     /// The route as the receiver names it: "METHOD /template".
     route: String,
-    #[arg(long, default_value = "http://127.0.0.1:4318")]
-    url: String,
-    #[arg(long, default_value = "15m")]
-    window: String,
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    receiver: Receiver,
+    #[command(flatten)]
+    output: args::Output,
 }
 
 #[derive(clap::Args, Debug)]
 struct AnalyzeArgs {
     /// OTLP/JSON file (collector file exporter output or one ExportTraceServiceRequest).
     file: PathBuf,
+    /// APM settings file (window bounds, endpoint-type rules, span names, detectors).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Print the slow-endpoint view of this route instead of the route table.
     #[arg(long, value_name = "ROUTE")]
     endpoint: Option<String>,
-    #[arg(long, value_name = "FILE")]
-    baseline: Option<PathBuf>,
-    #[arg(long, value_name = "FILE")]
-    save_baseline: Option<PathBuf>,
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    baseline: args::Baseline,
+    #[command(flatten)]
+    output: args::Output,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -117,9 +123,20 @@ fn engine_config(targets: &Targets, path: Option<&Path>) -> anyhow::Result<Engin
     Ok(EngineConfig::load(path, targets)?)
 }
 
-fn window(s: &str) -> anyhow::Result<std::time::Duration> {
-    powertune_core::duration::parse(s)
-        .map_err(|e| anyhow::anyhow!("--window {s}: {e} (example: --window 15m)"))
+/// `--window`: a duration above zero, with the receiver's usual window as the example.
+fn window(s: &str) -> Result<Duration, String> {
+    match args::duration(s) {
+        Err(_) => Err("not a duration with a unit, e.g. 15m, 1h or 90s".into()),
+        Ok(d) if d.is_zero() => Err("must be above zero, e.g. 15m".into()),
+        Ok(d) => Ok(d),
+    }
+}
+
+/// `--forward-protocol`: http/protobuf or grpc.
+fn protocol(s: &str) -> Result<forward::Protocol, String> {
+    s.parse().map_err(|_: forward::ForwardError| {
+        "not a protocol; use http/protobuf or grpc (as in OTEL_EXPORTER_OTLP_PROTOCOL)".into()
+    })
 }
 
 fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -127,11 +144,10 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = engine_config(&targets, a.config.as_deref())?;
     let mut sc = ServeConfig::new(a.listen);
     sc.grpc = a.grpc;
-    sc.queue_batches = a.queue.max(1);
-    sc.forward_queue = a.forward_queue.max(1);
-    let protocol: forward::Protocol = a.forward_protocol.parse()?;
+    sc.queue_batches = a.queue as usize;
+    sc.forward_queue = a.forward_queue as usize;
     if let Some(f) = &a.forward {
-        sc.forward = Some(forward::Target::parse(f, protocol)?);
+        sc.forward = Some(forward::Target::parse(f, a.forward_protocol)?);
     }
     let forward_to = sc.forward.as_ref().map(forward::Target::shown);
     block_on(async move {
@@ -159,24 +175,24 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
 fn report(ctx: &Context, a: ReportArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
     let options = inspect::ReportOptions {
-        url: client::base_url(&a.url)?,
-        window: window(&a.window)?,
-        baseline: a.baseline,
-        save_baseline: a.save_baseline,
+        url: client::base_url(&a.receiver.url)?,
+        window: a.receiver.window,
+        baseline: a.baseline.baseline,
+        save_baseline: a.baseline.save_baseline,
     };
     let i = block_on(inspect::report(&options, &targets))??;
-    emit(&i.report()?, &i.text, a.json.as_deref())
+    emit_inspection(&i, a.output.json.as_deref())
 }
 
 fn endpoint(ctx: &Context, a: EndpointArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
     let options = inspect::EndpointOptions {
-        url: client::base_url(&a.url)?,
-        window: window(&a.window)?,
+        url: client::base_url(&a.receiver.url)?,
+        window: a.receiver.window,
         route: a.route,
     };
     let i = block_on(inspect::endpoint(&options, &targets))??;
-    emit(&i.report()?, &i.text, a.json.as_deref())
+    emit_inspection(&i, a.output.json.as_deref())
 }
 
 fn analyze(ctx: &Context, a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -184,18 +200,14 @@ fn analyze(ctx: &Context, a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let options = inspect::AnalyzeOptions {
         engine: engine_config(&targets, a.config.as_deref())?,
         file: a.file,
-        baseline: a.baseline,
-        save_baseline: a.save_baseline,
+        baseline: a.baseline.baseline,
+        save_baseline: a.baseline.save_baseline,
     };
-    let (report, text) = match &a.endpoint {
+    let json = a.output.json.as_deref();
+    match &a.endpoint {
         Some(route) => {
-            let i = inspect::analyze_endpoint(&options, route, &targets)?;
-            (i.report()?, i.text)
+            emit_inspection(&inspect::analyze_endpoint(&options, route, &targets)?, json)
         }
-        None => {
-            let i = inspect::analyze(&options, &targets)?;
-            (i.report()?, i.text)
-        }
-    };
-    emit(&report, &text, a.json.as_deref())
+        None => emit_inspection(&inspect::analyze(&options, &targets)?, json),
+    }
 }

@@ -1,12 +1,18 @@
 //! `powertune db`: the runbook's Database section against a real PostgreSQL
 //! (`db`), the EXPLAIN analyzer (`db explain`) and the pool monitor (`db watch`).
 
-use super::{block_on, emit, Context};
+use super::{block_on, emit_inspection, Context};
+use crate::args::{self, duration_at_least, positive_duration_at_most};
 use anyhow::{anyhow, Context as _};
-use powertune_core::{ExitCode, Report};
+use powertune_core::ExitCode;
+use powertune_db::inspect::MAX_TOP;
+use powertune_db::watch::MIN_INTERVAL;
 use powertune_db::{explain, DbOptions, ExplainOptions, RawDbConfig, WatchOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// The session timeouts the engine accepts: above zero, at most an hour.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -34,14 +40,22 @@ struct Conn {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     url: Option<String>,
     /// statement_timeout of every query.
-    #[arg(long, default_value = "5s", value_name = "DURATION")]
-    statement_timeout: String,
+    #[arg(long, default_value = "5s", value_name = "DURATION",
+          value_parser = positive_duration_at_most(MAX_TIMEOUT))]
+    statement_timeout: Duration,
     /// lock_timeout of every query.
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    lock_timeout: String,
+    #[arg(long, default_value = "1s", value_name = "DURATION",
+          value_parser = positive_duration_at_most(MAX_TIMEOUT))]
+    lock_timeout: Duration,
     /// How long to wait for the server to accept the connection.
-    #[arg(long, default_value = "5s", value_name = "DURATION")]
-    connect_timeout: String,
+    #[arg(long, default_value = "5s", value_name = "DURATION",
+          value_parser = positive_duration_at_most(MAX_TIMEOUT))]
+    connect_timeout: Duration,
+}
+
+/// A duration as the engine's settings take it, exactly.
+fn setting(d: Duration) -> String {
+    format!("{}ns", d.as_nanos())
 }
 
 impl Conn {
@@ -55,9 +69,9 @@ impl Conn {
         })?;
         Ok(RawDbConfig {
             url: url.to_string(),
-            statement_timeout: self.statement_timeout.clone(),
-            lock_timeout: self.lock_timeout.clone(),
-            connect_timeout: self.connect_timeout.clone(),
+            statement_timeout: setting(self.statement_timeout),
+            lock_timeout: setting(self.lock_timeout),
+            connect_timeout: setting(self.connect_timeout),
         })
     }
 }
@@ -70,17 +84,17 @@ struct CheckArgs {
     #[arg(long, value_name = "N")]
     pool_size: Option<u32>,
     /// How many statements to list by total and by mean time.
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    top: usize,
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_TOP as i64))]
+    top: u32,
     /// Queries active longer than this are stuck (default: database.stuck_query_s, 5m).
-    #[arg(long, value_name = "DURATION")]
-    stuck_after: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    stuck_after: Option<Duration>,
     /// Sessions idle in a transaction longer than this are flagged.
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    idle_in_transaction_after: String,
-    /// Also write the report as JSON to FILE (`-` for standard output only).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = args::duration)]
+    idle_in_transaction_after: Duration,
+    #[command(flatten)]
+    output: args::Output,
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,11 +120,11 @@ struct ExplainArgs {
     #[arg(long)]
     allow_writes: bool,
     /// statement_timeout of the explained statement.
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
-    timeout: String,
-    /// Also write the report as JSON to FILE (`-` for standard output only).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[arg(long, default_value = "10s", value_name = "DURATION",
+          value_parser = args::positive_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    output: args::Output,
 }
 
 #[derive(clap::Args, Debug)]
@@ -118,10 +132,11 @@ struct WatchArgs {
     #[command(flatten)]
     conn: Conn,
     /// Time between samples.
-    #[arg(long, default_value = "30s", value_name = "DURATION")]
-    interval: String,
+    #[arg(long, default_value = "30s", value_name = "DURATION",
+          value_parser = duration_at_least(MIN_INTERVAL))]
+    interval: Duration,
     /// Stop after N samples (default: until Ctrl-C).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 }
 
@@ -133,39 +148,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn duration_flag(flag: &str, text: &str) -> anyhow::Result<Duration> {
-    powertune_core::duration::parse(text).map_err(|e| anyhow!("{flag}: {e}"))
-}
-
-/// Shows an inspection the one way every command does.
-fn emit_inspection(
-    report: Result<Report, serde_json::Error>,
-    text: &str,
-    json: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
-    let report = report.map_err(|e| anyhow!("cannot build the report: {e}"))?;
-    emit(&report, text, json)
-}
-
 fn run_check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let stuck_after = a
-        .stuck_after
-        .as_deref()
-        .map(|s| duration_flag("--stuck-after", s))
-        .transpose()?;
-    let idle_in_transaction_after =
-        duration_flag("--idle-in-transaction-after", &a.idle_in_transaction_after)?;
     let options = DbOptions {
         connection: a.conn.raw()?,
-        top: a.top,
+        top: a.top as usize,
         pool_size: a.pool_size,
-        stuck_after,
-        idle_in_transaction_after,
+        stuck_after: a.stuck_after,
+        idle_in_transaction_after: a.idle_in_transaction_after,
     };
     options.validate()?;
     let inspection = block_on(powertune_db::inspect(&options, &targets))??;
-    emit_inspection(inspection.report(), &inspection.text, a.json.as_deref())
+    emit_inspection(&inspection, a.output.json.as_deref())
 }
 
 fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -188,20 +182,20 @@ fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
                     no_analyze: a.no_analyze,
                     allow_writes: a.allow_writes,
                 },
-                timeout: duration_flag("--timeout", &a.timeout)?,
+                timeout: a.timeout,
                 connection: a.conn.raw()?,
             }
         }
     };
     options.validate()?;
     let inspection = block_on(explain::inspect(&options, &targets))??;
-    emit_inspection(inspection.report(), &inspection.text, a.json.as_deref())
+    emit_inspection(&inspection, a.output.json.as_deref())
 }
 
 fn run_watch(ctx: &Context, a: WatchArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
     let options = WatchOptions {
-        interval: duration_flag("--interval", &a.interval)?,
+        interval: a.interval,
         count: a.count,
         connection: a.conn.raw()?,
     };

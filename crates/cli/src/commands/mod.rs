@@ -13,7 +13,8 @@ pub mod target;
 pub mod targets;
 
 use powertune_core::report::{render_findings, render_verdict_line, Style};
-use powertune_core::{ExitCode, Report};
+use powertune_core::{ExitCode, Inspection, Report};
+use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -64,4 +65,16 @@ pub fn emit(report: &Report, details: &str, json: Option<&Path>) -> anyhow::Resu
             .map_err(|e| anyhow::anyhow!("cannot write JSON report to {}: {e}", path.display()))?;
     }
     Ok(report.exit_code())
+}
+
+/// Shows an inspection the one way every inspecting command does: its terminal text,
+/// the findings table and the verdict line (or `--json`), and returns the exit code.
+pub fn emit_inspection<M: Serialize>(
+    inspection: &Inspection<M>,
+    json: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let report = inspection
+        .report()
+        .map_err(|e| anyhow::anyhow!("cannot build the report: {e}"))?;
+    emit(&report, &inspection.text, json)
 }

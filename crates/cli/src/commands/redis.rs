@@ -2,7 +2,8 @@
 //! (INFO, SLOWLOG, a key scan with cache types) against a real Redis; `redis keys` is
 //! the full key scan.
 
-use super::{block_on, emit, Context};
+use super::{block_on, emit_inspection, Context};
+use crate::args;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use is_terminal::IsTerminal;
@@ -11,7 +12,7 @@ use powertune_redis::baseline::Baseline;
 use powertune_redis::conn::{ConnOptions, RedisUrl};
 use powertune_redis::keys::{self, KeysOptions, ScanOptions};
 use powertune_redis::RedisOptions;
-use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -37,11 +38,9 @@ pub struct ConnArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub url: Option<String>,
     /// How long to wait for the connection and for each reply.
-    #[arg(long, default_value = "5s", value_name = "DURATION")]
-    pub timeout: String,
-    /// Also write the report as JSON to FILE (`-` for standard output only).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    #[arg(long, default_value = "5s", value_name = "DURATION",
+          value_parser = args::positive_duration)]
+    pub timeout: Duration,
 }
 
 impl ConnArgs {
@@ -49,16 +48,10 @@ impl ConnArgs {
         let url = self.url.as_deref().ok_or_else(|| {
             anyhow!("--url is required (or REDIS_URL), e.g. --url redis://127.0.0.1:6379/0")
         })?;
-        let url = RedisUrl::parse(url)?;
-        let timeout = powertune_core::duration::parse(&self.timeout)
-            .map_err(|e| anyhow!("--timeout {}: {e} (example: --timeout 5s)", self.timeout))?;
-        if timeout.is_zero() {
-            return Err(anyhow!(
-                "--timeout {}: must be more than 0 (example: --timeout 5s)",
-                self.timeout
-            ));
-        }
-        Ok(ConnOptions { url, timeout })
+        Ok(ConnOptions {
+            url: RedisUrl::parse(url)?,
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -66,23 +59,27 @@ impl ConnArgs {
 #[derive(clap::Args, Debug)]
 struct ScanArgs {
     /// SCAN's COUNT hint: keys per SCAN call.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
     count: u32,
     /// Only keys matching this glob (SCAN MATCH), e.g. 'cache:*'.
     #[arg(long, value_name = "GLOB")]
     pattern: Option<String>,
-    /// At most this many keys per second (spares a production server).
-    #[arg(long, value_name = "KEYS_PER_S")]
-    rate: Option<u32>,
+    /// At most this many keys per second (spares a production server), e.g. 5000/s.
+    #[arg(long, value_name = "RATE", value_parser = args::rate)]
+    rate: Option<f64>,
     /// Biggest keys to list.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    top: usize,
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    top: u32,
     /// Key segments (split on ':') that make a prefix group.
-    #[arg(long, default_value_t = 2, value_name = "N")]
-    prefix_depth: usize,
+    #[arg(long, default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=8))]
+    prefix_depth: u32,
     /// Prefix groups kept; the rest are folded into "(other)".
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    max_prefixes: usize,
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_prefixes: u32,
 }
 
 impl ScanArgs {
@@ -94,10 +91,12 @@ impl ScanArgs {
         let mut o = ScanOptions::new(&t.redis, &t.cache);
         o.count = self.count;
         o.pattern = self.pattern.clone();
-        o.rate = self.rate;
-        o.top = self.top;
-        o.prefix_depth = self.prefix_depth;
-        o.max_prefixes = self.max_prefixes;
+        // Whole keys per second, at least one: `args::rate` is above zero and at most
+        // 10,000,000/s, so the rounded-up value fits.
+        o.rate = self.rate.map(|r| r.ceil() as u32);
+        o.top = self.top as usize;
+        o.prefix_depth = self.prefix_depth as usize;
+        o.max_prefixes = self.max_prefixes as usize;
         o.sample = sample;
         o.validate()?;
         Ok(o)
@@ -108,17 +107,18 @@ impl ScanArgs {
 struct CheckArgs {
     #[command(flatten)]
     conn: ConnArgs,
-    /// Judge instantaneous_ops_per_sec against this saved baseline (> 2× is the alert).
-    #[arg(long, value_name = "FILE")]
-    baseline: Option<PathBuf>,
-    /// Save the current ops/s as the baseline to FILE.
-    #[arg(long, value_name = "FILE")]
-    save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    output: args::Output,
+    // instantaneous_ops_per_sec is judged against the baseline's (> 2× is the alert).
+    #[command(flatten)]
+    baseline: args::Baseline,
     /// SLOWLOG entries to read.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=128))]
     slowlog: u32,
     /// Keys the summary scan looks at before extrapolating (`redis keys` scans all).
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    #[arg(long, default_value_t = 100_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
     sample: u64,
     /// Skip the key scan.
     #[arg(long)]
@@ -131,8 +131,10 @@ struct CheckArgs {
 struct KeysArgs {
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    output: args::Output,
     /// Stop after N keys and extrapolate (default: scan every key).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     sample: Option<u64>,
     #[command(flatten)]
     scan: ScanArgs,
@@ -151,7 +153,12 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
     let scan = (!a.no_scan)
         .then(|| a.scan.options(&targets, Some(a.sample)))
         .transpose()?;
-    let baseline = a.baseline.as_deref().map(Baseline::load).transpose()?;
+    let baseline = a
+        .baseline
+        .baseline
+        .as_deref()
+        .map(Baseline::load)
+        .transpose()?;
     let opts = RedisOptions {
         conn,
         slowlog: a.slowlog,
@@ -167,7 +174,7 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
     ));
     bar.finish();
     let inspection = inspection??;
-    if let Some(path) = &a.save_baseline {
+    if let Some(path) = &a.baseline.save_baseline {
         let info = &inspection.metrics.info;
         info.baseline(&opts.conn.url.redacted).save(path)?;
         eprintln!(
@@ -176,11 +183,7 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
             info.instantaneous_ops_per_sec
         );
     }
-    emit(
-        &inspection.report()?,
-        &inspection.text,
-        a.conn.json.as_deref(),
-    )
+    emit_inspection(&inspection, a.output.json.as_deref())
 }
 
 fn keys(ctx: &Context, a: KeysArgs) -> anyhow::Result<ExitCode> {
@@ -195,11 +198,7 @@ fn keys(ctx: &Context, a: KeysArgs) -> anyhow::Result<ExitCode> {
     }));
     bar.finish();
     let inspection = inspection??;
-    emit(
-        &inspection.report()?,
-        &inspection.text,
-        a.conn.json.as_deref(),
-    )
+    emit_inspection(&inspection, a.output.json.as_deref())
 }
 
 /// The key scan's progress bar: drawn on standard error, only when it is a terminal

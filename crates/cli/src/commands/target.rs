@@ -1,12 +1,17 @@
 //! `powertune target`: the embedded Powernode-like target on its own, until Ctrl-C.
 
 use super::Context;
+use crate::args::{duration_at_most, positive_duration_at_most};
 use anyhow::bail;
 use powertune_core::ExitCode;
 use powertune_target::{TargetConfig, ENDPOINTS};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The longest pool timeout and added delay the target accepts.
+const MAX_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,12 +24,12 @@ pub struct Args {
     config: Option<PathBuf>,
 
     /// Slots in the simulated database pool (default 25).
-    #[arg(long, value_name = "N")]
-    pool_size: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pool_size: Option<u32>,
 
     /// How long a request waits for a pool slot before a 503 (default 5s).
-    #[arg(long, value_name = "DURATION")]
-    pool_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration_at_most(MAX_WAIT))]
+    pool_timeout: Option<Duration>,
 
     /// Answer this fraction of a route's requests with 500, e.g. execute=0.02
     /// (routes: login, execute, missions, dashboard, health). Repeatable.
@@ -32,8 +37,8 @@ pub struct Args {
     error_rate: Vec<String>,
 
     /// Fixed delay added to every API request, e.g. 50ms.
-    #[arg(long, value_name = "DURATION")]
-    delay: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_at_most(MAX_WAIT))]
+    delay: Option<Duration>,
 
     /// Seed of the latency and error draws (default 1).
     #[arg(long, value_name = "N")]
@@ -52,10 +57,6 @@ pub struct Args {
     print_config: bool,
 }
 
-fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
-    powertune_core::duration::parse(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
-}
-
 /// The configuration: file (if any), then flags.
 fn config(args: &Args) -> anyhow::Result<TargetConfig> {
     let mut c = match &args.config {
@@ -63,13 +64,13 @@ fn config(args: &Args) -> anyhow::Result<TargetConfig> {
         None => TargetConfig::default(),
     };
     if let Some(n) = args.pool_size {
-        c.pool_size = n;
+        c.pool_size = n as usize;
     }
-    if let Some(t) = &args.pool_timeout {
-        c.pool_timeout = duration_flag("--pool-timeout", t)?;
+    if let Some(t) = args.pool_timeout {
+        c.pool_timeout = t;
     }
-    if let Some(d) = &args.delay {
-        c.extra_delay = duration_flag("--delay", d)?;
+    if let Some(d) = args.delay {
+        c.extra_delay = d;
     }
     if let Some(s) = args.seed {
         c.seed = s;

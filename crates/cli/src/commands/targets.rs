@@ -7,7 +7,8 @@ use std::io::Write;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Print as JSON instead of a table.
+    /// Print the targets as JSON on standard output instead of the table (a flag here,
+    /// not `--json FILE`: the listing is not a report).
     #[arg(long)]
     json: bool,
 }

@@ -6,9 +6,9 @@
 
 use super::snapshot::InfoSnapshot;
 use crate::baseline::Baseline;
-use crate::units::{human_bytes, human_secs};
+use crate::units::{human_bytes, human_secs, zero};
 use powertune_core::targets::RedisTargets;
-use powertune_core::{Finding, Verdict};
+use powertune_core::{Finding, Quantity, Value, Verdict};
 
 /// What the INFO judge needs besides the snapshot.
 #[derive(Debug, Clone, Default)]
@@ -38,31 +38,34 @@ pub fn judge(s: &InfoSnapshot, t: &RedisTargets, input: &InfoJudgeInput) -> Vec<
 
 /// used_memory against maxmemory: FAIL past `memory_pct_max`; WARN without maxmemory.
 pub fn memory(s: &InfoSnapshot, t: &RedisTargets) -> Finding {
+    let target = Value::lt(Quantity::percent(t.memory_pct_max)).note("of maxmemory");
     if s.maxmemory == 0 {
         return Finding::new(AREA, "memory", "used_memory / maxmemory", Verdict::Warn)
-            .observed(format!("{} used, no maxmemory", human_bytes(s.used_memory)))
-            .target(format!("< {}% of maxmemory", t.memory_pct_max))
+            .observed(Value::of(Quantity::bytes(s.used_memory)).note("no maxmemory"))
+            .target(target)
             .evidence("maxmemory is 0: Redis grows until the host runs out of memory and the 80% alert can never fire")
             .action("Set maxmemory (with a headroom) so memory pressure is visible; for Redis saturation bump maxmemory or split Sidekiq DBs");
     }
     let pct = s.used_memory as f64 * 100.0 / s.maxmemory as f64;
     let v = Verdict::lower_is_better(pct, t.memory_pct_max, None);
     Finding::new(AREA, "memory", "used_memory / maxmemory", v)
-        .observed(format!("{pct:.1}% ({} of {})", human_bytes(s.used_memory), human_bytes(s.maxmemory)))
-        .target(format!("< {}%", t.memory_pct_max))
-        .evidence(format!("maxmemory_policy {}", s.maxmemory_policy))
+        .observed(Quantity::percent(pct))
+        .target(target)
+        .evidence(format!("{} used of {} maxmemory; maxmemory_policy {}", human_bytes(s.used_memory), human_bytes(s.maxmemory), s.maxmemory_policy))
         .action("Increase maxmemory (Redis saturation → bump maxmemory or split Sidekiq DBs) and reduce TTLs on the noisiest cache types")
 }
 
 /// connected_clients against maxclients: FAIL past `clients_pct_max`; PASS with a note
 /// when maxclients is unknown.
 pub fn clients(s: &InfoSnapshot, t: &RedisTargets) -> Finding {
+    let target = Value::lt(Quantity::percent(t.clients_pct_max)).note("of maxclients");
     match s.maxclients {
         Some(max) if max > 0 => {
             let pct = s.connected_clients as f64 * 100.0 / max as f64;
             Finding::new(AREA, "clients", "connected_clients / maxclients", Verdict::lower_is_better(pct, t.clients_pct_max, None))
-                .observed(format!("{pct:.1}% ({} of {max})", s.connected_clients))
-                .target(format!("< {}%", t.clients_pct_max))
+                .observed(Quantity::percent(pct))
+                .target(target)
+                .evidence(format!("{} connected of {max} maxclients", s.connected_clients))
                 .action("Lower the Redis pool sizes (REDIS_POOL_SIZE, Sidekiq concurrency) or raise maxclients")
         }
         _ => Finding::new(
@@ -71,11 +74,11 @@ pub fn clients(s: &InfoSnapshot, t: &RedisTargets) -> Finding {
             "connected_clients / maxclients",
             Verdict::Pass,
         )
-        .observed(format!(
-            "{} connected, maxclients unknown",
-            s.connected_clients
-        ))
-        .target(format!("< {}%", t.clients_pct_max))
+        .observed(
+            Value::of(Quantity::count(s.connected_clients as f64))
+                .note("connected, maxclients unknown"),
+        )
+        .target(target)
         .evidence(format!(
             "neither INFO nor CONFIG GET gave maxclients{}",
             s.config_unavailable
@@ -88,12 +91,15 @@ pub fn clients(s: &InfoSnapshot, t: &RedisTargets) -> Finding {
 
 /// instantaneous_ops_per_sec against a saved baseline: FAIL past `ops_ratio_max`×.
 pub fn ops_per_sec(s: &InfoSnapshot, t: &RedisTargets, baseline: Option<&Baseline>) -> Finding {
+    let ops = Quantity::per_second(s.instantaneous_ops_per_sec);
+    let target = Value::lt(Quantity::ratio(t.ops_ratio_max));
     match baseline {
         Some(b) if b.instantaneous_ops_per_sec > 0.0 => {
             let ratio = s.instantaneous_ops_per_sec / b.instantaneous_ops_per_sec;
             Finding::new(AREA, "ops_per_sec", "instantaneous_ops_per_sec / baseline", Verdict::lower_is_better(ratio, t.ops_ratio_max, None))
-                .observed(format!("{:.0} ops/s = {ratio:.2}× baseline", s.instantaneous_ops_per_sec))
-                .target(format!("< {}× baseline ({:.0} ops/s, saved {})", t.ops_ratio_max, b.instantaneous_ops_per_sec, b.saved_at))
+                .observed(Quantity::ratio(ratio))
+                .target(target.note("of the baseline"))
+                .evidence(format!("{ops} now; baseline {} saved {}", Quantity::per_second(b.instantaneous_ops_per_sec), b.saved_at))
                 .action("Find the new traffic source (SLOWLOG, per-prefix key counts, the newest deploy) before it saturates Redis")
         }
         Some(b) => Finding::new(
@@ -102,8 +108,8 @@ pub fn ops_per_sec(s: &InfoSnapshot, t: &RedisTargets, baseline: Option<&Baselin
             "instantaneous_ops_per_sec / baseline",
             Verdict::Pass,
         )
-        .observed(format!("{:.0} ops/s", s.instantaneous_ops_per_sec))
-        .target(format!("< {}× baseline", t.ops_ratio_max))
+        .observed(Value::of(ops).note("no ratio"))
+        .target(target.note("of the baseline"))
         .evidence(format!(
             "the baseline saved {} recorded 0 ops/s: no ratio",
             b.saved_at
@@ -114,14 +120,11 @@ pub fn ops_per_sec(s: &InfoSnapshot, t: &RedisTargets, baseline: Option<&Baselin
             "instantaneous_ops_per_sec",
             Verdict::Pass,
         )
-        .observed(format!(
-            "{:.0} ops/s (avg since start {:.0})",
-            s.instantaneous_ops_per_sec,
-            s.avg_ops_per_sec()
-        ))
-        .target(format!(
-            "< {}× baseline (no --baseline given; save one with --save-baseline)",
-            t.ops_ratio_max
+        .observed(Value::of(ops).note("no baseline"))
+        .target(target.note("of a baseline; no --baseline given, save one with --save-baseline"))
+        .evidence(format!(
+            "average since start {}",
+            Quantity::per_second(s.avg_ops_per_sec())
         )),
     }
 }
@@ -156,8 +159,8 @@ pub fn evicted_keys(s: &InfoSnapshot) -> Finding {
             Verdict::Pass
         },
     )
-    .observed(s.evicted_keys.to_string())
-    .target("0")
+    .observed(Quantity::count(s.evicted_keys as f64))
+    .target(zero())
     .evidence(if s.evicted_keys > 0 {
         format!(
             "policy {}, uptime {}",
@@ -172,17 +175,18 @@ pub fn evicted_keys(s: &InfoSnapshot) -> Finding {
 
 /// Keyspace hit rate, server-wide: WARN under `hit_rate_pct_min`.
 pub fn hit_rate(s: &InfoSnapshot, t: &RedisTargets) -> Finding {
+    let target = Value::ge(Quantity::percent(t.hit_rate_pct_min));
     let lookups = s.keyspace_hits + s.keyspace_misses;
     if lookups == 0 {
         return Finding::new(AREA, "hit_rate", "keyspace_hits / lookups", Verdict::Pass)
-            .observed("no lookups since start")
-            .target(format!(">= {}%", t.hit_rate_pct_min));
+            .observed(Value::of(Quantity::count(0.0)).note("lookups since start"))
+            .target(target);
     }
     let rate = s.keyspace_hits as f64 * 100.0 / lookups as f64;
     Finding::new(AREA, "hit_rate", "keyspace_hits / lookups", if rate < t.hit_rate_pct_min { Verdict::Warn } else { Verdict::Pass })
-        .observed(format!("{rate:.1}% of {lookups} lookups"))
-        .target(format!(">= {}%", t.hit_rate_pct_min))
-        .evidence("server-wide: includes Sidekiq's own reads and every database")
+        .observed(Quantity::percent(rate))
+        .target(target)
+        .evidence(format!("{} hits of {lookups} lookups, server-wide: includes Sidekiq's own reads and every database", s.keyspace_hits))
         .action("Inspect Redis stats and cache_hits/total_lookups per cache type: a low rate means TTLs too short or eviction pressure")
 }
 
@@ -199,22 +203,22 @@ fn doctor_notes(s: &InfoSnapshot) -> Vec<String> {
     }
     if s.mem_fragmentation_ratio > 1.4 && s.mem_fragmentation_bytes > TEN_MB {
         doctor.push(format!(
-            "RSS overhead incl. fragmentation {:.2} ({} beyond used)",
-            s.mem_fragmentation_ratio,
+            "RSS overhead incl. fragmentation {} ({} beyond used)",
+            Quantity::ratio(s.mem_fragmentation_ratio),
             human_bytes(s.mem_fragmentation_bytes.max(0) as u64)
         ));
     }
     if s.allocator_frag_ratio > 1.1 && s.allocator_frag_bytes > TEN_MB {
         doctor.push(format!(
-            "allocator fragmentation {:.2} ({})",
-            s.allocator_frag_ratio,
+            "allocator fragmentation {} ({})",
+            Quantity::ratio(s.allocator_frag_ratio),
             human_bytes(s.allocator_frag_bytes.max(0) as u64)
         ));
     }
     if s.rss_overhead_ratio > 1.1 && s.rss_overhead_bytes > TEN_MB {
         doctor.push(format!(
-            "RSS overhead {:.2} ({})",
-            s.rss_overhead_ratio,
+            "RSS overhead {} ({})",
+            Quantity::ratio(s.rss_overhead_ratio),
             human_bytes(s.rss_overhead_bytes.max(0) as u64)
         ));
     }
@@ -225,8 +229,9 @@ fn doctor_notes(s: &InfoSnapshot) -> Vec<String> {
 pub fn memory_doctor(s: &InfoSnapshot) -> Finding {
     let doctor = doctor_notes(s);
     Finding::new(AREA, "fragmentation", "memory doctor (fragmentation, peak vs used)", if doctor.is_empty() { Verdict::Pass } else { Verdict::Warn })
-        .observed(if doctor.is_empty() { format!("ratio {:.2}, peak {}", s.mem_fragmentation_ratio, human_bytes(s.used_memory_peak)) } else { doctor.join("; ") })
-        .target("peak <= 150% of used; fragmentation <= 1.4 (or < 10 MiB)")
+        .observed(Value::of(Quantity::count(doctor.len() as f64)).note("memory doctor notes"))
+        .target(zero().note("peak <= 150% of used; fragmentation <= 1.4 or < 10 MiB"))
+        .evidence(if doctor.is_empty() { format!("fragmentation ratio {}, peak {}", Quantity::ratio(s.mem_fragmentation_ratio), human_bytes(s.used_memory_peak)) } else { doctor.join("; ") })
         .action("Enable activedefrag (jemalloc) or restart the replica/primary in a maintenance window; a high peak means a past spike: find it before it returns")
 }
 
@@ -242,8 +247,8 @@ pub fn rejected_connections(s: &InfoSnapshot) -> Finding {
             Verdict::Pass
         },
     )
-    .observed(s.rejected_connections.to_string())
-    .target("0")
+    .observed(Quantity::count(s.rejected_connections as f64))
+    .target(zero())
     .action("Clients were refused at maxclients: lower pool sizes or raise maxclients")
 }
 
@@ -258,23 +263,31 @@ pub fn blocked_clients(s: &InfoSnapshot) -> Finding {
     } else {
         Verdict::Pass
     };
+    let pct = if s.connected_clients == 0 {
+        0.0
+    } else {
+        s.blocked_clients as f64 * 100.0 / s.connected_clients as f64
+    };
     Finding::new(
         AREA,
         "blocked_clients",
         "clients blocked in BLPOP/BRPOP/WAIT",
         verdict,
     )
-    .observed(format!(
-        "{} of {} connected",
+    .observed(Value::of(Quantity::percent(pct)).note("of connected clients"))
+    .target(Value::le(Quantity::percent(50.0)).note("Sidekiq's idle fetchers block by design"))
+    .evidence(format!(
+        "{} of {} connected clients blocked",
         s.blocked_clients, s.connected_clients
     ))
-    .target("< half of connected clients (Sidekiq's idle fetchers block by design)")
     .action("Check which clients block (CLIENT LIST) and whether their producers stopped")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::note;
+    use powertune_core::Cmp;
 
     fn healthy() -> InfoSnapshot {
         InfoSnapshot {
@@ -320,9 +333,27 @@ mod tests {
         let f = judge(&s, &RedisTargets::default(), &InfoJudgeInput::default());
         assert_eq!(verdict(&f, "memory"), Verdict::Fail);
         assert_eq!(verdict(&f, "clients"), Verdict::Fail);
+        let m = memory(&s, &RedisTargets::default());
+        assert_eq!(m.observed.quantity(), Some(Quantity::percent(85.0)));
+        assert_eq!(
+            m.target,
+            Value::lt(Quantity::percent(80.0)).note("of maxmemory")
+        );
+        assert!(
+            m.evidence.starts_with("850.0 MiB used of 1000.0 MiB"),
+            "{}",
+            m.evidence
+        );
+        assert_eq!(
+            clients(&s, &RedisTargets::default()).observed.quantity(),
+            Some(Quantity::percent(90.0))
+        );
         s.maxmemory = 0;
         let f = judge(&s, &RedisTargets::default(), &InfoJudgeInput::default());
         assert_eq!(verdict(&f, "memory"), Verdict::Warn);
+        let m = memory(&s, &RedisTargets::default());
+        assert_eq!(m.observed.quantity(), Some(Quantity::bytes(850 << 20)));
+        assert_eq!(note(&m.observed), "no maxmemory");
     }
 
     #[test]
@@ -331,6 +362,10 @@ mod tests {
         s.maxmemory_policy = "allkeys-lru".into();
         let f = judge(&s, &RedisTargets::default(), &InfoJudgeInput::default());
         assert_eq!(verdict(&f, "eviction_policy"), Verdict::Pass);
+        assert_eq!(
+            eviction_policy(&s).observed,
+            Value::Text("allkeys-lru".into())
+        );
         s.sidekiq_keys = true;
         s.evicted_keys = 5;
         let f = judge(&s, &RedisTargets::default(), &InfoJudgeInput::default());
@@ -359,6 +394,19 @@ mod tests {
         assert_eq!(verdict(&f, "hit_rate"), Verdict::Warn);
         assert_eq!(verdict(&f, "fragmentation"), Verdict::Warn);
         assert_eq!(verdict(&f, "ops_per_sec"), Verdict::Fail);
+        let t = RedisTargets::default();
+        let h = hit_rate(&s, &t);
+        assert_eq!(h.observed.quantity(), Some(Quantity::percent(60.0)));
+        assert_eq!(h.target, Value::ge(Quantity::percent(t.hit_rate_pct_min)));
+        assert!(
+            h.evidence.starts_with("60 hits of 100 lookups"),
+            "{}",
+            h.evidence
+        );
+        let o = f.iter().find(|x| x.check == "ops_per_sec").unwrap();
+        assert_eq!(o.observed.quantity(), Some(Quantity::ratio(5.0)));
+        assert_eq!(o.target.quantity(), Some(Quantity::ratio(t.ops_ratio_max)));
+        assert_eq!(o.evidence, "500.0/s now; baseline 100.0/s saved x");
     }
 
     #[test]
@@ -368,6 +416,8 @@ mod tests {
         s.config_unavailable = Some("ERR unknown command 'CONFIG'".into());
         let f = clients(&s, &RedisTargets::default());
         assert_eq!(f.verdict, Verdict::Pass);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(10.0)));
+        assert_eq!(note(&f.observed), "connected, maxclients unknown");
         assert!(
             f.evidence.contains("CONFIG GET: ERR unknown"),
             "{}",
@@ -384,7 +434,13 @@ mod tests {
         let s = healthy();
         let f = ops_per_sec(&s, &t, None);
         assert_eq!(f.verdict, Verdict::Pass);
-        assert!(f.target.contains("no --baseline given"), "{}", f.target);
+        assert_eq!(f.observed.quantity(), Some(Quantity::per_second(100.0)));
+        assert_eq!(f.target.quantity(), Some(Quantity::ratio(t.ops_ratio_max)));
+        assert!(
+            note(&f.target).contains("no --baseline given"),
+            "{}",
+            f.target
+        );
         let zero = Baseline {
             instantaneous_ops_per_sec: 0.0,
             avg_ops_per_sec: 0.0,
@@ -407,10 +463,9 @@ mod tests {
         s.keyspace_hits = 0;
         s.keyspace_misses = 0;
         let f = hit_rate(&s, &RedisTargets::default());
-        assert_eq!(
-            (f.verdict, f.observed.text().as_str()),
-            (Verdict::Pass, "no lookups since start")
-        );
+        assert_eq!(f.verdict, Verdict::Pass);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(note(&f.observed), "lookups since start");
     }
 
     #[test]
@@ -423,10 +478,12 @@ mod tests {
         s.rss_overhead_bytes = 20 << 20;
         let f = memory_doctor(&s);
         assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(2.0)));
+        assert_eq!(f.target.quantity(), Some(Quantity::count(0.0)));
         assert!(
-            f.observed.contains("fragmentation 1.60") && f.observed.contains("RSS overhead 1.20"),
+            f.evidence.contains("fragmentation 1.60") && f.evidence.contains("RSS overhead 1.20"),
             "{}",
-            f.observed
+            f.evidence
         );
         let mut tiny = healthy();
         tiny.used_memory = 1 << 20;
@@ -439,10 +496,17 @@ mod tests {
         let mut s = healthy();
         assert_eq!(rejected_connections(&s).verdict, Verdict::Pass);
         s.rejected_connections = 3;
-        assert_eq!(rejected_connections(&s).verdict, Verdict::Warn);
+        let f = rejected_connections(&s);
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(3.0)));
+        assert_eq!(f.target, Value::bound(Cmp::Eq, Quantity::count(0.0)));
         assert_eq!(blocked_clients(&s).verdict, Verdict::Pass);
         s.blocked_clients = 6;
-        assert_eq!(blocked_clients(&s).verdict, Verdict::Warn);
+        let f = blocked_clients(&s);
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed.quantity(), Some(Quantity::percent(60.0)));
+        assert_eq!(f.target.quantity(), Some(Quantity::percent(50.0)));
+        assert_eq!(f.evidence, "6 of 10 connected clients blocked");
         s.sidekiq_keys = true;
         assert_eq!(blocked_clients(&s).verdict, Verdict::Pass);
     }
@@ -454,6 +518,7 @@ mod tests {
         s.evicted_keys = 2;
         let f = evicted_keys(&s);
         assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(2.0)));
         assert_eq!(f.evidence, "policy noeviction, uptime 16m40s");
     }
 }

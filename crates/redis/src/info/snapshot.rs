@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One database's line of the `# Keyspace` section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DbKeyspace {
     pub db: u32,
     pub keys: u64,
@@ -15,7 +15,7 @@ pub struct DbKeyspace {
 }
 
 /// What INFO (and CONFIG GET, where allowed) says about the server.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct InfoSnapshot {
     pub redis_version: String,
     pub uptime_s: u64,

@@ -19,7 +19,7 @@ pub struct KeysOptions {
 }
 
 /// The metrics payload of `powertune redis keys`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KeysMetrics {
     pub scan: ScanSnapshot,
 }

@@ -4,10 +4,10 @@
 
 use super::classify::is_sidekiq_prefix;
 use super::snapshot::{CacheTypeStats, KeyInfo, PrefixStats, ScanSnapshot};
-use crate::units::human_bytes;
+use crate::units::{human_bytes, human_secs, zero};
 use powertune_core::report::truncate;
 use powertune_core::targets::{CacheType, RedisTargets};
-use powertune_core::{Finding, Verdict};
+use powertune_core::{Cmp, Finding, Quantity, Value, Verdict};
 
 const AREA: &str = "redis";
 /// Prefixes without TTL reported at most (the worst first).
@@ -41,26 +41,45 @@ fn estimate(s: &ScanSnapshot, n: u64) -> String {
     }
 }
 
-/// What sizes mean: bytes, or element counts when MEMORY USAGE is unavailable.
-fn unit(s: &ScanSnapshot) -> &'static str {
-    if s.memory_unavailable.is_some() {
-        "elements"
+/// [`estimate`] as a figure with `note`, which says so when it is scaled from a sample.
+fn estimate_value(s: &ScanSnapshot, n: u64, note: &str) -> Value {
+    if s.sampled {
+        Value::of(Quantity::count((n as f64 * s.extrapolation()).round()))
+            .note(format!("{note}, estimated from a sample"))
     } else {
-        "bytes"
+        Value::of(Quantity::count(n as f64)).note(note)
     }
 }
 
+/// A size in words: bytes, or element counts when MEMORY USAGE is unavailable.
 fn size(s: &ScanSnapshot, n: u64) -> String {
     if s.memory_unavailable.is_some() {
-        format!("{n} {}", unit(s))
+        format!("{n} elements")
     } else {
         human_bytes(n)
     }
 }
 
+/// A size as a figure: bytes, or an element count (noted) when MEMORY USAGE is
+/// unavailable; `note` is added in front.
+fn size_value(s: &ScanSnapshot, n: u64, note: &str) -> Value {
+    let (q, unit_note) = if s.memory_unavailable.is_some() {
+        (Quantity::count(n as f64), "elements")
+    } else {
+        (Quantity::bytes(n), "")
+    };
+    let note = [note, unit_note]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Value::of(q).note(note)
+}
+
 /// Keys over `large_key_bytes`: one WARN per listed key, one for those past the top-K.
 pub fn large_keys(s: &ScanSnapshot, t: &RedisTargets) -> Vec<Finding> {
     let mut out = Vec::new();
+    let target = Value::le(Quantity::bytes(t.large_key_bytes));
     let large: Vec<&KeyInfo> = s
         .top
         .iter()
@@ -69,8 +88,8 @@ pub fn large_keys(s: &ScanSnapshot, t: &RedisTargets) -> Vec<Finding> {
     for k in &large {
         out.push(
             Finding::new(AREA, "large_key", truncate(&k.key, 80), Verdict::Warn)
-                .observed(size(s, k.size))
-                .target(format!("<= {}", human_bytes(t.large_key_bytes)))
+                .observed(size_value(s, k.size, ""))
+                .target(target.clone())
                 .evidence(format!("{} with {} elements", k.key_type, k.elements.map_or("?".into(), |e| e.to_string())))
                 .action("Compress the value at the application layer or restructure it (split into smaller keys)"),
         );
@@ -83,12 +102,11 @@ pub fn large_keys(s: &ScanSnapshot, t: &RedisTargets) -> Vec<Finding> {
                 format!("{} more large keys", s.large_keys as usize - large.len()),
                 Verdict::Warn,
             )
-            .observed(format!(
-                "{} keys over {}",
-                s.large_keys,
-                human_bytes(t.large_key_bytes)
-            ))
-            .target("none")
+            .observed(
+                Value::of(Quantity::count(s.large_keys as f64))
+                    .note(format!("keys over {}", human_bytes(t.large_key_bytes))),
+            )
+            .target(zero())
             .action("Raise --top to list them; compress or restructure them"),
         );
     }
@@ -100,11 +118,11 @@ pub fn large_keys(s: &ScanSnapshot, t: &RedisTargets) -> Vec<Finding> {
                 format!("{} keys scanned", s.scanned),
                 Verdict::Pass,
             )
-            .observed(format!(
-                "largest {}",
-                s.top.first().map_or("-".into(), |k| size(s, k.size))
-            ))
-            .target(format!("<= {}", human_bytes(t.large_key_bytes))),
+            .observed(match s.top.first() {
+                Some(k) => size_value(s, k.size, "largest"),
+                None => Value::of(Quantity::count(0.0)).note("keys"),
+            })
+            .target(target),
         );
     }
     out
@@ -113,7 +131,7 @@ pub fn large_keys(s: &ScanSnapshot, t: &RedisTargets) -> Vec<Finding> {
 /// Keys without TTL, grouped by prefix (Sidekiq's own keys are meant to persist): one
 /// WARN per producing prefix, the worst first.
 pub fn no_ttl(s: &ScanSnapshot) -> Vec<Finding> {
-    let unit = unit(s);
+    let target = zero().note("every cache key has a TTL");
     let mut producers: Vec<(&String, &PrefixStats)> = s
         .prefixes
         .iter()
@@ -123,8 +141,12 @@ pub fn no_ttl(s: &ScanSnapshot) -> Vec<Finding> {
     if producers.is_empty() {
         return vec![
             Finding::new(AREA, "no_ttl", "keys without TTL", Verdict::Pass)
-                .observed(format!("{} (Sidekiq keys excluded)", s.no_ttl_keys))
-                .target("every cache key has a TTL"),
+                .observed(Value::of(Quantity::count(0.0)).note("Sidekiq keys excluded"))
+                .target(target)
+                .evidence(format!(
+                    "{} keys without TTL in all, Sidekiq's own (meant to persist) included",
+                    s.no_ttl_keys
+                )),
         ];
     }
     producers
@@ -132,9 +154,9 @@ pub fn no_ttl(s: &ScanSnapshot) -> Vec<Finding> {
         .take(NO_TTL_PREFIXES_SHOWN)
         .map(|(p, ps)| {
             Finding::new(AREA, "no_ttl", format!("prefix {p}"), Verdict::Warn)
-                .observed(format!("{} keys without TTL ({} {unit})", estimate(s, ps.no_ttl_keys), ps.no_ttl_bytes))
-                .target("every cache key has a TTL")
-                .evidence(format!("{} of {} keys under the prefix", ps.no_ttl_keys, ps.keys))
+                .observed(estimate_value(s, ps.no_ttl_keys, "keys without TTL"))
+                .target(target.clone())
+                .evidence(format!("{} of {} keys under the prefix, {} without TTL", ps.no_ttl_keys, ps.keys, size(s, ps.no_ttl_bytes)))
                 .action("Audit the producers of these keys and add expires_in: to their Rails.cache.write calls")
         })
         .collect()
@@ -147,21 +169,33 @@ fn cache_subject(name: &str, cfg: &CacheType) -> String {
 /// One cache type's TTLs: WARN when keys have none or more than the type's `ttl_s` left.
 pub fn cache_ttl(s: &ScanSnapshot, name: &str, c: &CacheTypeStats, cfg: &CacheType) -> Finding {
     let subject = cache_subject(name, cfg);
+    let target = zero().note(format!(
+        "keys without TTL or over {}",
+        human_secs(cfg.ttl_s as f64)
+    ));
+    let observed = Value::of(Quantity::count((c.no_ttl + c.ttl_too_long) as f64))
+        .note(format!("of {} keys scanned", c.keys));
     if c.no_ttl > 0 || c.ttl_too_long > 0 {
+        let example = c
+            .example_no_ttl
+            .clone()
+            .or_else(|| c.example_ttl_too_long.clone())
+            .map(|k| format!("; e.g. {k}"))
+            .unwrap_or_default();
         Finding::new(AREA, "cache_ttl", subject, Verdict::Warn)
-            .observed(format!("{} without TTL, {} with TTL over {}s (max left {}s)", c.no_ttl, c.ttl_too_long, cfg.ttl_s, c.max_ttl_ms.max(0) / 1000))
-            .target(format!("TTL <= {}s", cfg.ttl_s))
-            .evidence(c.example_no_ttl.clone().or_else(|| c.example_ttl_too_long.clone()).map(|k| format!("e.g. {k}")).unwrap_or_default())
+            .observed(observed)
+            .target(target)
+            .evidence(format!("{} without TTL, {} with TTL over {} (max left {}){example}", c.no_ttl, c.ttl_too_long, human_secs(cfg.ttl_s as f64), human_secs((c.max_ttl_ms.max(0) / 1000) as f64)))
             .action("Write these keys with the cache type's expires_in (PerformanceCacheService CACHE_CONFIGS)")
     } else {
         Finding::new(AREA, "cache_ttl", subject, Verdict::Pass)
-            .observed(format!(
-                "{} keys, {} {}",
+            .observed(observed)
+            .target(target)
+            .evidence(format!(
+                "{} keys, {}",
                 estimate(s, c.keys),
-                c.bytes,
-                unit(s)
+                size(s, c.bytes)
             ))
-            .target(format!("TTL <= {}s", cfg.ttl_s))
     }
 }
 
@@ -176,6 +210,7 @@ pub fn cache_compression(name: &str, c: &CacheTypeStats, cfg: &CacheType) -> Opt
     } else {
         c.compressed
     };
+    let pct = c.compressed as f64 * 100.0 / c.compression_checked as f64;
     Some(
         Finding::new(
             AREA,
@@ -187,21 +222,24 @@ pub fn cache_compression(name: &str, c: &CacheTypeStats, cfg: &CacheType) -> Opt
                 Verdict::Pass
             },
         )
-        .observed(format!(
-            "{} of {} values checked compressed",
-            c.compressed, c.compression_checked
-        ))
+        .observed(Value::of(Quantity::percent(pct)).note(format!(
+            "compressed, {} values checked",
+            c.compression_checked
+        )))
         .target(if cfg.compress {
-            "compressed (compress: true)"
+            Value::bound(Cmp::Eq, Quantity::percent(100.0)).note("compress: true")
         } else {
-            "uncompressed (compress: false)"
+            Value::bound(Cmp::Eq, Quantity::percent(0.0)).note("compress: false")
         })
-        .evidence(
+        .evidence(format!(
+            "{} of {} values checked compressed{}",
+            c.compressed,
+            c.compression_checked,
             c.example_compression
-                .clone()
-                .map(|k| format!("e.g. {k}"))
-                .unwrap_or_default(),
-        )
+                .as_deref()
+                .map(|k| format!("; e.g. {k}"))
+                .unwrap_or_default()
+        ))
         .action(if cfg.compress {
             "Write this cache type with compress: true as CACHE_CONFIGS says"
         } else {
@@ -214,6 +252,7 @@ pub fn cache_compression(name: &str, c: &CacheTypeStats, cfg: &CacheType) -> Opt
 mod tests {
     use super::*;
     use crate::keys::classify::SIDEKIQ_GROUP;
+    use crate::test_util::note;
 
     fn snap() -> ScanSnapshot {
         let t = powertune_core::Targets::default();
@@ -309,19 +348,26 @@ mod tests {
         let f = large_keys(&s, &t);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].verdict, Verdict::Pass);
-        assert_eq!(f[0].observed, "largest 100 B");
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::bytes(100)));
+        assert_eq!(note(&f[0].observed), "largest");
+        assert_eq!(f[0].target, Value::le(Quantity::bytes(t.large_key_bytes)));
         s.top = vec![big("a", 3 << 20), big("small", 100)];
         s.large_keys = 4;
         let f = large_keys(&s, &t);
         assert_eq!(f.len(), 2, "{f:#?}");
         assert_eq!((f[0].subject.as_str(), f[0].verdict), ("a", Verdict::Warn));
-        assert_eq!(f[0].observed, "3.0 MiB");
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::bytes(3 << 20)));
+        assert_eq!(f[0].observed.text(), "3.0 MiB");
         assert_eq!(f[1].subject, "3 more large keys");
+        assert_eq!(f[1].observed.quantity(), Some(Quantity::count(4.0)));
+        assert_eq!(f[1].target, zero());
         s.memory_unavailable = Some("MEMORY USAGE failed".into());
+        let f = large_keys(&s, &t);
         assert_eq!(
-            large_keys(&s, &t)[0].observed.text(),
-            format!("{} elements", 3 << 20)
+            f[0].observed.quantity(),
+            Some(Quantity::count((3 << 20) as f64))
         );
+        assert_eq!(note(&f[0].observed), "elements");
     }
 
     #[test]
@@ -339,7 +385,13 @@ mod tests {
         let f = no_ttl(&s);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].verdict, Verdict::Pass);
-        assert_eq!(f[0].observed, "7 (Sidekiq keys excluded)");
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(note(&f[0].observed), "Sidekiq keys excluded");
+        assert!(
+            f[0].evidence.starts_with("7 keys without TTL in all"),
+            "{}",
+            f[0].evidence
+        );
         for i in 1..=12u64 {
             s.prefixes.insert(
                 format!("p{i}:*"),
@@ -357,7 +409,15 @@ mod tests {
         assert_eq!(f.len(), 10);
         assert!(f.iter().all(|x| x.verdict == Verdict::Warn));
         assert_eq!(f[0].subject, "prefix p12:*");
-        assert_eq!(f[0].observed, "~24 keys without TTL (12 bytes)");
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::count(24.0)));
+        assert_eq!(
+            note(&f[0].observed),
+            "keys without TTL, estimated from a sample"
+        );
+        assert_eq!(
+            f[0].evidence,
+            "12 of 12 keys under the prefix, 12 B without TTL"
+        );
     }
 
     #[test]
@@ -371,7 +431,10 @@ mod tests {
         let f = cache_ttl(&s, "x", &ok, &cfg(false));
         assert_eq!(f.verdict, Verdict::Pass);
         assert_eq!(f.subject, "cache type x (*x*)");
-        assert_eq!(f.observed, "4 keys, 40 bytes");
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(note(&f.observed), "of 4 keys scanned");
+        assert_eq!(f.target.text(), "= 0 (keys without TTL or over 1m00s)");
+        assert_eq!(f.evidence, "4 keys, 40 B");
         let bad = CacheTypeStats {
             keys: 4,
             no_ttl: 1,
@@ -380,7 +443,8 @@ mod tests {
         };
         let f = cache_ttl(&s, "x", &bad, &cfg(false));
         assert_eq!(f.verdict, Verdict::Warn);
-        assert_eq!(f.evidence, "e.g. a:x");
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(1.0)));
+        assert!(f.evidence.ends_with("; e.g. a:x"), "{}", f.evidence);
     }
 
     #[test]
@@ -396,6 +460,13 @@ mod tests {
             cache_compression("x", c, &cfg(compress)).unwrap().verdict
         };
         assert_eq!(v(&all, true), Verdict::Pass);
+        let f = cache_compression("x", &all, &cfg(false)).unwrap();
+        assert_eq!(f.observed.quantity(), Some(Quantity::percent(100.0)));
+        assert_eq!(
+            f.target,
+            Value::bound(Cmp::Eq, Quantity::percent(0.0)).note("compress: false")
+        );
+        assert_eq!(f.evidence, "3 of 3 values checked compressed");
         assert_eq!(v(&all, false), Verdict::Warn);
         let plain = CacheTypeStats {
             compression_checked: 3,

@@ -1,7 +1,7 @@
 //! The scan as tables: biggest keys, prefixes, cache types.
 
 use super::snapshot::{CacheTypeStats, PrefixStats, ScanSnapshot};
-use crate::units::human_bytes;
+use crate::units::{human_bytes, human_secs};
 use powertune_core::report::{table, truncate};
 
 /// The scan as tables: biggest keys, prefixes, cache types.
@@ -19,11 +19,11 @@ pub fn render(s: &ScanSnapshot) -> String {
         }
     };
     let mut out = format!(
-        "Scanned {} of {} keys in db{} in {:.1}s{}{}\n",
+        "Scanned {} of {} keys in db{} in {}{}{}\n",
         s.scanned,
         s.dbsize,
         s.db,
-        s.elapsed_s,
+        human_secs(s.elapsed_s),
         if s.sampled {
             format!(
                 " (sample: figures marked ~ are extrapolated ×{:.1})",
@@ -62,7 +62,8 @@ pub fn render(s: &ScanSnapshot) -> String {
             k.key_type.clone(),
             sz(k.size),
             k.elements.map_or("-".into(), |e| e.to_string()),
-            k.ttl_ms.map_or("none".into(), |t| format!("{}s", t / 1000)),
+            k.ttl_ms
+                .map_or("none".into(), |t| human_secs(t as f64 / 1000.0)),
         ]);
     }
     out.push_str(&format!(

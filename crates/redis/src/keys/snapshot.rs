@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One key of the top-K.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     /// Bytes (MEMORY USAGE), or the element count when MEMORY is unavailable (bytes
     /// for strings).
@@ -19,7 +19,7 @@ pub struct KeyInfo {
 }
 
 /// Per-prefix totals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PrefixStats {
     pub keys: u64,
     pub bytes: u64,
@@ -28,7 +28,7 @@ pub struct PrefixStats {
 }
 
 /// Per-cache-type totals and problems.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CacheTypeStats {
     pub keys: u64,
     pub bytes: u64,
@@ -45,7 +45,7 @@ pub struct CacheTypeStats {
 }
 
 /// What a scan found.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ScanSnapshot {
     pub db: u32,
     pub dbsize: u64,

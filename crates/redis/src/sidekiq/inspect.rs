@@ -59,7 +59,7 @@ impl QueuesOptions {
 }
 
 /// The metrics payload of `powertune queues`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QueuesMetrics {
     pub sidekiq: SidekiqSnapshot,
     /// The change over the whole `--watch` (None without it).

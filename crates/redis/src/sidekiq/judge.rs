@@ -3,9 +3,9 @@
 //! also says when it found nothing (a `PASS` line), so a report shows what was looked at.
 
 use super::snapshot::{JobMetric, ProcessInfo, QueueInfo, SidekiqSnapshot, WatchDelta};
-use crate::units::human_secs;
+use crate::units::{human_secs, zero};
 use powertune_core::targets::WorkerTargets;
-use powertune_core::{Finding, Verdict};
+use powertune_core::{Finding, Quantity, Value, Verdict};
 
 const AREA: &str = "queues";
 /// Dead jobs younger than this count as dying now.
@@ -31,32 +31,36 @@ pub fn judge(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
     out
 }
 
+/// Seconds as a figure; a negative age (clock skew) reads as 0.
+fn secs(v: f64) -> Quantity {
+    Quantity::seconds(v.max(0.0))
+}
+
 /// Queues holding more than `backlog_enqueued` jobs: WARN each.
 pub fn queue_backlog(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
+    let target = Value::le(Quantity::count(t.backlog_enqueued as f64)).note("per queue");
     let backlog: Vec<&QueueInfo> = s
         .queues
         .iter()
         .filter(|q| q.size > t.backlog_enqueued)
         .collect();
     if backlog.is_empty() {
+        let largest = s.queues.iter().map(|q| q.size).max().unwrap_or(0);
         return vec![Finding::new(
             AREA,
             "queue_backlog",
             format!("{} queues", s.queues.len()),
             Verdict::Pass,
         )
-        .observed(format!(
-            "largest {}",
-            s.queues.iter().map(|q| q.size).max().unwrap_or(0)
-        ))
-        .target(format!("<= {} per queue", t.backlog_enqueued))];
+        .observed(Value::of(Quantity::count(largest as f64)).note("largest"))
+        .target(target)];
     }
     backlog
         .iter()
         .map(|q| {
             Finding::new(AREA, "queue_backlog", format!("queue {}", q.name), Verdict::Warn)
-                .observed(format!("{} enqueued", q.size))
-                .target(format!("<= {}", t.backlog_enqueued))
+                .observed(Value::of(Quantity::count(q.size as f64)).note("enqueued"))
+                .target(target.clone())
                 .evidence(format!("oldest job {} waited {}", q.oldest_class.as_deref().unwrap_or("?"), human_secs(q.latency_s)))
                 .action("Investigate the backlog: check which queue is backed up and its latency, inspect the retry/failed sets for systemic errors, then bump WORKER_CONCURRENCY or add a worker instance")
         })
@@ -67,23 +71,22 @@ pub fn queue_backlog(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
 /// `drain_minutes`.
 pub fn queue_latency(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
     let fail_s = t.drain_minutes * 60.0;
+    let target = Value::lt(secs(t.queue_latency_s));
     let slow: Vec<&QueueInfo> = s
         .queues
         .iter()
         .filter(|q| q.latency_s >= t.queue_latency_s)
         .collect();
     if slow.is_empty() {
+        let max = s.queues.iter().map(|q| q.latency_s).fold(0.0, f64::max);
         return vec![Finding::new(
             AREA,
             "queue_latency",
             format!("{} queues", s.queues.len()),
             Verdict::Pass,
         )
-        .observed(format!(
-            "max {}",
-            human_secs(s.queues.iter().map(|q| q.latency_s).fold(0.0, f64::max))
-        ))
-        .target(format!("< {}s", t.queue_latency_s))];
+        .observed(Value::of(secs(max)).note("max"))
+        .target(target)];
     }
     slow.iter()
         .map(|q| {
@@ -93,9 +96,9 @@ pub fn queue_latency(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
                 Verdict::Warn
             };
             Finding::new(AREA, "queue_latency", format!("queue {}", q.name), v)
-                .observed(human_secs(q.latency_s))
-                .target(format!("< {}s", t.queue_latency_s))
-                .limit(format!("{}min to return to steady state", t.drain_minutes))
+                .observed(secs(q.latency_s))
+                .target(target.clone())
+                .limit(secs(fail_s))
                 .evidence(format!("{} enqueued; oldest job {}", q.size, q.oldest_class.as_deref().unwrap_or("?")))
                 .action("Capacity issue → bump WORKER_CONCURRENCY or add a worker instance; slow job → profile it and split it or put its slow path under a circuit breaker")
         })
@@ -110,19 +113,26 @@ pub fn processes(s: &SidekiqSnapshot) -> Option<Finding> {
     let enqueued = s.enqueued();
     Some(
         Finding::new(AREA, "processes", "live Sidekiq processes", if enqueued > 0 { Verdict::Fail } else { Verdict::Warn })
-            .observed(format!("none ({enqueued} jobs enqueued)"))
-            .target(">= 1 with a fresh heartbeat")
+            .observed(Value::of(Quantity::count(0.0)).note(format!("{enqueued} jobs enqueued")))
+            .target(Value::ge(Quantity::count(1.0)).note("with a fresh heartbeat"))
             .action("Start the worker service (systemctl status powernode-worker@default) and check its log for boot errors"),
     )
 }
 
-/// A process's concurrency outside `concurrency_min..=concurrency_max`: WARN.
+/// A process's concurrency outside `concurrency_min..=concurrency_max`: WARN. The
+/// target is the bound it crossed, the other one noted.
 pub fn concurrency(p: &ProcessInfo, t: &WorkerTargets) -> Option<Finding> {
     let c = p.concurrency;
-    (c < t.concurrency_min as u64 || c > t.concurrency_max as u64).then(|| {
+    let (min, max) = (t.concurrency_min, t.concurrency_max);
+    let target = if c < min as u64 {
+        Value::ge(Quantity::count(min as f64)).note(format!("at most {max}"))
+    } else {
+        Value::le(Quantity::count(max as f64)).note(format!("at least {min}"))
+    };
+    (c < min as u64 || c > max as u64).then(|| {
         Finding::new(AREA, "concurrency", format!("process {}", p.identity), Verdict::Warn)
-            .observed(c.to_string())
-            .target(format!("{}-{}", t.concurrency_min, t.concurrency_max))
+            .observed(Quantity::count(c as f64))
+            .target(target)
             .action("Set WORKER_CONCURRENCY on the systemd unit: default 5, 10-25 for AI-heavy workloads; add a worker instance beyond 25")
     })
 }
@@ -132,8 +142,8 @@ pub fn heartbeat(p: &ProcessInfo, now: f64, t: &WorkerTargets) -> Option<Finding
     let age = now - p.beat;
     (age > t.heartbeat_stale_s).then(|| {
         Finding::new(AREA, "heartbeat", format!("process {}", p.identity), Verdict::Warn)
-            .observed(format!("last beat {} ago", human_secs(age)))
-            .target(format!("< {}s", t.heartbeat_stale_s))
+            .observed(Value::of(secs(age)).note("since the last beat"))
+            .target(Value::le(secs(t.heartbeat_stale_s)))
             .action("The process stopped beating: check it is alive (OOM-kill, stuck thread) and restart it")
     })
 }
@@ -145,8 +155,8 @@ pub fn long_running_jobs(p: &ProcessInfo, now: f64, t: &WorkerTargets) -> Vec<Fi
         .filter(|j| now - j.run_at > t.job_slow_s)
         .map(|j| {
             Finding::new(AREA, "long_running_job", format!("{} ({})", j.class, j.jid), Verdict::Warn)
-                .observed(format!("running {}", human_secs(now - j.run_at)))
-                .target(format!("< {}s", t.job_slow_s))
+                .observed(Value::of(secs(now - j.run_at)).note("running"))
+                .target(Value::le(secs(t.job_slow_s)))
                 .evidence(format!("queue {} on {}", j.queue, p.identity))
                 .action("Profile the job; bring the long path under a circuit breaker or split it into smaller jobs")
         })
@@ -177,11 +187,12 @@ pub fn capacity(s: &SidekiqSnapshot) -> Option<Finding> {
                 Verdict::Pass
             },
         )
-        .observed(format!(
-            "{busy}/{cap} busy ({util:.0}%), {enqueued} enqueued, {} processes",
+        .observed(Value::of(Quantity::percent(util)).note("threads busy"))
+        .target(Value::lt(Quantity::percent(100.0)).note("while jobs wait"))
+        .evidence(format!(
+            "{busy} of {cap} threads busy, {enqueued} enqueued, {} processes",
             s.processes.len()
         ))
-        .target("spare threads while jobs wait")
         .action("Capacity issue → bump WORKER_CONCURRENCY or add a worker instance"),
     )
 }
@@ -195,10 +206,11 @@ pub fn retry_depth(s: &SidekiqSnapshot, t: &WorkerTargets) -> Finding {
         .filter(|(d, _)| **d >= t.retry_depth_max as u64)
         .map(|(_, n)| n)
         .sum();
-    let sampled_note = if s.retry.sampled < s.retry.size {
-        format!(" (sample of {} of {})", s.retry.sampled, s.retry.size)
+    let observed = Value::of(Quantity::count(deep as f64));
+    let observed = if s.retry.sampled < s.retry.size {
+        observed.note(format!("sample of {} of {}", s.retry.sampled, s.retry.size))
     } else {
-        String::new()
+        observed
     };
     Finding::new(
         AREA,
@@ -210,11 +222,8 @@ pub fn retry_depth(s: &SidekiqSnapshot, t: &WorkerTargets) -> Finding {
             Verdict::Pass
         },
     )
-    .observed(format!(
-        "{deep} jobs at retry_count >= {}{sampled_note}",
-        t.retry_depth_max
-    ))
-    .target(format!("retry_count < {}", t.retry_depth_max))
+    .observed(observed)
+    .target(zero().note(format!("jobs at retry_count >= {}", t.retry_depth_max)))
     .evidence(format!(
         "{} in retry; top classes: {}",
         s.retry.size,
@@ -235,10 +244,20 @@ pub fn dead(s: &SidekiqSnapshot) -> Finding {
         .iter()
         .filter(|d| s.now - d.died_at < RECENT_DEAD_S)
         .count();
+    let newest = s
+        .dead_newest
+        .first()
+        .map(|d| {
+            format!(
+                "; newest: {} {}: {}",
+                d.class, d.error_class, d.error_message
+            )
+        })
+        .unwrap_or_default();
     Finding::new(AREA, "dead", "dead set", if recent_dead > 0 { Verdict::Warn } else { Verdict::Pass })
-        .observed(format!("{} dead, {} in the last 24h (of the newest {})", s.dead_size, recent_dead, s.dead_newest.len()))
-        .target("no job dying")
-        .evidence(s.dead_newest.first().map(|d| format!("newest: {} {}: {}", d.class, d.error_class, d.error_message)).unwrap_or_default())
+        .observed(Value::of(Quantity::count(recent_dead as f64)).note("died in the last 24h"))
+        .target(zero().note("jobs dying"))
+        .evidence(format!("{} dead; {recent_dead} of the newest {} died in the last 24h{newest}", s.dead_size, s.dead_newest.len()))
         .action("Inspect the dead jobs' error classes for systemic errors; fix the cause, then retry them from the dashboard")
 }
 
@@ -260,21 +279,24 @@ pub fn failed_rate(s: &SidekiqSnapshot, t: &WorkerTargets) -> Finding {
             "since the stats were reset".to_string(),
         )
     };
+    let target = Value::lt(Quantity::percent(t.failed_rate_pct));
     if p == 0 {
         return Finding::new(AREA, "failed_rate", "failed / processed", Verdict::Pass)
-            .observed(format!("no jobs processed ({window})"))
-            .target(format!("< {}%", t.failed_rate_pct));
+            .observed(Value::of(Quantity::count(0.0)).note(format!("jobs processed {window}")))
+            .target(target);
     }
     let rate = f as f64 * 100.0 / p as f64;
     Finding::new(AREA, "failed_rate", "failed / processed", Verdict::lower_is_better(rate, t.failed_rate_pct, None))
-        .observed(format!("{rate:.2}% ({f} of {p}, {window})"))
-        .target(format!("< {}%", t.failed_rate_pct))
+        .observed(Value::of(Quantity::percent(rate)).note(window))
+        .target(target)
+        .evidence(format!("{f} failed of {p} processed"))
         .action("Inspect the retry and dead sets for the failing job class and its error class; fix or put the failing provider behind a breaker")
 }
 
 /// Average job durations from Sidekiq 7+'s metrics: WARN per class at `job_avg_s` or
 /// slower; a PASS naming why when none are recorded.
 pub fn job_duration(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
+    let target = Value::lt(secs(t.job_avg_s)).note("average");
     let Some(m) = &s.metrics else {
         return vec![
             Finding::new(AREA, "job_duration", "average job time", Verdict::Pass)
@@ -287,7 +309,7 @@ pub fn job_duration(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
                         s.metrics_minutes
                     ),
                 })
-                .target(format!("< {}s avg", t.job_avg_s)),
+                .target(target),
         ];
     };
     let slow: Vec<&JobMetric> = m
@@ -305,17 +327,18 @@ pub fn job_duration(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
             format!("{} job classes", m.len()),
             Verdict::Pass,
         )
-        .observed(format!(
-            "slowest {} {:.2}s avg (last {} min)",
-            worst.1, worst.0, s.metrics_minutes
-        ))
-        .target(format!("< {}s avg", t.job_avg_s))];
+        .observed(Value::of(secs(worst.0)).note("slowest average"))
+        .target(target)
+        .evidence(format!(
+            "slowest class {} over the last {} min",
+            worst.1, s.metrics_minutes
+        ))];
     }
     slow.iter()
         .map(|j| {
             Finding::new(AREA, "job_duration", j.class.clone(), Verdict::Warn)
-                .observed(format!("{:.2}s avg over {} runs", j.avg_s().unwrap_or(0.0), j.processed - j.failed))
-                .target(format!("< {}s avg", t.job_avg_s))
+                .observed(Value::of(secs(j.avg_s().unwrap_or(0.0))).note(format!("average over {} runs", j.processed - j.failed)))
+                .target(target.clone())
                 .action("Profile the job; bring the long path under a circuit breaker or split it into smaller jobs")
         })
         .collect()
@@ -329,8 +352,8 @@ pub fn judge_trend(d: &WatchDelta) -> Finding {
         Verdict::Pass
     };
     Finding::new("queues", "retry_trend", "retry set over the watch", verdict)
-        .observed(format!("{:+} jobs", d.retry_change))
-        .target("not growing")
+        .observed(Value::of(Quantity::count(d.retry_change as f64)).note("jobs, change"))
+        .target(Value::le(Quantity::count(0.0)).note("not growing"))
         .action("Sidekiq retry set growing → failing job class: inspect Sidekiq::RetrySet and investigate the top retried job")
 }
 
@@ -338,6 +361,7 @@ pub fn judge_trend(d: &WatchDelta) -> Finding {
 mod tests {
     use super::*;
     use crate::sidekiq::snapshot::{DayStat, DeadJob, RetryStats, RunningJob};
+    use crate::test_util::note;
     use std::collections::BTreeMap;
 
     fn snap() -> SidekiqSnapshot {
@@ -439,7 +463,11 @@ mod tests {
         };
         let f = judge_trend(&d);
         assert_eq!(f.verdict, Verdict::Warn);
-        assert_eq!(f.observed, "+4 jobs");
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(4.0)));
+        assert_eq!(
+            f.target,
+            Value::le(Quantity::count(0.0)).note("not growing")
+        );
         d.retry_change = 0;
         assert_eq!(judge_trend(&d).verdict, Verdict::Pass);
     }
@@ -449,9 +477,19 @@ mod tests {
         let t = WorkerTargets::default();
         let mut s = snap();
         let f = queue_backlog(&s, &t);
+        assert_eq!(f[0].verdict, Verdict::Pass);
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::count(3.0)));
+        assert_eq!(note(&f[0].observed), "largest");
+        s.queues[0].size = t.backlog_enqueued + 500;
+        let f = queue_backlog(&s, &t);
+        assert_eq!(f[0].verdict, Verdict::Warn);
         assert_eq!(
-            (f[0].verdict, f[0].observed.text().as_str()),
-            (Verdict::Pass, "largest 3")
+            f[0].observed,
+            Value::of(Quantity::count((t.backlog_enqueued + 500) as f64)).note("enqueued")
+        );
+        assert_eq!(
+            f[0].target.quantity(),
+            Some(Quantity::count(t.backlog_enqueued as f64))
         );
         let f = queue_latency(&s, &t);
         assert_eq!(f[0].verdict, Verdict::Pass);
@@ -463,6 +501,15 @@ mod tests {
             (f[0].subject.as_str(), f[0].verdict),
             ("queue default", Verdict::Fail)
         );
+        assert_eq!(
+            f[0].observed.quantity(),
+            Some(Quantity::seconds(t.drain_minutes * 60.0 + 1.0))
+        );
+        assert_eq!(f[0].target, Value::lt(Quantity::seconds(t.queue_latency_s)));
+        assert_eq!(
+            f[0].limit.as_ref().and_then(Value::quantity),
+            Some(Quantity::seconds(t.drain_minutes * 60.0))
+        );
     }
 
     #[test]
@@ -471,7 +518,10 @@ mod tests {
         assert!(processes(&s).is_none());
         assert!(capacity(&s).is_some());
         s.processes.clear();
-        assert_eq!(processes(&s).unwrap().verdict, Verdict::Fail);
+        let f = processes(&s).unwrap();
+        assert_eq!(f.verdict, Verdict::Fail);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(note(&f.observed), "3 jobs enqueued");
         assert!(capacity(&s).is_none());
         s.queues[0].size = 0;
         assert_eq!(processes(&s).unwrap().verdict, Verdict::Warn);
@@ -486,9 +536,26 @@ mod tests {
         assert!(heartbeat(&p, s.now, &t).is_none());
         assert!(long_running_jobs(&p, s.now, &t).is_empty());
         p.concurrency = 1;
-        assert_eq!(concurrency(&p, &t).unwrap().observed, "1");
+        let f = concurrency(&p, &t).unwrap();
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(1.0)));
+        assert_eq!(
+            f.target,
+            Value::ge(Quantity::count(t.concurrency_min as f64))
+                .note(format!("at most {}", t.concurrency_max))
+        );
+        p.concurrency = 50;
+        let f = concurrency(&p, &t).unwrap();
+        assert_eq!(
+            f.target.quantity(),
+            Some(Quantity::count(t.concurrency_max as f64))
+        );
         p.beat = s.now - t.heartbeat_stale_s - 1.0;
-        assert_eq!(heartbeat(&p, s.now, &t).unwrap().verdict, Verdict::Warn);
+        let f = heartbeat(&p, s.now, &t).unwrap();
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(
+            f.observed.quantity(),
+            Some(Quantity::seconds(t.heartbeat_stale_s + 1.0))
+        );
         p.running.push(RunningJob {
             queue: "default".into(),
             class: "Quick".into(),
@@ -499,6 +566,10 @@ mod tests {
         p.running[0].run_at = s.now - t.job_slow_s - 1.0;
         let f = long_running_jobs(&p, s.now, &t);
         assert_eq!(f[0].subject, "Quick (q)");
+        assert_eq!(
+            f[0].observed.quantity(),
+            Some(Quantity::seconds(t.job_slow_s + 1.0))
+        );
         assert_eq!(f[0].evidence, "queue default on h:1:abc");
     }
 
@@ -509,7 +580,8 @@ mod tests {
         s.processes[0].busy = 10;
         let f = capacity(&s).unwrap();
         assert_eq!(f.verdict, Verdict::Warn);
-        assert_eq!(f.observed, "10/10 busy (100%), 3 enqueued, 1 processes");
+        assert_eq!(f.observed.quantity(), Some(Quantity::percent(100.0)));
+        assert_eq!(f.evidence, "10 of 10 threads busy, 3 enqueued, 1 processes");
         s.queues[0].size = 0;
         assert_eq!(capacity(&s).unwrap().verdict, Verdict::Pass);
     }
@@ -523,11 +595,8 @@ mod tests {
         s.retry.depth.insert(1, 4);
         let f = retry_depth(&s, &t);
         assert_eq!(f.verdict, Verdict::Pass);
-        assert!(
-            f.observed.text().ends_with("(sample of 4 of 10)"),
-            "{}",
-            f.observed
-        );
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(note(&f.observed), "sample of 4 of 10");
         assert_eq!(dead(&s).verdict, Verdict::Pass);
         s.dead_size = 2;
         s.dead_newest = vec![DeadJob {
@@ -540,7 +609,11 @@ mod tests {
         s.dead_newest[0].died_at = s.now - 60.0;
         let f = dead(&s);
         assert_eq!(f.verdict, Verdict::Warn);
-        assert_eq!(f.evidence, "newest: Old E: m");
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(1.0)));
+        assert_eq!(
+            f.evidence,
+            "2 dead; 1 of the newest 1 died in the last 24h; newest: Old E: m"
+        );
     }
 
     #[test]
@@ -549,9 +622,11 @@ mod tests {
         let mut s = snap();
         s.processed = 0;
         s.failed = 0;
+        let f = failed_rate(&s, &t);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(0.0)));
         assert_eq!(
-            failed_rate(&s, &t).observed,
-            "no jobs processed (since the stats were reset)"
+            note(&f.observed),
+            "jobs processed since the stats were reset"
         );
         s.processed = 1000;
         s.failed = 500;
@@ -562,10 +637,10 @@ mod tests {
         }];
         let f = failed_rate(&s, &t);
         assert_eq!(f.verdict, Verdict::Pass);
-        assert_eq!(
-            f.observed,
-            "0.10% (1 of 1000, last 1 day(s) with daily stats)"
-        );
+        assert_eq!(f.observed.quantity(), Some(Quantity::percent(0.1)));
+        assert_eq!(note(&f.observed), "last 1 day(s) with daily stats");
+        assert_eq!(f.target, Value::lt(Quantity::percent(t.failed_rate_pct)));
+        assert_eq!(f.evidence, "1 failed of 1000 processed");
     }
 
     #[test]
@@ -591,6 +666,11 @@ mod tests {
         }]);
         let f = job_duration(&s, &t);
         assert_eq!(f[0].verdict, Verdict::Pass);
-        assert_eq!(f[0].observed, "slowest Fast 0.50s avg (last 60 min)");
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::seconds(0.5)));
+        assert_eq!(f[0].evidence, "slowest class Fast over the last 60 min");
+        assert_eq!(
+            f[0].target,
+            Value::lt(Quantity::seconds(t.job_avg_s)).note("average")
+        );
     }
 }

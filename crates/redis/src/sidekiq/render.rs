@@ -137,9 +137,7 @@ pub fn render(s: &SidekiqSnapshot, t: &WorkerTargets) -> String {
                 j.class.clone(),
                 j.processed.to_string(),
                 j.failed.to_string(),
-                j.avg_s()
-                    .map(|a| format!("{a:.2}s"))
-                    .unwrap_or_else(|| "-".into()),
+                j.avg_s().map(human_secs).unwrap_or_else(|| "-".into()),
             ]);
         }
         out.push_str(&format!("\nJob metrics (last {} min)\n", s.metrics_minutes));

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueInfo {
     pub name: String,
     pub size: u64,
@@ -15,7 +15,7 @@ pub struct QueueInfo {
 }
 
 /// A job a process is running now (from its `:work` hash).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RunningJob {
     pub queue: String,
     pub class: String,
@@ -25,7 +25,7 @@ pub struct RunningJob {
 }
 
 /// One live Sidekiq process (its heartbeat hash).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ProcessInfo {
     pub identity: String,
     pub hostname: String,
@@ -45,7 +45,7 @@ pub struct ProcessInfo {
 }
 
 /// What a bounded sample of the retry set shows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RetryStats {
     pub size: u64,
     pub sampled: u64,
@@ -56,7 +56,7 @@ pub struct RetryStats {
 }
 
 /// A dead job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DeadJob {
     pub class: String,
     pub error_class: String,
@@ -66,7 +66,7 @@ pub struct DeadJob {
 }
 
 /// Processed and failed counts of one UTC day.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DayStat {
     pub date: String,
     pub processed: u64,
@@ -74,7 +74,7 @@ pub struct DayStat {
 }
 
 /// Per-class totals of Sidekiq 7+'s `j|` metrics over the window read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JobMetric {
     pub class: String,
     pub processed: u64,
@@ -91,7 +91,7 @@ impl JobMetric {
 }
 
 /// Everything `queues` reads, at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SidekiqSnapshot {
     /// Unix seconds when it was read.
     pub now: f64,
@@ -145,7 +145,7 @@ pub struct WatchSample {
 }
 
 /// One row of the live view: per queue depth, latency, net rate and drain ETA.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WatchRow {
     pub queue: String,
     pub size: u64,
@@ -158,7 +158,7 @@ pub struct WatchRow {
 
 /// Rates between two samples: per-queue rows, processed/s, failed/s, enqueued/s,
 /// retry-set change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WatchDelta {
     pub rows: Vec<WatchRow>,
     pub processed_per_s: f64,

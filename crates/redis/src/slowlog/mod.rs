@@ -44,7 +44,15 @@ mod tests {
         let f = judge(&s, &RedisTargets::default());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].verdict, Verdict::Warn);
-        assert!(render(&s).contains("25.0 ms"));
+        assert!(render(&s).contains("25ms"), "{}", render(&s));
+        let quiet = SlowlogSnapshot {
+            log_slower_than_us: Some(10_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&quiet),
+            "SLOWLOG: empty (logs commands slower than 10ms)\n"
+        );
         let f = judge(&SlowlogSnapshot::default(), &RedisTargets::default());
         assert_eq!(f[0].verdict, Verdict::Pass);
         assert!(parse(&Value::Int(1)).is_err());

@@ -2,6 +2,7 @@
 
 use super::snapshot::SlowlogSnapshot;
 use powertune_core::report::{table, truncate};
+use powertune_core::units;
 
 /// The slow log as a table: when, duration, command, client.
 pub fn render(s: &SlowlogSnapshot) -> String {
@@ -9,7 +10,10 @@ pub fn render(s: &SlowlogSnapshot) -> String {
         return format!(
             "SLOWLOG: empty{}\n",
             s.log_slower_than_us
-                .map(|t| format!(" (logs commands slower than {t} µs)"))
+                .map(|t| format!(
+                    " (logs commands slower than {})",
+                    units::ms(t as f64 / 1000.0)
+                ))
                 .unwrap_or_default()
         );
     }
@@ -30,7 +34,7 @@ pub fn render(s: &SlowlogSnapshot) -> String {
         };
         rows.push(vec![
             when,
-            format!("{:.1} ms", e.duration_us as f64 / 1000.0),
+            units::ms(e.duration_us as f64 / 1000.0),
             truncate(&e.command_line(), 80),
             client,
         ]);

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// One slow log entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SlowEntry {
     pub id: i64,
     /// Unix time (seconds) the command ran.
@@ -23,7 +23,7 @@ impl SlowEntry {
 }
 
 /// The slow log and the server's threshold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SlowlogSnapshot {
     pub entries: Vec<SlowEntry>,
     /// `slowlog-log-slower-than` in µs, when CONFIG GET is allowed.
