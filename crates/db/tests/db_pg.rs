@@ -12,7 +12,7 @@
 )]
 
 use powertune_core::units::Quantity;
-use powertune_core::{Finding, Targets, Value, Verdict};
+use powertune_core::{Finding, Inspection, Targets, Value, Verdict};
 use powertune_db::collect::sample_connections;
 use powertune_db::collect::{collect, connect, CollectOptions};
 use powertune_db::explain::{self as plan, ExplainOptions};
@@ -70,6 +70,24 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// `db explain` through its entry: `sql` with one parameter, run on the server.
+async fn explain_entry(url: &str, sql: &str, param: &str) -> Inspection<ExplainMetrics> {
+    explain::inspect(
+        &ExplainOptions::Run {
+            connection: RawDbConfig::new(url),
+            request: explain::RawExplain {
+                sql: sql.into(),
+                params: vec![param.into()],
+                ..Default::default()
+            },
+            timeout: Duration::from_secs(10),
+        },
+        &Targets::default(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -442,20 +460,7 @@ async fn explain_flags_disk_sort_and_misestimate_and_rolls_back() {
     assert!(flags.iter().all(|f| f.check == "slowest_node"), "{flags:?}");
 
     // The same through the entry: findings, typed metrics and the tree.
-    let i = explain::inspect(
-        &ExplainOptions::Run {
-            connection: RawDbConfig::new(&db.url),
-            request: explain::RawExplain {
-                sql: "SELECT * FROM t WHERE id = $1".into(),
-                params: vec!["42".into()],
-                ..Default::default()
-            },
-            timeout: Duration::from_secs(5),
-        },
-        &Targets::default(),
-    )
-    .await
-    .unwrap();
+    let i = explain_entry(&db.url, "SELECT * FROM t WHERE id = $1", "42").await;
     assert_eq!(i.command, "db explain");
     assert_eq!(i.findings[0].check, "plan_execution_time");
     assert!(i.text.contains("Execution Time:"), "{}", i.text);
@@ -679,20 +684,12 @@ async fn metrics_payloads_match_their_schemas() {
     assert_eq!(m["pg_stat_statements"]["state"], "available", "{m}");
     powertune_test_support::schema::check::<DbMetrics>("db.v1", &m);
 
-    let i = explain::inspect(
-        &ExplainOptions::Run {
-            connection: RawDbConfig::new(&db.url),
-            request: explain::RawExplain {
-                sql: "SELECT * FROM t WHERE v = $1 ORDER BY id DESC".into(),
-                params: vec!["3".into()],
-                ..Default::default()
-            },
-            timeout: Duration::from_secs(10),
-        },
-        &Targets::default(),
+    let i = explain_entry(
+        &db.url,
+        "SELECT * FROM t WHERE v = $1 ORDER BY id DESC",
+        "3",
     )
-    .await
-    .unwrap();
+    .await;
     let m = serde_json::to_value(&i.metrics).unwrap();
     assert!(m["flags"].as_array().is_some_and(|f| f.len() >= 2), "{m}");
     powertune_test_support::schema::check::<ExplainMetrics>("db-explain.v1", &m);
