@@ -61,8 +61,9 @@ impl Default for TargetConfig {
 /// their place.
 pub const IN_CODE: &str = "target settings";
 
-/// What a password is shown as (in `Debug` and in [`TargetConfig::masked`]).
-pub const MASK: &str = "********";
+/// What a password is shown as (in `Debug` and in [`TargetConfig::masked`]): the mask
+/// of core's one secrets policy (`powertune_core::redact::MASK`, `***`).
+pub const MASK: &str = powertune_core::redact::MASK;
 
 /// Demo users. With `users` empty, any `<name>@<email_domain>` logs in with
 /// `password`; otherwise only the listed users do. `Debug` masks the passwords.
