@@ -52,7 +52,7 @@ pub async fn connect(cfg: &DbConfig) -> Result<Session, DbError> {
     .map_err(|_| {
         fail(format!(
             "no answer within {} (is the host and port right?)",
-            powertune_core::duration::format(cfg.connect_timeout)
+            powertune_core::units::duration(cfg.connect_timeout)
         ))
     })?;
     let (client, connection) = attempt.map_err(|e| fail(cfg.describe(&e)))?;

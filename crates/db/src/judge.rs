@@ -4,7 +4,8 @@
 
 use crate::snapshot::*;
 use powertune_core::report::truncate;
-use powertune_core::{Finding, Targets, Verdict};
+use powertune_core::units::{self, Quantity};
+use powertune_core::{Finding, Targets, Value, Verdict};
 use std::collections::HashMap;
 
 const AREA: &str = "db";
@@ -54,28 +55,6 @@ pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     out
 }
 
-fn ms(v: f64) -> String {
-    if v >= 10.0 {
-        format!("{v:.0}ms")
-    } else {
-        format!("{v:.1}ms")
-    }
-}
-
-/// Bytes as `12 MB`, `340 kB`.
-pub fn bytes(b: i64) -> String {
-    let b = b.max(0) as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1} GB", b / 1024.0 / 1024.0 / 1024.0)
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.0} kB", b / 1024.0)
-    } else {
-        format!("{b:.0} B")
-    }
-}
-
 /// A table's size from `relpages`, which is 0 until the first VACUUM / ANALYZE.
 fn table_size(tb: &TableStats) -> String {
     if tb.size_bytes == 0 && tb.n_live_tup > 0 {
@@ -85,8 +64,17 @@ fn table_size(tb: &TableStats) -> String {
     }
 }
 
+/// A size from the catalog (negative sizes, which it never reports, read as 0).
+fn bytes(b: i64) -> String {
+    units::bytes(b.max(0) as u64)
+}
+
 fn secs(v: f64) -> String {
-    powertune_core::duration::format(std::time::Duration::from_secs_f64(v.max(0.0)))
+    units::seconds(v.max(0.0))
+}
+
+fn count(n: impl Into<f64>) -> Quantity {
+    Quantity::count(n.into())
 }
 
 /// One line of a query, whitespace collapsed.
@@ -146,17 +134,17 @@ pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
                 truncate(&one_line(&st.query), 120),
                 Verdict::lower_is_better(st.mean_ms, d.max_query_ms, Some(d.slow_query_ms)),
             )
-            .observed(format!("mean {}", ms(st.mean_ms)))
-            .target(format!("< {}", ms(d.max_query_ms)))
-            .limit(ms(d.slow_query_ms))
+            .observed(Value::of(Quantity::ms(st.mean_ms)).note("mean"))
+            .target(Value::lt(Quantity::ms(d.max_query_ms)))
+            .limit(Value::of(Quantity::ms(d.slow_query_ms)))
             .evidence(format!(
-                "queryid {}, calls {}, total {}, max {}, rows {}, shared hit ratio {:.1}%, role {}",
+                "queryid {}, calls {}, total {}, max {}, rows {}, shared hit ratio {}, role {}",
                 st.queryid,
                 st.calls,
-                ms(st.total_ms),
-                ms(st.max_ms),
+                units::ms(st.total_ms),
+                units::ms(st.max_ms),
                 st.rows,
-                st.hit_pct(),
+                units::percent(st.hit_pct()),
                 st.user
             ))
             .action("run EXPLAIN ANALYZE on it (powertune db explain \"...\" --param ...): look for seq scans, large sorts or missing indexes")
@@ -171,8 +159,8 @@ pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
                 format!("{total} statements"),
                 Verdict::Pass,
             )
-            .observed(format!("slowest mean {}", ms(worst)))
-            .target(format!("< {}", ms(d.max_query_ms))),
+            .observed(Value::of(Quantity::ms(worst)).note("slowest mean"))
+            .target(Value::lt(Quantity::ms(d.max_query_ms))),
         );
     } else if slow as usize > out.len() {
         out.push(
@@ -182,8 +170,10 @@ pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
                 format!("{total} statements"),
                 Verdict::Warn,
             )
-            .observed(format!("{slow} above {}", ms(d.max_query_ms)))
-            .target("0")
+            .observed(
+                Value::of(count(slow as f64)).note(format!("above {}", units::ms(d.max_query_ms))),
+            )
+            .target(Value::of(count(0)))
             .evidence(format!(
                 "only the top ones are listed; raise --top to see all {slow}"
             )),
@@ -217,6 +207,7 @@ fn statements_missing(state: &StatementsState) -> Finding {
 pub fn index_coverage(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
     let d = &t.database;
     let mut hot = 0;
+    let mut lowest: Option<f64> = None;
     let mut out = Vec::new();
     for tb in &s.tables {
         let scans = tb.seq_scan + tb.idx_scan;
@@ -225,13 +216,14 @@ pub fn index_coverage(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
         }
         hot += 1;
         let cov = tb.idx_scan as f64 * 100.0 / scans as f64;
+        lowest = Some(lowest.map_or(cov, |l: f64| l.min(cov)));
         if cov > d.index_coverage_pct {
             continue;
         }
         out.push(
             Finding::new(AREA, "index_coverage", tb.qualified(), Verdict::Warn)
-                .observed(format!("{cov:.1}%"))
-                .target(format!("> {}%", d.index_coverage_pct))
+                .observed(Value::of(Quantity::percent(cov)))
+                .target(Value::gt(Quantity::percent(d.index_coverage_pct)))
                 .evidence(format!(
                     "{} seq scans, {} index scans, {} live rows, {}",
                     tb.seq_scan,
@@ -250,8 +242,11 @@ pub fn index_coverage(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
                 format!("{hot} hot tables"),
                 Verdict::Pass,
             )
-            .observed("all covered")
-            .target(format!("> {}%", d.index_coverage_pct)),
+            .observed(match lowest {
+                Some(l) => Value::of(Quantity::percent(l)).note("lowest"),
+                None => Value::from("no hot tables"),
+            })
+            .target(Value::gt(Quantity::percent(d.index_coverage_pct))),
         );
     }
     out
@@ -313,7 +308,7 @@ pub fn fk_without_index(s: &DbSnapshot) -> Vec<Finding> {
                 format!("{} foreign keys", s.foreign_keys.len()),
                 Verdict::Pass,
             )
-            .observed("all indexed")
+            .observed(Value::of(count(0)).note("without an index"))
             .target("every FK indexed"),
         );
     }
@@ -346,8 +341,8 @@ pub fn index_hygiene(s: &DbSnapshot) -> Vec<Finding> {
         {
             out.push(
                 Finding::new(AREA, "unused_index", &name, Verdict::Warn)
-                    .observed("0 scans")
-                    .target("used")
+                    .observed(Value::of(count(0)).note("index scans"))
+                    .target(Value::gt(count(0)))
                     .evidence(format!(
                         "on {}, {}; scans counted since the last statistics reset",
                         ix.table,
@@ -401,8 +396,8 @@ pub fn index_hygiene(s: &DbSnapshot) -> Vec<Finding> {
                 format!("{} indexes", s.indexes.len()),
                 Verdict::Pass,
             )
-            .observed("no unused, duplicate or invalid")
-            .target("none"),
+            .observed(Value::of(count(0)).note("unused, duplicate or invalid"))
+            .target(Value::of(count(0))),
         );
     }
     out
@@ -450,8 +445,8 @@ pub fn vacuum(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
             .unwrap_or_else(|| "never autovacuumed".into());
         out.push(
             Finding::new(AREA, "dead_tuples", tb.qualified(), Verdict::Warn)
-                .observed(format!("{pct:.0}% dead"))
-                .target(format!("<= {}%", t.database.dead_tuple_pct))
+                .observed(Value::of(Quantity::percent(pct)).note("dead"))
+                .target(Value::le(Quantity::percent(t.database.dead_tuple_pct)))
                 .evidence(format!(
                     "{} dead / {} live tuples, {last}{}",
                     tb.n_dead_tup,
@@ -515,8 +510,8 @@ pub fn vacuum(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
                 format!("{} tables", s.tables.len()),
                 Verdict::Pass,
             )
-            .observed(format!("{dead} dead tuples"))
-            .target(format!("<= {}% dead", t.database.dead_tuple_pct)),
+            .observed(Value::of(count(dead as f64)).note("dead tuples"))
+            .target(Value::le(Quantity::percent(t.database.dead_tuple_pct)).note("dead")),
         );
     }
     out
@@ -532,9 +527,9 @@ pub fn wraparound(s: &DbSnapshot) -> Vec<Finding> {
         .map(|d| {
             let v = if d.xid_age > XID_FAIL_AGE { Verdict::Fail } else { Verdict::Warn };
             Finding::new(AREA, "xid_wraparound", &d.name, v)
-                .observed(format!("age {}", d.xid_age))
-                .target(format!("< {warn_at} (autovacuum_freeze_max_age)"))
-                .limit(XID_FAIL_AGE.to_string())
+                .observed(Value::of(count(d.xid_age as f64)).note("transaction ID age"))
+                .target(Value::lt(count(warn_at as f64)).note("autovacuum_freeze_max_age"))
+                .limit(Value::of(count(XID_FAIL_AGE as f64)))
                 .evidence(format!("{} transaction IDs left before PostgreSQL stops accepting writes", 2_147_483_647 - d.xid_age))
                 .action("run VACUUM (FREEZE) on the oldest tables of this database (ORDER BY age(relfrozenxid) DESC) and check nothing holds back the xmin horizon (long transactions, replication slots)")
         })
@@ -548,8 +543,8 @@ pub fn wraparound(s: &DbSnapshot) -> Vec<Finding> {
                 format!("{} databases", s.databases.len()),
                 Verdict::Pass,
             )
-            .observed(format!("max age {max}"))
-            .target(format!("< {warn_at}")),
+            .observed(Value::of(count(max as f64)).note("oldest transaction ID age"))
+            .target(Value::lt(count(warn_at as f64))),
         );
     }
     out
@@ -591,8 +586,11 @@ pub fn connections(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
         Verdict::Pass
     };
     vec![Finding::new(AREA, "connections", "max_connections", v)
-        .observed(format!("{} used, {} free of {}", c.total, c.free, c.usable))
-        .target(format!(">= {min} free"))
+        .observed(
+            Value::of(count(c.free as f64))
+                .note(format!("free of {}, {} used", c.usable, c.total)),
+        )
+        .target(Value::ge(count(min as f64)).note("free"))
         .evidence(format!(
             "active {}, idle {}, idle in transaction {}, other/hidden {}; max_connections {} ({} reserved for superusers)",
             c.active, c.idle, c.idle_in_transaction, c.other, s.server.max_connections, s.server.superuser_reserved_connections
@@ -640,9 +638,9 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
             };
             out.push(
                 Finding::new(AREA, "blocked_query", format!("pid {}", x.pid), v)
-                    .observed(format!("waiting {}", secs(qage)))
+                    .observed(Value::of(Quantity::seconds(qage)).note("waiting"))
                     .target("not blocked")
-                    .limit(secs(stuck))
+                    .limit(Value::of(Quantity::seconds(stuck)))
                     .evidence(format!("{}; blocked by {}", describe_session(x), blockers.join("; ")))
                     .action(format!(
                         "end the blocker's transaction (commit it in the app, or SELECT pg_cancel_backend({}); / pg_terminate_backend if it is idle in transaction)",
@@ -652,8 +650,8 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
         } else if state == "active" && qage >= stuck {
             out.push(
                 Finding::new(AREA, "stuck_query", format!("pid {}", x.pid), Verdict::Fail)
-                    .observed(format!("active {}", secs(qage)))
-                    .target(format!("< {}", secs(stuck)))
+                    .observed(Value::of(Quantity::seconds(qage)).note("active"))
+                    .target(Value::lt(Quantity::seconds(stuck)))
                     .evidence(describe_session(x))
                     .action(format!("find why it runs so long (powertune db explain on it); cancel it if it should not run: SELECT pg_cancel_backend({});", x.pid)),
             );
@@ -668,9 +666,11 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
                 };
                 out.push(
                     Finding::new(AREA, "idle_in_transaction", format!("pid {}", x.pid), v)
-                        .observed(format!("idle in transaction {}", secs(age)))
-                        .target(format!("< {}", secs(idle_min)))
-                        .limit(secs(stuck))
+                        .observed(
+                            Value::of(Quantity::seconds(age)).note("idle in transaction"),
+                        )
+                        .target(Value::lt(Quantity::seconds(idle_min)))
+                        .limit(Value::of(Quantity::seconds(stuck)))
                         .evidence(describe_session(x))
                         .action(format!("fix the code path that opens a transaction and waits (no I/O inside transactions); set idle_in_transaction_session_timeout; end it now with SELECT pg_terminate_backend({});", x.pid)),
                 );
@@ -690,11 +690,16 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
                 format!("{active} active sessions"),
                 Verdict::Pass,
             )
-            .observed("none stuck or blocked")
-            .target(format!("< {}", secs(stuck))),
+            .observed(Value::of(count(0)).note("stuck or blocked"))
+            .target(Value::lt(Quantity::seconds(stuck))),
         );
     }
     out
+}
+
+/// A band of pool sizes (`25-50`): a [`Value`] holds one bound, so the band is words.
+fn pool_band(min: u32, max: u32) -> Value {
+    Value::from(format!("{min}-{max}"))
 }
 
 /// The application's pool size against the runbook's 25-50.
@@ -708,8 +713,8 @@ pub fn pool_size(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
     if p > usable {
         return vec![
             Finding::new(AREA, "pool_size", "application pool", Verdict::Fail)
-                .observed(p.to_string())
-                .target(format!("{}-{}", d.pool_min, d.pool_max))
+                .observed(Value::of(count(p)))
+                .target(pool_band(d.pool_min, d.pool_max))
                 .evidence(format!(
                     "the pool alone exceeds the {usable} usable connections (max_connections {})",
                     s.server.max_connections
@@ -723,8 +728,8 @@ pub fn pool_size(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
         Verdict::Warn
     };
     vec![Finding::new(AREA, "pool_size", "application pool", v)
-        .observed(p.to_string())
-        .target(format!("{}-{}", d.pool_min, d.pool_max))
+        .observed(Value::of(count(p)))
+        .target(pool_band(d.pool_min, d.pool_max))
         .evidence(format!("max_connections {}, {usable} usable; every process multiplies the pool", s.server.max_connections))
         .action(if p < d.pool_min {
             "raise the pool (database.yml pool / RAILS_MAX_THREADS) toward 25-50 if requests wait for connections"
@@ -749,8 +754,12 @@ pub fn cache_hit(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
             let judged = hit + read >= CACHE_MIN_BLOCKS;
             let v = if judged && pct < target { Verdict::Warn } else { Verdict::Pass };
             Finding::new(AREA, check, subject, v)
-                .observed(if judged { format!("{pct:.2}%") } else { format!("{pct:.2}% (too few reads to judge)") })
-                .target(format!(">= {target}%"))
+                .observed(if judged {
+                    Value::of(Quantity::percent(pct))
+                } else {
+                    Value::of(Quantity::percent(pct)).note("too few reads to judge")
+                })
+                .target(Value::ge(Quantity::percent(target)))
                 .evidence(format!("{hit} blocks from shared buffers, {read} from disk or OS cache"))
                 .action("the working set does not fit in shared_buffers: raise shared_buffers / the instance's memory, or find the statements with the most shared_blks_read")
         })
@@ -857,7 +866,19 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].verdict, Verdict::Warn);
         assert_eq!(f[1].verdict, Verdict::Fail);
-        assert!(f[1].evidence.contains("shared hit ratio 90.0%"));
+        assert_eq!(f[0].observed, Value::of(Quantity::ms(150.0)).note("mean"));
+        assert_eq!(f[0].target, Value::lt(Quantity::ms(100.0)));
+        assert_eq!(f[1].limit, Some(Value::of(Quantity::ms(500.0))));
+        assert!(
+            f[1].evidence.contains("shared hit ratio 90%"),
+            "{}",
+            f[1].evidence
+        );
+        assert!(
+            f[1].evidence.contains("total 6s, max 1.2s"),
+            "{}",
+            f[1].evidence
+        );
         assert!(f[1].action.contains("EXPLAIN ANALYZE"));
         s.statements = StatementsState::Available {
             statements: vec![stmt(50.0)],
@@ -899,7 +920,8 @@ mod tests {
         let f = index_coverage(&s, &Targets::default());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].subject, "orders");
-        assert_eq!(f[0].observed, "10.0%");
+        assert_eq!(f[0].observed, Value::of(Quantity::percent(10.0)));
+        assert_eq!(f[0].target, Value::gt(Quantity::percent(95.0)));
     }
 
     #[test]
@@ -979,6 +1001,10 @@ mod tests {
             "{got:?}"
         );
         assert!(got.contains(&("invalid_index".into(), "ix_broken".into())));
+        let unused = f.iter().find(|x| x.check == "unused_index").unwrap();
+        assert_eq!(unused.observed.quantity(), Some(Quantity::count(0.0)));
+        assert_eq!(unused.target, Value::gt(Quantity::count(0.0)));
+        assert!(unused.evidence.contains("20.0 MiB"), "{}", unused.evidence);
         assert!(got.contains(&("duplicate_index".into(), "ix_a".into())));
         assert!(got.contains(&("duplicate_index".into(), "ix_twin2".into())));
         assert_eq!(f.len(), 4, "{got:?}");
@@ -1033,6 +1059,11 @@ mod tests {
             ]
         );
         assert!(f[0].action.contains("VACUUM ANALYZE events"));
+        assert_eq!(
+            f[0].observed,
+            Value::of(Quantity::percent(50.0)).note("dead")
+        );
+        assert_eq!(f[0].target, Value::le(Quantity::percent(20.0)));
         assert!(f[0].evidence.contains("autovacuum disabled"));
     }
 
@@ -1052,6 +1083,9 @@ mod tests {
         let f = wraparound(&s);
         assert_eq!(f[0].verdict, Verdict::Warn);
         assert_eq!(f[1].verdict, Verdict::Fail);
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::count(3e8)));
+        assert_eq!(f[0].target.quantity(), Some(Quantity::count(2e8)));
+        assert_eq!(f[1].limit, Some(Value::of(Quantity::count(1.5e9))));
     }
 
     fn session(pid: i32, state: &str, age: f64) -> Session {
@@ -1085,6 +1119,12 @@ mod tests {
             .map(|x| (x.check.as_str(), x.subject.as_str(), x.verdict))
             .collect();
         assert_eq!(
+            f[0].observed,
+            Value::of(Quantity::seconds(400.0)).note("active")
+        );
+        assert_eq!(f[0].target, Value::lt(Quantity::seconds(300.0)));
+        assert_eq!(f[2].limit, Some(Value::of(Quantity::seconds(300.0))));
+        assert_eq!(
             got,
             vec![
                 ("stuck_query", "pid 1", Verdict::Fail),
@@ -1113,7 +1153,12 @@ mod tests {
             (f[0].check.as_str(), f[0].verdict),
             ("idle_in_transaction", Verdict::Warn)
         );
-        assert_eq!(f[0].target, format!("< {}", secs(0.1)).as_str());
+        assert_eq!(f[0].target, Value::lt(Quantity::seconds(0.1)));
+        assert_eq!(f[0].target, "< 100ms");
+        assert_eq!(
+            f[0].observed,
+            Value::of(Quantity::seconds(0.2)).note("idle in transaction")
+        );
         let f = stuck_sessions(&s, &t, &Limits::default());
         assert_eq!(f[0].check, "stuck_queries");
     }
@@ -1128,7 +1173,9 @@ mod tests {
         s.sessions.push(session(9, "idle", 1.0));
         let f = connections(&s, &t);
         assert_eq!(f[0].verdict, Verdict::Fail, "{f:?}");
-        assert_eq!(f[0].observed, "7 used, 2 free of 9");
+        assert_eq!(f[0].observed.quantity(), Some(Quantity::count(2.0)));
+        assert_eq!(f[0].observed, "2 (free of 9, 7 used)");
+        assert_eq!(f[0].target, Value::ge(Quantity::count(3.0)).note("free"));
     }
 
     #[test]
@@ -1141,7 +1188,10 @@ mod tests {
         s.pool_size = Some(5);
         assert_eq!(pool_size(&s, &t)[0].verdict, Verdict::Warn);
         s.pool_size = Some(500);
-        assert_eq!(pool_size(&s, &t)[0].verdict, Verdict::Fail);
+        let f = pool_size(&s, &t);
+        assert_eq!(f[0].verdict, Verdict::Fail);
+        assert_eq!(f[0].observed, Value::of(Quantity::count(500.0)));
+        assert_eq!(f[0].target, "25-50");
     }
 
     #[test]
@@ -1154,8 +1204,10 @@ mod tests {
         s.tables = vec![tb];
         let f = cache_hit(&s, &t);
         assert_eq!(f[0].verdict, Verdict::Warn);
-        assert_eq!(f[0].observed, "90.00%");
+        assert_eq!(f[0].observed, Value::of(Quantity::percent(90.0)));
+        assert_eq!(f[0].target, Value::ge(Quantity::percent(99.0)));
         assert_eq!(f[1].verdict, Verdict::Pass);
+        assert_eq!(f[1].observed.quantity(), Some(Quantity::percent(100.0)));
         assert!(f[1].observed.contains("too few reads"));
     }
 

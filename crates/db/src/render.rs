@@ -6,17 +6,21 @@
 use crate::judge::{count_connections, one_line};
 use crate::snapshot::{ConnectionCounts, DbSnapshot, ServerInfo, StatementsState};
 use powertune_core::report::{table, truncate};
+use powertune_core::units;
 use serde::Serialize;
 
 /// The metrics payload of a `db` report (the report's `metrics`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DbMetrics {
+    /// The server and what the connected role may see.
     pub server: ServerInfo,
     /// Queries the collector sent.
     pub round_trips: u32,
-    /// User tables, indexes and foreign keys read.
+    /// User tables read.
     pub tables: usize,
+    /// Indexes of those tables read.
     pub indexes: usize,
+    /// Foreign keys read.
     pub foreign_keys: usize,
     /// Connections by state, the collector's own session included.
     pub connections: ConnectionCounts,
@@ -68,16 +72,16 @@ pub fn details(s: &DbSnapshot, top: usize) -> String {
             } else {
                 sorted.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
             }
-            let mut rows = vec![["total ms", "calls", "mean ms", "rows", "hit %", "query"]
+            let mut rows = vec![["total", "calls", "mean", "rows", "hit", "query"]
                 .map(String::from)
                 .to_vec()];
             for st in sorted.iter().take(top) {
                 rows.push(vec![
-                    format!("{:.0}", st.total_ms),
+                    units::ms(st.total_ms),
                     st.calls.to_string(),
-                    format!("{:.1}", st.mean_ms),
+                    units::ms(st.mean_ms),
                     st.rows.to_string(),
-                    format!("{:.1}", st.hit_pct()),
+                    units::percent(st.hit_pct()),
                     truncate(&one_line(&st.query), 70),
                 ]);
             }

@@ -22,7 +22,7 @@ pub struct DbSnapshot {
 }
 
 /// The server and what the connected role may see.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerInfo {
     pub version_num: u32,
     pub version: String,
@@ -38,7 +38,7 @@ pub struct ServerInfo {
 }
 
 /// Whether `pg_stat_statements` could be read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum StatementsState {
     /// Read: the top statements by total and by mean time.
@@ -59,7 +59,7 @@ pub enum StatementsState {
 }
 
 /// One normalized statement of `pg_stat_statements`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Statement {
     pub queryid: i64,
     pub user: String,
@@ -206,7 +206,9 @@ pub struct Session {
 }
 
 /// Connection counts by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ConnectionCounts {
     /// Client backends, the observer's own session included.
     pub total: u32,

@@ -31,7 +31,7 @@ impl WatchOptions {
         if self.interval < MIN_INTERVAL {
             return Err(DbError::Config(format!(
                 "--interval {} is too short (at least 100ms, e.g. 30s)",
-                powertune_core::duration::format(self.interval)
+                powertune_core::units::duration(self.interval)
             )));
         }
         if self.count == Some(0) {

@@ -11,12 +11,15 @@
     clippy::print_stderr
 )]
 
-use powertune_core::{Finding, Targets, Verdict};
+use powertune_core::units::Quantity;
+use powertune_core::{Finding, Inspection, Targets, Value, Verdict};
 use powertune_db::collect::sample_connections;
 use powertune_db::collect::{collect, connect, CollectOptions};
 use powertune_db::explain::{self as plan, ExplainOptions};
 use powertune_db::judge::Limits;
-use powertune_db::{explain, watch, DbConfig, DbOptions, DbSnapshot, RawDbConfig};
+use powertune_db::{
+    explain, watch, DbConfig, DbMetrics, DbOptions, DbSnapshot, ExplainMetrics, RawDbConfig,
+};
 use powertune_test_support::pg::{self, TestDb, TestRole};
 use std::time::Duration;
 
@@ -67,6 +70,24 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// `db explain` through its entry: `sql` with one parameter, run on the server.
+async fn explain_entry(url: &str, sql: &str, param: &str) -> Inspection<ExplainMetrics> {
+    explain::inspect(
+        &ExplainOptions::Run {
+            connection: RawDbConfig::new(url),
+            request: explain::RawExplain {
+                sql: sql.into(),
+                params: vec![param.into()],
+                ..Default::default()
+            },
+            timeout: Duration::from_secs(10),
+        },
+        &Targets::default(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -134,7 +155,8 @@ async fn hot_table_read_by_seq_scans_is_flagged() {
     })
     .await;
     let cov = has(&f, "index_coverage", "hot").unwrap();
-    assert_eq!(cov.observed, "0.0%");
+    assert_eq!(cov.observed, Value::of(Quantity::percent(0.0)));
+    assert_eq!(cov.target, Value::gt(Quantity::percent(95.0)));
     assert!(cov
         .action
         .contains("add a covering index on the WHERE / JOIN column"));
@@ -223,6 +245,10 @@ async fn slow_statement_in_pg_stat_statements_fails() {
     assert_eq!(slow.verdict, Verdict::Fail, "{slow:?}");
     assert!(slow.subject.contains("pg_sleep"), "{}", slow.subject);
     assert!(slow.evidence.contains("calls 1"));
+    let mean = slow.observed.quantity().expect("a figure");
+    assert_eq!(mean.unit, powertune_core::units::Unit::Ms);
+    assert!(mean.value >= 600.0, "{mean:?}");
+    assert_eq!(slow.limit, Some(Value::of(Quantity::ms(500.0))));
     db.drop_now().await;
 }
 
@@ -273,7 +299,12 @@ async fn idle_in_transaction_session_is_flagged() {
     .await;
     assert_eq!(iit.verdict, Verdict::Warn);
     assert!(iit.action.contains("pg_terminate_backend"));
+    assert_eq!(iit.target, Value::lt(Quantity::seconds(0.001)));
     assert_eq!(iit.target, "< 1ms");
+    assert_eq!(
+        iit.observed.quantity().map(|q| q.unit),
+        Some(powertune_core::units::Unit::Seconds)
+    );
     holder.batch_execute("COMMIT").await.unwrap();
     let i = powertune_db::inspect(&quick, &t).await.unwrap();
     assert!(has(&i.findings, "idle_in_transaction", &subject).is_none());
@@ -429,20 +460,7 @@ async fn explain_flags_disk_sort_and_misestimate_and_rolls_back() {
     assert!(flags.iter().all(|f| f.check == "slowest_node"), "{flags:?}");
 
     // The same through the entry: findings, typed metrics and the tree.
-    let i = explain::inspect(
-        &ExplainOptions::Run {
-            connection: RawDbConfig::new(&db.url),
-            request: explain::RawExplain {
-                sql: "SELECT * FROM t WHERE id = $1".into(),
-                params: vec!["42".into()],
-                ..Default::default()
-            },
-            timeout: Duration::from_secs(5),
-        },
-        &Targets::default(),
-    )
-    .await
-    .unwrap();
+    let i = explain_entry(&db.url, "SELECT * FROM t WHERE id = $1", "42").await;
     assert_eq!(i.command, "db explain");
     assert_eq!(i.findings[0].check, "plan_execution_time");
     assert!(i.text.contains("Execution Time:"), "{}", i.text);
@@ -641,5 +659,39 @@ async fn duplicate_and_invalid_indexes_are_flagged() {
     assert!(has(&f, "duplicate_index", "t_y").is_none());
     let inv = has(&f, "invalid_index", "t_x_unique").expect("invalid index flagged");
     assert!(inv.action.contains("DROP INDEX CONCURRENTLY t_x_unique"));
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn metrics_payloads_match_their_schemas() {
+    let db = TestDb::create("pt_db_schema").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE EXTENSION pg_stat_statements;
+         CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 20000) i;
+         ANALYZE t;
+         SELECT count(*) FROM t WHERE v = 3;",
+    )
+    .await
+    .unwrap();
+    let mut o = DbOptions::new(RawDbConfig::new(&db.url));
+    o.pool_size = Some(30);
+    let i = powertune_db::inspect(&o, &Targets::default())
+        .await
+        .unwrap();
+    let m = serde_json::to_value(&i.metrics).unwrap();
+    assert_eq!(m["pg_stat_statements"]["state"], "available", "{m}");
+    powertune_test_support::schema::check::<DbMetrics>("db.v1", &m);
+
+    let i = explain_entry(
+        &db.url,
+        "SELECT * FROM t WHERE v = $1 ORDER BY id DESC",
+        "3",
+    )
+    .await;
+    let m = serde_json::to_value(&i.metrics).unwrap();
+    assert!(m["flags"].as_array().is_some_and(|f| f.len() >= 2), "{m}");
+    powertune_test_support::schema::check::<ExplainMetrics>("db-explain.v1", &m);
     db.drop_now().await;
 }

@@ -57,8 +57,13 @@ impl Default for TargetConfig {
     }
 }
 
-/// What a password is shown as (in `Debug` and in [`TargetConfig::masked`]).
-pub const MASK: &str = "********";
+/// What errors of a configuration built in code (defaults and flags, no file) name as
+/// their place.
+pub const IN_CODE: &str = "target settings";
+
+/// What a password is shown as (in `Debug` and in [`TargetConfig::masked`]): the mask
+/// of core's one secrets policy (`powertune_core::redact::MASK`, `***`).
+pub const MASK: &str = powertune_core::redact::MASK;
 
 /// Demo users. With `users` empty, any `<name>@<email_domain>` logs in with
 /// `password`; otherwise only the listed users do. `Debug` masks the passwords.
@@ -336,15 +341,22 @@ impl Default for CableConfig {
 }
 
 impl TargetConfig {
-    /// Reads a TOML config file through the shared loader; errors name the file, line,
+    /// Reads a TOML config file through the shared loader (`Source::read` →
+    /// `deserialize` → [`TargetConfig::validate_in`]); errors name the file, line,
     /// column and key.
     pub fn load(path: &Path) -> Result<Self, TargetError> {
-        Ok(Source::read(path)?.deserialize()?)
+        Self::from_source(&Source::read(path)?)
     }
 
-    /// Parses TOML text; `origin` names it in errors.
+    /// Parses and checks TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, TargetError> {
-        Ok(Source::new(origin, text).deserialize()?)
+        Self::from_source(&Source::new(origin, text))
+    }
+
+    fn from_source(src: &Source) -> Result<Self, TargetError> {
+        let config: TargetConfig = src.deserialize()?;
+        config.validate_in(src)?;
+        Ok(config)
     }
 
     /// The configuration as TOML (the format [`TargetConfig::load`] reads).
@@ -393,16 +405,22 @@ impl TargetConfig {
         Ok(())
     }
 
-    /// Checks every value; returns the typed settings the server runs with.
+    /// Checks every value; returns the typed settings the server runs with. Errors
+    /// name the key (`pool_size: 0 must be between 1 and 10000, e.g. pool_size = 25`)
+    /// under [`IN_CODE`]; [`TargetConfig::validate_in`] places them in a file.
     pub fn validate(&self) -> Result<Settings, TargetError> {
-        let invalid = |field: &str, value: String, reason: &str, example: &str| {
-            Err(TargetError::Invalid {
-                field: field.into(),
-                value,
-                reason: reason.into(),
-                example: example.into(),
-            })
+        self.validate_in(&Source::new(IN_CODE, ""))
+    }
+
+    /// As [`TargetConfig::validate`], with every error at its key's place in `src`
+    /// (`FILE:LINE:COL: KEY: WHY, e.g. RIGHT`), through `Source::error`.
+    pub fn validate_in(&self, src: &Source) -> Result<Settings, TargetError> {
+        let invalid = |key: &str, value: String, reason: &str, example: &str| {
+            Err(TargetError::Config(
+                src.error(key, format!("{value} {reason}, e.g. {example}")),
+            ))
         };
+        let dur = |d: Duration| format!("\"{}\"", powertune_core::duration::format(d));
         if !(1..=10_000).contains(&self.pool_size) {
             return invalid(
                 "pool_size",
@@ -414,7 +432,7 @@ impl TargetConfig {
         if self.pool_timeout.is_zero() || self.pool_timeout > Duration::from_secs(600) {
             return invalid(
                 "pool_timeout",
-                format!("{:?}", self.pool_timeout),
+                dur(self.pool_timeout),
                 "must be above 0 and at most 10m",
                 "pool_timeout = \"5s\"",
             );
@@ -422,7 +440,7 @@ impl TargetConfig {
         if self.extra_delay > Duration::from_secs(600) {
             return invalid(
                 "extra_delay",
-                format!("{:?}", self.extra_delay),
+                dur(self.extra_delay),
                 "must be at most 10m",
                 "extra_delay = \"50ms\"",
             );
@@ -497,7 +515,7 @@ impl TargetConfig {
             if rc.delay > Duration::from_secs(600) {
                 return invalid(
                     &format!("routes.{key}.delay"),
-                    format!("{:?}", rc.delay),
+                    dur(rc.delay),
                     "must be at most 10m",
                     "delay = \"100ms\"",
                 );
@@ -515,7 +533,7 @@ impl TargetConfig {
                 if l.median > Duration::from_secs(600) || l.max > Duration::from_secs(600) {
                     return invalid(
                         &field,
-                        format!("median {:?}, max {:?}", l.median, l.max),
+                        format!("median {}, max {}", dur(l.median), dur(l.max)),
                         "must be at most 10m",
                         "{ median = \"20ms\", spread = 0.3, max = \"2s\" }",
                     );
@@ -523,8 +541,8 @@ impl TargetConfig {
                 if l.max < l.median {
                     return invalid(
                         &format!("{field}.max"),
-                        format!("{:?} below median {:?}", l.max, l.median),
-                        "max must be at least the median",
+                        format!("{} (median {})", dur(l.max), dur(l.median)),
+                        "must be at least the median",
                         "{ median = \"20ms\", max = \"2s\" }",
                     );
                 }
@@ -536,7 +554,7 @@ impl TargetConfig {
         {
             return invalid(
                 "cable.ping_interval",
-                format!("{:?}", c.ping_interval),
+                dur(c.ping_interval),
                 "must be between 100ms and 1h",
                 "ping_interval = \"3s\"",
             );
@@ -546,7 +564,7 @@ impl TargetConfig {
         {
             return invalid(
                 "cable.broadcast_interval",
-                format!("{:?}", c.broadcast_interval),
+                dur(c.broadcast_interval),
                 "must be between 10ms and 1h",
                 "broadcast_interval = \"1s\"",
             );
@@ -667,7 +685,10 @@ mod tests {
             ..Default::default()
         };
         let s = c.validate().unwrap_err().to_string();
-        assert!(s.contains("pool_size") && s.contains("0") && s.contains("pool_size = 25"));
+        assert_eq!(
+            s,
+            "target settings: pool_size: 0 must be between 1 and 10000, e.g. pool_size = 25"
+        );
 
         let mut c = TargetConfig::default();
         c.routes.dashboard.error_rate = 1.5;
@@ -680,11 +701,48 @@ mod tests {
             spread: 0.1,
             max: Duration::from_secs(1),
         };
-        assert!(c.validate().unwrap_err().to_string().contains("max"));
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "target settings: routes.login.db.max: \"1s\" (median \"2s\") must be at least the median, e.g. { median = \"20ms\", max = \"2s\" }"
+        );
 
         let mut c = TargetConfig::default();
         c.cable.channels.clear();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn values_out_of_range_in_a_file_are_placed_at_their_key() {
+        let e = TargetConfig::from_toml("seed = 3\npool_size = 0\n", "t.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml:2:1: pool_size: 0 must be between 1 and 10000, e.g. pool_size = 25"
+        );
+        let e = TargetConfig::from_toml(
+            "[routes.execute]\nerror_rate = 0.1\n[routes.login]\nerror_rate = 1.5\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml:4:1: routes.login.error_rate: 1.5 must be between 0.0 and 1.0, e.g. error_rate = 0.02"
+        );
+        let e =
+            TargetConfig::from_toml("[cable]\nping_interval = \"10ms\"\n", "t.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "t.toml:2:1: cable.ping_interval: \"10ms\" must be between 100ms and 1h"
+            ),
+            "{e}"
+        );
+        let e = TargetConfig::from_toml(
+            "[auth]\nusers = [{ email = \"nobody\", password = \"hunter2\" }]\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("t.toml:2:10: auth.users[0]: "), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 /// What can go wrong before or while the target serves.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    /// The config file could not be read, is not valid TOML, or has an unknown key or
-    /// a bad value type: `FILE:LINE:COL: KEY: why`.
+    /// The config file could not be read, is not valid TOML, has an unknown key or a
+    /// bad value type, or a value is out of range: `FILE:LINE:COL: KEY: WHY, e.g.
+    /// RIGHT` (a configuration built in code names `target settings` as its place).
     #[error(transparent)]
     Config(#[from] powertune_core::config_file::ConfigError),
-    /// A value is out of range.
+    /// A flag's value cannot be applied (`--error-rate nope=0.1`).
     #[error("invalid target setting {field} = {value}: {reason} (example: {example})")]
     Invalid {
         field: String,

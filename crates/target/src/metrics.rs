@@ -1,195 +1,169 @@
 //! `GET /metrics`: the target's state in the Prometheus text exposition format
-//! (version 0.0.4).
+//! (version 0.0.4), written by `powertune_core::prometheus`. Counters are named
+//! without `_total` here; the writer appends it.
 
 use crate::route::Route;
 use crate::state::{Buckets, Shared, BUCKETS};
-use std::fmt::Write;
+use powertune_core::prometheus::Exposition;
 
 /// Content type of the Prometheus text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = powertune_core::prometheus::CONTENT_TYPE;
 
 /// Renders every metric.
 pub fn render(s: &Shared) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    header(
-        &mut out,
-        "powertune_target_requests_total",
-        "counter",
+    let mut e = Exposition::new();
+    requests(s, &mut e);
+    pool(s, &mut e);
+    cable(s, &mut e);
+    work(s, &mut e);
+    e.gauge(
+        "powertune_target_uptime_seconds",
+        "Seconds since the target started.",
+    )
+    .sample(&[], s.started.elapsed().as_secs_f64());
+    e.render()
+}
+
+/// The routes a scrape reports (the scrapes themselves are not counted).
+fn routes() -> impl Iterator<Item = Route> {
+    Route::ALL.into_iter().filter(|r| *r != Route::Metrics)
+}
+
+fn requests(s: &Shared, e: &mut Exposition) {
+    let mut f = e.counter(
+        "powertune_target_requests",
         "HTTP requests answered, by route and status (/metrics scrapes excluded).",
     );
-    for r in Route::ALL {
-        if r == Route::Metrics {
-            continue;
-        }
+    for r in routes() {
         for (status, n) in s.routes[r.index()].by_status() {
-            let _ = writeln!(
-                out,
-                "powertune_target_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                r.label()
+            f.sample(
+                &[("route", r.label()), ("status", &status.to_string())],
+                n as f64,
             );
         }
     }
-    header(
-        &mut out,
+    let mut f = e.histogram(
         "powertune_target_request_duration_seconds",
-        "histogram",
         "Time from request received to response headers, by route.",
     );
-    for r in Route::ALL {
-        if r == Route::Metrics {
-            continue;
-        }
-        let b = &s.routes[r.index()].latency;
+    for r in routes() {
         histogram(
-            &mut out,
-            "powertune_target_request_duration_seconds",
-            &format!("route=\"{}\",", r.label()),
-            b,
+            &mut f,
+            &[("route", r.label())],
+            &s.routes[r.index()].latency,
         );
     }
+}
 
+fn pool(s: &Shared, e: &mut Exposition) {
     let p = s.pool_stats();
-    gauge(
-        &mut out,
-        "powertune_target_db_pool_size",
-        "Slots in the simulated database pool.",
-        p.size as f64,
-    );
-    gauge(
-        &mut out,
-        "powertune_target_db_pool_in_use",
-        "Pool slots held by requests now.",
-        p.in_use as f64,
-    );
-    gauge(
-        &mut out,
-        "powertune_target_db_pool_waiting",
-        "Requests waiting for a pool slot now.",
-        p.waiting as f64,
-    );
-    gauge(
-        &mut out,
-        "powertune_target_db_pool_waiting_max",
-        "Most requests ever waiting for a pool slot at once.",
-        p.waiting_max as f64,
-    );
-    counter(
-        &mut out,
-        "powertune_target_db_pool_timeouts_total",
+    for (name, help, v) in [
+        (
+            "powertune_target_db_pool_size",
+            "Slots in the simulated database pool.",
+            p.size as f64,
+        ),
+        (
+            "powertune_target_db_pool_in_use",
+            "Pool slots held by requests now.",
+            p.in_use as f64,
+        ),
+        (
+            "powertune_target_db_pool_waiting",
+            "Requests waiting for a pool slot now.",
+            p.waiting as f64,
+        ),
+        (
+            "powertune_target_db_pool_waiting_max",
+            "Most requests ever waiting for a pool slot at once.",
+            p.waiting_max as f64,
+        ),
+    ] {
+        e.gauge(name, help).sample(&[], v);
+    }
+    e.counter(
+        "powertune_target_db_pool_timeouts",
         "Requests that waited pool_timeout for a slot and were answered 503.",
-        p.timeouts,
-    );
-    header(
-        &mut out,
+    )
+    .sample(&[], p.timeouts as f64);
+    let mut f = e.histogram(
         "powertune_target_db_pool_wait_seconds",
-        "histogram",
         "Time requests waited for a pool slot.",
     );
-    histogram(
-        &mut out,
-        "powertune_target_db_pool_wait_seconds",
-        "",
-        &s.pool_wait,
-    );
+    histogram(&mut f, &[], &s.pool_wait);
+}
 
+fn cable(s: &Shared, e: &mut Exposition) {
     let c = s.cable_stats();
-    gauge(
-        &mut out,
+    e.gauge(
         "powertune_target_websocket_connections",
         "Open ActionCable WebSocket connections.",
-        c.connections as f64,
-    );
-    counter(
-        &mut out,
-        "powertune_target_websocket_connections_total",
+    )
+    .sample(&[], c.connections as f64);
+    e.counter(
+        "powertune_target_websocket_connections_opened",
         "ActionCable WebSocket connections ever opened.",
-        c.connections_total,
-    );
-    gauge(
-        &mut out,
+    )
+    .sample(&[], c.connections_total as f64);
+    e.gauge(
         "powertune_target_cable_subscriptions",
         "Confirmed channel subscriptions now.",
-        c.subscriptions as f64,
-    );
-    counter(
-        &mut out,
-        "powertune_target_cable_broadcasts_total",
-        "Monitoring broadcasts published.",
-        c.broadcasts,
-    );
-    counter(
-        &mut out,
-        "powertune_target_cable_messages_sent_total",
-        "ActionCable messages sent to clients (welcome, ping, confirmations, broadcasts).",
-        c.messages_sent,
-    );
-    counter(
-        &mut out,
-        "powertune_target_cable_messages_received_total",
-        "ActionCable messages received from clients.",
-        c.messages_received,
-    );
+    )
+    .sample(&[], c.subscriptions as f64);
+    for (name, help, v) in [
+        (
+            "powertune_target_cable_broadcasts",
+            "Monitoring broadcasts published.",
+            c.broadcasts,
+        ),
+        (
+            "powertune_target_cable_messages_sent",
+            "ActionCable messages sent to clients (welcome, ping, confirmations, broadcasts).",
+            c.messages_sent,
+        ),
+        (
+            "powertune_target_cable_messages_received",
+            "ActionCable messages received from clients.",
+            c.messages_received,
+        ),
+    ] {
+        e.counter(name, help).sample(&[], v as f64);
+    }
+}
 
+fn work(s: &Shared, e: &mut Exposition) {
     let missions = s.missions.lock().total;
     let (executions, failed) = {
-        let e = s.executions.lock();
-        (e.total, e.failed)
+        let x = s.executions.lock();
+        (x.total, x.failed)
     };
-    counter(
-        &mut out,
-        "powertune_target_missions_created_total",
-        "Missions created.",
-        missions,
-    );
-    counter(
-        &mut out,
-        "powertune_target_agent_executions_total",
-        "Agent executions finished, failed ones included.",
-        executions,
-    );
-    counter(
-        &mut out,
-        "powertune_target_agent_execution_failures_total",
-        "Agent executions that failed (injected error or pool timeout).",
-        failed,
-    );
-    gauge(
-        &mut out,
-        "powertune_target_uptime_seconds",
-        "Seconds since the target started.",
-        s.started.elapsed().as_secs_f64(),
-    );
-    out
+    for (name, help, v) in [
+        (
+            "powertune_target_missions_created",
+            "Missions created.",
+            missions,
+        ),
+        (
+            "powertune_target_agent_executions",
+            "Agent executions finished, failed ones included.",
+            executions,
+        ),
+        (
+            "powertune_target_agent_execution_failures",
+            "Agent executions that failed (injected error or pool timeout).",
+            failed,
+        ),
+    ] {
+        e.counter(name, help).sample(&[], v as f64);
+    }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
-    header(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {v}");
-}
-
-fn counter(out: &mut String, name: &str, help: &str, v: u64) {
-    header(out, name, "counter", help);
-    let _ = writeln!(out, "{name} {v}");
-}
-
-/// `labels` is empty or ends with a comma.
-fn histogram(out: &mut String, name: &str, labels: &str, b: &Buckets) {
+fn histogram(
+    f: &mut powertune_core::prometheus::FamilyWriter<'_>,
+    labels: &[(&str, &str)],
+    b: &Buckets,
+) {
     let (cumulative, sum, count) = b.snapshot();
-    for (le, n) in BUCKETS.iter().zip(&cumulative) {
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {n}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
-    let plain = labels.trim_end_matches(',');
-    if plain.is_empty() {
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
-    } else {
-        let _ = writeln!(out, "{name}_sum{{{plain}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{plain}}} {count}");
-    }
+    let buckets = BUCKETS.iter().copied().zip(cumulative).collect();
+    f.histogram(labels, sum, count, buckets);
 }

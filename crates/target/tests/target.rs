@@ -444,7 +444,20 @@ async fn metrics_parse_and_counts_equal_requests_sent() {
         .to_str()
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
-    let m = parse_metrics(&r.text().await.unwrap());
+    let text = r.text().await.unwrap();
+    // One family per name: no gauge shares its name with a counter's (the counter's
+    // name without `_total`, as OpenMetrics names the family).
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(|n| n.strip_suffix("_total").unwrap_or(n))
+        .collect();
+    let n = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(families.len(), n, "{text}");
+    let m = parse_metrics(&text);
     let req = |route: &str, status: u16| {
         m.get(&format!(
             "powertune_target_requests_total{{route=\"{route}\",status=\"{status}\"}}"
@@ -494,6 +507,12 @@ async fn metrics_parse_and_counts_equal_requests_sent() {
     assert_eq!(m["powertune_target_db_pool_size"], 25.0);
     assert_eq!(m["powertune_target_db_pool_in_use"], 0.0);
     assert_eq!(m["powertune_target_websocket_connections"], 0.0);
+    assert_eq!(
+        m["powertune_target_websocket_connections_opened_total"],
+        0.0
+    );
+    assert!(!m.contains_key("powertune_target_websocket_connections_total"));
+    assert_eq!(m["powertune_target_db_pool_timeouts_total"], 0.0);
     assert_eq!(m["powertune_target_agent_executions_total"], 5.0);
     t.shutdown().await;
 }
@@ -538,7 +557,11 @@ async fn bad_config_and_busy_port_are_errors() {
     let e = start(cfg, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(e, TargetError::Invalid { .. }), "{e}");
+    assert!(matches!(e, TargetError::Config(_)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "target settings: pool_size: 0 must be between 1 and 10000, e.g. pool_size = 25"
+    );
 
     let t = serve(quick_config()).await;
     let e = start(quick_config(), t.addr()).await.unwrap_err();

@@ -2,7 +2,8 @@
 //! node path and its numbers, and turns the flags into findings.
 
 use super::snapshot::{PlanDoc, PlanNode};
-use powertune_core::{Finding, Targets, Verdict};
+use powertune_core::units::{self, Quantity};
+use powertune_core::{Finding, Targets, Value, Verdict};
 use serde::Serialize;
 
 /// When a node is worth a flag.
@@ -33,7 +34,7 @@ impl PlanThresholds {
 }
 
 /// One red flag on one node.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct PlanFlag {
     /// Node path from the root, e.g. `Limit > Sort > Seq Scan on orders`.
     pub path: String,
@@ -43,6 +44,10 @@ pub struct PlanFlag {
     /// `large_in_list`, `misestimate`, `hash_batches`, `slowest_node`.
     pub check: String,
     pub verdict: powertune_core::Verdict,
+    /// The figure behind the flag (`99.9%` of rows removed, `2.0 MiB` spilled).
+    pub observed: Value,
+    /// Where the flag starts (`< 50%`, `in memory`).
+    pub target: Value,
     pub message: String,
     pub action: String,
 }
@@ -82,16 +87,19 @@ fn walk(
         child_misestimated |= walk(c, ancestors, counter, th, flags);
     }
     ancestors.pop();
-    let mut flag = |check: &str, message: String, action: String| {
-        flags.push(PlanFlag {
-            path: path.clone(),
-            node: id,
-            check: check.to_string(),
-            verdict: Verdict::Warn,
-            message,
-            action,
-        });
-    };
+    let mut flag =
+        |check: &str, (observed, target): (Value, Value), message: String, action: String| {
+            flags.push(PlanFlag {
+                path: path.clone(),
+                node: id,
+                check: check.to_string(),
+                verdict: Verdict::Warn,
+                observed,
+                target,
+                message,
+                action,
+            });
+        };
 
     // Seq Scan whose filter removes most rows.
     if n.node_type.ends_with("Seq Scan") {
@@ -101,13 +109,18 @@ fn walk(
             if scanned >= th.large_rows && scanned > 0.0 && removed / scanned >= th.filtered_share {
                 let cols = filter_columns(filter);
                 let table = n.relation.clone().unwrap_or_else(|| "the table".into());
+                let share = removed * 100.0 / scanned;
                 flag(
                     "seq_scan_filter",
+                    (
+                        Value::of(Quantity::percent(share)).note("rows removed by the filter"),
+                        Value::lt(Quantity::percent(th.filtered_share * 100.0)),
+                    ),
                     format!(
-                        "scanned {} rows, filter removed {} ({:.1}%), kept {}; Filter: {filter}",
+                        "scanned {} rows, filter removed {} ({}), kept {}; Filter: {filter}",
                         fmt_rows(scanned),
                         fmt_rows(removed),
-                        removed * 100.0 / scanned,
+                        units::percent(share),
                         fmt_rows(rows)
                     ),
                     if cols.is_empty() {
@@ -129,17 +142,21 @@ fn walk(
                 .as_deref()
                 .is_some_and(|m| m.contains("external"));
         if disk {
+            let spilled = kib(n.sort_space_kb.unwrap_or(0.0));
             flag(
                 "disk_sort",
+                (
+                    Value::of(spilled).note("spilled to disk"),
+                    Value::from("in memory"),
+                ),
                 format!(
-                    "{} spilled {} kB to disk sorting {} rows by {}",
+                    "{} spilled {spilled} to disk sorting {} rows by {}",
                     n.sort_method.as_deref().unwrap_or("sort"),
-                    n.sort_space_kb.unwrap_or(0.0),
                     fmt_rows(n.total_rows().unwrap_or(n.plan_rows)),
                     n.sort_key.join(", ")
                 ),
                 format!(
-                    "paginate or chunk the query (ORDER BY ... LIMIT), or raise work_mem above {} kB for it (SET LOCAL work_mem)",
+                    "paginate or chunk the query (ORDER BY ... LIMIT), or raise work_mem above {}kB for it (SET LOCAL work_mem)",
                     n.sort_space_kb.unwrap_or(0.0).ceil()
                 ),
             );
@@ -148,6 +165,10 @@ fn walk(
         if !under_limit && rows >= th.large_rows {
             flag(
                 "sort_without_limit",
+                (
+                    Value::of(Quantity::count(rows)).note("rows sorted, no LIMIT above"),
+                    Value::lt(Quantity::count(th.large_rows)).note("rows, or a LIMIT"),
+                ),
                 format!(
                     "sorts {} rows by {} with no LIMIT above",
                     fmt_rows(rows),
@@ -165,6 +186,10 @@ fn walk(
             if loops >= th.many_loops {
                 flag(
                     "nested_loop_loops",
+                    (
+                        Value::of(Quantity::count(loops)).note("inner loops"),
+                        Value::lt(Quantity::count(th.many_loops)),
+                    ),
                     format!("inner side {} runs {} times", inner.label(), fmt_rows(loops)),
                     "a loop per outer row: index the inner side's join column, or let the planner hash join (check the row estimates)".to_string(),
                 );
@@ -177,6 +202,10 @@ fn walk(
         if count >= th.in_list {
             flag(
                 "large_in_list",
+                (
+                    Value::of(Quantity::count(count as f64)).note("values"),
+                    Value::lt(Quantity::count(th.in_list as f64)),
+                ),
                 format!("{k} has a list of {count} values"),
                 "large IN (...) list: join against a temporary table or batch the query"
                     .to_string(),
@@ -188,6 +217,10 @@ fn walk(
         if b > 1.0 {
             flag(
                 "hash_batches",
+                (
+                    Value::of(Quantity::count(b)).note("batches"),
+                    Value::le(Quantity::count(1.0)),
+                ),
                 format!("hash split into {b} batches (did not fit in work_mem)"),
                 "raise work_mem for this query, or reduce the rows hashed (filter earlier)"
                     .to_string(),
@@ -204,14 +237,18 @@ fn walk(
             if factor >= th.misestimate && act.max(est) >= 100.0 {
                 misestimated = true;
                 if !child_misestimated {
+                    let way = if act > est { "under" } else { "over" };
                     flag(
                         "misestimate",
+                        (
+                            Value::of(Quantity::ratio(factor)).note(format!("{way}estimated")),
+                            Value::lt(Quantity::ratio(th.misestimate)),
+                        ),
                         format!(
-                            "estimated {} rows, got {} ({:.0}x {})",
+                            "estimated {} rows, got {} ({} {way})",
                             fmt_rows(n.plan_rows),
                             fmt_rows(actual),
-                            factor,
-                            if act > est { "under" } else { "over" }
+                            units::ratio(factor),
                         ),
                         format!(
                             "run ANALYZE {}; if it persists, the columns are correlated: CREATE STATISTICS on them, then ANALYZE",
@@ -262,7 +299,14 @@ fn slowest(doc: &PlanDoc) -> Option<PlanFlag> {
         node: id,
         check: "slowest_node".into(),
         verdict: Verdict::Pass,
-        message: format!("{own:.2} ms of its own ({share:.0}% of execution)"),
+        observed: Value::of(Quantity::ms(own))
+            .note(format!("{} of execution", units::percent(share.round()))),
+        target: Value::from("-"),
+        message: format!(
+            "{} of its own ({} of execution)",
+            units::ms(own),
+            units::percent(share.round())
+        ),
         action: "start tuning here".into(),
     })
 }
@@ -413,6 +457,11 @@ pub fn in_list_len(expr: &str) -> usize {
     best
 }
 
+/// A size PostgreSQL reports in kB (1,024 bytes).
+fn kib(kb: f64) -> Quantity {
+    Quantity::bytes((kb.max(0.0) * 1024.0).round() as u64)
+}
+
 pub(crate) fn fmt_rows(v: f64) -> String {
     let v = v.round() as i64;
     let s = v.abs().to_string();
@@ -442,23 +491,22 @@ pub fn findings(doc: &PlanDoc, flags: &[PlanFlag], t: &Targets) -> Vec<Finding> 
                 doc.root.label(),
                 Verdict::lower_is_better(exec, d.max_query_ms, Some(d.slow_query_ms)),
             )
-            .observed(format!("{exec:.1}ms"))
-            .target(format!("< {}ms", d.max_query_ms))
-            .limit(format!("{}ms", d.slow_query_ms))
-            .evidence(format!("planning {:.1}ms", doc.planning_ms.unwrap_or(0.0)))
+            .observed(Value::of(Quantity::ms(exec)))
+            .target(Value::lt(Quantity::ms(d.max_query_ms)))
+            .limit(Value::of(Quantity::ms(d.slow_query_ms)))
+            .evidence(format!(
+                "planning {}",
+                units::ms(doc.planning_ms.unwrap_or(0.0))
+            ))
             .action("fix the flags below (index, LIMIT, ANALYZE, work_mem), then explain again"),
         );
     }
     for f in flags {
         out.push(
             Finding::new("db", &format!("plan_{}", f.check), &f.path, f.verdict)
-                .observed(powertune_core::report::truncate(&f.message, 60))
+                .observed(f.observed.clone())
                 .evidence(f.message.clone())
-                .target(if f.verdict == Verdict::Pass {
-                    "-"
-                } else {
-                    "no red flag"
-                })
+                .target(f.target.clone())
                 .action(f.action.clone()),
         );
     }
@@ -497,6 +545,10 @@ mod tests {
             f.action
         );
         assert!(f.message.contains("filter removed 99,998"), "{}", f.message);
+        assert_eq!(f.target, Value::lt(Quantity::percent(50.0)));
+        let share = f.observed.quantity().unwrap();
+        assert_eq!(share.unit, powertune_core::units::Unit::Percent);
+        assert!(share.value > 99.9 && share.value <= 100.0, "{share:?}");
     }
 
     #[test]
@@ -523,6 +575,29 @@ mod tests {
         let disk = flags.iter().find(|f| f.check == "disk_sort").unwrap();
         assert_eq!(disk.path, "Sort");
         assert!(disk.action.contains("work_mem"));
+        assert_eq!(
+            disk.observed.quantity().unwrap().unit,
+            powertune_core::units::Unit::Bytes
+        );
+        assert!(
+            disk.message.contains(" KiB to disk") || disk.message.contains(" MiB to disk"),
+            "{}",
+            disk.message
+        );
+        let found = findings(&doc, &flags, &Targets::default());
+        let exec = found
+            .iter()
+            .find(|f| f.check == "plan_execution_time")
+            .unwrap();
+        assert_eq!(
+            exec.observed.quantity().unwrap().unit,
+            powertune_core::units::Unit::Ms
+        );
+        assert_eq!(exec.target, Value::lt(Quantity::ms(100.0)));
+        assert_eq!(exec.limit, Some(Value::of(Quantity::ms(500.0))));
+        let plan_disk = found.iter().find(|f| f.check == "plan_disk_sort").unwrap();
+        assert_eq!(plan_disk.observed, disk.observed);
+        assert_eq!(plan_disk.target, "in memory");
         let tree = render_tree(&doc, &flags);
         assert!(tree.contains("! disk_sort:"), "{tree}");
         assert!(tree.contains("-> Hash Join"), "{tree}");
@@ -543,7 +618,12 @@ mod tests {
         let m: Vec<&PlanFlag> = flags.iter().filter(|f| f.check == "misestimate").collect();
         assert_eq!(m.len(), 1, "{flags:?}");
         assert_eq!(m[0].path, "Aggregate > Seq Scan on t");
-        assert!(m[0].message.contains("100x under"), "{}", m[0].message);
+        assert!(m[0].message.contains("100.00× under"), "{}", m[0].message);
+        assert_eq!(
+            m[0].observed,
+            Value::of(Quantity::ratio(100.0)).note("underestimated")
+        );
+        assert_eq!(m[0].target, Value::lt(Quantity::ratio(10.0)));
         assert!(m[0].action.contains("ANALYZE t"));
     }
 

@@ -3,13 +3,16 @@
 
 use super::judge::{fmt_rows, PlanFlag};
 use super::snapshot::{PlanDoc, PlanNode};
+use powertune_core::units;
 use powertune_core::Verdict;
 use serde::Serialize;
 
 /// The metrics payload of a `db explain` report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExplainMetrics {
+    /// `Execution Time` in milliseconds (`null` without ANALYZE).
     pub execution_ms: Option<f64>,
+    /// `Planning Time` in milliseconds.
     pub planning_ms: Option<f64>,
     pub flags: Vec<PlanFlag>,
     /// The plan as PostgreSQL returned it (`null` when it was not JSON).
@@ -57,7 +60,7 @@ pub fn render_tree(doc: &PlanDoc, flags: &[PlanFlag]) -> String {
             }
         }
         if let Some(ms) = n.actual_total_ms {
-            nums.push(format!("{ms:.3} ms"));
+            nums.push(units::ms(ms));
         }
         out.push_str(&format!("{indent}{}  ({})\n", n.label(), nums.join(", ")));
         let pad = "   ".repeat(depth) + "   ";
@@ -74,10 +77,10 @@ pub fn render_tree(doc: &PlanDoc, flags: &[PlanFlag]) -> String {
             ));
         }
         if let Some(m) = &n.sort_method {
+            let space = units::bytes((n.sort_space_kb.unwrap_or(0.0).max(0.0) * 1024.0) as u64);
             out.push_str(&format!(
-                "{pad}Sort Method: {m} {} {} kB\n",
+                "{pad}Sort Method: {m} {} {space}\n",
                 n.sort_space_type.as_deref().unwrap_or(""),
-                n.sort_space_kb.unwrap_or(0.0)
             ));
         }
         for f in flags.iter().filter(|f| f.node == id) {
@@ -90,10 +93,10 @@ pub fn render_tree(doc: &PlanDoc, flags: &[PlanFlag]) -> String {
     }
     node(&doc.root, 0, &mut counter, flags, &mut out);
     if let Some(p) = doc.planning_ms {
-        out.push_str(&format!("Planning Time: {p:.3} ms\n"));
+        out.push_str(&format!("Planning Time: {}\n", units::ms(p)));
     }
     if let Some(e) = doc.execution_ms {
-        out.push_str(&format!("Execution Time: {e:.3} ms\n"));
+        out.push_str(&format!("Execution Time: {}\n", units::ms(e)));
     }
     out
 }
