@@ -57,6 +57,18 @@ fn at_most(d: Duration, max: Duration) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A time-scale factor: a finite number above 0 and at most 1000 (`0.1` is ten
+/// times shorter, `1` real time).
+pub fn factor(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    match t.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1000.0 => Ok(f),
+        _ => Err(format!(
+            "`{t}` is not a factor above 0 and at most 1000, e.g. 0.1"
+        )),
+    }
+}
+
 /// A rate per second: `200`, `200/s`, `12000/m`, `3/h`; above zero and finite.
 pub fn rate(s: &str) -> Result<f64, String> {
     let t = s.trim();

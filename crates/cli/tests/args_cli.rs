@@ -1,5 +1,5 @@
 //! Typed arguments: every bad duration, rate or bounded integer of db, redis, queues,
-//! apm and target is refused by clap before the command runs (no server needed), with
+//! apm, target, load and demo is refused by clap before the command runs (no server needed), with
 //! exit 1 and one line naming the flag and the value.
 // Test code: helpers outside #[test] functions may unwrap, panic and print (clippy.toml
 // allows it only inside them).
@@ -69,6 +69,40 @@ const CASES: &[(&[&str], &str, &str)] = &[
     (&["target"], "--pool-timeout", "11m"),
     (&["target"], "--delay", "11m"),
     (&["target"], "--delay", "50"),
+    // load (one-off): VUs 1..=1,000,000, a duration above zero, a rate, a known
+    // endpoint type, a time-scale factor above 0 and at most 1000.
+    (&["load", "--url", "http://127.0.0.1:9/"], "--vus", "0"),
+    (
+        &["load", "--url", "http://127.0.0.1:9/"],
+        "--duration",
+        "0s",
+    ),
+    (
+        &["load", "--url", "http://127.0.0.1:9/"],
+        "--duration",
+        "30",
+    ),
+    (&["load", "--url", "http://127.0.0.1:9/"], "--rate", "fast"),
+    (&["load", "--url", "http://127.0.0.1:9/"], "--rate", "1e300"),
+    (
+        &["load", "--url", "http://127.0.0.1:9/"],
+        "--endpoint-type",
+        "teleport",
+    ),
+    (
+        &["load", "--url", "http://127.0.0.1:9/"],
+        "--time-scale",
+        "0",
+    ),
+    (
+        &["load", "--url", "http://127.0.0.1:9/"],
+        "--time-scale",
+        "NaN",
+    ),
+    // demo: the same factor, a pool of 1..=10000.
+    (&["demo"], "--time-scale", "-1"),
+    (&["demo"], "--time-scale", "1e9"),
+    (&["demo"], "--pool-size", "0"),
 ];
 
 #[test]

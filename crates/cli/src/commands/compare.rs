@@ -16,9 +16,8 @@ pub struct Args {
     #[arg(value_name = "CURRENT")]
     current: PathBuf,
 
-    /// Write the JSON report (the comparison in `metrics`); `-` for stdout.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::args::Output,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -30,9 +29,5 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         current_name: args.current.display().to_string(),
     };
     let inspection = powertune_load::inspect_compare(&opts, &targets);
-    super::emit(
-        &inspection.report()?,
-        &inspection.text,
-        args.json.as_deref(),
-    )
+    super::emit_inspection(&inspection, args.output.json.as_deref())
 }

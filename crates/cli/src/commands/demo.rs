@@ -3,7 +3,7 @@
 //! embedded in the binary) scaled in time, and judges the run against the targets.
 
 use super::Context;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use powertune_core::ExitCode;
 use powertune_load::{Plan, RunOptions};
 use std::io::Write;
@@ -20,7 +20,7 @@ const DEFAULT_LENGTH: Duration = Duration::from_secs(60);
 pub struct Args {
     /// Multiply every scenario duration by this factor; 1 runs the runbook's real
     /// lengths (about 14 minutes). Default: whatever makes the run take about a minute.
-    #[arg(long, value_name = "FACTOR")]
+    #[arg(long, value_name = "FACTOR", value_parser = crate::args::factor)]
     time_scale: Option<f64>,
 
     /// Run this plan instead of the embedded examples/runbook.toml.
@@ -28,12 +28,11 @@ pub struct Args {
     plan: Option<PathBuf>,
 
     /// Database pool size of the embedded target (requests queue when it is used up).
-    #[arg(long, default_value_t = 25, value_name = "N")]
-    pool_size: usize,
+    #[arg(long, default_value_t = 25, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pool_size: u32,
 
-    /// Write the JSON report (the same as `powertune load --json`); `-` for stdout.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::args::Output,
 
     /// No live progress line.
     #[arg(long)]
@@ -48,16 +47,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let full = plan.total_duration();
     let factor = match args.time_scale {
-        Some(f) if f.is_finite() && f > 0.0 => f,
-        Some(f) => {
-            bail!("--time-scale {f} must be a number above 0 (e.g. 0.1, or 1 for real time)")
-        }
+        Some(f) => f,
         None if full > DEFAULT_LENGTH => DEFAULT_LENGTH.as_secs_f64() / full.as_secs_f64(),
         None => 1.0,
     };
-    if args.pool_size == 0 {
-        bail!("--pool-size must be at least 1 (the runbook's pool is 25-50)");
-    }
     plan.scale_time(factor);
     let scaled = plan.total_duration();
 
@@ -65,11 +58,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     opts.env = super::load::plan_env(&opts.plan, Default::default());
     let progress = (!args.quiet).then(|| crate::progress::LoadProgress::new(scaled));
     opts.progress = progress.as_ref().map(|p| p.callback());
-    let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let to_stdout = args.output.json.as_deref() == Some(std::path::Path::new("-"));
 
     let (result, stats) = super::block_on(async move {
         let config = powertune_target::TargetConfig {
-            pool_size: args.pool_size,
+            pool_size: args.pool_size as usize,
             ..Default::default()
         };
         let target = powertune_target::start(config, ([127, 0, 0, 1], 0).into())
@@ -94,11 +87,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         p.finish();
     }
     let inspection = result?;
-    let code = super::emit(
-        &inspection.report()?,
-        &inspection.text,
-        args.json.as_deref(),
-    )?;
+    let code = super::emit_inspection(&inspection, args.output.json.as_deref())?;
     if !to_stdout {
         let mut out = std::io::stdout().lock();
         writeln!(

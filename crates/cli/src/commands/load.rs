@@ -25,17 +25,17 @@ pub struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "file")]
     url: Option<String>,
 
-    /// One-off: virtual users (closed model), or pre-allocated VUs with --rate.
-    #[arg(long, value_name = "N", requires = "url")]
+    /// One-off: virtual users (closed model), or pre-allocated VUs with --rate (1 to 1,000,000).
+    #[arg(long, value_name = "N", requires = "url", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     vus: Option<u32>,
 
     /// One-off: how long to run (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", requires = "url")]
-    duration: Option<String>,
+    #[arg(long, value_name = "DURATION", requires = "url", value_parser = crate::args::positive_duration)]
+    duration: Option<Duration>,
 
-    /// One-off: open model at this arrival rate (e.g. 200/s or 200).
-    #[arg(long, value_name = "RATE", requires = "url")]
-    rate: Option<String>,
+    /// One-off: open model at this arrival rate (e.g. 200/s, 200, 12000/m).
+    #[arg(long, value_name = "RATE", requires = "url", value_parser = crate::args::rate)]
+    rate: Option<f64>,
 
     /// One-off: HTTP method.
     #[arg(long, default_value = "GET", requires = "url")]
@@ -54,9 +54,10 @@ pub struct Args {
         long,
         value_name = "TYPE",
         default_value = "read_crud",
-        requires = "url"
+        requires = "url",
+        value_parser = |s: &str| s.parse::<EndpointType>()
     )]
-    endpoint_type: String,
+    endpoint_type: EndpointType,
 
     /// A threshold in k6 syntax, on http_req_duration unless a metric is named:
     /// 'p(95)<200', 'http_req_failed: rate<0.01' (repeatable).
@@ -68,7 +69,7 @@ pub struct Args {
     env: Vec<String>,
 
     /// Multiply every scenario duration by this factor (0.1 = ten times shorter).
-    #[arg(long, value_name = "FACTOR")]
+    #[arg(long, value_name = "FACTOR", value_parser = crate::args::factor)]
     time_scale: Option<f64>,
 
     /// An earlier run's JSON report: applies "throughput ≥ baseline × 0.8" and shows
@@ -76,9 +77,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
 
-    /// Write the JSON report (summary with histograms in `metrics`); `-` for stdout.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::args::Output,
 
     /// k6's spelling of --json: `--out json=FILE`.
     #[arg(long, value_name = "json=FILE")]
@@ -123,18 +123,10 @@ fn split_url(u: &str) -> anyhow::Result<(String, String)> {
     Ok((format!("{}{auth}", &u[..i + 3]), path))
 }
 
-fn parse_rate(t: &str) -> anyhow::Result<f64> {
-    let num = t.trim().trim_end_matches("/s").trim();
-    match num.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => bail!("--rate `{t}` is not a positive rate (expected e.g. 200/s)"),
-    }
-}
-
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // Everything is validated before any socket opens.
     let targets = ctx.targets()?;
-    let json_path: Option<PathBuf> = match (&args.json, &args.out) {
+    let json_path: Option<PathBuf> = match (&args.output.json, &args.out) {
         (Some(_), Some(_)) => bail!("give --json FILE or --out json=FILE, not both"),
         (Some(j), None) => Some(j.clone()),
         (None, Some(o)) => match o.strip_prefix("json=") {
@@ -169,12 +161,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Some(u)) => {
             let (base, path) = split_url(u)?;
-            let duration = match &args.duration {
-                Some(d) => powertune_core::duration::parse(d)
-                    .map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
-                None => std::time::Duration::from_secs(10),
-            };
-            let rate = args.rate.as_deref().map(parse_rate).transpose()?;
+            let duration = args.duration.unwrap_or(Duration::from_secs(10));
+            let rate = args.rate;
             let mut headers = Vec::new();
             for h in &args.headers {
                 match h.split_once(':') {
@@ -184,14 +172,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     _ => bail!("-H `{h}` is not 'Name: value' (expected e.g. -H 'Authorization: Bearer abc')"),
                 }
             }
-            let endpoint_type: EndpointType = args
-                .endpoint_type
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--endpoint-type: {e}"))?;
+            let endpoint_type = args.endpoint_type;
             let vus = args.vus.unwrap_or(10);
-            if vus == 0 {
-                bail!("--vus 0 runs nothing (expected 1 or more)");
-            }
             let plan = Plan::one_off(&OneOff {
                 url: path,
                 method: args.method.clone(),
@@ -212,9 +194,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--threshold `{t}`: {e}"))?;
     }
     if let Some(f) = args.time_scale {
-        if !(f.is_finite() && f > 0.0) {
-            bail!("--time-scale {f} must be a number above 0 (e.g. 0.1)");
-        }
         plan.scale_time(f);
     }
     if args.no_vu_connection_reuse {
@@ -237,11 +216,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     opts.env = env;
     opts.baseline = baseline;
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
-    super::emit(
-        &inspection.report()?,
-        &inspection.text,
-        json_path.as_deref(),
-    )
+    super::emit_inspection(&inspection, json_path.as_deref())
 }
 
 /// The values of `{{NAME}}` for the plan: the process environment's values of the
@@ -288,7 +263,5 @@ mod tests {
             ("https://a.example".into(), "/".into())
         );
         assert!(split_url("127.0.0.1/x").is_err());
-        assert_eq!(parse_rate("200/s").unwrap(), 200.0);
-        assert!(parse_rate("fast").is_err());
     }
 }
