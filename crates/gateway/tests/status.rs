@@ -8,7 +8,7 @@ use powertune_test_support::providers::FakeProvider;
 #[tokio::test]
 async fn status_collector_and_judge_over_a_live_gateway() {
     let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).retry("max_retries", 0).toml()).await;
+    let r = rig(&three_kinds(&fake.url).retries(0).toml()).await;
     let c = http();
     for _ in 0..3 {
         let resp = chat(&c, &r.url, "openai", "fast", false).await;
