@@ -148,6 +148,10 @@ async fn serve_then_status_with_baseline_and_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    powertune_test_support::schema::check::<powertune_gateway::StatusMetrics>(
+        "gateway-status.v1",
+        &report["metrics"],
+    );
     let checks: Vec<&str> = report["findings"]
         .as_array()
         .unwrap()
