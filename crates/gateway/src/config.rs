@@ -303,69 +303,20 @@ impl Config {
     }
 }
 
-const fn setting(
-    key: &'static str,
-    old: &'static str,
-    old_unit: f64,
-    default: Duration,
-) -> Setting {
-    Setting {
-        key,
-        old,
-        old_unit,
-        default,
-    }
-}
-
-const REQUEST: Setting = setting(
-    "timeouts.request",
-    "timeouts.request_s",
-    1.0,
-    Duration::from_secs(600),
-);
-const CONNECT: Setting = setting(
-    "timeouts.connect",
-    "timeouts.connect_s",
-    1.0,
-    Duration::from_secs(10),
-);
-const FIRST_TOKEN: Setting = setting(
-    "timeouts.first_token",
-    "timeouts.first_token_s",
-    1.0,
-    Duration::from_secs(60),
-);
-const IDLE: Setting = setting(
-    "timeouts.idle",
-    "timeouts.idle_s",
-    1.0,
-    Duration::from_secs(30),
-);
-const BASE: Setting = setting(
-    "retry.base",
-    "retry.base_ms",
-    0.001,
-    Duration::from_millis(250),
-);
-const MAX: Setting = setting("retry.max", "retry.max_ms", 0.001, Duration::from_secs(10));
-const RECOVERY: Setting = setting(
-    "breaker.recovery",
-    "breaker.recovery_timeout_s",
-    1.0,
-    Duration::from_secs(120),
-);
-const RATE_LIMIT_DEFAULT: Setting = setting(
+// Each duration key, the deprecated key of bare numbers it replaces, and its default.
+const REQUEST: Setting = Setting::secs("timeouts.request", "timeouts.request_s", 600);
+const CONNECT: Setting = Setting::secs("timeouts.connect", "timeouts.connect_s", 10);
+const FIRST_TOKEN: Setting = Setting::secs("timeouts.first_token", "timeouts.first_token_s", 60);
+const IDLE: Setting = Setting::secs("timeouts.idle", "timeouts.idle_s", 30);
+const BASE: Setting = Setting::millis("retry.base", "retry.base_ms", 250);
+const MAX: Setting = Setting::millis("retry.max", "retry.max_ms", 10_000);
+const RECOVERY: Setting = Setting::secs("breaker.recovery", "breaker.recovery_timeout_s", 120);
+const RATE_LIMIT_DEFAULT: Setting = Setting::secs(
     "breaker.rate_limit_default",
     "breaker.rate_limit_default_s",
-    1.0,
-    Duration::from_secs(5),
+    5,
 );
-const WINDOW: Setting = setting(
-    "breaker.window",
-    "breaker.window_s",
-    1.0,
-    Duration::from_secs(60),
-);
+const WINDOW: Setting = Setting::secs("breaker.window", "breaker.window_s", 60);
 
 impl RawTimeouts {
     fn validate(&self, src: &Source) -> Result<Timeouts, ConfigError> {

@@ -20,6 +20,26 @@ pub(super) struct Setting {
 }
 
 impl Setting {
+    /// A setting whose deprecated key held seconds; `default` in seconds.
+    pub const fn secs(key: &'static str, old: &'static str, default: u64) -> Setting {
+        Setting {
+            key,
+            old,
+            old_unit: 1.0,
+            default: Duration::from_secs(default),
+        }
+    }
+
+    /// A setting whose deprecated key held milliseconds; `default` in milliseconds.
+    pub const fn millis(key: &'static str, old: &'static str, default: u64) -> Setting {
+        Setting {
+            key,
+            old,
+            old_unit: 0.001,
+            default: Duration::from_millis(default),
+        }
+    }
+
     /// The last part of the key (`request` of `timeouts.request`).
     fn leaf(&self) -> &'static str {
         self.key.rsplit('.').next().unwrap_or(self.key)
@@ -117,12 +137,7 @@ fn example(leaf: &str, d: Duration) -> String {
 mod tests {
     use super::*;
 
-    const RECOVERY: Setting = Setting {
-        key: "breaker.recovery",
-        old: "breaker.recovery_timeout_s",
-        old_unit: 1.0,
-        default: Duration::from_secs(120),
-    };
+    const RECOVERY: Setting = Setting::secs("breaker.recovery", "breaker.recovery_timeout_s", 120);
 
     fn text(t: &str) -> DurationField {
         DurationField::Text(t.into())
