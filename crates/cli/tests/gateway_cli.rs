@@ -32,8 +32,13 @@ impl Drop for Served {
 }
 
 /// Starts `powertune gateway --config FILE --listen 127.0.0.1:0` and reads the bound
-/// address from its first stderr line.
+/// address from its "listening" line on stderr.
 fn serve(config: &std::path::Path) -> Served {
+    serve_noting(config).0
+}
+
+/// [`serve`], also returning the stderr lines written before the "listening" line.
+fn serve_noting(config: &std::path::Path) -> (Served, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["gateway", "--config"])
         .arg(config)
@@ -43,19 +48,29 @@ fn serve(config: &std::path::Path) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Served {
+    let mut before = Vec::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line: {before:?}"
+        );
+        if line.contains("listening on") {
+            break line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap_or_else(|| panic!("no address in {line:?}"))
+                .to_string();
+        }
+        before.push(line.trim_end().to_string());
+    };
+    let served = Served {
         child,
         url,
         _stderr: stderr,
-    }
+    };
+    (served, before)
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns (status, body).
@@ -142,6 +157,10 @@ async fn serve_then_status_with_baseline_and_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    powertune_test_support::schema::check::<powertune_gateway::StatusMetrics>(
+        "gateway-status.v1",
+        &report["metrics"],
+    );
     let checks: Vec<&str> = report["findings"]
         .as_array()
         .unwrap()
@@ -208,11 +227,11 @@ fn bad_inputs_are_one_line_and_exit_1() {
         (vec!["gateway"], "--config FILE is required"),
         (
             vec!["gateway", "--config", "/nonexistent/gateway.toml"],
-            "cannot read gateway config",
+            "/nonexistent/gateway.toml: cannot read",
         ),
         (
             vec!["gateway", "--config", bad.to_str().unwrap()],
-            "retries",
+            "bad.toml:5:1: providers[0].retries: unknown field `retries`",
         ),
         (
             vec!["gateway", "status", "--url", "http://127.0.0.1:1"],
@@ -327,4 +346,39 @@ async fn sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one() {
         .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"generation\":3"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprecated_numeric_keys_serve_with_a_warning_line_at_start_and_reload() {
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &fake);
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}[timeouts]\nrequest_s = 60\n")).unwrap();
+    let line_no = good.lines().count() + 2;
+    let want = format!(
+        "powertune gateway: warning: {}:{line_no}: timeouts.request_s: deprecated; write request = \"1m\"",
+        cfg.display()
+    );
+    let (mut gw, before) = serve_noting(&cfg);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0], want);
+    let u = gw.url.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || http(&u, "POST", "/admin/reload", ""))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert!(want.ends_with(warnings[0].as_str().unwrap()), "{body}");
+    let mut line = String::new();
+    gw._stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("reload (POST /admin/reload): config generation 2"),
+        "{line}"
+    );
+    line.clear();
+    gw._stderr.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), want);
 }

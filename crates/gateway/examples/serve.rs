@@ -20,7 +20,12 @@ fn main() {
         std::process::exit(1);
     };
     let cfg = match Config::load(std::path::Path::new(&path)) {
-        Ok(c) => c,
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            loaded.config
+        }
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(1);

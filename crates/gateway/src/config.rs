@@ -1,33 +1,22 @@
-//! `gateway.toml`: raw serde structs (unknown keys are errors) → [`RawConfig::validate`]
-//! → a typed [`Config`], before any socket opens. API keys are read from the
+//! `gateway.toml`, read with core's loader: raw serde structs (unknown keys are
+//! errors) → [`RawConfig::validate`] → a typed [`Config`], before any socket opens.
+//! Every error reads `FILE:LINE:COL: KEY: WHY, e.g. RIGHT`; durations are strings
+//! (`"30s"`), and the older keys of bare numbers (`request_s`, `base_ms`) still work
+//! with a deprecation line in [`Loaded::warnings`]. API keys are read from the
 //! environment variables the file names (`api_key_env`) and never appear in errors,
 //! logs or `Debug` output.
 
+mod duration;
+
+use duration::Setting;
+pub use powertune_core::config_file::ConfigError;
+use powertune_core::config_file::{DurationField, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-
-/// Why a configuration was refused. Every message names the file, the key, the value
-/// and an example of a right one.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read gateway config {path}: {source} (create it, e.g. from docs/gateway.md)")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("gateway config {path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("gateway config {path}: {key}: {message}")]
-    Invalid {
-        path: String,
-        key: String,
-        message: String,
-    },
-}
 
 /// An API key. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,30 +78,42 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
-    pub request_s: Option<f64>,
-    pub connect_s: Option<f64>,
-    pub first_token_s: Option<f64>,
-    pub idle_s: Option<f64>,
+    pub request: Option<DurationField>,
+    pub connect: Option<DurationField>,
+    pub first_token: Option<DurationField>,
+    pub idle: Option<DurationField>,
+    /// Deprecated: bare seconds (`request_s = 600`).
+    pub request_s: Option<DurationField>,
+    pub connect_s: Option<DurationField>,
+    pub first_token_s: Option<DurationField>,
+    pub idle_s: Option<DurationField>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     pub max_retries: Option<u32>,
-    pub base_ms: Option<u64>,
-    pub max_ms: Option<u64>,
+    pub base: Option<DurationField>,
+    pub max: Option<DurationField>,
+    /// Deprecated: bare milliseconds (`base_ms = 250`).
+    pub base_ms: Option<DurationField>,
+    pub max_ms: Option<DurationField>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBreaker {
     pub failure_threshold: Option<u32>,
-    pub recovery_timeout_s: Option<f64>,
+    pub recovery: Option<DurationField>,
     pub half_open_probes: Option<u32>,
-    pub rate_limit_default_s: Option<f64>,
-    pub window_s: Option<f64>,
+    pub rate_limit_default: Option<DurationField>,
+    pub window: Option<DurationField>,
     pub failure_rate: Option<f64>,
     pub min_calls: Option<u32>,
+    /// Deprecated: bare seconds (`recovery_timeout_s = 120`).
+    pub recovery_timeout_s: Option<DurationField>,
+    pub rate_limit_default_s: Option<DurationField>,
+    pub window_s: Option<DurationField>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,10 +235,18 @@ pub struct Config {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 
+/// A validated config and what was noticed while reading it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Deprecation lines (`FILE:LINE: KEY: deprecated; write ...`) for the caller to
+    /// show; the library prints nothing.
+    pub warnings: Vec<String>,
+}
+
 impl Config {
-    /// Reads, parses and validates `path`; keys come from `env` (normally the process
-    /// environment).
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads, parses and validates `path`; keys come from the process environment.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         Config::load_with(path, &|k| std::env::var(k).ok())
     }
 
@@ -245,13 +254,8 @@ impl Config {
     pub fn load_with(
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        Config::from_toml(&text, &p, env)
+    ) -> Result<Loaded, ConfigError> {
+        Config::from_source(&Source::read(path)?, env)
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -259,12 +263,20 @@ impl Config {
         text: &str,
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_string(),
-            message: e.to_string().replace('\n', " "),
-        })?;
-        raw.validate(origin, env)
+    ) -> Result<Loaded, ConfigError> {
+        Config::from_source(&Source::new(origin, text), env)
+    }
+
+    fn from_source(
+        src: &Source,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let raw: RawConfig = src.deserialize()?;
+        let config = raw.validate(src, env)?;
+        Ok(Loaded {
+            config,
+            warnings: src.warnings(),
+        })
     }
 
     /// Targets for `alias`, or `None`.
@@ -291,94 +303,104 @@ impl Config {
     }
 }
 
-fn secs(
-    v: Option<f64>,
-    default: f64,
-    key: &str,
-    bad: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<Duration, ConfigError> {
-    let s = v.unwrap_or(default);
-    if !s.is_finite() || s <= 0.0 || s > 86_400.0 {
-        return Err(bad(
-            key,
-            format!("must be a number of seconds above 0 and at most 86400 (got {s}), e.g. {key} = {default}"),
-        ));
+// Each duration key, the deprecated key of bare numbers it replaces, and its default.
+const REQUEST: Setting = Setting::secs("timeouts.request", "timeouts.request_s", 600);
+const CONNECT: Setting = Setting::secs("timeouts.connect", "timeouts.connect_s", 10);
+const FIRST_TOKEN: Setting = Setting::secs("timeouts.first_token", "timeouts.first_token_s", 60);
+const IDLE: Setting = Setting::secs("timeouts.idle", "timeouts.idle_s", 30);
+const BASE: Setting = Setting::millis("retry.base", "retry.base_ms", 250);
+const MAX: Setting = Setting::millis("retry.max", "retry.max_ms", 10_000);
+const RECOVERY: Setting = Setting::secs("breaker.recovery", "breaker.recovery_timeout_s", 120);
+const RATE_LIMIT_DEFAULT: Setting = Setting::secs(
+    "breaker.rate_limit_default",
+    "breaker.rate_limit_default_s",
+    5,
+);
+const WINDOW: Setting = Setting::secs("breaker.window", "breaker.window_s", 60);
+
+impl RawTimeouts {
+    fn validate(&self, src: &Source) -> Result<Timeouts, ConfigError> {
+        Ok(Timeouts {
+            request: REQUEST.positive(src, self.request.as_ref(), self.request_s.as_ref())?,
+            connect: CONNECT.positive(src, self.connect.as_ref(), self.connect_s.as_ref())?,
+            first_token: FIRST_TOKEN.positive(
+                src,
+                self.first_token.as_ref(),
+                self.first_token_s.as_ref(),
+            )?,
+            idle: IDLE.positive(src, self.idle.as_ref(), self.idle_s.as_ref())?,
+        })
     }
-    Ok(Duration::from_secs_f64(s))
 }
 
-impl RawConfig {
-    pub fn validate(
-        self,
-        origin: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
-        let listen_s = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen_s.parse().map_err(|_| {
-            bad(
-                "listen",
-                format!("not a socket address: {listen_s:?}, e.g. listen = \"127.0.0.1:4000\""),
-            )
-        })?;
-        let timeouts = Timeouts {
-            request: secs(self.timeouts.request_s, 600.0, "timeouts.request_s", &bad)?,
-            connect: secs(self.timeouts.connect_s, 10.0, "timeouts.connect_s", &bad)?,
-            first_token: secs(
-                self.timeouts.first_token_s,
-                60.0,
-                "timeouts.first_token_s",
-                &bad,
-            )?,
-            idle: secs(self.timeouts.idle_s, 30.0, "timeouts.idle_s", &bad)?,
-        };
-        let max_retries = self.retry.max_retries.unwrap_or(2);
+impl RawRetry {
+    fn validate(&self, src: &Source) -> Result<RetryConfig, ConfigError> {
+        let max_retries = self.max_retries.unwrap_or(2);
         if max_retries > 2 {
-            return Err(bad(
+            return Err(src.error(
                 "retry.max_retries",
                 format!("the runbook allows a retry depth below 3, so at most 2 (got {max_retries}), e.g. max_retries = 2"),
             ));
         }
-        let base_ms = self.retry.base_ms.unwrap_or(250);
-        let max_ms = self.retry.max_ms.unwrap_or(10_000);
-        if base_ms == 0 && max_ms == 0 {
-            // allowed: no waiting at all (tests, benchmarks)
-        } else if base_ms > max_ms {
-            return Err(bad(
-                "retry.base_ms",
-                format!("must not exceed retry.max_ms ({base_ms} > {max_ms}), e.g. base_ms = 250"),
+        let (base, base_key) = BASE
+            .read(src, self.base.as_ref(), self.base_ms.as_ref())?
+            .unwrap_or((BASE.default, BASE.key));
+        let (max, max_key) = MAX
+            .read(src, self.max.as_ref(), self.max_ms.as_ref())?
+            .unwrap_or((MAX.default, MAX.key));
+        // base = max = 0 is allowed: no waiting at all (tests, benchmarks)
+        if base > max {
+            return Err(src.error(
+                base_key,
+                format!(
+                    "must not exceed {max_key} ({} > {}), e.g. {}",
+                    powertune_core::duration::format(base),
+                    powertune_core::duration::format(max),
+                    BASE.example()
+                ),
             ));
         }
-        let retry = RetryConfig {
+        Ok(RetryConfig {
             max_retries,
-            base: Duration::from_millis(base_ms),
-            max: Duration::from_millis(max_ms),
-        };
-        let b = &self.breaker;
-        let failure_threshold = b.failure_threshold.unwrap_or(5);
+            base,
+            max,
+        })
+    }
+}
+
+impl RawBreaker {
+    fn validate(&self, src: &Source) -> Result<BreakerConfig, ConfigError> {
+        let failure_threshold = self.failure_threshold.unwrap_or(5);
         if failure_threshold == 0 {
-            return Err(bad(
+            return Err(src.error(
                 "breaker.failure_threshold",
-                "must be at least 1 (got 0), e.g. failure_threshold = 5".into(),
+                "must be at least 1 (got 0), e.g. failure_threshold = 5",
             ));
         }
-        let half_open_probes = b.half_open_probes.unwrap_or(1);
+        let half_open_probes = self.half_open_probes.unwrap_or(1);
         if half_open_probes == 0 {
-            return Err(bad(
+            return Err(src.error(
                 "breaker.half_open_probes",
-                "must be at least 1 (got 0), e.g. half_open_probes = 1".into(),
+                "must be at least 1 (got 0), e.g. half_open_probes = 1",
             ));
         }
-        let window = match (b.window_s, b.failure_rate, b.min_calls) {
-            (None, None, None) => None,
-            (Some(w), Some(r), m) => {
-                let w = secs(Some(w), 60.0, "breaker.window_s", &bad)?;
+        let recovery = RECOVERY.positive(
+            src,
+            self.recovery.as_ref(),
+            self.recovery_timeout_s.as_ref(),
+        )?;
+        let rate_limit_default = RATE_LIMIT_DEFAULT.positive(
+            src,
+            self.rate_limit_default.as_ref(),
+            self.rate_limit_default_s.as_ref(),
+        )?;
+        let window_given = self.window.is_some() || self.window_s.is_some();
+        let window = match (window_given, self.failure_rate, self.min_calls) {
+            (false, None, None) => None,
+            (true, Some(r), m) => {
+                let w = WINDOW.positive(src, self.window.as_ref(), self.window_s.as_ref())?;
                 if !(r > 0.0 && r <= 1.0) {
-                    return Err(bad(
+                    return Err(src.error(
                         "breaker.failure_rate",
                         format!("must be above 0 and at most 1 (got {r}), e.g. failure_rate = 0.5"),
                     ));
@@ -386,29 +408,46 @@ impl RawConfig {
                 Some((w, r, m.unwrap_or(20).max(1)))
             }
             _ => {
-                return Err(bad(
-                    "breaker.window_s",
-                    "the failure-rate window needs both window_s and failure_rate, e.g. window_s = 60 and failure_rate = 0.5".into(),
-                ))
+                let key = if self.window_s.is_some() {
+                    WINDOW.old
+                } else {
+                    WINDOW.key
+                };
+                return Err(src.error(
+                    key,
+                    "the failure-rate window needs both window and failure_rate, e.g. window = \"60s\" and failure_rate = 0.5",
+                ));
             }
         };
-        let breaker = BreakerConfig {
+        Ok(BreakerConfig {
             failure_threshold,
-            recovery: secs(
-                b.recovery_timeout_s,
-                120.0,
-                "breaker.recovery_timeout_s",
-                &bad,
-            )?,
+            recovery,
             half_open_probes,
-            rate_limit_default: secs(
-                b.rate_limit_default_s,
-                5.0,
-                "breaker.rate_limit_default_s",
-                &bad,
-            )?,
+            rate_limit_default,
             window,
-        };
+        })
+    }
+}
+
+impl RawConfig {
+    /// Checks every value and builds the typed config; problems are placed at their
+    /// key in `src`, deprecations recorded in its warnings.
+    pub fn validate(
+        self,
+        src: &Source,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let bad = |key: &str, message: String| src.error(key, message);
+        let listen_s = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            bad(
+                "listen",
+                format!("not a socket address: {listen_s:?}, e.g. listen = \"127.0.0.1:4000\""),
+            )
+        })?;
+        let timeouts = self.timeouts.validate(src)?;
+        let retry = self.retry.validate(src)?;
+        let breaker = self.breaker.validate(src)?;
 
         if self.providers.is_empty() {
             return Err(bad(
@@ -642,7 +681,9 @@ route = "latency"
 
     #[test]
     fn good_config_validates_with_runbook_defaults() {
-        let c = Config::from_toml(GOOD, "g.toml", &env).unwrap();
+        let loaded = Config::from_toml(GOOD, "g.toml", &env).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = loaded.config;
         assert_eq!(c.providers[0].base_url, "http://127.0.0.1:9/v1");
         assert_eq!(c.providers[0].credentials[0].weight, 3);
         assert_eq!(c.breaker.failure_threshold, 5);
@@ -656,11 +697,97 @@ route = "latency"
     }
 
     #[test]
-    fn unknown_key_is_named() {
+    fn unknown_key_is_named_at_its_place() {
         let e = Config::from_toml("[retry]\nmax_retry = 2\n", "g.toml", &env)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("max_retry"), "{e}");
+        assert!(
+            e.starts_with("g.toml:2:1: retry.max_retry: unknown field `max_retry`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validation_errors_read_file_line_col_key_why_and_example() {
+        let text = GOOD.replace("weight = 3", "weight = 0");
+        let e = Config::from_toml(&text, "g.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "g.toml:10:3: providers[0].credentials[0].weight: must be 1..=1000 (got 0), e.g. weight = 3"
+        );
+    }
+
+    #[test]
+    fn durations_are_strings_with_a_unit() {
+        let text = format!(
+            "{GOOD}[timeouts]\nrequest = \"5m\"\nconnect = \"2s\"\nfirst_token = \"300ms\"\nidle = \"1m30s\"\n[retry]\nbase = \"1ms\"\nmax = \"50ms\"\n[breaker]\nrecovery = \"90s\"\nrate_limit_default = \"1s\"\nwindow = \"30s\"\nfailure_rate = 0.5\n"
+        );
+        let loaded = Config::from_toml(&text, "g.toml", &env).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = loaded.config;
+        assert_eq!(c.timeouts.request, Duration::from_secs(300));
+        assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+        assert_eq!(c.timeouts.first_token, Duration::from_millis(300));
+        assert_eq!(c.timeouts.idle, Duration::from_secs(90));
+        assert_eq!(c.retry.base, Duration::from_millis(1));
+        assert_eq!(c.retry.max, Duration::from_millis(50));
+        assert_eq!(c.breaker.recovery, Duration::from_secs(90));
+        assert_eq!(c.breaker.rate_limit_default, Duration::from_secs(1));
+        assert_eq!(c.breaker.window, Some((Duration::from_secs(30), 0.5, 20)));
+    }
+
+    #[test]
+    fn the_old_numeric_keys_still_work_with_one_deprecation_line_each() {
+        let text = format!(
+            "{GOOD}[timeouts]\nrequest_s = 300\nidle_s = 0.3\n[retry]\nbase_ms = 1\nmax_ms = 50\n[breaker]\nrecovery_timeout_s = 90\nwindow_s = 30\nfailure_rate = 0.5\n"
+        );
+        let loaded = Config::from_toml(&text, "g.toml", &env).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.timeouts.request, Duration::from_secs(300));
+        assert_eq!(c.timeouts.idle, Duration::from_millis(300));
+        assert_eq!(c.retry.base, Duration::from_millis(1));
+        assert_eq!(c.retry.max, Duration::from_millis(50));
+        assert_eq!(c.breaker.recovery, Duration::from_secs(90));
+        assert_eq!(c.breaker.window, Some((Duration::from_secs(30), 0.5, 20)));
+        assert_eq!(
+            loaded.warnings,
+            [
+                "g.toml:23: timeouts.request_s: deprecated; write request = \"5m\"",
+                "g.toml:24: timeouts.idle_s: deprecated; write idle = \"300ms\"",
+                "g.toml:26: retry.base_ms: deprecated; write base = \"1ms\"",
+                "g.toml:27: retry.max_ms: deprecated; write max = \"50ms\"",
+                "g.toml:29: breaker.recovery_timeout_s: deprecated; write recovery = \"1m30s\"",
+                "g.toml:30: breaker.window_s: deprecated; write window = \"30s\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_durations_name_their_key_and_a_right_value() {
+        for (extra, want) in [
+            (
+                "[timeouts]\nrequest = 600\n",
+                "timeouts.request: 600 has no unit; write the duration as a string, e.g. request = \"10m\"",
+            ),
+            ("[timeouts]\nconnect = \"soon\"\n", "timeouts.connect: bad duration `soon`"),
+            ("[timeouts]\nidle_s = 0\n", "timeouts.idle_s: must be above 0 and at most 24h (got 0ms), e.g. idle = \"30s\""),
+            (
+                "[retry]\nbase = \"2s\"\nmax = \"1s\"\n",
+                "retry.base: must not exceed retry.max (2s > 1s), e.g. base = \"250ms\"",
+            ),
+            (
+                "[breaker]\nrecovery = \"1m\"\nrecovery_timeout_s = 60\n",
+                "breaker.recovery_timeout_s: breaker.recovery replaces this key; keep only breaker.recovery",
+            ),
+            ("[breaker]\nwindow = \"1m\"\n", "breaker.window: the failure-rate window needs both"),
+        ] {
+            let e = Config::from_toml(&format!("{GOOD}{extra}"), "g.toml", &env).unwrap_err();
+            assert!(e.line > 21 && e.column == 1, "{extra}: {e}");
+            let e = e.to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
     }
 
     #[test]

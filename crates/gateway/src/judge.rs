@@ -1,10 +1,13 @@
 //! Judges a `/status` snapshot against the runbook's "AI Provider Calls" targets.
-//! Pure functions over [`StatusSnapshot`] and an optional saved [`Baseline`].
+//! Pure functions over [`StatusSnapshot`] and an optional saved [`Baseline`]; observed
+//! figures, targets and limits are typed values (counts, ratios, milliseconds), which
+//! only renderers turn into text.
 
 pub use crate::baseline::{Baseline, BaselineEntry};
 use crate::snapshot::StatusSnapshot;
 use powertune_core::targets::AiTargets;
-use powertune_core::{Finding, Verdict};
+use powertune_core::units::{self, Quantity};
+use powertune_core::{Finding, Value, Verdict};
 
 const AREA: &str = "gateway";
 
@@ -26,7 +29,7 @@ pub fn breakers_open(s: &StatusSnapshot, t: &AiTargets) -> Finding {
         .map(|c| {
             let until = c
                 .open_for_s
-                .map(|x| format!(", {x:.0}s to probe"))
+                .map(|x| format!(", {} to probe", units::seconds(x.round())))
                 .unwrap_or_default();
             format!("{}/{} {}{until}", c.provider, c.credential, c.state)
         })
@@ -40,8 +43,8 @@ pub fn breakers_open(s: &StatusSnapshot, t: &AiTargets) -> Finding {
         Verdict::Fail
     };
     let mut f = Finding::new(AREA, "breakers_open", "all providers", verdict)
-        .observed(format!("{n} open"))
-        .target(format!("< {} active", t.breakers_open_max));
+        .observed(Value::of(Quantity::count(f64::from(n))).note("open"))
+        .target(Value::lt(Quantity::count(f64::from(t.breakers_open_max))).note("active"));
     if !open.is_empty() {
         f = f
             .evidence(open.join("; "))
@@ -62,10 +65,10 @@ pub fn disabled_credentials(s: &StatusSnapshot) -> Option<Finding> {
         .collect();
     (!d.is_empty()).then(|| {
         Finding::new(AREA, "credentials_disabled", d.join(", "), Verdict::Warn)
-            .observed(format!("{} disabled", d.len()))
-            .target("0 (provider answered 401/403)")
-            .evidence("the provider refused the key; the credential is out until the gateway restarts with a fixed key")
-            .action("Check the provider key and quota, fix the environment variable, restart the gateway")
+            .observed(Value::of(Quantity::count(d.len() as f64)).note("disabled"))
+            .target(Value::of(Quantity::count(0.0)).note("provider answered 401/403"))
+            .evidence("the provider refused the key; the credential is out until the config is reloaded or the gateway restarts with a fixed key")
+            .action("Check the provider key and quota, fix the environment variable, reload the gateway (SIGHUP)")
     })
 }
 
@@ -80,18 +83,26 @@ pub fn provider_p95(
         if p.latency_ms.count == 0 {
             continue;
         }
-        let target = format!("< {}× baseline", t.provider_p95_ratio_max);
+        let p95 = p.latency_ms.p95;
         let base = baseline.and_then(|b| b.providers.get(&p.provider));
         let f = match base {
             Some(b) if b.p95_ms > 0.0 => {
-                let ratio = p.latency_ms.p95 / b.p95_ms;
+                let ratio = p95 / b.p95_ms;
                 let v = Verdict::lower_is_better(ratio, t.provider_p95_ratio_max, None);
                 let mut f = Finding::new(AREA, "provider_p95_vs_baseline", &p.provider, v)
-                    .observed(format!("{ratio:.2}× ({:.1}ms)", p.latency_ms.p95))
-                    .target(target)
+                    .observed(
+                        Value::of(Quantity::ratio(ratio)).note(format!("p95 {}", units::ms(p95))),
+                    )
+                    .target(
+                        Value::lt(Quantity::ratio(t.provider_p95_ratio_max))
+                            .note(format!("baseline p95 {}", units::ms(b.p95_ms))),
+                    )
                     .evidence(format!(
-                        "P95 {:.1}ms over {} calls; baseline {:.1}ms over {} calls",
-                        p.latency_ms.p95, p.latency_ms.count, b.p95_ms, b.count
+                        "P95 {} over {} calls; baseline {} over {} calls",
+                        units::ms(p95),
+                        p.latency_ms.count,
+                        units::ms(b.p95_ms),
+                        b.count
                     ));
                 if v != Verdict::Pass {
                     f = f.action("Check the provider's status page; lower the call rate via worker concurrency");
@@ -99,8 +110,8 @@ pub fn provider_p95(
                 f
             }
             _ => Finding::new(AREA, "provider_p95_vs_baseline", &p.provider, Verdict::Warn)
-                .observed(format!("{:.1}ms (no baseline)", p.latency_ms.p95))
-                .target(target)
+                .observed(Value::of(Quantity::ms(p95)).note("no baseline"))
+                .target(Value::lt(Quantity::ratio(t.provider_p95_ratio_max)).note("baseline"))
                 .evidence(format!("P95 over {} calls; no saved baseline for this provider", p.latency_ms.count))
                 .action("Save a baseline in a healthy period: powertune gateway status --save-baseline FILE"),
         };
@@ -122,7 +133,7 @@ pub fn retry_depth(s: &StatusSnapshot, t: &AiTargets) -> Finding {
     let calls: u64 = s.retries_by_depth.iter().sum();
     let retried: u64 = s.retries_by_depth.iter().skip(1).sum();
     // "< 3": reaching the target is already past it (no maximum-acceptable band)
-    let limit = t.retry_depth_max as f64;
+    let limit = f64::from(t.retry_depth_max);
     let v = Verdict::lower_is_better(max as f64, limit, Some(limit - 1.0));
     let share = if calls > 0 {
         100.0 * retried as f64 / calls as f64
@@ -130,10 +141,11 @@ pub fn retry_depth(s: &StatusSnapshot, t: &AiTargets) -> Finding {
         0.0
     };
     let mut f = Finding::new(AREA, "retry_depth", "all calls", v)
-        .observed(format!("max {max}"))
-        .target(format!("< {} per call", t.retry_depth_max))
+        .observed(Value::of(Quantity::count(max as f64)).note("max"))
+        .target(Value::lt(Quantity::count(limit)).note("per call"))
         .evidence(format!(
-            "{retried} of {calls} calls retried ({share:.1}%); by depth {:?}",
+            "{retried} of {calls} calls retried ({}); by depth {:?}",
+            units::percent(share),
             s.retries_by_depth
         ));
     if v != Verdict::Pass {
@@ -195,26 +207,40 @@ mod tests {
     #[test]
     fn three_open_breakers_fail_two_warn_none_pass() {
         let t = AiTargets::default();
-        assert_eq!(
-            breakers_open(&snap(&["closed", "closed"], 1.0), &t).verdict,
-            Verdict::Pass
-        );
+        let f = breakers_open(&snap(&["closed", "closed"], 1.0), &t);
+        assert_eq!(f.verdict, Verdict::Pass);
+        assert_eq!(f.observed, Value::of(Quantity::count(0.0)).note("open"));
+        assert_eq!(f.target, Value::lt(Quantity::count(3.0)).note("active"));
         assert_eq!(
             breakers_open(&snap(&["open", "rate_limited", "closed"], 1.0), &t).verdict,
             Verdict::Warn
         );
-        let f = breakers_open(&snap(&["open", "open", "half_open"], 1.0), &t);
+        let mut s = snap(&["open", "open", "half_open"], 1.0);
+        s.credentials[0].open_for_s = Some(118.4);
+        let f = breakers_open(&s, &t);
         assert_eq!(f.verdict, Verdict::Fail);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(3.0)));
         assert!(f.action.contains("quota"));
+        assert!(
+            f.evidence.starts_with("openai/k0 open, 1m58s to probe; "),
+            "{}",
+            f.evidence
+        );
     }
 
     #[test]
     fn p95_over_twice_baseline_fails() {
         let t = AiTargets::default();
         let base = Baseline::from_snapshot(&snap(&[], 100.0));
+        let f = &provider_p95(&snap(&[], 150.0), Some(&base), &t)[0];
+        assert_eq!(f.verdict, Verdict::Pass);
         assert_eq!(
-            provider_p95(&snap(&[], 150.0), Some(&base), &t)[0].verdict,
-            Verdict::Pass
+            f.observed,
+            Value::of(Quantity::ratio(1.5)).note("p95 150ms")
+        );
+        assert_eq!(
+            f.target,
+            Value::lt(Quantity::ratio(2.0)).note("baseline p95 100ms")
         );
         assert_eq!(
             provider_p95(&snap(&[], 200.0), Some(&base), &t)[0].verdict,
@@ -222,12 +248,19 @@ mod tests {
         );
         let f = &provider_p95(&snap(&[], 250.0), Some(&base), &t)[0];
         assert_eq!(f.verdict, Verdict::Fail);
-        assert!(f.observed.text().starts_with("2.50×"), "{}", f.observed);
+        assert_eq!(f.observed.quantity(), Some(Quantity::ratio(2.5)));
         assert!(f.action.contains("status page"));
         assert_eq!(
-            provider_p95(&snap(&[], 250.0), None, &t)[0].verdict,
-            Verdict::Warn
+            f.evidence,
+            "P95 250ms over 10 calls; baseline 100ms over 10 calls"
         );
+        let f = &provider_p95(&snap(&[], 250.0), None, &t)[0];
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(
+            f.observed,
+            Value::of(Quantity::ms(250.0)).note("no baseline")
+        );
+        assert_eq!(f.observed.text(), "250ms (no baseline)");
     }
 
     #[test]
@@ -235,20 +268,26 @@ mod tests {
         let t = AiTargets::default();
         let f = retry_depth(&snap(&[], 1.0), &t);
         assert_eq!(f.verdict, Verdict::Pass);
-        assert_eq!(f.observed, "max 1");
+        assert_eq!(f.observed, Value::of(Quantity::count(1.0)).note("max"));
+        assert_eq!(f.target, Value::lt(Quantity::count(3.0)).note("per call"));
+        assert_eq!(
+            f.evidence,
+            "2 of 10 calls retried (20%); by depth [8, 2, 0]"
+        );
         let mut s = snap(&[], 1.0);
         s.retries_by_depth = vec![0, 0, 0, 4];
-        assert_eq!(retry_depth(&s, &t).verdict, Verdict::Fail);
+        let f = retry_depth(&s, &t);
+        assert_eq!(f.verdict, Verdict::Fail);
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(3.0)));
     }
 
     #[test]
     fn disabled_credentials_warn() {
         assert!(disabled_credentials(&snap(&["closed"], 1.0)).is_none());
-        assert_eq!(
-            disabled_credentials(&snap(&["disabled"], 1.0))
-                .unwrap()
-                .verdict,
-            Verdict::Warn
-        );
+        let f = disabled_credentials(&snap(&["disabled", "closed", "disabled"], 1.0)).unwrap();
+        assert_eq!(f.verdict, Verdict::Warn);
+        assert_eq!(f.subject, "openai/k0, openai/k2");
+        assert_eq!(f.observed.quantity(), Some(Quantity::count(2.0)));
+        assert_eq!(f.target.quantity(), Some(Quantity::count(0.0)));
     }
 }

@@ -28,7 +28,7 @@ mod upstream;
 pub use powertune_dialect as wire;
 
 pub use breaker::{Clock, ManualClock, TokioClock};
-pub use config::Config;
+pub use config::{Config, Loaded};
 pub use error::GatewayError;
 pub use inspect::{inspect, StatusMetrics, StatusOptions};
 pub use server::Gateway;

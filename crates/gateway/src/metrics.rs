@@ -1,15 +1,15 @@
-//! What the gateway measures, the `/status` snapshot it serves and the Prometheus text
-//! of `/metrics`. Memory is bounded: one series per (provider, credential, model) up to
+//! What the gateway measures, the `/status` snapshot it serves and the `/metrics`
+//! exposition (written by `powertune_core::prometheus`). Memory is bounded: one series per (provider, credential, model) up to
 //! [`MAX_SERIES`], histograms are HDR.
 
 use parking_lot::Mutex;
+use powertune_core::prometheus::Exposition;
 use powertune_core::LatencyHistogram;
 
 pub use crate::snapshot::{
     CredentialStatus, Percentiles, ProviderLatency, SeriesStatus, StatusSnapshot,
 };
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Series beyond this count are folded into model `"_other"`.
@@ -219,145 +219,177 @@ impl Metrics {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Upper bounds, in seconds, of the upstream round-trip and time-to-first-token
+/// buckets of `/metrics`.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Upper bounds, in seconds, of the per-output-token buckets.
+pub const PER_TOKEN_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+/// Upper bounds, in seconds, of the gateway-overhead buckets.
+pub const OVERHEAD_BUCKETS: [f64; 10] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// A histogram in seconds as the exposition takes it: (sum, count, cumulative count
+/// per upper bound). The sum is the HDR mean times the count.
+fn seconds_buckets(h: &LatencyHistogram, bounds: &[f64]) -> (f64, u64, Vec<(f64, u64)>) {
+    let mut per = vec![0u64; bounds.len()];
+    let inner = h.inner();
+    for v in inner.iter_recorded() {
+        // the lowest value of the HDR bucket, so a sample on a bound counts within it
+        let secs = inner.lowest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+        if let Some(i) = bounds.iter().position(|b| secs <= *b) {
+            per[i] += v.count_at_value();
+        }
+    }
+    let mut total = 0;
+    let cumulative = bounds
+        .iter()
+        .zip(per)
+        .map(|(b, n)| {
+            total += n;
+            (*b, total)
+        })
+        .collect();
+    let count = h.count();
+    (h.mean_ms() * count as f64 / 1000.0, count, cumulative)
 }
 
-/// Prometheus text exposition (version 0.0.4) of a snapshot.
-pub fn prometheus(s: &StatusSnapshot) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "# HELP powertune_gateway_calls_total Client calls answered."
-    );
-    let _ = writeln!(o, "# TYPE powertune_gateway_calls_total counter");
-    let _ = writeln!(o, "powertune_gateway_calls_total {}", s.calls);
-    let _ = writeln!(
-        o,
-        "# HELP powertune_gateway_retries_calls_total Client calls by retries needed."
-    );
-    let _ = writeln!(o, "# TYPE powertune_gateway_retries_calls_total counter");
-    for (i, n) in s.retries_by_depth.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "powertune_gateway_retries_calls_total{{retries=\"{i}\"}} {n}"
+/// The breaker-state gauge value: 0 closed, 1 half-open, 2 open or rate-limited,
+/// 3 disabled.
+fn breaker_gauge(state: &str) -> f64 {
+    match state {
+        "closed" => 0.0,
+        "half_open" => 1.0,
+        "disabled" => 3.0,
+        _ => 2.0,
+    }
+}
+
+impl Metrics {
+    /// The `/metrics` exposition: counters, the breaker state of `credentials` (the
+    /// live config's) and latency histograms in seconds. Names follow Prometheus
+    /// conventions (`_total` counters, `_seconds` histograms).
+    pub fn exposition(&self, credentials: &[CredentialStatus]) -> Exposition {
+        let g = self.inner.lock();
+        let mut e = Exposition::new();
+        e.counter("powertune_gateway_calls", "Client calls answered.")
+            .sample(&[], g.calls as f64);
+        let mut w = e.counter(
+            "powertune_gateway_retries_calls",
+            "Client calls by retries needed.",
         );
-    }
-    let _ = writeln!(o, "# HELP powertune_gateway_all_open_rejections_total Calls answered 503 because every candidate breaker was open.");
-    let _ = writeln!(
-        o,
-        "# TYPE powertune_gateway_all_open_rejections_total counter"
-    );
-    let _ = writeln!(
-        o,
-        "powertune_gateway_all_open_rejections_total {}",
-        s.rejected_all_open
-    );
-    let _ = writeln!(
-        o,
-        "# HELP powertune_gateway_overhead_ms The gateway's own time per call."
-    );
-    let _ = writeln!(o, "# TYPE powertune_gateway_overhead_ms summary");
-    for (q, v) in [("0.5", s.overhead_ms.p50), ("0.99", s.overhead_ms.p99)] {
-        let _ = writeln!(o, "powertune_gateway_overhead_ms{{quantile=\"{q}\"}} {v}");
-    }
-    let _ = writeln!(
-        o,
-        "powertune_gateway_overhead_ms_count {}",
-        s.overhead_ms.count
-    );
-    let _ = writeln!(o, "# HELP powertune_gateway_breaker_state Breaker state per credential: 0 closed, 1 half-open, 2 open or rate-limited, 3 disabled.");
-    let _ = writeln!(o, "# TYPE powertune_gateway_breaker_state gauge");
-    for c in &s.credentials {
-        let g = match c.state.as_str() {
-            "closed" => 0,
-            "half_open" => 1,
-            "disabled" => 3,
-            _ => 2,
-        };
-        let _ = writeln!(
-            o,
-            "powertune_gateway_breaker_state{{provider=\"{}\",credential=\"{}\"}} {g}",
-            esc(&c.provider),
-            esc(&c.credential)
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP powertune_gateway_breaker_transitions_total Breaker state changes per credential."
-    );
-    let _ = writeln!(
-        o,
-        "# TYPE powertune_gateway_breaker_transitions_total counter"
-    );
-    for c in &s.credentials {
-        let _ = writeln!(
-            o,
-            "powertune_gateway_breaker_transitions_total{{provider=\"{}\",credential=\"{}\"}} {}",
-            esc(&c.provider),
-            esc(&c.credential),
-            c.transitions
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP powertune_gateway_requests_total Upstream calls by outcome."
-    );
-    let _ = writeln!(o, "# TYPE powertune_gateway_requests_total counter");
-    for r in &s.series {
-        for (outcome, n) in &r.requests {
-            let _ = writeln!(
-                o,
-                "powertune_gateway_requests_total{{provider=\"{}\",credential=\"{}\",model=\"{}\",outcome=\"{}\"}} {n}",
-                esc(&r.provider), esc(&r.credential), esc(&r.model), esc(outcome)
-            );
+        for (i, n) in g.retries.iter().enumerate() {
+            w.sample(&[("retries", &i.to_string())], *n as f64);
         }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP powertune_gateway_tokens_total Tokens by direction."
-    );
-    let _ = writeln!(o, "# TYPE powertune_gateway_tokens_total counter");
-    for r in &s.series {
-        for (dir, n) in [("input", r.tokens_in), ("output", r.tokens_out)] {
-            let _ = writeln!(
-                o,
-                "powertune_gateway_tokens_total{{provider=\"{}\",credential=\"{}\",model=\"{}\",direction=\"{dir}\"}} {n}",
-                esc(&r.provider), esc(&r.credential), esc(&r.model)
-            );
+        e.counter(
+            "powertune_gateway_all_open_rejections",
+            "Calls answered 503 because every candidate breaker was open.",
+        )
+        .sample(&[], g.rejected_all_open as f64);
+        let (sum, count, buckets) = seconds_buckets(&g.overhead, &OVERHEAD_BUCKETS);
+        e.histogram(
+            "powertune_gateway_overhead_seconds",
+            "The gateway's own time per call.",
+        )
+        .histogram(&[], sum, count, buckets);
+        let mut w = e.gauge(
+            "powertune_gateway_breaker_state",
+            "Breaker state per credential: 0 closed, 1 half-open, 2 open or rate-limited, 3 disabled.",
+        );
+        for c in credentials {
+            let labels = [
+                ("provider", c.provider.as_str()),
+                ("credential", &c.credential),
+            ];
+            w.sample(&labels, breaker_gauge(&c.state));
         }
-    }
-    for (name, help, pick) in [
-        ("latency_ms", "Upstream round trip of successful calls.", 0),
-        ("ttft_ms", "Time to first token of successful streams.", 1),
-        ("per_output_token_ms", "Round trip per output token.", 2),
-    ] {
-        let _ = writeln!(o, "# HELP powertune_gateway_{name} {help}");
-        let _ = writeln!(o, "# TYPE powertune_gateway_{name} summary");
-        for r in &s.series {
-            let p = match pick {
-                0 => &r.latency_ms,
-                1 => &r.ttft_ms,
-                _ => &r.per_token_ms,
-            };
-            let labels = format!(
-                "provider=\"{}\",credential=\"{}\",model=\"{}\"",
-                esc(&r.provider),
-                esc(&r.credential),
-                esc(&r.model)
-            );
-            for (q, v) in [("0.5", p.p50), ("0.95", p.p95), ("0.99", p.p99)] {
-                let _ = writeln!(
-                    o,
-                    "powertune_gateway_{name}{{{labels},quantile=\"{q}\"}} {v}"
+        let mut w = e.counter(
+            "powertune_gateway_breaker_transitions",
+            "Breaker state changes per credential.",
+        );
+        for c in credentials {
+            let labels = [
+                ("provider", c.provider.as_str()),
+                ("credential", &c.credential),
+            ];
+            w.sample(&labels, c.transitions as f64);
+        }
+        let series: Vec<(&str, &str, &str, &Series)> = g
+            .series
+            .iter()
+            .flat_map(|(p, creds)| {
+                creds.iter().flat_map(move |(c, models)| {
+                    models
+                        .iter()
+                        .map(move |(m, s)| (p.as_str(), c.as_str(), m.as_str(), s))
+                })
+            })
+            .collect();
+        let mut w = e.counter("powertune_gateway_requests", "Upstream calls by outcome.");
+        for (p, c, m, s) in &series {
+            for o in Outcome::ALL {
+                let n = s.outcomes[o as usize];
+                if n > 0 {
+                    let labels = [
+                        ("provider", *p),
+                        ("credential", *c),
+                        ("model", *m),
+                        ("outcome", o.as_str()),
+                    ];
+                    w.sample(&labels, n as f64);
+                }
+            }
+        }
+        let mut w = e.counter("powertune_gateway_tokens", "Tokens by direction.");
+        for (p, c, m, s) in &series {
+            for (dir, n) in [("input", s.tokens_in), ("output", s.tokens_out)] {
+                let labels = [
+                    ("provider", *p),
+                    ("credential", *c),
+                    ("model", *m),
+                    ("direction", dir),
+                ];
+                w.sample(&labels, n as f64);
+            }
+        }
+        type Pick = fn(&Series) -> &LatencyHistogram;
+        let histograms: [(&str, &str, Pick, &[f64]); 3] = [
+            (
+                "powertune_gateway_latency_seconds",
+                "Upstream round trip of successful calls.",
+                |s| &s.total,
+                &LATENCY_BUCKETS,
+            ),
+            (
+                "powertune_gateway_ttft_seconds",
+                "Time to first token of successful streams.",
+                |s| &s.ttft,
+                &LATENCY_BUCKETS,
+            ),
+            (
+                "powertune_gateway_per_output_token_seconds",
+                "Round trip per output token.",
+                |s| &s.per_token,
+                &PER_TOKEN_BUCKETS,
+            ),
+        ];
+        for (name, help, pick, bounds) in histograms {
+            let mut w = e.histogram(name, help);
+            for (p, c, m, s) in &series {
+                let (sum, count, buckets) = seconds_buckets(pick(s), bounds);
+                w.histogram(
+                    &[("provider", *p), ("credential", *c), ("model", *m)],
+                    sum,
+                    count,
+                    buckets,
                 );
             }
-            let _ = writeln!(o, "powertune_gateway_{name}_count{{{labels}}} {}", p.count);
         }
+        e
     }
-    o
 }
 
 #[cfg(test)]
@@ -382,11 +414,71 @@ mod tests {
         assert_eq!(s.retries_by_depth, vec![0, 1, 0]);
         assert_eq!(s.series[0].requests["ok"], 1);
         assert!((s.providers[0].latency_ms.p95 - 40.0).abs() < 1.0);
-        let text = prometheus(&s);
-        assert!(text.contains("powertune_gateway_requests_total{provider=\"openai\",credential=\"a\",model=\"gpt\",outcome=\"ok\"} 1"), "{text}");
         let text = serde_json::to_string(&s).unwrap();
         let back: StatusSnapshot = serde_json::from_str(&text).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), text);
         assert_eq!(back.providers[0].histogram.count(), 1);
+    }
+
+    #[test]
+    fn the_exposition_has_total_counters_and_histograms_in_seconds() {
+        let m = Metrics::default();
+        for (ms, outcome) in [(40, Outcome::Ok), (700, Outcome::Ok), (5, Outcome::Timeout)] {
+            m.record_call(&CallRecord {
+                provider: "openai",
+                credential: "a",
+                model: "gpt",
+                outcome,
+                total: Duration::from_millis(ms),
+                ttft: Some(Duration::from_millis(10)),
+                tokens_in: 3,
+                tokens_out: 4,
+            });
+        }
+        m.record_client_call(1, Duration::from_micros(200));
+        let creds = [CredentialStatus {
+            provider: "openai".into(),
+            credential: "a".into(),
+            state: "half_open".into(),
+            open_for_s: None,
+            consecutive_failures: 0,
+            trips: 1,
+            transitions: 2,
+            weight: 1,
+            rpm: None,
+        }];
+        let text = m.exposition(&creds).render();
+        for line in [
+            "# TYPE powertune_gateway_calls_total counter",
+            "powertune_gateway_calls_total 1.0",
+            "powertune_gateway_retries_calls_total{retries=\"1\"} 1.0",
+            "powertune_gateway_all_open_rejections_total 0.0",
+            "# TYPE powertune_gateway_overhead_seconds histogram",
+            "powertune_gateway_overhead_seconds_bucket{le=\"0.0001\"} 0",
+            "powertune_gateway_overhead_seconds_bucket{le=\"0.00025\"} 1",
+            "powertune_gateway_overhead_seconds_count 1",
+            "powertune_gateway_breaker_state{provider=\"openai\",credential=\"a\"} 1.0",
+            "powertune_gateway_breaker_transitions_total{provider=\"openai\",credential=\"a\"} 2.0",
+            "powertune_gateway_requests_total{provider=\"openai\",credential=\"a\",model=\"gpt\",outcome=\"ok\"} 2.0",
+            "powertune_gateway_requests_total{provider=\"openai\",credential=\"a\",model=\"gpt\",outcome=\"timeout\"} 1.0",
+            "powertune_gateway_tokens_total{provider=\"openai\",credential=\"a\",model=\"gpt\",direction=\"output\"} 12.0",
+            "# TYPE powertune_gateway_latency_seconds histogram",
+            "powertune_gateway_latency_seconds_bucket{provider=\"openai\",credential=\"a\",model=\"gpt\",le=\"0.025\"} 0",
+            "powertune_gateway_latency_seconds_bucket{provider=\"openai\",credential=\"a\",model=\"gpt\",le=\"0.05\"} 1",
+            "powertune_gateway_latency_seconds_bucket{provider=\"openai\",credential=\"a\",model=\"gpt\",le=\"1\"} 2",
+            "powertune_gateway_latency_seconds_bucket{provider=\"openai\",credential=\"a\",model=\"gpt\",le=\"+Inf\"} 2",
+            "powertune_gateway_latency_seconds_count{provider=\"openai\",credential=\"a\",model=\"gpt\"} 2",
+            "powertune_gateway_ttft_seconds_bucket{provider=\"openai\",credential=\"a\",model=\"gpt\",le=\"0.01\"} 2",
+            "powertune_gateway_per_output_token_seconds_bucket{provider=\"openai\",credential=\"a\",model=\"gpt\",le=\"0.01\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        let sum = text
+            .lines()
+            .find_map(|l| l.strip_prefix("powertune_gateway_latency_seconds_sum{provider=\"openai\",credential=\"a\",model=\"gpt\"} "))
+            .unwrap();
+        let sum: f64 = sum.parse().unwrap();
+        assert!((sum - 0.74).abs() < 0.001, "{sum}");
+        assert!(!text.contains("_ms"), "{text}");
     }
 }

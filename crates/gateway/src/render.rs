@@ -2,13 +2,19 @@
 
 use crate::snapshot::StatusSnapshot;
 use powertune_core::report::{table, Style};
+use powertune_core::units;
 
 /// The terminal section of `powertune gateway status`: calls, overhead and retries,
 /// then a table of credentials and one of series; `style` bolds the headers.
 pub fn render(s: &StatusSnapshot, style: Style) -> String {
     let mut out = format!(
-        "{} calls in {:.0}s; gateway overhead p50 {:.3}ms p99 {:.3}ms; retries by depth {:?}; {} answered 503 (all open)\n\n",
-        s.calls, s.uptime_s, s.overhead_ms.p50, s.overhead_ms.p99, s.retries_by_depth, s.rejected_all_open
+        "{} calls in {}; gateway overhead p50 {} p99 {}; retries by depth {:?}; {} answered 503 (all open)\n\n",
+        s.calls,
+        units::seconds(s.uptime_s.round()),
+        units::ms(s.overhead_ms.p50),
+        units::ms(s.overhead_ms.p99),
+        s.retries_by_depth,
+        s.rejected_all_open
     );
     let mut rows = vec![[
         "provider",
@@ -24,7 +30,7 @@ pub fn render(s: &StatusSnapshot, style: Style) -> String {
     .collect::<Vec<_>>()];
     for c in &s.credentials {
         let state = match c.open_for_s {
-            Some(secs) => format!("{} ({secs:.0}s)", c.state),
+            Some(secs) => format!("{} ({})", c.state, units::seconds(secs.round())),
             None => c.state.clone(),
         };
         rows.push(vec![
@@ -45,8 +51,8 @@ pub fn render(s: &StatusSnapshot, style: Style) -> String {
             "model",
             "ok",
             "failed",
-            "p50 ms",
-            "p95 ms",
+            "p50",
+            "p95",
             "ttft p95",
             "tokens in/out",
         ]
@@ -66,13 +72,70 @@ pub fn render(s: &StatusSnapshot, style: Style) -> String {
                 r.model.clone(),
                 ok.to_string(),
                 failed.to_string(),
-                format!("{:.1}", r.latency_ms.p50),
-                format!("{:.1}", r.latency_ms.p95),
-                format!("{:.1}", r.ttft_ms.p95),
+                units::ms(r.latency_ms.p50),
+                units::ms(r.latency_ms.p95),
+                units::ms(r.ttft_ms.p95),
                 format!("{}/{}", r.tokens_in, r.tokens_out),
             ]);
         }
         out.push_str(&table(&rows));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{CredentialStatus, Percentiles, SeriesStatus};
+
+    #[test]
+    fn times_are_written_the_core_way() {
+        let pct = |p50: f64, p95: f64, p99: f64| Percentiles {
+            count: 3,
+            p50,
+            p95,
+            p99,
+        };
+        let s = StatusSnapshot {
+            version: 1,
+            uptime_s: 3.4,
+            config_generation: 1,
+            calls: 3,
+            retries_by_depth: vec![3, 0, 0],
+            rejected_all_open: 0,
+            overhead_ms: pct(0.075, 0.9, 1.088),
+            credentials: vec![CredentialStatus {
+                provider: "openai".into(),
+                credential: "primary".into(),
+                state: "open".into(),
+                open_for_s: Some(118.4),
+                consecutive_failures: 5,
+                trips: 1,
+                transitions: 1,
+                weight: 3,
+                rpm: None,
+            }],
+            providers: vec![],
+            series: vec![SeriesStatus {
+                provider: "openai".into(),
+                credential: "primary".into(),
+                model: "gpt-4o-mini".into(),
+                requests: [("ok".to_string(), 3)].into(),
+                latency_ms: pct(0.6, 15.0, 15.0),
+                ttft_ms: pct(14.3, 14.3, 14.3),
+                per_token_ms: Percentiles::default(),
+                tokens_in: 3,
+                tokens_out: 15,
+            }],
+        };
+        let text = render(&s, Style::plain());
+        assert!(
+            text.starts_with("3 calls in 3s; gateway overhead p50 75µs p99 1.09ms;"),
+            "{text}"
+        );
+        assert!(text.contains("open (1m58s)"), "{text}");
+        let row = text.lines().find(|l| l.contains("gpt-4o-mini")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[4..7], ["600µs", "15ms", "14.3ms"], "{row}");
+    }
 }

@@ -1,11 +1,13 @@
 //! The `/status` snapshot: plain data a running gateway serves and
-//! `powertune gateway status` judges.
+//! `powertune gateway status` judges; also the report's `metrics` payload, with its
+//! schema in `docs/schema/gateway-status.v1.json`.
 
 use powertune_core::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Percentiles in milliseconds over `count` samples (all 0 when there are none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: f64,
@@ -27,36 +29,49 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One (provider, credential) pair and its breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CredentialStatus {
     pub provider: String,
     pub credential: String,
-    /// closed, open, rate_limited, half_open, disabled
+    /// Breaker state: closed, open, rate_limited, half_open, disabled.
     pub state: String,
     /// Seconds until an open breaker may be probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_for_s: Option<f64>,
+    /// Counted failures in a row.
     pub consecutive_failures: u32,
+    /// Times the breaker opened.
     pub trips: u64,
+    /// Breaker state changes.
     pub transitions: u64,
+    /// Share of the weighted split.
     pub weight: u32,
+    /// Local requests-per-minute limit, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Round trips of one provider's successful calls.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderLatency {
     pub provider: String,
     pub latency_ms: Percentiles,
-    /// The full histogram (base64 HDR), so baselines and merges stay exact.
+    /// The full histogram (HdrHistogram V2 + DEFLATE, base64), so baselines and
+    /// merges stay exact.
+    #[schemars(with = "String")]
     pub histogram: LatencyHistogram,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One (provider, credential, model) series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SeriesStatus {
     pub provider: String,
     pub credential: String,
     pub model: String,
+    /// Upstream calls by outcome: ok, client_error, rate_limited, auth_failed,
+    /// server_error, connect_error, timeout, stream_error, client_closed (only those
+    /// seen).
     pub requests: BTreeMap<String, u64>,
     pub latency_ms: Percentiles,
     pub ttft_ms: Percentiles,
@@ -66,9 +81,11 @@ pub struct SeriesStatus {
 }
 
 /// `GET /status`: everything `powertune gateway status` judges.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusSnapshot {
+    /// The `/status` format version (1).
     pub version: u32,
+    /// Seconds since the gateway started.
     pub uptime_s: f64,
     /// Config generation: 1 at start, +1 per accepted reload.
     #[serde(default)]

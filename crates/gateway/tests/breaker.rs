@@ -20,7 +20,7 @@ use std::time::Duration;
 async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and_closes() {
     let fake = FakeProvider::start().await;
     fake.set(Behavior::status(500));
-    let r = rig(&three_kinds(&fake.url).retry("max_retries", 0).toml()).await;
+    let r = rig(&three_kinds(&fake.url).retries(0).toml()).await;
     let c = http();
     for i in 0..5 {
         let resp = chat(&c, &r.url, "openai", "fast", false).await;
@@ -75,8 +75,8 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
 async fn client_errors_do_not_count_and_auth_failures_disable_the_credential() {
     let fake = FakeProvider::start().await;
     let cfg = ConfigBuilder::new()
-        .retry("base_ms", 1)
-        .retry("max_ms", 20)
+        .backoff("base", "1ms")
+        .backoff("max", "20ms")
         .provider("oai", "openai", &format!("{}/v1", fake.url))
         .credential("one", "FAKE_KEY_1")
         .credential("two", "FAKE_KEY_2");

@@ -21,8 +21,8 @@ use std::time::Duration;
 fn reload_config(u: &str, change_key: &str, extra: &str) -> String {
     let u = format!("{u}/v1");
     ConfigBuilder::new()
-        .retry("base_ms", 1)
-        .retry("max_ms", 20)
+        .backoff("base", "1ms")
+        .backoff("max", "20ms")
         .raw(extra)
         .provider("oai", "openai", &u)
         .credential("one", "FAKE_KEY_1")

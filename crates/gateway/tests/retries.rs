@@ -19,7 +19,7 @@ use std::time::Duration;
 async fn rate_limit_429_honours_retry_after_then_succeeds() {
     let up = ScriptedProvider::start().await;
     up.push(429, &[("retry-after-ms", "150")]);
-    let r = rig(&three_kinds(&up.url).retry("max_ms", 3000).toml()).await;
+    let r = rig(&three_kinds(&up.url).backoff("max", "3s").toml()).await;
     let c = http();
     let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 200);
@@ -56,8 +56,8 @@ async fn retries_stop_at_two_and_move_to_the_next_target() {
     bad.set(Behavior::status(503));
     let good = FakeProvider::start().await;
     let cfg = ConfigBuilder::new()
-        .retry("base_ms", 1)
-        .retry("max_ms", 20)
+        .backoff("base", "1ms")
+        .backoff("max", "20ms")
         .provider("bad", "openai", &format!("{}/v1", bad.url))
         .provider("good", "anthropic", &good.url)
         .model("fast", &["bad:m1"])

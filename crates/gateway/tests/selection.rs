@@ -49,15 +49,17 @@ async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
 #[test]
 fn the_builder_writes_what_the_gateway_reads() {
     let t = three_kinds("http://127.0.0.1:9")
-        .timeout("idle_s", 0.3)
-        .retry("max_retries", 0)
+        .timeout("idle", "300ms")
+        .retries(0)
         .raw("[breaker]\nfailure_threshold = 3\n")
         .model("cheap", &["oai:m2", "ant:m3"])
         .route("batch", &["cheap"])
         .rule("report-", "batch")
         .toml();
     let env = |k: &str| Some(format!("key-{k}"));
-    let cfg = powertune_gateway::Config::from_toml(&t, "test.toml", &env).unwrap();
+    let cfg = powertune_gateway::Config::from_toml(&t, "test.toml", &env)
+        .unwrap()
+        .config;
     assert_eq!(cfg.providers.len(), 3);
     assert_eq!(cfg.timeouts.idle, std::time::Duration::from_millis(300));
     assert_eq!(cfg.retry.max_retries, 0);

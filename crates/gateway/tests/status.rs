@@ -17,7 +17,7 @@ use powertune_test_support::providers::FakeProvider;
 #[tokio::test]
 async fn status_collector_and_judge_over_a_live_gateway() {
     let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).retry("max_retries", 0).toml()).await;
+    let r = rig(&three_kinds(&fake.url).retries(0).toml()).await;
     let c = http();
     for _ in 0..3 {
         let resp = chat(&c, &r.url, "openai", "fast", false).await;
@@ -105,6 +105,25 @@ async fn inspect_saves_then_judges_against_a_baseline_and_renders_the_tables() {
     assert!(p95.evidence.contains("baseline"), "{}", p95.evidence);
     let report = second.report().unwrap();
     assert_eq!(report.metrics["calls"], 2);
+    let report_json = serde_json::to_value(&report).unwrap();
+    powertune_test_support::schema::check::<powertune_gateway::StatusMetrics>(
+        "gateway-status.v1",
+        &report_json["metrics"],
+    );
+    let depth = &report_json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "retry_depth")
+        .unwrap();
+    assert_eq!(
+        depth["observed"],
+        serde_json::json!({"value": 0.0, "unit": "count", "note": "max"})
+    );
+    assert_eq!(
+        depth["target"],
+        serde_json::json!({"value": 3.0, "unit": "count", "cmp": "<", "note": "per call"})
+    );
 
     // a file of another kind is refused before the gateway is asked
     std::fs::write(&file, "{\"schema\": \"something else\"}").unwrap();

@@ -24,7 +24,7 @@ async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
         stall_after: Some(2),
         ..Default::default()
     });
-    let cfg = three_kinds(&fake.url).timeout("idle_s", 0.3).toml();
+    let cfg = three_kinds(&fake.url).timeout("idle", "300ms").toml();
     let r = rig(&cfg).await;
     let c = http();
     let resp = chat(&c, &r.url, "openai", "fast", true).await;
@@ -70,7 +70,9 @@ async fn time_to_first_token_timeout_is_retried() {
         stall_after: Some(0),
         ..Default::default()
     });
-    let cfg = three_kinds(&fake.url).timeout("first_token_s", 0.3).toml();
+    let cfg = three_kinds(&fake.url)
+        .timeout("first_token", "300ms")
+        .toml();
     let r = rig(&cfg).await;
     let resp = chat(&http(), &r.url, "openai", "fast", true).await;
     assert_eq!(resp.status(), 200);

@@ -94,15 +94,29 @@ async fn every_front_api_through_every_provider_json_and_stream() {
         .sum();
     assert_eq!(ok, 18);
     assert_eq!(s.calls, 18);
-    let metrics = c
-        .get(format!("{}/metrics", r.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("powertune_gateway_requests_total{provider=\"ant\",credential=\"main\",model=\"m-ant\",outcome=\"ok\"} 6"), "{metrics}");
+    let resp = c.get(format!("{}/metrics", r.url)).send().await.unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        powertune_core::prometheus::CONTENT_TYPE
+    );
+    let metrics = resp.text().await.unwrap();
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    // the server's count equals the client's
+    assert_eq!(
+        sample("powertune_gateway_requests_total{provider=\"ant\",credential=\"main\",model=\"m-ant\",outcome=\"ok\"}"),
+        6.0
+    );
+    assert_eq!(sample("powertune_gateway_calls_total"), 18.0);
+    assert_eq!(
+        sample("powertune_gateway_latency_seconds_count{provider=\"ant\",credential=\"main\",model=\"m-ant\"}"),
+        6.0
+    );
+    assert_eq!(sample("powertune_gateway_overhead_seconds_count"), 18.0);
     assert!(!metrics.contains("sk-one") && !metrics.contains("sk-two"));
     let models: Value = c
         .get(format!("{}/v1/models", r.url))

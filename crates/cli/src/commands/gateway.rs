@@ -55,7 +55,11 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
     let path = config.ok_or_else(|| {
         anyhow::anyhow!("--config FILE is required, e.g. powertune gateway --config gateway.toml (format in docs/gateway.md)")
     })?;
-    let mut cfg = Config::load(&path)?;
+    let loaded = Config::load(&path)?;
+    for w in &loaded.warnings {
+        eprintln!("powertune gateway: warning: {w}");
+    }
+    let mut cfg = loaded.config;
     if let Some(l) = listen {
         cfg.listen = l.parse().map_err(|_| {
             anyhow::anyhow!("--listen {l:?} is not a socket address, e.g. --listen 127.0.0.1:4000")
@@ -67,7 +71,12 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
     let providers = cfg.providers.len();
     let gw = Gateway::new(cfg, Arc::new(TokioClock))?;
     gw.set_config_source(path, Arc::new(|k: &str| std::env::var(k).ok()));
-    gw.set_reload_listener(Arc::new(|e| eprintln!("powertune gateway: {e}")));
+    gw.set_reload_listener(Arc::new(|e| {
+        eprintln!("powertune gateway: {e}");
+        for w in e.warnings() {
+            eprintln!("powertune gateway: warning: {w}");
+        }
+    }));
     block_on(async move {
         let listener = Gateway::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);

@@ -82,8 +82,24 @@ impl Gateway {
 
     /// The `/status` snapshot.
     pub fn status(&self) -> StatusSnapshot {
-        let now = self.clock.now();
         let live = self.live();
+        let creds = self.credentials(&live);
+        let mut s = self
+            .metrics
+            .snapshot(self.started.elapsed().as_secs_f64(), creds);
+        s.config_generation = live.generation;
+        s
+    }
+
+    /// The `/metrics` text (Prometheus exposition format 0.0.4).
+    pub fn metrics_text(&self) -> String {
+        let creds = self.credentials(&self.live());
+        self.metrics.exposition(&creds).render()
+    }
+
+    /// The breaker state of every credential of `live`.
+    fn credentials(&self, live: &Live) -> Vec<CredentialStatus> {
+        let now = self.clock.now();
         let mut creds = Vec::new();
         for (pi, p) in live.cfg.providers.iter().enumerate() {
             for (ci, c) in p.credentials.iter().enumerate() {
@@ -106,10 +122,6 @@ impl Gateway {
                 });
             }
         }
-        let mut s = self
-            .metrics
-            .snapshot(self.started.elapsed().as_secs_f64(), creds);
-        s.config_generation = live.generation;
-        s
+        creds
     }
 }

@@ -3,7 +3,6 @@
 
 use super::gateway::Gateway;
 use crate::error::GatewayError;
-use crate::metrics::prometheus;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -95,8 +94,12 @@ pub(super) async fn models(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 pub(super) async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    let text = prometheus(&gw.status());
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    let text = gw.metrics_text();
+    (
+        [("content-type", powertune_core::prometheus::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 pub(super) async fn status(State(gw): State<Arc<Gateway>>) -> Response {

@@ -63,6 +63,9 @@ pub struct ReloadSummary {
     pub reenabled: usize,
     /// Pairs (by provider and credential name) no longer in the config.
     pub removed: usize,
+    /// Deprecation lines of the file read (shown apart from the summary line).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Display for ReloadSummary {

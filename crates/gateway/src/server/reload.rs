@@ -37,15 +37,18 @@ impl Gateway {
     }
 
     /// Re-reads and validates the config file given to [`Gateway::set_config_source`]
-    /// and swaps it in; a bad file changes nothing.
+    /// and swaps it in; a bad file changes nothing. The file's deprecation lines come
+    /// back in [`ReloadSummary::warnings`].
     pub fn reload_from_source(&self) -> Result<ReloadSummary, ReloadError> {
-        let cfg = {
+        let loaded = {
             let src = self.source.lock();
             let src = src.as_ref().ok_or(ReloadError::NoSource)?;
             let env = src.env.clone();
             Config::load_with(&src.path, &move |k| env(k))?
         };
-        Ok(self.reload(cfg))
+        let mut summary = self.reload(loaded.config);
+        summary.warnings = loaded.warnings;
+        Ok(summary)
     }
 
     /// Whom [`Gateway::reload_reported`] tells of each reload (the CLI prints it).

@@ -37,6 +37,17 @@ pub struct ReloadEvent<'a> {
     pub generation: u64,
 }
 
+impl ReloadEvent<'_> {
+    /// The deprecation lines of an accepted file, each to be shown on a line of its
+    /// own after the event's line.
+    pub fn warnings(&self) -> &[String] {
+        match self.result {
+            Ok(s) => &s.warnings,
+            Err(_) => &[],
+        }
+    }
+}
+
 impl std::fmt::Display for ReloadEvent<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let trigger = self.trigger;
@@ -64,6 +75,7 @@ mod tests {
             fresh: 2,
             reenabled: 0,
             removed: 3,
+            warnings: vec!["g.toml:3: retry.base_ms: deprecated; write base = \"1ms\"".into()],
         });
         let e = ReloadEvent {
             trigger: "SIGHUP",
@@ -74,6 +86,8 @@ mod tests {
             e.to_string(),
             "reload (SIGHUP): config generation 2: 1 credentials kept their breaker state, 2 new or changed start closed, 0 re-enabled, 3 removed"
         );
+        assert_eq!(e.warnings().len(), 1);
+        assert!(e.warnings()[0].contains("retry.base_ms: deprecated"));
         let refused = Err(ReloadError::NoSource);
         let e = ReloadEvent {
             trigger: "POST /admin/reload",
@@ -81,6 +95,7 @@ mod tests {
             generation: 4,
         };
         let line = e.to_string();
+        assert!(e.warnings().is_empty());
         assert!(
             line.starts_with("reload (POST /admin/reload) refused, still serving config generation 4: this gateway was not started"),
             "{line}"

@@ -20,8 +20,10 @@ struct Credential {
 /// Builds a gateway config; [`ConfigBuilder::toml`] writes it.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigBuilder {
-    timeouts: Vec<(&'static str, f64)>,
-    retry: Vec<(&'static str, u64)>,
+    /// `[timeouts]` keys and their TOML values.
+    timeouts: Vec<(&'static str, String)>,
+    /// `[retry]` keys and their TOML values.
+    retry: Vec<(&'static str, String)>,
     raw: String,
     providers: Vec<Provider>,
     models: Vec<(String, Vec<String>)>,
@@ -50,15 +52,21 @@ impl ConfigBuilder {
         Self::default()
     }
 
-    /// `[timeouts] key = secs` (`connect_s`, `first_token_s`, `idle_s`, `request_s`).
-    pub fn timeout(mut self, key: &'static str, secs: f64) -> Self {
-        set(&mut self.timeouts, key, secs);
+    /// `[timeouts] key = "duration"` (`connect`, `first_token`, `idle`, `request`).
+    pub fn timeout(mut self, key: &'static str, duration: &str) -> Self {
+        set(&mut self.timeouts, key, format!("{duration:?}"));
         self
     }
 
-    /// `[retry] key = value` (`max_retries`, `base_ms`, `max_ms`).
-    pub fn retry(mut self, key: &'static str, value: u64) -> Self {
-        set(&mut self.retry, key, value);
+    /// `[retry] max_retries = n`.
+    pub fn retries(mut self, n: u32) -> Self {
+        set(&mut self.retry, "max_retries", n.to_string());
+        self
+    }
+
+    /// `[retry] key = "duration"` (`base`, `max`).
+    pub fn backoff(mut self, key: &'static str, duration: &str) -> Self {
+        set(&mut self.retry, key, format!("{duration:?}"));
         self
     }
 
@@ -186,12 +194,12 @@ impl ConfigBuilder {
 /// FAKE_KEY_2, `oll` without a key), model `fast` = `oai:gpt-fast`, short retries.
 pub fn three_kinds(url: &str) -> ConfigBuilder {
     ConfigBuilder::new()
-        .timeout("connect_s", 2.0)
-        .timeout("first_token_s", 5.0)
-        .timeout("idle_s", 5.0)
-        .timeout("request_s", 20.0)
-        .retry("base_ms", 1)
-        .retry("max_ms", 50)
+        .timeout("connect", "2s")
+        .timeout("first_token", "5s")
+        .timeout("idle", "5s")
+        .timeout("request", "20s")
+        .backoff("base", "1ms")
+        .backoff("max", "50ms")
         .provider("oai", "openai", &format!("{url}/v1"))
         .credential("main", "FAKE_KEY_1")
         .provider("ant", "anthropic", url)

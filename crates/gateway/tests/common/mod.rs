@@ -41,12 +41,16 @@ pub fn env(k: &str) -> Option<String> {
 
 /// A gateway for `toml` (keys from [`env`]) on loopback port 0.
 pub async fn rig(toml: &str) -> Rig {
-    serve(Config::from_toml(toml, "test.toml", &env).unwrap(), None).await
+    serve(
+        Config::from_toml(toml, "test.toml", &env).unwrap().config,
+        None,
+    )
+    .await
 }
 
 /// A gateway started from a config file (so it can reload), keys from [`env`].
 pub async fn rig_file(path: &std::path::Path) -> Rig {
-    serve(Config::load_with(path, &env).unwrap(), Some(path)).await
+    serve(Config::load_with(path, &env).unwrap().config, Some(path)).await
 }
 
 async fn serve(cfg: Config, source: Option<&std::path::Path>) -> Rig {
