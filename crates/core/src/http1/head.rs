@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn interim_heads_are_reported_for_skipping() {
+    fn interim_heads_are_reported_then_passed_over() {
         let raw = b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n";
         let mut seen = 0;
         let p = parse(raw, false, &Limits::default(), &mut |_, _| seen += 1).unwrap();
