@@ -10,7 +10,7 @@
 #                       Reports spans per receiver CPU-second (user+sys from /proc/PID/stat):
 #                       the "spans/s on one core" figure, whatever else runs on the machine.
 #   CONNS=4             sender connections
-#   SOAK_SECS=0         steady-rate soak (the lead's 10-minute run: SOAK_SECS=600); the
+#   SOAK_SECS=0         steady-rate soak (the 10-minute run: SOAK_SECS=600); the
 #                       receiver samples its spans, CPU and RSS (VmRSS) every SAMPLE_SECS
 #   SOAK_RATE=50000     spans/s offered during the soak
 #   SOAK_RETAIN=3m      the receiver's statistics window during the soak (apm.toml
