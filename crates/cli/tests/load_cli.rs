@@ -133,27 +133,7 @@ async fn passing_run_writes_json_and_compares_with_a_baseline() {
 async fn scenario_file_with_templating_and_env() {
     let srv = fixture().await;
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("plan.toml");
-    std::fs::write(
-        &f,
-        r#"
-[scenarios.me]
-endpoint_type = "read_crud"
-executor = "per-vu-iterations"
-vus = 2
-iterations = 3
-[[scenarios.me.setup]]
-method = "POST"
-url = "/login"
-json = { password = "{{PASS}}" }
-extract = { token = "/token" }
-[[scenarios.me.steps]]
-url = "/me"
-headers = { Authorization = "Bearer {{token}}" }
-checks = { status = 200 }
-"#,
-    )
-    .unwrap();
+    let f = login_plan(dir.path(), 2, 3);
     let o = powertune(&[
         "load",
         f.to_str().unwrap(),
@@ -333,27 +313,7 @@ async fn connection_and_tls_flags_reach_the_engine() {
 async fn the_process_environment_feeds_the_plans_variables_and_env_wins() {
     let srv = fixture().await;
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("plan.toml");
-    std::fs::write(
-        &f,
-        r#"
-[scenarios.me]
-endpoint_type = "read_crud"
-executor = "per-vu-iterations"
-vus = 1
-iterations = 2
-[[scenarios.me.setup]]
-method = "POST"
-url = "/login"
-json = { password = "{{PASS}}" }
-extract = { token = "/token" }
-[[scenarios.me.steps]]
-url = "/me"
-headers = { Authorization = "Bearer {{token}}" }
-checks = { status = 200 }
-"#,
-    )
-    .unwrap();
+    let f = login_plan(dir.path(), 1, 2);
     let run = |extra: &'static [&'static str], pass: &'static str| {
         let f = f.clone();
         let url = srv.url.clone();
@@ -387,4 +347,30 @@ checks = { status = 200 }
     // --env wins over the process environment.
     let o = run(&["--env", "PASS=nope"], "demo").await;
     assert_eq!(o.status.code(), Some(99), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// A plan that logs in with `{{PASS}}` in setup, extracts the token and calls `/me`
+/// with it: `vus` VUs, `iterations` iterations each.
+fn login_plan(dir: &std::path::Path, vus: u32, iterations: u32) -> std::path::PathBuf {
+    let f = dir.join("plan.toml");
+    let text = format!(
+        r#"
+[scenarios.me]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = {vus}
+iterations = {iterations}
+[[scenarios.me.setup]]
+method = "POST"
+url = "/login"
+json = {{ password = "{{{{PASS}}}}" }}
+extract = {{ token = "/token" }}
+[[scenarios.me.steps]]
+url = "/me"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+checks = {{ status = 200 }}
+"#
+    );
+    std::fs::write(&f, text).unwrap();
+    f
 }
