@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod exit;
 mod progress;
+mod signal;
 
 use clap::{Parser, Subcommand};
 

@@ -10,12 +10,15 @@ use std::path::Path;
 pub const SCHEMA: &str = "powertune.report/v2";
 
 /// Exit codes, decided in one place: 0 passed (warnings allowed), 99 a target or
-/// threshold failed (k6's convention), 1 bad input or an unreachable system.
+/// threshold failed (k6's convention), 105 the run was interrupted by a signal before
+/// it finished (k6's code for an external abort; the partial report is still written),
+/// 1 bad input or an unreachable system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     Passed = 0,
     BadInput = 1,
     Failed = 99,
+    Interrupted = 105,
 }
 
 /// What a command measured and what the runbook says about it.
@@ -33,6 +36,10 @@ pub struct Report {
     /// Command-specific measurements (documented per command in docs/).
     #[serde(default)]
     pub metrics: serde_json::Value,
+    /// Present and true when a signal stopped the run before it finished: the
+    /// figures cover only what was measured until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -50,11 +57,21 @@ impl Report {
             verdict,
             findings,
             metrics,
+            interrupted: false,
         }
     }
 
+    /// Marks the report as cut short by a signal (see [`ExitCode::Interrupted`]).
+    pub fn mark_interrupted(&mut self) {
+        self.interrupted = true;
+    }
+
+    /// 105 for an interrupted run (whatever it measured), else 99 when any finding
+    /// failed, else 0.
     pub fn exit_code(&self) -> ExitCode {
-        if self.verdict == Verdict::Fail {
+        if self.interrupted {
+            ExitCode::Interrupted
+        } else if self.verdict == Verdict::Fail {
             ExitCode::Failed
         } else {
             ExitCode::Passed

@@ -56,11 +56,10 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
         let _ = writeln!(out, "{}", sidekiq::render_tick(elapsed_s, d));
         let _ = out.flush();
     };
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let inspection = block_on(sidekiq::inspect_watching(
-        &opts, &targets, print_tick, ctrl_c,
-    ))??;
+    let inspection = block_on(async {
+        let interrupt = crate::signal::Interrupt::listen("the watch");
+        let stop = interrupt.graceful().clone();
+        sidekiq::inspect_watching(&opts, &targets, print_tick, stop.cancelled_owned()).await
+    })??;
     emit_inspection(&inspection, a.output.json.as_deref())
 }
