@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod prometheus;
 pub mod redact;
 pub mod report;
+pub mod stats;
 pub mod targets;
 pub mod threshold;
 pub mod units;
