@@ -24,6 +24,7 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || tr
 [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need+=(postgresql postgresql-contrib)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ruby >/dev/null 2>&1 && ruby -e 'require "sidekiq"' >/dev/null 2>&1 || need+=(ruby-sidekiq)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # HTML reports opened by the tests
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   as_root apt-get update -qq

@@ -9,6 +9,7 @@
     clippy::print_stderr
 )]
 
+pub mod browser;
 pub mod http;
 pub mod pg;
 pub mod providers;
