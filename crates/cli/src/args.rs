@@ -119,12 +119,22 @@ pub fn size(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
-/// `--json FILE` (`-` for standard output).
+/// The report files every reporting command can write (docs/reports.md).
 #[derive(Args, Debug, Clone, Default)]
 pub struct Output {
     /// Also write the report as JSON to FILE (`-` for standard output instead of the table).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write a self-contained HTML report (findings, charts, tables) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write JUnit XML to FILE: one testcase per finding, for CI test reporters.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write a Markdown summary to FILE; with no FILE, append it to the file
+    /// named by $GITHUB_STEP_SUMMARY.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// `--baseline FILE` / `--save-baseline FILE`.

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod exit;
 mod outputs;
+mod pages;
 mod progress;
 mod signal;
 
@@ -35,6 +36,8 @@ enum Command {
     Load(commands::load::Args),
     /// Compare two `load --json` reports: each metric's change and "throughput ≥ baseline × 0.8".
     Compare(commands::compare::Args),
+    /// Show earlier `--json` reports of any command again, as HTML, JUnit or Markdown.
+    Report(commands::report::Args),
     /// The runbook's Redis checks: INFO, SLOWLOG, key scan, cache types; `redis keys` scans every key.
     Redis(commands::redis::Args),
     /// Sidekiq: queues, latency, retries, dead set, failed rate, processes; `--watch` for a live view.
@@ -69,6 +72,7 @@ fn main() {
         Command::Demo(a) => commands::demo::run(&ctx, a),
         Command::Load(a) => commands::load::run(&ctx, a),
         Command::Compare(a) => commands::compare::run(&ctx, a),
+        Command::Report(a) => commands::report::run(&ctx, a),
         Command::Redis(a) => commands::redis::run(&ctx, a),
         Command::Queues(a) => commands::queues::run(&ctx, a),
         Command::Apm(a) => commands::apm::run(&ctx, a),

@@ -111,22 +111,50 @@ pub fn parse<T: DeserializeOwned>(text: &str, kind: &str) -> Result<Baseline<T>,
     serde_json::from_value(v).map_err(|e| format!("{e}; expected {expected}"))
 }
 
-/// Reads a file of at most [`MAX_BYTES`], refusing larger ones before reading them.
+/// Reads a file of at most [`MAX_BYTES`], refusing larger ones before reading them;
+/// a device or pipe that reports no size (`/dev/zero`) is read no further than the
+/// limit either.
 pub fn read_limited(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_BYTES {
-        return Err(format!(
+    use std::io::Read;
+    let too_large = |n: u64| {
+        format!(
             "{} is larger than the {} a baseline or report may be",
-            crate::units::bytes(meta.len()),
+            crate::units::bytes(n),
             crate::units::bytes(MAX_BYTES)
-        ));
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("is a directory".into());
     }
-    std::fs::read_to_string(path).map_err(|e| e.to_string())
+    if meta.len() > MAX_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endless_device_is_read_no_further_than_the_limit() {
+        if Path::new("/dev/zero").exists() {
+            let e = read_limited(Path::new("/dev/zero")).unwrap_err();
+            assert!(e.contains("larger than"), "{e}");
+        }
+        assert!(read_limited(Path::new("/"))
+            .unwrap_err()
+            .contains("directory"));
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Ops {

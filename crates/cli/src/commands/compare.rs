@@ -29,5 +29,5 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         current_name: args.current.display().to_string(),
     };
     let inspection = powertune_load::inspect_compare(&opts, &targets);
-    super::emit_inspection(&inspection, args.output.json.as_deref())
+    super::emit_inspection(&inspection, &args.output)
 }

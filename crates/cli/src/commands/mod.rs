@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod load;
 pub mod queues;
 pub mod redis;
+pub mod report;
 pub mod target;
 pub mod targets;
 
@@ -42,13 +43,19 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
 
 /// Shows a report the one way every command does: `details` (command-specific text,
 /// may be empty) then the findings table and the verdict line on standard output,
-/// unless `--json -` sends JSON there; `--json FILE` also writes the JSON report.
-/// Returns the exit code the report calls for; when the JSON cannot be written, a
+/// unless `--json -` sends JSON there; then writes the files asked for (`--json`,
+/// `--html`, `--junit`, `--markdown`) and, for an HTML report, prints `report: PATH`
+/// last. Returns the exit code the report calls for; when a file cannot be written, a
 /// failed (99) or interrupted (105) run keeps its code and a passing one exits 1.
-pub fn emit(report: &Report, details: &str, json: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let to_stdout = json == Some(Path::new("-"));
+pub fn emit<'a>(
+    report: &Report,
+    details: &str,
+    files: impl Into<crate::outputs::Files<'a>>,
+) -> anyhow::Result<ExitCode> {
+    let files = files.into();
+    let to_stdout = files.json == Some(Path::new("-"));
+    let style = Style::detect();
     if !to_stdout {
-        let style = Style::detect();
         let mut out = std::io::stdout().lock();
         if !details.is_empty() {
             write!(out, "{details}")?;
@@ -61,31 +68,31 @@ pub fn emit(report: &Report, details: &str, json: Option<&Path>) -> anyhow::Resu
         write!(out, "\n{}", render_verdict_line(report, style))?;
     }
     let code = report.exit_code();
-    if let Some(path) = json {
-        if let Err(e) = report.write_json(path) {
-            // The report is already shown; a failed write says so on one line and
-            // keeps a failed or interrupted run's code (only a pass becomes 1).
-            eprintln!(
-                "powertune: cannot write JSON report to {}: {e}",
-                path.display()
-            );
-            return Ok(match code {
-                ExitCode::Passed => ExitCode::BadInput,
-                other => other,
-            });
-        }
+    let (html, failed) = files.write(report);
+    if let (Some(path), false) = (html, to_stdout) {
+        writeln!(std::io::stdout().lock(), "report: {}", path.display())?;
     }
-    Ok(code)
+    if failed.is_empty() {
+        return Ok(code);
+    }
+    // The report is already shown; each failed write says so on one line.
+    for why in &failed {
+        eprintln!("powertune: {why}");
+    }
+    Ok(match code {
+        ExitCode::Passed => ExitCode::BadInput,
+        other => other,
+    })
 }
 
 /// Shows an inspection the one way every inspecting command does: its terminal text,
 /// the findings table and the verdict line (or `--json`), and returns the exit code.
-pub fn emit_inspection<M: Serialize>(
+pub fn emit_inspection<'a, M: Serialize>(
     inspection: &Inspection<M>,
-    json: Option<&Path>,
+    files: impl Into<crate::outputs::Files<'a>>,
 ) -> anyhow::Result<ExitCode> {
     let report = inspection
         .report()
         .map_err(|e| anyhow::anyhow!("cannot build the report: {e}"))?;
-    emit(&report, &inspection.text, json)
+    emit(&report, &inspection.text, files)
 }
