@@ -340,6 +340,24 @@ fn fail(kind: ErrorKind, msg: String, timings: Timings) -> Response {
     }
 }
 
+/// The `Authorization: Basic` value for a URL's user info (`http://user:pass@host/`),
+/// as curl and k6 send it: user name and password percent-decoded, joined by `:`.
+/// `None` when the URL carries no user info.
+pub fn basic_auth(u: &url::Url) -> Option<String> {
+    use base64::Engine as _;
+    if u.username().is_empty() && u.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| -> Vec<u8> { percent_encoding::percent_decode_str(s).collect() };
+    let mut creds = decode(u.username());
+    creds.push(b':');
+    creds.extend(decode(u.password().unwrap_or("")));
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    ))
+}
+
 /// A VU's HTTP client: at most one open connection.
 pub struct VuClient {
     shared: Arc<ClientShared>,

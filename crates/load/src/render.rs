@@ -78,6 +78,11 @@ impl Summary {
         if let Some(a) = &self.aborted {
             out.push_str(&format!("ABORTED: {a}\n"));
         }
+        if self.interrupted {
+            out.push_str(
+                "INTERRUPTED: a signal stopped the run; the figures cover what was measured until then\n",
+            );
+        }
         if let Some(v) = &self.vus {
             out.push_str(&format!(
                 "vus: min {}  max {}  current {}  ({} samples, one per {})\n",
@@ -136,8 +141,8 @@ impl Summary {
         let e = &self.http.errors;
         if e.total() > 0 {
             out.push_str(&format!(
-                "errors: connect {}  tls {}  timeout {}  status {}  protocol {}\n",
-                e.connect, e.tls, e.timeout, e.status, e.protocol
+                "errors: connect {}  tls {}  timeout {}  status {}  protocol {}  interrupted {}  invalid {}\n",
+                e.connect, e.tls, e.timeout, e.status, e.protocol, e.interrupted, e.invalid
             ));
         }
         for sc in &self.scenarios {

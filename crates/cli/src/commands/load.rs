@@ -5,6 +5,7 @@ use super::Context;
 use anyhow::bail;
 use powertune_core::threshold::Threshold;
 use powertune_core::{EndpointType, ExitCode};
+use powertune_load::template::safe_header_value;
 use powertune_load::{OneOff, Plan, RunOptions, Summary};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,16 +26,19 @@ pub struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "file")]
     url: Option<String>,
 
-    /// One-off: virtual users (closed model), or pre-allocated VUs with --rate (1 to 1,000,000).
-    #[arg(long, value_name = "N", requires = "url", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Virtual users (closed model), or pre-allocated VUs with --rate (1 to
+    /// 1,000,000). With FILE it replaces every scenario's executor (see docs/load.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     vus: Option<u32>,
 
-    /// One-off: how long to run (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", requires = "url", value_parser = crate::args::positive_duration)]
+    /// How long to run (e.g. 30s, 5m; at most 30 days). With FILE it replaces every
+    /// scenario's executor (see docs/load.md).
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::positive_duration_at_most(powertune_load::plan::MAX_DURATION))]
     duration: Option<Duration>,
 
-    /// One-off: open model at this arrival rate (e.g. 200/s, 200, 12000/m).
-    #[arg(long, value_name = "RATE", requires = "url", value_parser = crate::args::rate)]
+    /// Open model at this arrival rate (e.g. 200/s, 200, 12000/m). With FILE it
+    /// replaces every scenario's executor with constant-arrival-rate.
+    #[arg(long, value_name = "RATE", value_parser = crate::args::rate)]
     rate: Option<f64>,
 
     /// One-off: HTTP method.
@@ -146,7 +150,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let (mut plan, base_url) = match (&args.file, &args.url) {
         (Some(f), None) => {
-            let plan = Plan::from_path(f)?;
+            let mut plan = Plan::from_path(f)?;
+            if args.vus.is_some() || args.duration.is_some() || args.rate.is_some() {
+                // k6's CLI flags override the script's options the same way.
+                plan.override_executors(args.vus, args.duration, args.rate);
+                if !args.quiet {
+                    eprintln!(
+                        "powertune load: {} replace the executors of the {} scenario(s) of {} ({}, all starting at once)",
+                        override_flags(&args),
+                        plan.scenarios.len(),
+                        f.display(),
+                        if args.rate.is_some() { "constant-arrival-rate" } else { "constant-vus" }
+                    );
+                }
+            }
             let base = args
                 .base_url
                 .clone()
@@ -166,6 +183,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             let mut headers = Vec::new();
             for h in &args.headers {
                 match h.split_once(':') {
+                    Some((k, v)) if !safe_header_value(v.trim()) => bail!(
+                        "-H `{}`: the value holds a CR, LF or other control character, which would inject headers; give it on one line, e.g. -H '{}: Bearer abc'",
+                        k.trim(),
+                        k.trim()
+                    ),
                     Some((k, v)) if !k.trim().is_empty() => {
                         headers.push((k.trim().to_string(), v.trim().to_string()))
                     }
@@ -216,7 +238,36 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     opts.env = env;
     opts.baseline = baseline;
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
-    super::emit_inspection(&inspection, json_path.as_deref())
+    emit_run(&inspection, json_path.as_deref())
+}
+
+/// Emits a run's report, marked interrupted (exit code 105) when a signal cut it short.
+pub fn emit_run(
+    inspection: &powertune_core::Inspection<powertune_load::LoadMetrics>,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut report = inspection
+        .report()
+        .map_err(|e| anyhow::anyhow!("cannot build the report: {e}"))?;
+    if inspection.metrics.summary.interrupted {
+        report.mark_interrupted();
+    }
+    super::emit(&report, &inspection.text, json)
+}
+
+/// The executor flags given, as the note names them.
+fn override_flags(args: &Args) -> String {
+    let mut v = Vec::new();
+    if args.vus.is_some() {
+        v.push("--vus");
+    }
+    if args.duration.is_some() {
+        v.push("--duration");
+    }
+    if args.rate.is_some() {
+        v.push("--rate");
+    }
+    v.join(" and ")
 }
 
 /// The values of `{{NAME}}` for the plan: the process environment's values of the
@@ -241,7 +292,14 @@ pub fn run_with_progress(
 ) -> anyhow::Result<powertune_core::Inspection<powertune_load::LoadMetrics>> {
     let progress = show.then(|| crate::progress::LoadProgress::new(total));
     opts.progress = progress.as_ref().map(|p| p.callback());
-    let result = super::block_on(powertune_load::inspect(&opts, targets));
+    let result = super::block_on(async move {
+        // SIGINT/SIGTERM: the first stops the run gracefully, a second at once; the
+        // summary and --json are still written, marked interrupted.
+        let interrupt = crate::signal::Interrupt::listen("the run");
+        opts.stop = Some(interrupt.graceful().clone());
+        opts.halt = Some(interrupt.hard().clone());
+        powertune_load::inspect(&opts, targets).await
+    });
     if let Some(p) = &progress {
         p.finish();
     }

@@ -157,7 +157,7 @@ fn errors_point_at_the_key_inside_steps_and_stages() {
     let e = err("[scenarios.r]\nendpoint_type = \"auth\"\nexecutor = \"ramping-vus\"\nstages = [{ duration = \"1s\", target = 5 }, { duration = \"1s\", target = -1 }]\n[[scenarios.r.steps]]\nurl = \"/\"\n");
     assert!(
         e.starts_with("f.toml:4:")
-            && e.contains(": scenarios.r.stages[1].target: -1 must be 0 or more, e.g. target = 50"),
+            && e.contains(": scenarios.r.stages[1].target: -1 must be 0 or more and at most 1000000, e.g. target = 50"),
         "{e}"
     );
     // A key that is not written is placed at the nearest one that is.
