@@ -28,6 +28,8 @@ enum Mode {
     Late(Duration),
     /// Sends a 200 head with a chunked body that never ends.
     Endless,
+    /// Sends a 200 head with a chunked body that never ends, as fast as it can.
+    Flood,
     /// Answers 200 at once with this JSON body.
     Json(&'static str),
 }
@@ -105,6 +107,16 @@ async fn serve(mut s: TcpStream, mode: Mode, heads: Arc<Mutex<Vec<String>>>) {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+            }
+            Mode::Flood => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                let mut chunk = b"10000\r\n".to_vec();
+                chunk.extend_from_slice(&[b'x'; 0x10000]);
+                chunk.extend_from_slice(b"\r\n");
+                while s.write_all(&chunk).await.is_ok() {}
+                return;
             }
             Mode::Json(body) => {
                 let r = format!(
@@ -411,4 +423,26 @@ fn a_password_in_a_step_url_is_masked_in_errors() {
     let e = Plan::from_toml_str(toml, "t.toml").unwrap_err().to_string();
     assert!(e.contains("scenarios.a.steps[0].url"), "{e}");
     assert!(!e.contains("hunter22"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_a_check_needs_is_cut_at_the_kept_body_limit() {
+    let srv = RawServer::start(Mode::Flood).await;
+    let toml = r#"
+[scenarios.flood]
+endpoint_type = "read_crud"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 1
+[[scenarios.flood.steps]]
+url = "/x"
+checks = { body_contains = "never" }
+"#;
+    let plan = Plan::from_toml_str(toml, "t.toml").unwrap();
+    let (s, took) = go(RunOptions::new(plan, &srv.url)).await;
+    assert_eq!(s.http.reqs, 1);
+    assert_eq!(s.http.errors.protocol, 1, "{:?}", s.http.errors);
+    assert_eq!(s.checks_failed, 1);
+    // Cut at the limit, not read until the 60 s request timeout.
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }

@@ -358,12 +358,12 @@ pub(super) fn scenario(
     })
 }
 
-/// `max_backlog` as written: at least 1, at most [`MAX_BACKLOG`].
+/// `max_backlog` as written: at most [`MAX_BACKLOG`] (0 drops at once, as k6 does).
 fn backlog(cx: &Ctx<'_>, at: &str, f: &ScenarioFile) -> Result<Option<u64>, ConfigError> {
     match f.max_backlog {
-        Some(b) if !(1..=MAX_BACKLOG).contains(&b) => Err(cx.error(
+        Some(b) if b > MAX_BACKLOG => Err(cx.error(
             &format!("{at}.max_backlog"),
-            format!("{b} must be at least 1 and at most {MAX_BACKLOG}, e.g. max_backlog = 1000"),
+            format!("{b} is more than {MAX_BACKLOG}, e.g. max_backlog = 1000 (0 drops at once)"),
         )),
         b => Ok(b),
     }

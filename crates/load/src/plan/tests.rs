@@ -310,7 +310,7 @@ fn extreme_numbers_are_refused_at_their_key_and_never_panic() {
         ("executor = \"constant-arrival-rate\"\nrate = inf\nduration = \"1s\"", "scenarios.x.rate"),
         ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"0s\"", "scenarios.x.duration"),
         ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\ntime_unit = \"0s\"", "scenarios.x.time_unit"),
-        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_backlog = 0", "scenarios.x.max_backlog"),
+        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_backlog = -1", "scenarios.x.max_backlog"),
         ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_backlog = 9223372036854775807", "scenarios.x.max_backlog"),
         ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_vus = 4294967296", "scenarios.x.max_vus"),
         ("executor = \"ramping-arrival-rate\"\nstart_rate = 1e20\nstages = [{ duration = \"1s\", target = 5 }]", "scenarios.x.start_rate"),
