@@ -283,3 +283,29 @@ async fn vus_duration_and_rate_override_a_files_executors() {
         assert!((10..=30).contains(&n), "{sc}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_off_request_flags_with_a_scenario_file_get_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        "[scenarios.a]\nendpoint_type = \"read_crud\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/a\"\n",
+    )
+    .unwrap();
+    let p = plan.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["-H", "X-A: b"], "-H/--header"),
+        (vec!["--method", "POST"], "--method"),
+        (vec!["--body", "x"], "--body"),
+        (vec!["--endpoint-type", "authentication"], "--endpoint-type"),
+    ] {
+        let mut all = vec!["load", p, "--base-url", "http://127.0.0.1:9"];
+        all.extend(args);
+        let e = one_line_error(&powertune(&all).await);
+        assert!(
+            e.contains(flag) && e.contains("one-off --url run") && e.contains("p.toml"),
+            "{e}"
+        );
+    }
+}

@@ -41,27 +41,26 @@ pub struct Args {
     #[arg(long, value_name = "RATE", value_parser = crate::args::rate)]
     rate: Option<f64>,
 
-    /// One-off: HTTP method.
-    #[arg(long, default_value = "GET", requires = "url")]
-    method: String,
+    /// One-off: HTTP method [default: GET].
+    #[arg(long)]
+    method: Option<String>,
 
     /// One-off: a request header 'Name: value' (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "HEADER", requires = "url")]
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
 
     /// One-off: request body.
-    #[arg(long, value_name = "TEXT", requires = "url")]
+    #[arg(long, value_name = "TEXT")]
     body: Option<String>,
 
-    /// One-off: the runbook endpoint type the URL is judged as (e.g. read_crud, authentication).
+    /// One-off: the runbook endpoint type the URL is judged as (e.g. read_crud,
+    /// authentication) [default: read_crud].
     #[arg(
         long,
         value_name = "TYPE",
-        default_value = "read_crud",
-        requires = "url",
         value_parser = |s: &str| s.parse::<EndpointType>()
     )]
-    endpoint_type: EndpointType,
+    endpoint_type: Option<EndpointType>,
 
     /// A threshold in k6 syntax, on http_req_duration unless a metric is named:
     /// 'p(95)<200', 'http_req_failed: rate<0.01' (repeatable).
@@ -150,6 +149,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let (mut plan, base_url) = match (&args.file, &args.url) {
         (Some(f), None) => {
+            if let Some(flag) = one_off_flag(&args) {
+                bail!(
+                    "{flag} describes the request of a one-off --url run; with a scenario file, set it on the step in {}",
+                    f.display()
+                );
+            }
             let mut plan = Plan::from_path(f)?;
             if args.vus.is_some() || args.duration.is_some() || args.rate.is_some() {
                 // k6's CLI flags override the script's options the same way.
@@ -194,11 +199,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                     _ => bail!("-H `{h}` is not 'Name: value' (expected e.g. -H 'Authorization: Bearer abc')"),
                 }
             }
-            let endpoint_type = args.endpoint_type;
+            let endpoint_type = args.endpoint_type.unwrap_or(EndpointType::ReadCrud);
             let vus = args.vus.unwrap_or(10);
             let plan = Plan::one_off(&OneOff {
                 url: path,
-                method: args.method.clone(),
+                method: args.method.clone().unwrap_or_else(|| "GET".into()),
                 headers,
                 body: args.body.clone(),
                 vus,
@@ -253,6 +258,18 @@ pub fn emit_run(
         report.mark_interrupted();
     }
     super::emit(&report, &inspection.text, json)
+}
+
+/// The first flag given that only a one-off `--url` run takes.
+fn one_off_flag(args: &Args) -> Option<&'static str> {
+    [
+        (args.method.is_some(), "--method"),
+        (!args.headers.is_empty(), "-H/--header"),
+        (args.body.is_some(), "--body"),
+        (args.endpoint_type.is_some(), "--endpoint-type"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
 }
 
 /// The executor flags given, as the note names them.
