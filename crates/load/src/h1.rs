@@ -173,6 +173,9 @@ impl H1Conn {
                 Event::Head(h) => head = Some(h),
                 Event::Body(b) => {
                     if keep_body {
+                        if body.len() + b.len() > crate::http::MAX_KEPT_BODY {
+                            return Err(H1Error::Protocol(crate::http::body_too_long()));
+                        }
                         body.extend_from_slice(b);
                     }
                 }

@@ -340,6 +340,37 @@ fn fail(kind: ErrorKind, msg: String, timings: Timings) -> Response {
     }
 }
 
+/// The most response body bytes kept for a step's checks and extractions (16 MiB); a
+/// longer body fails the request (a `protocol` error) instead of growing memory. Bodies
+/// no check needs are drained, never kept, whatever their size.
+pub const MAX_KEPT_BODY: usize = 16 * 1024 * 1024;
+
+/// The error of a kept body past [`MAX_KEPT_BODY`].
+pub(crate) fn body_too_long() -> String {
+    format!(
+        "the response body is over {}, the most kept for checks and extraction",
+        powertune_core::units::bytes(MAX_KEPT_BODY as u64)
+    )
+}
+
+/// The `Authorization: Basic` value for a URL's user info (`http://user:pass@host/`),
+/// as curl and k6 send it: user name and password percent-decoded, joined by `:`.
+/// `None` when the URL carries no user info.
+pub fn basic_auth(u: &url::Url) -> Option<String> {
+    use base64::Engine as _;
+    if u.username().is_empty() && u.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| -> Vec<u8> { percent_encoding::percent_decode_str(s).collect() };
+    let mut creds = decode(u.username());
+    creds.push(b':');
+    creds.extend(decode(u.password().unwrap_or("")));
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    ))
+}
+
 /// A VU's HTTP client: at most one open connection.
 pub struct VuClient {
     shared: Arc<ClientShared>,
@@ -581,19 +612,25 @@ impl VuClient {
         let t_send = Instant::now();
         let keep = req.keep_body;
         let exchange = async {
-            let resp = sender.send_request(request).await?;
+            let resp = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut kept = Vec::new();
             while let Some(frame) = body.frame().await {
-                let frame = frame?;
+                let frame = frame.map_err(|e| e.to_string())?;
                 if keep {
                     if let Some(d) = frame.data_ref() {
+                        if kept.len() + d.len() > MAX_KEPT_BODY {
+                            return Err(body_too_long());
+                        }
                         kept.extend_from_slice(d);
                     }
                 }
             }
-            Ok::<_, hyper::Error>((status, Bytes::from(kept)))
+            Ok::<_, String>((status, Bytes::from(kept)))
         };
         let result = tokio::time::timeout(self.shared.request_timeout, exchange).await;
         let t_end = Instant::now();
@@ -622,7 +659,7 @@ impl VuClient {
             },
             Ok(Err(e)) => {
                 self.conn = None;
-                let mut r = fail(ErrorKind::Protocol, format!("{e}"), timings);
+                let mut r = fail(ErrorKind::Protocol, e, timings);
                 r.sent = sent;
                 r.received = received;
                 r

@@ -22,6 +22,7 @@ const DROPPED_ACTION: &str =
 pub fn findings(s: &Summary, targets: &Targets, baseline: Option<&Summary>) -> Vec<Finding> {
     let mut out = Vec::new();
     out.extend(run_aborted(s));
+    out.extend(nothing_completed(s));
     for e in &s.endpoint_types {
         out.extend(api_latency_p95(e, targets));
     }
@@ -32,6 +33,7 @@ pub fn findings(s: &Summary, targets: &Targets, baseline: Option<&Summary>) -> V
         out.push(throughput_vs_baseline(s, b, targets));
     }
     for sc in &s.scenarios {
+        out.extend(scenario_completed_nothing(sc));
         out.extend(dropped_iterations(sc));
         out.extend(ws_session_errors(sc));
     }
@@ -65,6 +67,54 @@ fn run_aborted(s: &Summary) -> Option<Finding> {
             .observed("aborted")
             .target("runs to the end")
             .evidence(reason.clone())
+            .action(ERR_ACTION),
+    )
+}
+
+/// Requests that got a response, and WebSocket sessions that connected.
+fn completed(s: &Summary) -> u64 {
+    let answered: u64 = s.http.status.values().sum();
+    let sessions: u64 = s
+        .scenarios
+        .iter()
+        .filter_map(|sc| sc.ws.as_ref())
+        .map(|w| w.sessions.saturating_sub(w.errors))
+        .sum();
+    answered + sessions
+}
+
+/// A run that measured nothing never passes: no request got a response and no
+/// WebSocket session completed.
+fn nothing_completed(s: &Summary) -> Option<Finding> {
+    if completed(s) > 0 {
+        return None;
+    }
+    let e = &s.http.errors;
+    Some(
+        Finding::new(AREA, "nothing_completed", "run", Verdict::Fail)
+            .observed(Quantity::count(0.0))
+            .target("at least one response")
+            .evidence(format!(
+                "{} requests sent, none answered (interrupted {}, timeout {}, connect {}, tls {}, protocol {}, invalid {}); nothing was measured",
+                s.http.reqs, e.interrupted, e.timeout, e.connect, e.tls, e.protocol, e.invalid
+            ))
+            .action(ERR_ACTION),
+    )
+}
+
+/// A scenario that finished no iteration measured nothing of its own.
+fn scenario_completed_nothing(sc: &ScenarioSummary) -> Option<Finding> {
+    if sc.iterations > 0 {
+        return None;
+    }
+    Some(
+        Finding::new(AREA, "scenario_completed_nothing", sc.name.clone(), Verdict::Fail)
+            .observed(Quantity::count(0.0))
+            .target("at least one iteration")
+            .evidence(format!(
+                "no iteration of {} finished ({} requests, {} interrupted when its time and graceful stop ran out)",
+                sc.name, sc.http.reqs, sc.http.errors.interrupted
+            ))
             .action(ERR_ACTION),
     )
 }
@@ -143,8 +193,16 @@ fn load_error_rate(s: &Summary, targets: &Targets) -> Option<Finding> {
             .observed(Quantity::percent(pct))
             .target(Value::lt(Quantity::percent(targets.load.error_rate_pct)))
             .evidence(format!(
-                "{} of {} failed (connect {}, tls {}, timeout {}, status ≥400 {}, protocol {})",
-                s.http.failed, s.http.reqs, e.connect, e.tls, e.timeout, e.status, e.protocol
+                "{} of {} failed (connect {}, tls {}, timeout {}, status ≥400 {}, protocol {}, interrupted {}, invalid {})",
+                s.http.failed,
+                s.http.reqs,
+                e.connect,
+                e.tls,
+                e.timeout,
+                e.status,
+                e.protocol,
+                e.interrupted,
+                e.invalid
             ))
             .action(unless_pass(v, ERR_ACTION)),
     )

@@ -62,6 +62,14 @@ pub struct ErrorCounts {
     pub status: u64,
     /// Anything else: the connection closed mid-response, a malformed response.
     pub protocol: u64,
+    /// Requests still in flight when their scenario's time and graceful stop ran out
+    /// (or a second signal stopped the run): k6's interrupted iterations.
+    #[serde(default)]
+    pub interrupted: u64,
+    /// Requests never sent because a templated header value or URL rendered to
+    /// something unsafe to send (a CR, LF or other control character).
+    #[serde(default)]
+    pub invalid: u64,
 }
 
 impl ErrorCounts {
@@ -71,10 +79,18 @@ impl ErrorCounts {
         self.timeout += o.timeout;
         self.status += o.status;
         self.protocol += o.protocol;
+        self.interrupted += o.interrupted;
+        self.invalid += o.invalid;
     }
 
     pub fn total(&self) -> u64 {
-        self.connect + self.tls + self.timeout + self.status + self.protocol
+        self.connect
+            + self.tls
+            + self.timeout
+            + self.status
+            + self.protocol
+            + self.interrupted
+            + self.invalid
     }
 }
 
@@ -85,6 +101,10 @@ pub enum ErrorKind {
     Tls,
     Timeout,
     Protocol,
+    /// Still in flight when the run stopped waiting for it.
+    Interrupted,
+    /// Not sent: a rendered header value or URL held a control character.
+    Invalid,
 }
 
 /// The protocol a request went over.
@@ -357,6 +377,8 @@ impl Registry {
                     Some(ErrorKind::Tls) => m.errors.tls += 1,
                     Some(ErrorKind::Timeout) => m.errors.timeout += 1,
                     Some(ErrorKind::Protocol) => m.errors.protocol += 1,
+                    Some(ErrorKind::Interrupted) => m.errors.interrupted += 1,
+                    Some(ErrorKind::Invalid) => m.errors.invalid += 1,
                     None => {}
                 }
                 if let Some(code) = s.status {

@@ -6,6 +6,7 @@ use crate::snapshot::Summary;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Called about once a second while a run goes on (from the engine's monitor task).
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -25,6 +26,13 @@ pub struct RunOptions {
     pub progress: Option<ProgressFn>,
     /// An earlier run: adds the throughput finding and the comparison.
     pub baseline: Option<Summary>,
+    /// Cancelled to stop the run gracefully (a first SIGINT/SIGTERM): executors end
+    /// their schedule and VUs get their scenario's graceful stop. The summary is then
+    /// marked `interrupted`.
+    pub stop: Option<CancellationToken>,
+    /// Cancelled to stop the run at once (a second signal): requests in flight are
+    /// counted as interrupted.
+    pub halt: Option<CancellationToken>,
 }
 
 impl RunOptions {
@@ -36,6 +44,8 @@ impl RunOptions {
             env: HashMap::new(),
             progress: None,
             baseline: None,
+            stop: None,
+            halt: None,
         }
     }
 }

@@ -78,6 +78,11 @@ impl Summary {
         if let Some(a) = &self.aborted {
             out.push_str(&format!("ABORTED: {a}\n"));
         }
+        if self.interrupted {
+            out.push_str(
+                "INTERRUPTED: a signal stopped the run; the figures cover what was measured until then\n",
+            );
+        }
         if let Some(v) = &self.vus {
             out.push_str(&format!(
                 "vus: min {}  max {}  current {}  ({} samples, one per {})\n",
@@ -136,8 +141,8 @@ impl Summary {
         let e = &self.http.errors;
         if e.total() > 0 {
             out.push_str(&format!(
-                "errors: connect {}  tls {}  timeout {}  status {}  protocol {}\n",
-                e.connect, e.tls, e.timeout, e.status, e.protocol
+                "errors: connect {}  tls {}  timeout {}  status {}  protocol {}  interrupted {}  invalid {}\n",
+                e.connect, e.tls, e.timeout, e.status, e.protocol, e.interrupted, e.invalid
             ));
         }
         for sc in &self.scenarios {
@@ -349,5 +354,31 @@ mod tests {
             .find(|l| l.starts_with("http_reqs rate"))
             .unwrap();
         assert!(rate.contains("10.0/s") && rate.contains("0%"), "{rate}");
+    }
+
+    #[test]
+    fn thresholds_show_their_observed_value_with_its_unit() {
+        let mut s = summary(612);
+        let ts: Vec<_> = [
+            ("http_req_duration", "p(95)<500"),
+            ("http_req_failed", "rate<0.05"),
+            ("http_reqs", "rate>100"),
+            ("data_sent", "count<1000"),
+        ]
+        .iter()
+        .map(|(m, e)| powertune_core::threshold::Threshold::parse(m, e).unwrap())
+        .collect();
+        s.thresholds = crate::thresholds::evaluate(&s, &ts);
+        let text = s.render_text();
+        for want in [
+            "✗ http_req_duration: p(95)<500 (observed 612",
+            "✓ http_req_failed: rate<0.05 (observed 1%)",
+            "✗ http_reqs: rate>100 (observed 10.0/s)",
+            "✗ data_sent: count<1000 (observed 2.0 MiB)",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        let p95 = text.lines().find(|l| l.contains("p(95)<500")).unwrap();
+        assert!(p95.ends_with("ms)"), "{p95}");
     }
 }

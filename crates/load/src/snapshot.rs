@@ -272,6 +272,10 @@ pub struct Summary {
     /// Why an `abort_on_fail` threshold stopped the run early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// A signal (SIGINT/SIGTERM) cut the run short: the figures cover only what was
+    /// measured until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// The most VUs that ran at once.
     pub vus_max: u64,
     /// k6's `vus` gauge: min/max/last sample and a bounded series.
@@ -406,6 +410,7 @@ impl Summary {
             started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_s: secs,
             aborted: aborted.map(str::to_string),
+            interrupted: false,
             vus_max,
             vus: vus.map(VusSummary::from_series),
             http: HttpSummary::from_series(snap.series.iter(), secs),

@@ -20,13 +20,18 @@ impl Template {
     pub fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = text;
+        // Errors quote the text with any password in it masked.
+        let shown = || powertune_core::redact::text(text);
         while let Some(open) = rest.find("{{") {
             if open > 0 {
                 parts.push(Part::Lit(rest[..open].to_string()));
             }
             let after = &rest[open + 2..];
             let close = after.find("}}").ok_or_else(|| {
-                format!("unclosed `{{{{` in `{text}` (expected e.g. `Bearer {{{{token}}}}`)")
+                format!(
+                    "unclosed `{{{{` in `{}` (expected e.g. `Bearer {{{{token}}}}`)",
+                    shown()
+                )
             })?;
             let name = after[..close].trim();
             if name.is_empty()
@@ -35,7 +40,8 @@ impl Template {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
             {
                 return Err(format!(
-                    "bad variable name `{name}` in `{text}` (expected letters, digits, `_`, e.g. {{{{token}}}})"
+                    "bad variable name `{name}` in `{}` (expected letters, digits, `_`, e.g. {{{{token}}}})",
+                    shown()
                 ));
             }
             parts.push(Part::Var(name.to_string()));
@@ -97,6 +103,13 @@ pub fn render_json(
         ),
         other => other.clone(),
     }
+}
+
+/// A header value that may be written on the wire: no CR, LF, NUL or other control
+/// character but tab (RFC 9110 field-value). Checked when a scenario file is read (the
+/// value as written) and again before each request (the value as rendered).
+pub fn safe_header_value(v: &str) -> bool {
+    !v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 #[cfg(test)]

@@ -78,6 +78,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 powertune_core::units::duration(full),
             );
         }
+        // SIGINT/SIGTERM: the first stops the run gracefully, a second at once; the
+        // summary and --json are still written, marked interrupted.
+        let interrupt = crate::signal::Interrupt::listen("the run");
+        opts.stop = Some(interrupt.graceful().clone());
+        opts.halt = Some(interrupt.hard().clone());
         let result = powertune_load::inspect(&opts, &targets).await;
         let stats = target.stats();
         target.shutdown().await;
@@ -87,7 +92,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         p.finish();
     }
     let inspection = result?;
-    let code = super::emit_inspection(&inspection, args.output.json.as_deref())?;
+    let code = super::load::emit_run(&inspection, args.output.json.as_deref())?;
     if !to_stdout {
         let mut out = std::io::stdout().lock();
         writeln!(

@@ -5,6 +5,7 @@ use super::Context;
 use anyhow::bail;
 use powertune_core::threshold::Threshold;
 use powertune_core::{EndpointType, ExitCode};
+use powertune_load::template::safe_header_value;
 use powertune_load::{OneOff, Plan, RunOptions, Summary};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,39 +26,41 @@ pub struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "file")]
     url: Option<String>,
 
-    /// One-off: virtual users (closed model), or pre-allocated VUs with --rate (1 to 1,000,000).
-    #[arg(long, value_name = "N", requires = "url", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Virtual users (closed model), or pre-allocated VUs with --rate (1 to
+    /// 1,000,000). With FILE it replaces every scenario's executor (see docs/load.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     vus: Option<u32>,
 
-    /// One-off: how long to run (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", requires = "url", value_parser = crate::args::positive_duration)]
+    /// How long to run (e.g. 30s, 5m; at most 30 days). With FILE it replaces every
+    /// scenario's executor (see docs/load.md).
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::positive_duration_at_most(powertune_load::plan::MAX_DURATION))]
     duration: Option<Duration>,
 
-    /// One-off: open model at this arrival rate (e.g. 200/s, 200, 12000/m).
-    #[arg(long, value_name = "RATE", requires = "url", value_parser = crate::args::rate)]
+    /// Open model at this arrival rate (e.g. 200/s, 200, 12000/m). With FILE it
+    /// replaces every scenario's executor with constant-arrival-rate.
+    #[arg(long, value_name = "RATE", value_parser = crate::args::rate)]
     rate: Option<f64>,
 
-    /// One-off: HTTP method.
-    #[arg(long, default_value = "GET", requires = "url")]
-    method: String,
+    /// One-off: HTTP method [default: GET].
+    #[arg(long)]
+    method: Option<String>,
 
     /// One-off: a request header 'Name: value' (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "HEADER", requires = "url")]
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
 
     /// One-off: request body.
-    #[arg(long, value_name = "TEXT", requires = "url")]
+    #[arg(long, value_name = "TEXT")]
     body: Option<String>,
 
-    /// One-off: the runbook endpoint type the URL is judged as (e.g. read_crud, authentication).
+    /// One-off: the runbook endpoint type the URL is judged as (e.g. read_crud,
+    /// authentication) [default: read_crud].
     #[arg(
         long,
         value_name = "TYPE",
-        default_value = "read_crud",
-        requires = "url",
         value_parser = |s: &str| s.parse::<EndpointType>()
     )]
-    endpoint_type: EndpointType,
+    endpoint_type: Option<EndpointType>,
 
     /// A threshold in k6 syntax, on http_req_duration unless a metric is named:
     /// 'p(95)<200', 'http_req_failed: rate<0.01' (repeatable).
@@ -146,7 +149,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let (mut plan, base_url) = match (&args.file, &args.url) {
         (Some(f), None) => {
-            let plan = Plan::from_path(f)?;
+            if let Some(flag) = one_off_flag(&args) {
+                bail!(
+                    "{flag} describes the request of a one-off --url run; with a scenario file, set it on the step in {}",
+                    f.display()
+                );
+            }
+            let mut plan = Plan::from_path(f)?;
+            if args.vus.is_some() || args.duration.is_some() || args.rate.is_some() {
+                // k6's CLI flags override the script's options the same way.
+                plan.override_executors(args.vus, args.duration, args.rate);
+                if !args.quiet {
+                    eprintln!(
+                        "powertune load: {} replace the executors of the {} scenario(s) of {} ({}, all starting at once)",
+                        override_flags(&args),
+                        plan.scenarios.len(),
+                        f.display(),
+                        if args.rate.is_some() { "constant-arrival-rate" } else { "constant-vus" }
+                    );
+                }
+            }
             let base = args
                 .base_url
                 .clone()
@@ -166,17 +188,22 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             let mut headers = Vec::new();
             for h in &args.headers {
                 match h.split_once(':') {
+                    Some((k, v)) if !safe_header_value(v.trim()) => bail!(
+                        "-H `{}`: the value holds a CR, LF or other control character, which would inject headers; give it on one line, e.g. -H '{}: Bearer abc'",
+                        k.trim(),
+                        k.trim()
+                    ),
                     Some((k, v)) if !k.trim().is_empty() => {
                         headers.push((k.trim().to_string(), v.trim().to_string()))
                     }
                     _ => bail!("-H `{h}` is not 'Name: value' (expected e.g. -H 'Authorization: Bearer abc')"),
                 }
             }
-            let endpoint_type = args.endpoint_type;
+            let endpoint_type = args.endpoint_type.unwrap_or(EndpointType::ReadCrud);
             let vus = args.vus.unwrap_or(10);
             let plan = Plan::one_off(&OneOff {
                 url: path,
-                method: args.method.clone(),
+                method: args.method.clone().unwrap_or_else(|| "GET".into()),
                 headers,
                 body: args.body.clone(),
                 vus,
@@ -216,7 +243,48 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     opts.env = env;
     opts.baseline = baseline;
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
-    super::emit_inspection(&inspection, json_path.as_deref())
+    emit_run(&inspection, json_path.as_deref())
+}
+
+/// Emits a run's report, marked interrupted (exit code 105) when a signal cut it short.
+pub fn emit_run(
+    inspection: &powertune_core::Inspection<powertune_load::LoadMetrics>,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut report = inspection
+        .report()
+        .map_err(|e| anyhow::anyhow!("cannot build the report: {e}"))?;
+    if inspection.metrics.summary.interrupted {
+        report.mark_interrupted();
+    }
+    super::emit(&report, &inspection.text, json)
+}
+
+/// The first flag given that only a one-off `--url` run takes.
+fn one_off_flag(args: &Args) -> Option<&'static str> {
+    [
+        (args.method.is_some(), "--method"),
+        (!args.headers.is_empty(), "-H/--header"),
+        (args.body.is_some(), "--body"),
+        (args.endpoint_type.is_some(), "--endpoint-type"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
+}
+
+/// The executor flags given, as the note names them.
+fn override_flags(args: &Args) -> String {
+    let mut v = Vec::new();
+    if args.vus.is_some() {
+        v.push("--vus");
+    }
+    if args.duration.is_some() {
+        v.push("--duration");
+    }
+    if args.rate.is_some() {
+        v.push("--rate");
+    }
+    v.join(" and ")
 }
 
 /// The values of `{{NAME}}` for the plan: the process environment's values of the
@@ -241,7 +309,14 @@ pub fn run_with_progress(
 ) -> anyhow::Result<powertune_core::Inspection<powertune_load::LoadMetrics>> {
     let progress = show.then(|| crate::progress::LoadProgress::new(total));
     opts.progress = progress.as_ref().map(|p| p.callback());
-    let result = super::block_on(powertune_load::inspect(&opts, targets));
+    let result = super::block_on(async move {
+        // SIGINT/SIGTERM: the first stops the run gracefully, a second at once; the
+        // summary and --json are still written, marked interrupted.
+        let interrupt = crate::signal::Interrupt::listen("the run");
+        opts.stop = Some(interrupt.graceful().clone());
+        opts.halt = Some(interrupt.hard().clone());
+        powertune_load::inspect(&opts, targets).await
+    });
     if let Some(p) = &progress {
         p.finish();
     }

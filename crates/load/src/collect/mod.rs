@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Runs `opts.plan` against `opts.base_url` and returns the summary. The base URL is
 /// checked and its host must accept a TCP connection before any VU starts.
@@ -55,6 +56,11 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
         opts.env.clone(),
         client,
     ));
+    let signals = tokio::spawn(watch_signals(
+        shared.clone(),
+        opts.stop.clone(),
+        opts.halt.clone(),
+    ));
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let mut scenarios = JoinSet::new();
@@ -71,6 +77,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
     while scenarios.join_next().await.is_some() {}
     let _ = done_tx.send(true);
     let _ = monitor.await;
+    signals.abort();
     let elapsed = t0.elapsed();
     let snap = shared.reg.snapshot();
     let scen_vus: Vec<u64> = shared
@@ -91,6 +98,27 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
         vus: Some(&vus),
         aborted: aborted.as_deref(),
     });
+    summary.interrupted = shared.was_interrupted();
     summary.thresholds = evaluate(&summary, &plan.thresholds);
     Ok(summary)
+}
+
+/// Turns the caller's stop tokens into the run's stages: the first ends every
+/// schedule (graceful stops apply), the second stops every VU at once.
+async fn watch_signals(
+    shared: Arc<Shared>,
+    stop: Option<CancellationToken>,
+    halt: Option<CancellationToken>,
+) {
+    if let Some(s) = &stop {
+        s.cancelled().await;
+        shared.interrupt();
+    }
+    match &halt {
+        Some(h) => {
+            h.cancelled().await;
+            shared.halt();
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

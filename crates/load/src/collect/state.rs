@@ -17,6 +17,8 @@ pub(crate) struct Shared {
     pub origin: Origin,
     pub base: url::Url,
     pub base_path: String,
+    /// `Authorization: Basic` from the base URL's user info, for relative steps.
+    pub base_auth: Option<String>,
     pub env: HashMap<String, String>,
     pub client: Arc<ClientShared>,
     pub reg: Registry,
@@ -26,8 +28,13 @@ pub(crate) struct Shared {
     scen_vus: Vec<AtomicU64>,
     /// The `vus` gauge sampled by the monitor.
     pub vus_series: Mutex<VusSeries>,
+    /// True once every VU must stop at once (an abort, or a second signal).
     abort: watch::Sender<bool>,
+    /// True once every executor must end its schedule (an abort, or a first signal);
+    /// VUs then get their scenario's graceful stop.
+    stop: watch::Sender<bool>,
     abort_reason: Mutex<Option<String>>,
+    interrupted: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -40,11 +47,13 @@ impl Shared {
     ) -> Shared {
         let n = plan.scenarios.len();
         let (abort, _) = watch::channel(false);
+        let (stop, _) = watch::channel(false);
         Shared {
             reg: Registry::new(plan.n_series, n, plan.n_checks),
             plan,
             origin,
             base_path: base.path().trim_end_matches('/').to_string(),
+            base_auth: crate::http::basic_auth(&base),
             base,
             env,
             client: Arc::new(client),
@@ -54,7 +63,9 @@ impl Shared {
             scen_vus: (0..n).map(|_| AtomicU64::new(0)).collect(),
             vus_series: Mutex::new(VusSeries::new(1.0)),
             abort,
+            stop,
             abort_reason: Mutex::new(None),
+            interrupted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -80,7 +91,33 @@ impl Shared {
         if r.is_none() {
             *r = Some(reason);
         }
+        let _ = self.stop.send(true);
         let _ = self.abort.send(true);
+    }
+
+    /// A first signal: every executor ends its schedule now and its VUs get the
+    /// scenario's graceful stop to finish their iteration.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+    }
+
+    /// A second signal: every VU stops at once (requests in flight are counted as
+    /// interrupted).
+    pub fn halt(&self) {
+        self.interrupted.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let _ = self.abort.send(true);
+    }
+
+    /// Whether a signal cut the run short.
+    pub fn was_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+
+    /// A receiver that turns true when executors must end their schedule.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     /// Why the run was aborted, if it was.

@@ -6,7 +6,7 @@ use super::state::{stopped, Shared};
 use crate::http::{Origin, Request, VuClient};
 use crate::metrics::{ErrorKind, RequestSample};
 use crate::plan::{Body, CheckKind, DataMode, Hold, HttpStep, Step, Think};
-use crate::template::{render_json, Template};
+use crate::template::{render_json, safe_header_value, Template};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -228,6 +228,7 @@ impl Vu {
         let env = &shared.env;
         let text = h.url.render(&self.vars, env);
         let parsed;
+        let mut auth = shared.base_auth.clone();
         let (origin, path): (&Origin, String) =
             if text.starts_with("http://") || text.starts_with("https://") {
                 match url::Url::parse(&text)
@@ -236,6 +237,7 @@ impl Vu {
                 {
                     Ok((o, u)) => {
                         parsed = o;
+                        auth = crate::http::basic_auth(&u);
                         let mut p = u.path().to_string();
                         if let Some(q) = u.query() {
                             p.push('?');
@@ -264,11 +266,42 @@ impl Vu {
             } else {
                 (&shared.origin, format!("{}/{}", shared.base_path, text))
             };
-        let headers: Vec<(hyper::header::HeaderName, String)> = h
+        let mut headers: Vec<(hyper::header::HeaderName, String)> = h
             .headers
             .iter()
             .map(|(k, t)| (k.clone(), t.render(&self.vars, env)))
             .collect();
+        // User info in the URL is sent as Basic authentication (as curl and k6 do),
+        // unless the step sets its own Authorization header.
+        if let Some(a) = auth {
+            if !headers
+                .iter()
+                .any(|(k, _)| *k == hyper::header::AUTHORIZATION)
+            {
+                headers.push((hyper::header::AUTHORIZATION, a));
+            }
+        }
+        // A variable (a CSV cell, --env, a value extracted from a response) may hold
+        // CR or LF: such a request is never sent (it would smuggle headers or a second
+        // request), it is counted as a failed request of kind `invalid`.
+        if headers.iter().any(|(_, v)| !safe_header_value(v)) || !safe_target(&path) {
+            shared.reg.record_request(&RequestSample {
+                scenario: self.scen,
+                series: h.series,
+                status: None,
+                error: Some(ErrorKind::Invalid),
+                failed: true,
+                timings: Default::default(),
+                lag,
+                sent: 0,
+                received: 0,
+                proto: None,
+            });
+            for c in &h.checks {
+                shared.reg.record_check(c.id, false);
+            }
+            return;
+        }
         let (body, ct) = match &h.body {
             Body::None => (Bytes::new(), None),
             Body::Json(v) => (
@@ -286,6 +319,15 @@ impl Vu {
                     CheckKind::BodyContains(_) | CheckKind::JsonEquals(..)
                 )
             });
+        // Dropped unfinished (the scenario's graceful stop ran out, or the run was
+        // stopped at once), the guard counts the request as interrupted.
+        let mut in_flight = InFlight {
+            shared,
+            scenario: self.scen,
+            series: h.series,
+            lag,
+            armed: true,
+        };
         let resp = self
             .client
             .send(Request {
@@ -298,6 +340,7 @@ impl Vu {
                 keep_body,
             })
             .await;
+        in_flight.armed = false;
         let failed = resp.error.is_some() || !matches!(resp.status, Some(200..=399));
         shared.reg.record_request(&RequestSample {
             scenario: self.scen,
@@ -342,6 +385,41 @@ impl Vu {
             }
         }
     }
+}
+
+/// A request in flight: counted as interrupted if its future is dropped before the
+/// response is recorded.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    scenario: usize,
+    series: usize,
+    lag: Duration,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.reg.record_request(&RequestSample {
+                scenario: self.scenario,
+                series: self.series,
+                status: None,
+                error: Some(ErrorKind::Interrupted),
+                failed: true,
+                timings: Default::default(),
+                lag: self.lag,
+                sent: 0,
+                received: 0,
+                proto: None,
+            });
+        }
+    }
+}
+
+/// A request target that may be written on the wire: no whitespace or control
+/// character (they would end the request line).
+fn safe_target(p: &str) -> bool {
+    !p.bytes().any(|b| b <= 0x20 || b == 0x7f)
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {

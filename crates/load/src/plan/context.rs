@@ -10,6 +10,17 @@ use std::time::Duration;
 /// of every configuration error (`powertune_core::config_file`).
 pub type PlanError = ConfigError;
 
+/// The longest any duration of a scenario file (or `--duration`) may be: 30 days.
+/// Longer values are refused, so no sum or scaling of them can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The highest arrival rate (iterations per second, after `time_unit`) an
+/// arrival-rate scenario may ask for: 10,000,000/s, as `--rate`.
+pub const MAX_RATE_PER_S: f64 = 10_000_000.0;
+
+/// The most iterations an arrival-rate scenario may queue for a busy VU.
+pub const MAX_BACKLOG: u64 = 10_000_000;
+
 pub(super) struct Ctx<'a> {
     pub(super) source: &'a Source,
     /// CSV data files and CA certificates are read relative to it.
@@ -53,9 +64,33 @@ impl Ctx<'_> {
         }
     }
 
-    /// The duration written at `key` (`"30s"`, `"250ms"`).
+    /// The duration written at `key` (`"30s"`, `"250ms"`), at most [`MAX_DURATION`].
     pub(super) fn dur(&self, text: &str, key: &str) -> Result<Duration, ConfigError> {
-        powertune_core::duration::parse(text).map_err(|e| self.error(key, e))
+        let d = powertune_core::duration::parse(text).map_err(|e| self.error(key, e))?;
+        if d > MAX_DURATION {
+            return Err(self.error(
+                key,
+                format!(
+                    "`{}` is longer than the {} a load run may last, e.g. \"30m\"",
+                    text.trim(),
+                    powertune_core::duration::format(MAX_DURATION)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// A duration at `key` that must be above zero (zero would mean nothing).
+    pub(super) fn positive(
+        &self,
+        d: Duration,
+        key: &str,
+        example: &str,
+    ) -> Result<Duration, ConfigError> {
+        if d.is_zero() {
+            return Err(self.error(key, format!("must be above 0, e.g. {example}")));
+        }
+        Ok(d)
     }
 
     /// The duration at `key` when it is written, else `default`.

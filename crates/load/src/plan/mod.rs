@@ -11,7 +11,7 @@ mod parse;
 mod scenario;
 mod step;
 
-pub use context::PlanError;
+pub use context::{PlanError, MAX_BACKLOG, MAX_DURATION, MAX_RATE_PER_S};
 pub use model::{
     Body, CableStep, Check, CheckKind, DataMode, DataSet, Executor, Hold, HttpStep, HttpVersion,
     Options, Plan, Scenario, Stage, Step, Think, WsStep,

@@ -113,7 +113,9 @@ impl Executor {
             Executor::ConstantVus { duration, .. }
             | Executor::ConstantArrivalRate { duration, .. } => *duration,
             Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => {
-                stages.iter().map(|s| s.duration).sum()
+                stages
+                    .iter()
+                    .fold(Duration::ZERO, |a, s| a.saturating_add(s.duration))
             }
             Executor::PerVuIterations { max_duration, .. }
             | Executor::SharedIterations { max_duration, .. } => *max_duration,
@@ -138,7 +140,7 @@ impl Executor {
     }
 
     fn scale(&mut self, f: f64) {
-        let s = |d: &mut Duration| *d = d.mul_f64(f);
+        let s = |d: &mut Duration| *d = scaled(*d, f);
         match self {
             Executor::ConstantVus { duration, .. }
             | Executor::ConstantArrivalRate { duration, .. } => s(duration),
@@ -302,7 +304,7 @@ impl Scenario {
 
     /// When the scenario's last iteration may still be running.
     pub fn end(&self) -> Duration {
-        self.start_time + self.executor.duration()
+        self.start_time.saturating_add(self.executor.duration())
     }
 }
 
@@ -329,12 +331,12 @@ impl Plan {
         }
         for s in &mut self.scenarios {
             s.executor.scale(factor);
-            s.start_time = s.start_time.mul_f64(factor);
-            s.graceful_stop = s.graceful_stop.mul_f64(factor);
+            s.start_time = scaled(s.start_time, factor);
+            s.graceful_stop = scaled(s.graceful_stop, factor);
             for st in s.setup.iter_mut().chain(s.steps.iter_mut()) {
                 if let Step::Cable(c) = st {
                     if let Hold::For(d) = &mut c.hold {
-                        *d = d.mul_f64(factor);
+                        *d = scaled(*d, factor);
                     }
                 }
             }
@@ -350,9 +352,43 @@ impl Plan {
             .unwrap_or_default()
     }
 
+    /// `powertune load FILE --vus N --duration D [--rate R]`: like k6's CLI flags over
+    /// a script's options, the flags replace every scenario's executor. Each scenario
+    /// then starts at once and runs constant-vus with `vus` VUs (else the most its own
+    /// executor ran) for `duration` (else its own executor's length) or, with `rate`,
+    /// constant-arrival-rate at `rate` iterations per second with `vus` pre-allocated
+    /// VUs (growing to twice the rate, at most 10,000). Steps, data, graceful stops and
+    /// thresholds are kept.
+    pub fn override_executors(
+        &mut self,
+        vus: Option<u32>,
+        duration: Option<Duration>,
+        rate: Option<f64>,
+    ) {
+        for sc in &mut self.scenarios {
+            let vus = vus.unwrap_or_else(|| sc.executor.max_vus()).max(1);
+            let duration = duration.unwrap_or_else(|| sc.executor.duration());
+            sc.start_time = Duration::ZERO;
+            sc.executor = match rate {
+                Some(r) => Executor::ConstantArrivalRate {
+                    rate: r,
+                    time_unit: Duration::from_secs(1),
+                    duration,
+                    pre_allocated_vus: vus,
+                    max_vus: vus.max(((r * 2.0).ceil().min(10_000.0)) as u32),
+                    max_backlog: (r.ceil() as u64).clamp(1, 100_000),
+                },
+                None => Executor::ConstantVus { vus, duration },
+            };
+        }
+    }
+
     /// Adds a threshold (e.g. from `--threshold`), validating its metric and tags.
     pub fn add_threshold(&mut self, t: Threshold) -> Result<(), String> {
         validate_threshold(&t)?;
+        if let Some(why) = unmatched_tag(&self.scenarios, &t) {
+            return Err(why);
+        }
         self.thresholds.push(t);
         Ok(())
     }
@@ -403,4 +439,58 @@ fn json_templates(v: &serde_json::Value, add: &mut impl FnMut(&Template)) {
         serde_json::Value::Object(o) => o.values().for_each(|x| json_templates(x, add)),
         _ => {}
     }
+}
+
+/// `d × f`, saturating instead of overflowing (`Duration::mul_f64` panics).
+fn scaled(d: Duration, f: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * f).unwrap_or(Duration::MAX)
+}
+
+/// Why a threshold's tag selects nothing of these scenarios (`{scenario:nosuch}`), if
+/// it does: such a threshold would judge an empty selection, so it is refused.
+pub(crate) fn unmatched_tag(scenarios: &[Scenario], t: &Threshold) -> Option<String> {
+    let steps = || scenarios.iter().flat_map(|sc| sc.http_steps());
+    for (k, v) in &t.metric.tags {
+        let (matched, known): (bool, Vec<String>) = match k.as_str() {
+            "scenario" => (
+                scenarios.iter().any(|sc| sc.name == *v),
+                scenarios.iter().map(|sc| sc.name.clone()).collect(),
+            ),
+            "endpoint_type" => (
+                scenarios
+                    .iter()
+                    .any(|sc| sc.endpoint_type.key() == v.as_str()),
+                scenarios
+                    .iter()
+                    .map(|sc| sc.endpoint_type.key().to_string())
+                    .collect(),
+            ),
+            "name" => (
+                steps().any(|st| st.name == *v),
+                steps().map(|st| st.name.clone()).collect(),
+            ),
+            "method" => (
+                steps().any(|st| st.method.as_str().eq_ignore_ascii_case(v)),
+                steps().map(|st| st.method.to_string()).collect(),
+            ),
+            "url" => (
+                steps().any(|st| powertune_core::redact::text(&st.url_text) == *v),
+                steps()
+                    .map(|st| powertune_core::redact::text(&st.url_text))
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        if !matched {
+            let mut known = known;
+            known.dedup();
+            let example = known.first().map_or("login", String::as_str);
+            return Some(format!(
+                "{k}:{v} matches nothing in {}; a threshold must select something, e.g. {}{{{k}:{example}}}",
+                if k == "scenario" { "the scenarios" } else { "the steps" },
+                t.metric.name
+            ));
+        }
+    }
+    None
 }

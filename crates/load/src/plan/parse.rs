@@ -3,7 +3,7 @@
 
 use super::context::{Ctx, PlanError};
 use super::file::{PlanFile, ThresholdItem, ThresholdList};
-use super::model::{HttpVersion, Options, Plan};
+use super::model::{unmatched_tag, HttpVersion, Options, Plan};
 use super::scenario::scenario;
 use crate::catalogue::validate_threshold;
 use powertune_core::config_file::Source;
@@ -55,15 +55,23 @@ impl Plan {
                     ))
                 }
             },
-            connect_timeout: cx.opt_dur(
-                &file.options.connect_timeout,
+            connect_timeout: cx.positive(
+                cx.opt_dur(
+                    &file.options.connect_timeout,
+                    "options.connect_timeout",
+                    Duration::from_secs(10),
+                )?,
                 "options.connect_timeout",
-                Duration::from_secs(10),
+                "connect_timeout = \"10s\"",
             )?,
-            request_timeout: cx.opt_dur(
-                &file.options.request_timeout,
+            request_timeout: cx.positive(
+                cx.opt_dur(
+                    &file.options.request_timeout,
+                    "options.request_timeout",
+                    Duration::from_secs(60),
+                )?,
                 "options.request_timeout",
-                Duration::from_secs(60),
+                "request_timeout = \"60s\"",
             )?,
             no_vu_connection_reuse: file.options.no_vu_connection_reuse,
             ca_cert: file.options.ca_cert.as_ref().map(|c| match &cx.dir {
@@ -116,22 +124,8 @@ impl Plan {
                     );
                 }
                 validate_threshold(&t).map_err(|m| cx.error_at(at, &key, m))?;
-                if let Some((k, v)) = t
-                    .metric
-                    .tags
-                    .iter()
-                    .find(|(k, v)| k == "scenario" && !file.scenarios.contains_key(v))
-                {
-                    let names: Vec<&str> = file.scenarios.keys().map(String::as_str).collect();
-                    return Err(cx.error_at(
-                        at,
-                        &key,
-                        format!(
-                            "{k}:{v} is not a scenario of this file, e.g. {}{{scenario:{}}}",
-                            t.metric.name,
-                            names.first().copied().unwrap_or("login")
-                        ),
-                    ));
+                if let Some(why) = unmatched_tag(&scenarios, &t) {
+                    return Err(cx.error_at(at, &key, why));
                 }
                 thresholds.push(t);
             }

@@ -1,7 +1,7 @@
 //! One `[scenarios.NAME]` table: its executor (with the runbook's users/ramp_up
 //! shorthand), data file and steps.
 
-use super::context::Ctx;
+use super::context::{Ctx, MAX_BACKLOG, MAX_RATE_PER_S};
 use super::file::{DataFile, ScenarioFile, StageFile};
 use super::model::{DataMode, DataSet, Executor, Scenario, Stage, Step};
 use super::step::step;
@@ -11,20 +11,31 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The `stages` of the scenario at `at`.
-fn stages(cx: &Ctx<'_>, at: &str, v: &[StageFile]) -> Result<Vec<Stage>, ConfigError> {
+/// `max_target`: the most VUs (ramping-vus) or iterations per time unit
+/// (ramping-arrival-rate) a stage may reach.
+fn stages(
+    cx: &Ctx<'_>,
+    at: &str,
+    v: &[StageFile],
+    max_target: f64,
+) -> Result<Vec<Stage>, ConfigError> {
     if v.is_empty() {
         return Err(cx.error(
             &format!("{at}.stages"),
             "is empty, e.g. stages = [{ duration = \"1m\", target = 50 }]",
         ));
     }
-    v.iter()
+    let out = v
+        .iter()
         .enumerate()
         .map(|(i, s)| {
-            if !(s.target.is_finite() && s.target >= 0.0) {
+            if !(s.target.is_finite() && s.target >= 0.0 && s.target <= max_target) {
                 return Err(cx.error(
                     &format!("{at}.stages[{i}].target"),
-                    format!("{} must be 0 or more, e.g. target = 50", s.target),
+                    format!(
+                        "{} must be 0 or more and at most {max_target}, e.g. target = 50",
+                        s.target
+                    ),
                 ));
             }
             Ok(Stage {
@@ -32,8 +43,18 @@ fn stages(cx: &Ctx<'_>, at: &str, v: &[StageFile]) -> Result<Vec<Stage>, ConfigE
                 target: s.target,
             })
         })
-        .collect()
+        .collect::<Result<Vec<Stage>, ConfigError>>()?;
+    if out.iter().all(|s| s.duration.is_zero()) {
+        return Err(cx.error(
+            &format!("{at}.stages"),
+            "last 0s in all, e.g. stages = [{ duration = \"1m\", target = 50 }]",
+        ));
+    }
+    Ok(out)
 }
+
+/// The most VUs one scenario may run.
+const MAX_VUS: u32 = 1_000_000;
 
 /// The executors and the optional fields each takes (the runbook's `users` shorthand
 /// is a ramping-vus).
@@ -150,6 +171,7 @@ pub(super) fn scenario(
         "ramping-vus" if shorthand => {
             let users = f.users.unwrap_or(0);
             let hold = need_dur(&f.duration, "duration")?;
+            cx.positive(hold, &key("duration"), "duration = \"5m\"")?;
             let up = cx.opt_dur(&f.ramp_up, &key("ramp_up"), Duration::ZERO)?;
             let down = cx.opt_dur(&f.ramp_down, &key("ramp_down"), up)?;
             let mut st = Vec::new();
@@ -176,11 +198,15 @@ pub(super) fn scenario(
         }
         "constant-vus" => Executor::ConstantVus {
             vus: f.vus.unwrap_or(1),
-            duration: need_dur(&f.duration, "duration")?,
+            duration: cx.positive(
+                need_dur(&f.duration, "duration")?,
+                &key("duration"),
+                "duration = \"5m\"",
+            )?,
         },
         "ramping-vus" => Executor::RampingVus {
             start_vus: f.start_vus.unwrap_or(0),
-            stages: stages(cx, &at, f.stages.as_deref().unwrap_or(&[]))?,
+            stages: stages(cx, &at, f.stages.as_deref().unwrap_or(&[]), MAX_VUS as f64)?,
         },
         "constant-arrival-rate" => {
             let rate = f.rate.ok_or_else(|| {
@@ -189,10 +215,14 @@ pub(super) fn scenario(
                     "is required for constant-arrival-rate, e.g. rate = 100",
                 )
             })?;
-            if !(rate.is_finite() && rate > 0.0) {
+            let max_rate = MAX_RATE_PER_S * time_unit.as_secs_f64();
+            if !(rate.is_finite() && rate > 0.0 && rate <= max_rate) {
                 return Err(cx.error(
                     &key("rate"),
-                    format!("{rate} must be above 0, e.g. rate = 100"),
+                    format!(
+                        "{rate} must be above 0 and at most {max_rate} per {}, e.g. rate = 100",
+                        powertune_core::duration::format(time_unit)
+                    ),
                 ));
             }
             let pre = f.pre_allocated_vus.unwrap_or(1).max(1);
@@ -200,41 +230,55 @@ pub(super) fn scenario(
             Executor::ConstantArrivalRate {
                 rate,
                 time_unit,
-                duration: need_dur(&f.duration, "duration")?,
+                duration: cx.positive(
+                    need_dur(&f.duration, "duration")?,
+                    &key("duration"),
+                    "duration = \"5m\"",
+                )?,
                 pre_allocated_vus: pre,
                 max_vus: max,
-                max_backlog: f
-                    .max_backlog
+                max_backlog: backlog(cx, &at, f)?
                     .unwrap_or_else(|| backlog_default(rate, time_unit)),
             }
         }
         "ramping-arrival-rate" => {
             let pre = f.pre_allocated_vus.unwrap_or(1).max(1);
             let max = max_vus(cx, &at, f, pre)?;
-            let st = stages(cx, &at, f.stages.as_deref().unwrap_or(&[]))?;
+            let max_rate = MAX_RATE_PER_S * time_unit.as_secs_f64();
+            let st = stages(cx, &at, f.stages.as_deref().unwrap_or(&[]), max_rate)?;
+            let start_rate = f.start_rate.unwrap_or(0.0);
+            if !(start_rate.is_finite() && (0.0..=max_rate).contains(&start_rate)) {
+                return Err(cx.error(
+                    &key("start_rate"),
+                    format!("{start_rate} must be 0 or more and at most {max_rate}, e.g. start_rate = 10"),
+                ));
+            }
             let peak = st
                 .iter()
                 .map(|s| s.target)
                 .fold(f.start_rate.unwrap_or(0.0), f64::max);
             Executor::RampingArrivalRate {
-                start_rate: f.start_rate.unwrap_or(0.0),
+                start_rate,
                 time_unit,
                 stages: st,
                 pre_allocated_vus: pre,
                 max_vus: max,
-                max_backlog: f
-                    .max_backlog
+                max_backlog: backlog(cx, &at, f)?
                     .unwrap_or_else(|| backlog_default(peak, time_unit)),
             }
         }
         "per-vu-iterations" | "shared-iterations" => {
             let vus = f.vus.unwrap_or(1);
             let iterations = f.iterations.unwrap_or(1);
+            if iterations == 0 {
+                return Err(cx.error(&key("iterations"), "must be above 0, e.g. iterations = 100"));
+            }
             let max_duration = cx.opt_dur(
                 &f.max_duration,
                 &key("max_duration"),
                 Duration::from_secs(600),
             )?;
+            cx.positive(max_duration, &key("max_duration"), "max_duration = \"10m\"")?;
             if executor_name == "per-vu-iterations" {
                 Executor::PerVuIterations {
                     vus,
@@ -263,11 +307,11 @@ pub(super) fn scenario(
             format!("{} runs no VUs, e.g. vus = 10", executor.name()),
         ));
     }
-    if executor.max_vus() > 1_000_000 {
+    if executor.max_vus() > MAX_VUS {
         return Err(cx.error(
             &vus_key,
             format!(
-                "{} VUs is more than this engine allows, e.g. at most 1000000",
+                "{} VUs is more than this engine allows, e.g. at most {MAX_VUS}",
                 executor.max_vus()
             ),
         ));
@@ -312,6 +356,17 @@ pub(super) fn scenario(
         setup,
         steps,
     })
+}
+
+/// `max_backlog` as written: at most [`MAX_BACKLOG`] (0 drops at once, as k6 does).
+fn backlog(cx: &Ctx<'_>, at: &str, f: &ScenarioFile) -> Result<Option<u64>, ConfigError> {
+    match f.max_backlog {
+        Some(b) if b > MAX_BACKLOG => Err(cx.error(
+            &format!("{at}.max_backlog"),
+            format!("{b} is more than {MAX_BACKLOG}, e.g. max_backlog = 1000 (0 drops at once)"),
+        )),
+        b => Ok(b),
+    }
 }
 
 fn backlog_default(rate: f64, time_unit: Duration) -> u64 {

@@ -37,8 +37,25 @@ fn headers_tpl(
     key: &str,
 ) -> Result<Vec<(String, Template)>, ConfigError> {
     h.iter()
-        .map(|(k, v)| Ok((k.clone(), template(cx, v, key)?)))
+        .map(|(k, v)| {
+            header_value(cx, k, v, key)?;
+            Ok((k.clone(), template(cx, v, key)?))
+        })
         .collect()
+}
+
+/// A header value as written in the file: no CR, LF or other control character
+/// (they would end the header and let the value write headers of its own).
+fn header_value(cx: &Ctx<'_>, name: &str, v: &str, key: &str) -> Result<(), ConfigError> {
+    if crate::template::safe_header_value(v) {
+        return Ok(());
+    }
+    Err(cx.error(
+        key,
+        format!(
+            "the value of `{name}` holds a CR, LF or other control character, which would inject headers; write it on one line, e.g. {name} = \"Bearer abc\""
+        ),
+    ))
 }
 
 /// The step written at `at` (`scenarios.login.steps[0]`).
@@ -107,7 +124,10 @@ pub(super) fn step(
                 "a `ws` step takes url, subprotocol, send, expect, timeout and headers inside `ws`, e.g. ws = { url = \"/ws\", send = [\"ping\"], expect = \"pong\" }",
             ));
         }
-        let name = f.name.clone().unwrap_or_else(|| w.url.clone());
+        let name = f
+            .name
+            .clone()
+            .unwrap_or_else(|| powertune_core::redact::text(&w.url));
         let check = w.expect.as_ref().map(|e| {
             let c = Check {
                 id: cx.n_checks,
@@ -127,7 +147,11 @@ pub(super) fn step(
                 .map(|t| template(cx, t, &key("ws.send")))
                 .collect::<Result<_, _>>()?,
             expect: w.expect.clone(),
-            timeout: cx.opt_dur(&w.timeout, &key("ws.timeout"), Duration::from_secs(10))?,
+            timeout: cx.positive(
+                cx.opt_dur(&w.timeout, &key("ws.timeout"), Duration::from_secs(10))?,
+                &key("ws.timeout"),
+                "timeout = \"10s\"",
+            )?,
             headers: headers_tpl(cx, &w.headers, &key("ws.headers"))?,
             check,
         }));
@@ -145,7 +169,11 @@ pub(super) fn step(
             format!("`{method_text}` is not an HTTP method, e.g. GET or POST"),
         )
     })?;
-    let name = f.name.clone().unwrap_or_else(|| format!("{method} {url}"));
+    // Shown in the summary, the JSON and check labels: a password in the URL is masked.
+    let name = f
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{method} {}", powertune_core::redact::text(&url)));
     let mut headers = Vec::new();
     for (k, v) in &f.headers {
         let hn = hyper::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
@@ -154,6 +182,7 @@ pub(super) fn step(
                 format!("`{k}` is not a header name, e.g. Authorization"),
             )
         })?;
+        header_value(cx, k, v, &key("headers"))?;
         headers.push((hn, template(cx, v, &key("headers"))?));
     }
     let body = match (&f.json, &f.body) {

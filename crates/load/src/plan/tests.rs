@@ -157,7 +157,7 @@ fn errors_point_at_the_key_inside_steps_and_stages() {
     let e = err("[scenarios.r]\nendpoint_type = \"auth\"\nexecutor = \"ramping-vus\"\nstages = [{ duration = \"1s\", target = 5 }, { duration = \"1s\", target = -1 }]\n[[scenarios.r.steps]]\nurl = \"/\"\n");
     assert!(
         e.starts_with("f.toml:4:")
-            && e.contains(": scenarios.r.stages[1].target: -1 must be 0 or more, e.g. target = 50"),
+            && e.contains(": scenarios.r.stages[1].target: -1 must be 0 or more and at most 1000000, e.g. target = 50"),
         "{e}"
     );
     // A key that is not written is placed at the nearest one that is.
@@ -279,4 +279,131 @@ fn the_shipped_example_parses() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/runbook.toml");
     let p = Plan::from_path(&path).unwrap();
     assert!(!p.scenarios.is_empty());
+}
+
+/// A scenario table with `body` as its executor keys, and one step.
+fn scen(body: &str) -> String {
+    format!("[scenarios.x]\nendpoint_type = \"read_crud\"\n{body}\n[[scenarios.x.steps]]\nurl = \"/\"\n")
+}
+
+#[test]
+fn extreme_numbers_are_refused_at_their_key_and_never_panic() {
+    let cases: &[(&str, &str)] = &[
+        ("executor = \"constant-vus\"\nvus = 0\nduration = \"1s\"", "scenarios.x.vus"),
+        ("executor = \"constant-vus\"\nvus = -1\nduration = \"1s\"", "scenarios.x.vus"),
+        ("executor = \"constant-vus\"\nvus = 1e20\nduration = \"1s\"", "scenarios.x.vus"),
+        ("executor = \"constant-vus\"\nvus = 18446744073709551615\nduration = \"1s\"", "scenarios.x"),
+        ("executor = \"constant-vus\"\nvus = 2000000\nduration = \"1s\"", "scenarios.x.vus"),
+        ("executor = \"constant-vus\"\nvus = 1\nduration = \"0s\"", "scenarios.x.duration"),
+        ("executor = \"constant-vus\"\nvus = 1\nduration = \"-1s\"", "scenarios.x.duration"),
+        ("executor = \"constant-vus\"\nvus = 1\nduration = \"999999999h\"", "scenarios.x.duration"),
+        ("executor = \"constant-vus\"\nvus = 1\nduration = \"18446744073709551615s\"", "scenarios.x.duration"),
+        ("executor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\ngraceful_stop = \"999999999h\"", "scenarios.x.graceful_stop"),
+        ("executor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\nstart_time = \"999999999h\"", "scenarios.x.start_time"),
+        ("users = 0\nduration = \"1s\"", "scenarios.x.users"),
+        ("users = 5\nduration = \"0s\"", "scenarios.x.duration"),
+        ("users = 5\nduration = \"1s\"\nramp_up = \"999999999h\"", "scenarios.x.ramp_up"),
+        ("executor = \"constant-arrival-rate\"\nrate = 0\nduration = \"1s\"", "scenarios.x.rate"),
+        ("executor = \"constant-arrival-rate\"\nrate = -5\nduration = \"1s\"", "scenarios.x.rate"),
+        ("executor = \"constant-arrival-rate\"\nrate = 1e20\nduration = \"1s\"", "scenarios.x.rate"),
+        ("executor = \"constant-arrival-rate\"\nrate = nan\nduration = \"1s\"", "scenarios.x.rate"),
+        ("executor = \"constant-arrival-rate\"\nrate = inf\nduration = \"1s\"", "scenarios.x.rate"),
+        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"0s\"", "scenarios.x.duration"),
+        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\ntime_unit = \"0s\"", "scenarios.x.time_unit"),
+        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_backlog = -1", "scenarios.x.max_backlog"),
+        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_backlog = 9223372036854775807", "scenarios.x.max_backlog"),
+        ("executor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\nmax_vus = 4294967296", "scenarios.x.max_vus"),
+        ("executor = \"ramping-arrival-rate\"\nstart_rate = 1e20\nstages = [{ duration = \"1s\", target = 5 }]", "scenarios.x.start_rate"),
+        ("executor = \"ramping-arrival-rate\"\nstages = [{ duration = \"1s\", target = 1e20 }]", "scenarios.x.stages[0].target"),
+        ("executor = \"ramping-arrival-rate\"\nstages = [{ duration = \"0s\", target = 5 }]", "scenarios.x.stages"),
+        ("executor = \"ramping-vus\"\nstages = [{ duration = \"1s\", target = 1e20 }]", "scenarios.x.stages[0].target"),
+        ("executor = \"ramping-vus\"\nstages = [{ duration = \"999999999h\", target = 5 }]", "scenarios.x.stages[0].duration"),
+        ("executor = \"per-vu-iterations\"\niterations = 0", "scenarios.x.iterations"),
+        ("executor = \"shared-iterations\"\niterations = -3", "scenarios.x.iterations"),
+        ("executor = \"shared-iterations\"\niterations = 5\nmax_duration = \"0s\"", "scenarios.x.max_duration"),
+    ];
+    for (body, key) in cases {
+        let text = scen(body);
+        let e = err(&text);
+        assert!(e.starts_with("f.toml:"), "{body}: {e}");
+        let (line, col) = {
+            let mut it = e.split(':').skip(1);
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        assert!(
+            line.parse::<u32>().unwrap() > 0 && col.parse::<u32>().unwrap() > 0,
+            "{body}: {e}"
+        );
+        assert!(
+            e.contains(&format!(" {key}")),
+            "{body}: expected {key}: {e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // The run's options too.
+    for (opt, key) in [
+        ("connect_timeout = \"0s\"", "options.connect_timeout"),
+        ("request_timeout = \"0s\"", "options.request_timeout"),
+        (
+            "request_timeout = \"999999999h\"",
+            "options.request_timeout",
+        ),
+    ] {
+        let e = err(&format!(
+            "[options]\n{opt}\n{}",
+            scen("users = 1\nduration = \"1s\"")
+        ));
+        assert!(e.starts_with("f.toml:2:"), "{e}");
+        assert!(e.contains(key), "{e}");
+    }
+    // Within the bounds, the longest plan scales and sums without overflow.
+    let mut p = Plan::from_toml_str(
+        &scen("executor = \"ramping-vus\"\nstart_vus = 1\nstages = [{ duration = \"30d\", target = 5 }, { duration = \"30d\", target = 5 }]"),
+        "f.toml",
+    )
+    .unwrap();
+    p.scale_time(1000.0);
+    p.scale_time(f64::MAX);
+    assert_eq!(p.total_duration(), Duration::MAX);
+    p.override_executors(Some(1_000_000), Some(Duration::MAX), Some(1e7));
+    assert_eq!(p.scenarios[0].executor.max_vus(), 1_000_000);
+}
+
+#[test]
+fn a_threshold_on_a_tag_matching_nothing_is_refused_from_a_file_and_a_flag() {
+    let body = "[[scenarios.login.steps]]\nname = \"post\"\nmethod = \"POST\"\nurl = \"/login\"\n";
+    let head =
+        "[scenarios.login]\nendpoint_type = \"authentication\"\nusers = 1\nduration = \"1s\"\n";
+    for (tagged, what) in [
+        ("http_req_duration{scenario:nosuch}", "scenario:nosuch"),
+        ("http_req_duration{name:nosuch}", "name:nosuch"),
+        ("http_req_duration{method:DELETE}", "method:DELETE"),
+        ("http_req_duration{url:/nosuch}", "url:/nosuch"),
+        (
+            "http_req_duration{endpoint_type:read_crud}",
+            "endpoint_type:read_crud",
+        ),
+    ] {
+        let e = err(&format!(
+            "[thresholds]\n\"{tagged}\" = \"p(95)<1\"\n{head}{body}"
+        ));
+        assert!(e.starts_with("f.toml:2:"), "{e}");
+        assert!(e.contains(what) && e.contains("matches nothing"), "{e}");
+        let mut plan = Plan::from_toml_str(&format!("{head}{body}"), "f.toml").unwrap();
+        let flag = powertune_core::threshold::Threshold::parse(tagged, "p(95)<1").unwrap();
+        let e = plan.add_threshold(flag).unwrap_err();
+        assert!(e.contains(what) && e.contains("matches nothing"), "{e}");
+    }
+    // Tags that match are kept.
+    let mut plan = Plan::from_toml_str(&format!("{head}{body}"), "f.toml").unwrap();
+    for ok in [
+        "http_req_duration{scenario:login}",
+        "http_req_duration{name:post}",
+        "http_req_duration{method:post}",
+        "http_req_duration{url:/login}",
+        "http_req_duration{endpoint_type:authentication}",
+    ] {
+        let t = powertune_core::threshold::Threshold::parse(ok, "p(95)<1").unwrap();
+        plan.add_threshold(t).unwrap();
+    }
 }

@@ -76,7 +76,7 @@ impl Iterator for Arrivals {
                 };
                 if x < d {
                     self.k += 1.0;
-                    return Some(Duration::from_secs_f64(self.stage_t + x));
+                    return Duration::try_from_secs_f64(self.stage_t + x).ok();
                 }
             }
             self.stage_n += in_stage;
@@ -148,9 +148,11 @@ pub(super) async fn arrival(
     }
     let arrivals = Arrivals::new(plan);
     let t0 = Instant::now();
-    let mut abort = shared.abort_signal();
+    let mut abort = shared.stop_signal();
     for offset in arrivals {
-        let at = t0 + offset;
+        let Some(at) = t0.checked_add(offset) else {
+            break;
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(at) => {}
             _ = stopped(&mut abort) => break,

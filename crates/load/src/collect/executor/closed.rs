@@ -41,7 +41,7 @@ pub(super) async fn closed(
             budget.clone(),
         ));
     }
-    let mut abort = shared.abort_signal();
+    let mut abort = shared.stop_signal();
     {
         let all = async { while set.join_next().await.is_some() {} };
         let limit = limit.unwrap_or(Duration::from_secs(365 * 24 * 3600));

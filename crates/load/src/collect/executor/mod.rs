@@ -20,7 +20,7 @@ pub(crate) async fn run_scenario(shared: Arc<Shared>, idx: usize) {
     let Some(sc) = shared.plan.scenarios.get(idx).cloned() else {
         return;
     };
-    let mut abort = shared.abort_signal();
+    let mut abort = shared.stop_signal();
     if !sc.start_time.is_zero() {
         tokio::select! {
             _ = tokio::time::sleep(sc.start_time) => {}

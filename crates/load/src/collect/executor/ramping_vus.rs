@@ -15,11 +15,11 @@ pub(super) fn stage_value(start: f64, stages: &[Stage], t: Duration) -> f64 {
     let mut from = start;
     let mut at = Duration::ZERO;
     for s in stages {
-        if t < at + s.duration {
+        if t < at.saturating_add(s.duration) {
             let frac = (t - at).as_secs_f64() / s.duration.as_secs_f64().max(1e-9);
             return from + (s.target - from) * frac;
         }
-        at += s.duration;
+        at = at.saturating_add(s.duration);
         from = s.target;
     }
     from
@@ -32,12 +32,14 @@ pub(super) async fn run(
     stages: &[Stage],
     grace: Duration,
 ) {
-    let total: Duration = stages.iter().map(|s| s.duration).sum();
+    let total = stages
+        .iter()
+        .fold(Duration::ZERO, |a, s| a.saturating_add(s.duration));
     let t0 = Instant::now();
     let mut set = JoinSet::new();
     let mut active: Vec<watch::Sender<bool>> = Vec::new();
     let mut next_id = 0u64;
-    let mut abort = shared.abort_signal();
+    let mut abort = shared.stop_signal();
     loop {
         let el = t0.elapsed();
         if el >= total || *abort.borrow() {
