@@ -133,7 +133,7 @@ pub struct Output {
     pub junit: Option<PathBuf>,
     /// Also write a Markdown summary to FILE; with no FILE, append it to the file
     /// named by $GITHUB_STEP_SUMMARY.
-    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = crate::outputs::STEP_SUMMARY_ARG)]
     pub markdown: Option<PathBuf>,
 }
 

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// The environment variable GitHub Actions sets to the job summary file.
 pub const STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 
+/// What `--markdown` given without a FILE stands for.
+pub const STEP_SUMMARY_ARG: &str = "$GITHUB_STEP_SUMMARY";
+
 /// Argument ids that name an output file, with the flag shown in errors.
 const OUTPUT_ARGS: &[(&str, &str)] = &[
     ("json", "--json"),
@@ -53,7 +56,7 @@ pub fn check_writable(matches: &ArgMatches) -> Result<(), String> {
 /// Where `--markdown` writes: its FILE, or with none the job summary of GitHub
 /// Actions.
 pub fn markdown_path(given: &Path) -> Result<PathBuf, String> {
-    if !given.as_os_str().is_empty() {
+    if given != Path::new(STEP_SUMMARY_ARG) {
         return Ok(given.to_path_buf());
     }
     match std::env::var_os(STEP_SUMMARY) {
@@ -70,7 +73,7 @@ pub struct Files<'a> {
     pub json: Option<&'a Path>,
     pub html: Option<&'a Path>,
     pub junit: Option<&'a Path>,
-    /// Empty means the job summary (see [`markdown_path`]).
+    /// [`STEP_SUMMARY_ARG`] means the job summary (see [`markdown_path`]).
     pub markdown: Option<&'a Path>,
 }
 
@@ -95,6 +98,12 @@ impl<'a> From<&'a crate::args::Output> for Files<'a> {
 }
 
 impl<'a> Files<'a> {
+    /// The same files with the JSON report going to `json` instead (`load --out
+    /// json=FILE`).
+    pub fn with_json(self, json: Option<&'a Path>) -> Files<'a> {
+        Files { json, ..self }
+    }
+
     /// Writes every requested file. Returns the HTML report's path when one was
     /// written, and one line for each file that could not be.
     pub fn write(&self, report: &Report) -> (Option<PathBuf>, Vec<String>) {
@@ -127,7 +136,7 @@ impl<'a> Files<'a> {
             let written = markdown_path(given).and_then(|path| {
                 append_or_write(
                     &path,
-                    given.as_os_str().is_empty(),
+                    given == Path::new(STEP_SUMMARY_ARG),
                     &powertune_core::ci::markdown(report),
                 )
                 .map_err(|e| format!("cannot write Markdown to {}: {e}", path.display()))

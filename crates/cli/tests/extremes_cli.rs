@@ -200,6 +200,7 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         "compare",
         s(&["compare", &f.path("a.json"), &f.path("b.json")]),
     );
+    m.insert("report", s(&["report", &f.path("a.json")]));
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));
@@ -411,7 +412,7 @@ fn every_option_of_every_command_survives_extreme_values() {
         }
     }
     // Positional files: an oversized and an empty one.
-    for (cmd, file) in [("compare", 1), ("apm analyze", 2)] {
+    for (cmd, file) in [("compare", 1), ("apm analyze", 2), ("report", 1)] {
         for v in [f.path("big.bin"), "/dev/null".to_string()] {
             let mut args = bases[cmd].clone();
             args[file] = v;

@@ -93,20 +93,57 @@ fn a_saved_report_becomes_html_junit_and_markdown() {
     let summary = std::fs::read_to_string(&md).unwrap();
     assert!(summary.contains("FAIL"), "{summary}");
 
-    // The same files straight from the command that measured.
-    let html2 = dir.path().join("direct.html");
+    // The same files straight from a command that measured.
+    let url = ok_server();
+    let html2 = dir.path().join("load.html");
+    let xml2 = dir.path().join("load.xml");
     let o = powertune(
         &[
-            "apm",
-            "analyze",
-            &traces(),
+            "load",
+            "--url",
+            &url,
+            "--vus",
+            "1",
+            "--duration",
+            "1s",
+            "-q",
             "--html",
             html2.to_str().unwrap(),
+            "--junit",
+            xml2.to_str().unwrap(),
         ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(99), "{}", stderr(&o));
-    assert!(html2.exists());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&html2).unwrap().contains("PASS"));
+    assert!(xml_count(&std::fs::read_to_string(&xml2).unwrap(), b"testcase") >= 1);
+    assert!(stdout(&o)
+        .trim_end()
+        .ends_with(&format!("report: {}", html2.display())));
+}
+
+/// A loopback server answering every request with a small 200.
+fn ok_server() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0
+                        || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
 }
 
 #[test]
@@ -182,16 +219,9 @@ async fn an_inspector_report_opens_in_chromium_without_errors() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-tests");
     std::fs::create_dir_all(&dir).unwrap();
     let html = dir.join("apm-analyze.html");
-    let o = powertune(
-        &[
-            "apm",
-            "analyze",
-            &traces(),
-            "--html",
-            html.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let tmp = tempfile::tempdir().unwrap();
+    let json = failing_report(tmp.path());
+    let o = powertune(&["report", &json, "--html", html.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(99), "{}", stderr(&o));
     let opened = powertune_test_support::browser::open(
         &html,

@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         p.finish();
     }
     let inspection = result?;
-    let code = super::load::emit_run(&inspection, args.output.json.as_deref())?;
+    let code = super::load::emit_run(&inspection, (&args.output).into())?;
     if !to_stdout {
         let mut out = std::io::stdout().lock();
         writeln!(

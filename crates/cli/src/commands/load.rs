@@ -243,13 +243,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     opts.env = env;
     opts.baseline = baseline;
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
-    emit_run(&inspection, json_path.as_deref())
+    emit_run(
+        &inspection,
+        crate::outputs::Files::from(&args.output).with_json(json_path.as_deref()),
+    )
 }
 
 /// Emits a run's report, marked interrupted (exit code 105) when a signal cut it short.
 pub fn emit_run(
     inspection: &powertune_core::Inspection<powertune_load::LoadMetrics>,
-    json: Option<&std::path::Path>,
+    files: crate::outputs::Files<'_>,
 ) -> anyhow::Result<ExitCode> {
     let mut report = inspection
         .report()
@@ -257,7 +260,7 @@ pub fn emit_run(
     if inspection.metrics.summary.interrupted {
         report.mark_interrupted();
     }
-    super::emit(&report, &inspection.text, json)
+    super::emit(&report, &inspection.text, files)
 }
 
 /// The first flag given that only a one-off `--url` run takes.
