@@ -28,8 +28,12 @@ pub const MAX_INPUT: usize = 256 * 1024;
 /// Cases for one proptest run: `POWERTUNE_FUZZ_CASES` when it is a positive number,
 /// else `default`.
 pub fn cases(default: u32) -> u32 {
-    std::env::var(CASES_ENV)
-        .ok()
+    cases_from(std::env::var(CASES_ENV).ok().as_deref(), default)
+}
+
+/// [`cases`] over the variable's value.
+fn cases_from(value: Option<&str>, default: u32) -> u32 {
+    value
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|n| *n > 0)
         .unwrap_or(default)
@@ -361,10 +365,11 @@ mod tests {
     }
 
     #[test]
-    fn the_case_count_comes_from_the_environment_or_the_default() {
-        // Only the default is checked: tests share the process environment.
-        if std::env::var(CASES_ENV).is_err() {
-            assert_eq!(cases(17), 17);
-        }
+    fn the_case_count_is_a_positive_number_or_the_default() {
+        assert_eq!(cases_from(None, 17), 17);
+        assert_eq!(cases_from(Some(" 500 "), 17), 500);
+        assert_eq!(cases_from(Some("0"), 17), 17);
+        assert_eq!(cases_from(Some("-3"), 17), 17);
+        assert_eq!(cases_from(Some("lots"), 17), 17);
     }
 }

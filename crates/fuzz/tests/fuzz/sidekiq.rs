@@ -79,7 +79,7 @@ pub fn check(input: &[u8]) {
     assert!(dead.len() <= 1);
     for d in &dead {
         assert!(
-            d.error_message.chars().count() <= 121,
+            d.error_message.chars().count() <= 120,
             "{}",
             d.error_message
         );
