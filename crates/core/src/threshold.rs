@@ -158,7 +158,8 @@ impl<'a> Cursor<'a> {
             })
             .map(|(i, c)| i + c.len_utf8())
             .last()?;
-        let v: f64 = rest[..len].parse().ok()?;
+        // Digits past f64's range parse as infinity: not a usable limit.
+        let v: f64 = rest[..len].parse().ok().filter(|v: &f64| v.is_finite())?;
         self.pos += len;
         Some(v)
     }

@@ -463,8 +463,9 @@ fn kib(kb: f64) -> Quantity {
 }
 
 pub(crate) fn fmt_rows(v: f64) -> String {
+    // `as` saturates (NaN → 0); `unsigned_abs` holds i64::MIN's magnitude.
     let v = v.round() as i64;
-    let s = v.abs().to_string();
+    let s = v.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
         if i > 0 && (s.len() - i) % 3 == 0 {

@@ -21,7 +21,7 @@ fn top(counts: HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
     v
 }
 
-pub(super) fn type_ok(v: Option<&Value>, want: &str) -> Result<(), String> {
+pub fn type_ok(v: Option<&Value>, want: &str) -> Result<(), String> {
     match v.and_then(as_string) {
         Some(t) if t == "none" || t == want => Ok(()),
         Some(t) => Err(t),
@@ -30,7 +30,7 @@ pub(super) fn type_ok(v: Option<&Value>, want: &str) -> Result<(), String> {
 }
 
 /// One queue from its LLEN and the LINDEX -1 (oldest job) replies.
-pub(super) fn queue(q: &str, len: &Value, oldest: &Value, now: f64) -> Result<QueueInfo, String> {
+pub fn queue(q: &str, len: &Value, oldest: &Value, now: f64) -> Result<QueueInfo, String> {
     if let Some(e) = server_error(len) {
         return Err(format!(
             "queue:{q} is not a list ({e}): this database is not Sidekiq's"
@@ -65,7 +65,7 @@ pub(super) fn queue(q: &str, len: &Value, oldest: &Value, now: f64) -> Result<Qu
 
 /// One process from its HMGET (info, busy, beat, quiet, rss) and its `:work` (7.x+)
 /// and `:workers` (6.x) hashes; None when its hash has expired.
-pub(super) fn process(
+pub fn process(
     id: &str,
     fields: &Value,
     work7: &Value,
@@ -140,7 +140,7 @@ pub(super) fn process(
 
 /// What the ZRANGE of the retry set shows: the depth distribution, top classes and
 /// top error classes of the jobs read.
-pub(super) fn retry_sample(raw: &Value, size: u64) -> RetryStats {
+pub fn retry_sample(raw: &Value, size: u64) -> RetryStats {
     let mut retry = RetryStats {
         size,
         ..Default::default()
@@ -170,7 +170,7 @@ pub(super) fn retry_sample(raw: &Value, size: u64) -> RetryStats {
 }
 
 /// The newest dead jobs from ZREVRANGE ... WITHSCORES (member, score pairs).
-pub(super) fn dead_newest(raw: &Value) -> Vec<DeadJob> {
+pub fn dead_newest(raw: &Value) -> Vec<DeadJob> {
     let mut dead_newest = Vec::new();
     let dead_items: Vec<Value> = match raw {
         Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
@@ -208,7 +208,7 @@ pub(super) fn dead_newest(raw: &Value) -> Vec<DeadJob> {
 
 /// Processed and failed per day from the MGET of `stat:processed:DATE` /
 /// `stat:failed:DATE` pairs; days without either are left out.
-pub(super) fn days(raw: &Value, dates: &[chrono::NaiveDate]) -> Vec<DayStat> {
+pub fn days(raw: &Value, dates: &[chrono::NaiveDate]) -> Vec<DayStat> {
     let vals = as_array(raw).unwrap_or(&[]);
     let mut days = Vec::new();
     for (i, d) in dates.iter().enumerate() {
@@ -227,7 +227,7 @@ pub(super) fn days(raw: &Value, dates: &[chrono::NaiveDate]) -> Vec<DayStat> {
 }
 
 /// Per-class totals of the `j|` metrics hashes read; None when none holds a metric.
-pub(super) fn metrics(hashes: &[Value]) -> Option<Vec<JobMetric>> {
+pub fn metrics(hashes: &[Value]) -> Option<Vec<JobMetric>> {
     let mut agg: BTreeMap<String, JobMetric> = BTreeMap::new();
     let mut any_metrics = false;
     for h in hashes {
@@ -253,10 +253,11 @@ pub(super) fn metrics(hashes: &[Value]) -> Option<Vec<JobMetric>> {
                 failed: 0,
                 total_ms: 0,
             });
+            // Saturating: counters come from Redis, whatever their size.
             match metric {
-                "ms" => e.total_ms += v,
-                "p" => e.processed += v,
-                "f" => e.failed += v,
+                "ms" => e.total_ms = e.total_ms.saturating_add(v),
+                "p" => e.processed = e.processed.saturating_add(v),
+                "f" => e.failed = e.failed.saturating_add(v),
                 _ => {}
             }
         }

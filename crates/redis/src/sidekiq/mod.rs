@@ -9,7 +9,9 @@
 //! the [`SidekiqSnapshot`] it returns; [`inspect`](inspect::inspect) is the command's entry.
 
 pub mod collect;
-mod decode;
+/// Public for the fuzz tests (`crates/fuzz`); the collector is its only caller.
+#[doc(hidden)]
+pub mod decode;
 pub mod inspect;
 pub mod judge;
 pub mod payload;

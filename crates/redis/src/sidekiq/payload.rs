@@ -34,7 +34,7 @@ pub fn job_class(job: &serde_json::Value) -> String {
 
 /// The jobs of a `:work` (7.x+) or `:workers` (6.x) hash: thread id → JSON with
 /// `queue`, `payload` (a JSON string) and `run_at`.
-pub(super) fn parse_work(work: &Value, now: f64) -> Vec<RunningJob> {
+pub fn parse_work(work: &Value, now: f64) -> Vec<RunningJob> {
     let values: Vec<String> = match work {
         Value::Map(m) => m.iter().filter_map(|(_, v)| as_string(v)).collect(),
         other => as_array(other)
