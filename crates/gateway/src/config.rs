@@ -107,6 +107,7 @@ pub struct RawBreaker {
     pub recovery: Option<DurationField>,
     pub half_open_probes: Option<u32>,
     pub rate_limit_default: Option<DurationField>,
+    pub retry_after_max: Option<DurationField>,
     pub window: Option<DurationField>,
     pub failure_rate: Option<f64>,
     pub min_calls: Option<u32>,
@@ -176,6 +177,9 @@ pub struct BreakerConfig {
     pub recovery: Duration,
     pub half_open_probes: u32,
     pub rate_limit_default: Duration,
+    /// Longest time a provider's `Retry-After` (seconds or HTTP-date) takes a
+    /// credential out; a longer one is cut to this and shown as capped in `/status`.
+    pub retry_after_max: Duration,
     /// Optional failure-rate window: (window, rate 0..1, minimum calls).
     pub window: Option<(Duration, f64, u32)>,
 }
@@ -187,6 +191,7 @@ impl Default for BreakerConfig {
             recovery: Duration::from_secs(120),
             half_open_probes: 1,
             rate_limit_default: Duration::from_secs(5),
+            retry_after_max: RETRY_AFTER_MAX.default,
             window: None,
         }
     }
@@ -316,6 +321,7 @@ const RATE_LIMIT_DEFAULT: Setting = Setting::secs(
     "breaker.rate_limit_default_s",
     5,
 );
+const RETRY_AFTER_MAX: Setting = Setting::secs("breaker.retry_after_max", "", 3600);
 const WINDOW: Setting = Setting::secs("breaker.window", "breaker.window_s", 60);
 
 impl RawTimeouts {
@@ -394,6 +400,7 @@ impl RawBreaker {
             self.rate_limit_default.as_ref(),
             self.rate_limit_default_s.as_ref(),
         )?;
+        let retry_after_max = RETRY_AFTER_MAX.positive(src, self.retry_after_max.as_ref(), None)?;
         let window_given = self.window.is_some() || self.window_s.is_some();
         let window = match (window_given, self.failure_rate, self.min_calls) {
             (false, None, None) => None,
@@ -424,6 +431,7 @@ impl RawBreaker {
             recovery,
             half_open_probes,
             rate_limit_default,
+            retry_after_max,
             window,
         })
     }
