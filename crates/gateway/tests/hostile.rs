@@ -335,3 +335,129 @@ fn rand_u64(i: u64) -> u64 {
     // a cheap deterministic scramble: distinct names without a dependency
     i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
 }
+
+#[tokio::test]
+async fn the_routers_own_413_404_and_405_come_in_the_clients_shape() {
+    let fake = FakeProvider::start().await;
+    let r = rig(&three_kinds(&fake.url)
+        .raw("[server]\nmax_body_bytes = 4096\n")
+        .toml())
+    .await;
+    let c = http();
+    let big = "x".repeat(8192);
+    for (path, front) in [
+        ("/v1/chat/completions", "openai"),
+        ("/v1/messages", "anthropic"),
+        ("/api/chat", "ollama"),
+    ] {
+        // 413: a body over [server] max_body_bytes, nothing sent upstream
+        let mut b = body(front, "fast", false);
+        b["messages"][0]["content"] = json!(big);
+        let resp = c
+            .post(format!("{}{path}", r.url))
+            .json(&b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413, "{path}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        let msg = match front {
+            "openai" => {
+                assert_eq!(v["error"]["code"], "request_too_large");
+                v["error"]["message"].as_str().unwrap().to_string()
+            }
+            "anthropic" => {
+                assert_eq!(v["type"], "error");
+                assert_eq!(v["error"]["type"], "request_too_large");
+                v["error"]["message"].as_str().unwrap().to_string()
+            }
+            _ => v["error"].as_str().unwrap().to_string(),
+        };
+        assert!(msg.contains("4096 bytes"), "{msg}");
+        // 405: GET on a POST endpoint, with Allow
+        let resp = c.get(format!("{}{path}", r.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 405, "{path}");
+        assert_eq!(resp.headers()["allow"], "POST");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        match front {
+            "openai" => assert_eq!(v["error"]["code"], "method_not_allowed"),
+            "anthropic" => assert_eq!(v["error"]["type"], "invalid_request_error"),
+            _ => assert!(v["error"].as_str().unwrap().contains("use POST"), "{v}"),
+        }
+    }
+    assert_eq!(fake.requests(), 0);
+    // 404: an unknown path, in the shape of the API the path belongs to
+    for (path, check) in [
+        ("/v1/embeddings", "openai"),
+        ("/v1/messages/batches", "anthropic"),
+        ("/api/generate", "ollama"),
+    ] {
+        let resp = c.post(format!("{}{path}", r.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        match check {
+            "openai" => assert_eq!(v["error"]["code"], "unknown_url", "{v}"),
+            "anthropic" => assert_eq!(v["error"]["type"], "not_found_error", "{v}"),
+            _ => assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no endpoint POST /api/generate"),
+                "{v}"
+            ),
+        }
+    }
+    // a body under the limit still goes through
+    assert_eq!(
+        chat(&c, &r.url, "openai", "fast", false).await.status(),
+        200
+    );
+}
+
+#[test]
+fn server_limits_are_read_from_the_config_and_checked() {
+    let base = three_kinds("http://127.0.0.1:9").toml();
+    let cfg = |extra: &str| {
+        powertune_gateway::Config::from_toml(&format!("{extra}{base}"), "g.toml", &env)
+            .map(|l| l.config.server)
+    };
+    let d = cfg("").unwrap();
+    assert_eq!(d.limits, powertune_gateway::server::Limits::default());
+    assert_eq!(d.max_body_bytes, 16 << 20);
+    let s = cfg("[server]\nmax_connections = 200\nheader_read_timeout = \"3s\"\nmax_header_bytes = 16384\nmax_headers = 50\nmax_body_bytes = 65536\ndrain_timeout = \"5s\"\n").unwrap();
+    assert_eq!(s.limits.max_connections, 200);
+    assert_eq!(s.limits.header_read_timeout, Duration::from_secs(3));
+    assert_eq!(s.limits.max_header_bytes, 16384);
+    assert_eq!(s.limits.max_headers, 50);
+    assert_eq!(s.limits.drain_timeout, Duration::from_secs(5));
+    assert_eq!(s.max_body_bytes, 65536);
+    for (extra, want) in [
+        (
+            "[server]\nmax_connections = 0\n",
+            "g.toml:2:1: server.max_connections: must be between 1 and",
+        ),
+        (
+            "[server]\nheader_read_timeout = 10\n",
+            "g.toml:2:1: server.header_read_timeout: 10 has no unit",
+        ),
+        (
+            "[server]\ndrain_timeout = \"2h\"\n",
+            "g.toml:2:1: server.drain_timeout: must be at most 1h",
+        ),
+        (
+            "[server]\nmax_header_bytes = 100\n",
+            "g.toml:2:1: server.max_header_bytes: must be between 8KiB and 1MiB",
+        ),
+        (
+            "[server]\nmax_body_bytes = 10\n",
+            "g.toml:2:1: server.max_body_bytes: must be between 1024",
+        ),
+        (
+            "[server]\nmax_conections = 10\n",
+            "g.toml:2:1: server.max_conections: unknown field",
+        ),
+    ] {
+        let e = cfg(extra).unwrap_err().to_string();
+        assert!(e.starts_with(want), "{extra}: {e}");
+    }
+}
