@@ -407,6 +407,14 @@ async fn the_routers_own_413_404_and_405_come_in_the_clients_shape() {
             ),
         }
     }
+    // an unknown model of 3,000 characters: a 404 that does not repeat it whole
+    let resp = chat(&c, &r.url, "openai", &"m".repeat(3000), false).await;
+    assert_eq!(resp.status(), 404);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.len() < 1000 && text.contains("is not configured"),
+        "{text}"
+    );
     // a body under the limit still goes through
     assert_eq!(
         chat(&c, &r.url, "openai", "fast", false).await.status(),

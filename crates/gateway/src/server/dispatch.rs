@@ -69,6 +69,8 @@ impl Gateway {
         if let Some(t) = crate::config::parse_target(model, &cfg.providers) {
             return Ok(Arc::from(vec![t]));
         }
+        // the name is the client's: cut like a metrics label so the answer stays small
+        let model = crate::metrics::label(model);
         Err(ApiError::new(
             ErrorKind::NotFound,
             format!(
