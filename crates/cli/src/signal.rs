@@ -62,7 +62,6 @@ impl Interrupt {
     }
 
     /// Cancelled at the second signal.
-    #[allow(dead_code, reason = "the load and serve commands take it up next")]
     pub fn hard(&self) -> &CancellationToken {
         &self.hard
     }

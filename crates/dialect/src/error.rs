@@ -14,6 +14,12 @@ pub enum ErrorKind {
     Overloaded,
     Timeout,
     Upstream,
+    /// The request body is over the server's limit (413).
+    TooLarge,
+    /// No such endpoint (404 for a path, unlike [`ErrorKind::NotFound`] for a model).
+    UnknownPath,
+    /// The endpoint exists but not for this HTTP method (405).
+    MethodNotAllowed,
 }
 
 impl ErrorKind {
@@ -26,6 +32,9 @@ impl ErrorKind {
             ErrorKind::Overloaded => 503,
             ErrorKind::Timeout => 504,
             ErrorKind::Upstream => 502,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::UnknownPath => 404,
+            ErrorKind::MethodNotAllowed => 405,
         }
     }
     fn openai(self) -> (&'static str, &'static str) {
@@ -37,6 +46,9 @@ impl ErrorKind {
             ErrorKind::Overloaded => ("server_error", "all_providers_unavailable"),
             ErrorKind::Timeout => ("timeout_error", "upstream_timeout"),
             ErrorKind::Upstream => ("server_error", "upstream_error"),
+            ErrorKind::TooLarge => ("invalid_request_error", "request_too_large"),
+            ErrorKind::UnknownPath => ("invalid_request_error", "unknown_url"),
+            ErrorKind::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
         }
     }
     fn anthropic(self) -> &'static str {
@@ -48,6 +60,9 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded_error",
             ErrorKind::Timeout => "timeout_error",
             ErrorKind::Upstream => "api_error",
+            ErrorKind::TooLarge => "request_too_large",
+            ErrorKind::UnknownPath => "not_found_error",
+            ErrorKind::MethodNotAllowed => "invalid_request_error",
         }
     }
 }
@@ -122,5 +137,39 @@ mod tests {
             "overloaded_error"
         );
         assert_eq!(e.body(Front::Ollama)["error"], "all open");
+    }
+
+    #[test]
+    fn server_limits_have_their_status_and_each_apis_type() {
+        for (kind, status, openai, anthropic) in [
+            (
+                ErrorKind::TooLarge,
+                413,
+                "request_too_large",
+                "request_too_large",
+            ),
+            (
+                ErrorKind::UnknownPath,
+                404,
+                "unknown_url",
+                "not_found_error",
+            ),
+            (
+                ErrorKind::MethodNotAllowed,
+                405,
+                "method_not_allowed",
+                "invalid_request_error",
+            ),
+        ] {
+            let e = ApiError::new(kind, "no");
+            assert_eq!(kind.status(), status);
+            assert_eq!(e.body(Front::OpenAi)["error"]["code"], openai);
+            assert_eq!(
+                e.body(Front::OpenAi)["error"]["type"],
+                "invalid_request_error"
+            );
+            assert_eq!(e.body(Front::Anthropic)["error"]["type"], anthropic);
+            assert_eq!(e.body(Front::Ollama)["error"], "no");
+        }
     }
 }

@@ -46,10 +46,14 @@ fn main() {
         let gw = Gateway::new(cfg, Arc::new(TokioClock))?;
         let listener = Gateway::bind(addr).await?;
         eprintln!("serving on http://{addr}");
-        gw.serve(listener, async {
+        let shutdown = powertune_gateway::server::Shutdown::default();
+        let stop = shutdown.graceful.clone();
+        tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+            stop.cancel();
+        });
+        gw.serve(listener, shutdown).await;
+        Ok::<_, powertune_gateway::GatewayError>(())
     });
     if let Err(e) = r {
         eprintln!("{e}");

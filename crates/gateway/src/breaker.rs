@@ -109,6 +109,15 @@ impl StateName {
 
 const WINDOW_BUCKETS: usize = 10;
 
+/// The wait of a provider's 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// What the provider asked for (`Retry-After`, or `rate_limit_default`).
+    pub asked: Duration,
+    /// `asked` was longer than `breaker.retry_after_max`, which was used instead.
+    pub capped: bool,
+}
+
 /// A circuit breaker: opens after `failure_threshold` consecutive failures (or a
 /// failure rate over a window with a minimum call count), half-opens after the
 /// recovery time with a limited number of probes, closes on a probe's success and
@@ -122,6 +131,9 @@ pub struct Breaker {
     pub transitions: u64,
     /// Times the breaker opened because of failures.
     pub trips: u64,
+    /// The last 429's wait: what the provider asked for, and whether it was cut to
+    /// `retry_after_max`.
+    rate_limit: Option<RateLimit>,
     // failure-rate window: (bucket index, successes, failures)
     buckets: [(u64, u32, u32); WINDOW_BUCKETS],
     epoch: Instant,
@@ -135,6 +147,7 @@ impl Breaker {
             consecutive: 0,
             transitions: 0,
             trips: 0,
+            rate_limit: None,
             buckets: [(u64::MAX, 0, 0); WINDOW_BUCKETS],
             epoch: now,
         }
@@ -285,10 +298,21 @@ impl Breaker {
     }
 
     /// The provider answered 429: out for `retry_after` (or the configured default),
-    /// without counting a failure.
+    /// at most `retry_after_max`, without counting a failure.
     pub fn on_rate_limited(&mut self, now: Instant, retry_after: Option<Duration>) {
-        let d = retry_after.unwrap_or(self.cfg.rate_limit_default);
+        let asked = retry_after.unwrap_or(self.cfg.rate_limit_default);
+        let capped = asked > self.cfg.retry_after_max;
+        let d = asked.min(self.cfg.retry_after_max);
+        self.rate_limit = Some(RateLimit { asked, capped });
         self.trip(now, d, OpenReason::RateLimited);
+    }
+
+    /// While rate-limited: the wait the provider asked for and whether it was capped.
+    pub fn rate_limit(&self, now: Instant) -> Option<RateLimit> {
+        match self.state(now) {
+            StateName::RateLimited => self.rate_limit,
+            _ => None,
+        }
     }
 
     /// 401/403: the credential is out until the config is reloaded.
@@ -506,6 +530,42 @@ mod tests {
         });
         assert_eq!(b.state(now), StateName::Open);
         assert_eq!(b.open_until(), until);
+    }
+
+    #[test]
+    fn a_long_retry_after_is_honoured_up_to_the_configured_maximum() {
+        let now = Instant::now();
+        let c = BreakerConfig {
+            retry_after_max: Duration::from_secs(600),
+            ..cfg()
+        };
+        let mut b = Breaker::new(c, now);
+        // 5 minutes: honoured whole
+        b.on_rate_limited(now, Some(Duration::from_secs(300)));
+        assert_eq!(b.open_until(), Some(now + Duration::from_secs(300)));
+        assert_eq!(
+            b.rate_limit(now),
+            Some(RateLimit {
+                asked: Duration::from_secs(300),
+                capped: false
+            })
+        );
+        assert_eq!(
+            b.state(now + Duration::from_secs(299)),
+            StateName::RateLimited
+        );
+        // a day: cut to the maximum, and says so
+        b.on_rate_limited(now, Some(Duration::from_secs(86_400)));
+        assert_eq!(b.open_until(), Some(now + Duration::from_secs(600)));
+        assert_eq!(
+            b.rate_limit(now),
+            Some(RateLimit {
+                asked: Duration::from_secs(86_400),
+                capped: true
+            })
+        );
+        assert_eq!(b.state(now + Duration::from_secs(601)), StateName::HalfOpen);
+        assert_eq!(b.rate_limit(now + Duration::from_secs(601)), None);
     }
 
     #[test]

@@ -66,6 +66,20 @@ pub struct RawConfig {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+/// `[server]`: what one client may hold of the gateway's own HTTP server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub max_connections: Option<u64>,
+    pub header_read_timeout: Option<DurationField>,
+    pub max_header_bytes: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub max_body_bytes: Option<u64>,
+    pub drain_timeout: Option<DurationField>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +121,7 @@ pub struct RawBreaker {
     pub recovery: Option<DurationField>,
     pub half_open_probes: Option<u32>,
     pub rate_limit_default: Option<DurationField>,
+    pub retry_after_max: Option<DurationField>,
     pub window: Option<DurationField>,
     pub failure_rate: Option<f64>,
     pub min_calls: Option<u32>,
@@ -176,6 +191,9 @@ pub struct BreakerConfig {
     pub recovery: Duration,
     pub half_open_probes: u32,
     pub rate_limit_default: Duration,
+    /// Longest time a provider's `Retry-After` (seconds or HTTP-date) takes a
+    /// credential out; a longer one is cut to this and shown as capped in `/status`.
+    pub retry_after_max: Duration,
     /// Optional failure-rate window: (window, rate 0..1, minimum calls).
     pub window: Option<(Duration, f64, u32)>,
 }
@@ -187,6 +205,7 @@ impl Default for BreakerConfig {
             recovery: Duration::from_secs(120),
             half_open_probes: 1,
             rate_limit_default: Duration::from_secs(5),
+            retry_after_max: RETRY_AFTER_MAX.default,
             window: None,
         }
     }
@@ -208,6 +227,29 @@ pub struct Provider {
     pub base_url: String,
     pub credentials: Vec<Credential>,
 }
+
+/// The gateway's own HTTP server: connection and head limits and the drain (the
+/// shared accept loop of `powertune-serve`), and the request body limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub limits: powertune_serve::Limits,
+    /// Largest request body, in bytes; a larger one is a 413 in the client's shape.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: powertune_serve::Limits::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The default request body limit (16 MiB: room for a few inline images).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+/// The largest request body limit accepted (1 GiB).
+pub const MAX_BODY_BYTES_LIMIT: usize = 1 << 30;
 
 /// One place a model can be served: provider index into [`Config::providers`] + its model name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +273,8 @@ pub struct Config {
     pub rules: Vec<(String, String)>,
     /// `POST /admin/reload` from any peer, not only loopback (`[admin] allow_remote`).
     pub admin_allow_remote: bool,
+    /// `[server]`: read at start; a reload keeps the values in force.
+    pub server: ServerConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -316,6 +360,9 @@ const RATE_LIMIT_DEFAULT: Setting = Setting::secs(
     "breaker.rate_limit_default_s",
     5,
 );
+const RETRY_AFTER_MAX: Setting = Setting::secs("breaker.retry_after_max", "", 3600);
+const HEADER_READ_TIMEOUT: Setting = Setting::secs("server.header_read_timeout", "", 10);
+const DRAIN_TIMEOUT: Setting = Setting::secs("server.drain_timeout", "", 30);
 const WINDOW: Setting = Setting::secs("breaker.window", "breaker.window_s", 60);
 
 impl RawTimeouts {
@@ -329,6 +376,44 @@ impl RawTimeouts {
                 self.first_token_s.as_ref(),
             )?,
             idle: IDLE.positive(src, self.idle.as_ref(), self.idle_s.as_ref())?,
+        })
+    }
+}
+
+impl RawServer {
+    fn validate(&self, src: &Source) -> Result<ServerConfig, ConfigError> {
+        let d = ServerConfig::default();
+        let size = |v: Option<u64>, default: usize| {
+            v.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        let limits = powertune_serve::Limits {
+            max_connections: size(self.max_connections, d.limits.max_connections),
+            header_read_timeout: HEADER_READ_TIMEOUT.positive(
+                src,
+                self.header_read_timeout.as_ref(),
+                None,
+            )?,
+            max_header_bytes: size(self.max_header_bytes, d.limits.max_header_bytes),
+            max_headers: size(self.max_headers, d.limits.max_headers),
+            drain_timeout: DRAIN_TIMEOUT.positive(src, self.drain_timeout.as_ref(), None)?,
+        };
+        // the loop's own ranges, placed at the key that breaks them
+        limits
+            .validate(|field| field.to_string())
+            .map_err(|m| match m.split_once(": ") {
+                Some((field, why)) => src.error(&format!("server.{field}"), why.to_string()),
+                None => src.error("server", m),
+            })?;
+        let max_body_bytes = size(self.max_body_bytes, d.max_body_bytes);
+        if !(1024..=MAX_BODY_BYTES_LIMIT).contains(&max_body_bytes) {
+            return Err(src.error(
+                "server.max_body_bytes",
+                format!("must be between 1024 and {MAX_BODY_BYTES_LIMIT} (1 GiB), not {max_body_bytes}, e.g. max_body_bytes = {DEFAULT_MAX_BODY_BYTES}"),
+            ));
+        }
+        Ok(ServerConfig {
+            limits,
+            max_body_bytes,
         })
     }
 }
@@ -394,6 +479,7 @@ impl RawBreaker {
             self.rate_limit_default.as_ref(),
             self.rate_limit_default_s.as_ref(),
         )?;
+        let retry_after_max = RETRY_AFTER_MAX.positive(src, self.retry_after_max.as_ref(), None)?;
         let window_given = self.window.is_some() || self.window_s.is_some();
         let window = match (window_given, self.failure_rate, self.min_calls) {
             (false, None, None) => None,
@@ -424,6 +510,7 @@ impl RawBreaker {
             recovery,
             half_open_probes,
             rate_limit_default,
+            retry_after_max,
             window,
         })
     }
@@ -448,6 +535,7 @@ impl RawConfig {
         let timeouts = self.timeouts.validate(src)?;
         let retry = self.retry.validate(src)?;
         let breaker = self.breaker.validate(src)?;
+        let server = self.server.validate(src)?;
 
         if self.providers.is_empty() {
             return Err(bad(
@@ -621,6 +709,7 @@ impl RawConfig {
             routes: self.routes,
             rules,
             admin_allow_remote: self.admin.allow_remote.unwrap_or(false),
+            server,
         })
     }
 }

@@ -1,6 +1,10 @@
 //! What the gateway measures, the `/status` snapshot it serves and the `/metrics`
-//! exposition (written by `powertune_core::prometheus`). Memory is bounded: one series per (provider, credential, model) up to
-//! [`MAX_SERIES`], histograms are HDR.
+//! exposition (written by `powertune_core::prometheus`). Memory is bounded by the
+//! configuration, never by what clients send: one series per (provider, credential,
+//! model) where the model is one an alias sends to that provider; any other model a
+//! client names (a literal `"provider:model"`) counts under [`UNKNOWN_MODEL`]. Label
+//! values are cut to [`MAX_LABEL_CHARS`], the series count is capped at
+//! [`MAX_SERIES`] as a last guard, histograms are HDR.
 
 use parking_lot::Mutex;
 use powertune_core::prometheus::Exposition;
@@ -14,6 +18,23 @@ use std::time::Duration;
 
 /// Series beyond this count are folded into model `"_other"`.
 pub const MAX_SERIES: usize = 1000;
+
+/// The model label of calls whose model no configured alias sends to that provider.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// Longest label value (provider, credential or model name) in `/metrics` and
+/// `/status`, in characters; longer ones are cut and end in `…`.
+pub const MAX_LABEL_CHARS: usize = 128;
+
+/// `s` cut to [`MAX_LABEL_CHARS`] characters (the last one `…`).
+pub fn label(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(MAX_LABEL_CHARS - 1) {
+        Some((i, _)) if s[i..].chars().nth(1).is_some() => {
+            std::borrow::Cow::Owned(format!("{}…", &s[..i]))
+        }
+        _ => std::borrow::Cow::Borrowed(s),
+    }
+}
 
 /// How a call to a provider ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +124,14 @@ pub struct CallRecord<'a> {
 
 impl Metrics {
     pub fn record_call(&self, r: &CallRecord<'_>) {
+        let (provider, credential, model) =
+            (label(r.provider), label(r.credential), label(r.model));
+        let r = &CallRecord {
+            provider: &provider,
+            credential: &credential,
+            model: &model,
+            ..r.clone()
+        };
         let mut guard = self.inner.lock();
         let g = &mut *guard;
         if !g.series.contains_key(r.provider) {
@@ -286,7 +315,7 @@ impl Metrics {
         }
         e.counter(
             "powertune_gateway_all_open_rejections",
-            "Calls answered 503 because every candidate breaker was open.",
+            "Calls answered 503 at once, nothing sent upstream, because every candidate credential was open, rate-limited or disabled.",
         )
         .sample(&[], g.rejected_all_open as f64);
         let (sum, count, buckets) = seconds_buckets(&g.overhead, &OVERHEAD_BUCKETS);
@@ -441,6 +470,9 @@ mod tests {
             credential: "a".into(),
             state: "half_open".into(),
             open_for_s: None,
+            open_until: None,
+            retry_after_s: None,
+            retry_after_capped: None,
             consecutive_failures: 0,
             trips: 1,
             transitions: 2,

@@ -29,10 +29,17 @@ pub fn render(s: &StatusSnapshot, style: Style) -> String {
     .map(|x| style.bold(x))
     .collect::<Vec<_>>()];
     for c in &s.credentials {
-        let state = match c.open_for_s {
+        let mut state = match c.open_for_s {
             Some(secs) => format!("{} ({})", c.state, units::seconds(secs.round())),
             None => c.state.clone(),
         };
+        if let (Some(asked), Some(true)) = (c.retry_after_s, c.retry_after_capped) {
+            // the provider asked for longer than breaker.retry_after_max
+            state.push_str(&format!(
+                ", asked {} (capped)",
+                units::seconds(asked.round())
+            ));
+        }
         rows.push(vec![
             c.provider.clone(),
             c.credential.clone(),
@@ -109,6 +116,9 @@ mod tests {
                 credential: "primary".into(),
                 state: "open".into(),
                 open_for_s: Some(118.4),
+                open_until: None,
+                retry_after_s: None,
+                retry_after_capped: None,
                 consecutive_failures: 5,
                 trips: 1,
                 transitions: 1,
@@ -134,6 +144,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("open (1m58s)"), "{text}");
+        // a rate limit whose Retry-After was cut to breaker.retry_after_max says so
+        let mut capped = s.clone();
+        capped.credentials[0].state = "rate_limited".into();
+        capped.credentials[0].open_for_s = Some(3600.0);
+        capped.credentials[0].retry_after_s = Some(86_400.0);
+        capped.credentials[0].retry_after_capped = Some(true);
+        let text = render(&capped, Style::plain());
+        assert!(
+            text.contains("rate_limited (1h00m), asked 24h00m (capped)"),
+            "{text}"
+        );
         let row = text.lines().find(|l| l.contains("gpt-4o-mini")).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[4..7], ["600µs", "15ms", "14.3ms"], "{row}");

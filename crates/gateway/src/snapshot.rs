@@ -39,6 +39,17 @@ pub struct CredentialStatus {
     /// Seconds until an open breaker may be probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_for_s: Option<f64>,
+    /// When an open breaker may be probed, as UTC wall-clock time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_until: Option<String>,
+    /// While rate-limited: the wait the provider's 429 asked for, in seconds
+    /// (`Retry-After`, or `breaker.rate_limit_default` without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<f64>,
+    /// While rate-limited: the asked wait was longer than `breaker.retry_after_max`,
+    /// so the credential is out for that maximum instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_capped: Option<bool>,
     /// Counted failures in a row.
     pub consecutive_failures: u32,
     /// Times the breaker opened.
@@ -94,7 +105,8 @@ pub struct StatusSnapshot {
     pub calls: u64,
     /// Client calls by retries they needed: [0 retries, 1, 2].
     pub retries_by_depth: Vec<u64>,
-    /// Calls answered 503 because every candidate was open.
+    /// Calls answered 503 at once, nothing sent upstream, because every candidate
+    /// credential was open, rate-limited or disabled.
     pub rejected_all_open: u64,
     /// The gateway's own time per call.
     pub overhead_ms: Percentiles,

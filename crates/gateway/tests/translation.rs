@@ -18,7 +18,12 @@ use serde_json::Value;
 #[tokio::test]
 async fn every_front_api_through_every_provider_json_and_stream() {
     let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+    // the models are configured targets (of aliases), so each is its own series
+    let cfg = three_kinds(&fake.url)
+        .model("z-oai", &["oai:m-oai"])
+        .model("z-ant", &["ant:m-ant"])
+        .model("z-oll", &["oll:m-oll"]);
+    let r = rig(&cfg.toml()).await;
     let c = http();
     for front in ["openai", "anthropic", "ollama"] {
         for (provider, upstream_path) in [

@@ -2,9 +2,11 @@
 //! (`powertune gateway status --url ...`).
 
 use super::{block_on, emit, Context};
+use crate::signal::Interrupt;
 use anyhow::Context as _;
 use powertune_core::report::Style;
 use powertune_core::ExitCode;
+use powertune_gateway::server::Shutdown;
 use powertune_gateway::{inspect, Config, Gateway, StatusOptions, TokioClock};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +68,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
         })?;
     }
     let addr = cfg.listen;
+    let drain = cfg.server.limits.drain_timeout;
     let reload_path = path.display().to_string();
     let creds: usize = cfg.providers.iter().map(|p| p.credentials.len()).sum();
     let providers = cfg.providers.len();
@@ -85,14 +88,28 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
             .spawn_sighup_reloader()
             .context("cannot listen for SIGHUP (config reload)")?;
         eprintln!(
-            "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials); SIGHUP or POST /admin/reload re-reads {}; Ctrl-C stops",
-            reload_path
+            "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials); SIGHUP or POST /admin/reload re-reads {}; SIGTERM or Ctrl-C drains (up to {}), a second one stops at once",
+            reload_path,
+            powertune_core::duration::format(drain),
         );
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        // first SIGTERM/SIGINT: stop accepting, let calls in flight finish (up to
+        // server.drain_timeout); a second one: stop at once
+        let interrupt = Interrupt::listen("the gateway");
+        let shutdown = Shutdown {
+            graceful: interrupt.graceful().clone(),
+            hard: interrupt.hard().clone(),
         };
-        gw.serve(listener, shutdown).await?;
-        anyhow::Ok(ExitCode::Passed)
+        let outcome = gw.serve(listener, shutdown).await;
+        if outcome.drained {
+            eprintln!("powertune gateway: stopped; every call in flight finished");
+            anyhow::Ok(ExitCode::Passed)
+        } else {
+            eprintln!(
+                "powertune gateway: stopped before the drain ended; {} connections were cut",
+                outcome.abandoned
+            );
+            anyhow::Ok(ExitCode::Interrupted)
+        }
     })?
 }
 

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use futures_util::{Stream, StreamExt};
+use powertune_core::redact::Secrets;
 use powertune_dialect::{
     parse_provider_response, peek_provider_response, provider_error_message, ApiError, Chunk,
     DecodeError, ErrorKind, StreamDecoder, Usage,
@@ -53,7 +54,17 @@ impl Failure {
         !matches!(self.outcome(), Outcome::ClientError)
     }
 
-    pub(super) fn api_error(&self, provider: &str) -> ApiError {
+    /// The failure in the client's error shape. Provider text (error messages, body
+    /// and connection errors) is scrubbed of `secrets` (every configured key) and of
+    /// anything that looks like a credential (`Bearer …`, `sk-…`, `sk-ant-…`,
+    /// `key=…`), by core's one redaction policy.
+    pub(super) fn api_error(&self, provider: &str, secrets: &Secrets) -> ApiError {
+        let mut e = self.raw_api_error(provider);
+        e.message = secrets.scrub(&e.message);
+        e
+    }
+
+    fn raw_api_error(&self, provider: &str) -> ApiError {
         match self {
             Failure::Connect(m) => ApiError::new(
                 ErrorKind::Upstream,
@@ -132,7 +143,7 @@ impl CallGuard {
         self.gw.metrics.record_call(&CallRecord {
             provider: &p.name,
             credential: &p.credentials[self.cred].name,
-            model: &t.model,
+            model: self.live.model_label(t),
             outcome,
             total: self.started.elapsed(),
             ttft: self.ttft,
@@ -149,14 +160,32 @@ impl Drop for CallGuard {
 }
 
 /// The wait a provider asked for: `retry-after-ms` (OpenAI's), else `retry-after` in
-/// seconds.
+/// seconds or as an HTTP-date (RFC 9110; a date in the past is no wait). Any length
+/// is read here; the breaker cuts it to `breaker.retry_after_max`.
 pub(super) fn retry_after(ms: Option<&str>, secs: Option<&str>) -> Option<Duration> {
+    retry_after_at(ms, secs, std::time::SystemTime::now())
+}
+
+/// [`retry_after`] with the wall-clock time `now` an HTTP-date is measured from.
+pub(super) fn retry_after_at(
+    ms: Option<&str>,
+    secs: Option<&str>,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let seconds = |n: f64| {
+        (n.is_finite() && n >= 0.0)
+            .then(|| Duration::try_from_secs_f64(n.min(1e12)).ok())
+            .flatten()
+    };
     if let Some(ms) = ms.and_then(|s| s.trim().parse::<f64>().ok()) {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+        return seconds(ms / 1000.0);
     }
-    secs.and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
-        .map(Duration::from_secs_f64)
+    let secs = secs?.trim();
+    if let Ok(n) = secs.parse::<f64>() {
+        return seconds(n);
+    }
+    let at = httpdate::parse_http_date(secs).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// An upstream body as a stream of data; an error item is the reason it broke off.
@@ -489,8 +518,39 @@ mod tests {
         assert_eq!(retry_after(None, Some("30")), ms(30_000));
         assert_eq!(retry_after(Some("soon"), Some("1")), ms(1000));
         assert_eq!(retry_after(Some("-1"), Some("1")), None);
-        assert_eq!(retry_after(None, Some("86400")), None);
         assert_eq!(retry_after(None, Some("NaN")), None);
+        assert_eq!(retry_after(None, Some("tomorrow")), None);
         assert_eq!(retry_after(None, None), None);
+    }
+
+    #[test]
+    fn long_retry_after_values_are_read_in_seconds_and_as_http_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21 07:28:00 UTC
+        let s = |n: u64| Some(Duration::from_secs(n));
+        // a day and more in seconds is read whole (the breaker caps it)
+        assert_eq!(retry_after_at(None, Some("86400"), now), s(86_400));
+        assert_eq!(retry_after_at(None, Some("172800"), now), s(172_800));
+        assert_eq!(
+            retry_after_at(None, Some("1e300"), now),
+            s(1_000_000_000_000)
+        );
+        // HTTP-date, in all three forms RFC 9110 accepts
+        assert_eq!(
+            retry_after_at(None, Some("Wed, 21 Oct 2015 09:28:00 GMT"), now),
+            s(7200)
+        );
+        assert_eq!(
+            retry_after_at(None, Some("Thursday, 22-Oct-15 07:28:00 GMT"), now),
+            s(86_400)
+        );
+        assert_eq!(
+            retry_after_at(None, Some("Wed Oct 21 07:29:00 2015"), now),
+            s(60)
+        );
+        // a date already past: usable now
+        assert_eq!(
+            retry_after_at(None, Some("Wed, 21 Oct 2015 07:00:00 GMT"), now),
+            s(0)
+        );
     }
 }

@@ -69,6 +69,8 @@ impl Gateway {
         if let Some(t) = crate::config::parse_target(model, &cfg.providers) {
             return Ok(Arc::from(vec![t]));
         }
+        // the name is the client's: cut like a metrics label so the answer stays small
+        let model = crate::metrics::label(model);
         Err(ApiError::new(
             ErrorKind::NotFound,
             format!(
@@ -224,7 +226,6 @@ impl Gateway {
                         waited += s.elapsed();
                         continue;
                     }
-                    self.metrics.record_all_open();
                     self.metrics
                         .record_client_call(attempt.saturating_sub(1), overhead(t0, waited));
                     if let Some((f, pi)) = last {
@@ -232,10 +233,13 @@ impl Gateway {
                         let ra = wait.filter(|w| !w.is_zero());
                         return error_response(
                             front,
-                            &f.api_error(&live.cfg.providers[pi].name),
+                            &f.api_error(&live.cfg.providers[pi].name, &live.secrets),
                             ra,
                         );
                     }
+                    // nothing was sent upstream for this call: the one case counted as
+                    // rejected_all_open (docs/gateway.md, /status)
+                    self.metrics.record_all_open();
                     let secs = wait.map_or(1, |w| w.as_secs_f64().ceil().max(1.0) as u64);
                     let e = ApiError::new(
                         ErrorKind::Overloaded,
@@ -338,14 +342,20 @@ impl Gateway {
                             self.metrics
                                 .record_client_call(attempt, overhead(t0, waited));
                             let ra = match outcome {
-                                Outcome::RateLimited => {
-                                    ra.or(Some(live.cfg.breaker.rate_limit_default))
-                                }
+                                // when the credential is usable again: the wait asked
+                                // for, cut to breaker.retry_after_max like the breaker's
+                                Outcome::RateLimited => Some(
+                                    ra.unwrap_or(live.cfg.breaker.rate_limit_default)
+                                        .min(live.cfg.breaker.retry_after_max),
+                                ),
                                 _ => None,
                             };
                             return error_response(
                                 front,
-                                &failure.api_error(&live.cfg.providers[target.provider].name),
+                                &failure.api_error(
+                                    &live.cfg.providers[target.provider].name,
+                                    &live.secrets,
+                                ),
                                 ra,
                             );
                         }

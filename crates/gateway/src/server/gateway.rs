@@ -6,7 +6,7 @@ use super::source::{ConfigSource, ReloadListener};
 use crate::breaker::Clock;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::metrics::{CredentialStatus, Metrics, StatusSnapshot};
+use crate::metrics::{label, CredentialStatus, Metrics, StatusSnapshot};
 use crate::upstream::PlainClient;
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -106,14 +106,22 @@ impl Gateway {
                 let st = live.selectors[pi].creds[ci].lock();
                 let b = &st.breaker;
                 let state = b.state(now);
+                let open_for = b
+                    .open_until()
+                    .filter(|u| *u > now)
+                    .map(|u| u.duration_since(now));
+                let rate_limit = b.rate_limit(now);
                 creds.push(CredentialStatus {
-                    provider: p.name.clone(),
-                    credential: c.name.clone(),
+                    provider: label(&p.name).into_owned(),
+                    credential: label(&c.name).into_owned(),
                     state: state.as_str().to_string(),
-                    open_for_s: b
-                        .open_until()
-                        .filter(|u| *u > now)
-                        .map(|u| u.duration_since(now).as_secs_f64()),
+                    open_for_s: open_for.map(|d| d.as_secs_f64()),
+                    open_until: open_for.map(|d| {
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + d)
+                            .to_string()
+                    }),
+                    retry_after_s: rate_limit.map(|r| r.asked.as_secs_f64()),
+                    retry_after_capped: rate_limit.map(|r| r.capped),
                     consecutive_failures: b.consecutive_failures(),
                     trips: b.trips,
                     transitions: b.transitions,

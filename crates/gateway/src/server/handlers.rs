@@ -2,22 +2,27 @@
 //! models, metrics, status, health, admin reload).
 
 use super::gateway::Gateway;
-use crate::error::GatewayError;
+use super::response::error_response;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use powertune_dialect::Front;
-use std::future::Future;
+use powertune_dialect::{ApiError, ErrorKind, Front};
+use powertune_serve::{Outcome, Server, Shutdown};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 impl Gateway {
-    /// The axum router with every endpoint.
+    /// The axum router with every endpoint. Request bodies are limited to
+    /// `[server] max_body_bytes`; a 404, 405 or 413 the router itself answers comes in
+    /// the error shape of the API the path belongs to ([`front_of`]).
     pub fn router(self: &Arc<Self>) -> Router {
+        let max_body = self.config().server.max_body_bytes;
         Router::new()
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/messages", post(anthropic_messages))
@@ -27,30 +32,75 @@ impl Gateway {
             .route("/status", get(status))
             .route("/admin/reload", post(admin_reload))
             .route("/health", get(|| async { "ok\n" }))
-            .layer(DefaultBodyLimit::max(16 << 20))
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(axum::middleware::from_fn(move |req, next| {
+                in_client_shape(req, next, max_body)
+            }))
             .with_state(self.clone())
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), GatewayError> {
+    /// Serves on `listener` with the shared accept loop (`powertune-serve`) and the
+    /// `[server]` limits of the config in force at start, until `shutdown.graceful`;
+    /// then stops accepting and lets calls in flight (streams included) finish for up
+    /// to `server.drain_timeout`, or until `shutdown.hard`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) -> Outcome {
+        let limits = self.config().server.limits;
         let app = self.router();
-        // TCP_NODELAY: a relayed stream is many small writes; with Nagle each one after
-        // the first would wait for the client's delayed ACK
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(GatewayError::Serve)
+        Server::new(limits).run(listener, app, shutdown).await
     }
+}
+
+/// The API whose error shape a path's answers take: Anthropic for `/v1/messages…`,
+/// Ollama for `/api/…`, OpenAI for everything else.
+pub(super) fn front_of(path: &str) -> Front {
+    if path.starts_with("/v1/messages") {
+        Front::Anthropic
+    } else if path.starts_with("/api/") {
+        Front::Ollama
+    } else {
+        Front::OpenAi
+    }
+}
+
+/// Rewrites the router's own plain-text 404, 405 and 413 in the client's error shape
+/// (the gateway's JSON answers, such as an unknown model's 404, pass untouched).
+async fn in_client_shape(req: Request, next: Next, max_body: usize) -> Response {
+    let front = front_of(req.uri().path());
+    let method = req.method().clone();
+    // the path is the client's: cut so the message stays small
+    let path: String = req.uri().path().chars().take(200).collect();
+    let resp = next.run(req).await;
+    let json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return resp;
+    }
+    let e = match resp.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            ErrorKind::TooLarge,
+            format!("the request body is larger than the gateway's limit of {max_body} bytes ([server] max_body_bytes)"),
+        ),
+        StatusCode::NOT_FOUND => ApiError::new(
+            ErrorKind::UnknownPath,
+            format!("no endpoint {method} {path}; the gateway serves POST /v1/chat/completions, POST /v1/messages, POST /api/chat and GET /v1/models"),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            // (axum adds its Allow header outside this layer)
+            let allow = match path.as_str() {
+                "/v1/chat/completions" | "/v1/messages" | "/api/chat" | "/admin/reload" => "POST",
+                _ => "GET",
+            };
+            ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} is not allowed on {path}; use {allow}"),
+            )
+        }
+        _ => return resp,
+    };
+    error_response(front, &e, None)
 }
 
 pub(super) async fn openai_chat(
@@ -136,6 +186,21 @@ pub(super) async fn admin_reload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_path_answers_in_its_apis_shape() {
+        for (path, front) in [
+            ("/v1/chat/completions", Front::OpenAi),
+            ("/v1/messages", Front::Anthropic),
+            ("/v1/messages/count_tokens", Front::Anthropic),
+            ("/api/chat", Front::Ollama),
+            ("/api/generate", Front::Ollama),
+            ("/v1/embeddings", Front::OpenAi),
+            ("/nope", Front::OpenAi),
+        ] {
+            assert_eq!(front_of(path), front, "{path}");
+        }
+    }
 
     #[test]
     fn reload_is_loopback_only_unless_allowed() {

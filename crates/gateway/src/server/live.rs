@@ -3,13 +3,15 @@
 
 use crate::breaker::{Breaker, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ProviderKind, Target};
+use crate::metrics::UNKNOWN_MODEL;
 use crate::upstream::Origin;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
+use powertune_core::redact::Secrets;
 use powertune_dialect::provider_path;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -47,6 +49,24 @@ pub(super) struct Live {
     /// Route class → targets; model alias → targets.
     pub(super) classes: BTreeMap<String, Arc<[Target]>>,
     pub(super) aliases: BTreeMap<String, Arc<[Target]>>,
+    /// Per provider: the model names some alias sends to it. Only these become
+    /// metric series; any other model a client names counts under `unknown`.
+    pub(super) known_models: Vec<BTreeSet<String>>,
+    /// Every configured API key, scrubbed (with core's secret patterns) from any
+    /// provider text relayed to a client.
+    pub(super) secrets: Secrets,
+}
+
+impl Live {
+    /// The metrics label for `t`'s model: its name when an alias sends it there,
+    /// else [`UNKNOWN_MODEL`].
+    pub(super) fn model_label<'a>(&self, t: &'a Target) -> &'a str {
+        if self.known_models[t.provider].contains(t.model.as_str()) {
+            &t.model
+        } else {
+            UNKNOWN_MODEL
+        }
+    }
 }
 
 /// What an accepted reload did.
@@ -96,6 +116,7 @@ pub(super) fn build_live(
     let mut provider_hv = Vec::new();
     let mut cred_hv = Vec::new();
     let mut auth = Vec::new();
+    let mut secrets = Secrets::new();
     for p in &cfg.providers {
         let url = format!("{}{}", p.base_url, provider_path(p.kind));
         let parsed = reqwest::Url::parse(&url).map_err(|e| format!("provider {}: {e}", p.name))?;
@@ -125,6 +146,7 @@ pub(super) fn build_live(
             auths.push(match &c.key {
                 None => None,
                 Some(k) => {
+                    secrets.add(k.expose());
                     let (name, value) = match p.kind {
                         ProviderKind::Anthropic => (
                             HeaderName::from_static("x-api-key"),
@@ -216,6 +238,10 @@ pub(super) fn build_live(
         .iter()
         .map(|(a, t)| (a.clone(), Arc::from(t.clone())))
         .collect();
+    let mut known_models = vec![BTreeSet::new(); cfg.providers.len()];
+    for t in cfg.models.values().flatten() {
+        known_models[t.provider].insert(t.model.clone());
+    }
     Ok((
         Live {
             cfg: Arc::new(cfg),
@@ -228,6 +254,8 @@ pub(super) fn build_live(
             auth,
             classes,
             aliases,
+            known_models,
+            secrets,
         },
         summary,
     ))

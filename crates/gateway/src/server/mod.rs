@@ -19,5 +19,6 @@ pub use crate::error::GatewayError;
 pub use dispatch::ROUTE_HEADER;
 pub use gateway::Gateway;
 pub use live::ReloadSummary;
+pub use powertune_serve::{Limits, Outcome, Shutdown};
 pub use response::OVERHEAD_HEADER;
 pub use source::{EnvLookup, ReloadError, ReloadEvent, ReloadListener};

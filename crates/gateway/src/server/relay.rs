@@ -185,7 +185,7 @@ impl Relay {
     /// Ends the stream with `failure` in the client's error shape.
     pub(super) fn fail_into(&mut self, out: &mut String, failure: Failure) {
         let outcome = failure.outcome();
-        let err = failure.api_error(&self.provider_name);
+        let err = failure.api_error(&self.provider_name, &self.guard.live.secrets);
         self.guard.finish(outcome);
         self.finished = true;
         out.push_str(&self.enc.error(&err));

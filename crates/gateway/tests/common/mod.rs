@@ -63,7 +63,7 @@ async fn serve(cfg: Config, source: Option<&std::path::Path>) -> Rig {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let g = gw.clone();
     let task = tokio::spawn(async move {
-        let _ = g.serve(listener, std::future::pending()).await;
+        let _ = g.serve(listener, Default::default()).await;
     });
     Rig {
         url,
