@@ -6,10 +6,11 @@
 mod args;
 mod commands;
 mod exit;
+mod outputs;
 mod progress;
 mod signal;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// powertune: the performance-tuning runbook as one binary. Every figure it measures
 /// is judged against the runbook's targets (`powertune targets` lists them).
@@ -49,10 +50,17 @@ enum Command {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => exit::clap_error(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => exit::clap_error(e),
     };
+    if let Err(why) = outputs::check_writable(&matches) {
+        exit::finish(Err(anyhow::anyhow!(why)));
+    }
     let ctx = commands::Context {
         targets_path: cli.targets.clone(),
     };

@@ -43,7 +43,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
 /// Shows a report the one way every command does: `details` (command-specific text,
 /// may be empty) then the findings table and the verdict line on standard output,
 /// unless `--json -` sends JSON there; `--json FILE` also writes the JSON report.
-/// Returns the exit code the report calls for.
+/// Returns the exit code the report calls for; when the JSON cannot be written, a
+/// failed (99) or interrupted (105) run keeps its code and a passing one exits 1.
 pub fn emit(report: &Report, details: &str, json: Option<&Path>) -> anyhow::Result<ExitCode> {
     let to_stdout = json == Some(Path::new("-"));
     if !to_stdout {
@@ -59,12 +60,22 @@ pub fn emit(report: &Report, details: &str, json: Option<&Path>) -> anyhow::Resu
         write!(out, "{}", render_findings(&report.findings, style))?;
         write!(out, "\n{}", render_verdict_line(report, style))?;
     }
+    let code = report.exit_code();
     if let Some(path) = json {
-        report
-            .write_json(path)
-            .map_err(|e| anyhow::anyhow!("cannot write JSON report to {}: {e}", path.display()))?;
+        if let Err(e) = report.write_json(path) {
+            // The report is already shown; a failed write says so on one line and
+            // keeps a failed or interrupted run's code (only a pass becomes 1).
+            eprintln!(
+                "powertune: cannot write JSON report to {}: {e}",
+                path.display()
+            );
+            return Ok(match code {
+                ExitCode::Passed => ExitCode::BadInput,
+                other => other,
+            });
+        }
     }
-    Ok(report.exit_code())
+    Ok(code)
 }
 
 /// Shows an inspection the one way every inspecting command does: its terminal text,
