@@ -1,4 +1,5 @@
-//! The OTLP/gRPC handler: `TraceService/Export`.
+//! The OTLP/gRPC handler: `TraceService/Export`, and its listener with a cap on
+//! connections (beyond it new connections wait in the listen backlog).
 
 use super::forward::Payload;
 use super::state::{submit, Shared};
@@ -10,7 +11,103 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// HTTP/2 PING interval on idle gRPC connections, and how long a client has to
+/// answer before the connection is closed.
+pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A gRPC connection holding one of the listener's permits until it closes.
+pub(super) struct Capped {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl Connected for Capped {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+/// The connections of `listener`, at most `cap` open at once: a permit is taken
+/// before each accept and given back when the connection closes.
+pub(super) fn capped_incoming(
+    listener: TcpListener,
+    cap: usize,
+) -> impl futures_util::Stream<Item = io::Result<Capped>> {
+    let permits = Arc::new(Semaphore::new(cap.max(1)));
+    futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
+        let permit = Arc::clone(&permits).acquire_owned().await.ok()?;
+        loop {
+            match listener.accept().await {
+                Ok((io, _)) => {
+                    let _ = io.set_nodelay(true);
+                    let conn = Capped {
+                        io,
+                        _permit: permit,
+                    };
+                    return Some((Ok(conn), (listener, permits)));
+                }
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: wait, do not spin.
+                    tracing::warn!(error = %e, "gRPC accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}
 
 pub(super) struct Grpc {
     pub(super) shared: Arc<Shared>,
