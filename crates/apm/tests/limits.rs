@@ -178,3 +178,30 @@ async fn grpc_has_a_connection_cap_and_a_message_size_limit() {
     drop(hog2);
     run.stop();
 }
+
+#[tokio::test]
+async fn a_silent_grpc_connection_gives_its_place_back_at_the_header_timeout() {
+    let mut cfg = small_limits();
+    cfg.limits.grpc_max_connections = 1;
+    cfg.limits.connection.header_read_timeout = Duration::from_secs(1);
+    let run = start(cfg).await;
+    let grpc = run.grpc_addr.unwrap();
+    // Connects, takes the only place, never sends a byte (and is never closed here).
+    let silent = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut c = grpc_client(grpc).await;
+        c.export(route_trace(10, "/next")).await.unwrap();
+    })
+    .await;
+    assert!(served.is_ok(), "the silent connection kept the only place");
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(count_of(run.http_addr, "GET /next").await, 1);
+    drop(silent);
+    run.stop();
+}

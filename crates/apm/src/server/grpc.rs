@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,10 +27,13 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A gRPC connection holding one of the listener's permits until it closes.
+/// A gRPC connection holding one of the listener's permits until it closes. Until
+/// its first bytes arrive it has a deadline (the header read timeout): a client that
+/// connects and never speaks gives its place back.
 pub(super) struct Capped {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
+    first_bytes: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl AsyncRead for Capped {
@@ -38,7 +42,22 @@ impl AsyncRead for Capped {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Some(deadline) = this.first_bytes.as_mut() {
+            match &read {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => this.first_bytes = None,
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no HTTP/2 preface within the header read timeout",
+                    )));
+                }
+                _ => {}
+            }
+        }
+        read
     }
 }
 
@@ -81,13 +100,15 @@ impl Connected for Capped {
 }
 
 /// The connections of `listener`, at most `cap` open at once: a permit is taken
-/// before each accept and given back when the connection closes.
+/// before each accept and given back when the connection closes; a connection that
+/// sends nothing for `first_bytes` after accept is closed.
 pub(super) fn capped_incoming(
     listener: TcpListener,
     cap: usize,
+    first_bytes: Duration,
 ) -> impl futures_util::Stream<Item = io::Result<Capped>> {
     let permits = Arc::new(Semaphore::new(cap.max(1)));
-    futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
+    futures_util::stream::unfold((listener, permits), move |(listener, permits)| async move {
         let permit = Arc::clone(&permits).acquire_owned().await.ok()?;
         loop {
             match listener.accept().await {
@@ -96,6 +117,7 @@ pub(super) fn capped_incoming(
                     let conn = Capped {
                         io,
                         _permit: permit,
+                        first_bytes: Some(Box::pin(tokio::time::sleep(first_bytes))),
                     };
                     return Some((Ok(conn), (listener, permits)));
                 }

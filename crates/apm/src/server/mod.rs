@@ -133,7 +133,11 @@ pub async fn start_with(
         .max_decoding_message_size(limits.max_body);
         let graceful = shutdown.graceful.clone();
         tasks.push(tokio::spawn(async move {
-            let incoming = grpc::capped_incoming(l, limits.grpc_max_connections);
+            let incoming = grpc::capped_incoming(
+                l,
+                limits.grpc_max_connections,
+                limits.connection.header_read_timeout,
+            );
             let header_list = u32::try_from(limits.connection.max_header_bytes).unwrap_or(u32::MAX);
             if let Err(e) = tonic::transport::Server::builder()
                 .max_concurrent_streams(limits.grpc_max_concurrent_streams)
