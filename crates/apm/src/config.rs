@@ -27,6 +27,138 @@ pub struct ApmConfig {
     pub n_plus_one: NPlusOneRaw,
     #[serde(default)]
     pub consecutive_queries: ConsecutiveRaw,
+    /// The receiver's limits per client (`apm serve` only).
+    #[serde(default)]
+    pub server: ServerRaw,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRaw {
+    /// OTLP/HTTP connections served at once; more wait in the listen backlog.
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request head (also the keep-alive idle time).
+    pub header_read_timeout: Option<String>,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields in one request.
+    pub max_headers: Option<usize>,
+    /// How long a stop waits for requests in flight.
+    pub drain_timeout: Option<String>,
+    /// Largest request body as sent (compressed or not), in bytes; gRPC message too.
+    pub max_body_bytes: Option<usize>,
+    /// Largest body once decompressed, in bytes.
+    pub max_decompressed_bytes: Option<usize>,
+    /// OTLP/gRPC connections served at once.
+    pub grpc_max_connections: Option<usize>,
+    /// Concurrent HTTP/2 streams per gRPC connection.
+    pub grpc_max_concurrent_streams: Option<u32>,
+}
+
+/// The receiver's limits per client, validated: the accept loop's
+/// ([`powertune_serve::Limits`]) and the OTLP body and gRPC limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub connection: powertune_serve::Limits,
+    pub max_body: usize,
+    pub max_decompressed: usize,
+    pub grpc_max_connections: usize,
+    pub grpc_max_concurrent_streams: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            connection: powertune_serve::Limits::default(),
+            max_body: 16 * 1024 * 1024,
+            max_decompressed: 64 * 1024 * 1024,
+            grpc_max_connections: 1024,
+            grpc_max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// The largest body (or decompressed body) a setting may allow.
+pub const MAX_BODY_LIMIT: usize = 1024 * 1024 * 1024;
+
+impl ServerRaw {
+    /// Checks every value; errors name `server.KEY` with its line.
+    pub fn validate(&self, src: &Source) -> Result<ServerLimits, ConfigError> {
+        let d = ServerLimits::default();
+        let mut c = d.connection;
+        let dur = |key: &str, v: &Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => powertune_core::duration::parse(s)
+                .map_err(|e| src.error(key, format!("\"{s}\": {e} (example: \"10s\")"))),
+        };
+        c.max_connections = self.max_connections.unwrap_or(c.max_connections);
+        c.header_read_timeout = dur(
+            "server.header_read_timeout",
+            &self.header_read_timeout,
+            c.header_read_timeout,
+        )?;
+        c.max_header_bytes = self.max_header_bytes.unwrap_or(c.max_header_bytes);
+        c.max_headers = self.max_headers.unwrap_or(c.max_headers);
+        c.drain_timeout = dur("server.drain_timeout", &self.drain_timeout, c.drain_timeout)?;
+        c.validate(|field| format!("server.{field}")).map_err(|e| {
+            let key = e.split(':').next().unwrap_or("server").to_string();
+            let why = e
+                .split_once(": ")
+                .map_or(e.as_str(), |(_, w)| w)
+                .to_string();
+            src.error(&key, why)
+        })?;
+        let bytes = |key: &str, v: Option<usize>, default: usize| match v {
+            None => Ok(default),
+            Some(n) if (1024..=MAX_BODY_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(src.error(
+                key,
+                format!("{n}: must be between 1024 and {MAX_BODY_LIMIT} bytes (example: 16777216)"),
+            )),
+        };
+        let max_body = bytes("server.max_body_bytes", self.max_body_bytes, d.max_body)?;
+        let max_decompressed = bytes(
+            "server.max_decompressed_bytes",
+            self.max_decompressed_bytes,
+            d.max_decompressed.max(max_body),
+        )?;
+        if max_decompressed < max_body {
+            return Err(src.error(
+                "server.max_decompressed_bytes",
+                format!("{max_decompressed}: must be at least server.max_body_bytes ({max_body})"),
+            ));
+        }
+        let grpc_max_connections = match self.grpc_max_connections {
+            None => d.grpc_max_connections,
+            Some(n) if (1..=powertune_serve::Limits::MAX_CONNECTIONS).contains(&n) => n,
+            Some(n) => {
+                return Err(src.error(
+                    "server.grpc_max_connections",
+                    format!(
+                        "{n}: must be between 1 and {}",
+                        powertune_serve::Limits::MAX_CONNECTIONS
+                    ),
+                ))
+            }
+        };
+        let grpc_max_concurrent_streams = match self.grpc_max_concurrent_streams {
+            None => d.grpc_max_concurrent_streams,
+            Some(n) if (1..=10_000).contains(&n) => n,
+            Some(n) => {
+                return Err(src.error(
+                    "server.grpc_max_concurrent_streams",
+                    format!("{n}: must be between 1 and 10000"),
+                ))
+            }
+        };
+        Ok(ServerLimits {
+            connection: c,
+            max_body,
+            max_decompressed,
+            grpc_max_connections,
+            grpc_max_concurrent_streams,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +254,20 @@ impl EngineConfig {
         match ApmConfig::default().validate(&Source::new("(defaults)", ""), targets) {
             Ok(c) => c,
             Err(_) => unreachable_defaults(targets),
+        }
+    }
+
+    /// As [`EngineConfig::load`], with the receiver's `[server]` limits.
+    pub fn load_with_server(
+        path: Option<&Path>,
+        targets: &Targets,
+    ) -> Result<(EngineConfig, ServerLimits), ConfigError> {
+        match path {
+            None => Ok((EngineConfig::defaults(targets), ServerLimits::default())),
+            Some(p) => {
+                let (raw, src) = ApmConfig::load(p)?;
+                Ok((raw.validate(&src, targets)?, raw.server.validate(&src)?))
+            }
         }
     }
 
@@ -332,6 +478,40 @@ mod tests {
         let e = validated("[window]\nretain = \"90s\"\nbuckets = 120\n").unwrap_err();
         assert_eq!(e.key, "window.retain");
         assert!(e.to_string().contains("1m30s"), "{e}");
+        let (raw, src) = ApmConfig::parse(
+            "[server]\nmax_connections = 10\nheader_read_timeout = \"2s\"\nmax_body_bytes = 4096\n",
+            "apm.toml",
+        )
+        .unwrap();
+        let l = raw.server.validate(&src).unwrap();
+        assert_eq!(l.connection.max_connections, 10);
+        assert_eq!(l.connection.header_read_timeout, Duration::from_secs(2));
+        assert_eq!((l.max_body, l.max_decompressed), (4096, 64 << 20));
+        for (text, key) in [
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            (
+                "[server]\nheader_read_timeout = \"0s\"\n",
+                "server.header_read_timeout",
+            ),
+            (
+                "[server]\nmax_header_bytes = 10\n",
+                "server.max_header_bytes",
+            ),
+            ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
+            (
+                "[server]\nmax_body_bytes = 4096\nmax_decompressed_bytes = 2048\n",
+                "server.max_decompressed_bytes",
+            ),
+            (
+                "[server]\ngrpc_max_connections = 0\n",
+                "server.grpc_max_connections",
+            ),
+        ] {
+            let (raw, src) = ApmConfig::parse(text, "apm.toml").unwrap();
+            let e = raw.server.validate(&src).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.to_string().starts_with("apm.toml:"), "{e}");
+        }
         let d = EngineConfig::defaults(&t);
         assert_eq!(d.slow_request_ms, 1000.0);
         assert_eq!(d.max_query_ms, 100.0);

@@ -255,9 +255,35 @@ impl<'a> Attrs<'a> {
     }
 }
 
+/// Longest span name kept, in bytes (longer ones are cut and end in `…`).
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest route kept (`METHOD /template`), in bytes.
+pub const MAX_ROUTE_LEN: usize = 256;
+/// Longest other attribute value kept (database system, operation, host, method,
+/// job class, queue, provider, model), in bytes. Statements are normalized to at
+/// most [`crate::normalize::MAX_STATEMENT_LEN`].
+pub const MAX_VALUE_LEN: usize = 128;
+
+/// `s` cut to at most `max` bytes on a character boundary, ending in `…` when cut:
+/// what a span keeps never grows with what a client sends.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(&s[..end]);
+    out.push('…');
+    std::borrow::Cow::Owned(out)
+}
+
+/// An attribute value as text, at most [`MAX_VALUE_LEN`] bytes.
 fn text(v: Option<Val<'_>>) -> Option<String> {
     match v? {
-        Val::Str(s) => Some(s.to_string()),
+        Val::Str(s) => Some(clip(s, MAX_VALUE_LEN).into_owned()),
         Val::Int(i) => Some(i.to_string()),
         Val::Double(d) => Some(d.to_string()),
         Val::Bool(b) => Some(b.to_string()),
@@ -265,7 +291,7 @@ fn text(v: Option<Val<'_>>) -> Option<String> {
     }
 }
 
-/// As [`text`], borrowing strings.
+/// As [`text`], borrowing strings whole (the caller clips what it keeps).
 fn cow<'a>(v: Option<Val<'a>>) -> Option<std::borrow::Cow<'a, str>> {
     match v? {
         Val::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
@@ -311,7 +337,7 @@ fn host_of_url(u: &str) -> Option<String> {
     if host.is_empty() {
         None
     } else {
-        Some(host.to_string())
+        Some(clip(host, MAX_VALUE_LEN).into_owned())
     }
 }
 
@@ -339,8 +365,8 @@ fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
         .any(|x| system.eq_ignore_ascii_case(x));
         let statement = match (&raw, &op) {
             (Some(q), _) => normalize_sql(q),
-            (None, Some(o)) => o.to_string(),
-            (None, None) => name.to_string(),
+            (None, Some(o)) => clip(o, MAX_VALUE_LEN).into_owned(),
+            (None, None) => clip(name, MAX_VALUE_LEN).into_owned(),
         };
         let q = raw.as_deref().unwrap_or("").trim_start().as_bytes();
         let select = q
@@ -366,8 +392,8 @@ fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
         let class = text(a.job_class).unwrap_or_else(|| {
             name.strip_suffix(" process")
                 .or_else(|| name.strip_suffix(" perform"))
-                .unwrap_or(name)
-                .to_string()
+                .map_or_else(|| clip(name, MAX_VALUE_LEN), |c| clip(c, MAX_VALUE_LEN))
+                .into_owned()
         });
         let queue = text(a.queue).unwrap_or_default();
         return SpanClass::Job { class, queue };
@@ -376,8 +402,8 @@ fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
         let class = text(a.job_class).unwrap_or_else(|| {
             name.strip_suffix(" publish")
                 .or_else(|| name.strip_suffix(" send"))
-                .unwrap_or(name)
-                .to_string()
+                .map_or_else(|| clip(name, MAX_VALUE_LEN), |c| clip(c, MAX_VALUE_LEN))
+                .into_owned()
         });
         let queue = text(a.queue).unwrap_or_default();
         return SpanClass::Enqueue { class, queue };
@@ -391,29 +417,29 @@ fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
             .map(str::to_string);
         let method = method.or(name_method).unwrap_or_else(|| "GET".to_string());
         let template = if let Some(r) = cow(a.route) {
-            strip_format(&r)
+            strip_format(&clip(&r, MAX_ROUTE_LEN))
         } else if let Some(p) = cow(a.path) {
-            let p = p.split(['?', '#']).next().unwrap_or("").to_string();
-            normalize_path(&p)
+            let p = p.split(['?', '#']).next().unwrap_or("");
+            normalize_path(&clip(p, MAX_ROUTE_LEN))
         } else if let Some((_, rest)) = name.split_once(' ') {
             if rest.starts_with('/') {
-                strip_format(rest)
+                strip_format(&clip(rest, MAX_ROUTE_LEN))
             } else {
-                name.to_string()
+                clip(name, MAX_ROUTE_LEN).into_owned()
             }
         } else {
-            name.to_string()
+            clip(name, MAX_ROUTE_LEN).into_owned()
         };
         let status = int(a.status).and_then(|s| u16::try_from(s).ok());
         return SpanClass::Server {
-            route: format!("{method} {template}"),
+            route: clip(&format!("{method} {template}"), MAX_ROUTE_LEN).into_owned(),
             status,
         };
     }
     if kind == Kind::Client {
         if let Some(method) = method {
             let host = text(a.server_address)
-                .or_else(|| text(a.url_full).and_then(|u| host_of_url(&u)))
+                .or_else(|| cow(a.url_full).and_then(|u| host_of_url(&u)))
                 .unwrap_or_default();
             if let Some(p) = provider_for_host(&host) {
                 return SpanClass::Provider {
@@ -501,7 +527,7 @@ impl<'a> SpanView<'a> {
             trace_id,
             span_id,
             parent_id,
-            name: self.name.to_string(),
+            name: clip(self.name, MAX_NAME_LEN).into_owned(),
             kind,
             start_ns: self.start_ns,
             end_ns: self.end_ns.max(self.start_ns),

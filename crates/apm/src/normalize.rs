@@ -52,9 +52,13 @@ pub fn normalize_path(path: &str) -> String {
     out
 }
 
+/// Longest normalized statement kept, in bytes.
+pub const MAX_STATEMENT_LEN: usize = 300;
+
 /// Normalizes a SQL statement so that the same query with different values groups
 /// together: string and number literals and `$n` placeholders become `?`, `IN (?, ?)`
-/// lists collapse to `IN (?)`, whitespace collapses. At most 300 characters are kept.
+/// lists collapse to `IN (?)`, whitespace collapses. At most [`MAX_STATEMENT_LEN`]
+/// bytes are kept.
 pub fn normalize_sql(q: &str) -> String {
     // Bytes out; only whole UTF-8 characters or ASCII are ever copied, so the result
     // is valid UTF-8.
@@ -72,7 +76,7 @@ pub fn normalize_sql(q: &str) -> String {
             out.push(b'?');
         }
     }
-    while i < b.len() && out.len() < 300 {
+    while i < b.len() && out.len() < MAX_STATEMENT_LEN {
         let c = b[i];
         if c == b'\'' {
             // string literal, '' escapes
@@ -135,7 +139,7 @@ pub fn normalize_sql(q: &str) -> String {
             // A run of plain ASCII (no quote, `$`, space, or digit starting a number)
             // is copied in one go.
             let ident = |p: u8| p.is_ascii_alphanumeric() || p == b'_' || p == b'"';
-            let room = 300 - out.len();
+            let room = MAX_STATEMENT_LEN - out.len();
             let mut j = i + 1;
             while j < b.len() && j - i < room {
                 let d = b[j];

@@ -10,6 +10,36 @@ fn share(pct: f64) -> String {
     units::percent(pct.round())
 }
 
+/// What the configured bounds cut, when they cut anything: spans dropped past
+/// `max_spans_per_trace`, traces analysed early, keys folded into `(other)`.
+fn bounds_line(i: &crate::snapshot::IngestStats) -> Option<String> {
+    let mut parts = Vec::new();
+    if i.spans_dropped > 0 {
+        parts.push(format!(
+            "{} span(s) dropped past window.max_spans_per_trace",
+            i.spans_dropped
+        ));
+    }
+    if i.traces_forced > 0 {
+        parts.push(format!(
+            "{} trace(s) analysed early (window.max_spans / max_open_traces)",
+            i.traces_forced
+        ));
+    }
+    if i.keys_overflowed > 0 {
+        parts.push(format!(
+            "{} entries folded into {} (window.max_keys)",
+            i.keys_overflowed,
+            crate::engine::OTHER
+        ));
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(format!("bounds: {}\n\n", parts.join("; ")))
+    }
+}
+
 /// Routes with their percentiles and breakdown shares, slowest P95 first.
 pub fn routes_table(s: &Summary, limit: usize) -> String {
     let mut out = format!(
@@ -19,6 +49,9 @@ pub fn routes_table(s: &Summary, limit: usize) -> String {
         s.ingest.traces_analyzed,
         s.ingest.open_traces
     );
+    if let Some(line) = bounds_line(&s.ingest) {
+        out.push_str(&line);
+    }
     if s.routes.is_empty() {
         out.push_str("no requests in the window\n");
         return out;

@@ -25,6 +25,9 @@ pub enum TargetError {
         #[source]
         source: std::io::Error,
     },
+    /// A connection limit is out of range (`--max-connections 0`).
+    #[error("{0}")]
+    Limits(String),
     /// The configuration could not be written as TOML.
     #[error("cannot render the target configuration as TOML: {message}")]
     Render { message: String },

@@ -53,6 +53,7 @@ pub use config::{
     AuthConfig, CableConfig, Latency, RouteConfig, RoutesConfig, TargetConfig, UserConfig, MASK,
 };
 pub use error::TargetError;
+pub use powertune_serve::Limits;
 pub use route::Route;
-pub use server::{start, RunningTarget, ENDPOINTS};
+pub use server::{default_limits, start, start_with_limits, RunningTarget, ENDPOINTS};
 pub use state::{CableStats, PoolStats, RouteStats, TargetStats};

@@ -8,6 +8,7 @@ use crate::{cable, handlers, metrics};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use powertune_serve::{Limits, Server, Shutdown};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,9 +41,31 @@ pub const ENDPOINTS: [(&str, &str, &str); 7] = [
 /// How long [`RunningTarget::shutdown`] lets requests and WebSockets finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The connection limits the target serves with by default: powertune-serve's
+/// defaults, with the drain as long as [`RunningTarget::shutdown`] waits.
+pub fn default_limits() -> Limits {
+    Limits {
+        drain_timeout: SHUTDOWN_GRACE,
+        ..Limits::default()
+    }
+}
+
 /// Validates `config`, binds `addr` (port 0 picks a free port) and serves in the
-/// background on the current tokio runtime.
+/// background on the current tokio runtime, with [`default_limits`].
 pub async fn start(config: TargetConfig, addr: SocketAddr) -> Result<RunningTarget, TargetError> {
+    start_with_limits(config, addr, default_limits()).await
+}
+
+/// As [`start`], with the connection limits given (connection cap, header read and
+/// keep-alive timeout, request head size): no client can block the others.
+pub async fn start_with_limits(
+    config: TargetConfig,
+    addr: SocketAddr,
+    limits: Limits,
+) -> Result<RunningTarget, TargetError> {
+    limits
+        .validate(|field| format!("--{}", field.replace('_', "-")))
+        .map_err(TargetError::Limits)?;
     let settings = config.validate()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -55,12 +78,16 @@ pub async fn start(config: TargetConfig, addr: SocketAddr) -> Result<RunningTarg
     let state = Arc::new(Shared::new(settings, shutdown_rx.clone()));
     let app = router(state.clone(), body_limit);
     let mut signal = shutdown_rx;
+    let stop = Shutdown::default();
+    let graceful = stop.graceful.clone();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = signal.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let serve = Server::new(limits).run(listener, app, stop);
+        let mut serve = std::pin::pin!(serve);
+        tokio::select! {
+            _ = serve.as_mut() => return,
+            _ = signal.wait_for(|stop| *stop) => graceful.cancel(),
+        }
+        serve.await;
     });
     let broadcaster = tokio::spawn(cable::broadcaster(state.clone()));
     Ok(RunningTarget {

@@ -4,7 +4,9 @@
 //! same engine serves the receiver (monotonic clock) and offline files (constant).
 //!
 //! Memory is bounded by configuration: open spans ≤ `max_spans`, open traces ≤
-//! `max_open_traces`, spans per trace ≤ `max_spans_per_trace`, statistics keys per
+//! `max_open_traces`, spans per trace ≤ `max_spans_per_trace` (the first root span
+//! always kept), strings per span clipped ([`crate::model::MAX_NAME_LEN`] and
+//! its siblings), statistics keys per
 //! bucket ≤ `max_keys` (the rest fold into `(other)`), `buckets` buckets, and
 //! `examples_per_route` example traces of ≤ `example_max_spans` spans per route.
 
@@ -109,11 +111,26 @@ impl Engine {
                     })
                 }
             };
+            let root = s.parent_id == 0;
             if t.spans.len() >= self.cfg.max_spans_per_trace {
+                // The span limit never evicts the root: the trace's first root takes
+                // the place of the latest non-root span, so the request stays in
+                // the report however many spans came before it.
+                let replace = if root && !t.root_seen {
+                    t.spans.iter().rposition(|x| x.parent_id != 0)
+                } else {
+                    None
+                };
                 self.stats.spans_dropped += 1;
+                let Some(i) = replace else {
+                    continue;
+                };
+                t.spans[i] = s;
+                t.root_seen = true;
+                t.last_ns = now_ns;
                 continue;
             }
-            t.root_seen |= s.parent_id == 0;
+            t.root_seen |= root;
             t.last_ns = now_ns;
             t.spans.push(s);
             self.open_spans += 1;

@@ -26,8 +26,9 @@ pub struct ServeConfig {
     pub forward_queue_bytes: usize,
     /// Batches waiting for the engine, at most (then 503).
     pub queue_batches: usize,
-    /// Largest accepted body, compressed or not (decompressed: 8×).
-    pub max_body: usize,
+    /// Per-client limits: connections, request heads, bodies, gRPC (`[server]` in
+    /// apm.toml).
+    pub limits: crate::config::ServerLimits,
 }
 
 impl ServeConfig {
@@ -39,7 +40,7 @@ impl ServeConfig {
             forward_queue: 1024,
             forward_queue_bytes: 64 * 1024 * 1024,
             queue_batches: 256,
-            max_body: 16 * 1024 * 1024,
+            limits: crate::config::ServerLimits::default(),
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use super::forward::{Forwarder, Payload};
 use super::state::{submit, Cmd, Shared};
-use crate::decode::{decode_body, gunzip, is_gzip, to_spans, Format};
+use crate::decode::{decode_body, gunzip, is_gzip, to_spans, DecodeError, Format};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,12 +20,54 @@ use tokio::sync::oneshot;
 /// The HTTP routes over the shared state.
 pub(super) fn router(shared: Arc<Shared>, max_body: usize) -> Router {
     Router::new()
-        .route("/v1/traces", post(traces))
+        .route("/v1/traces", post(traces).fallback(method_not_allowed))
         .route("/api/summary", get(summary))
         .route("/api/endpoint", get(endpoint))
         .route("/healthz", get(|| async { "ok" }))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(shared)
+}
+
+/// The format of an error answer: the request's own (OTLP/HTTP answers in the
+/// content type it was sent), JSON when that is not an OTLP one.
+fn answer_format(headers: &HeaderMap) -> Format {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Format::from_content_type)
+        .unwrap_or(Format::Json)
+}
+
+/// 404 as a `google.rpc.Status` (code 5, NOT_FOUND).
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        answer_format(&headers),
+        5,
+        format!(
+            "no such path `{}`; OTLP traces go to POST /v1/traces",
+            uri.path()
+        ),
+    )
+}
+
+/// 405 as a `google.rpc.Status` (code 12, UNIMPLEMENTED), with `Allow: POST`.
+async fn method_not_allowed(method: Method, headers: HeaderMap) -> Response {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        answer_format(&headers),
+        12,
+        format!("method {method} is not allowed on /v1/traces; use POST"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
+/// 413 as a `google.rpc.Status` (code 8, RESOURCE_EXHAUSTED).
+fn too_large(format: Format, message: String) -> Response {
+    error(StatusCode::PAYLOAD_TOO_LARGE, format, 8, message)
 }
 
 fn encode<M: Message + serde::Serialize>(format: Format, m: &M) -> Vec<u8> {
@@ -68,7 +111,31 @@ fn over_capacity(format: Format) -> Response {
     r
 }
 
-async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn traces(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return too_large(
+                answer_format(&headers),
+                format!(
+                    "body is larger than {} (server.max_body_bytes)",
+                    powertune_core::units::bytes(shared.max_body as u64)
+                ),
+            )
+        }
+        Err(r) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                answer_format(&headers),
+                3,
+                format!("cannot read the body: {}", r.body_text()),
+            )
+        }
+    };
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -104,10 +171,14 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     };
     let raw: Vec<u8>;
     let plain: &[u8] = if gzipped {
-        match gunzip(&body, shared.max_body.saturating_mul(8)) {
+        match gunzip(&body, shared.max_decompressed) {
             Ok(b) => {
                 raw = b;
                 &raw
+            }
+            Err(e @ DecodeError::TooLarge { .. }) => {
+                let _ = shared.tx.try_send(Cmd::Malformed);
+                return too_large(format, format!("{e} (server.max_decompressed_bytes)"));
             }
             Err(e) => {
                 let _ = shared.tx.try_send(Cmd::Malformed);

@@ -24,6 +24,7 @@ pub use state::{spawn_engine, Cmd, Shared};
 use crate::engine::Engine;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+pub use powertune_serve::Shutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -38,7 +39,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits until a server task ends (they run until the process stops).
+    /// Waits until the HTTP server ends (after a graceful stop, once it has drained).
     pub async fn wait(mut self) {
         if let Some(t) = self.tasks.pop() {
             let _ = t.await;
@@ -77,15 +78,27 @@ pub fn router_parts(
     };
     let shared = Arc::new(Shared {
         tx,
-        max_body: cfg.max_body,
+        max_body: cfg.limits.max_body,
+        max_decompressed: cfg.limits.max_decompressed,
         forward,
     });
-    let router = http::router(shared.clone(), cfg.max_body);
+    let router = http::router(shared.clone(), cfg.limits.max_body);
     Ok((router, shared, rx))
 }
 
-/// Binds the listeners and starts the engine, HTTP and (optionally) gRPC tasks.
+/// Binds the listeners and starts the engine, HTTP and (optionally) gRPC tasks; they
+/// run until the process stops (see [`start_with`]).
 pub async fn start(cfg: ServeConfig, engine: Engine) -> Result<Running, ServeError> {
+    start_with(cfg, engine, Shutdown::default()).await
+}
+
+/// As [`start`]; at `shutdown.graceful` the listeners close and requests in flight
+/// finish (for up to the drain timeout, or until `shutdown.hard`).
+pub async fn start_with(
+    cfg: ServeConfig,
+    engine: Engine,
+    shutdown: Shutdown,
+) -> Result<Running, ServeError> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -113,24 +126,40 @@ pub async fn start(cfg: ServeConfig, engine: Engine) -> Result<Running, ServeErr
     let mut grpc_addr = None;
     if let Some((l, addr)) = grpc {
         grpc_addr = Some(addr);
+        let limits = cfg.limits;
         let svc = TraceServiceServer::new(grpc::Grpc {
             shared: shared.clone(),
         })
-        .max_decoding_message_size(cfg.max_body);
+        .max_decoding_message_size(limits.max_body);
+        let graceful = shutdown.graceful.clone();
         tasks.push(tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(l);
+            let incoming = grpc::capped_incoming(
+                l,
+                limits.grpc_max_connections,
+                limits.connection.header_read_timeout,
+            );
+            let header_list = u32::try_from(limits.connection.max_header_bytes).unwrap_or(u32::MAX);
             if let Err(e) = tonic::transport::Server::builder()
+                .max_concurrent_streams(limits.grpc_max_concurrent_streams)
+                .http2_max_header_list_size(header_list)
+                .http2_keepalive_interval(Some(grpc::KEEPALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(grpc::KEEPALIVE_TIMEOUT))
                 .add_service(svc)
-                .serve_with_incoming(incoming)
+                .serve_with_incoming_shutdown(incoming, graceful.cancelled_owned())
                 .await
             {
                 tracing::error!("gRPC receiver stopped: {e}");
             }
         }));
     }
+    let server = powertune_serve::Server::new(cfg.limits.connection);
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!("HTTP receiver stopped: {e}");
+        let outcome = server.run(listener, router, shutdown).await;
+        if !outcome.drained {
+            tracing::warn!(
+                abandoned = outcome.abandoned,
+                "HTTP receiver stopped before every request finished"
+            );
         }
     }));
     Ok(Running {

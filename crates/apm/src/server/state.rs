@@ -22,7 +22,10 @@ pub enum Cmd {
 /// What every handler holds.
 pub struct Shared {
     pub(super) tx: mpsc::Sender<Cmd>,
+    /// Largest body as sent.
     pub(super) max_body: usize,
+    /// Largest body once decompressed.
+    pub(super) max_decompressed: usize,
     pub(super) forward: Option<Forwarder>,
 }
 

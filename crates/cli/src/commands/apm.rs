@@ -4,6 +4,7 @@
 
 use super::{block_on, emit_inspection, Context};
 use crate::args;
+use crate::signal::Interrupt;
 use powertune_apm::collect::receiver as client;
 use powertune_apm::inspect;
 use powertune_apm::server::{self, forward, ServeConfig};
@@ -141,8 +142,9 @@ fn protocol(s: &str) -> Result<forward::Protocol, String> {
 
 fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let cfg = engine_config(&targets, a.config.as_deref())?;
+    let (cfg, limits) = EngineConfig::load_with_server(a.config.as_deref(), &targets)?;
     let mut sc = ServeConfig::new(a.listen);
+    sc.limits = limits;
     sc.grpc = a.grpc;
     sc.queue_batches = a.queue as usize;
     sc.forward_queue = a.forward_queue as usize;
@@ -151,7 +153,12 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let forward_to = sc.forward.as_ref().map(forward::Target::shown);
     block_on(async move {
-        let running = server::start(sc, Engine::new(cfg)).await?;
+        let interrupt = Interrupt::listen("the APM receiver");
+        let shutdown = server::Shutdown {
+            graceful: interrupt.graceful().clone(),
+            hard: interrupt.hard().clone(),
+        };
+        let running = server::start_with(sc, Engine::new(cfg), shutdown).await?;
         eprintln!(
             "powertune apm: OTLP/HTTP on http://{}/v1/traces{}; summary at http://{}/api/summary{}",
             running.http_addr,
@@ -164,10 +171,9 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 .map(|t| format!("; forwarding to {t}"))
                 .unwrap_or_default()
         );
-        tokio::select! {
-            _ = running.wait() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        // Ends after the first signal, once requests in flight have finished (or
+        // at the second signal).
+        running.wait().await;
         Ok::<_, anyhow::Error>(ExitCode::Passed)
     })?
 }

@@ -4,7 +4,7 @@ use super::Context;
 use crate::args::{duration_at_most, positive_duration_at_most};
 use anyhow::bail;
 use powertune_core::ExitCode;
-use powertune_target::{TargetConfig, ENDPOINTS};
+use powertune_target::{Limits, TargetConfig, ENDPOINTS};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +52,28 @@ pub struct Args {
     #[arg(long)]
     allow_remote: bool,
 
+    /// Connections served at once; more wait in the listen backlog (default 4096,
+    /// lowered to what the open-files limit can hold).
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+
+    /// Time a client has to send a request head, from connect or from the end of the
+    /// previous response on a kept-alive connection (also the keep-alive idle timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = positive_duration_at_most(Duration::from_secs(3600)))]
+    header_read_timeout: Duration,
+
+    /// Largest request head (request line and headers) in bytes; larger gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(8_192..=1_048_576))]
+    max_header_bytes: u64,
+
+    /// Most header fields in one request; more gets 431.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_headers: u64,
+
     /// Print the configuration in force as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -97,11 +119,18 @@ pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             args.listen
         );
     }
-    super::block_on(serve(cfg, args.listen))?
+    let limits = Limits {
+        max_connections: args.max_connections as usize,
+        header_read_timeout: args.header_read_timeout,
+        max_header_bytes: args.max_header_bytes as usize,
+        max_headers: args.max_headers as usize,
+        ..powertune_target::default_limits()
+    };
+    super::block_on(serve(cfg, args.listen, limits))?
 }
 
-async fn serve(cfg: TargetConfig, listen: SocketAddr) -> anyhow::Result<ExitCode> {
-    let target = powertune_target::start(cfg, listen).await?;
+async fn serve(cfg: TargetConfig, listen: SocketAddr, limits: Limits) -> anyhow::Result<ExitCode> {
+    let target = powertune_target::start_with_limits(cfg, listen, limits).await?;
     let base = target.base_url();
     {
         let c = target.config();
