@@ -187,7 +187,7 @@ fn report(ctx: &Context, a: ReportArgs) -> anyhow::Result<ExitCode> {
         save_baseline: a.baseline.save_baseline,
     };
     let i = block_on(inspect::report(&options, &targets))??;
-    emit_inspection(&i, a.output.json.as_deref())
+    emit_inspection(&i, &a.output)
 }
 
 fn endpoint(ctx: &Context, a: EndpointArgs) -> anyhow::Result<ExitCode> {
@@ -198,7 +198,7 @@ fn endpoint(ctx: &Context, a: EndpointArgs) -> anyhow::Result<ExitCode> {
         route: a.route,
     };
     let i = block_on(inspect::endpoint(&options, &targets))??;
-    emit_inspection(&i, a.output.json.as_deref())
+    emit_inspection(&i, &a.output)
 }
 
 fn analyze(ctx: &Context, a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -209,11 +209,12 @@ fn analyze(ctx: &Context, a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         baseline: a.baseline.baseline,
         save_baseline: a.baseline.save_baseline,
     };
-    let json = a.output.json.as_deref();
+    let files = &a.output;
     match &a.endpoint {
-        Some(route) => {
-            emit_inspection(&inspect::analyze_endpoint(&options, route, &targets)?, json)
-        }
-        None => emit_inspection(&inspect::analyze(&options, &targets)?, json),
+        Some(route) => emit_inspection(
+            &inspect::analyze_endpoint(&options, route, &targets)?,
+            files,
+        ),
+        None => emit_inspection(&inspect::analyze(&options, &targets)?, files),
     }
 }

@@ -41,9 +41,8 @@ struct StatusArgs {
     /// Save the current provider P95s as a baseline to FILE.
     #[arg(long, value_name = "FILE")]
     save_baseline: Option<PathBuf>,
-    /// Also write the report as JSON to FILE (`-` for standard output).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::args::Output,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -123,5 +122,5 @@ fn status(ctx: &Context, a: StatusArgs) -> anyhow::Result<ExitCode> {
         note: Some(Arc::new(|line: &str| eprintln!("{line}"))),
     };
     let inspection = block_on(inspect(&options, &targets))??;
-    emit(&inspection.report()?, &inspection.text, a.json.as_deref())
+    emit(&inspection.report()?, &inspection.text, &a.output)
 }
