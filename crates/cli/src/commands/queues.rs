@@ -5,12 +5,10 @@ use super::redis::ConnArgs;
 use super::{block_on, emit_inspection, Context};
 use crate::args::{self, duration_at_least};
 use powertune_core::ExitCode;
+use powertune_redis::sidekiq::inspect::{MAX_WATCH, MIN_WATCH};
 use powertune_redis::sidekiq::{self, Options, QueuesOptions, WatchOptions};
 use std::io::Write;
 use std::time::Duration;
-
-/// The shortest `--watch` interval.
-const MIN_WATCH: Duration = Duration::from_millis(100);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,7 +18,7 @@ pub struct Args {
     output: args::Output,
     /// Live view: every INTERVAL print depth, latency, net rate and drain ETA per queue,
     /// processed/s and failed/s; on Ctrl-C (or after --ticks) print the full report.
-    #[arg(long, value_name = "INTERVAL", value_parser = duration_at_least(MIN_WATCH))]
+    #[arg(long, value_name = "INTERVAL", value_parser = watch_interval)]
     watch: Option<Duration>,
     /// With --watch: stop after N intervals.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -33,6 +31,13 @@ pub struct Args {
     #[arg(long, default_value_t = 7, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=366))]
     days: u32,
+}
+
+/// `--watch`: at least 100ms, at most 1h.
+fn watch_interval(s: &str) -> Result<Duration, String> {
+    let d = duration_at_least(MIN_WATCH)(s)?;
+    args::duration_at_most(MAX_WATCH)(s)?;
+    Ok(d)
 }
 
 pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {

@@ -24,6 +24,9 @@ use crate::error::DbError;
 use powertune_core::{Inspection, Targets};
 use std::time::Duration;
 
+/// The longest statement_timeout an EXPLAIN may be given (an hour).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Where the plan comes from.
 #[derive(Debug, Clone)]
 pub enum ExplainOptions {
@@ -66,6 +69,12 @@ impl ExplainOptions {
                 timeout,
             } => {
                 let request = request.validate()?;
+                if timeout.is_zero() || *timeout > MAX_TIMEOUT {
+                    return Err(DbError::Config(format!(
+                        "--timeout {} must be above 0 and at most 1h (e.g. --timeout 10s)",
+                        powertune_core::duration::format(*timeout)
+                    )));
+                }
                 ValidExplain::Run {
                     connection: Box::new(connection.validate()?),
                     request,

@@ -13,6 +13,11 @@ use serde::Serialize;
 use std::future::Future;
 use std::time::Duration;
 
+/// The shortest `--watch` interval.
+pub const MIN_WATCH: Duration = Duration::from_millis(100);
+/// The longest `--watch` interval.
+pub const MAX_WATCH: Duration = Duration::from_secs(3600);
+
 /// `--watch`: how often to sample, and after how many intervals to stop.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -51,8 +56,17 @@ impl QueuesOptions {
         if r.days == 0 || r.days > 366 {
             return bad(format!("--days {}", r.days), "must be 1..=366", "--days 7");
         }
-        if self.watch.as_ref().is_some_and(|w| w.ticks == Some(0)) {
-            return bad("--ticks 0".into(), "must be at least 1", "--ticks 6");
+        if let Some(w) = &self.watch {
+            if w.ticks == Some(0) {
+                return bad("--ticks 0".into(), "must be at least 1", "--ticks 6");
+            }
+            if w.every < MIN_WATCH || w.every > MAX_WATCH {
+                return bad(
+                    format!("--watch {}", powertune_core::duration::format(w.every)),
+                    "must be at least 100ms and at most 1h",
+                    "--watch 5s",
+                );
+            }
         }
         Ok(())
     }
