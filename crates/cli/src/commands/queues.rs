@@ -16,8 +16,11 @@ pub struct Args {
     conn: ConnArgs,
     #[command(flatten)]
     output: args::Output,
-    /// Live view: every INTERVAL print depth, latency, net rate and drain ETA per queue,
-    /// processed/s and failed/s; on Ctrl-C (or after --ticks) print the full report.
+    /// Live view: every INTERVAL (100ms to 1h) print depth, latency, net rate and drain
+    /// ETA per queue, processed/s and failed/s; on Ctrl-C (or after --ticks) print the
+    /// full report. With --json - the live lines go to standard error. If Redis goes
+    /// away, the watch reconnects (6 attempts, 250ms doubling to 5s, ~13s in all), else
+    /// ends and reports what it saw.
     #[arg(long, value_name = "INTERVAL", value_parser = watch_interval)]
     watch: Option<Duration>,
     /// With --watch: stop after N intervals.
@@ -53,13 +56,24 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
         watch: a.watch.map(|every| WatchOptions {
             every,
             ticks: a.ticks,
+            reconnect: sidekiq::Reconnect::default(),
         }),
     };
     opts.validate()?;
+    // With `--json -` standard output carries the JSON report only: the tick lines go
+    // to standard error.
+    let json_on_stdout = a.output.json.as_deref() == Some(std::path::Path::new("-"));
     let print_tick = |elapsed_s: f64, d: &sidekiq::WatchDelta| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", sidekiq::render_tick(elapsed_s, d));
-        let _ = out.flush();
+        let line = sidekiq::render_tick(elapsed_s, d);
+        if json_on_stdout {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+            let _ = err.flush();
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     };
     let inspection = block_on(async {
         let interrupt = crate::signal::Interrupt::listen("the watch");
