@@ -433,10 +433,11 @@ impl Targets {
             None => Ok(Targets::default()),
             Some(p) => {
                 let shown = p.display().to_string();
-                let text = std::fs::read_to_string(&p).map_err(|e| TargetsError::Read {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
+                let text =
+                    crate::config_file::read_capped(&p).map_err(|reason| TargetsError::Read {
+                        path: shown.clone(),
+                        reason,
+                    })?;
                 Targets::from_toml_str(&text, &shown)
             }
         }
@@ -1095,6 +1096,25 @@ mod tests {
         .to_string();
         assert!(err.starts_with("t.toml:1:8: `cache.x`"), "{err}");
         assert!(err.contains("redis://:***@h"), "{err}");
+    }
+
+    #[test]
+    fn endless_or_huge_files_are_refused_without_reading_them_whole() {
+        let err = Targets::load(Some(Path::new("/dev/zero")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than the 4.0 MiB"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "# x\n".repeat(2 * 1024 * 1024)).unwrap();
+        let err = Targets::load(Some(&big)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot read targets file {}: larger",
+                big.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]
