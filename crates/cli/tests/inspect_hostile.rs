@@ -208,6 +208,22 @@ fn targets_values_no_command_can_use_are_refused_with_their_place() {
 }
 
 #[test]
+fn endless_files_are_refused_not_read_forever() {
+    let o = powertune(&["--targets", "/dev/zero", "targets"]);
+    let e = one_line_error(&o);
+    assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
+    let o = powertune(&["db", "explain", "--plan", "/dev/zero"]);
+    let e = one_line_error(&o);
+    assert!(e.contains("--plan /dev/zero is larger than"), "{e}");
+    let o = powertune(&["db", "explain", "--plan", "/nonexistent/plan.json"]);
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("cannot read --plan /nonexistent/plan.json"),
+        "{e}"
+    );
+}
+
+#[test]
 fn numeric_options_out_of_range_are_one_line_errors() {
     let pg = "postgres://a@127.0.0.1:1/x";
     let redis = "redis://127.0.0.1:1/0";

@@ -3,7 +3,7 @@
 
 use super::{block_on, emit_inspection, Context};
 use crate::args::{self, duration_at_least, positive_duration_at_most};
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use powertune_core::ExitCode;
 use powertune_db::inspect::{MAX_AGE, MAX_POOL_SIZE, MAX_TOP};
 use powertune_db::watch::MIN_INTERVAL;
@@ -171,8 +171,7 @@ fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
     let options = match &a.plan {
         Some(path) => ExplainOptions::Saved {
-            text: std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --plan {}", path.display()))?,
+            text: explain::read_plan_file(path)?,
             origin: format!("--plan {}", path.display()),
         },
         None => {
