@@ -245,6 +245,8 @@ fn numeric_options_out_of_range_are_one_line_errors() {
         ],
         vec!["db", "explain", "--url", pg, "--timeout", "2h", "SELECT 1"],
         vec!["db", "watch", "--url", pg, "--interval", "99999999999999y"],
+        vec!["db", "watch", "--url", pg, "--interval", "500000000y"],
+        vec!["db", "watch", "--url", pg, "--count", "0"],
         vec!["queues", "--url", redis, "--watch", "500000000y"],
         vec!["queues", "--url", redis, "--watch", "2h"],
         vec!["queues", "--url", redis, "--watch", "1ms"],

@@ -6,7 +6,7 @@ use crate::args::{self, duration_at_least, positive_duration_at_most};
 use anyhow::anyhow;
 use powertune_core::ExitCode;
 use powertune_db::inspect::{MAX_AGE, MAX_POOL_SIZE, MAX_TOP};
-use powertune_db::watch::MIN_INTERVAL;
+use powertune_db::watch::{MAX_INTERVAL, MIN_INTERVAL};
 use powertune_db::{explain, DbOptions, ExplainOptions, RawDbConfig, WatchOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +51,13 @@ struct Conn {
     #[arg(long, default_value = "5s", value_name = "DURATION",
           value_parser = positive_duration_at_most(MAX_TIMEOUT))]
     connect_timeout: Duration,
+}
+
+/// `db watch --interval`: at least 100ms, at most 1h.
+fn watch_interval(s: &str) -> Result<Duration, String> {
+    let d = duration_at_least(MIN_INTERVAL)(s)?;
+    args::duration_at_most(MAX_INTERVAL)(s)?;
+    Ok(d)
 }
 
 /// A duration as the engine's settings take it, exactly.
@@ -136,9 +143,9 @@ struct ExplainArgs {
 struct WatchArgs {
     #[command(flatten)]
     conn: Conn,
-    /// Time between samples.
+    /// Time between samples (100ms to 1h).
     #[arg(long, default_value = "30s", value_name = "DURATION",
-          value_parser = duration_at_least(MIN_INTERVAL))]
+          value_parser = watch_interval)]
     interval: Duration,
     /// Stop after N samples (default: until Ctrl-C).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
