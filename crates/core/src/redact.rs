@@ -12,6 +12,8 @@
 //!   `postgresql:/u:pw@db`), also with an empty user name (`redis//:pw@cache`);
 //! - in free text, `Bearer <token>`, `Basic <credentials>` and provider API keys
 //!   (`sk-…`, `sk-ant-…`): `Bearer ***`, `sk-***`;
+//! - in SQL text, the literal after `PASSWORD` (`ALTER ROLE app PASSWORD '***'`), as
+//!   `pg_stat_activity` and `pg_stat_statements` show role changes verbatim;
 //! - any value the caller knows to be secret ([`Secrets`]), raw and percent-decoded.
 
 use regex::Regex;
@@ -70,6 +72,7 @@ pub fn text(s: &str) -> String {
     static AUTH: OnceLock<Option<Regex>> = OnceLock::new();
     static KEYS: OnceLock<Option<Regex>> = OnceLock::new();
     static PARAMS: OnceLock<Option<Regex>> = OnceLock::new();
+    static SQL_PASSWORD: OnceLock<Option<Regex>> = OnceLock::new();
 
     let mut out = s.to_string();
     // Well-formed URLs first, each through the URL policy.
@@ -100,6 +103,16 @@ pub fn text(s: &str) -> String {
         out = re
             .replace_all(&out, |c: &regex::Captures<'_>| {
                 format!("{}{}{MASK}", &c[1], &c[2])
+            })
+            .into_owned();
+    }
+    // SQL: `PASSWORD 'literal'` (CREATE/ALTER ROLE, also `ENCRYPTED PASSWORD`).
+    if let Some(re) =
+        SQL_PASSWORD.get_or_init(|| Regex::new(r"(?i)\b(password)(\s+)'(?:[^']|'')*'").ok())
+    {
+        out = re
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                format!("{}{}'{MASK}'", &c[1], &c[2])
             })
             .into_owned();
     }
@@ -411,6 +424,22 @@ mod tests {
         let s = Secrets::from_url("host=db password='hun\\'ter 2' user=app");
         let msg = s.scrub("server said: password hun'ter 2 rejected");
         assert!(!msg.contains("ter 2"), "{msg}");
+    }
+
+    #[test]
+    fn sql_password_literals_are_masked() {
+        assert_eq!(
+            text("ALTER ROLE app WITH PASSWORD 'hun''ter2' VALID UNTIL 'infinity'"),
+            "ALTER ROLE app WITH PASSWORD '***' VALID UNTIL 'infinity'"
+        );
+        assert_eq!(
+            text("create user x encrypted password\n  'hunter2'"),
+            "create user x encrypted password\n  '***'"
+        );
+        assert_eq!(
+            text("SELECT password FROM users"),
+            "SELECT password FROM users"
+        );
     }
 
     #[test]
