@@ -49,6 +49,24 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A configuration file's text, at most [`MAX_BYTES`]: the read stops there, so a
+/// device or a growing file (`/dev/zero`, a FIFO) cannot exhaust memory.
+pub fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(format!(
+            "larger than the {} a configuration file may be",
+            crate::units::bytes(MAX_BYTES)
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("cannot read: not UTF-8 text ({e})"))
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -82,15 +100,7 @@ impl Source {
             key: String::new(),
             message,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_BYTES {
-            return Err(err(format!(
-                "{} is larger than the {} a configuration file may be",
-                crate::units::bytes(meta.len()),
-                crate::units::bytes(MAX_BYTES)
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = read_capped(path).map_err(err)?;
         Ok(Source::new(&shown, text))
     }
 

@@ -8,9 +8,12 @@
 //! - query-string and libpq `key=value` parameters whose name says secret
 //!   (`password`, `token`, `api_key`, `secret`, `signature`, … see [`SECRET_KEYS`]):
 //!   `?password=***`, `password=*** host=db`;
-//! - `user:password@` in text that does not parse as a URL (`postgres//u:pw@db`);
+//! - `user:password@` in text that does not parse as a URL (`postgres//u:pw@db`,
+//!   `postgresql:/u:pw@db`), also with an empty user name (`redis//:pw@cache`);
 //! - in free text, `Bearer <token>`, `Basic <credentials>` and provider API keys
 //!   (`sk-…`, `sk-ant-…`): `Bearer ***`, `sk-***`;
+//! - in SQL text, the literal after `PASSWORD` (`ALTER ROLE app PASSWORD '***'`), as
+//!   `pg_stat_activity` and `pg_stat_statements` show role changes verbatim;
 //! - any value the caller knows to be secret ([`Secrets`]), raw and percent-decoded.
 
 use regex::Regex;
@@ -69,6 +72,7 @@ pub fn text(s: &str) -> String {
     static AUTH: OnceLock<Option<Regex>> = OnceLock::new();
     static KEYS: OnceLock<Option<Regex>> = OnceLock::new();
     static PARAMS: OnceLock<Option<Regex>> = OnceLock::new();
+    static SQL_PASSWORD: OnceLock<Option<Regex>> = OnceLock::new();
 
     let mut out = s.to_string();
     // Well-formed URLs first, each through the URL policy.
@@ -81,9 +85,10 @@ pub fn text(s: &str) -> String {
             })
             .into_owned();
     }
-    // `user:secret@host` anywhere (malformed URLs such as `postgres//u:pw@db`).
-    if let Some(re) =
-        USERINFO.get_or_init(|| Regex::new(r"(^|[\s/(\[,;=])([^\s:/@]+):([^\s@/*][^\s@/]*)@").ok())
+    // `user:secret@host` anywhere (malformed URLs such as `postgres//u:pw@db`), and
+    // `:secret@host` with an empty user name (`redis//:pw@cache`).
+    if let Some(re) = USERINFO
+        .get_or_init(|| Regex::new(r"(^|[\s/(\[,;=`])([^\s:/@`]*):([^\s@/*][^\s@/]*)@").ok())
     {
         out = re
             .replace_all(&out, |c: &regex::Captures<'_>| {
@@ -98,6 +103,16 @@ pub fn text(s: &str) -> String {
         out = re
             .replace_all(&out, |c: &regex::Captures<'_>| {
                 format!("{}{}{MASK}", &c[1], &c[2])
+            })
+            .into_owned();
+    }
+    // SQL: `PASSWORD 'literal'` (CREATE/ALTER ROLE, also `ENCRYPTED PASSWORD`).
+    if let Some(re) =
+        SQL_PASSWORD.get_or_init(|| Regex::new(r"(?i)\b(password)(\s+)'(?:[^']|'')*'").ok())
+    {
+        out = re
+            .replace_all(&out, |c: &regex::Captures<'_>| {
+                format!("{}{}'{MASK}'", &c[1], &c[2])
             })
             .into_owned();
     }
@@ -169,6 +184,12 @@ fn looks_like_keyword_dsn(s: &str) -> bool {
 
 /// libpq `key=value` pairs (values may be single-quoted with `\'` escapes).
 fn keyword_dsn(s: &str) -> String {
+    keyword_dsn_parts(s).0
+}
+
+/// The masked libpq string and the secret values found in it (unquoted, unescaped).
+fn keyword_dsn_parts(s: &str) -> (String, Vec<String>) {
+    let mut secrets = Vec::new();
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while !rest.is_empty() {
@@ -200,6 +221,7 @@ fn keyword_dsn(s: &str) -> String {
         };
         let value = &rest[..end];
         if is_secret_key(key) {
+            secrets.push(unquote_keyword_value(value));
             if value.starts_with('\'') {
                 out.push_str(&format!("'{MASK}'"));
             } else {
@@ -209,6 +231,26 @@ fn keyword_dsn(s: &str) -> String {
             out.push_str(value);
         }
         rest = &rest[end..];
+    }
+    (out, secrets)
+}
+
+/// A libpq value as the server sees it: quotes removed, `\'` and `\\` unescaped.
+fn unquote_keyword_value(v: &str) -> String {
+    let Some(inner) = v.strip_prefix('\'') else {
+        return v.to_string();
+    };
+    let inner = inner.strip_suffix('\'').unwrap_or(inner);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -243,7 +285,7 @@ impl Secrets {
     }
 
     pub fn add_from_url(&mut self, s: &str) {
-        if let Ok(u) = url::Url::parse(s) {
+        if let Some(u) = url::Url::parse(s).ok().filter(|_| s.contains("://")) {
             if let Some(p) = u.password() {
                 self.add(p.to_string());
                 if let Ok(d) = percent_decode(p) {
@@ -255,13 +297,20 @@ impl Secrets {
                     self.add(v.into_owned());
                 }
             }
-        } else if looks_like_keyword_dsn(s) {
-            for w in s.split_whitespace() {
-                if let Some((k, v)) = w.split_once('=') {
-                    if is_secret_key(k) {
-                        self.add(v.trim_matches('\'').to_string());
-                    }
-                }
+            return;
+        }
+        if looks_like_keyword_dsn(s) {
+            for v in keyword_dsn_parts(s).1 {
+                self.add(v);
+            }
+            return;
+        }
+        // A malformed URL (`postgres//u:pw@db`, `redis//:pw@cache`): its user-info
+        // password.
+        static USERINFO: OnceLock<Option<Regex>> = OnceLock::new();
+        if let Some(re) = USERINFO.get_or_init(|| Regex::new(r"[^\s:/@]*:([^\s@/]+)@").ok()) {
+            for c in re.captures_iter(s) {
+                self.add(c[1].to_string());
             }
         }
     }
@@ -340,6 +389,72 @@ mod tests {
         assert_eq!(url("postgres//user:pw@db/app"), "postgres//user:***@db/app");
         let t = text("connect to postgres:/u:secretpw@db failed");
         assert!(!t.contains("secretpw"), "{t}");
+    }
+
+    #[test]
+    fn malformed_urls_with_an_empty_user_lose_their_password() {
+        for (input, shown) in [
+            ("redis//:hunter2@cache:6379", "redis//:***@cache:6379"),
+            ("redis:/:hunter2@cache", "redis:/:***@cache"),
+            ("postgresql:/user:hunter2@h", "postgresql:/user:***@h"),
+            (
+                "postgres//user:hunter2@host/db",
+                "postgres//user:***@host/db",
+            ),
+        ] {
+            assert_eq!(url(input), shown);
+            assert_eq!(
+                text(&format!("--url `{input}`: no host")),
+                format!("--url `{shown}`: no host")
+            );
+            let s = Secrets::from_url(input);
+            assert_eq!(s.scrub("auth hunter2 failed"), "auth *** failed", "{input}");
+        }
+    }
+
+    #[test]
+    fn libpq_strings_in_messages_and_known_values_are_masked() {
+        let t = text("cannot connect with host=127.0.0.1 port=1 password=hunter2 dbname=x");
+        assert_eq!(
+            t,
+            "cannot connect with host=127.0.0.1 port=1 password=*** dbname=x"
+        );
+        let t = text("dsn host=db password='hun ter2' user=app");
+        assert!(!t.contains("hun") && !t.contains("ter2"), "{t}");
+        let s = Secrets::from_url("host=db password='hun\\'ter 2' user=app");
+        let msg = s.scrub("server said: password hun'ter 2 rejected");
+        assert!(!msg.contains("ter 2"), "{msg}");
+    }
+
+    #[test]
+    fn sql_password_literals_are_masked() {
+        assert_eq!(
+            text("ALTER ROLE app WITH PASSWORD 'hun''ter2' VALID UNTIL 'infinity'"),
+            "ALTER ROLE app WITH PASSWORD '***' VALID UNTIL 'infinity'"
+        );
+        assert_eq!(
+            text("create user x encrypted password\n  'hunter2'"),
+            "create user x encrypted password\n  '***'"
+        );
+        assert_eq!(
+            text("SELECT password FROM users"),
+            "SELECT password FROM users"
+        );
+    }
+
+    #[test]
+    fn toml_lines_with_secrets_are_masked() {
+        for line in [
+            r#"2:1: url = "postgres://u:hunter2@db/app""#,
+            r#"2:1: password = "hunter2""#,
+            r#"2:1: password = 'hunter2'"#,
+            r#"invalid type: string "redis://:hunter2@h", expected u64"#,
+            r#"invalid type: string "host=db password=hunter2", expected u64"#,
+        ] {
+            let t = text(line);
+            assert!(!t.contains("hunter2"), "{t}");
+            assert!(t.contains(MASK), "{t}");
+        }
     }
 
     #[test]

@@ -373,22 +373,29 @@ impl Default for Targets {
     }
 }
 
+/// The longest time any target may be (10 years, in seconds): every time target fits
+/// a `Duration` and formats.
+pub const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+/// The largest ratio or size a target may be.
+pub const MAX_NUMBER: f64 = 1e12;
+
 /// Tables whose keys are names the user chooses (new entries allowed).
 const OPEN_TABLES: [&str; 2] = ["cache", "worker.weights"];
 
-/// A targets file that could not be used.
+/// A targets file that could not be used. Messages are shown through the one secrets
+/// policy: a TOML error may quote the value written (a URL with a password).
 #[derive(Debug, thiserror::Error)]
 pub enum TargetsError {
     #[error("cannot read targets file {path}: {reason}")]
     Read { path: String, reason: String },
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{path}:{line}:{column}: {}", crate::redact::text(.message))]
     At {
         path: String,
         line: usize,
         column: usize,
         message: String,
     },
-    #[error("{path}: {message}")]
+    #[error("{path}: {}", crate::redact::text(.message))]
     Invalid { path: String, message: String },
 }
 
@@ -426,10 +433,11 @@ impl Targets {
             None => Ok(Targets::default()),
             Some(p) => {
                 let shown = p.display().to_string();
-                let text = std::fs::read_to_string(&p).map_err(|e| TargetsError::Read {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?;
+                let text =
+                    crate::config_file::read_capped(&p).map_err(|reason| TargetsError::Read {
+                        path: shown.clone(),
+                        reason,
+                    })?;
                 Targets::from_toml_str(&text, &shown)
             }
         }
@@ -480,7 +488,16 @@ impl Targets {
                 })?;
         targets.sources = sources;
         if let Err((key, message)) = targets.validate() {
-            return Err(match spans.get(&key) {
+            // The key itself, or the nearest table written in the file (entries of
+            // open tables such as `[cache.x]` are recorded whole).
+            let mut place = key.as_str();
+            while !spans.contains_key(place) {
+                match place.rfind('.') {
+                    Some(dot) => place = &place[..dot],
+                    None => break,
+                }
+            }
+            return Err(match spans.get(place) {
                 Some(&offset) => at(offset, format!("`{key}`: {message}")),
                 None => TargetsError::Invalid {
                     path: path.to_string(),
@@ -554,22 +571,101 @@ impl Targets {
                 return Err((key.into(), format!("{v} is not a percentage (0 to 100)")));
             }
         }
-        let positive = [
-            ("database.max_query_ms", d.max_query_ms),
+        // Times: above zero (a zero threshold flags everything or nothing) and short
+        // enough to be a `Duration` and to format (at most MAX_SECONDS).
+        let seconds = [
             ("database.stuck_query_s", d.stuck_query_s),
             ("worker.queue_latency_s", w.queue_latency_s),
             ("worker.job_avg_s", w.job_avg_s),
-            ("ai.provider_p95_ratio_max", self.ai.provider_p95_ratio_max),
+            ("worker.drain_minutes", w.drain_minutes * 60.0),
+            ("worker.job_slow_s", w.job_slow_s),
+            ("worker.heartbeat_stale_s", w.heartbeat_stale_s),
             ("ai.recovery_timeout_s", self.ai.recovery_timeout_s),
             ("ai.request_timeout_s", self.ai.request_timeout_s),
+        ];
+        let ms = [
+            ("database.max_query_ms", d.max_query_ms),
+            ("database.slow_query_ms", d.slow_query_ms),
             ("load.p95_ms", self.load.p95_ms),
             ("load.p99_ms", self.load.p99_ms),
+            ("redis.slowlog_ms", self.redis.slowlog_ms),
+            ("apm.slow_request_ms", self.apm.slow_request_ms),
+            ("apm.mission_slow_ms", self.apm.mission_slow_ms),
+            ("apm.agent_slow_ms", self.apm.agent_slow_ms),
+            ("apm.job_slow_ms", self.apm.job_slow_ms),
+            ("frontend.lcp_ms", self.frontend.lcp_ms),
+        ]
+        .map(|(k, v)| (k, v / 1000.0));
+        for (key, secs) in seconds.into_iter().chain(ms) {
+            if !secs.is_finite() || secs <= 0.0 {
+                return Err((key.into(), "must be a time above 0".into()));
+            }
+            if secs > MAX_SECONDS {
+                return Err((
+                    key.into(),
+                    format!(
+                        "is longer than {} days, the longest time a target may be",
+                        MAX_SECONDS / 86_400.0
+                    ),
+                ));
+            }
+        }
+        let ratios = [
+            ("ai.provider_p95_ratio_max", self.ai.provider_p95_ratio_max),
             ("load.throughput_ratio_min", self.load.throughput_ratio_min),
             ("redis.ops_ratio_max", self.redis.ops_ratio_max),
+            ("frontend.bundle_gzip_kb", self.frontend.bundle_gzip_kb),
         ];
-        for (key, v) in positive {
-            if !v.is_finite() || v <= 0.0 {
-                return Err((key.into(), format!("{v} must be a positive number")));
+        for (key, v) in ratios {
+            if !v.is_finite() || v <= 0.0 || v > MAX_NUMBER {
+                return Err((
+                    key.into(),
+                    format!("{v} must be a number above 0 and at most {MAX_NUMBER:e}"),
+                ));
+            }
+        }
+        if w.drain_minutes * 60.0 < w.queue_latency_s {
+            return Err((
+                "worker.drain_minutes".into(),
+                format!(
+                    "{} min is below worker.queue_latency_s {} s (latency FAILs past the drain time, WARNs past the latency target)",
+                    w.drain_minutes, w.queue_latency_s
+                ),
+            ));
+        }
+        // Counts that a zero makes meaningless.
+        let at_least_one = [
+            ("database.pool_max", u64::from(d.pool_max)),
+            ("worker.concurrency_max", u64::from(w.concurrency_max)),
+            ("worker.backlog_enqueued", w.backlog_enqueued),
+            ("worker.retry_depth_max", u64::from(w.retry_depth_max)),
+            ("ai.breakers_open_max", u64::from(self.ai.breakers_open_max)),
+            ("ai.retry_depth_max", u64::from(self.ai.retry_depth_max)),
+            ("redis.large_key_bytes", self.redis.large_key_bytes),
+        ];
+        for (key, v) in at_least_one {
+            if v == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        for (name, weight) in &w.weights {
+            if *weight == 0 {
+                return Err((
+                    format!("worker.weights.{name}"),
+                    "must be at least 1 (a queue Sidekiq never polls is left out, not weighted 0)"
+                        .into(),
+                ));
+            }
+        }
+        for (name, c) in &self.cache {
+            if c.ttl_s == 0 || c.ttl_s as f64 > MAX_SECONDS {
+                return Err((
+                    format!("cache.{name}.ttl_s"),
+                    format!(
+                        "{} is not a usable TTL (1 to {} seconds)",
+                        c.ttl_s, MAX_SECONDS
+                    ),
+                ));
             }
         }
         if self.ai.failure_threshold == 0 {
@@ -630,6 +726,7 @@ fn merge(
         let open = OPEN_TABLES.contains(&prefix);
         match into.get_mut(key) {
             None if open => {
+                check_open_entry(prefix, &dotted, value).map_err(err)?;
                 into.insert(key.clone(), value.clone());
                 record_sources(value, &dotted, &format!("{path}:{line}"), sources);
             }
@@ -691,6 +788,21 @@ fn merge(
         }
     }
     Ok(())
+}
+
+/// A new entry of an open table must have the type its table holds, checked here so
+/// the error names the line it is on.
+fn check_open_entry(table: &str, dotted: &str, value: &toml::Value) -> Result<(), String> {
+    let found = |e: toml::de::Error| format!("`{dotted}`: {}", e.message().trim());
+    match table {
+        "cache" => value
+            .clone()
+            .try_into::<CacheType>()
+            .map(|_| ())
+            .map_err(found),
+        "worker.weights" => value.clone().try_into::<u32>().map(|_| ()).map_err(found),
+        _ => Ok(()),
+    }
 }
 
 fn record_sources(
@@ -886,6 +998,123 @@ mod tests {
         assert_eq!(t.worker.weights["ai"], 4);
         let err = Targets::from_toml_str("[cache.x]\nttl_s = 60\n", "t.toml").unwrap_err();
         assert!(err.to_string().contains("compress"), "{err}");
+    }
+
+    #[test]
+    fn values_no_command_can_use_are_refused_at_their_line() {
+        for (text, want) in [
+            (
+                "[database]\nstuck_query_s = 1e20\n",
+                "t.toml:2:1: `database.stuck_query_s`: is longer than",
+            ),
+            (
+                "[database]\nstuck_query_s = 0\n",
+                "t.toml:2:1: `database.stuck_query_s`: must be a time above 0",
+            ),
+            (
+                "[database]\nstuck_query_s = -5\n",
+                "t.toml:2:1: `database.stuck_query_s`: must be a time above 0",
+            ),
+            (
+                "[database]\nstuck_query_s = nan\n",
+                "t.toml:2:1: `database.stuck_query_s`: must be a time above 0",
+            ),
+            (
+                "[database]\nstuck_query_s = inf\n",
+                "t.toml:2:1: `database.stuck_query_s`: must be a time above 0",
+            ),
+            (
+                "[worker]\nheartbeat_stale_s = 1e300\n",
+                "t.toml:2:1: `worker.heartbeat_stale_s`",
+            ),
+            (
+                "[worker]\njob_slow_s = 0.0\n",
+                "t.toml:2:1: `worker.job_slow_s`",
+            ),
+            (
+                "[worker]\ndrain_minutes = 0.5\n",
+                "t.toml:2:1: `worker.drain_minutes`: 0.5 min is below",
+            ),
+            (
+                "[worker]\nbacklog_enqueued = 0\n",
+                "t.toml:2:1: `worker.backlog_enqueued`: must be at least 1",
+            ),
+            (
+                "[worker.weights]\nbulk = 0\n",
+                "t.toml:2:1: `worker.weights.bulk`: must be at least 1",
+            ),
+            (
+                "[redis]\nslowlog_ms = -1\n",
+                "t.toml:2:1: `redis.slowlog_ms`",
+            ),
+            (
+                "[redis]\nops_ratio_max = 1e300\n",
+                "t.toml:2:1: `redis.ops_ratio_max`",
+            ),
+            (
+                "[database]\nslow_query_ms = 1e300\nmax_query_ms = 1e299\n",
+                "t.toml:3:1: `database.max_query_ms`",
+            ),
+            (
+                "[cache.x]\nttl_s = 0\ncompress = false\npattern = \"x\"\n",
+                "t.toml:1:8: `cache.x.ttl_s`",
+            ),
+            ("[apm]\njob_slow_ms = 0\n", "t.toml:2:1: `apm.job_slow_ms`"),
+            (
+                "[ai]\nrequest_timeout_s = 1e19\n",
+                "t.toml:2:1: `ai.request_timeout_s`",
+            ),
+        ] {
+            let err = Targets::from_toml_str(text, "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_never_show_a_secret_the_file_holds() {
+        for text in [
+            "[cache.x]\nttl_s = \"redis://:hunter2@h\"\ncompress = true\npattern = \"x\"\n",
+            "[worker.weights]\nx = \"postgres://u:hunter2@db/app\"\n",
+            "[database]\nstuck_query_s = \"host=db password=hunter2\"\n",
+            "[database]\npassword = \"hunter2\"\n",
+            "password = hunter2\n",
+            "[database]\nurl = \"postgres://u:hunter2@h/db\n",
+        ] {
+            let err = Targets::from_toml_str(text, "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("hunter2"), "{text:?}: {err}");
+            assert!(err.starts_with("t.toml:"), "{err}");
+        }
+        let err = Targets::from_toml_str(
+            "[cache.x]\nttl_s = \"redis://:hunter2@h\"\ncompress = true\npattern = \"x\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("t.toml:1:8: `cache.x`"), "{err}");
+        assert!(err.contains("redis://:***@h"), "{err}");
+    }
+
+    #[test]
+    fn endless_or_huge_files_are_refused_without_reading_them_whole() {
+        let err = Targets::load(Some(Path::new("/dev/zero")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than the 4.0 MiB"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "# x\n".repeat(2 * 1024 * 1024)).unwrap();
+        let err = Targets::load(Some(&big)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot read targets file {}: larger",
+                big.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -289,7 +289,8 @@ fn parse_statements(rows: &[Row]) -> Result<StatementsState, DbError> {
         statements.push(Statement {
             queryid: get(r, 0, w)?,
             user: get(r, 1, w)?,
-            query: get(r, 2, w)?,
+            // Utility statements keep their literals (ALTER ROLE … PASSWORD '…').
+            query: powertune_core::redact::text(&get::<String>(r, 2, w)?),
             calls: get(r, 3, w)?,
             total_ms: get(r, 4, w)?,
             mean_ms: get(r, 5, w)?,
@@ -405,7 +406,7 @@ pub async fn read_sessions(s: &mut Session) -> Result<Vec<crate::snapshot::Sessi
                 user: get(r, 2, w)?,
                 application: get(r, 3, w)?,
                 state: get(r, 4, w)?,
-                query: get(r, 5, w)?,
+                query: get::<Option<String>>(r, 5, w)?.map(|q| powertune_core::redact::text(&q)),
                 query_age_s: get(r, 6, w)?,
                 state_age_s: get(r, 7, w)?,
                 xact_age_s: get(r, 8, w)?,

@@ -11,6 +11,11 @@ use std::time::Duration;
 
 /// The most statements `--top` may list.
 pub const MAX_TOP: usize = 1000;
+/// The longest `--stuck-after` and `--idle-in-transaction-after` (a day): a session
+/// older than that is stuck by any measure.
+pub const MAX_AGE: Duration = Duration::from_secs(86_400);
+/// The largest `--pool-size` (PostgreSQL's own max_connections limit).
+pub const MAX_POOL_SIZE: u32 = 262_143;
 
 /// What `powertune db` is asked to look at.
 #[derive(Debug, Clone)]
@@ -48,6 +53,29 @@ impl DbOptions {
                 self.top
             )));
         }
+        for (flag, d) in [
+            ("--stuck-after", self.stuck_after),
+            (
+                "--idle-in-transaction-after",
+                Some(self.idle_in_transaction_after),
+            ),
+        ] {
+            if let Some(d) = d {
+                if d.is_zero() || d > MAX_AGE {
+                    return Err(DbError::Config(format!(
+                        "{flag} {} must be above 0 and at most 1 day (e.g. {flag} 5m)",
+                        powertune_core::duration::format(d)
+                    )));
+                }
+            }
+        }
+        if let Some(n) = self.pool_size {
+            if n == 0 || n > MAX_POOL_SIZE {
+                return Err(DbError::Config(format!(
+                    "--pool-size {n} must be between 1 and {MAX_POOL_SIZE} (e.g. --pool-size 25)"
+                )));
+            }
+        }
         self.connection.validate()
     }
 
@@ -55,7 +83,7 @@ impl DbOptions {
     pub fn targets(&self, targets: &Targets) -> Targets {
         let mut t = targets.clone();
         if let Some(d) = self.stuck_after {
-            t.database.stuck_query_s = d.as_secs_f64().max(0.001);
+            t.database.stuck_query_s = d.as_secs_f64();
         }
         t
     }
@@ -125,7 +153,25 @@ mod tests {
         o.idle_in_transaction_after = Duration::from_millis(5);
         assert_eq!(o.targets(&t).database.stuck_query_s, 2.0);
         assert_eq!(o.limits().idle_in_transaction_s, 0.005);
-        o.stuck_after = Some(Duration::ZERO);
-        assert_eq!(o.targets(&t).database.stuck_query_s, 0.001);
+    }
+
+    #[test]
+    fn ages_and_pool_size_are_bounded() {
+        let mut o = DbOptions::new(RawDbConfig::new("postgres://db/app"));
+        for d in [Duration::ZERO, Duration::from_secs(86_401), Duration::MAX] {
+            o.stuck_after = Some(d);
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.starts_with("--stuck-after"), "{e}");
+        }
+        o.stuck_after = Some(Duration::from_secs(300));
+        o.idle_in_transaction_after = Duration::ZERO;
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.starts_with("--idle-in-transaction-after 0ms"), "{e}");
+        o.idle_in_transaction_after = Duration::from_secs(1);
+        o.pool_size = Some(0);
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.starts_with("--pool-size 0"), "{e}");
+        o.pool_size = Some(25);
+        assert!(o.validate().is_ok());
     }
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// The shortest interval between samples.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest interval between samples (an hour).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// What to watch and how often.
 #[derive(Debug, Clone)]
@@ -31,6 +33,12 @@ impl WatchOptions {
         if self.interval < MIN_INTERVAL {
             return Err(DbError::Config(format!(
                 "--interval {} is too short (at least 100ms, e.g. 30s)",
+                powertune_core::units::duration(self.interval)
+            )));
+        }
+        if self.interval > MAX_INTERVAL {
+            return Err(DbError::Config(format!(
+                "--interval {} is too long (at most 1h, e.g. 30s)",
                 powertune_core::units::duration(self.interval)
             )));
         }

@@ -121,6 +121,36 @@ async fn sidekiq6_written_by_real_sidekiq_matches_its_own_api() {
             .collect::<Vec<_>>(),
         vec![("queue bulk", Verdict::Warn)]
     );
+    // The process polls critical, standard and low: bulk's and slow's jobs wait for a
+    // process that polls them, not for more threads.
+    assert_eq!(
+        find(&f, "unserved_queue")
+            .iter()
+            .map(|x| (x.subject.as_str(), x.verdict))
+            .collect::<Vec<_>>(),
+        vec![("queue bulk", Verdict::Fail), ("queue slow", Verdict::Fail)]
+    );
+    for x in find(&f, "unserved_queue") {
+        let name = x.subject.trim_start_matches("queue ");
+        assert!(
+            x.action.starts_with(&format!(
+                "No process serves queue `{name}`: add it to a process's queues"
+            )),
+            "{}",
+            x.action
+        );
+    }
+    for x in f
+        .iter()
+        .filter(|x| x.subject == "queue bulk" || x.subject == "queue slow")
+    {
+        assert!(
+            !x.action.contains("WORKER_CONCURRENCY"),
+            "{}: {}",
+            x.check,
+            x.action
+        );
+    }
     assert_eq!(
         find(&f, "queue_latency")
             .iter()
@@ -294,6 +324,7 @@ async fn the_queues_entry_watches_then_judges_the_full_snapshot() {
         watch: Some(sidekiq::WatchOptions {
             every: Duration::from_millis(100),
             ticks: Some(2),
+            reconnect: sidekiq::Reconnect::default(),
         }),
     };
     let mut ticks = Vec::new();

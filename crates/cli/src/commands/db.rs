@@ -3,10 +3,10 @@
 
 use super::{block_on, emit_inspection, Context};
 use crate::args::{self, duration_at_least, positive_duration_at_most};
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use powertune_core::ExitCode;
-use powertune_db::inspect::MAX_TOP;
-use powertune_db::watch::MIN_INTERVAL;
+use powertune_db::inspect::{MAX_AGE, MAX_POOL_SIZE, MAX_TOP};
+use powertune_db::watch::{MAX_INTERVAL, MIN_INTERVAL};
 use powertune_db::{explain, DbOptions, ExplainOptions, RawDbConfig, WatchOptions};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +53,13 @@ struct Conn {
     connect_timeout: Duration,
 }
 
+/// `db watch --interval`: at least 100ms, at most 1h.
+fn watch_interval(s: &str) -> Result<Duration, String> {
+    let d = duration_at_least(MIN_INTERVAL)(s)?;
+    args::duration_at_most(MAX_INTERVAL)(s)?;
+    Ok(d)
+}
+
 /// A duration as the engine's settings take it, exactly.
 fn setting(d: Duration) -> String {
     format!("{}ns", d.as_nanos())
@@ -81,17 +88,20 @@ struct CheckArgs {
     #[command(flatten)]
     conn: Conn,
     /// The application's connection pool size, judged against the runbook's 25-50.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_POOL_SIZE as i64))]
     pool_size: Option<u32>,
     /// How many statements to list by total and by mean time.
     #[arg(long, default_value_t = 10, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=MAX_TOP as i64))]
     top: u32,
-    /// Queries active longer than this are stuck (default: database.stuck_query_s, 5m).
-    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    /// Queries active longer than this are stuck (default: database.stuck_query_s, 5m;
+    /// above 0, at most 1d).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration_at_most(MAX_AGE))]
     stuck_after: Option<Duration>,
-    /// Sessions idle in a transaction longer than this are flagged.
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = args::duration)]
+    /// Sessions idle in a transaction longer than this are flagged (above 0, at most 1d).
+    #[arg(long, default_value = "1s", value_name = "DURATION",
+          value_parser = positive_duration_at_most(MAX_AGE))]
     idle_in_transaction_after: Duration,
     #[command(flatten)]
     output: args::Output,
@@ -116,12 +126,14 @@ struct ExplainArgs {
     /// Plan only: EXPLAIN without ANALYZE (nothing is executed).
     #[arg(long)]
     no_analyze: bool,
-    /// Allow INSERT/UPDATE/DELETE/MERGE: executed then rolled back, locking rows meanwhile.
+    /// Allow statements that write or lock rows (INSERT/UPDATE/DELETE/MERGE, also in a
+    /// CTE; SELECT ... FOR UPDATE/SHARE; SELECT ... INTO): executed then rolled back,
+    /// locking rows meanwhile. Without it they are refused before anything runs.
     #[arg(long)]
     allow_writes: bool,
-    /// statement_timeout of the explained statement.
+    /// statement_timeout of the explained statement (at most 1h).
     #[arg(long, default_value = "10s", value_name = "DURATION",
-          value_parser = args::positive_duration)]
+          value_parser = positive_duration_at_most(MAX_TIMEOUT))]
     timeout: Duration,
     #[command(flatten)]
     output: args::Output,
@@ -131,9 +143,9 @@ struct ExplainArgs {
 struct WatchArgs {
     #[command(flatten)]
     conn: Conn,
-    /// Time between samples.
+    /// Time between samples (100ms to 1h).
     #[arg(long, default_value = "30s", value_name = "DURATION",
-          value_parser = duration_at_least(MIN_INTERVAL))]
+          value_parser = watch_interval)]
     interval: Duration,
     /// Stop after N samples (default: until Ctrl-C).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -166,8 +178,7 @@ fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
     let options = match &a.plan {
         Some(path) => ExplainOptions::Saved {
-            text: std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --plan {}", path.display()))?,
+            text: explain::read_plan_file(path)?,
             origin: format!("--plan {}", path.display()),
         },
         None => {

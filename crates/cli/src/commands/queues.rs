@@ -5,12 +5,10 @@ use super::redis::ConnArgs;
 use super::{block_on, emit_inspection, Context};
 use crate::args::{self, duration_at_least};
 use powertune_core::ExitCode;
+use powertune_redis::sidekiq::inspect::{MAX_WATCH, MIN_WATCH};
 use powertune_redis::sidekiq::{self, Options, QueuesOptions, WatchOptions};
 use std::io::Write;
 use std::time::Duration;
-
-/// The shortest `--watch` interval.
-const MIN_WATCH: Duration = Duration::from_millis(100);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,9 +16,12 @@ pub struct Args {
     conn: ConnArgs,
     #[command(flatten)]
     output: args::Output,
-    /// Live view: every INTERVAL print depth, latency, net rate and drain ETA per queue,
-    /// processed/s and failed/s; on Ctrl-C (or after --ticks) print the full report.
-    #[arg(long, value_name = "INTERVAL", value_parser = duration_at_least(MIN_WATCH))]
+    /// Live view: every INTERVAL (100ms to 1h) print depth, latency, net rate and drain
+    /// ETA per queue, processed/s and failed/s; on Ctrl-C (or after --ticks) print the
+    /// full report. With --json - the live lines go to standard error. If Redis goes
+    /// away, the watch reconnects (6 attempts, 250ms doubling to 5s, ~13s in all), else
+    /// ends and reports what it saw.
+    #[arg(long, value_name = "INTERVAL", value_parser = watch_interval)]
     watch: Option<Duration>,
     /// With --watch: stop after N intervals.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -33,6 +34,13 @@ pub struct Args {
     #[arg(long, default_value_t = 7, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=366))]
     days: u32,
+}
+
+/// `--watch`: at least 100ms, at most 1h.
+fn watch_interval(s: &str) -> Result<Duration, String> {
+    let d = duration_at_least(MIN_WATCH)(s)?;
+    args::duration_at_most(MAX_WATCH)(s)?;
+    Ok(d)
 }
 
 pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
@@ -48,13 +56,24 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
         watch: a.watch.map(|every| WatchOptions {
             every,
             ticks: a.ticks,
+            reconnect: sidekiq::Reconnect::default(),
         }),
     };
     opts.validate()?;
+    // With `--json -` standard output carries the JSON report only: the tick lines go
+    // to standard error.
+    let json_on_stdout = a.output.json.as_deref() == Some(std::path::Path::new("-"));
     let print_tick = |elapsed_s: f64, d: &sidekiq::WatchDelta| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", sidekiq::render_tick(elapsed_s, d));
-        let _ = out.flush();
+        let line = sidekiq::render_tick(elapsed_s, d);
+        if json_on_stdout {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+            let _ = err.flush();
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     };
     let inspection = block_on(async {
         let interrupt = crate::signal::Interrupt::listen("the watch");

@@ -24,6 +24,35 @@ use crate::error::DbError;
 use powertune_core::{Inspection, Targets};
 use std::time::Duration;
 
+/// The largest saved plan `--plan` reads (64 MiB); the read stops there.
+pub const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A saved plan file's text, at most [`MAX_PLAN_BYTES`] (a device or FIFO such as
+/// `/dev/zero` is refused once past it, not read forever).
+pub fn read_plan_file(path: &std::path::Path) -> Result<String, DbError> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| DbError::Config(format!("cannot read --plan {shown}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DbError::Config(format!("cannot read --plan {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        return Err(DbError::Config(format!(
+            "--plan {shown} is larger than the 64 MiB a saved plan may be"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        DbError::Config(format!(
+            "--plan {shown} is not UTF-8 text (expected EXPLAIN (FORMAT JSON) output)"
+        ))
+    })
+}
+
+/// The longest statement_timeout an EXPLAIN may be given (an hour).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Where the plan comes from.
 #[derive(Debug, Clone)]
 pub enum ExplainOptions {
@@ -66,6 +95,12 @@ impl ExplainOptions {
                 timeout,
             } => {
                 let request = request.validate()?;
+                if timeout.is_zero() || *timeout > MAX_TIMEOUT {
+                    return Err(DbError::Config(format!(
+                        "--timeout {} must be above 0 and at most 1h (e.g. --timeout 10s)",
+                        powertune_core::duration::format(*timeout)
+                    )));
+                }
                 ValidExplain::Run {
                     connection: Box::new(connection.validate()?),
                     request,

@@ -1,8 +1,49 @@
 //! What `db explain` is asked to run, checked before any connection: exactly one
 //! statement of a kind EXPLAIN accepts, its parameters and its `SET LOCAL` settings.
+//!
+//! Whether the statement writes or locks rows is not decided here from its first
+//! keyword: [`super::collect::run`] asks the server for the plan first (EXPLAIN
+//! without ANALYZE) and refuses a plan with a `ModifyTable` or `LockRows` node unless
+//! writes are allowed; the keyword check below only refuses plain writes early.
+//! `SELECT ... INTO` (which creates a table, shows nothing in the plan and runs even
+//! in a READ ONLY transaction) is found by parsing the statement with `sqlparser`'s
+//! PostgreSQL dialect; a statement that parser cannot read is left to the plan check.
 
 use super::sql;
 use crate::error::DbError;
+use sqlparser::ast::{Query, SetExpr, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// How deep the SQL parse may nest before it gives up (hostile input stays bounded).
+const PARSE_DEPTH: usize = 64;
+
+/// Whether `stmt` is a `SELECT ... INTO` (it creates a table), as PostgreSQL's grammar
+/// reads it; `false` when the parser cannot read the statement.
+pub fn creates_table(stmt: &str) -> bool {
+    let dialect = PostgreSqlDialect {};
+    let parsed = Parser::new(&dialect)
+        .with_recursion_limit(PARSE_DEPTH)
+        .try_with_sql(stmt)
+        .and_then(|mut p| p.parse_statements());
+    let Ok(statements) = parsed else {
+        return false;
+    };
+    fn query(q: &Query) -> bool {
+        set(&q.body)
+    }
+    fn set(e: &SetExpr) -> bool {
+        match e {
+            SetExpr::Select(s) => s.into.is_some(),
+            SetExpr::Query(q) => query(q),
+            SetExpr::SetOperation { left, right, .. } => set(left) || set(right),
+            _ => false,
+        }
+    }
+    statements
+        .iter()
+        .any(|s| matches!(s, Statement::Query(q) if query(q)))
+}
 
 /// Statements `db explain` runs as given.
 const READS: [&str; 4] = ["SELECT", "WITH", "VALUES", "TABLE"];
@@ -30,6 +71,10 @@ pub struct ExplainRequest {
     pub params: Vec<String>,
     pub settings: Vec<(String, String)>,
     pub analyze: bool,
+    /// Run a statement that writes or locks rows (EXPLAIN ANALYZE in a rolled-back
+    /// READ WRITE transaction); without it, ANALYZE runs in a READ ONLY transaction
+    /// and only after the plan showed no write and no row lock.
+    pub allow_writes: bool,
 }
 
 impl RawExplain {
@@ -58,6 +103,11 @@ impl RawExplain {
             return Err(DbError::Config(format!(
                 "cannot explain a `{kw}` statement: expected SELECT, WITH, VALUES, TABLE (or INSERT/UPDATE/DELETE/MERGE with --allow-writes)"
             )));
+        }
+        if !self.allow_writes && !self.no_analyze && creates_table(&stmt) {
+            return Err(DbError::Config(
+                "SELECT ... INTO would create a table (then roll it back); pass --allow-writes to do that, or --no-analyze for the plan only".into(),
+            ));
         }
         let wanted = sql::max_placeholder(&stmt);
         if wanted != self.params.len() {
@@ -95,6 +145,7 @@ impl RawExplain {
             params: self.params.clone(),
             settings,
             analyze: !self.no_analyze,
+            allow_writes: self.allow_writes,
         })
     }
 }
@@ -128,6 +179,12 @@ mod tests {
             .is_ok());
         let e = raw("DROP TABLE t", &[]).validate().unwrap_err().to_string();
         assert!(e.contains("cannot explain a `DROP`"), "{e}");
+        for stmt in ["CALL p()", "COPY t TO STDOUT", "COPY t FROM STDIN"] {
+            let mut w = raw(stmt, &[]);
+            w.allow_writes = true;
+            let e = w.validate().unwrap_err().to_string();
+            assert!(e.contains("cannot explain a"), "{e}");
+        }
         let e = raw("UPDATE t SET a = 1", &[])
             .validate()
             .unwrap_err()
@@ -136,5 +193,41 @@ mod tests {
         let mut w = raw("UPDATE t SET a = 1", &[]);
         w.allow_writes = true;
         assert!(w.validate().is_ok());
+    }
+
+    #[test]
+    fn select_into_is_a_write() {
+        for stmt in [
+            "SELECT * INTO t2 FROM t",
+            "select a, b into temp t2 from t where a = $1",
+            "WITH x AS (SELECT 1 AS a) SELECT a INTO t2 FROM x",
+            "SELECT 1 INTO t2 UNION SELECT 2",
+        ] {
+            assert!(creates_table(stmt), "{stmt}");
+            let e = raw(stmt, if stmt.contains("$1") { &["1"] } else { &[] })
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("SELECT ... INTO") && e.contains("--allow-writes"),
+                "{e}"
+            );
+        }
+        for stmt in [
+            "SELECT * FROM t",
+            "SELECT 'into' AS x FROM t",
+            "SELECT * FROM t WHERE a IN (SELECT b FROM u)",
+            "SELECT * FROM t WHERE a = ANY($1::int[]) ((((",
+        ] {
+            assert!(!creates_table(stmt), "{stmt}");
+        }
+        let mut w = raw("SELECT * INTO t2 FROM t", &[]);
+        w.allow_writes = true;
+        assert!(w.validate().is_ok());
+        let mut p = raw("SELECT * INTO t2 FROM t", &[]);
+        p.no_analyze = true;
+        assert!(p.validate().is_ok());
+        let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(!creates_table(&deep));
     }
 }

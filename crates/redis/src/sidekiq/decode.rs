@@ -196,7 +196,15 @@ pub fn dead_newest(raw: &Value) -> Vec<DeadJob> {
         dead_newest.push(DeadJob {
             class: job_class(&job),
             error_class: str_of("error_class"),
-            error_message: truncate(&str_of("error_message"), DEAD_MESSAGE_CHARS),
+            // Masked before it is cut (a cut URL could hide its `@` from the policy),
+            // from a bounded prefix (the policy's regexes never see a huge message).
+            error_message: truncate(
+                &powertune_core::redact::text(&truncate(
+                    &str_of("error_message"),
+                    DEAD_MESSAGE_CHARS * 4,
+                )),
+                DEAD_MESSAGE_CHARS,
+            ),
             died_at: score
                 .map(|s| if s > 1e11 { s / 1000.0 } else { s })
                 .unwrap_or(0.0),
@@ -367,6 +375,27 @@ mod tests {
         );
         assert_eq!(d[0].error_message, "boom");
         assert_eq!(d[1].died_at, 1_600_000_000.0);
+    }
+
+    #[test]
+    fn dead_job_messages_lose_their_secrets() {
+        let raw = arr(vec![
+            bulk(
+                r#"{"class":"Sync","error_class":"PG::ConnectionBad","error_message":"could not connect to postgres://app:hunter2@db/app (host=db password=hunter2)"}"#,
+            ),
+            bulk("1700000000"),
+        ]);
+        let d = dead_newest(&raw);
+        assert!(
+            !d[0].error_message.contains("hunter2"),
+            "{}",
+            d[0].error_message
+        );
+        assert!(
+            d[0].error_message.contains("postgres://app:***@db/app"),
+            "{}",
+            d[0].error_message
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ const RECENT_DEAD_S: f64 = 86_400.0;
 /// [`judge_trend`]). Per process, its checks stay together in the report.
 pub fn judge(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
     let mut out = Vec::new();
+    out.extend(unserved_queues(s));
     out.extend(queue_backlog(s, t));
     out.extend(queue_latency(s, t));
     out.extend(processes(s));
@@ -36,6 +37,65 @@ fn secs(v: f64) -> Quantity {
     Quantity::seconds(v.max(0.0))
 }
 
+/// Queues that some live, non-quiet process polls (a quiet process fetches nothing).
+fn served(s: &SidekiqSnapshot) -> std::collections::BTreeSet<&str> {
+    s.processes
+        .iter()
+        .filter(|p| !p.quiet)
+        .flat_map(|p| p.queues.iter().map(String::as_str))
+        .collect()
+}
+
+/// Whether jobs in `q` wait because no process polls it (not for want of threads).
+/// False without live processes: [`processes`] reports that.
+fn is_unserved(
+    s: &SidekiqSnapshot,
+    served: &std::collections::BTreeSet<&str>,
+    q: &QueueInfo,
+) -> bool {
+    !s.processes.is_empty() && !served.contains(q.name.as_str())
+}
+
+/// What to do about a queue's backlog or latency: a queue nobody polls needs a
+/// process that polls it, not more threads.
+fn backlog_action(unserved: bool, name: &str, otherwise: &str) -> String {
+    if unserved {
+        format!("No process serves queue `{name}`: add it to a process's queues (sidekiq.yml :queues: or -q {name}); more concurrency does not help")
+    } else {
+        otherwise.to_string()
+    }
+}
+
+/// Queues holding jobs that no live, non-quiet process polls: FAIL each (they wait
+/// forever). Nothing without live processes ([`processes`] says that) or when every
+/// queue with jobs is served.
+pub fn unserved_queues(s: &SidekiqSnapshot) -> Vec<Finding> {
+    let served = served(s);
+    let quiet = s.processes.iter().filter(|p| p.quiet).count();
+    s.queues
+        .iter()
+        .filter(|q| q.size > 0 && is_unserved(s, &served, q))
+        .map(|q| {
+            let mut listed: Vec<&str> = served.iter().copied().collect();
+            listed.truncate(20);
+            Finding::new(AREA, "unserved_queue", format!("queue {}", q.name), Verdict::Fail)
+                .observed(Value::of(Quantity::count(q.size as f64)).note("enqueued, no process polls it"))
+                .target("polled by at least one process")
+                .evidence(format!(
+                    "{} live processes ({quiet} quiet) poll: {}; oldest job {} waited {}",
+                    s.processes.len(),
+                    if listed.is_empty() { "nothing".to_string() } else { listed.join(", ") },
+                    q.oldest_class.as_deref().unwrap_or("?"),
+                    human_secs(q.latency_s)
+                ))
+                .action(format!(
+                    "No process serves queue `{}`: add it to a process's queues (sidekiq.yml :queues: or -q {}), or move its jobs to a served queue",
+                    q.name, q.name
+                ))
+        })
+        .collect()
+}
+
 /// Queues holding more than `backlog_enqueued` jobs: WARN each.
 pub fn queue_backlog(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
     let target = Value::le(Quantity::count(t.backlog_enqueued as f64)).note("per queue");
@@ -55,6 +115,7 @@ pub fn queue_backlog(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
         .observed(Value::of(Quantity::count(largest as f64)).note("largest"))
         .target(target)];
     }
+    let served = served(s);
     backlog
         .iter()
         .map(|q| {
@@ -62,7 +123,7 @@ pub fn queue_backlog(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
                 .observed(Value::of(Quantity::count(q.size as f64)).note("enqueued"))
                 .target(target.clone())
                 .evidence(format!("oldest job {} waited {}", q.oldest_class.as_deref().unwrap_or("?"), human_secs(q.latency_s)))
-                .action("Investigate the backlog: check which queue is backed up and its latency, inspect the retry/failed sets for systemic errors, then bump WORKER_CONCURRENCY or add a worker instance")
+                .action(backlog_action(is_unserved(s, &served, q), &q.name, "Investigate the backlog: check which queue is backed up and its latency, inspect the retry/failed sets for systemic errors, then bump WORKER_CONCURRENCY or add a worker instance"))
         })
         .collect()
 }
@@ -88,6 +149,7 @@ pub fn queue_latency(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
         .observed(Value::of(secs(max)).note("max"))
         .target(target)];
     }
+    let served = served(s);
     slow.iter()
         .map(|q| {
             let v = if q.latency_s > fail_s {
@@ -100,7 +162,7 @@ pub fn queue_latency(s: &SidekiqSnapshot, t: &WorkerTargets) -> Vec<Finding> {
                 .target(target.clone())
                 .limit(secs(fail_s))
                 .evidence(format!("{} enqueued; oldest job {}", q.size, q.oldest_class.as_deref().unwrap_or("?")))
-                .action("Capacity issue → bump WORKER_CONCURRENCY or add a worker instance; slow job → profile it and split it or put its slow path under a circuit breaker")
+                .action(backlog_action(is_unserved(s, &served, q), &q.name, "Capacity issue → bump WORKER_CONCURRENCY or add a worker instance; slow job → profile it and split it or put its slow path under a circuit breaker"))
         })
         .collect()
 }
@@ -168,7 +230,14 @@ pub fn capacity(s: &SidekiqSnapshot) -> Option<Finding> {
     if s.processes.is_empty() {
         return None;
     }
-    let enqueued = s.enqueued();
+    // Jobs in queues nobody polls do not need more threads (see `unserved_queue`).
+    let served = served(s);
+    let enqueued: u64 = s
+        .queues
+        .iter()
+        .filter(|q| served.contains(q.name.as_str()))
+        .map(|q| q.size)
+        .sum();
     let (busy, cap) = (s.busy(), s.concurrency());
     let util = if cap == 0 {
         0.0
@@ -357,6 +426,30 @@ pub fn judge_trend(d: &WatchDelta) -> Finding {
         .action("Sidekiq retry set growing → failing job class: inspect Sidekiq::RetrySet and investigate the top retried job")
 }
 
+/// How the `--watch` connection fared: FAIL when Redis went away and the report holds
+/// only what the watch saw before (`lost` says when and why), WARN when it went away
+/// and came back (`reconnects` times), nothing when it held.
+pub fn watch_connection(url: &str, reconnects: u32, lost: Option<&str>) -> Option<Finding> {
+    if let Some(why) = lost {
+        return Some(
+            Finding::new(AREA, "watch_connection", format!("Redis at {url}"), Verdict::Fail)
+                .observed("lost")
+                .target("connected for the whole watch")
+                .evidence(format!(
+                    "the watch lost Redis: {why}; this report shows the last snapshot read and the watch up to its last sample"
+                ))
+                .action("Check that Redis is up and reachable from here (redis-cli -u URL PING, its log, maxclients, timeout), then run powertune queues again"),
+        );
+    }
+    (reconnects > 0).then(|| {
+        Finding::new(AREA, "watch_connection", format!("Redis at {url}"), Verdict::Warn)
+            .observed(Value::of(Quantity::count(f64::from(reconnects))).note("reconnects"))
+            .target(Value::le(Quantity::count(0.0)).note("reconnects"))
+            .evidence("Redis went away during the watch and came back; the rates of the interval across the gap are averaged over it")
+            .action("Check Redis's log for restarts or failovers and the network between here and Redis")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +501,75 @@ mod tests {
             .filter(|x| x.check == check)
             .map(|x| x.verdict)
             .collect()
+    }
+
+    #[test]
+    fn a_queue_no_process_polls_is_its_own_finding_not_a_capacity_one() {
+        let mut s = snap();
+        s.queues.push(QueueInfo {
+            name: "bulk".into(),
+            size: 1500,
+            latency_s: 1200.0,
+            oldest_class: Some("BulkJob".into()),
+        });
+        s.processes[0].busy = 10;
+        let t = WorkerTargets::default();
+        let f = judge(&s, &t);
+        let unserved: Vec<&Finding> = f.iter().filter(|x| x.check == "unserved_queue").collect();
+        assert_eq!(unserved.len(), 1, "{f:#?}");
+        assert_eq!(unserved[0].subject, "queue bulk");
+        assert_eq!(unserved[0].verdict, Verdict::Fail);
+        assert!(unserved[0]
+            .action
+            .contains("No process serves queue `bulk`: add it to a process's queues"));
+        for check in ["queue_backlog", "queue_latency"] {
+            let x = f
+                .iter()
+                .find(|x| x.check == check && x.subject == "queue bulk")
+                .unwrap();
+            assert!(
+                !x.action.contains("WORKER_CONCURRENCY"),
+                "{check}: {}",
+                x.action
+            );
+            assert!(
+                x.action.contains("No process serves queue `bulk`"),
+                "{}",
+                x.action
+            );
+        }
+        // All threads busy, but the only waiting jobs beyond `default` are unserved:
+        // default's 3 jobs still make it saturated, bulk's 1500 are not counted.
+        let cap = f.iter().find(|x| x.check == "capacity").unwrap();
+        assert!(cap.evidence.contains("3 enqueued"), "{}", cap.evidence);
+        // A quiet process serves nothing.
+        s.queues[0].size = 0;
+        s.processes[0].quiet = true;
+        let f = judge(&s, &t);
+        assert_eq!(f.iter().filter(|x| x.check == "unserved_queue").count(), 1);
+        assert_eq!(verdicts(&f, "capacity"), vec![Verdict::Pass]);
+        // Served: no such finding; no live process: `processes` says it instead.
+        s.processes[0].quiet = false;
+        s.processes[0].queues.push("bulk".into());
+        assert!(judge(&s, &t).iter().all(|x| x.check != "unserved_queue"));
+        s.processes.clear();
+        let f = judge(&s, &t);
+        assert!(f.iter().all(|x| x.check != "unserved_queue"));
+        assert_eq!(verdicts(&f, "processes"), vec![Verdict::Fail]);
+    }
+
+    #[test]
+    fn the_watch_connection_is_judged() {
+        assert!(watch_connection("redis://h:6379/0", 0, None).is_none());
+        let w = watch_connection("redis://h:6379/0", 2, None).unwrap();
+        assert_eq!(w.verdict, Verdict::Warn);
+        let l = watch_connection("redis://h:6379/0", 1, Some("lost 3s into the watch")).unwrap();
+        assert_eq!(l.verdict, Verdict::Fail);
+        assert!(
+            l.evidence.contains("the watch lost Redis: lost 3s"),
+            "{}",
+            l.evidence
+        );
     }
 
     #[test]

@@ -29,5 +29,5 @@ pub use snapshot::{
     DayStat, DeadJob, JobMetric, ProcessInfo, QueueInfo, RetryStats, RunningJob, SidekiqSnapshot,
     WatchDelta, WatchRow, WatchSample,
 };
-pub use watch::{delta, sample};
+pub use watch::{delta, sample, Reconnect, WatchRun};
 pub use weights::{poll_first, weights_in_force};
