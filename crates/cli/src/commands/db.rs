@@ -171,7 +171,7 @@ fn run_check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     options.validate()?;
     let inspection = block_on(powertune_db::inspect(&options, &targets))??;
-    emit_inspection(&inspection, a.output.json.as_deref())
+    emit_inspection(&inspection, &a.output)
 }
 
 fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -200,7 +200,7 @@ fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     options.validate()?;
     let inspection = block_on(explain::inspect(&options, &targets))??;
-    emit_inspection(&inspection, a.output.json.as_deref())
+    emit_inspection(&inspection, &a.output)
 }
 
 fn run_watch(ctx: &Context, a: WatchArgs) -> anyhow::Result<ExitCode> {

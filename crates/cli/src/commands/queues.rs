@@ -80,5 +80,5 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
         let stop = interrupt.graceful().clone();
         sidekiq::inspect_watching(&opts, &targets, print_tick, stop.cancelled_owned()).await
     })??;
-    emit_inspection(&inspection, a.output.json.as_deref())
+    emit_inspection(&inspection, &a.output)
 }

@@ -183,7 +183,7 @@ fn check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
             info.instantaneous_ops_per_sec
         );
     }
-    emit_inspection(&inspection, a.output.json.as_deref())
+    emit_inspection(&inspection, &a.output)
 }
 
 fn keys(ctx: &Context, a: KeysArgs) -> anyhow::Result<ExitCode> {
@@ -198,7 +198,7 @@ fn keys(ctx: &Context, a: KeysArgs) -> anyhow::Result<ExitCode> {
     }));
     bar.finish();
     let inspection = inspection??;
-    emit_inspection(&inspection, a.output.json.as_deref())
+    emit_inspection(&inspection, &a.output)
 }
 
 /// The key scan's progress bar: drawn on standard error, only when it is a terminal

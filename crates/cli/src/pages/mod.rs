@@ -6,8 +6,30 @@
 use powertune_core::html::Page;
 use powertune_core::Report;
 
-/// The page for `report`.
+mod apm;
+mod db;
+mod gateway;
+mod load;
+mod queues;
+mod redis;
+
+/// The page for `report`, by the command that wrote it.
 pub fn page(report: &Report) -> Page {
+    let first = report.command.split_whitespace().next().unwrap_or("");
+    match first {
+        "load" | "demo" | "compare" => load::page(report),
+        "apm" => apm::page(report),
+        "db" => db::page(report),
+        "redis" => redis::page(report),
+        "queues" => queues::page(report),
+        "gateway" => gateway::page(report),
+        _ => generic(report),
+    }
+}
+
+/// The page every report gets: its title; the renderer adds the verdict, what did
+/// not pass, every finding and the run's metadata.
+pub fn generic(report: &Report) -> Page {
     Page {
         subject: subject(report),
         ..Page::default()
