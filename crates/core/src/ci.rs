@@ -36,9 +36,14 @@ pub fn junit(reports: &[&Report]) -> String {
             escape(r.generated_at.as_str()),
         ));
         out.push_str(&format!(
-            "    <properties>\n      <property name=\"powertune_version\" value=\"{}\"/>\n      <property name=\"verdict\" value=\"{}\"/>\n    </properties>\n",
+            "    <properties>\n      <property name=\"powertune_version\" value=\"{}\"/>\n      <property name=\"verdict\" value=\"{}\"/>\n{}    </properties>\n",
             escape(r.powertune_version.as_str()),
-            r.verdict.label()
+            r.verdict.label(),
+            if r.interrupted {
+                "      <property name=\"interrupted\" value=\"true\"/>\n"
+            } else {
+                ""
+            }
         ));
         for f in &r.findings {
             let classname = format!("{}.{}", f.area, f.check);
@@ -98,12 +103,17 @@ pub fn markdown(report: &Report) -> String {
         Verdict::Fail => "❌",
     };
     let mut out = format!(
-        "### {icon} powertune {}: {} ({} pass, {} warn, {} fail)\n\n",
+        "### {icon} powertune {}: {} ({} pass, {} warn, {} fail){}\n\n",
         report.command,
         report.verdict.label(),
         report.count(Verdict::Pass),
         report.count(Verdict::Warn),
-        report.count(Verdict::Fail)
+        report.count(Verdict::Fail),
+        if report.interrupted {
+            ", interrupted: figures cover only what was measured until the signal"
+        } else {
+            ""
+        }
     );
     let mut shown: Vec<&Finding> = report
         .findings
@@ -166,6 +176,16 @@ mod tests {
             ],
             serde_json::Value::Null,
         )
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_in_both_forms() {
+        let mut r = sample();
+        assert!(!markdown(&r).contains("interrupted"));
+        assert!(!junit(&[&r]).contains("interrupted"));
+        r.mark_interrupted();
+        assert!(markdown(&r).lines().next().unwrap().contains("interrupted"));
+        assert!(junit(&[&r]).contains("<property name=\"interrupted\" value=\"true\"/>"));
     }
 
     #[test]

@@ -163,6 +163,12 @@ pub fn render(report: &Report, page: &Page) -> String {
                     p id="verdict" class=(format!("verdict-line {}", verdict_class(report.verdict))) {
                         span.verdict { (report.verdict.label()) } " " (counts)
                     }
+                    @if report.interrupted {
+                        p id="interrupted" class="verdict-line warn" {
+                            strong { "Interrupted" } ": a signal stopped the run before it finished; \
+                            the figures cover only what was measured until then (exit code 105)."
+                        }
+                    }
                 }
                 @if !worst.is_empty() {
                     section id="problems" {
@@ -304,6 +310,17 @@ mod tests {
         assert!(h.contains("Action: Check the pool"));
         assert!(h.contains("data-chart=\"latency\""));
         assert!(h.contains("uPlot"));
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_under_the_verdict() {
+        let mut r = report();
+        assert!(!render(&r, &page()).contains("id=\"interrupted\""));
+        r.mark_interrupted();
+        let h = render(&r, &page());
+        let v = h.find("id=\"verdict\"").unwrap();
+        let i = h.find("id=\"interrupted\"").unwrap();
+        assert!(v < i && h.contains("exit code 105"));
     }
 
     #[test]
