@@ -162,7 +162,7 @@ fn append_or_write(path: &Path, append: bool, text: &str) -> std::io::Result<()>
 
 /// Whether `path` can be written: an existing file is opened for appending (nothing
 /// changes), a new one is created and removed again.
-fn check(path: &Path, flag: &str) -> Result<(), String> {
+pub fn check(path: &Path, flag: &str) -> Result<(), String> {
     if path == Path::new("-") || path.as_os_str().is_empty() {
         return Ok(());
     }

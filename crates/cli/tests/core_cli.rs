@@ -78,6 +78,13 @@ fn demo_runs_the_runbook_scenarios_end_to_end() {
     assert!(findings.iter().any(|f| f["check"] == "api_latency_p95"));
     // The server saw the client's requests: the summary counts are not empty.
     assert!(out.contains("requests served"), "{out}");
+    // The picture of the run, written where the demo ran, named on the last line.
+    assert!(dir.path().join("powertune-demo.html").exists());
+    assert_eq!(
+        out.trim_end().lines().last().unwrap(),
+        "report: powertune-demo.html",
+        "{out}"
+    );
 }
 
 #[test]

@@ -174,6 +174,7 @@ async fn sigterm_twice_stops_a_stuck_run_at_once_and_counts_what_was_in_flight()
 async fn sigint_stops_the_demo_and_keeps_its_results() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("demo.json");
+    let html = dir.path().join("demo.html");
     let (o, took) = interrupted(
         &[
             "demo",
@@ -182,6 +183,8 @@ async fn sigint_stops_the_demo_and_keeps_its_results() {
             "--quiet",
             "--json",
             json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
         ],
         &[
             ("INT", Duration::from_millis(3000)),
@@ -197,4 +200,7 @@ async fn sigint_stops_the_demo_and_keeps_its_results() {
     let r = report(&json);
     assert_eq!(r["interrupted"], true);
     assert!(r["metrics"]["http"]["reqs"].as_u64().unwrap() > 0, "{r}");
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("id=\"interrupted\""));
 }

@@ -6,12 +6,14 @@ use super::Context;
 use anyhow::Context as _;
 use powertune_core::ExitCode;
 use powertune_load::{Plan, RunOptions};
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The runbook's scenarios, as shipped in `examples/runbook.toml`.
 pub const RUNBOOK_PLAN: &str = include_str!("../../../../examples/runbook.toml");
+
+/// Where the demo writes its HTML report when `--html` does not say.
+pub const DEFAULT_HTML: &str = "powertune-demo.html";
 
 /// Without `--time-scale`, the whole run is scaled to about this long.
 const DEFAULT_LENGTH: Duration = Duration::from_secs(60);
@@ -41,6 +43,10 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
+    if args.output.html.is_none() {
+        crate::outputs::check(std::path::Path::new(DEFAULT_HTML), "--html (default)")
+            .map_err(anyhow::Error::msg)?;
+    }
     let mut plan = match &args.plan {
         Some(p) => Plan::from_path(p)?,
         None => Plan::from_toml_str(RUNBOOK_PLAN, "examples/runbook.toml (embedded)")?,
@@ -91,15 +97,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(p) = &progress {
         p.finish();
     }
-    let inspection = result?;
-    let code = super::load::emit_run(&inspection, (&args.output).into())?;
+    let mut inspection = result?;
     if !to_stdout {
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "embedded target: {} requests served, database pool of {} slots",
+        inspection.text.push_str(&format!(
+            "\nembedded target: {} requests served, database pool of {} slots\n",
             stats.total, args.pool_size
-        )?;
+        ));
     }
-    Ok(code)
+    // The picture of the run: powertune-demo.html unless --html names another file.
+    let files = crate::outputs::Files::from(&args.output);
+    let default_html = PathBuf::from(DEFAULT_HTML);
+    let files = crate::outputs::Files {
+        html: files.html.or(Some(default_html.as_path())),
+        ..files
+    };
+    super::load::emit_run(&inspection, files)
 }
