@@ -13,55 +13,21 @@
     clippy::print_stderr
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+mod common;
+
+use common::served::{Listens, Served, Start};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
-/// Kills the child it holds, whatever happens in the test.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve() -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_powertune"))
-        .current_dir(std::env::temp_dir())
-        .args(["apm", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let mut first = String::new();
-    BufReader::new(stderr).read_line(&mut first).unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in: {first}"))
-        .to_string();
-    (server, addr)
-}
-
-/// VmRSS and VmHWM (peak) of `pid`, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {status}"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+fn serve() -> Served {
+    Served::start(Start {
+        args: &["apm", "serve", "--listen", "127.0.0.1:0"],
+        env: &[],
+        listens: Listens::OnStderr,
+        open_files: None,
+    })
 }
 
 /// One HTTP/1.1 exchange; the status code and body.
@@ -149,15 +115,15 @@ const GROWTH_BOUND_KIB: u64 = 160 * 1024;
 
 #[test]
 fn hostile_inputs_keep_apm_serve_memory_bounded() {
-    let (server, addr) = serve();
-    let pid = server.0.id();
+    let server = serve();
+    let addr = server.addr.clone();
     // Warm up (one small batch and a summary), then the idle figure.
     post(
         &addr,
         &request(&[span(1, 1, 0, 2, "GET /warm", &[("http.route", "/warm")])]),
     );
     summary(&addr);
-    let (idle, _) = rss_kib(pid);
+    let (idle, _) = server.memory_kib();
     let mut figures = vec![format!("idle: VmRSS {idle} KiB")];
 
     // 1. One trace of 100,000 spans whose root arrives last, 1,000 spans per batch.
@@ -195,7 +161,7 @@ fn hostile_inputs_keep_apm_serve_memory_bounded() {
         )]),
     );
     let s = summary(&addr);
-    let (rss, hwm) = rss_kib(pid);
+    let (rss, hwm) = server.memory_kib();
     figures.push(format!(
         "a 100,000-span trace, root last: VmRSS {rss} KiB, VmHWM {hwm} KiB"
     ));
@@ -240,7 +206,7 @@ fn hostile_inputs_keep_apm_serve_memory_bounded() {
         post(&addr, &request(&spans));
     }
     let s = summary(&addr);
-    let (rss, hwm) = rss_kib(pid);
+    let (rss, hwm) = server.memory_kib();
     figures.push(format!(
         "96 requests with 1 MiB route, name, statement and attribute: VmRSS {rss} KiB, VmHWM {hwm} KiB"
     ));
@@ -269,7 +235,7 @@ fn hostile_inputs_keep_apm_serve_memory_bounded() {
         post(&addr, &request(&spans));
     }
     let s = summary(&addr);
-    let (rss, hwm) = rss_kib(pid);
+    let (rss, hwm) = server.memory_kib();
     figures.push(format!(
         "50,000 distinct routes: VmRSS {rss} KiB, VmHWM {hwm} KiB"
     ));

@@ -13,65 +13,24 @@
     clippy::print_stderr
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod common;
+
+use common::served::{Listens, Served, Slowloris, Start};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SLOW_CLIENTS: usize = 1_100;
 
-/// Kills the child it holds, whatever happens in the test.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `powertune ARGS` with an open-files soft limit of 1024 and returns it
-/// with the first line of `stream` (stderr for apm, stdout for the target).
-fn spawn(args: &str, from_stdout: bool) -> (Server, String) {
-    let cmd = format!(
-        "ulimit -Sn 1024 && exec '{}' {args}",
-        env!("CARGO_BIN_EXE_powertune")
-    );
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg(cmd)
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null());
-    if from_stdout {
-        c.stdout(Stdio::piped()).stderr(Stdio::null());
-    } else {
-        c.stdout(Stdio::null()).stderr(Stdio::piped());
-    }
-    let mut child = c.spawn().unwrap();
-    let stream: Box<dyn std::io::Read + Send> = if from_stdout {
-        Box::new(child.stdout.take().unwrap())
-    } else {
-        Box::new(child.stderr.take().unwrap())
-    };
-    let mut reader = BufReader::new(stream);
-    let mut first = String::new();
-    reader.read_line(&mut first).unwrap();
-    // Keep reading, so that later lines never meet a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    (Server(child), first)
-}
-
-/// `IP:PORT` after the first `http://` in `line`.
-fn addr_in(line: &str) -> String {
-    line.split("http://")
-        .nth(1)
-        .and_then(|r| r.split(['/', ' ']).next())
-        .unwrap_or_else(|| panic!("no address in: {line}"))
-        .trim()
-        .to_string()
+/// `powertune ARGS` started with an open-files soft limit of 1024.
+fn spawn(args: &[&str], listens: Listens) -> Served {
+    Served::start(Start {
+        args,
+        env: &[],
+        listens,
+        open_files: Some(1024),
+    })
 }
 
 /// One GET on a fresh connection; the time to the status line and the status.
@@ -91,53 +50,12 @@ async fn timed_get(addr: &str, path: &str) -> (Duration, String) {
     (t.elapsed(), String::from_utf8_lossy(&buf[..12]).to_string())
 }
 
-/// 1,100 connections that send a request head one byte every 300 ms and never
-/// finish it. Returns how many are connected now and a stop flag.
-fn slowloris(addr: &str, stop: Arc<tokio::sync::Notify>) -> Arc<AtomicUsize> {
-    let connected = Arc::new(AtomicUsize::new(0));
-    for _ in 0..SLOW_CLIENTS {
-        let addr = addr.to_string();
-        let connected = Arc::clone(&connected);
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            let Ok(mut s) = TcpStream::connect(&addr).await else {
-                return;
-            };
-            connected.fetch_add(1, Ordering::Relaxed);
-            let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
-            let mut k = 0usize;
-            // At most 100 bytes (30 s); the test ends long before.
-            while k < 100 {
-                let byte = head.get(k).copied().unwrap_or(b'a');
-                if s.write_all(&[byte]).await.is_err() {
-                    break;
-                }
-                k += 1;
-                tokio::select! {
-                    _ = stop.notified() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                }
-            }
-            connected.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-    connected
-}
-
 /// Runs the slowloris against `addr` and checks `path` answers in under 1 s, five
 /// times over two seconds, while every slow connection is open.
 async fn health_under_slowloris(addr: &str, path: &str) -> Vec<Duration> {
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let connected = slowloris(addr, Arc::clone(&stop));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while connected.load(Ordering::Relaxed) < SLOW_CLIENTS {
-        assert!(
-            Instant::now() < deadline,
-            "only {} slow clients connected",
-            connected.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // At most 100 bytes each (30 s); the test ends long before.
+    let slow = Slowloris::start(addr, SLOW_CLIENTS, Duration::from_millis(300), 100);
+    slow.all_connected(Duration::from_secs(20)).await;
     // Let every slow connection be accepted and start its head.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut times = Vec::new();
@@ -150,11 +68,11 @@ async fn health_under_slowloris(addr: &str, path: &str) -> Vec<Duration> {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(
-        connected.load(Ordering::Relaxed),
+        slow.connected(),
         SLOW_CLIENTS,
         "the slow connections were still open during the checks"
     );
-    stop.notify_waiters();
+    slow.finish().await;
     for t in &times {
         assert!(*t < Duration::from_secs(1), "{path} took {t:?}: {times:?}");
     }
@@ -185,30 +103,38 @@ async fn apm_serve_answers_health_under_slowloris() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("apm.toml");
     std::fs::write(&cfg, "[server]\nheader_read_timeout = \"2s\"\n").unwrap();
-    let args = format!(
-        "apm serve --listen 127.0.0.1:0 --config '{}'",
-        cfg.display()
+    let cfg = cfg.display().to_string();
+    let server = spawn(
+        &["apm", "serve", "--listen", "127.0.0.1:0", "--config", &cfg],
+        Listens::OnStderr,
     );
-    let (_server, first) = spawn(&args, false);
-    let addr = addr_in(&first);
-    let closed = slow_head_is_closed(&addr).await;
-    drop(_server);
+    let closed = slow_head_is_closed(&server.addr).await;
+    drop(server);
     // With the default header timeout (10 s) the slow heads stay open all along.
-    let (_server, first) = spawn("apm serve --listen 127.0.0.1:0", false);
-    let addr = addr_in(&first);
-    let times = health_under_slowloris(&addr, "/healthz").await;
+    let server = spawn(
+        &["apm", "serve", "--listen", "127.0.0.1:0"],
+        Listens::OnStderr,
+    );
+    let times = health_under_slowloris(&server.addr, "/healthz").await;
     eprintln!("apm serve: half-sent head closed after {closed:?}; /healthz under 1,100 slow connections: {times:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_answers_health_under_slowloris() {
-    let (_server, first) = spawn("target --listen 127.0.0.1:0 --header-read-timeout 2s", true);
-    let addr = addr_in(&first);
-    let closed = slow_head_is_closed(&addr).await;
-    drop(_server);
-    let (_server, first) = spawn("target --listen 127.0.0.1:0", true);
-    let addr = addr_in(&first);
-    let times = health_under_slowloris(&addr, "/health").await;
+    let server = spawn(
+        &[
+            "target",
+            "--listen",
+            "127.0.0.1:0",
+            "--header-read-timeout",
+            "2s",
+        ],
+        Listens::OnStdout,
+    );
+    let closed = slow_head_is_closed(&server.addr).await;
+    drop(server);
+    let server = spawn(&["target", "--listen", "127.0.0.1:0"], Listens::OnStdout);
+    let times = health_under_slowloris(&server.addr, "/health").await;
     eprintln!("target: half-sent head closed after {closed:?}; /health under 1,100 slow connections: {times:?}");
 }
 

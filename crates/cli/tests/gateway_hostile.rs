@@ -11,64 +11,13 @@
     clippy::print_stderr
 )]
 
+mod common;
+
+use common::served::{Listens, Served, Slowloris, Start};
 use powertune_test_support::providers::{Behavior, FakeProvider};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_powertune");
-
-struct Served {
-    child: Child,
-    addr: String,
-    /// Lines of standard error after the "listening" line, read by a thread.
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    /// Waits (at most `within`) for the process to exit; its exit code.
-    fn exit_within(&mut self, within: Duration) -> Option<i32> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the gateway did not exit within {within:?}");
-    }
-
-    /// Standard error lines written so far.
-    fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
 
 /// `powertune gateway --config FILE --listen 127.0.0.1:0`, its address read from the
 /// "listening" line.
@@ -94,46 +43,13 @@ targets = ["openai:gpt-4o-mini"]
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["gateway", "--config"])
-        .arg(&p)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("GW_TEST_KEY", "sk-cli-test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut before = Vec::new();
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no listening line: {before:?}"
-        );
-        if line.contains("listening on") {
-            break line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("http://"))
-                .unwrap()
-                .to_string();
-        }
-        before.push(line);
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Served {
-        child,
-        addr,
-        stderr: rx,
-    }
+    let config = p.display().to_string();
+    Served::start(Start {
+        args: &["gateway", "--config", &config, "--listen", "127.0.0.1:0"],
+        env: &[("GW_TEST_KEY", "sk-cli-test")],
+        listens: Listens::OnStderr,
+        open_files: None,
+    })
 }
 
 /// A keep-alive HTTP/1.1 connection that sends requests one after another and reads
@@ -201,32 +117,7 @@ async fn a_slowloris_holding_1100_connections_does_not_block_health() {
     );
     let addr = gw.addr.clone();
     // 1,100 connections, each sending its request head one byte every 300 ms
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut slow = Vec::new();
-    for _ in 0..1100 {
-        let addr = addr.clone();
-        let stop = stop.clone();
-        slow.push(tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-            let started = Instant::now();
-            for b in head.iter() {
-                tokio::select! {
-                    _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                }
-                if s.write_all(&[*b]).await.is_err() {
-                    // the server closed it
-                    return Some(started.elapsed());
-                }
-            }
-            // the whole (never ending) head was sent; see whether the server closes it
-            let mut buf = [0u8; 512];
-            let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
-            Some(started.elapsed())
-        }));
-    }
+    let slow = Slowloris::start(&addr, 1100, Duration::from_millis(300), 49);
     // let them all connect and start trickling
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for round in 0..3 {
@@ -247,14 +138,11 @@ async fn a_slowloris_holding_1100_connections_does_not_block_health() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // the slow connections are cut by the header read timeout (3 s), not held forever
-    let mut cut = 0;
-    for t in slow {
-        if let Some(held) = t.await.unwrap() {
-            assert!(held < Duration::from_secs(8), "held {held:?}");
-            cut += 1;
-        }
+    let held = slow.join().await;
+    for h in held.iter().flatten() {
+        assert!(*h < Duration::from_secs(8), "held {h:?}");
     }
-    stop.cancel();
+    let cut = held.iter().filter(|h| h.is_some()).count();
     assert_eq!(cut, 1100, "every slow connection was closed by the gateway");
 }
 
@@ -295,11 +183,11 @@ async fn twenty_thousand_made_up_model_names_keep_metrics_and_memory_small() {
     };
     // warm up: pools, allocator arenas, the one "unknown" series
     send(400, "warm").await.unwrap();
-    let before = gw.rss_kib();
+    let before = gw.memory_kib().0;
     let started = Instant::now();
     send(20_000, "random").await.unwrap();
     let took = started.elapsed();
-    let after = gw.rss_kib();
+    let after = gw.memory_kib().0;
     let a = addr.clone();
     let metrics =
         tokio::task::spawn_blocking(move || Conn::open(&a).request("GET", "/metrics", ""))
@@ -393,7 +281,7 @@ async fn sigterm_drains_an_in_flight_stream_refuses_new_connections_and_exits_0(
         );
         s.read_to_string(&mut got).unwrap();
         let code = gw.exit_within(Duration::from_secs(20));
-        let lines = gw.stderr_lines();
+        let lines = gw.lines();
         (got, code, lines)
     })
     .await
@@ -439,7 +327,7 @@ async fn sigint_drains_too_and_a_second_signal_stops_at_once() {
         let t = Instant::now();
         gw.signal("-TERM");
         let code = gw.exit_within(Duration::from_secs(10));
-        (code, t.elapsed(), gw.stderr_lines())
+        (code, t.elapsed(), gw.lines())
     })
     .await
     .unwrap();

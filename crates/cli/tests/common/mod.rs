@@ -31,3 +31,4 @@ pub fn one_line_error(o: &Output) -> String {
     assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
     e
 }
+pub mod served;
