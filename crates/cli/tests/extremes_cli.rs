@@ -18,7 +18,7 @@
 mod common;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -106,36 +106,9 @@ impl Fixtures {
     }
 }
 
-/// A loopback HTTP server answering every request with a small 200 on kept-alive
-/// connections, for the load commands.
-fn http_server() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = [0u8; 8192];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {
-                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if s.write_all(reply).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    url
-}
-
 fn fixtures() -> Fixtures {
     let dir = tempfile::tempdir().unwrap();
-    let http = http_server();
+    let http = common::ok_server();
     let pg = std::env::var("POWERTUNE_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into());
     let redis =

@@ -94,7 +94,7 @@ fn a_saved_report_becomes_html_junit_and_markdown() {
     assert!(summary.contains("FAIL"), "{summary}");
 
     // The same files straight from a command that measured.
-    let url = ok_server();
+    let url = common::ok_server();
     let html2 = dir.path().join("load.html");
     let xml2 = dir.path().join("load.xml");
     let o = powertune(
@@ -120,30 +120,6 @@ fn a_saved_report_becomes_html_junit_and_markdown() {
     assert!(stdout(&o)
         .trim_end()
         .ends_with(&format!("report: {}", html2.display())));
-}
-
-/// A loopback server answering every request with a small 200.
-fn ok_server() -> String {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0
-                        || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
 }
 
 #[test]

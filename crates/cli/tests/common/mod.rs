@@ -32,3 +32,26 @@ pub fn one_line_error(o: &Output) -> String {
     e
 }
 pub mod served;
+
+/// A loopback HTTP/1.1 server on its own threads answering every request with a
+/// small 200 on kept-alive connections; its base URL (`http://IP:PORT`).
+pub fn ok_server() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = s.read(&mut buf) {
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if n == 0 || s.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
