@@ -187,3 +187,36 @@ fn bad_limits_are_one_line_and_exit_1() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// SIGTERM while a request is half sent: `apm serve` stops accepting, lets the
+/// request finish and answer, then exits 0; the target stops with 0 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_apm_serve_and_stops_the_target_with_0() {
+    let mut server = spawn(
+        &["apm", "serve", "--listen", "127.0.0.1:0"],
+        Listens::OnStderr,
+    );
+    let body = br#"{"resourceSpans":[]}"#;
+    let mut s = TcpStream::connect(&server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are refused while the request in flight is drained.
+    assert!(TcpStream::connect(&server.addr).await.is_err());
+    s.write_all(&body[5..]).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(server.exit_within(Duration::from_secs(10)), Some(0));
+
+    let mut target = spawn(&["target", "--listen", "127.0.0.1:0"], Listens::OnStdout);
+    target.signal("-TERM");
+    assert_eq!(target.exit_within(Duration::from_secs(10)), Some(0));
+}

@@ -86,14 +86,15 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
         let _reloader = gw
             .spawn_sighup_reloader()
             .context("cannot listen for SIGHUP (config reload)")?;
+        // first SIGTERM/SIGINT: stop accepting, let calls in flight finish (up to
+        // server.drain_timeout); a second one: stop at once. Listening before the
+        // address is printed, so a signal right after it still drains.
+        let interrupt = Interrupt::listen("the gateway");
         eprintln!(
             "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials); SIGHUP or POST /admin/reload re-reads {}; SIGTERM or Ctrl-C drains (up to {}), a second one stops at once",
             reload_path,
             powertune_core::duration::format(drain),
         );
-        // first SIGTERM/SIGINT: stop accepting, let calls in flight finish (up to
-        // server.drain_timeout); a second one: stop at once
-        let interrupt = Interrupt::listen("the gateway");
         let shutdown = Shutdown {
             graceful: interrupt.graceful().clone(),
             hard: interrupt.hard().clone(),

@@ -130,6 +130,8 @@ pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: TargetConfig, listen: SocketAddr, limits: Limits) -> anyhow::Result<ExitCode> {
+    // Listening before the address is printed: a signal right after it still drains.
+    let interrupt = crate::signal::Interrupt::listen("the target");
     let target = powertune_target::start_with_limits(cfg, listen, limits).await?;
     let base = target.base_url();
     {
@@ -156,12 +158,15 @@ async fn serve(cfg: TargetConfig, listen: SocketAddr, limits: Limits) -> anyhow:
                 c.auth.users.len()
             )?;
         }
-        writeln!(out, "Ctrl-C stops.")?;
+        writeln!(out, "Ctrl-C or SIGTERM stops (a second one at once).")?;
         out.flush()?;
     }
-    wait_for_stop().await;
+    interrupt.graceful().cancelled().await;
     let stats = target.stats();
-    target.shutdown().await;
+    tokio::select! {
+        _ = target.shutdown() => {}
+        _ = interrupt.hard().cancelled() => {}
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nstopped; served {} requests", stats.total)?;
     for (route, r) in &stats.routes {
@@ -173,19 +178,4 @@ async fn serve(cfg: TargetConfig, listen: SocketAddr, limits: Limits) -> anyhow:
         writeln!(out, "  {route:<34} {}", statuses.join("  "))?;
     }
     Ok(ExitCode::Passed)
-}
-
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
