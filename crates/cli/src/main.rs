@@ -67,6 +67,13 @@ fn main() {
     let ctx = commands::Context {
         targets_path: cli.targets.clone(),
     };
+    // A --targets file is read and checked whatever the command, so a bad one is
+    // refused even by the commands that judge nothing (target, gateway serve).
+    if ctx.targets_path.is_some() {
+        if let Err(e) = ctx.targets() {
+            exit::finish(Err(e));
+        }
+    }
     let result = match cli.command {
         Command::Targets(a) => commands::targets::run(&ctx, a),
         Command::Demo(a) => commands::demo::run(&ctx, a),

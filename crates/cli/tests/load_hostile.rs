@@ -309,3 +309,40 @@ async fn one_off_request_flags_with_a_scenario_file_get_one_clear_line() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_file_that_is_a_device_or_too_large_is_refused_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.csv");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(257 * 1024 * 1024)
+        .unwrap();
+    for (file, says) in [
+        ("/dev/zero".to_string(), "not a regular file"),
+        (big.display().to_string(), "over the 256.0 MiB"),
+    ] {
+        let plan = dir.path().join("p.toml");
+        std::fs::write(
+            &plan,
+            format!(
+                "[scenarios.a]\nendpoint_type = \"read_crud\"\nusers = 1\nduration = \"1s\"\n\
+                 data = {{ file = \"{file}\", mode = \"per_vu\" }}\n\
+                 [[scenarios.a.steps]]\nurl = \"/a\"\n"
+            ),
+        )
+        .unwrap();
+        let o = powertune(&[
+            "load",
+            plan.to_str().unwrap(),
+            "--base-url",
+            "http://127.0.0.1:9",
+        ])
+        .await;
+        let e = one_line_error(&o);
+        assert!(
+            e.contains("scenarios.a.data.file") && e.contains(says),
+            "{e}"
+        );
+    }
+}

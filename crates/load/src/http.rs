@@ -44,11 +44,11 @@ fn load_roots(trust: &TlsTrust) -> Result<rustls::RootCertStore, String> {
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(p) = &trust.ca_cert {
         let shown = p.display();
-        let bytes = std::fs::read(p).map_err(|e| {
+        let bytes = powertune_core::baseline::read_limited(p).map_err(|e| {
             format!("cannot read CA certificate {shown}: {e} (expected a PEM file, e.g. ca.pem)")
         })?;
         let mut n = 0;
-        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&bytes) {
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(bytes.as_bytes()) {
             let c = c.map_err(|e| {
                 format!("CA certificate {shown} is not valid PEM: {e} (expected -----BEGIN CERTIFICATE-----)")
             })?;

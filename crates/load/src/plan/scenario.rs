@@ -10,6 +10,9 @@ use powertune_core::EndpointType;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The largest CSV data file a scenario may name (it is held in memory for the run).
+pub const MAX_DATA_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The `stages` of the scenario at `at`.
 /// `max_target`: the most VUs (ramping-vus) or iterations per time unit
 /// (ramping-arrival-rate) a stage may reach.
@@ -404,6 +407,25 @@ fn load_data(cx: &Ctx<'_>, at: &str, d: &DataFile) -> Result<DataSet, ConfigErro
         Some(dir) if Path::new(&d.file).is_relative() => dir.join(&d.file),
         _ => PathBuf::from(&d.file),
     };
+    // A data file is held in memory for the run: only regular files, and at most
+    // MAX_DATA_FILE_BYTES (a device such as /dev/zero would never end).
+    match std::fs::metadata(&p) {
+        Ok(m) if !m.is_file() => {
+            return Err(bad(format!(
+                "{} is not a regular file, e.g. users.csv",
+                p.display()
+            )))
+        }
+        Ok(m) if m.len() > MAX_DATA_FILE_BYTES => {
+            return Err(bad(format!(
+                "{} is {}, over the {} a data file may be, e.g. split it per scenario",
+                p.display(),
+                powertune_core::units::bytes(m.len()),
+                powertune_core::units::bytes(MAX_DATA_FILE_BYTES)
+            )))
+        }
+        _ => {}
+    }
     let mut rdr = csv::Reader::from_path(&p).map_err(|e| {
         bad(format!(
             "cannot read {}: {e}, e.g. a CSV file with a header row",
