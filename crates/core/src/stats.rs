@@ -213,6 +213,123 @@ pub fn quantile_change(
     })
 }
 
+/// The level below which a p-value counts as significant.
+pub const ALPHA: f64 = 0.01;
+
+/// The smallest relative change of p95 called a change, even when significant: with
+/// tens of thousands of requests a 1 % drift is "significant" and means nothing.
+pub const MIN_EFFECT: f64 = 0.05;
+
+/// Which way latency moved, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Slower,
+    Faster,
+    NoSignificantChange,
+}
+
+/// Before against after, each side one or several runs pooled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The rank test on the pooled runs.
+    pub test: ShiftTest,
+    pub median: QuantileChange,
+    pub p95: QuantileChange,
+    /// Run-to-run spread of p95 on each side: (max − min) / median of the runs' p95s;
+    /// `None` with a single run.
+    pub spread_before: Option<f64>,
+    pub spread_after: Option<f64>,
+    pub direction: Direction,
+}
+
+/// The p95 of each run, in ms, and their relative spread.
+fn spread(runs: &[&LatencyHistogram]) -> Option<f64> {
+    if runs.len() < 2 {
+        return None;
+    }
+    let mut p: Vec<f64> = runs.iter().map(|h| h.percentile_ms(95.0)).collect();
+    p.sort_by(f64::total_cmp);
+    let mid = p[p.len() / 2];
+    let (lo, hi) = (p[0], p[p.len() - 1]);
+    (mid > 0.0).then(|| (hi - lo) / mid)
+}
+
+/// Compares `before` with `after` (each one or more runs, pooled); `None` when a
+/// side measured nothing.
+pub fn compare(before: &[&LatencyHistogram], after: &[&LatencyHistogram]) -> Option<Comparison> {
+    let pool = |runs: &[&LatencyHistogram]| -> Option<LatencyHistogram> {
+        let mut all = LatencyHistogram::new();
+        for h in runs {
+            all.merge(h).ok()?;
+        }
+        (!all.is_empty()).then_some(all)
+    };
+    let (a, b) = (pool(before)?, pool(after)?);
+    let test = mann_whitney(&a, &b)?;
+    let median = quantile_change(&a, &b, 0.5, 0.95, 400, 0x5eed)?;
+    let p95 = quantile_change(&a, &b, 0.95, 0.95, 400, 0x5eed + 1)?;
+    let (spread_before, spread_after) = (spread(before), spread(after));
+    let noise = MIN_EFFECT
+        .max(spread_before.unwrap_or(0.0))
+        .max(spread_after.unwrap_or(0.0));
+    let real = test.p_value < ALPHA && p95.excludes_zero() && p95.relative().abs() >= noise;
+    let direction = match (real, p95.delta_ms > 0.0) {
+        (false, _) => Direction::NoSignificantChange,
+        (true, true) => Direction::Slower,
+        (true, false) => Direction::Faster,
+    };
+    Some(Comparison {
+        test,
+        median,
+        p95,
+        spread_before,
+        spread_after,
+        direction,
+    })
+}
+
+impl Comparison {
+    /// The noise a change must exceed: [`MIN_EFFECT`] or the larger run-to-run spread.
+    pub fn noise(&self) -> f64 {
+        MIN_EFFECT
+            .max(self.spread_before.unwrap_or(0.0))
+            .max(self.spread_after.unwrap_or(0.0))
+    }
+
+    /// One line: `slower: p95 +38ms (+21%), significant (p < 0.001)` or
+    /// `no significant change: p95 +1.2ms (+0.8%), p = 0.31`.
+    pub fn words(&self) -> String {
+        let sign = |v: f64| if v >= 0.0 { "+" } else { "" };
+        let change = format!(
+            "p95 {}{} ({}{})",
+            sign(self.p95.delta_ms),
+            crate::units::ms(self.p95.delta_ms),
+            sign(self.p95.relative()),
+            crate::units::fraction(self.p95.relative())
+        );
+        let p = if self.test.p_value < 0.001 {
+            "p < 0.001".to_string()
+        } else {
+            format!("p = {}", crate::units::trim(self.test.p_value, 3))
+        };
+        match self.direction {
+            Direction::Slower => format!("slower: {change}, significant ({p})"),
+            Direction::Faster => format!("faster: {change}, significant ({p})"),
+            Direction::NoSignificantChange => {
+                let why = if self.test.p_value >= ALPHA || !self.p95.excludes_zero() {
+                    p
+                } else {
+                    format!(
+                        "{p} but within the ±{} noise margin",
+                        crate::units::fraction(self.noise())
+                    )
+                };
+                format!("no significant change: {change}, {why}")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +396,43 @@ mod tests {
             assert!(!c.excludes_zero() || c.relative().abs() < 0.03, "{c:?}");
             assert!(c.low_ms <= c.high_ms);
         }
+    }
+
+    #[test]
+    fn the_words_for_a_slowdown_and_for_two_runs_of_the_same_plan() {
+        let a = run(20_000, 80.0, 1.0, 11);
+        let b = run(20_000, 80.0, 1.25, 12);
+        let c = compare(&[&a], &[&b]).unwrap();
+        assert_eq!(c.direction, Direction::Slower);
+        let w = c.words();
+        assert!(
+            w.starts_with("slower: p95 +") && w.ends_with("significant (p < 0.001)"),
+            "{w}"
+        );
+
+        let same = run(20_000, 80.0, 1.0, 13);
+        let c = compare(&[&a], &[&same]).unwrap();
+        assert_eq!(c.direction, Direction::NoSignificantChange, "{}", c.words());
+        assert!(
+            c.words().starts_with("no significant change: p95 "),
+            "{}",
+            c.words()
+        );
+
+        let faster = compare(&[&b], &[&a]).unwrap();
+        assert_eq!(faster.direction, Direction::Faster);
+    }
+
+    #[test]
+    fn a_change_within_the_run_to_run_spread_is_not_called_a_change() {
+        // Before: runs whose p95 differ by about 20 % from each other.
+        let before = [run(5_000, 80.0, 1.0, 21), run(5_000, 80.0, 1.2, 22)];
+        // After: 10 % slower than the first run, inside the spread.
+        let after = [run(5_000, 80.0, 1.1, 23), run(5_000, 80.0, 1.1, 24)];
+        let c = compare(&[&before[0], &before[1]], &[&after[0], &after[1]]).unwrap();
+        assert!(c.spread_before.unwrap() > 0.1, "{c:?}");
+        assert_eq!(c.direction, Direction::NoSignificantChange, "{}", c.words());
+        assert!(compare(&[&LatencyHistogram::new()], &[&after[0]]).is_none());
     }
 
     #[test]
