@@ -352,7 +352,7 @@ async fn db_page_has_slowest_statements_and_connections() {
     let ops: Vec<&str> = plan[1..].iter().map(|r| cell(r, 2)).collect();
     assert!(ops.iter().any(|o| o.contains("Seq Scan")), "{ops:?}");
     assert!(ops.iter().any(|o| o.contains("Sort")), "{ops:?}");
-    assert!(table(&probe, "Red flags").len() > 1);
+    assert!(table(&probe, "Plan flags").len() > 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,4 +415,140 @@ async fn redis_page_has_memory_slowlog_and_keys() {
             "{want}: {memory:?}"
         );
     }
+}
+
+/// A running `powertune gateway`, killed on drop.
+struct Gateway {
+    child: std::process::Child,
+    url: String,
+    _stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gateway(config: &Path) -> Gateway {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_powertune"))
+        .args(["gateway", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GW_TEST_KEY", "sk-page-test")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line"
+        );
+        if line.contains("listening on") {
+            break line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap()
+                .to_string();
+        }
+    };
+    Gateway {
+        child,
+        url,
+        _stderr: stderr,
+    }
+}
+
+/// One chat completion through the gateway; returns the HTTP status.
+fn chat(url: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_status_page_has_providers_against_baseline_and_breakers() {
+    use powertune_test_support::providers::{Behavior, FakeProvider};
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[retry]\nmax_retries = 0\n[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n  [[providers.credentials]]\n  name = \"primary\"\n  api_key_env = \"GW_TEST_KEY\"\n[models.fast]\ntargets = [\"openai:gpt-4o-mini\"]\n[routes]\nlatency = [\"fast\"]\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let gw = gateway(&cfg);
+    let url = gw.url.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || chat(&url))
+            .await
+            .unwrap(),
+        200
+    );
+    let base = dir.path().join("baseline.json");
+    let o = powertune(&[
+        "gateway",
+        "status",
+        "--url",
+        &gw.url,
+        "--save-baseline",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Five failures open the breaker.
+    fake.set(Behavior::status(500));
+    let url = gw.url.clone();
+    let codes = tokio::task::spawn_blocking(move || (0..5).map(|_| chat(&url)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(codes, [502; 5]);
+    let html = shots().join("gateway-status.html");
+    let o = powertune(&[
+        "gateway",
+        "status",
+        "--url",
+        &gw.url,
+        "--baseline",
+        base.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(matches!(o.status.code(), Some(0 | 99)), "{}", stderr(&o));
+    drop(gw);
+    let probe = open_clean(&html, "gateway-status.png").await;
+    assert!(
+        probe["verdict"].as_str().unwrap().starts_with("WARN"),
+        "{probe}"
+    );
+    let providers = table(&probe, "Providers");
+    assert_eq!(cell(&providers[1], 1), "openai", "{providers:?}");
+    assert_ne!(cell(&providers[1], 6), "no baseline", "{providers:?}");
+    let creds = table(&probe, "Credentials");
+    assert_eq!(cell(&creds[1], 1), "primary", "{creds:?}");
+    assert_eq!(cell(&creds[1], 2), "open", "{creds:?}");
+    assert_ne!(cell(&creds[1], 3), "-", "open until: {creds:?}");
+    // One provider: the table, no one-point chart.
+    assert!(charts(&probe).is_empty(), "{probe}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("sk-page-test"));
 }

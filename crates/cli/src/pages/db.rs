@@ -137,21 +137,23 @@ fn statements(report: &Report, page: &mut Page) {
         v
     };
     let by_mean = by("mean_ms");
-    page.charts.push(Chart {
-        id: "statement-mean".into(),
-        title: "Mean time of the slowest statements (# as in the table by mean time)".into(),
-        unit: Unit::Ms,
-        x_axis: XAxis::Number,
-        x_label: "statement #".into(),
-        x: (1..=by_mean.len()).map(|i| i as f64).collect(),
-        series: vec![Series {
-            label: "mean".into(),
-            values: by_mean.iter().map(|s| num(s, "mean_ms")).collect(),
-            dashed: false,
-        }],
-        levels: slow_levels(report),
-        marks: vec![],
-    });
+    if by_mean.len() >= 2 {
+        page.charts.push(Chart {
+            id: "statement-mean".into(),
+            title: "Mean time of the slowest statements (# as in the table by mean time)".into(),
+            unit: Unit::Ms,
+            x_axis: XAxis::Number,
+            x_label: "statement #".into(),
+            x: (1..=by_mean.len()).map(|i| i as f64).collect(),
+            series: vec![Series {
+                label: "mean".into(),
+                values: by_mean.iter().map(|s| num(s, "mean_ms")).collect(),
+                dashed: false,
+            }],
+            levels: slow_levels(report),
+            marks: vec![],
+        });
+    }
     let mut rows = vec![head.clone()];
     rows.extend(by_mean.iter().enumerate().map(|(i, s)| row(s, i)));
     page.tables.push(Table {
@@ -240,6 +242,10 @@ fn connections(m: &Value, page: &mut Page) {
 
 fn server(m: &Value, page: &mut Page) {
     let s = m.get("server").unwrap_or(&Value::Null);
+    let db = text(s, "database");
+    if !db.is_empty() {
+        page.subject = format!("database {db}");
+    }
     for (label, key) in [
         ("server", "version"),
         ("database", "database"),
@@ -312,6 +318,13 @@ fn explain(m: &Value, page: &mut Page) {
     if let Some(doc) = &doc {
         let mut nodes = Vec::new();
         flatten(&doc.root, 0, &mut nodes);
+        page.subject = format!(
+            "plan of {} node{}{}",
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" },
+            exec.map(|e| format!(", executed in {}", units::ms(e)))
+                .unwrap_or_default()
+        );
         let timed = nodes.iter().any(|n| n.own_ms.is_some());
         if timed {
             nodes.sort_by(|a, b| b.own_ms.unwrap_or(0.0).total_cmp(&a.own_ms.unwrap_or(0.0)));
@@ -380,7 +393,7 @@ fn explain(m: &Value, page: &mut Page) {
             ]);
         }
         page.tables.push(Table {
-            title: "Red flags".into(),
+            title: "Plan flags (red flags and where to start)".into(),
             rows,
         });
     }

@@ -117,7 +117,8 @@ fn providers(report: &Report, page: &mut Page) {
             verdict.map(|v| v.label().to_string()).unwrap_or_default(),
         ]);
     }
-    if p95s.iter().any(Option::is_some) {
+    // One provider is no chart: the table says it.
+    if p95s.iter().filter(|v| v.is_some()).count() >= 2 {
         let mut series = vec![Series {
             label: "P95".into(),
             values: p95s,

@@ -15,6 +15,13 @@ const TOP_PREFIXES: usize = 25;
 pub fn page(report: &Report) -> Page {
     let mut page = super::generic(report);
     let m = &report.metrics;
+    let db = m
+        .get("info")
+        .or_else(|| m.get("scan"))
+        .and_then(|v| num(v, "db"));
+    if let Some(db) = db {
+        page.subject = format!("database {}", units::count(db));
+    }
     if let Some(info) = m.get("info").filter(|v| v.is_object()) {
         memory(info, &mut page);
         keyspace(info, &mut page);
