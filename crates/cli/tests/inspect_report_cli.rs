@@ -552,3 +552,99 @@ async fn gateway_status_page_has_providers_against_baseline_and_breakers() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(!page.contains("sk-page-test"));
 }
+
+/// A running `powertune apm serve`, killed on drop.
+struct Receiver(std::process::Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn post_traces(addr: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apm_endpoint_page_has_the_breakdown_and_slowest_traces() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_powertune"))
+        .args(["apm", "serve", "--listen", "127.0.0.1:0"])
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open until the end, so the receiver's log lines never hit a closed pipe.
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let receiver = Receiver(child);
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in: {first}"))
+        .to_string();
+    let url = format!("http://{addr}");
+    for line in std::fs::read_to_string(traces()).unwrap().lines() {
+        assert!(post_traces(&addr, line).starts_with("HTTP/1.1 200"));
+    }
+    // The receiver analyzes traces once they are complete: wait for the route.
+    let html = shots().join("apm-endpoint.html");
+    let route = "GET /api/v1/ai/monitoring/dashboard";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let o = powertune(&[
+            "apm",
+            "endpoint",
+            route,
+            "--url",
+            &url,
+            "--html",
+            html.to_str().unwrap(),
+        ]);
+        if o.status.code() == Some(99) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&o));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(receiver);
+    drop(log);
+    let probe = open_clean(&html, "apm-endpoint.png").await;
+    assert!(
+        probe["verdict"].as_str().unwrap().starts_with("FAIL"),
+        "{probe}"
+    );
+    let r = table(&probe, "Route");
+    assert_eq!(cell(&r[1], 0), route);
+    assert_eq!(cell(&r[1], 5), "< 500ms");
+    let b = table(&probe, "Breakdown");
+    let parts: Vec<(&str, &str)> = b[1..].iter().map(|r| (cell(r, 0), cell(r, 2))).collect();
+    assert_eq!(
+        parts,
+        [
+            ("database", "33.6%"),
+            ("outgoing HTTP", "48%"),
+            ("application code", "18.4%")
+        ]
+    );
+    assert!(table(&probe, "Slowest traces").len() > 1);
+    assert!(table(&probe, "Slowest spans of trace").len() > 1);
+    assert!(table(&probe, "Detections").len() > 1);
+}
