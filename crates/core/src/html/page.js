@@ -86,7 +86,9 @@
       height: 260,
       scales: { x: { time: spec.x_axis === "time" } },
       axes: [
-        { values: spec.x_axis === "time" ? undefined : function (u, vals) { return vals.map(xFmt(spec.x_axis)); } },
+        { values: spec.x_axis === "time" ? undefined : function (u, vals) { return vals.map(xFmt(spec.x_axis)); },
+          // a number axis counts things (routes, statements, steps): whole ticks only
+          incrs: spec.x_axis === "number" ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] : undefined },
         { size: 70, values: function (u, vals) { return vals.map(fmt); } }
       ],
       series: series,
