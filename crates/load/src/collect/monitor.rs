@@ -33,6 +33,7 @@ pub(crate) async fn monitor(
             .vus_series
             .lock()
             .sample(shared.vus.load(Ordering::Relaxed));
+        drain(&shared, t0, false);
         if !(progress.is_some() || aborting) {
             continue;
         }
@@ -67,6 +68,17 @@ pub(crate) async fn monitor(
         last_reqs = reqs;
         last_t = now;
     }
+    drain(&shared, t0, true);
+}
+
+/// Adds one interval to the run's timeline (`last`: the run has ended, every request
+/// is recorded, the pending point is closed).
+fn drain(shared: &Shared, t0: Instant, last: bool) {
+    let tick = shared.reg.drain_interval();
+    let vus = shared.vus.load(Ordering::Relaxed);
+    let scen = shared.scenario_vus();
+    let now = t0.elapsed().as_secs_f64();
+    shared.timeline.lock().record(&tick, vus, &scen, now, last);
 }
 
 /// Aborts the run when an `abort_on_fail` threshold past its delay fails.
