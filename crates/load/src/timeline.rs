@@ -344,12 +344,18 @@ impl Timeline {
         if self.pending_n < self.per_point && !last {
             return;
         }
+        // A last drain of under half a tick alone (the run ended just after a tick)
+        // joins the point before it: a sliver would show as a spike in every rate.
+        let sliver = last && self.pending_n == 1 && secs < self.tick_s / 2.0;
         self.pending_n = 0;
         let cap = self.cap;
         let mut full = false;
         for l in self.lines_mut() {
             let p = l.pending.take();
-            l.points.push(p);
+            match l.points.last_mut() {
+                Some(prev) if sliver => *prev = prev.fold(&p),
+                _ => l.points.push(p),
+            }
             full |= l.points.len() >= cap;
         }
         if full && !last {
@@ -543,15 +549,24 @@ mod tests {
         let mut tl = Timeline::new(&p, 1.0);
         tl.record(&tick(5, 10, 5, p.n_series), 1, &[1, 1], 1.0, false);
         tl.record(&tick(8, 20, 3, p.n_series), 2, &[1, 1], 2.0, false);
-        tl.record(&tick(9, 30, 1, p.n_series), 0, &[0, 0], 2.4, true);
+        tl.record(&tick(9, 30, 1, p.n_series), 0, &[0, 0], 2.6, true);
         let s = tl.summary(&p, &[]);
         let reqs: Vec<u64> = s.scenarios[1].points.iter().map(|p| p.reqs).collect();
         assert_eq!(reqs, [5, 3, 1]);
-        assert!((s.run[2].secs - 0.4).abs() < 1e-9);
+        assert!((s.run[2].secs - 0.6).abs() < 1e-9);
         let l = s.run[1].latency.unwrap();
         assert!((l.p50 - 20.0).abs() < 0.1, "{l:?}");
         assert_eq!(s.interval_s, 1.0);
         let empty = Timeline::new(&p, 1.0).summary(&p, &[]);
         assert!(empty.run.is_empty());
+        // A last drain of a sliver joins the point before it.
+        let mut tl = Timeline::new(&p, 1.0);
+        tl.record(&tick(5, 10, 5, p.n_series), 1, &[1, 1], 1.0, false);
+        tl.record(&tick(7, 90, 2, p.n_series), 0, &[0, 0], 1.05, true);
+        let s = tl.summary(&p, &[]);
+        assert_eq!(s.run.len(), 1);
+        assert_eq!(s.run[0].reqs, 14);
+        assert!((s.run[0].secs - 1.05).abs() < 1e-9);
+        assert!(s.run[0].latency.unwrap().max >= 89.0);
     }
 }
