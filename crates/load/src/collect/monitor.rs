@@ -24,9 +24,13 @@ pub(crate) async fn monitor(
     let aborting = shared.plan.thresholds.iter().any(|t| t.abort_on_fail);
     let mut last_reqs = 0u64;
     let mut last_t = t0;
+    // Ticks on whole seconds since the start (no drift from the work done at each),
+    // so the timeline's points cover one second each.
+    let mut every = tokio::time::interval_at(t0 + Duration::from_secs(1), Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = every.tick() => {}
             r = done.wait_for(|v| *v) => { let _ = r.map(|_| ()); break; }
         }
         shared
