@@ -43,6 +43,7 @@ pub mod render;
 pub mod snapshot;
 pub mod template;
 pub mod thresholds;
+pub mod timeline;
 pub mod ws;
 
 pub use collect::run;

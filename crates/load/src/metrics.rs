@@ -39,6 +39,13 @@ impl Trend {
     pub fn count(&self) -> u64 {
         self.0.as_ref().map_or(0, |h| h.count())
     }
+
+    /// Empties the trend, keeping its allocation.
+    pub fn clear(&mut self) {
+        if let Some(h) = &mut self.0 {
+            h.reset();
+        }
+    }
 }
 
 /// Errors by kind: counted, never stored one by one.
@@ -129,6 +136,10 @@ pub struct SeriesMetrics {
     /// Requests carried over HTTP/1.1 and over HTTP/2.
     pub http1: u64,
     pub http2: u64,
+    /// `duration` and `raw` since the monitor's last drain (the timeline's interval);
+    /// not merged into snapshots.
+    pub tick_duration: Trend,
+    pub tick_raw: Trend,
 }
 
 impl SeriesMetrics {
@@ -393,8 +404,11 @@ impl Registry {
                     None => {}
                 }
                 if s.error.is_none() {
+                    let corrected = s.timings.duration + s.lag;
                     m.raw.record(s.timings.duration);
-                    m.duration.record(s.timings.duration + s.lag);
+                    m.duration.record(corrected);
+                    m.tick_raw.record(s.timings.duration);
+                    m.tick_duration.record(corrected);
                 }
             }
             if let Some(m) = sh.scenarios.get_mut(s.scenario) {
@@ -431,6 +445,37 @@ impl Registry {
                 f(m)
             }
         })
+    }
+
+    /// One drain for the timeline: every shard's cumulative counters, summed, and
+    /// the latencies recorded since the last drain (taken from each shard, which
+    /// starts a new interval).
+    pub fn drain_interval(&self) -> crate::timeline::Tick {
+        use crate::timeline::{ScenarioTick, SeriesTick, Tick};
+        let mut out = Tick {
+            series: vec![SeriesTick::default(); self.dims.0],
+            scenarios: vec![ScenarioTick::default(); self.dims.1],
+        };
+        let shards: Vec<Arc<Mutex<Shard>>> = self.shards.lock().clone();
+        for s in shards {
+            let mut g = s.lock();
+            for (o, m) in out.series.iter_mut().zip(g.series.iter_mut()) {
+                o.reqs += m.reqs;
+                o.failed += m.failed;
+                o.errors.add(&m.errors);
+                o.duration.merge(&m.tick_duration);
+                o.raw.merge(&m.tick_raw);
+                m.tick_duration.clear();
+                m.tick_raw.clear();
+            }
+            for (o, m) in out.scenarios.iter_mut().zip(g.scenarios.iter()) {
+                o.iterations += m.iterations;
+                o.dropped += m.dropped;
+                o.data_sent += m.data_sent;
+                o.data_received += m.data_received;
+            }
+        }
+        out
     }
 
     /// The merge of every shard so far.

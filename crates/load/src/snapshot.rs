@@ -297,6 +297,10 @@ pub struct Summary {
     pub endpoint_types: Vec<EndpointSummary>,
     /// The plan's thresholds as evaluated.
     pub thresholds: Vec<ThresholdResult>,
+    /// The run over time (whole run, per scenario, per endpoint type), at most 600
+    /// points per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::timeline::TimelineSummary>,
 }
 
 /// What the collector hands over at the end of a run (or the monitor mid-run).
@@ -423,6 +427,7 @@ impl Summary {
             scenarios,
             endpoint_types: Vec::new(),
             thresholds: Vec::new(),
+            timeline: None,
         };
         s.finish_totals();
         s

@@ -765,3 +765,102 @@ sleep = "20ms"
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["vus"]["max"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_adds_up_to_the_totals() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: Duration::from_millis(5),
+        fail_every: 10,
+        ..Default::default()
+    })
+    .await;
+    let s = go(
+        r#"
+[scenarios.closed]
+endpoint_type = "read_crud"
+executor = "constant-vus"
+vus = 3
+duration = "2500ms"
+[[scenarios.closed.steps]]
+url = "/delay"
+[[scenarios.closed.steps]]
+url = "/flaky"
+endpoint_type = "mutation_crud"
+method = "POST"
+body = "x"
+[scenarios.open]
+endpoint_type = "authentication"
+executor = "constant-arrival-rate"
+rate = 40
+time_unit = "1s"
+duration = "1500ms"
+start_time = "1s"
+pre_allocated_vus = 2
+max_vus = 4
+[[scenarios.open.steps]]
+url = "/delay"
+"#,
+        &srv,
+    )
+    .await;
+    let tl = s.timeline.as_ref().expect("a timeline");
+    assert_eq!(tl.interval_s, 1.0);
+    // About 2.5 s of run: one point a second and the last partial one (which joins
+    // the point before it when under half a second).
+    assert!((2..=5).contains(&tl.run.len()), "{}", tl.run.len());
+    let sum = |pts: &[powertune_load::timeline::Point],
+               f: fn(&powertune_load::timeline::Point) -> u64|
+     -> u64 { pts.iter().map(f).sum() };
+    assert_eq!(sum(&tl.run, |p| p.reqs), s.http.reqs);
+    assert_eq!(sum(&tl.run, |p| p.failed), s.http.failed);
+    assert_eq!(sum(&tl.run, |p| p.errors.status), s.http.errors.status);
+    assert_eq!(sum(&tl.run, |p| p.iterations.unwrap_or(0)), s.iterations);
+    assert_eq!(sum(&tl.run, |p| p.data_sent.unwrap_or(0)), s.data_sent);
+    assert_eq!(
+        sum(&tl.run, |p| p.data_received.unwrap_or(0)),
+        s.data_received
+    );
+    assert_eq!(
+        sum(&tl.run, |p| p.dropped_iterations.unwrap_or(0)),
+        s.dropped_iterations
+    );
+    for (line, sc) in tl.scenarios.iter().zip(&s.scenarios) {
+        assert_eq!(line.name, sc.name);
+        assert_eq!(sum(&line.points, |p| p.reqs), sc.http.reqs, "{}", sc.name);
+        assert_eq!(sum(&line.points, |p| p.failed), sc.http.failed);
+        assert_eq!(
+            sum(&line.points, |p| p.iterations.unwrap_or(0)),
+            sc.iterations
+        );
+        assert!(line.points.len() == tl.run.len());
+    }
+    for (line, et) in tl.endpoint_types.iter().zip(&s.endpoint_types) {
+        assert_eq!(line.endpoint_type, et.endpoint_type);
+        assert_eq!(sum(&line.points, |p| p.reqs), et.http.reqs);
+    }
+    assert_eq!(tl.endpoint_types.len(), 3);
+    // The open scenario starts at 1 s and ends after its 1.5 s.
+    let open = &tl.scenarios[1];
+    let (start, end) = (open.start_s.unwrap(), open.end_s.unwrap());
+    assert!((0.9..1.5).contains(&start), "{start}");
+    assert!(end >= start + 1.4, "{end}");
+    let before: u64 = open
+        .points
+        .iter()
+        .filter(|p| p.t_s + p.secs <= start)
+        .map(|p| p.reqs)
+        .sum();
+    assert_eq!(before, 0);
+    // Per-interval latency: every point with successful requests has percentiles, in
+    // order, the corrected one never below the raw one.
+    for p in tl.run.iter().filter(|p| p.reqs > p.failed) {
+        let (l, r) = (p.latency.unwrap(), p.latency_raw.unwrap());
+        assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max, "{l:?}");
+        assert!(l.p99 + 0.01 >= r.p99, "{l:?} {r:?}");
+        assert!(l.max >= 4.0, "{l:?}");
+    }
+    assert!(tl.run.iter().filter_map(|p| p.vus).max().unwrap() >= 3);
+    // It survives the JSON round trip.
+    let back: Summary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back.timeline.as_ref(), Some(tl));
+}

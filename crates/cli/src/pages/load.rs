@@ -1,8 +1,387 @@
-//! The HTML page of a `load` report.
+//! The HTML page of a `load` (or `demo`) report, built from its summary alone
+//! (`report.metrics`, a `powertune.load-summary/v1`): requests/s, latency percentiles,
+//! VUs and errors over time, each scenario's start and end marked, the runbook's
+//! target and maximum as levels; tables per scenario, per endpoint type, thresholds
+//! and checks. A report without a load summary (`compare`, an older file) gets the
+//! generic page.
 
-use powertune_core::html::Page;
-use powertune_core::Report;
+use powertune_core::html::{Chart, Level, Mark, Page, Series, Table, XAxis};
+use powertune_core::units as fmt;
+use powertune_core::{redact, EndpointType, Report, Targets, Unit};
+use powertune_load::snapshot::HttpSummary;
+use powertune_load::timeline::{Latency, Point, TimelineSummary};
+use powertune_load::Summary;
+
+/// One percentile of a point's latency.
+type LatencyOf = fn(&Latency) -> f64;
+/// One count of a point.
+type CountOf = fn(&Point) -> u64;
 
 pub fn page(report: &Report) -> Page {
-    super::generic(report)
+    let Ok(s) = serde_json::from_value::<Summary>(report.metrics.clone()) else {
+        return super::generic(report);
+    };
+    let targets = Targets::default();
+    let mut page = Page {
+        subject: redact::text(&s.source),
+        ..Page::default()
+    };
+    if let Some(tl) = s.timeline.as_ref().filter(|t| !t.run.is_empty()) {
+        page.charts = charts(&s, tl, &targets);
+    }
+    page.tables = tables(&s, &targets);
+    page.metadata = metadata(&s);
+    page
+}
+
+fn is_open(executor: &str) -> bool {
+    executor.ends_with("arrival-rate")
+}
+
+/// Per point, `f` over its seconds (a rate).
+fn per_s(points: &[Point], f: impl Fn(&Point) -> u64) -> Vec<Option<f64>> {
+    points
+        .iter()
+        .map(|p| (p.secs > 0.0).then(|| f(p) as f64 / p.secs))
+        .collect()
+}
+
+fn lat(points: &[Point], raw: bool, f: fn(&Latency) -> f64) -> Vec<Option<f64>> {
+    points
+        .iter()
+        .map(|p| if raw { p.latency_raw } else { p.latency }.map(|l| f(&l)))
+        .collect()
+}
+
+/// A line over the timeline's x (see [`charts`]): no value at the run's start.
+fn series(label: impl Into<String>, values: Vec<Option<f64>>, dashed: bool) -> Series {
+    Series {
+        label: label.into(),
+        values: std::iter::once(None).chain(values).collect(),
+        dashed,
+    }
+}
+
+fn chart(id: &str, title: &str, unit: Unit, x: &[f64], s: Vec<Series>) -> Chart {
+    Chart {
+        id: id.to_string(),
+        title: title.to_string(),
+        unit,
+        x_axis: XAxis::Elapsed,
+        x_label: "elapsed".to_string(),
+        x: x.to_vec(),
+        series: s,
+        levels: Vec::new(),
+        marks: Vec::new(),
+    }
+}
+
+/// p50/p95/p99 of `points`, corrected, with the raw ones dashed beside them when
+/// `open` (an open model: the two differ when the target falls behind).
+fn latency_series(points: &[Point], open: bool) -> Vec<Series> {
+    let qs: [(&str, LatencyOf); 3] = [("p50", |l| l.p50), ("p95", |l| l.p95), ("p99", |l| l.p99)];
+    let mut out = Vec::new();
+    for (name, f) in qs {
+        out.push(series(name, lat(points, false, f), false));
+        if open {
+            out.push(series(format!("{name} raw"), lat(points, true, f), true));
+        }
+    }
+    out
+}
+
+/// The runbook's target and maximum acceptable for one endpoint type.
+fn levels(band: powertune_core::Band, title: &str) -> Vec<Level> {
+    vec![
+        Level {
+            label: format!("{title} target"),
+            value: band.target_ms,
+        },
+        Level {
+            label: format!("{title} max"),
+            value: band.max_ms,
+        },
+    ]
+}
+
+/// Each point is drawn at its interval's end (the figure covers the interval before
+/// it), after an empty one at 0 s, so the axis spans the whole run and every
+/// scenario's start and end mark falls on it.
+fn charts(s: &Summary, tl: &TimelineSummary, targets: &Targets) -> Vec<Chart> {
+    let x: Vec<f64> = std::iter::once(0.0)
+        .chain(tl.run.iter().map(|p| p.t_s + p.secs))
+        .collect();
+    let mut marks = Vec::new();
+    for l in &tl.scenarios {
+        if let Some(t) = l.start_s {
+            marks.push(Mark {
+                label: format!("{} start", l.name),
+                x: t,
+            });
+        }
+        if let Some(t) = l.end_s {
+            marks.push(Mark {
+                label: format!("{} end", l.name),
+                x: t,
+            });
+        }
+    }
+    let open_by_name = |name: &str| {
+        s.scenarios
+            .iter()
+            .any(|sc| sc.name == name && is_open(&sc.executor))
+    };
+    let any_open = s.scenarios.iter().any(|sc| is_open(&sc.executor));
+    let several = tl.scenarios.len() > 1;
+    let mut out = Vec::new();
+
+    let mut rps = vec![series("all", per_s(&tl.run, |p| p.reqs), false)];
+    if several {
+        for l in &tl.scenarios {
+            rps.push(series(&l.name, per_s(&l.points, |p| p.reqs), false));
+        }
+    }
+    out.push(chart(
+        "rps",
+        "Requests per second",
+        Unit::PerSecond,
+        &x,
+        rps,
+    ));
+
+    let mut latency = chart(
+        "latency",
+        "Latency percentiles, all requests (corrected; raw dashed for open models)",
+        Unit::Ms,
+        &x,
+        latency_series(&tl.run, any_open),
+    );
+    if let [only] = tl.endpoint_types.as_slice() {
+        let t = only.endpoint_type;
+        latency.levels = levels(targets.api.band(t), t.title());
+    }
+    out.push(latency);
+    if tl.endpoint_types.len() > 1 {
+        for l in &tl.endpoint_types {
+            let t: EndpointType = l.endpoint_type;
+            let open = s
+                .endpoint_types
+                .iter()
+                .find(|e| e.endpoint_type == t)
+                .is_some_and(|e| e.scenarios.iter().any(|n| open_by_name(n)));
+            let mut c = chart(
+                &format!("latency-{}", t.key()),
+                &format!("Latency percentiles, {}", t.title()),
+                Unit::Ms,
+                &x,
+                latency_series(&l.points, open),
+            );
+            c.levels = levels(targets.api.band(t), t.title());
+            out.push(c);
+        }
+    }
+
+    let mut vus = vec![series(
+        "all",
+        tl.run.iter().map(|p| p.vus.map(|v| v as f64)).collect(),
+        false,
+    )];
+    if several {
+        for l in &tl.scenarios {
+            vus.push(series(
+                &l.name,
+                l.points.iter().map(|p| p.vus.map(|v| v as f64)).collect(),
+                false,
+            ));
+        }
+    }
+    out.push(chart("vus", "Virtual users", Unit::Count, &x, vus));
+
+    let kinds: [(&str, CountOf); 7] = [
+        ("status ≥ 400", |p| p.errors.status),
+        ("connect", |p| p.errors.connect),
+        ("tls", |p| p.errors.tls),
+        ("timeout", |p| p.errors.timeout),
+        ("protocol", |p| p.errors.protocol),
+        ("interrupted", |p| p.errors.interrupted),
+        ("invalid", |p| p.errors.invalid),
+    ];
+    let mut errs = vec![series("failed", per_s(&tl.run, |p| p.failed), false)];
+    for (name, f) in kinds {
+        if tl.run.iter().any(|p| f(p) > 0) {
+            errs.push(series(name, per_s(&tl.run, f), false));
+        }
+    }
+    if tl.run.iter().any(|p| p.dropped_iterations.unwrap_or(0) > 0) {
+        errs.push(series(
+            "dropped iterations",
+            per_s(&tl.run, |p| p.dropped_iterations.unwrap_or(0)),
+            true,
+        ));
+    }
+    out.push(chart(
+        "errors",
+        "Errors per second by kind",
+        Unit::PerSecond,
+        &x,
+        errs,
+    ));
+    for c in &mut out {
+        c.marks = marks.clone();
+    }
+    out
+}
+
+fn http_cells(h: &HttpSummary) -> Vec<String> {
+    let d = &h.duration.stats;
+    vec![
+        fmt::count(h.reqs as f64),
+        fmt::rate(h.rate),
+        fmt::ms(d.med),
+        fmt::ms(d.p95),
+        fmt::ms(d.p99),
+        format!("{} ({})", h.failed, fmt::fraction(h.failed_rate())),
+    ]
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
+    let mut out = Vec::new();
+    let mut rows = vec![strings(&[
+        "scenario",
+        "endpoint type",
+        "executor",
+        "requests",
+        "rate",
+        "p50",
+        "p95",
+        "p99",
+        "errors",
+    ])];
+    for sc in &s.scenarios {
+        let mut r = vec![
+            sc.name.clone(),
+            sc.endpoint_type.title().to_string(),
+            sc.executor.clone(),
+        ];
+        r.extend(http_cells(&sc.http));
+        rows.push(r);
+    }
+    let mut all = vec!["all".to_string(), String::new(), String::new()];
+    all.extend(http_cells(&s.http));
+    rows.push(all);
+    out.push(Table {
+        title: "Scenarios".to_string(),
+        rows,
+    });
+
+    let mut rows = vec![strings(&[
+        "endpoint type",
+        "target / max",
+        "requests",
+        "rate",
+        "p50",
+        "p95",
+        "p99",
+        "errors",
+    ])];
+    for e in &s.endpoint_types {
+        let b = targets.api.band(e.endpoint_type);
+        let mut r = vec![
+            e.title.clone(),
+            format!("< {} / {}", fmt::ms(b.target_ms), fmt::ms(b.max_ms)),
+        ];
+        r.extend(http_cells(&e.http));
+        rows.push(r);
+    }
+    out.push(Table {
+        title: "Endpoint types".to_string(),
+        rows,
+    });
+
+    if !s.thresholds.is_empty() {
+        let mut rows = vec![strings(&["", "metric", "expression", "observed"])];
+        for t in &s.thresholds {
+            rows.push(vec![
+                if t.ok { "✓ pass" } else { "✗ FAIL" }.to_string(),
+                t.metric.clone(),
+                t.expr.clone(),
+                t.observed.map_or("n/a".to_string(), |v| fmt::trim(v, 3)),
+            ]);
+        }
+        out.push(Table {
+            title: "Thresholds".to_string(),
+            rows,
+        });
+    }
+
+    let mut rows = vec![strings(&["scenario", "check", "passes", "fails", "passed"])];
+    for sc in &s.scenarios {
+        for c in &sc.checks {
+            let n = c.passes + c.fails;
+            rows.push(vec![
+                sc.name.clone(),
+                c.name.clone(),
+                fmt::count(c.passes as f64),
+                fmt::count(c.fails as f64),
+                if n == 0 {
+                    "n/a".to_string()
+                } else {
+                    fmt::fraction(c.passes as f64 / n as f64)
+                },
+            ]);
+        }
+    }
+    if rows.len() > 1 {
+        out.push(Table {
+            title: "Checks".to_string(),
+            rows,
+        });
+    }
+    out
+}
+
+fn metadata(s: &Summary) -> Vec<(String, String)> {
+    let mut m = vec![
+        ("plan".to_string(), redact::text(&s.source)),
+        ("base URL".to_string(), redact::url(&s.base_url)),
+        ("started".to_string(), s.started_at.clone()),
+        ("duration".to_string(), fmt::seconds(s.duration_s)),
+        ("VUs max".to_string(), fmt::count(s.vus_max as f64)),
+        (
+            "iterations".to_string(),
+            format!(
+                "{} ({} dropped)",
+                fmt::count(s.iterations as f64),
+                fmt::count(s.dropped_iterations as f64)
+            ),
+        ),
+        (
+            "data".to_string(),
+            format!(
+                "{} sent, {} received",
+                fmt::bytes(s.data_sent),
+                fmt::bytes(s.data_received)
+            ),
+        ),
+    ];
+    if let Some(tl) = &s.timeline {
+        m.push((
+            "timeline".to_string(),
+            format!("one point per {}", fmt::seconds(tl.interval_s)),
+        ));
+    }
+    if let Some(a) = &s.aborted {
+        m.push(("aborted".to_string(), a.clone()));
+    }
+    if s.interrupted {
+        m.push((
+            "interrupted".to_string(),
+            "a signal stopped the run: figures cover what was measured until then".to_string(),
+        ));
+    }
+    m
 }

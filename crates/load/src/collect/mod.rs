@@ -65,7 +65,7 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
     let t0 = Instant::now();
     let mut scenarios = JoinSet::new();
     for i in 0..plan.scenarios.len() {
-        scenarios.spawn(executor::run_scenario(shared.clone(), i));
+        scenarios.spawn(executor::run_scenario(shared.clone(), i, t0));
     }
     let (done_tx, done_rx) = watch::channel(false);
     let monitor = tokio::spawn(monitor::monitor(
@@ -99,6 +99,12 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
         aborted: aborted.as_deref(),
     });
     summary.interrupted = shared.was_interrupted();
+    summary.timeline = Some(
+        shared
+            .timeline
+            .lock()
+            .summary(plan, &shared.spans.lock().clone()),
+    );
     summary.thresholds = evaluate(&summary, &plan.thresholds);
     Ok(summary)
 }

@@ -24,15 +24,20 @@ pub(crate) async fn monitor(
     let aborting = shared.plan.thresholds.iter().any(|t| t.abort_on_fail);
     let mut last_reqs = 0u64;
     let mut last_t = t0;
+    // Ticks on whole seconds since the start (no drift from the work done at each),
+    // so the timeline's points cover one second each.
+    let mut every = tokio::time::interval_at(t0 + Duration::from_secs(1), Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = every.tick() => {}
             r = done.wait_for(|v| *v) => { let _ = r.map(|_| ()); break; }
         }
         shared
             .vus_series
             .lock()
             .sample(shared.vus.load(Ordering::Relaxed));
+        drain(&shared, t0, false);
         if !(progress.is_some() || aborting) {
             continue;
         }
@@ -67,6 +72,17 @@ pub(crate) async fn monitor(
         last_reqs = reqs;
         last_t = now;
     }
+    drain(&shared, t0, true);
+}
+
+/// Adds one interval to the run's timeline (`last`: the run has ended, every request
+/// is recorded, the pending point is closed).
+fn drain(shared: &Shared, t0: Instant, last: bool) {
+    let tick = shared.reg.drain_interval();
+    let vus = shared.vus.load(Ordering::Relaxed);
+    let scen = shared.scenario_vus();
+    let now = t0.elapsed().as_secs_f64();
+    shared.timeline.lock().record(&tick, vus, &scen, now, last);
 }
 
 /// Aborts the run when an `abort_on_fail` threshold past its delay fails.

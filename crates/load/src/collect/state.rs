@@ -4,6 +4,7 @@
 use crate::http::{ClientShared, Origin};
 use crate::metrics::{Registry, VusSeries};
 use crate::plan::Plan;
+use crate::timeline::Timeline;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,11 @@ pub(crate) struct Shared {
     scen_vus: Vec<AtomicU64>,
     /// The `vus` gauge sampled by the monitor.
     pub vus_series: Mutex<VusSeries>,
+    /// The run over time, filled by the monitor once a second.
+    pub timeline: Mutex<Timeline>,
+    /// Per scenario: seconds since the run started when its executor started and
+    /// ended.
+    pub spans: Mutex<Vec<(Option<f64>, Option<f64>)>>,
     /// True once every VU must stop at once (an abort, or a second signal).
     abort: watch::Sender<bool>,
     /// True once every executor must end its schedule (an abort, or a first signal);
@@ -50,6 +56,8 @@ impl Shared {
         let (stop, _) = watch::channel(false);
         Shared {
             reg: Registry::new(plan.n_series, n, plan.n_checks),
+            timeline: Mutex::new(Timeline::new(&plan, 1.0)),
+            spans: Mutex::new(vec![(None, None); n]),
             plan,
             origin,
             base_path: base.path().trim_end_matches('/').to_string(),
@@ -75,6 +83,25 @@ impl Shared {
         if let (Some(c), Some(m)) = (self.scen_vus.get(scen), self.scen_vus_max.get(scen)) {
             let n = c.fetch_add(1, Ordering::Relaxed) + 1;
             m.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The `vus` gauge of each scenario now.
+    pub fn scenario_vus(&self) -> Vec<u64> {
+        self.scen_vus
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Notes when scenario `idx`'s executor started (`end` false) or ended.
+    pub fn scenario_span(&self, idx: usize, at_s: f64, end: bool) {
+        if let Some(s) = self.spans.lock().get_mut(idx) {
+            if end {
+                s.1 = Some(at_s);
+            } else {
+                s.0 = Some(at_s);
+            }
         }
     }
 

@@ -16,7 +16,13 @@ use arrival::VuPool;
 use std::sync::Arc;
 
 /// Runs scenario `idx` of the plan: waits for its start time, then its executor.
-pub(crate) async fn run_scenario(shared: Arc<Shared>, idx: usize) {
+pub(crate) async fn run_scenario(shared: Arc<Shared>, idx: usize, t0: tokio::time::Instant) {
+    run_executor(&shared, idx, t0).await;
+    shared.scenario_span(idx, t0.elapsed().as_secs_f64(), true);
+}
+
+async fn run_executor(shared: &Arc<Shared>, idx: usize, t0: tokio::time::Instant) {
+    let shared = shared.clone();
     let Some(sc) = shared.plan.scenarios.get(idx).cloned() else {
         return;
     };
@@ -27,6 +33,7 @@ pub(crate) async fn run_scenario(shared: Arc<Shared>, idx: usize) {
             _ = stopped(&mut abort) => return,
         }
     }
+    shared.scenario_span(idx, t0.elapsed().as_secs_f64(), false);
     let grace = sc.graceful_stop;
     match &sc.executor {
         Executor::ConstantVus { vus, duration } => {

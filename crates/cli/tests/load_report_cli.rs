@@ -1,0 +1,187 @@
+//! The HTML page of a `powertune load` run, as a person opens it: a run of two
+//! scenarios (one closed, one open) against a loopback fixture, written with `--html`
+//! and opened in headless Chromium; and the same page from the saved `--json` report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use common::{stderr, stdout};
+use powertune_test_support::http::{FixtureConfig, TestServer};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+async fn powertune(args: &[&str]) -> Output {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_powertune"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("powertune finished within 60 s")
+    .unwrap()
+}
+
+const PLAN: &str = r#"
+[thresholds]
+http_req_duration = ["p(95)<5"]
+
+[scenarios.browse]
+endpoint_type = "read_crud"
+executor = "constant-vus"
+vus = 3
+duration = "2500ms"
+[[scenarios.browse.steps]]
+name = "list"
+url = "/delay"
+checks = { status = 200 }
+
+[scenarios.login]
+endpoint_type = "authentication"
+executor = "constant-arrival-rate"
+rate = 20
+time_unit = "1s"
+duration = "1500ms"
+start_time = "1s"
+pre_allocated_vus = 4
+max_vus = 10
+[[scenarios.login.steps]]
+name = "login"
+method = "POST"
+url = "/flaky?token=abc123"
+body = "x"
+"#;
+
+/// The chart data a page embeds (identical pages draw identical charts).
+fn chart_data(html: &str) -> &str {
+    let start = html.find(r#"id="charts-data">"#).unwrap();
+    let rest = &html[start..];
+    &rest[..rest.find("</script>").unwrap()]
+}
+
+fn labels(probe: &serde_json::Value, chart: &str) -> Vec<String> {
+    probe[chart]["series"]
+        .as_array()
+        .unwrap_or_else(|| panic!("chart {chart} not drawn: {probe}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_scenario_run_draws_its_page_in_chromium() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: std::time::Duration::from_millis(20),
+        fail_every: 5,
+        ..Default::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = tmp.path().join("two.toml");
+    std::fs::write(&plan, PLAN).unwrap();
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let html = out_dir.join("load-run.html");
+    let json = tmp.path().join("run.json");
+    // A password in the base URL must not reach the page.
+    let base = srv.url.replacen("http://", "http://ops:s3cretpw@", 1);
+    let o = powertune(&[
+        "load",
+        plan.to_str().unwrap(),
+        "--base-url",
+        &base,
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(99), "{}{}", stdout(&o), stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("s3cretpw"), "password on the page");
+    assert!(!page.contains("abc123"), "token on the page");
+
+    // The saved report draws the same charts.
+    let again = tmp.path().join("again.html");
+    let o = powertune(&[
+        "report",
+        json.to_str().unwrap(),
+        "--html",
+        again.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(99), "{}", stderr(&o));
+    let page2 = std::fs::read_to_string(&again).unwrap();
+    assert_eq!(chart_data(&page), chart_data(&page2));
+
+    let opened = powertune_test_support::browser::open(
+        &html,
+        "window.powertuneCharts",
+        &out_dir.join("load-run.png"),
+    )
+    .await
+    .unwrap();
+    assert!(opened.console.is_empty(), "{:?}", opened.console);
+    assert!(opened.exceptions.is_empty(), "{:?}", opened.exceptions);
+    assert!(opened.requests.is_empty(), "{:?}", opened.requests);
+    let p = &opened.probe;
+    assert_eq!(labels(p, "rps"), ["all", "browse", "login"]);
+    // An open scenario ran: the raw percentiles are drawn beside the corrected ones.
+    assert_eq!(
+        labels(p, "latency"),
+        ["p50", "p50 raw", "p95", "p95 raw", "p99", "p99 raw"]
+    );
+    assert_eq!(
+        labels(p, "latency-authentication"),
+        ["p50", "p50 raw", "p95", "p95 raw", "p99", "p99 raw"]
+    );
+    assert_eq!(labels(p, "latency-read_crud"), ["p50", "p95", "p99"]);
+    assert_eq!(labels(p, "vus"), ["all", "browse", "login"]);
+    // Dropped iterations show only when the machine was too busy to start a VU.
+    let errors = labels(p, "errors");
+    assert_eq!(errors[..2], ["failed", "status ≥ 400"]);
+    assert!(
+        errors[2..].iter().all(|l| l == "dropped iterations"),
+        "{errors:?}"
+    );
+    // One point a second of the 2.5 s run, plus the run's start.
+    let points = p["rps"]["points"].as_u64().unwrap();
+    assert!((3..=6).contains(&points), "{points}");
+    // The verdict, the failed threshold and the runbook's levels.
+    let text = &opened.text;
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(text.contains("http_req_duration"), "{text}");
+    assert!(text.contains("p(95)<5"), "{text}");
+    assert!(text.contains("✗ FAIL"), "{text}");
+    for want in [
+        "Scenarios",
+        "Endpoint types",
+        "Thresholds",
+        "Checks",
+        "browse",
+        "login",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(text.contains("http://ops:***@127.0.0.1"), "{text}");
+    assert!(page.contains(r#""label":"Authentication target""#));
+    assert!(page.contains(r#""label":"login start""#));
+    assert!(page.contains(r#""label":"browse end""#));
+    assert!(
+        Path::new(&out_dir.join("load-run.png"))
+            .metadata()
+            .unwrap()
+            .len()
+            > 10_000
+    );
+}
