@@ -88,7 +88,10 @@
       axes: [
         { values: spec.x_axis === "time" ? undefined : function (u, vals) { return vals.map(xFmt(spec.x_axis)); },
           // a number axis counts things (routes, statements, steps): whole ticks only
-          incrs: spec.x_axis === "number" ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] : undefined },
+          incrs: spec.x_axis === "number" ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+            // elapsed seconds: whole seconds, then whole minutes and hours
+            : spec.x_axis === "elapsed" ? [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400]
+            : undefined },
         { size: 70, values: function (u, vals) { return vals.map(fmt); } }
       ],
       series: series,
