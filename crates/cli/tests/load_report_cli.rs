@@ -163,6 +163,12 @@ async fn a_two_scenario_run_draws_its_page_in_chromium() {
     assert!(text.contains("http_req_duration"), "{text}");
     assert!(text.contains("p(95)<5"), "{text}");
     assert!(text.contains("✗ FAIL"), "{text}");
+    // The threshold's observed value keeps its unit, as on the terminal.
+    let row = text
+        .lines()
+        .find(|l| l.contains("✗ FAIL") && l.contains("p(95)<5"))
+        .unwrap_or_else(|| panic!("no failed threshold row: {text}"));
+    assert!(row.trim_end().ends_with("ms"), "{row}");
     for want in [
         "Scenarios",
         "Endpoint types",

@@ -309,7 +309,7 @@ fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
                 if t.ok { "✓ pass" } else { "✗ FAIL" }.to_string(),
                 t.metric.clone(),
                 t.expr.clone(),
-                t.observed.map_or("n/a".to_string(), |v| fmt::trim(v, 3)),
+                t.observed_value().to_string(),
             ]);
         }
         out.push(Table {
