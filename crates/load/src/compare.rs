@@ -1,7 +1,7 @@
 //! Run against run: each headline metric of the current run beside a baseline's.
 
 use crate::snapshot::Summary;
-use powertune_core::Unit;
+use powertune_core::{LatencyHistogram, Unit};
 use serde::{Deserialize, Serialize};
 
 /// One line of a run-to-run comparison.
@@ -112,4 +112,132 @@ pub fn compare(baseline: &Summary, current: &Summary) -> Vec<Delta> {
         }
     }
     out
+}
+
+/// Whether the latency of one group of requests (all of them, an endpoint type, a
+/// scenario) really changed between the two sides, each side one run or several
+/// pooled: the rank test and bootstrap intervals of `powertune_core::stats` on the
+/// stored histograms.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
+pub struct LatencyChange {
+    /// `all requests`, an endpoint type's title, or `scenario NAME`.
+    pub group: String,
+    pub baseline_runs: usize,
+    pub current_runs: usize,
+    /// Requests on each side (pooled).
+    pub baseline_requests: u64,
+    pub current_requests: u64,
+    /// Two-sided p-value of the Mann–Whitney U test.
+    pub p_value: f64,
+    /// P(a current request is slower than a baseline one) + ½·P(equal).
+    pub prob_current_slower: f64,
+    pub median_delta_ms: f64,
+    /// 95 % bootstrap interval of the median's change.
+    pub median_low_ms: f64,
+    pub median_high_ms: f64,
+    pub p95_baseline_ms: f64,
+    pub p95_current_ms: f64,
+    pub p95_delta_ms: f64,
+    /// 95 % bootstrap interval of p95's change.
+    pub p95_low_ms: f64,
+    pub p95_high_ms: f64,
+    /// Run-to-run spread of p95 on each side, (max − min) / median; null with one run.
+    pub spread_baseline: Option<f64>,
+    pub spread_current: Option<f64>,
+    /// `slower`, `faster` or `no_significant_change`.
+    pub verdict: String,
+    /// The same in words: `slower: p95 +38ms (+21%), significant (p < 0.001)`.
+    pub words: String,
+}
+
+/// The latency change of every group both sides measured.
+pub fn latency_changes(baseline: &[&Summary], current: &[&Summary]) -> Vec<LatencyChange> {
+    use powertune_core::stats::{self, Direction};
+    let mut groups: Vec<(String, Vec<&LatencyHistogram>, Vec<&LatencyHistogram>)> = vec![(
+        "all requests".to_string(),
+        baseline
+            .iter()
+            .map(|s| &s.http.duration.histogram)
+            .collect(),
+        current.iter().map(|s| &s.http.duration.histogram).collect(),
+    )];
+    if let (Some(b0), Some(c0)) = (baseline.first(), current.first()) {
+        for e in &b0.endpoint_types {
+            let t = e.endpoint_type;
+            if c0.endpoint_types.iter().any(|c| c.endpoint_type == t) {
+                groups.push((
+                    e.title.clone(),
+                    endpoint_histograms(baseline, t),
+                    endpoint_histograms(current, t),
+                ));
+            }
+        }
+        for sc in &b0.scenarios {
+            if c0.scenarios.iter().any(|c| c.name == sc.name) {
+                groups.push((
+                    format!("scenario {}", sc.name),
+                    scenario_histograms(baseline, &sc.name),
+                    scenario_histograms(current, &sc.name),
+                ));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(group, b, c)| {
+            let cmp = stats::compare(&b, &c)?;
+            Some(LatencyChange {
+                group,
+                baseline_runs: b.len(),
+                current_runs: c.len(),
+                baseline_requests: cmp.test.n_a,
+                current_requests: cmp.test.n_b,
+                p_value: cmp.test.p_value,
+                prob_current_slower: cmp.test.prob_b_slower,
+                median_delta_ms: cmp.median.delta_ms,
+                median_low_ms: cmp.median.low_ms,
+                median_high_ms: cmp.median.high_ms,
+                p95_baseline_ms: cmp.p95.before_ms,
+                p95_current_ms: cmp.p95.after_ms,
+                p95_delta_ms: cmp.p95.delta_ms,
+                p95_low_ms: cmp.p95.low_ms,
+                p95_high_ms: cmp.p95.high_ms,
+                spread_baseline: cmp.spread_before,
+                spread_current: cmp.spread_after,
+                verdict: match cmp.direction {
+                    Direction::Slower => "slower",
+                    Direction::Faster => "faster",
+                    Direction::NoSignificantChange => "no_significant_change",
+                }
+                .to_string(),
+                words: cmp.words(),
+            })
+        })
+        .collect()
+}
+
+fn endpoint_histograms<'a>(
+    side: &[&'a Summary],
+    t: powertune_core::EndpointType,
+) -> Vec<&'a LatencyHistogram> {
+    side.iter()
+        .filter_map(|s| {
+            s.endpoint_types
+                .iter()
+                .find(|x| x.endpoint_type == t)
+                .map(|x| &x.http.duration.histogram)
+        })
+        .collect()
+}
+
+fn scenario_histograms<'a>(side: &[&'a Summary], name: &str) -> Vec<&'a LatencyHistogram> {
+    side.iter()
+        .filter_map(|s| {
+            s.scenarios
+                .iter()
+                .find(|x| x.name == name)
+                .map(|x| &x.http.duration.histogram)
+        })
+        .collect()
 }

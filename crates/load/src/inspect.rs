@@ -4,7 +4,7 @@
 //! two for two earlier runs.
 
 use crate::collect;
-use crate::compare::{compare, Delta};
+use crate::compare::{compare, latency_changes, Delta, LatencyChange};
 use crate::judge::findings;
 use crate::options::{LoadError, RunOptions};
 use crate::render::render_compare;
@@ -82,14 +82,21 @@ pub struct CompareOptions {
     pub baseline_name: String,
     pub current: Summary,
     pub current_name: String,
+    /// Further runs of each side (`compare --before A1 A2 --after B1 B2`): pooled
+    /// with the first for the latency test, their spread shown.
+    pub more_baseline: Vec<Summary>,
+    pub more_current: Vec<Summary>,
 }
 
 /// The metrics payload of a comparison (`powertune compare --json`).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[schemars(title = "powertune compare v1", extend("additionalProperties" = false))]
 pub struct CompareMetrics {
-    /// Each headline metric of the current run against the baseline run.
+    /// Each headline metric of the current run against the baseline run (the first
+    /// run of each side).
     pub baseline_comparison: Vec<Delta>,
+    /// Whether latency really changed, per group, all runs of each side pooled.
+    pub latency_changes: Vec<LatencyChange>,
 }
 
 /// The current run against the baseline: each headline metric's change, and the
@@ -97,24 +104,45 @@ pub struct CompareMetrics {
 pub fn inspect_compare(opts: &CompareOptions, targets: &Targets) -> Inspection<CompareMetrics> {
     let (base, cur) = (&opts.baseline, &opts.current);
     let deltas = compare(base, cur);
-    let findings: Vec<_> = findings(cur, targets, Some(base))
+    let changes = latency_changes(
+        &side(base, &opts.more_baseline),
+        &side(cur, &opts.more_current),
+    );
+    let mut findings: Vec<_> = findings(cur, targets, Some(base))
         .into_iter()
         .filter(|f| f.check == "throughput_vs_baseline")
         .collect();
+    findings.extend(changes.iter().map(crate::judge::latency_change));
+    let runs = |n: usize| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!(" + {n} more run{}", if n == 1 { "" } else { "s" })
+        }
+    };
     let text = format!(
-        "baseline {} ({})\ncurrent  {} ({})\n\n{}",
+        "baseline {} ({}){}\ncurrent  {} ({}){}\n\n{}\n{}",
         opts.baseline_name,
         base.started_at,
+        runs(opts.more_baseline.len()),
         opts.current_name,
         cur.started_at,
-        render_compare(&deltas)
+        runs(opts.more_current.len()),
+        render_compare(&deltas),
+        crate::render::render_latency_changes(&changes),
     );
     Inspection::new(
         "compare",
         findings,
         CompareMetrics {
             baseline_comparison: deltas,
+            latency_changes: changes,
         },
         text,
     )
+}
+
+/// The first run of a side and its further runs.
+fn side<'a>(first: &'a Summary, more: &'a [Summary]) -> Vec<&'a Summary> {
+    std::iter::once(first).chain(more.iter()).collect()
 }

@@ -274,6 +274,40 @@ fn threshold(t: &ThresholdResult) -> Finding {
         .target(t.target_value())
 }
 
+/// The runbook's "investigate regression vs. last run" for latency: WARN when a
+/// group's latency is significantly slower than the baseline's beyond the noise
+/// margin, PASS otherwise (faster, or no significant change).
+pub fn latency_change(c: &crate::compare::LatencyChange) -> Finding {
+    let v = if c.verdict == "slower" {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    };
+    Finding::new(AREA, "latency_vs_baseline", &c.group, v)
+        .observed(Value::from(c.words.as_str()))
+        .target(Value::from(
+            "no significant slowdown (Mann–Whitney U, p < 0.01, p95 change beyond 5% and the run-to-run spread)",
+        ))
+        .evidence(format!(
+            "p95 {} → {} (95% interval of the change {} to {}); median change {} ({} to {}); {} vs {} requests over {} vs {} run(s)",
+            units::ms(c.p95_baseline_ms),
+            units::ms(c.p95_current_ms),
+            units::ms(c.p95_low_ms),
+            units::ms(c.p95_high_ms),
+            units::ms(c.median_delta_ms),
+            units::ms(c.median_low_ms),
+            units::ms(c.median_high_ms),
+            c.baseline_requests,
+            c.current_requests,
+            c.baseline_runs,
+            c.current_runs
+        ))
+        .action(unless_pass(
+            v,
+            "Investigate the regression against the last run: compare the endpoint types' P95 in both reports, then profile the slower one (runbook: Performance Investigation)",
+        ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

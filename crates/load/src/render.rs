@@ -272,6 +272,18 @@ pub fn render_compare(deltas: &[Delta]) -> String {
     table(&rows)
 }
 
+/// One line per group: did latency really change (the words of the rank test).
+pub fn render_latency_changes(changes: &[crate::compare::LatencyChange]) -> String {
+    if changes.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![vec!["latency".to_string(), "change".to_string()]];
+    for c in changes {
+        rows.push(vec![c.group.clone(), c.words.clone()]);
+    }
+    table(&rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,6 +123,8 @@ async fn a_baseline_adds_the_comparison_everywhere() {
             baseline_name: "a.json".into(),
             current: second.metrics.summary.clone(),
             current_name: "b.json".into(),
+            more_baseline: vec![],
+            more_current: vec![],
         },
         &targets,
     );
@@ -133,12 +135,14 @@ async fn a_baseline_adds_the_comparison_everywhere() {
     assert_eq!(deltas[0]["unit"], "per_second");
     assert_eq!(deltas[1]["unit"], "ms");
     check::<CompareMetrics>("compare.v1", &report.metrics);
-    assert_eq!(
-        report
-            .findings
-            .iter()
-            .map(|f| f.check.as_str())
-            .collect::<Vec<_>>(),
-        ["throughput_vs_baseline"]
+    let checks: Vec<&str> = report.findings.iter().map(|f| f.check.as_str()).collect();
+    assert_eq!(checks[0], "throughput_vs_baseline");
+    // One latency test per group both runs measured: all requests first.
+    assert!(
+        checks[1..].iter().all(|c| *c == "latency_vs_baseline"),
+        "{checks:?}"
     );
+    assert_eq!(report.findings[1].subject, "all requests");
+    let changes = report.metrics["latency_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), checks.len() - 1);
 }
