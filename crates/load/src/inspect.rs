@@ -27,15 +27,35 @@ pub struct LoadMetrics {
     /// Each headline metric against the baseline run (`--baseline`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_comparison: Option<Vec<Delta>>,
+    /// Whether latency really changed against the baseline run, per group (the test
+    /// of `powertune compare`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_changes: Option<Vec<LatencyChange>>,
 }
 
 impl LoadMetrics {
     pub fn new(summary: Summary, baseline: Option<&Summary>) -> LoadMetrics {
         let baseline_comparison = baseline.map(|b| compare(b, &summary));
+        let latency_changes = baseline.map(|b| latency_changes(&[b], &[&summary]));
         LoadMetrics {
             summary,
             baseline_comparison,
+            latency_changes,
         }
+    }
+
+    /// The findings of the run, with one `latency_vs_baseline` per group when a
+    /// baseline was given.
+    fn findings(
+        &self,
+        targets: &Targets,
+        baseline: Option<&Summary>,
+    ) -> Vec<powertune_core::Finding> {
+        let mut out = findings(&self.summary, targets, baseline);
+        if let Some(changes) = &self.latency_changes {
+            out.extend(changes.iter().map(crate::judge::latency_change));
+        }
+        out
     }
 }
 
@@ -56,12 +76,17 @@ pub fn judge_run(
     targets: &Targets,
 ) -> Inspection<LoadMetrics> {
     let mut text = summary.render_text();
+    let metrics = LoadMetrics::new(summary, baseline);
     if let Some(b) = baseline {
         text.push_str("\nagainst the baseline\n");
-        text.push_str(&render_compare(&compare(b, &summary)));
+        text.push_str(&render_compare(&compare(b, &metrics.summary)));
+        if let Some(changes) = &metrics.latency_changes {
+            text.push('\n');
+            text.push_str(&crate::render::render_latency_changes(changes));
+        }
     }
-    let findings = findings(&summary, targets, baseline);
-    Inspection::new("load", findings, LoadMetrics::new(summary, baseline), text)
+    let findings = metrics.findings(targets, baseline);
+    Inspection::new("load", findings, metrics, text)
 }
 
 impl Summary {
@@ -69,8 +94,9 @@ impl Summary {
     /// comparison when a baseline is given) in `metrics`.
     pub fn to_report(&self, targets: &Targets, baseline: Option<&Summary>) -> Report {
         let metrics = LoadMetrics::new(self.clone(), baseline);
+        let findings = metrics.findings(targets, baseline);
         let metrics = serde_json::to_value(metrics).unwrap_or(serde_json::Value::Null);
-        Report::new("load", findings(self, targets, baseline), metrics)
+        Report::new("load", findings, metrics)
     }
 }
 

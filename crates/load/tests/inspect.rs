@@ -108,8 +108,22 @@ async fn a_baseline_adds_the_comparison_everywhere() {
         .findings
         .iter()
         .any(|f| f.check == "throughput_vs_baseline"));
+    // --baseline runs the same latency test as compare, one finding per group.
+    let changes = second.metrics.latency_changes.as_ref().unwrap();
+    assert_eq!(changes[0].group, "all requests");
+    assert_eq!(
+        second
+            .findings
+            .iter()
+            .filter(|f| f.check == "latency_vs_baseline")
+            .count(),
+        changes.len()
+    );
+    assert!(second.text.contains("all requests"), "{}", second.text);
+    assert!(first.metrics.latency_changes.is_none());
     let json = second.report().unwrap();
     assert!(json.metrics["baseline_comparison"].is_array());
+    assert!(json.metrics["latency_changes"].is_array());
     assert_eq!(
         json.metrics["http"]["reqs"],
         second.metrics.summary.http.reqs
