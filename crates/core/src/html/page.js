@@ -43,13 +43,34 @@
           ctx.setLineDash([4, 4]);
           ctx.lineWidth = 1;
           ctx.font = Math.round(10 * devicePixelRatio) + "px sans-serif";
-          marks.forEach(function (m) {
-            var x = Math.round(u.valToPos(m.x, "x", true));
+          // Labels go on the first of four rows where they do not overlap the one
+          // before; marks at the same place share one label; a label that would leave
+          // the plot is drawn to the left of its line.
+          var rowEnds = [-Infinity, -Infinity, -Infinity, -Infinity];
+          var line = 12 * devicePixelRatio;
+          var placed = marks
+            .map(function (m) { return { x: Math.round(u.valToPos(m.x, "x", true)), label: m.label }; })
+            .sort(function (a, b) { return a.x - b.x; })
+            .reduce(function (acc, m) {
+              var last = acc[acc.length - 1];
+              if (last && m.x - last.x < 2) { last.label += ", " + m.label; } else { acc.push(m); }
+              return acc;
+            }, []);
+          placed.forEach(function (m) {
             ctx.beginPath();
-            ctx.moveTo(x, u.bbox.top);
-            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.moveTo(m.x, u.bbox.top);
+            ctx.lineTo(m.x, u.bbox.top + u.bbox.height);
             ctx.stroke();
-            ctx.fillText(m.label, x + 3, u.bbox.top + 12 * devicePixelRatio);
+            var w = ctx.measureText(m.label).width;
+            var right = u.bbox.left + u.bbox.width;
+            var left = m.x + 3 + w > right && m.x - 3 - w >= u.bbox.left ? m.x - 3 - w : m.x + 3;
+            for (var r = 0; r < rowEnds.length; r++) {
+              if (left > rowEnds[r] + 4) {
+                ctx.fillText(m.label, left, u.bbox.top + line * (r + 1));
+                rowEnds[r] = left + w;
+                break;
+              }
+            }
           });
           ctx.restore();
         }]
