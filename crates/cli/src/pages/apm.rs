@@ -3,6 +3,7 @@
 //! and detections; for `apm endpoint` the route's time breakdown and slowest traces.
 //! Read from the report's JSON by key, so older reports with fewer keys still render.
 
+use super::cells::{count_cell, list, ms_cell, num, text};
 use powertune_core::html::{Chart, Level, Page, Series, Table, XAxis};
 use powertune_core::units::{self, Unit};
 use powertune_core::Report;
@@ -24,33 +25,6 @@ pub fn page(report: &Report) -> Page {
         page.metadata.push(("window".into(), units::seconds(w)));
     }
     page
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-fn ms_cell(v: Option<f64>) -> String {
-    v.map(units::ms).unwrap_or_else(|| "-".into())
-}
-
-fn count_cell(v: Option<f64>) -> String {
-    v.map(units::count).unwrap_or_else(|| "-".into())
 }
 
 /// Errors over requests, as a percentage cell.

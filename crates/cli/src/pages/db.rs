@@ -3,6 +3,7 @@
 //! limit, and the server; `db explain`: the plan's nodes by their own time and its red
 //! flags. Read from the report's JSON by key, so older reports still render.
 
+use super::cells::{count_cell, header, ms_cell, num, text};
 use powertune_core::html::{Chart, Level, Page, Series, Table, XAxis};
 use powertune_core::units::{self, Unit};
 use powertune_core::Report;
@@ -27,26 +28,6 @@ pub fn page(report: &Report) -> Page {
     page
 }
 
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn ms_cell(v: Option<f64>) -> String {
-    v.map(units::ms).unwrap_or_else(|| "-".into())
-}
-
-fn count_cell(v: Option<f64>) -> String {
-    v.map(units::count).unwrap_or_else(|| "-".into())
-}
-
 fn short(q: &str) -> String {
     let one_line = q.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= MAX_QUERY_CHARS {
@@ -55,10 +36,6 @@ fn short(q: &str) -> String {
         let cut: String = one_line.chars().take(MAX_QUERY_CHARS).collect();
         format!("{cut}…")
     }
-}
-
-fn header(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
 }
 
 /// The top statements, by mean time and by total time, and a chart of the slowest

@@ -2,6 +2,7 @@
 //! baseline (chart and table), each credential's breaker, the model series and the
 //! retry depth. Read from the report's JSON by key, so older reports still render.
 
+use super::cells::{count_cell, header, list, ms_cell, num, text};
 use powertune_core::html::{Chart, Page, Series, Table, XAxis};
 use powertune_core::units::{self, Unit};
 use powertune_core::{Report, Verdict};
@@ -23,37 +24,6 @@ pub fn page(report: &Report) -> Page {
             .push(("config generation".into(), units::count(g)));
     }
     page
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-fn header(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
-
-fn ms_cell(v: Option<f64>) -> String {
-    v.map(units::ms).unwrap_or_else(|| "-".into())
-}
-
-fn count_cell(v: Option<f64>) -> String {
-    v.map(units::count).unwrap_or_else(|| "-".into())
 }
 
 /// A latency summary's percentile (`p95`) in ms.

@@ -5,6 +5,7 @@
 //! and checks. A report without a load summary (`compare`, an older file) gets the
 //! generic page.
 
+use super::cells::header;
 use powertune_core::html::{Chart, Level, Mark, Page, Series, Table, XAxis};
 use powertune_core::units as fmt;
 use powertune_core::{redact, EndpointType, Report, Targets, Unit};
@@ -244,13 +245,9 @@ fn http_cells(h: &HttpSummary) -> Vec<String> {
     ]
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
     let mut out = Vec::new();
-    let mut rows = vec![strings(&[
+    let mut rows = vec![header(&[
         "scenario",
         "endpoint type",
         "executor",
@@ -278,7 +275,7 @@ fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
         rows,
     });
 
-    let mut rows = vec![strings(&[
+    let mut rows = vec![header(&[
         "endpoint type",
         "target / max",
         "requests",
@@ -303,7 +300,7 @@ fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
     });
 
     if !s.thresholds.is_empty() {
-        let mut rows = vec![strings(&["", "metric", "expression", "observed"])];
+        let mut rows = vec![header(&["", "metric", "expression", "observed"])];
         for t in &s.thresholds {
             rows.push(vec![
                 if t.ok { "✓ pass" } else { "✗ FAIL" }.to_string(),
@@ -318,7 +315,7 @@ fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
         });
     }
 
-    let mut rows = vec![strings(&["scenario", "check", "passes", "fails", "passed"])];
+    let mut rows = vec![header(&["scenario", "check", "passes", "fails", "passed"])];
     for sc in &s.scenarios {
         for c in &sc.checks {
             let n = c.passes + c.fails;

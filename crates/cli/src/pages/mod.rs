@@ -7,6 +7,7 @@ use powertune_core::html::Page;
 use powertune_core::Report;
 
 mod apm;
+mod cells;
 mod db;
 mod gateway;
 mod load;

@@ -6,6 +6,7 @@
 //! The report keeps the watch's overall change, not each interval, so there is no
 //! chart over the watch's time.
 
+use super::cells::{count_cell, header, list, num, text};
 use powertune_core::html::{Chart, Page, Series, Table, XAxis};
 use powertune_core::units::{self, Unit};
 use powertune_core::Report;
@@ -27,33 +28,6 @@ pub fn page(report: &Report) -> Page {
     processes(s, &mut page);
     job_metrics(s, &mut page);
     page
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-fn header(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
-
-fn count_cell(v: Option<f64>) -> String {
-    v.map(units::count).unwrap_or_else(|| "-".into())
 }
 
 fn seconds_cell(v: Option<f64>) -> String {

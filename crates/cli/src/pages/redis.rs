@@ -2,6 +2,7 @@
 //! the slow log; the biggest keys, memory per key prefix and the cache types. Read
 //! from the report's JSON by key, so older reports with fewer keys still render.
 
+use super::cells::{count_cell, header, num, text};
 use powertune_core::html::{Page, Table};
 use powertune_core::units;
 use powertune_core::Report;
@@ -35,29 +36,9 @@ pub fn page(report: &Report) -> Page {
     page
 }
 
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn header(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
-
 fn bytes_cell(v: Option<f64>) -> String {
     v.map(|b| units::bytes(b.max(0.0) as u64))
         .unwrap_or_else(|| "-".into())
-}
-
-fn count_cell(v: Option<f64>) -> String {
-    v.map(units::count).unwrap_or_else(|| "-".into())
 }
 
 /// A key's remaining TTL: `null` (or negative) is no TTL.
