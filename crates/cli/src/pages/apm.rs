@@ -3,7 +3,7 @@
 //! and detections; for `apm endpoint` the route's time breakdown and slowest traces.
 //! Read from the report's JSON by key, so older reports with fewer keys still render.
 
-use super::cells::{count_cell, list, ms_cell, num, text};
+use super::cells::{count_cell, header, list, ms_cell, num, text};
 use powertune_core::html::{Chart, Level, Page, Series, Table, XAxis};
 use powertune_core::units::{self, Unit};
 use powertune_core::Report;
@@ -68,7 +68,7 @@ fn routes(report: &Report, page: &mut Page) {
         _ => 0.0,
     };
     rows.sort_by(|a, b| ratio(b).total_cmp(&ratio(a)));
-    let mut table = vec![[
+    let mut table = vec![header(&[
         "#",
         "route",
         "endpoint type",
@@ -80,9 +80,7 @@ fn routes(report: &Report, page: &mut Page) {
         "P95 verdict",
         "errors",
         "error rate",
-    ]
-    .map(String::from)
-    .to_vec()];
+    ])];
     for (i, (r, t)) in rows.iter().enumerate() {
         table.push(vec![
             (i + 1).to_string(),
@@ -145,7 +143,7 @@ fn types(m: &Value, page: &mut Page) {
     if types.is_empty() {
         return;
     }
-    let mut rows = vec![[
+    let mut rows = vec![header(&[
         "endpoint type",
         "requests",
         "P50",
@@ -154,9 +152,7 @@ fn types(m: &Value, page: &mut Page) {
         "max",
         "errors",
         "error rate",
-    ]
-    .map(String::from)
-    .to_vec()];
+    ])];
     for t in types {
         rows.push(vec![
             text(t, "endpoint_type"),
@@ -185,7 +181,7 @@ fn endpoint(report: &Report, route: &Value, page: &mut Page) {
     page.tables.push(Table {
         title: "Route".into(),
         rows: vec![
-            [
+            header(&[
                 "route",
                 "endpoint type",
                 "requests",
@@ -196,9 +192,7 @@ fn endpoint(report: &Report, route: &Value, page: &mut Page) {
                 "max",
                 "errors",
                 "error rate",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ]),
             vec![
                 name.clone(),
                 text(route, "endpoint_type"),
@@ -222,9 +216,7 @@ fn endpoint(report: &Report, route: &Value, page: &mut Page) {
             ("application code", num(b, "app_ms")),
         ];
         let total: f64 = parts.iter().filter_map(|(_, v)| *v).sum();
-        let mut rows = vec![["where", "time (all requests)", "share"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows = vec![header(&["where", "time (all requests)", "share"])];
         for (label, v) in parts {
             rows.push(vec![
                 label.into(),
@@ -242,16 +234,14 @@ fn endpoint(report: &Report, route: &Value, page: &mut Page) {
     }
     let slowest = list(&report.metrics, "slowest");
     if !slowest.is_empty() {
-        let mut rows = vec![[
+        let mut rows = vec![header(&[
             "trace",
             "duration",
             "database",
             "outgoing HTTP",
             "application",
             "spans",
-        ]
-        .map(String::from)
-        .to_vec()];
+        ])];
         for t in slowest {
             let b = t.get("breakdown").unwrap_or(&Value::Null);
             rows.push(vec![
@@ -276,16 +266,14 @@ fn endpoint(report: &Report, route: &Value, page: &mut Page) {
                     .unwrap_or(0.0)
                     .total_cmp(&num(a, "duration_ms").unwrap_or(0.0))
             });
-            let mut rows = vec![[
+            let mut rows = vec![header(&[
                 "span",
                 "category",
                 "detail",
                 "duration",
                 "starts at",
                 "error",
-            ]
-            .map(String::from)
-            .to_vec()];
+            ])];
             for s in sorted.into_iter().take(15) {
                 rows.push(vec![
                     text(s, "name"),
@@ -314,7 +302,7 @@ fn endpoint(report: &Report, route: &Value, page: &mut Page) {
 fn jobs(m: &Value, page: &mut Page) {
     let jobs = list(m, "jobs");
     if !jobs.is_empty() {
-        let mut rows = vec![[
+        let mut rows = vec![header(&[
             "job class",
             "jobs",
             "avg",
@@ -322,9 +310,7 @@ fn jobs(m: &Value, page: &mut Page) {
             "max",
             "errors",
             "failure rate",
-        ]
-        .map(String::from)
-        .to_vec()];
+        ])];
         for j in jobs {
             rows.push(vec![
                 text(j, "class"),
@@ -343,9 +329,14 @@ fn jobs(m: &Value, page: &mut Page) {
     }
     let linked = list(m, "linked_jobs");
     if !linked.is_empty() {
-        let mut rows = vec![["enqueued by", "job class", "jobs", "avg", "P95", "errors"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows = vec![header(&[
+            "enqueued by",
+            "job class",
+            "jobs",
+            "avg",
+            "P95",
+            "errors",
+        ])];
         for j in linked {
             rows.push(vec![
                 text(j, "route"),
@@ -368,9 +359,14 @@ fn providers(m: &Value, page: &mut Page) {
     if providers.is_empty() {
         return;
     }
-    let mut rows = vec![["provider/model", "calls", "P50", "P95", "max", "errors"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![header(&[
+        "provider/model",
+        "calls",
+        "P50",
+        "P95",
+        "max",
+        "errors",
+    ])];
     for p in providers {
         rows.push(vec![
             text(p, "key"),
@@ -392,7 +388,7 @@ fn detections(m: &Value, page: &mut Page) {
     if found.is_empty() {
         return;
     }
-    let mut rows = vec![[
+    let mut rows = vec![header(&[
         "kind",
         "route",
         "what",
@@ -401,9 +397,7 @@ fn detections(m: &Value, page: &mut Page) {
         "total",
         "could save",
         "example trace",
-    ]
-    .map(String::from)
-    .to_vec()];
+    ])];
     for d in found {
         rows.push(vec![
             text(d, "kind").replace('_', " "),
