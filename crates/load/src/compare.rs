@@ -168,8 +168,8 @@ pub fn latency_changes(baseline: &[&Summary], current: &[&Summary]) -> Vec<Laten
             if c0.endpoint_types.iter().any(|c| c.endpoint_type == t) {
                 groups.push((
                     e.title.clone(),
-                    endpoint_histograms(baseline, t),
-                    endpoint_histograms(current, t),
+                    histograms(baseline, |s| endpoint(s, t)),
+                    histograms(current, |s| endpoint(s, t)),
                 ));
             }
         }
@@ -177,8 +177,8 @@ pub fn latency_changes(baseline: &[&Summary], current: &[&Summary]) -> Vec<Laten
             if c0.scenarios.iter().any(|c| c.name == sc.name) {
                 groups.push((
                     format!("scenario {}", sc.name),
-                    scenario_histograms(baseline, &sc.name),
-                    scenario_histograms(current, &sc.name),
+                    histograms(baseline, |s| scenario(s, &sc.name)),
+                    histograms(current, |s| scenario(s, &sc.name)),
                 ));
             }
         }
@@ -217,27 +217,24 @@ pub fn latency_changes(baseline: &[&Summary], current: &[&Summary]) -> Vec<Laten
         .collect()
 }
 
-fn endpoint_histograms<'a>(
+/// The histogram `pick` finds in each run of a side (runs without it are skipped).
+fn histograms<'a>(
     side: &[&'a Summary],
-    t: powertune_core::EndpointType,
+    pick: impl Fn(&'a Summary) -> Option<&'a LatencyHistogram>,
 ) -> Vec<&'a LatencyHistogram> {
-    side.iter()
-        .filter_map(|s| {
-            s.endpoint_types
-                .iter()
-                .find(|x| x.endpoint_type == t)
-                .map(|x| &x.http.duration.histogram)
-        })
-        .collect()
+    side.iter().filter_map(|s| pick(s)).collect()
 }
 
-fn scenario_histograms<'a>(side: &[&'a Summary], name: &str) -> Vec<&'a LatencyHistogram> {
-    side.iter()
-        .filter_map(|s| {
-            s.scenarios
-                .iter()
-                .find(|x| x.name == name)
-                .map(|x| &x.http.duration.histogram)
-        })
-        .collect()
+fn endpoint(s: &Summary, t: powertune_core::EndpointType) -> Option<&LatencyHistogram> {
+    s.endpoint_types
+        .iter()
+        .find(|x| x.endpoint_type == t)
+        .map(|x| &x.http.duration.histogram)
+}
+
+fn scenario<'a>(s: &'a Summary, name: &str) -> Option<&'a LatencyHistogram> {
+    s.scenarios
+        .iter()
+        .find(|x| x.name == name)
+        .map(|x| &x.http.duration.histogram)
 }
