@@ -64,16 +64,12 @@ fn main() {
     if let Err(why) = outputs::check_writable(&matches) {
         exit::finish(Err(anyhow::anyhow!(why)));
     }
-    let ctx = commands::Context {
-        targets_path: cli.targets.clone(),
-    };
     // A --targets file is read and checked whatever the command, so a bad one is
     // refused even by the commands that judge nothing (target, gateway serve).
-    if ctx.targets_path.is_some() {
-        if let Err(e) = ctx.targets() {
-            exit::finish(Err(e));
-        }
-    }
+    let ctx = match commands::Context::new(cli.targets.as_deref()) {
+        Ok(c) => c,
+        Err(e) => exit::finish(Err(e)),
+    };
     let result = match cli.command {
         Command::Targets(a) => commands::targets::run(&ctx, a),
         Command::Demo(a) => commands::demo::run(&ctx, a),

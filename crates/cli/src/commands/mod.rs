@@ -17,18 +17,32 @@ use powertune_core::report::{render_findings, render_verdict_line, Style};
 use powertune_core::{ExitCode, Inspection, Report};
 use serde::Serialize;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What every command gets from the global flags.
 #[derive(Debug, Clone)]
 pub struct Context {
-    pub targets_path: Option<PathBuf>,
+    /// `--targets FILE`, read and checked once before the command starts, so a bad
+    /// file is refused even by the commands that judge nothing.
+    given: Option<powertune_core::Targets>,
 }
 
 impl Context {
+    /// Reads `--targets FILE` when one is given.
+    pub fn new(targets_path: Option<&Path>) -> anyhow::Result<Context> {
+        let given = match targets_path {
+            Some(p) => Some(powertune_core::Targets::load(Some(p))?),
+            None => None,
+        };
+        Ok(Context { given })
+    }
+
     /// The targets in force: defaults plus `--targets FILE` or `./powertune.toml`.
     pub fn targets(&self) -> anyhow::Result<powertune_core::Targets> {
-        Ok(powertune_core::Targets::load(self.targets_path.as_deref())?)
+        match &self.given {
+            Some(t) => Ok(t.clone()),
+            None => Ok(powertune_core::Targets::load(None)?),
+        }
     }
 }
 
