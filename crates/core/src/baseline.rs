@@ -118,7 +118,7 @@ pub fn read_limited(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let too_large = |n: u64| {
         format!(
-            "{} is larger than the {} a baseline or report may be",
+            "{} is larger than the {} powertune reads of a file it holds whole",
             crate::units::bytes(n),
             crate::units::bytes(MAX_BYTES)
         )
