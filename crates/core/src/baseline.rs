@@ -116,10 +116,9 @@ pub fn parse<T: DeserializeOwned>(text: &str, kind: &str) -> Result<Baseline<T>,
 /// limit either.
 pub fn read_limited(path: &Path) -> Result<String, String> {
     use std::io::Read;
-    let too_large = |n: u64| {
+    let too_large = |size: String| {
         format!(
-            "{} is larger than the {} powertune reads of a file it holds whole",
-            crate::units::bytes(n),
+            "{size} is larger than the {} powertune reads of a file it holds whole",
             crate::units::bytes(MAX_BYTES)
         )
     };
@@ -128,7 +127,7 @@ pub fn read_limited(path: &Path) -> Result<String, String> {
         return Err("is a directory".into());
     }
     if meta.len() > MAX_BYTES {
-        return Err(too_large(meta.len()));
+        return Err(too_large(crate::units::bytes(meta.len())));
     }
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut text = String::new();
@@ -136,7 +135,8 @@ pub fn read_limited(path: &Path) -> Result<String, String> {
         .read_to_string(&mut text)
         .map_err(|e| e.to_string())?;
     if text.len() as u64 > MAX_BYTES {
-        return Err(too_large(text.len() as u64));
+        // A device or pipe: its size is unknown, only that it goes on past the cap.
+        return Err(too_large("what it holds".to_string()));
     }
     Ok(text)
 }
