@@ -191,3 +191,116 @@ async fn a_two_scenario_run_draws_its_page_in_chromium() {
             > 10_000
     );
 }
+
+/// One short closed-model run of `plan` with `--json OUT`, judged with `targets`.
+async fn short_run(base: &str, plan: &Path, targets: &Path, json: &Path) {
+    let o = powertune(&[
+        "--targets",
+        targets.to_str().unwrap(),
+        "load",
+        plan.to_str().unwrap(),
+        "--base-url",
+        base,
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        matches!(o.status.code(), Some(0 | 99)),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compare_page_draws_both_runs_over_one_another() {
+    let srv = TestServer::start(FixtureConfig {
+        delay: std::time::Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = tmp.path().join("one.toml");
+    std::fs::write(
+        &plan,
+        "[scenarios.browse]\nendpoint_type = \"authentication\"\nexecutor = \"constant-vus\"\nvus = 2\nduration = \"2s\"\n[[scenarios.browse.steps]]\nurl = \"/delay\"\n",
+    )
+    .unwrap();
+    // Targets of the user's own: the page draws these, not the runbook's defaults.
+    let targets = tmp.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[api.authentication]\ntarget_ms = 123\nmax_ms = 456\n",
+    )
+    .unwrap();
+    let (a, b) = (tmp.path().join("a.json"), tmp.path().join("b.json"));
+    short_run(&srv.url, &plan, &targets, &a).await;
+    short_run(&srv.url, &plan, &targets, &b).await;
+
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let run_page = tmp.path().join("a.html");
+    let o = powertune(&[
+        "report",
+        a.to_str().unwrap(),
+        "--html",
+        run_page.to_str().unwrap(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(&run_page).unwrap();
+    assert!(
+        page.contains(r#"{"label":"Authentication target","value":123.0}"#),
+        "the --targets band is drawn"
+    );
+    assert!(page.contains(r#"{"label":"Authentication max","value":456.0}"#));
+
+    let html = out_dir.join("compare.html");
+    let o = powertune(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    assert!(matches!(o.status.code(), Some(0 | 99)), "{}", stderr(&o));
+    let opened = powertune_test_support::browser::open(
+        &html,
+        "window.powertuneCharts",
+        &out_dir.join("compare.png"),
+    )
+    .await
+    .unwrap();
+    assert!(opened.console.is_empty(), "{:?}", opened.console);
+    assert!(opened.exceptions.is_empty(), "{:?}", opened.exceptions);
+    assert!(opened.requests.is_empty(), "{:?}", opened.requests);
+    let p = &opened.probe;
+    assert_eq!(labels(p, "rps"), ["baseline req/s", "current req/s"]);
+    assert_eq!(
+        labels(p, "latency"),
+        ["baseline p50", "current p50", "baseline p95", "current p95"]
+    );
+    assert_eq!(
+        labels(p, "errors"),
+        ["baseline failed/s", "current failed/s"]
+    );
+    let points = p["rps"]["points"].as_u64().unwrap();
+    assert!((3..=5).contains(&points), "{points}");
+    let text = &opened.text;
+    assert!(
+        text.contains(&format!("{} against {}", b.display(), a.display())),
+        "{text}"
+    );
+    for want in [
+        "Did latency change?",
+        "all requests",
+        "Authentication",
+        "Headline metrics",
+        "http_reqs rate",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}

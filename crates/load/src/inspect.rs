@@ -9,6 +9,7 @@ use crate::judge::findings;
 use crate::options::{LoadError, RunOptions};
 use crate::render::render_compare;
 use crate::snapshot::Summary;
+use crate::timeline::Aligned;
 use powertune_core::{Inspection, Report, Targets};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -115,14 +116,23 @@ pub struct CompareOptions {
 }
 
 /// The metrics payload of a comparison (`powertune compare --json`).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 #[schemars(title = "powertune compare v1", extend("additionalProperties" = false))]
 pub struct CompareMetrics {
+    /// Where each side's first run came from (its file name).
+    #[serde(default)]
+    pub baseline_name: String,
+    #[serde(default)]
+    pub current_name: String,
     /// Each headline metric of the current run against the baseline run (the first
     /// run of each side).
     pub baseline_comparison: Vec<Delta>,
     /// Whether latency really changed, per group, all runs of each side pooled.
     pub latency_changes: Vec<LatencyChange>,
+    /// The first run of each side over time, on one grid (absent when either report
+    /// has no timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timelines: Option<Aligned>,
 }
 
 /// The current run against the baseline: each headline metric's change, and the
@@ -161,8 +171,15 @@ pub fn inspect_compare(opts: &CompareOptions, targets: &Targets) -> Inspection<C
         "compare",
         findings,
         CompareMetrics {
+            baseline_name: opts.baseline_name.clone(),
+            current_name: opts.current_name.clone(),
             baseline_comparison: deltas,
             latency_changes: changes,
+            timelines: base
+                .timeline
+                .as_ref()
+                .zip(cur.timeline.as_ref())
+                .and_then(|(b, c)| crate::timeline::align(b, c)),
         },
         text,
     )

@@ -174,16 +174,57 @@ struct Line {
 
 impl Line {
     fn fold(&mut self) {
-        self.points = self
-            .points
-            .chunks(2)
-            .map(|c| match c {
-                [a, b] => a.fold(b),
-                [a] => a.clone(),
-                _ => Point::default(),
-            })
-            .collect();
+        self.points = fold(&self.points);
     }
+}
+
+/// `points` with each pair of neighbours merged into one point covering both.
+fn fold(points: &[Point]) -> Vec<Point> {
+    points
+        .chunks(2)
+        .map(|c| match c {
+            [a, b] => a.fold(b),
+            [a] => a.clone(),
+            _ => Point::default(),
+        })
+        .collect()
+}
+
+/// Two runs' whole-run lines on one grid, for drawing one over the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
+pub struct Aligned {
+    /// Seconds each point covers on both lines (the coarser of the two runs'; the
+    /// finer run's points are merged pairwise until they match).
+    pub interval_s: f64,
+    #[schemars(length(max = 600))]
+    pub baseline: Vec<Point>,
+    #[schemars(length(max = 600))]
+    pub current: Vec<Point>,
+}
+
+/// The whole-run lines of two timelines on the coarser one's interval; `None` when
+/// either is empty or their intervals are not a power of two apart (they always are
+/// for timelines this engine wrote).
+pub fn align(baseline: &TimelineSummary, current: &TimelineSummary) -> Option<Aligned> {
+    if baseline.run.is_empty() || current.run.is_empty() {
+        return None;
+    }
+    let interval_s = baseline.interval_s.max(current.interval_s);
+    let coarsen = |t: &TimelineSummary| -> Option<Vec<Point>> {
+        let mut points = t.run.clone();
+        let mut interval = t.interval_s;
+        while interval * 1.5 < interval_s {
+            points = fold(&points);
+            interval *= 2.0;
+        }
+        ((interval - interval_s).abs() < 1e-6 * interval_s.max(1.0)).then_some(points)
+    };
+    Some(Aligned {
+        interval_s,
+        baseline: coarsen(baseline)?,
+        current: coarsen(current)?,
+    })
 }
 
 /// The time series of a run in progress.
@@ -491,6 +532,43 @@ mod tests {
             });
         }
         t
+    }
+
+    fn line(interval_s: f64, n: usize) -> TimelineSummary {
+        TimelineSummary {
+            interval_s,
+            run: (0..n)
+                .map(|i| Point {
+                    t_s: i as f64 * interval_s,
+                    secs: interval_s,
+                    reqs: 10,
+                    ..Point::default()
+                })
+                .collect(),
+            scenarios: Vec::new(),
+            endpoint_types: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn two_runs_align_on_the_coarser_interval_and_keep_their_totals() {
+        let a = align(&line(1.0, 9), &line(4.0, 3)).unwrap();
+        assert_eq!(a.interval_s, 4.0);
+        assert_eq!(a.baseline.len(), 3, "9 one-second points fold to 5, then 3");
+        assert_eq!(a.baseline.iter().map(|p| p.reqs).sum::<u64>(), 90);
+        assert_eq!(a.baseline[1].t_s, 4.0);
+        assert_eq!(a.baseline[1].secs, 4.0);
+        assert_eq!(a.current.len(), 3);
+        let same = align(&line(2.0, 5), &line(2.0, 7)).unwrap();
+        assert_eq!((same.baseline.len(), same.current.len()), (5, 7));
+        assert!(
+            align(&line(1.0, 4), &line(3.0, 4)).is_none(),
+            "not a power of two"
+        );
+        assert!(
+            align(&line(1.0, 0), &line(1.0, 4)).is_none(),
+            "nothing to draw"
+        );
     }
 
     #[test]

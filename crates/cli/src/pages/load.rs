@@ -8,13 +8,13 @@
 use super::cells::header;
 use powertune_core::html::{Chart, Level, Mark, Page, Series, Table, XAxis};
 use powertune_core::units as fmt;
-use powertune_core::{redact, EndpointType, Report, Targets, Unit};
+use powertune_core::{redact, Band, EndpointType, Report, Targets, Unit};
 use powertune_load::snapshot::HttpSummary;
 use powertune_load::timeline::{Latency, Point, TimelineSummary};
 use powertune_load::Summary;
 
 /// One percentile of a point's latency.
-type LatencyOf = fn(&Latency) -> f64;
+pub(super) type LatencyOf = fn(&Latency) -> f64;
 /// One count of a point.
 type CountOf = fn(&Point) -> u64;
 
@@ -22,15 +22,15 @@ pub fn page(report: &Report) -> Page {
     let Ok(s) = serde_json::from_value::<Summary>(report.metrics.clone()) else {
         return super::generic(report);
     };
-    let targets = Targets::default();
+    let bands = Bands::of(report);
     let mut page = Page {
         subject: redact::text(&s.source),
         ..Page::default()
     };
     if let Some(tl) = s.timeline.as_ref().filter(|t| !t.run.is_empty()) {
-        page.charts = charts(&s, tl, &targets);
+        page.charts = charts(&s, tl, &bands);
     }
-    page.tables = tables(&s, &targets);
+    page.tables = tables(&s, &bands);
     page.metadata = metadata(&s);
     page
 }
@@ -40,14 +40,14 @@ fn is_open(executor: &str) -> bool {
 }
 
 /// Per point, `f` over its seconds (a rate).
-fn per_s(points: &[Point], f: impl Fn(&Point) -> u64) -> Vec<Option<f64>> {
+pub(super) fn per_s(points: &[Point], f: impl Fn(&Point) -> u64) -> Vec<Option<f64>> {
     points
         .iter()
         .map(|p| (p.secs > 0.0).then(|| f(p) as f64 / p.secs))
         .collect()
 }
 
-fn lat(points: &[Point], raw: bool, f: fn(&Latency) -> f64) -> Vec<Option<f64>> {
+pub(super) fn lat(points: &[Point], raw: bool, f: fn(&Latency) -> f64) -> Vec<Option<f64>> {
     points
         .iter()
         .map(|p| if raw { p.latency_raw } else { p.latency }.map(|l| f(&l)))
@@ -55,7 +55,7 @@ fn lat(points: &[Point], raw: bool, f: fn(&Latency) -> f64) -> Vec<Option<f64>> 
 }
 
 /// A line over the timeline's x (see [`charts`]): no value at the run's start.
-fn series(label: impl Into<String>, values: Vec<Option<f64>>, dashed: bool) -> Series {
+pub(super) fn series(label: impl Into<String>, values: Vec<Option<f64>>, dashed: bool) -> Series {
     Series {
         label: label.into(),
         values: std::iter::once(None).chain(values).collect(),
@@ -63,7 +63,7 @@ fn series(label: impl Into<String>, values: Vec<Option<f64>>, dashed: bool) -> S
     }
 }
 
-fn chart(id: &str, title: &str, unit: Unit, x: &[f64], s: Vec<Series>) -> Chart {
+pub(super) fn chart(id: &str, title: &str, unit: Unit, x: &[f64], s: Vec<Series>) -> Chart {
     Chart {
         id: id.to_string(),
         title: title.to_string(),
@@ -91,8 +91,49 @@ fn latency_series(points: &[Point], open: bool) -> Vec<Series> {
     out
 }
 
-/// The runbook's target and maximum acceptable for one endpoint type.
-fn levels(band: powertune_core::Band, title: &str) -> Vec<Level> {
+/// The latency target and maximum of each endpoint type as the run was judged: from
+/// the report's `api_latency_p95` findings (so `--targets` files show), else the
+/// runbook's defaults (a type with no answered request has no finding).
+struct Bands {
+    judged: Vec<(String, Band)>,
+    defaults: Targets,
+}
+
+impl Bands {
+    fn of(report: &Report) -> Bands {
+        let judged = report
+            .findings
+            .iter()
+            .filter(|f| f.check == "api_latency_p95")
+            .filter_map(|f| {
+                let target = f.target.quantity()?.value;
+                let max = f.limit.as_ref()?.quantity()?.value;
+                Some((
+                    f.subject.clone(),
+                    Band {
+                        target_ms: target,
+                        max_ms: max,
+                    },
+                ))
+            })
+            .collect();
+        Bands {
+            judged,
+            defaults: Targets::default(),
+        }
+    }
+
+    fn band(&self, t: EndpointType) -> Band {
+        self.judged
+            .iter()
+            .find(|(title, _)| title == t.title())
+            .map(|(_, b)| *b)
+            .unwrap_or_else(|| self.defaults.api.band(t))
+    }
+}
+
+/// The target and maximum acceptable for one endpoint type.
+fn levels(band: Band, title: &str) -> Vec<Level> {
     vec![
         Level {
             label: format!("{title} target"),
@@ -108,7 +149,7 @@ fn levels(band: powertune_core::Band, title: &str) -> Vec<Level> {
 /// Each point is drawn at its interval's end (the figure covers the interval before
 /// it), after an empty one at 0 s, so the axis spans the whole run and every
 /// scenario's start and end mark falls on it.
-fn charts(s: &Summary, tl: &TimelineSummary, targets: &Targets) -> Vec<Chart> {
+fn charts(s: &Summary, tl: &TimelineSummary, bands: &Bands) -> Vec<Chart> {
     let x: Vec<f64> = std::iter::once(0.0)
         .chain(tl.run.iter().map(|p| p.t_s + p.secs))
         .collect();
@@ -159,7 +200,7 @@ fn charts(s: &Summary, tl: &TimelineSummary, targets: &Targets) -> Vec<Chart> {
     );
     if let [only] = tl.endpoint_types.as_slice() {
         let t = only.endpoint_type;
-        latency.levels = levels(targets.api.band(t), t.title());
+        latency.levels = levels(bands.band(t), t.title());
     }
     out.push(latency);
     if tl.endpoint_types.len() > 1 {
@@ -177,7 +218,7 @@ fn charts(s: &Summary, tl: &TimelineSummary, targets: &Targets) -> Vec<Chart> {
                 &x,
                 latency_series(&l.points, open),
             );
-            c.levels = levels(targets.api.band(t), t.title());
+            c.levels = levels(bands.band(t), t.title());
             out.push(c);
         }
     }
@@ -245,7 +286,7 @@ fn http_cells(h: &HttpSummary) -> Vec<String> {
     ]
 }
 
-fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
+fn tables(s: &Summary, bands: &Bands) -> Vec<Table> {
     let mut out = Vec::new();
     let mut rows = vec![header(&[
         "scenario",
@@ -286,7 +327,7 @@ fn tables(s: &Summary, targets: &Targets) -> Vec<Table> {
         "errors",
     ])];
     for e in &s.endpoint_types {
-        let b = targets.api.band(e.endpoint_type);
+        let b = bands.band(e.endpoint_type);
         let mut r = vec![
             e.title.clone(),
             format!("< {} / {}", fmt::ms(b.target_ms), fmt::ms(b.max_ms)),

@@ -8,6 +8,7 @@ use powertune_core::Report;
 
 mod apm;
 mod cells;
+mod compare;
 mod db;
 mod gateway;
 mod load;
@@ -18,7 +19,8 @@ mod redis;
 pub fn page(report: &Report) -> Page {
     let first = report.command.split_whitespace().next().unwrap_or("");
     match first {
-        "load" | "demo" | "compare" => load::page(report),
+        "load" | "demo" => load::page(report),
+        "compare" => compare::page(report),
         "apm" => apm::page(report),
         "db" => db::page(report),
         "redis" => redis::page(report),
