@@ -26,6 +26,10 @@ pub struct TargetConfig {
     /// Fixed delay added to every API request (fault injection).
     #[serde(with = "serde_human")]
     pub extra_delay: Duration,
+    /// Threads that do the routes' CPU work (`routes.*.cpu`): a request waits for
+    /// one, as Ruby work waits for a Puma thread, so CPU saturates at
+    /// `cpu_workers / cpu` requests a second, before the pool does.
+    pub cpu_workers: usize,
     /// Most login tokens held at once; the oldest is forgotten beyond this.
     pub max_tokens: usize,
     /// Missions kept for the dashboard's "recent missions" list.
@@ -47,6 +51,7 @@ impl Default for TargetConfig {
             pool_size: 25,
             pool_timeout: Duration::from_secs(5),
             extra_delay: Duration::ZERO,
+            cpu_workers: 2,
             max_tokens: 100_000,
             recent_missions: 20,
             max_body_bytes: 64 * 1024,
@@ -169,6 +174,10 @@ pub struct RouteConfig {
     /// Fixed delay added to this route only.
     #[serde(with = "serde_human", default)]
     pub delay: Duration,
+    /// CPU time burned per request on one of the `cpu_workers` threads (rendering,
+    /// serialisation); none by default.
+    #[serde(with = "serde_human", default)]
+    pub cpu: Duration,
 }
 
 impl RouteConfig {
@@ -178,6 +187,7 @@ impl RouteConfig {
             work,
             error_rate: 0.0,
             delay: Duration::ZERO,
+            cpu: Duration::ZERO,
         }
     }
 }
@@ -220,6 +230,8 @@ struct RawRoute {
     error_rate: Option<f64>,
     #[serde(default, with = "opt_human")]
     delay: Option<Duration>,
+    #[serde(default, with = "opt_human")]
+    cpu: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +257,9 @@ impl RawRoute {
         }
         if let Some(delay) = self.delay {
             base.delay = delay;
+        }
+        if let Some(cpu) = self.cpu {
+            base.cpu = cpu;
         }
         base
     }
@@ -445,6 +460,14 @@ impl TargetConfig {
                 "extra_delay = \"50ms\"",
             );
         }
+        if !(1..=1024).contains(&self.cpu_workers) {
+            return invalid(
+                "cpu_workers",
+                self.cpu_workers.to_string(),
+                "must be between 1 and 1024",
+                "cpu_workers = 2",
+            );
+        }
         if !(1..=10_000_000).contains(&self.max_tokens) {
             return invalid(
                 "max_tokens",
@@ -518,6 +541,14 @@ impl TargetConfig {
                     dur(rc.delay),
                     "must be at most 10m",
                     "delay = \"100ms\"",
+                );
+            }
+            if rc.cpu > Duration::from_secs(10) {
+                return invalid(
+                    &format!("routes.{key}.cpu"),
+                    dur(rc.cpu),
+                    "must be at most 10s",
+                    "cpu = \"5ms\"",
                 );
             }
             for (part, l) in [("db", &rc.db), ("work", &rc.work)] {
@@ -709,6 +740,26 @@ mod tests {
         let mut c = TargetConfig::default();
         c.cable.channels.clear();
         assert!(c.validate().is_err());
+
+        let mut c = TargetConfig::default();
+        c.cpu_workers = 0;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "target settings: cpu_workers: 0 must be between 1 and 1024, e.g. cpu_workers = 2"
+        );
+        let c =
+            TargetConfig::from_toml("[routes.dashboard]\ncpu = \"11s\"\n", "t.toml").unwrap_err();
+        assert!(
+            c.to_string()
+                .contains("routes.dashboard.cpu: \"11s\" must be at most 10s"),
+            "{c}"
+        );
+        let c = TargetConfig::from_toml("[routes.dashboard]\ncpu = \"5ms\"\n", "t.toml").unwrap();
+        assert_eq!(c.routes.dashboard.cpu, Duration::from_millis(5));
+        assert_eq!(
+            c.routes.dashboard.db,
+            TargetConfig::default().routes.dashboard.db
+        );
     }
 
     #[test]

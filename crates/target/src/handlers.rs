@@ -94,6 +94,9 @@ async fn simulate(s: &Shared, route: Route) -> Result<(), ApiError> {
         tokio::time::sleep(db).await;
         drop(slot);
     }
+    if !rc.cpu.is_zero() {
+        s.cpu_work(rc.cpu).await;
+    }
     if !work.is_zero() {
         tokio::time::sleep(work).await;
     }

@@ -14,6 +14,7 @@ pub fn render(s: &Shared) -> String {
     let mut e = Exposition::new();
     requests(s, &mut e);
     pool(s, &mut e);
+    cpu(s, &mut e);
     cable(s, &mut e);
     work(s, &mut e);
     e.gauge(
@@ -91,6 +92,34 @@ fn pool(s: &Shared, e: &mut Exposition) {
         "Time requests waited for a pool slot.",
     );
     histogram(&mut f, &[], &s.pool_wait);
+}
+
+fn cpu(s: &Shared, e: &mut Exposition) {
+    let c = s.cpu_stats();
+    for (name, help, v) in [
+        (
+            "powertune_target_cpu_workers",
+            "Threads that do the routes' CPU work (cpu_workers).",
+            c.workers as f64,
+        ),
+        (
+            "powertune_target_cpu_busy",
+            "CPU worker threads busy now.",
+            c.busy as f64,
+        ),
+        (
+            "powertune_target_cpu_waiting",
+            "Requests waiting for a CPU worker thread now.",
+            c.waiting as f64,
+        ),
+    ] {
+        e.gauge(name, help).sample(&[], v);
+    }
+    e.counter(
+        "powertune_target_cpu_seconds",
+        "CPU work done by the worker threads (routes.*.cpu), in seconds.",
+    )
+    .sample(&[], c.seconds);
 }
 
 fn cable(s: &Shared, e: &mut Exposition) {

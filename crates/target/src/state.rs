@@ -234,6 +234,11 @@ pub struct Shared {
     pool_timeouts: AtomicU64,
     pool_acquired: AtomicU64,
     pub pool_wait: Buckets,
+    /// The threads doing the routes' CPU work (`cpu_workers` permits).
+    cpu: Arc<Semaphore>,
+    cpu_waiting: AtomicI64,
+    /// CPU work done, in microseconds.
+    cpu_micros: AtomicU64,
     pub routes: [RouteMetrics; Route::ALL.len()],
     latency_rng: [Mutex<SplitMix>; Route::ALL.len()],
     error_rng: [Mutex<SplitMix>; Route::ALL.len()],
@@ -267,6 +272,9 @@ impl Shared {
             pool_timeouts: AtomicU64::new(0),
             pool_acquired: AtomicU64::new(0),
             pool_wait: Buckets::default(),
+            cpu: Arc::new(Semaphore::new(settings.config.cpu_workers)),
+            cpu_waiting: AtomicI64::new(0),
+            cpu_micros: AtomicU64::new(0),
             routes: std::array::from_fn(|_| RouteMetrics::default()),
             latency_rng: std::array::from_fn(|i| {
                 Mutex::new(SplitMix::new(seed ^ (0x1000 + i as u64)))
@@ -313,6 +321,38 @@ impl Shared {
                 self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(PoolTimeout(timeout))
             }
+        }
+    }
+
+    /// Burns `d` of CPU on one of the `cpu_workers` threads, waiting for a free one
+    /// first (counted in `cpu_stats().waiting` meanwhile).
+    pub async fn cpu_work(&self, d: Duration) {
+        let permit = {
+            self.cpu_waiting.fetch_add(1, Ordering::Relaxed);
+            let p = self.cpu.clone().acquire_owned().await;
+            self.cpu_waiting.fetch_sub(1, Ordering::Relaxed);
+            p
+        };
+        let Ok(permit) = permit else {
+            return;
+        };
+        let spun = tokio::task::spawn_blocking(move || {
+            let _held = permit;
+            burn(d)
+        })
+        .await
+        .unwrap_or(Duration::ZERO);
+        self.cpu_micros
+            .fetch_add(spun.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn cpu_stats(&self) -> CpuStats {
+        let workers = self.settings.config.cpu_workers;
+        CpuStats {
+            workers,
+            busy: workers.saturating_sub(self.cpu.available_permits()),
+            waiting: self.cpu_waiting.load(Ordering::Relaxed).max(0) as u64,
+            seconds: self.cpu_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
 
@@ -437,6 +477,32 @@ impl Shared {
             active_tokens,
         }
     }
+}
+
+/// The CPU worker threads now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuStats {
+    pub workers: usize,
+    pub busy: usize,
+    pub waiting: u64,
+    /// CPU work done since the start.
+    pub seconds: f64,
+}
+
+/// Keeps this thread busy for `d` (wall time on a thread of its own: CPU time when
+/// the machine has a core free for it); returns the time spent.
+fn burn(d: Duration) -> Duration {
+    let start = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while start.elapsed() < d {
+        for _ in 0..256 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+    }
+    start.elapsed()
 }
 
 /// Counts a request as waiting for a slot while it lives (also when the waiting

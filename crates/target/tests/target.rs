@@ -310,6 +310,56 @@ async fn a_small_pool_makes_requests_queue() {
 }
 
 #[tokio::test]
+async fn cpu_work_queues_for_its_worker_threads_with_the_pool_free() {
+    let mut cfg = quick_config();
+    cfg.cpu_workers = 1;
+    cfg.routes.dashboard.db = Latency::none();
+    cfg.routes.dashboard.cpu = Duration::from_millis(40);
+    let t = serve(cfg).await;
+    let c = client();
+    let base = t.base_url();
+    let token = login(&c, &base).await;
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        let (c, url, token) = (
+            c.clone(),
+            format!("{base}/api/v1/ai/monitoring/dashboard"),
+            token.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            c.get(url).bearer_auth(token).send().await.unwrap().status()
+        }));
+    }
+    // One thread, six requests: the others wait for it, and the pool stays free.
+    let mut seen = parse_metrics(&t.metrics_text());
+    for _ in 0..500 {
+        if seen["powertune_target_cpu_waiting"] > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        seen = parse_metrics(&t.metrics_text());
+    }
+    assert!(seen["powertune_target_cpu_waiting"] > 0.0, "{seen:?}");
+    assert_eq!(seen["powertune_target_cpu_busy"], 1.0);
+    assert_eq!(seen["powertune_target_cpu_workers"], 1.0);
+    assert_eq!(seen["powertune_target_db_pool_in_use"], 0.0);
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    // Six 40 ms pieces of work on one thread cannot take less than 240 ms.
+    let total = started.elapsed();
+    assert!(total >= Duration::from_millis(235), "{total:?}");
+    let after = parse_metrics(&t.metrics_text());
+    assert!(
+        after["powertune_target_cpu_seconds_total"] >= 0.235,
+        "{after:?}"
+    );
+    assert_eq!(after["powertune_target_cpu_waiting"], 0.0);
+    t.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_pool_timeout_answers_503() {
     let mut cfg = quick_config();
     cfg.pool_size = 1;
