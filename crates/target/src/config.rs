@@ -741,8 +741,10 @@ mod tests {
         c.cable.channels.clear();
         assert!(c.validate().is_err());
 
-        let mut c = TargetConfig::default();
-        c.cpu_workers = 0;
+        let c = TargetConfig {
+            cpu_workers: 0,
+            ..Default::default()
+        };
         assert_eq!(
             c.validate().unwrap_err().to_string(),
             "target settings: cpu_workers: 0 must be between 1 and 1024, e.g. cpu_workers = 2"
