@@ -12,9 +12,6 @@
 # as an unprivileged user.
 
 FROM rust:1-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The workspace, less what .dockerignore leaves out (sources read at compile time,
 # such as docs/schema/ and examples/runbook.toml, are kept).
