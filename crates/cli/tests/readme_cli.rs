@@ -36,6 +36,9 @@ struct Example {
     error: Option<String>,
 }
 
+/// Fence languages of blocks that show output or files, never commands.
+const OUTPUT_BLOCKS: &[&str] = &["text", "json", "yaml", "toml", "ini", "log"];
+
 /// Programs whose lines in a code block are commands (not output, not config).
 const PROGRAMS: &[&str] = &[
     "powertune",
@@ -97,18 +100,36 @@ fn examples() -> Vec<Example> {
         let text = std::fs::read_to_string(&doc).unwrap();
         let name = doc.strip_prefix(&root).unwrap().display().to_string();
         let mut inside = false;
+        // Output and file blocks (```text, ```json, ...) hold no commands; in a block
+        // that prompts with `$ `, only the prompted lines are commands.
+        let mut commands = false;
+        let mut prompted = false;
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
-            if line.trim_start().starts_with("```") {
+            if let Some(info) = line.trim_start().strip_prefix("```") {
                 inside = !inside;
                 block += 1;
+                if inside {
+                    commands = !OUTPUT_BLOCKS.contains(&info.trim());
+                    let end = lines[i + 1..]
+                        .iter()
+                        .position(|l| l.trim_start().starts_with("```"))
+                        .map_or(lines.len(), |n| i + 1 + n);
+                    prompted = lines[i + 1..end]
+                        .iter()
+                        .any(|l| l.trim_start().starts_with("$ "));
+                }
                 continue;
             }
-            if !inside {
+            if !inside || !commands {
                 continue;
             }
             let line = line.trim();
-            let line = line.strip_prefix("$ ").unwrap_or(line);
+            let line = match line.strip_prefix("$ ") {
+                Some(rest) => rest,
+                None if prompted => continue,
+                None => line,
+            };
             let mut w = words(line);
             // The command ends where the shell would start another or redirect it.
             if let Some(end) = w
