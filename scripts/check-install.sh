@@ -17,8 +17,11 @@ case "$version" in
   "powertune $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)") ;;
   *) echo "check-install: unexpected --version output: $version" >&2; exit 1 ;;
 esac
-"$bin" completions bash | grep -q '^complete .*powertune' \
+# Whole outputs first: grep -q closing the pipe early would fail the pipeline.
+completion=$("$bin" completions bash)
+grep -q 'complete -F _powertune' <<<"$completion" \
   || { echo "check-install: no bash completion from the installed binary" >&2; exit 1; }
-"$bin" man | grep -q '^\.TH powertune 1' \
+page=$("$bin" man)
+grep -q '^\.TH powertune 1' <<<"$page" \
   || { echo "check-install: no man page from the installed binary" >&2; exit 1; }
 echo "check-install: $version installed and ran"
