@@ -53,8 +53,41 @@ pub fn clap_error(e: clap::Error) -> ! {
                 .unwrap_or("bad arguments")
                 .trim_start_matches("error: ")
                 .to_string();
-            eprintln!("powertune: {first} (see powertune --help)");
+            match suggestion(&e) {
+                Some(tip) => eprintln!("powertune: {first}; {tip} (see powertune --help)"),
+                None => eprintln!("powertune: {first} (see powertune --help)"),
+            }
             std::process::exit(ExitCode::BadInput as i32)
         }
+    }
+}
+
+/// clap's "did you mean" for a mistyped subcommand, flag or value, kept on the one
+/// error line: `did you mean 'load'?`.
+fn suggestion(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let names: Vec<String> = [
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedValue,
+    ]
+    .into_iter()
+    .filter_map(|kind| e.get(kind))
+    .flat_map(|v| match v {
+        ContextValue::String(s) => vec![s.clone()],
+        ContextValue::Strings(v) => v.clone(),
+        _ => Vec::new(),
+    })
+    .collect();
+    match names.as_slice() {
+        [] => None,
+        [one] => Some(format!("did you mean '{one}'?")),
+        many => Some(format!(
+            "did you mean one of {}?",
+            many.iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }

@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod exit;
+mod logging;
 mod outputs;
 mod pages;
 mod progress;
@@ -50,6 +51,10 @@ enum Command {
     Db(commands::db::Args),
     /// LLM provider proxy (OpenAI/Anthropic/Ollama APIs, breakers, retries, credential split); `gateway status` judges one.
     Gateway(commands::gateway::Args),
+    /// Print a completion script for bash, zsh, fish, elvish or PowerShell.
+    Completions(commands::completions::Args),
+    /// Print the man page (roff), or write one page per command with `--out DIR`.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() {
@@ -70,6 +75,19 @@ fn main() {
         Ok(c) => c,
         Err(e) => exit::finish(Err(e)),
     };
+    // Long-running services log through tracing (RUST_LOG, POWERTUNE_LOG_FORMAT).
+    let service = logging::service(&matches);
+    if let Some(name) = service {
+        if let Err(e) = logging::init() {
+            exit::finish(Err(e));
+        }
+        tracing::info!(
+            service = name,
+            version = env!("CARGO_PKG_VERSION"),
+            pid = std::process::id(),
+            "starting"
+        );
+    }
     let result = match cli.command {
         Command::Targets(a) => commands::targets::run(&ctx, a),
         Command::Demo(a) => commands::demo::run(&ctx, a),
@@ -82,6 +100,15 @@ fn main() {
         Command::Target(a) => commands::target::run(&ctx, a),
         Command::Db(a) => commands::db::run(&ctx, a),
         Command::Gateway(a) => commands::gateway::run(&ctx, a),
+        Command::Completions(a) => commands::completions::completions(a, Cli::command()),
+        Command::Man(a) => commands::completions::man(a, Cli::command()),
     };
+    if let Some(name) = service {
+        match &result {
+            Ok(code) => tracing::info!(service = name, exit_code = *code as i32, "stopped"),
+            // The error itself is the one line exit::finish prints.
+            Err(_) => tracing::info!(service = name, exit_code = 1, "stopped"),
+        }
+    }
     exit::finish(result)
 }

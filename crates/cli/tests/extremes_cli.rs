@@ -218,6 +218,8 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         "gateway status",
         s(&["gateway", "status", "--url", "http://127.0.0.1:1"]),
     );
+    m.insert("completions", s(&["completions", "bash"]));
+    m.insert("man", s(&["man"]));
     m
 }
 

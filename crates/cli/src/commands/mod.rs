@@ -3,6 +3,7 @@
 
 pub mod apm;
 pub mod compare;
+pub mod completions;
 pub mod db;
 pub mod demo;
 pub mod gateway;
