@@ -35,7 +35,7 @@ if [ -z "$page" ]; then
   echo "==> powertune demo --time-scale $TIME_SCALE (the whole runbook plan; ~$(awk "BEGIN{printf \"%.1f\", 14*$TIME_SCALE}") minutes)"
   start=$(date +%s)
   code=0
-  "$bin" demo --time-scale "$TIME_SCALE" --html "$page" --json "$out/demo.json" -q >"$out/demo.txt" 2>&1 || code=$?
+  "$bin" demo --time-scale "$TIME_SCALE" --html "$page" --json "$out/demo.json" >"$out/demo.txt" 2>&1 || code=$?
   echo "    took $(( $(date +%s) - start )) s, exit $code (0 pass, 99 a target missed: both draw a page)"
   case $code in 0|99) ;; *) cat "$out/demo.txt" >&2; exit 1 ;; esac
 fi
