@@ -46,7 +46,7 @@ pub async fn connect(cfg: &DbConfig) -> Result<Session, DbError> {
     };
     let attempt = tokio::time::timeout(
         cfg.connect_timeout + std::time::Duration::from_secs(1),
-        cfg.pg.connect(tokio_postgres::NoTls),
+        cfg.pg.connect(cfg.connector()),
     )
     .await
     .map_err(|_| {

@@ -11,12 +11,14 @@
 
 pub mod collect;
 pub mod config;
+pub mod conninfo;
 pub mod error;
 pub mod explain;
 pub mod inspect;
 pub mod judge;
 pub mod render;
 pub mod snapshot;
+pub mod tls;
 pub mod watch;
 
 pub use config::{DbConfig, RawDbConfig};
