@@ -171,7 +171,8 @@ const SESSIONS_SQL: &str =
  state, left(query, 500), EXTRACT(EPOCH FROM now() - query_start)::float8, \
  EXTRACT(EPOCH FROM now() - state_change)::float8, EXTRACT(EPOCH FROM now() - xact_start)::float8, \
  wait_event_type, wait_event, pg_blocking_pids(pid) \
- FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+ FROM pg_stat_activity WHERE (backend_type = 'client backend' \
+ OR (backend_type IS NULL AND usesysid IS NOT NULL AND datid IS NOT NULL)) AND pid <> pg_backend_pid()";
 
 /// Reads everything `powertune db` judges.
 pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot, DbError> {
@@ -394,7 +395,9 @@ async fn read_vectors(s: &mut Session) -> Result<Vec<VectorColumn>, DbError> {
         .collect()
 }
 
-/// Reads the client sessions (used by `db` and by `db watch`).
+/// Reads the client sessions (used by `db` and by `db watch`). A session of another
+/// role that this role may not look into shows no backend type (nor state, nor
+/// query): it is kept, so the judges can say it was not visible.
 pub async fn read_sessions(s: &mut Session) -> Result<Vec<crate::snapshot::Session>, DbError> {
     let w = "pg_stat_activity";
     let rows = s.rows(w, SESSIONS_SQL).await?;

@@ -19,6 +19,7 @@ pub mod judge;
 pub mod render;
 pub mod snapshot;
 pub mod tls;
+pub mod visibility;
 pub mod watch;
 
 pub use config::{DbConfig, RawDbConfig};

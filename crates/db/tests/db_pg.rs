@@ -520,8 +520,34 @@ async fn non_superuser_with_and_without_pg_read_all_stats() {
     let plain = TestRole::create("pt_plain", &[]).await;
     let stats = TestRole::create("pt_stats", &["pg_read_all_stats"]).await;
     let t = Targets::default();
+    // A superuser session the plain role cannot look into, and a slow statement of
+    // the superuser whose text it may not read.
+    let other = db.client().await;
+    for _ in 0..2 {
+        other.batch_execute("SELECT pg_sleep(0.15)").await.unwrap();
+    }
 
     let f = findings(&pg::with_user(&db.url, &plain.name), &t).await;
+    let stuck: Vec<&Finding> = f.iter().filter(|x| x.check == "stuck_queries").collect();
+    assert_eq!(stuck.len(), 1, "{f:#?}");
+    assert_eq!(stuck[0].verdict, Verdict::Warn, "never a PASS: {f:#?}");
+    assert!(stuck[0]
+        .observed
+        .contains(&format!("not visible to role {}", plain.name)));
+    let slow: Vec<&Finding> = f.iter().filter(|x| x.check == "slow_query").collect();
+    assert_eq!(
+        slow.len(),
+        1,
+        "one finding for the hidden statements: {f:#?}"
+    );
+    assert!(
+        slow[0].subject.contains("not visible to role") && slow[0].evidence.contains("postgres"),
+        "{:#?}",
+        slow[0]
+    );
+    assert!(slow[0]
+        .action
+        .contains(&format!("GRANT pg_read_all_stats TO {}", plain.name)));
     let v = f
         .iter()
         .find(|x| x.check == "limited_visibility")
@@ -534,6 +560,14 @@ async fn non_superuser_with_and_without_pg_read_all_stats() {
 
     let f = findings(&pg::with_user(&db.url, &stats.name), &t).await;
     assert!(f.iter().all(|x| x.check != "limited_visibility"), "{f:#?}");
+    let slow: Vec<&Finding> = f.iter().filter(|x| x.check == "slow_query").collect();
+    assert!(
+        slow.len() == 1 && slow[0].subject.contains("pg_sleep"),
+        "the granted role reads the text: {f:#?}"
+    );
+    let stuck = f.iter().find(|x| x.check == "stuck_queries").unwrap();
+    assert_eq!(stuck.verdict, Verdict::Pass);
+    drop(other);
     let snap = snapshot(&pg::with_user(&db.url, &stats.name)).await;
     assert!(snap.server.read_all_stats && !snap.server.superuser);
     assert!(matches!(
