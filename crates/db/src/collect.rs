@@ -174,6 +174,17 @@ const SESSIONS_SQL: &str =
  FROM pg_stat_activity WHERE (backend_type = 'client backend' \
  OR (backend_type IS NULL AND usesysid IS NOT NULL AND datid IS NOT NULL)) AND pid <> pg_backend_pid()";
 
+const SEQUENCES_SQL: &str = "SELECT n.nspname::text, c.relname::text, s.last_value::int8, \
+ s.max_value::int8, has_sequence_privilege(c.oid, 'SELECT,USAGE'), \
+ t.oid::regclass::text, a.attname::text, format_type(a.atttypid, NULL) \
+ FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname \
+ JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename \
+ LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i') \
+ LEFT JOIN pg_class t ON t.oid = d.refobjid \
+ LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+ WHERE s.increment_by > 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
+
 /// Reads everything `powertune db` judges.
 pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot, DbError> {
     let mut s = connect(cfg).await?;
@@ -190,6 +201,7 @@ pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot
     snap.foreign_keys = read_fks(&mut s).await?;
     snap.vector_columns = read_vectors(&mut s).await?;
     snap.sessions = read_sessions(&mut s).await?;
+    snap.sequences = read_sequences(&mut s).await?;
     snap.round_trips = s.round_trips;
     Ok(snap)
 }
@@ -390,6 +402,25 @@ async fn read_vectors(s: &mut Session) -> Result<Vec<VectorColumn>, DbError> {
                 column: get(r, 2, w)?,
                 n_live_tup: get(r, 3, w)?,
                 index_methods: get(r, 4, w)?,
+            })
+        })
+        .collect()
+}
+
+async fn read_sequences(s: &mut Session) -> Result<Vec<crate::sequences::SequenceStats>, DbError> {
+    let w = "pg_sequences";
+    let rows = s.rows(w, SEQUENCES_SQL).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::sequences::SequenceStats {
+                schema: get(r, 0, w)?,
+                name: get(r, 1, w)?,
+                last_value: get(r, 2, w)?,
+                max_value: get(r, 3, w)?,
+                readable: get(r, 4, w)?,
+                table: get(r, 5, w)?,
+                column: get(r, 6, w)?,
+                column_type: get(r, 7, w)?,
             })
         })
         .collect()

@@ -49,6 +49,7 @@ pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     out.extend(vector_indexes(s));
     out.extend(vacuum(s, t));
     out.extend(wraparound(s));
+    out.extend(crate::sequences::sequences(s));
     out.extend(connections(s, t));
     out.extend(stuck_sessions(s, t, l));
     out.extend(pool_size(s, t));

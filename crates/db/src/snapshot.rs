@@ -15,6 +15,9 @@ pub struct DbSnapshot {
     pub vector_columns: Vec<VectorColumn>,
     pub databases: Vec<DatabaseAge>,
     pub sessions: Vec<Session>,
+    /// Ascending sequences and the columns they feed.
+    #[serde(default)]
+    pub sequences: Vec<crate::sequences::SequenceStats>,
     /// The application's pool size, when given (`--pool-size`).
     pub pool_size: Option<u32>,
     /// How many queries the collector sent (independent of the number of tables).

@@ -729,3 +729,50 @@ async fn metrics_payloads_match_their_schemas() {
     powertune_test_support::schema::check::<ExplainMetrics>("db-explain.v1", &m);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn sequences_near_their_maximum() {
+    let db = TestDb::create("pt_db_seq").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE orders (id serial PRIMARY KEY); \
+         CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY); \
+         CREATE TABLE carts (id serial PRIMARY KEY); \
+         SELECT setval('orders_id_seq', 2000000000); \
+         SELECT setval('events_id_seq', 2000000000); \
+         SELECT setval('carts_id_seq', 1200000000);",
+    )
+    .await
+    .unwrap();
+    let f = findings(&db.url, &Targets::default()).await;
+    let seq: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.check == "sequence_capacity")
+        .collect();
+    assert_eq!(seq.len(), 2, "{seq:#?}");
+    let orders = seq.iter().find(|x| x.subject == "orders_id_seq").unwrap();
+    assert_eq!(orders.verdict, Verdict::Fail);
+    assert!(
+        orders.evidence.contains("feeds orders.id (integer)"),
+        "{orders:#?}"
+    );
+    assert!(orders
+        .action
+        .starts_with("ALTER TABLE orders ALTER COLUMN id TYPE bigint"));
+    let carts = seq.iter().find(|x| x.subject == "carts_id_seq").unwrap();
+    assert_eq!(carts.verdict, Verdict::Warn);
+
+    // A role that may not read the sequences is told so, not given a PASS.
+    let plain = TestRole::create("pt_seq_plain", &[]).await;
+    let f = findings(&pg::with_user(&db.url, &plain.name), &Targets::default()).await;
+    let seq: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.check == "sequence_capacity")
+        .collect();
+    assert_eq!(seq.len(), 1, "{seq:#?}");
+    assert_eq!(seq[0].verdict, Verdict::Warn);
+    assert_eq!(seq[0].subject, "3 sequence(s)");
+    drop(c);
+    db.drop_now().await;
+    plain.drop_now().await;
+}
