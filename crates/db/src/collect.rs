@@ -170,7 +170,7 @@ const SESSIONS_SQL: &str =
     "SELECT pid, datname::text, usename::text, COALESCE(application_name, ''), \
  state, left(query, 500), EXTRACT(EPOCH FROM now() - query_start)::float8, \
  EXTRACT(EPOCH FROM now() - state_change)::float8, EXTRACT(EPOCH FROM now() - xact_start)::float8, \
- wait_event_type, wait_event, pg_blocking_pids(pid) \
+ wait_event_type, wait_event, pg_blocking_pids(pid), host(client_addr) \
  FROM pg_stat_activity WHERE (backend_type = 'client backend' \
  OR (backend_type IS NULL AND usesysid IS NOT NULL AND datid IS NOT NULL)) AND pid <> pg_backend_pid()";
 
@@ -447,6 +447,7 @@ pub async fn read_sessions(s: &mut Session) -> Result<Vec<crate::snapshot::Sessi
                 wait_event_type: get(r, 9, w)?,
                 wait_event: get(r, 10, w)?,
                 blocked_by: get(r, 11, w)?,
+                client_addr: get(r, 12, w)?,
             })
         })
         .collect()

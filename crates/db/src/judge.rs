@@ -51,6 +51,7 @@ pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     out.extend(wraparound(s));
     out.extend(crate::sequences::sequences(s));
     out.extend(connections(s, t));
+    out.extend(crate::sources::connections_by_source(s, t));
     out.extend(stuck_sessions(s, t, l));
     out.extend(pool_size(s, t));
     out.extend(cache_hit(s, t));

@@ -19,6 +19,7 @@ pub mod judge;
 pub mod render;
 pub mod sequences;
 pub mod snapshot;
+pub mod sources;
 pub mod tls;
 pub mod visibility;
 pub mod watch;

@@ -192,6 +192,9 @@ pub struct Session {
     pub database: Option<String>,
     pub user: Option<String>,
     pub application: String,
+    /// `client_addr` (`None`: a Unix socket, or not visible to this role).
+    #[serde(default)]
+    pub client_addr: Option<String>,
     /// `active`, `idle`, `idle in transaction`, ...; `None` when not visible.
     pub state: Option<String>,
     /// Query text (first 500 characters); `None` when not visible.

@@ -762,6 +762,14 @@ async fn sequences_near_their_maximum() {
     let carts = seq.iter().find(|x| x.subject == "carts_id_seq").unwrap();
     assert_eq!(carts.verdict, Verdict::Warn);
 
+    // Connections by source: this test's own sessions come from 127.0.0.1.
+    let by = f
+        .iter()
+        .find(|x| x.check == "connections_by_source")
+        .unwrap();
+    assert_eq!(by.verdict, Verdict::Pass);
+    assert!(by.evidence.contains("from 127.0.0.1"), "{by:#?}");
+
     // A role that may not read the sequences is told so, not given a PASS.
     let plain = TestRole::create("pt_seq_plain", &[]).await;
     let f = findings(&pg::with_user(&db.url, &plain.name), &Targets::default()).await;
