@@ -185,6 +185,16 @@ const SEQUENCES_SQL: &str = "SELECT n.nspname::text, c.relname::text, s.last_val
  LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
  WHERE s.increment_by > 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
+const REPLICATION_SQL: &str = "SELECT pg_is_in_recovery(), \
+ CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
+ CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() END, \
+ ARRAY(SELECT COALESCE(application_name, '') FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT host(client_addr) FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT state FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT EXTRACT(EPOCH FROM replay_lag)::float8 FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+   ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8 END FROM pg_stat_replication ORDER BY pid)";
+
 /// Reads everything `powertune db` judges.
 pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot, DbError> {
     let mut s = connect(cfg).await?;
@@ -202,6 +212,7 @@ pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot
     snap.vector_columns = read_vectors(&mut s).await?;
     snap.sessions = read_sessions(&mut s).await?;
     snap.sequences = read_sequences(&mut s).await?;
+    snap.replication = read_replication(&mut s).await?;
     snap.round_trips = s.round_trips;
     Ok(snap)
 }
@@ -424,6 +435,37 @@ async fn read_sequences(s: &mut Session) -> Result<Vec<crate::sequences::Sequenc
             })
         })
         .collect()
+}
+
+async fn read_replication(s: &mut Session) -> Result<crate::replication::Replication, DbError> {
+    use crate::replication::{Replication, Standby};
+    let w = "pg_stat_replication";
+    let rows = s.rows(w, REPLICATION_SQL).await?;
+    let r = rows
+        .first()
+        .ok_or_else(|| DbError::Parse(format!("{w}: no row returned")))?;
+    let names: Vec<String> = get(r, 3, w)?;
+    let addrs: Vec<Option<String>> = get(r, 4, w)?;
+    let states: Vec<Option<String>> = get(r, 5, w)?;
+    let lags: Vec<Option<f64>> = get(r, 6, w)?;
+    let bytes: Vec<Option<i64>> = get(r, 7, w)?;
+    let standbys = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| Standby {
+            name,
+            client_addr: addrs.get(i).cloned().flatten(),
+            state: states.get(i).cloned().flatten(),
+            replay_lag_s: lags.get(i).copied().flatten(),
+            replay_lag_bytes: bytes.get(i).copied().flatten(),
+        })
+        .collect();
+    Ok(Replication {
+        in_recovery: get(r, 0, w)?,
+        replay_delay_s: get(r, 1, w)?,
+        caught_up: get(r, 2, w)?,
+        standbys,
+    })
 }
 
 /// Reads the client sessions (used by `db` and by `db watch`). A session of another

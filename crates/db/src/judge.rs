@@ -52,6 +52,7 @@ pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     out.extend(crate::sequences::sequences(s));
     out.extend(connections(s, t));
     out.extend(crate::sources::connections_by_source(s, t));
+    out.extend(crate::replication::replication(s));
     out.extend(stuck_sessions(s, t, l));
     out.extend(pool_size(s, t));
     out.extend(cache_hit(s, t));

@@ -17,6 +17,7 @@ pub mod explain;
 pub mod inspect;
 pub mod judge;
 pub mod render;
+pub mod replication;
 pub mod sequences;
 pub mod snapshot;
 pub mod sources;

@@ -18,6 +18,9 @@ pub struct DbSnapshot {
     /// Ascending sequences and the columns they feed.
     #[serde(default)]
     pub sequences: Vec<crate::sequences::SequenceStats>,
+    /// Replication as this server sees it (primary: standbys; replica: replay delay).
+    #[serde(default)]
+    pub replication: crate::replication::Replication,
     /// The application's pool size, when given (`--pool-size`).
     pub pool_size: Option<u32>,
     /// How many queries the collector sent (independent of the number of tables).
