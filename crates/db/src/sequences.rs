@@ -110,12 +110,19 @@ pub fn sequences(s: &DbSnapshot) -> Vec<Finding> {
     }
     let hidden = s.sequences.iter().filter(|q| !q.readable).count();
     if hidden > 0 {
-        out.push(crate::visibility::not_visible(
-            s,
-            "sequence_capacity",
-            format!("{hidden} sequence(s)"),
-            "their last value (no SELECT or USAGE on them): how near their maximum they are cannot be judged",
-        ));
+        out.push(
+            crate::visibility::not_visible(
+                s,
+                "sequence_capacity",
+                format!("{hidden} sequence(s)"),
+                "their last value (no SELECT or USAGE on them): how near their maximum they are cannot be judged",
+            )
+            .target("visible (SELECT on the sequences, or pg_read_all_data)")
+            .action(format!(
+                "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {0}; (per schema; or GRANT pg_read_all_data TO {0}; on PostgreSQL 14+) then run powertune db again",
+                s.server.user
+            )),
+        );
     }
     if out.is_empty() {
         let (pct, name) = highest.unwrap_or((0.0, String::new()));
@@ -203,5 +210,8 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].verdict, Verdict::Warn);
         assert!(f[0].observed.contains("not visible to role monitor"));
+        assert!(f[0]
+            .action
+            .starts_with("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO monitor"));
     }
 }
