@@ -46,7 +46,7 @@ pub async fn connect(cfg: &DbConfig) -> Result<Session, DbError> {
     };
     let attempt = tokio::time::timeout(
         cfg.connect_timeout + std::time::Duration::from_secs(1),
-        cfg.pg.connect(tokio_postgres::NoTls),
+        cfg.pg.connect(cfg.connector()),
     )
     .await
     .map_err(|_| {
@@ -170,8 +170,30 @@ const SESSIONS_SQL: &str =
     "SELECT pid, datname::text, usename::text, COALESCE(application_name, ''), \
  state, left(query, 500), EXTRACT(EPOCH FROM now() - query_start)::float8, \
  EXTRACT(EPOCH FROM now() - state_change)::float8, EXTRACT(EPOCH FROM now() - xact_start)::float8, \
- wait_event_type, wait_event, pg_blocking_pids(pid) \
- FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+ wait_event_type, wait_event, pg_blocking_pids(pid), host(client_addr) \
+ FROM pg_stat_activity WHERE (backend_type = 'client backend' \
+ OR (backend_type IS NULL AND usesysid IS NOT NULL AND datid IS NOT NULL)) AND pid <> pg_backend_pid()";
+
+const SEQUENCES_SQL: &str = "SELECT n.nspname::text, c.relname::text, s.last_value::int8, \
+ s.max_value::int8, has_sequence_privilege(c.oid, 'SELECT,USAGE'), \
+ t.oid::regclass::text, a.attname::text, format_type(a.atttypid, NULL) \
+ FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname \
+ JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename \
+ LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i') \
+ LEFT JOIN pg_class t ON t.oid = d.refobjid \
+ LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+ WHERE s.increment_by > 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
+
+const REPLICATION_SQL: &str = "SELECT pg_is_in_recovery(), \
+ CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
+ CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() END, \
+ ARRAY(SELECT COALESCE(application_name, '') FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT host(client_addr) FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT state FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT EXTRACT(EPOCH FROM replay_lag)::float8 FROM pg_stat_replication ORDER BY pid), \
+ ARRAY(SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+   ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8 END FROM pg_stat_replication ORDER BY pid)";
 
 /// Reads everything `powertune db` judges.
 pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot, DbError> {
@@ -189,6 +211,8 @@ pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot
     snap.foreign_keys = read_fks(&mut s).await?;
     snap.vector_columns = read_vectors(&mut s).await?;
     snap.sessions = read_sessions(&mut s).await?;
+    snap.sequences = read_sequences(&mut s).await?;
+    snap.replication = read_replication(&mut s).await?;
     snap.round_trips = s.round_trips;
     Ok(snap)
 }
@@ -394,7 +418,59 @@ async fn read_vectors(s: &mut Session) -> Result<Vec<VectorColumn>, DbError> {
         .collect()
 }
 
-/// Reads the client sessions (used by `db` and by `db watch`).
+async fn read_sequences(s: &mut Session) -> Result<Vec<crate::sequences::SequenceStats>, DbError> {
+    let w = "pg_sequences";
+    let rows = s.rows(w, SEQUENCES_SQL).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::sequences::SequenceStats {
+                schema: get(r, 0, w)?,
+                name: get(r, 1, w)?,
+                last_value: get(r, 2, w)?,
+                max_value: get(r, 3, w)?,
+                readable: get(r, 4, w)?,
+                table: get(r, 5, w)?,
+                column: get(r, 6, w)?,
+                column_type: get(r, 7, w)?,
+            })
+        })
+        .collect()
+}
+
+async fn read_replication(s: &mut Session) -> Result<crate::replication::Replication, DbError> {
+    use crate::replication::{Replication, Standby};
+    let w = "pg_stat_replication";
+    let rows = s.rows(w, REPLICATION_SQL).await?;
+    let r = rows
+        .first()
+        .ok_or_else(|| DbError::Parse(format!("{w}: no row returned")))?;
+    let names: Vec<String> = get(r, 3, w)?;
+    let addrs: Vec<Option<String>> = get(r, 4, w)?;
+    let states: Vec<Option<String>> = get(r, 5, w)?;
+    let lags: Vec<Option<f64>> = get(r, 6, w)?;
+    let bytes: Vec<Option<i64>> = get(r, 7, w)?;
+    let standbys = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| Standby {
+            name,
+            client_addr: addrs.get(i).cloned().flatten(),
+            state: states.get(i).cloned().flatten(),
+            replay_lag_s: lags.get(i).copied().flatten(),
+            replay_lag_bytes: bytes.get(i).copied().flatten(),
+        })
+        .collect();
+    Ok(Replication {
+        in_recovery: get(r, 0, w)?,
+        replay_delay_s: get(r, 1, w)?,
+        caught_up: get(r, 2, w)?,
+        standbys,
+    })
+}
+
+/// Reads the client sessions (used by `db` and by `db watch`). A session of another
+/// role that this role may not look into shows no backend type (nor state, nor
+/// query): it is kept, so the judges can say it was not visible.
 pub async fn read_sessions(s: &mut Session) -> Result<Vec<crate::snapshot::Session>, DbError> {
     let w = "pg_stat_activity";
     let rows = s.rows(w, SESSIONS_SQL).await?;
@@ -413,6 +489,7 @@ pub async fn read_sessions(s: &mut Session) -> Result<Vec<crate::snapshot::Sessi
                 wait_event_type: get(r, 9, w)?,
                 wait_event: get(r, 10, w)?,
                 blocked_by: get(r, 11, w)?,
+                client_addr: get(r, 12, w)?,
             })
         })
         .collect()

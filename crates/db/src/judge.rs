@@ -3,6 +3,7 @@
 //! was looked at.
 
 use crate::snapshot::*;
+use crate::visibility::{self, visibility};
 use powertune_core::report::truncate;
 use powertune_core::units::{self, Quantity};
 use powertune_core::{Finding, Targets, Value, Verdict};
@@ -48,7 +49,10 @@ pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     out.extend(vector_indexes(s));
     out.extend(vacuum(s, t));
     out.extend(wraparound(s));
+    out.extend(crate::sequences::sequences(s));
     out.extend(connections(s, t));
+    out.extend(crate::sources::connections_by_source(s, t));
+    out.extend(crate::replication::replication(s));
     out.extend(stuck_sessions(s, t, l));
     out.extend(pool_size(s, t));
     out.extend(cache_hit(s, t));
@@ -82,36 +86,6 @@ pub fn one_line(q: &str) -> String {
     q.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// What the role could not see without `pg_read_all_stats`.
-pub fn visibility(s: &DbSnapshot) -> Vec<Finding> {
-    if s.server.read_all_stats {
-        return vec![];
-    }
-    let hidden = s
-        .sessions
-        .iter()
-        .filter(|x| x.query.is_none() || x.state.is_none())
-        .count();
-    let hidden_stmts = match &s.statements {
-        StatementsState::Available { statements, .. } => statements
-            .iter()
-            .filter(|x| x.query.contains("insufficient privilege"))
-            .count(),
-        _ => 0,
-    };
-    vec![Finding::new(AREA, "limited_visibility", &s.server.user, Verdict::Warn)
-        .observed("no pg_read_all_stats")
-        .target("superuser or pg_read_all_stats")
-        .evidence(format!(
-            "role {} cannot see other roles' query text and state in pg_stat_activity ({hidden} session(s) hidden: stuck, idle-in-transaction and blocked checks may miss them) nor their statement text in pg_stat_statements ({hidden_stmts} of the top statements hidden)",
-            s.server.user
-        ))
-        .action(format!(
-            "GRANT pg_read_all_stats TO {}; (run as a superuser) then run powertune db again",
-            s.server.user
-        ))]
-}
-
 /// Slow statements from `pg_stat_statements`: mean above `max_query_ms` WARN, above
 /// `slow_query_ms` FAIL.
 pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
@@ -124,6 +98,8 @@ pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
         } => (statements, *total_statements, *slow_statements),
         other => return vec![statements_missing(other)],
     };
+    let (hidden, statements): (Vec<&Statement>, Vec<&Statement>) =
+        statements.iter().partition(|st| visibility::is_hidden(st));
     let mut out: Vec<Finding> = statements
         .iter()
         .filter(|st| st.mean_ms >= d.max_query_ms)
@@ -150,6 +126,9 @@ pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
             .action("run EXPLAIN ANALYZE on it (powertune db explain \"...\" --param ...): look for seq scans, large sorts or missing indexes")
         })
         .collect();
+    let hidden_slow = visibility::hidden_slow_statements(s, &hidden, t);
+    let listed = out.len() + hidden_slow.as_ref().map_or(0, |(n, _)| *n);
+    out.extend(hidden_slow.map(|(_, f)| f));
     if out.is_empty() {
         let worst = statements.iter().map(|x| x.mean_ms).fold(0.0, f64::max);
         out.push(
@@ -162,7 +141,7 @@ pub fn slow_queries(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
             .observed(Value::of(Quantity::ms(worst)).note("slowest mean"))
             .target(Value::lt(Quantity::ms(d.max_query_ms))),
         );
-    } else if slow as usize > out.len() {
+    } else if slow as usize > listed {
         out.push(
             Finding::new(
                 AREA,
@@ -677,7 +656,15 @@ pub fn stuck_sessions(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
             }
         }
     }
-    if out.is_empty() {
+    let hidden = visibility::hidden_sessions(s);
+    if hidden > 0 {
+        out.push(visibility::not_visible(
+            s,
+            "stuck_queries",
+            format!("{hidden} session(s) of other roles"),
+            "their state, query and start times in pg_stat_activity: stuck, idle-in-transaction and blocked sessions among them cannot be judged",
+        ));
+    } else if out.is_empty() {
         let active = s
             .sessions
             .iter()
@@ -1209,19 +1196,5 @@ mod tests {
         assert_eq!(f[1].verdict, Verdict::Pass);
         assert_eq!(f[1].observed.quantity(), Some(Quantity::percent(100.0)));
         assert!(f[1].observed.contains("too few reads"));
-    }
-
-    #[test]
-    fn limited_visibility_is_reported() {
-        let mut s = snap();
-        s.server.read_all_stats = false;
-        s.server.user = "monitor".into();
-        s.sessions = vec![Session {
-            pid: 1,
-            ..Default::default()
-        }];
-        let f = visibility(&s);
-        assert!(f[0].evidence.contains("1 session(s) hidden"));
-        assert!(f[0].action.contains("GRANT pg_read_all_stats TO monitor"));
     }
 }

@@ -11,12 +11,18 @@
 
 pub mod collect;
 pub mod config;
+pub mod conninfo;
 pub mod error;
 pub mod explain;
 pub mod inspect;
 pub mod judge;
 pub mod render;
+pub mod replication;
+pub mod sequences;
 pub mod snapshot;
+pub mod sources;
+pub mod tls;
+pub mod visibility;
 pub mod watch;
 
 pub use config::{DbConfig, RawDbConfig};

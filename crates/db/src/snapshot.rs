@@ -15,6 +15,12 @@ pub struct DbSnapshot {
     pub vector_columns: Vec<VectorColumn>,
     pub databases: Vec<DatabaseAge>,
     pub sessions: Vec<Session>,
+    /// Ascending sequences and the columns they feed.
+    #[serde(default)]
+    pub sequences: Vec<crate::sequences::SequenceStats>,
+    /// Replication as this server sees it (primary: standbys; replica: replay delay).
+    #[serde(default)]
+    pub replication: crate::replication::Replication,
     /// The application's pool size, when given (`--pool-size`).
     pub pool_size: Option<u32>,
     /// How many queries the collector sent (independent of the number of tables).
@@ -189,6 +195,9 @@ pub struct Session {
     pub database: Option<String>,
     pub user: Option<String>,
     pub application: String,
+    /// `client_addr` (`None`: a Unix socket, or not visible to this role).
+    #[serde(default)]
+    pub client_addr: Option<String>,
     /// `active`, `idle`, `idle in transaction`, ...; `None` when not visible.
     pub state: Option<String>,
     /// Query text (first 500 characters); `None` when not visible.

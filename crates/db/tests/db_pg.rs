@@ -520,8 +520,34 @@ async fn non_superuser_with_and_without_pg_read_all_stats() {
     let plain = TestRole::create("pt_plain", &[]).await;
     let stats = TestRole::create("pt_stats", &["pg_read_all_stats"]).await;
     let t = Targets::default();
+    // A superuser session the plain role cannot look into, and a slow statement of
+    // the superuser whose text it may not read.
+    let other = db.client().await;
+    for _ in 0..2 {
+        other.batch_execute("SELECT pg_sleep(0.15)").await.unwrap();
+    }
 
     let f = findings(&pg::with_user(&db.url, &plain.name), &t).await;
+    let stuck: Vec<&Finding> = f.iter().filter(|x| x.check == "stuck_queries").collect();
+    assert_eq!(stuck.len(), 1, "{f:#?}");
+    assert_eq!(stuck[0].verdict, Verdict::Warn, "never a PASS: {f:#?}");
+    assert!(stuck[0]
+        .observed
+        .contains(&format!("not visible to role {}", plain.name)));
+    let slow: Vec<&Finding> = f.iter().filter(|x| x.check == "slow_query").collect();
+    assert_eq!(
+        slow.len(),
+        1,
+        "one finding for the hidden statements: {f:#?}"
+    );
+    assert!(
+        slow[0].subject.contains("not visible to role") && slow[0].evidence.contains("postgres"),
+        "{:#?}",
+        slow[0]
+    );
+    assert!(slow[0]
+        .action
+        .contains(&format!("GRANT pg_read_all_stats TO {}", plain.name)));
     let v = f
         .iter()
         .find(|x| x.check == "limited_visibility")
@@ -534,6 +560,14 @@ async fn non_superuser_with_and_without_pg_read_all_stats() {
 
     let f = findings(&pg::with_user(&db.url, &stats.name), &t).await;
     assert!(f.iter().all(|x| x.check != "limited_visibility"), "{f:#?}");
+    let slow: Vec<&Finding> = f.iter().filter(|x| x.check == "slow_query").collect();
+    assert!(
+        slow.len() == 1 && slow[0].subject.contains("pg_sleep"),
+        "the granted role reads the text: {f:#?}"
+    );
+    let stuck = f.iter().find(|x| x.check == "stuck_queries").unwrap();
+    assert_eq!(stuck.verdict, Verdict::Pass);
+    drop(other);
     let snap = snapshot(&pg::with_user(&db.url, &stats.name)).await;
     assert!(snap.server.read_all_stats && !snap.server.superuser);
     assert!(matches!(
@@ -694,4 +728,66 @@ async fn metrics_payloads_match_their_schemas() {
     assert!(m["flags"].as_array().is_some_and(|f| f.len() >= 2), "{m}");
     powertune_test_support::schema::check::<ExplainMetrics>("db-explain.v1", &m);
     db.drop_now().await;
+}
+
+#[tokio::test]
+async fn sequences_near_their_maximum() {
+    let db = TestDb::create("pt_db_seq").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE orders (id serial PRIMARY KEY); \
+         CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY); \
+         CREATE TABLE carts (id serial PRIMARY KEY); \
+         SELECT setval('orders_id_seq', 2000000000); \
+         SELECT setval('events_id_seq', 2000000000); \
+         SELECT setval('carts_id_seq', 1200000000);",
+    )
+    .await
+    .unwrap();
+    let f = findings(&db.url, &Targets::default()).await;
+    let seq: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.check == "sequence_capacity")
+        .collect();
+    assert_eq!(seq.len(), 2, "{seq:#?}");
+    let orders = seq.iter().find(|x| x.subject == "orders_id_seq").unwrap();
+    assert_eq!(orders.verdict, Verdict::Fail);
+    assert!(
+        orders.evidence.contains("feeds orders.id (integer)"),
+        "{orders:#?}"
+    );
+    assert!(orders
+        .action
+        .starts_with("ALTER TABLE orders ALTER COLUMN id TYPE bigint"));
+    let carts = seq.iter().find(|x| x.subject == "carts_id_seq").unwrap();
+    assert_eq!(carts.verdict, Verdict::Warn);
+
+    // Connections by source: this test's own sessions come from 127.0.0.1.
+    let by = f
+        .iter()
+        .find(|x| x.check == "connections_by_source")
+        .unwrap();
+    assert_eq!(by.verdict, Verdict::Pass);
+    assert!(by.evidence.contains("from 127.0.0.1"), "{by:#?}");
+
+    // The test server is a primary without standbys: nothing to judge, nothing said.
+    let snap = snapshot(&db.url).await;
+    assert!(!snap.replication.in_recovery && snap.replication.standbys.is_empty());
+    assert!(f
+        .iter()
+        .all(|x| x.check != "replication_lag" && x.check != "replica_delay"));
+
+    // A role that may not read the sequences is told so, not given a PASS.
+    let plain = TestRole::create("pt_seq_plain", &[]).await;
+    let f = findings(&pg::with_user(&db.url, &plain.name), &Targets::default()).await;
+    let seq: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.check == "sequence_capacity")
+        .collect();
+    assert_eq!(seq.len(), 1, "{seq:#?}");
+    assert_eq!(seq[0].verdict, Verdict::Warn);
+    assert_eq!(seq[0].subject, "3 sequence(s)");
+    drop(c);
+    db.drop_now().await;
+    plain.drop_now().await;
 }

@@ -2,11 +2,17 @@
 //! never leaves this module (errors and reports show the URL with `***`), and every
 //! command goes through [`Conn::query`] / [`Conn::pipe`], which turn failures into
 //! [`RedisError::Query`] naming the command.
+//!
+//! TLS: `rediss://` verifies the server's certificate against the system's CAs, or
+//! against the CA file given with [`RedisUrl::with_tls`]; `rediss://...#insecure` (or
+//! `insecure` there) encrypts without checking it. An ACL user is given in the URL,
+//! `rediss://USER:PASSWORD@host:port/0`.
 
 use crate::error::RedisError;
 use powertune_core::redact;
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Value};
+use std::path::Path;
 use std::time::Duration;
 
 /// A validated Redis location: what to connect to and how to name it in messages.
@@ -18,6 +24,17 @@ pub struct RedisUrl {
     /// The database index the URL selects (0 when it names none).
     pub db: u32,
     secret: Option<String>,
+    /// `Some` for `rediss://`: how the server's certificate is checked.
+    pub tls: Option<RedisTls>,
+}
+
+/// How a `rediss://` connection checks the server's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The CA file given (`--tls-ca`) and its PEM text; `None`: the system's CAs.
+    pub ca: Option<(String, Vec<u8>)>,
+    /// Encrypt without checking the certificate (`--tls-insecure`, `#insecure`).
+    pub insecure: bool,
 }
 
 const EXAMPLE: &str = "redis://127.0.0.1:6379/0";
@@ -34,22 +51,35 @@ impl RedisUrl {
         let parsed = url::Url::parse(input).map_err(|e| bad(&redact::url(input), e.to_string()))?;
         let secret = parsed.password().map(str::to_string);
         let redacted = redact::url(input);
-        match parsed.scheme() {
-            "redis" => {}
-            "rediss" => {
+        let tls = match parsed.scheme() {
+            "redis" | "unix" | "redis+unix" => None,
+            "rediss" => Some(RedisTls {
+                ca: None,
+                insecure: parsed.fragment() == Some("insecure"),
+            }),
+            other => {
                 return Err(bad(
                     &redacted,
-                    "TLS (rediss://) is not supported by this build; reach the server through a TLS tunnel on loopback".into(),
+                    format!("scheme {other}:// is not a Redis URL"),
                 ))
             }
-            "unix" | "redis+unix" => {}
-            other => return Err(bad(&redacted, format!("scheme {other}:// is not a Redis URL"))),
+        };
+        match parsed.fragment() {
+            None => {}
+            Some("insecure") if tls.is_some() => {}
+            Some(f) => {
+                return Err(bad(
+                    &redacted,
+                    format!("fragment #{f} is not understood (only rediss://...#insecure is)"),
+                ))
+            }
         }
-        if parsed.scheme() == "redis" && parsed.host_str().is_none_or(str::is_empty) {
+        let tcp = matches!(parsed.scheme(), "redis" | "rediss");
+        if tcp && parsed.host_str().is_none_or(str::is_empty) {
             return Err(bad(&redacted, "no host".into()));
         }
         let path = parsed.path().trim_matches('/');
-        let db = if parsed.scheme() != "redis" || path.is_empty() {
+        let db = if !tcp || path.is_empty() {
             parsed
                 .query_pairs()
                 .find(|(k, _)| k == "db")
@@ -73,7 +103,101 @@ impl RedisUrl {
             redacted,
             db,
             secret: secret.filter(|s| !s.is_empty()),
+            tls,
         })
+    }
+
+    /// Applies `--tls-ca FILE` (trust only that CA, read now) and `--tls-insecure`
+    /// (do not check the certificate); both need a `rediss://` URL and exclude each
+    /// other.
+    pub fn with_tls(mut self, ca: Option<&Path>, insecure: bool) -> Result<RedisUrl, RedisError> {
+        if ca.is_none() && !insecure {
+            return Ok(self);
+        }
+        let flag = if insecure {
+            "--tls-insecure"
+        } else {
+            "--tls-ca"
+        };
+        let bad = |reason: String| RedisError::Input {
+            input: flag.to_string(),
+            reason,
+            example: "--url rediss://cache.internal:6380/0 --tls-ca ca.pem".to_string(),
+        };
+        let Some(tls) = self.tls.as_mut() else {
+            return Err(bad(format!(
+                "needs a TLS URL (rediss://), not {}",
+                self.redacted
+            )));
+        };
+        if ca.is_some() && insecure {
+            return Err(bad("--tls-ca and --tls-insecure exclude each other: check the certificate against the CA, or not at all".into()));
+        }
+        tls.insecure |= insecure;
+        if let Some(path) = ca {
+            let shown = path.display().to_string();
+            let text = powertune_core::baseline::read_limited(path)
+                .map_err(|e| bad(format!("{shown}: {e}")))?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(bad(format!("{shown}: no PEM certificate in the file")));
+            }
+            tls.ca = Some((shown, text.into_bytes()));
+        }
+        Ok(self)
+    }
+
+    /// The client for this URL, with its TLS settings.
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        let Some(tls) = &self.tls else {
+            return redis::Client::open(self.full.as_str());
+        };
+        // The client library takes the process's default TLS provider; with more than
+        // one compiled in there is none until one is chosen. An error means another
+        // part of the process chose first, which is as good.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let base = self.full.split('#').next().unwrap_or(&self.full);
+        let url = if tls.insecure {
+            format!("{base}#insecure")
+        } else {
+            base.to_string()
+        };
+        match &tls.ca {
+            None => redis::Client::open(url),
+            Some((_, pem)) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+    }
+
+    /// A refused server certificate in words, or `None` for any other failure.
+    fn explain_tls(&self, text: &str) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        let trusted = tls.ca.as_ref().map_or_else(
+            || "the system's CAs".to_string(),
+            |(p, _)| format!("--tls-ca {p}"),
+        );
+        if text.contains("NotValidForName") || text.contains("certificate not valid for name") {
+            let detail = text
+                .split_once("invalid peer certificate: ")
+                .map_or(text, |(_, d)| d);
+            Some(format!("TLS: the server's certificate does not name the host connected to ({detail}); connect by a name it lists"))
+        } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+            Some(format!(
+                "TLS: the server's certificate is not signed by a CA in {trusted} (give the CA of the server's provider with --tls-ca FILE)"
+            ))
+        } else if text.contains("invalid peer certificate") {
+            Some(format!(
+                "TLS: the server's certificate was refused ({text})"
+            ))
+        } else {
+            None
+        }
     }
 
     /// Removes the password from a message produced by the client library.
@@ -118,8 +242,7 @@ impl Conn {
             url: url.redacted.clone(),
             reason: url.scrub(&reason),
         };
-        let client =
-            redis::Client::open(url.full.as_str()).map_err(|e| connect_err(e.to_string()))?;
+        let client = url.client().map_err(|e| connect_err(e.to_string()))?;
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
@@ -135,6 +258,9 @@ impl Conn {
                         "database {} does not exist on this server (it has fewer databases; example: {EXAMPLE})",
                         url.db
                     )));
+                }
+                if let Some(why) = url.explain_tls(&text) {
+                    return Err(connect_err(why));
                 }
                 return Err(connect_err(text));
             }
@@ -312,5 +438,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("u:***@") && !e.contains(":pw@"), "{e}");
+    }
+
+    #[test]
+    fn tls_urls_and_options() {
+        let u = RedisUrl::parse("rediss://app:s3cret@cache:6380/2").unwrap();
+        assert_eq!(u.db, 2);
+        assert_eq!(u.tls, Some(RedisTls::default()));
+        assert!(!u.redacted.contains("s3cret"));
+        let u = RedisUrl::parse("rediss://cache:6380/0#insecure").unwrap();
+        assert!(u.tls.as_ref().unwrap().insecure);
+        let e = RedisUrl::parse("redis://cache/0#insecure")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("#insecure"), "{e}");
+
+        let e = RedisUrl::parse("redis://cache/0")
+            .unwrap()
+            .with_tls(None, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--tls-insecure: needs a TLS URL (rediss://)"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("powertune-redis-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("ca.txt");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let e = RedisUrl::parse("rediss://cache/0")
+            .unwrap()
+            .with_tls(Some(&not_pem), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = RedisUrl::parse("rediss://cache/0")
+            .unwrap()
+            .with_tls(Some(&not_pem), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exclude each other"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let u = RedisUrl::parse("rediss://cache/0")
+            .unwrap()
+            .with_tls(None, true)
+            .unwrap();
+        assert!(u.tls.unwrap().insecure);
     }
 }

@@ -15,6 +15,7 @@ pub mod pg;
 pub mod providers;
 pub mod redis_db;
 pub mod schema;
+pub mod tls;
 
 /// A name unique within this machine for the test run: `prefix_<pid>_<counter>`.
 pub fn unique_name(prefix: &str) -> String {

@@ -5,6 +5,7 @@ use super::{block_on, emit_inspection, Context};
 use crate::args::{self, duration_at_least, positive_duration_at_most};
 use anyhow::anyhow;
 use powertune_core::ExitCode;
+use powertune_db::conninfo::PgEnv;
 use powertune_db::inspect::{MAX_AGE, MAX_POOL_SIZE, MAX_TOP};
 use powertune_db::watch::{MAX_INTERVAL, MIN_INTERVAL};
 use powertune_db::{explain, DbOptions, ExplainOptions, RawDbConfig, WatchOptions};
@@ -35,8 +36,12 @@ enum Sub {
 /// How to reach PostgreSQL.
 #[derive(clap::Args, Debug)]
 struct Conn {
-    /// PostgreSQL URL, e.g. postgres://app@db.internal:5432/app_production (a password
-    /// in it is never printed). Default: $DATABASE_URL.
+    /// PostgreSQL URL, e.g. postgres://app@db.internal:5432/app_production, or libpq's
+    /// "host=... dbname=..." (a password in it is never printed). TLS as libpq:
+    /// ?sslmode=disable|prefer|require|verify-ca|verify-full&sslrootcert=FILE|system
+    /// &sslcert=FILE&sslkey=FILE. PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and
+    /// PGSSLMODE/PGSSLROOTCERT/PGSSLCERT/PGSSLKEY fill what it leaves out.
+    /// Default: $DATABASE_URL, else the PG* variables alone.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     url: Option<String>,
     /// statement_timeout of every query.
@@ -68,17 +73,19 @@ fn setting(d: Duration) -> String {
 impl Conn {
     /// The settings as given; checked by the engine's `validate`.
     fn raw(&self) -> anyhow::Result<RawDbConfig> {
-        let url = self.url.as_deref().ok_or_else(|| {
-            anyhow!(
-                "--url is required (or DATABASE_URL), e.g. --url {}",
+        let env = PgEnv::from_lookup(|k| std::env::var(k).ok());
+        if self.url.is_none() && env.host.is_none() {
+            return Err(anyhow!(
+                "--url is required (or DATABASE_URL, or PGHOST), e.g. --url {}",
                 powertune_db::config::URL_EXAMPLE
-            )
-        })?;
+            ));
+        }
         Ok(RawDbConfig {
-            url: url.to_string(),
+            url: self.url.clone().unwrap_or_default(),
             statement_timeout: setting(self.statement_timeout),
             lock_timeout: setting(self.lock_timeout),
             connect_timeout: setting(self.connect_timeout),
+            env: Box::new(env),
         })
     }
 }

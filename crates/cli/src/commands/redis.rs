@@ -33,10 +33,19 @@ enum Sub {
 /// How to reach Redis.
 #[derive(clap::Args, Debug)]
 pub struct ConnArgs {
-    /// Redis URL with the database index, e.g. redis://cache:6379/0 (a password in it
-    /// is never printed). Default: $REDIS_URL.
+    /// Redis URL with the database index, e.g. redis://cache:6379/0, or with TLS
+    /// rediss://USER:PASSWORD@cache:6380/0 (an ACL user; a password in it is never
+    /// printed). Default: $REDIS_URL.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub url: Option<String>,
+    /// With rediss://: trust only this CA (PEM) for the server's certificate instead
+    /// of the system's CAs.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With rediss://: encrypt but do not check the server's certificate (as the
+    /// URL fragment #insecure).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
     /// How long to wait for the connection and for each reply.
     #[arg(long, default_value = "5s", value_name = "DURATION",
           value_parser = args::positive_duration)]
@@ -49,7 +58,7 @@ impl ConnArgs {
             anyhow!("--url is required (or REDIS_URL), e.g. --url redis://127.0.0.1:6379/0")
         })?;
         Ok(ConnOptions {
-            url: RedisUrl::parse(url)?,
+            url: RedisUrl::parse(url)?.with_tls(self.tls_ca.as_deref(), self.tls_insecure)?,
             timeout: self.timeout,
         })
     }
