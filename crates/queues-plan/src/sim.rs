@@ -127,9 +127,31 @@ struct Thread {
     running: Option<(usize, f64)>,
 }
 
-/// Simulates `processes` serving `queues`. Queues a process names that are not in
-/// `queues` get no arrivals; queues no process serves never start.
+/// Simulates `processes` serving `queues` with Poisson arrivals at each queue's rate.
+/// Queues a process names that are not in `queues` get no arrivals; queues no process
+/// serves never start.
 pub fn simulate(queues: &[SimQueue], processes: &[SimProcess], o: &SimOptions) -> SimOutcome {
+    run(queues, processes, o, None)
+}
+
+/// Simulates a given arrival trace instead: (seconds from the start, queue index),
+/// e.g. the very arrivals a test sent to a real Sidekiq. Arrival rates of `queues` are
+/// ignored; the run lasts `horizon_s` (set it past the last arrival to let queues drain).
+pub fn simulate_trace(
+    queues: &[SimQueue],
+    processes: &[SimProcess],
+    o: &SimOptions,
+    trace: &[(f64, usize)],
+) -> SimOutcome {
+    run(queues, processes, o, Some(trace))
+}
+
+fn run(
+    queues: &[SimQueue],
+    processes: &[SimProcess],
+    o: &SimOptions,
+    trace: Option<&[(f64, usize)]>,
+) -> SimOutcome {
     let nq = queues.len();
     let mut rng = StdRng::seed_from_u64(o.seed);
     let index = |name: &str| queues.iter().position(|q| q.name == name);
@@ -169,7 +191,7 @@ pub fn simulate(queues: &[SimQueue], processes: &[SimProcess], o: &SimOptions) -
     let gaps: Vec<Option<Exp<f64>>> = queues
         .iter()
         .map(|q| {
-            (q.arrival_per_s > 0.0)
+            (trace.is_none() && q.arrival_per_s > 0.0)
                 .then(|| Exp::new(q.arrival_per_s).ok())
                 .flatten()
         })
@@ -188,6 +210,11 @@ pub fn simulate(queues: &[SimQueue], processes: &[SimProcess], o: &SimOptions) -
         if let Some(g) = g {
             let t = g.sample(&mut rng);
             push(&mut heap, t, Event::Arrival(i));
+        }
+    }
+    for &(t, q) in trace.unwrap_or(&[]) {
+        if q < nq {
+            push(&mut heap, t, Event::Arrival(q));
         }
     }
     let mut arrived = vec![0u64; nq];
@@ -356,7 +383,10 @@ pub fn simulate(queues: &[SimQueue], processes: &[SimProcess], o: &SimOptions) -
             let oldest = waiting[q].front().map(|&t| stop - t).unwrap_or(0.0);
             let left = waiting[q].len() as u64;
             let max_wait = w.last().map(|&x| x as f64).unwrap_or(0.0).max(oldest);
-            let expected = sq.arrival_per_s * measured;
+            let expected = match trace {
+                Some(_) => arrived[q] as f64,
+                None => sq.arrival_per_s * measured,
+            };
             QueueOutcome {
                 name: sq.name.clone(),
                 arrived: arrived[q],
