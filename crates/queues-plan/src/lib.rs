@@ -6,4 +6,5 @@
 pub mod erlang;
 pub mod estimate;
 pub mod plan;
+pub mod render;
 pub mod sim;

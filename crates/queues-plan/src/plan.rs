@@ -354,10 +354,14 @@ pub fn judge(m: &PlanMetrics, t: &WorkerTargets) -> Vec<Finding> {
     for p in m.predictions.iter().filter(|p| p.config != "recommended") {
         let check = format!("plan_{}_latency", p.config);
         for q in &p.outcome.queues {
-            let v = if q.starving {
+            // Starving or over the target on average fails; more than 5% of jobs
+            // waiting over the target warns.
+            let v = if q.starving || q.mean_latency_s >= t.queue_latency_s {
                 Verdict::Fail
+            } else if q.over_target > 0.05 {
+                Verdict::Warn
             } else {
-                Verdict::lower_is_better(q.mean_latency_s, t.queue_latency_s, None)
+                Verdict::Pass
             };
             let why = p
                 .explanations
@@ -373,10 +377,11 @@ pub fn judge(m: &PlanMetrics, t: &WorkerTargets) -> Vec<Finding> {
                     )
                     .target(Value::lt(Quantity::seconds(t.queue_latency_s)))
                     .evidence(format!(
-                        "{} threads; predicted mean wait {}, p95 {}; {}",
+                        "{} threads; predicted mean wait {}, p95 {}, {} of jobs over the target; {}",
                         p.threads,
                         units::seconds(q.mean_wait_s),
                         units::seconds(q.p95_wait_s),
+                        units::fraction(q.over_target),
                         if why.is_empty() { "no starvation".to_string() } else { why }
                     ))
                     .action(if v == Verdict::Pass {
