@@ -262,8 +262,15 @@ fn report(s: &Scenario<'_>, predicted: &[(f64, bool)], measured: &[Vec<f64>]) {
     }
 }
 
-fn within(predicted: f64, measured: f64, share: f64) -> bool {
-    (predicted - measured).abs() <= share * measured
+/// Every queue's predicted mean wait within 25% of the measured one.
+fn assert_within_25_percent(s: &Scenario<'_>, predicted: &[(f64, bool)], measured: &[Vec<f64>]) {
+    for (i, name) in s.names.iter().enumerate() {
+        let (p, m) = (predicted[i].0, mean(&measured[i]));
+        assert!(
+            (p - m).abs() <= 0.25 * m,
+            "{name}: predicted {p} measured {m}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -283,15 +290,7 @@ async fn running_weighted_config_is_predicted_within_25_percent() {
     let (tr, measured) = run_real(&s, true).await;
     let predicted = s.predict(&tr, 120.0);
     report(&s, &predicted, &measured);
-    for i in 0..2 {
-        assert!(
-            within(predicted[i].0, mean(&measured[i]), 0.25),
-            "{}: predicted {} measured {}",
-            s.names[i],
-            predicted[i].0,
-            mean(&measured[i])
-        );
-    }
+    assert_within_25_percent(&s, &predicted, &measured);
 }
 
 #[tokio::test]
@@ -313,15 +312,7 @@ async fn proposed_config_is_predicted_then_measured_within_25_percent() {
     let (tr2, measured) = run_real(&s, true).await;
     assert_eq!(tr, tr2);
     report(&s, &predicted, &measured);
-    for i in 0..2 {
-        assert!(
-            within(predicted[i].0, mean(&measured[i]), 0.25),
-            "{}: predicted {} measured {}",
-            s.names[i],
-            predicted[i].0,
-            mean(&measured[i])
-        );
-    }
+    assert_within_25_percent(&s, &predicted, &measured);
 }
 
 #[tokio::test]

@@ -51,8 +51,8 @@ enum Action {
     Plan(Box<plan::Args>),
 }
 
-/// `--watch`: at least 100ms, at most 1h.
-fn watch_interval(s: &str) -> Result<Duration, String> {
+/// `--watch` and `plan --interval`: at least 100ms, at most 1h.
+pub(crate) fn watch_interval(s: &str) -> Result<Duration, String> {
     let d = duration_at_least(MIN_WATCH)(s)?;
     args::duration_at_most(MAX_WATCH)(s)?;
     Ok(d)

@@ -4,7 +4,7 @@
 //! and a `--proposed` configuration, and checks the connection budget against
 //! PostgreSQL's `max_connections` (`--db`).
 
-use crate::args::{self, duration_at_least, duration_at_most, positive_duration_at_most};
+use crate::args::{self, positive_duration_at_most};
 use crate::commands::redis::ConnArgs;
 use crate::commands::{block_on, emit_inspection, Context};
 use anyhow::{anyhow, bail};
@@ -32,7 +32,7 @@ pub struct Args {
           value_parser = positive_duration_at_most(MAX_WINDOW))]
     window: Duration,
     /// Time between live samples (100ms to 1h).
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = interval)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = super::watch_interval)]
     interval: Duration,
     /// PostgreSQL URL: max_connections and the reserved slots are read for the
     /// connection budget (one SELECT). Default: $DATABASE_URL.
@@ -91,12 +91,6 @@ pub struct Args {
     /// Seed of the simulation's draws.
     #[arg(long, default_value_t = 16, value_name = "N")]
     seed: u64,
-}
-
-fn interval(s: &str) -> Result<Duration, String> {
-    let d = duration_at_least(Duration::from_millis(100))(s)?;
-    duration_at_most(Duration::from_secs(3600))(s)?;
-    Ok(d)
 }
 
 fn share(s: &str) -> Result<f64, String> {
