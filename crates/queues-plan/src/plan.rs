@@ -228,9 +228,8 @@ fn explain(processes: &[SimProcess], out: &SimOutcome, target_s: f64) -> Vec<Str
             .collect();
         let wait = if q.starving {
             format!(
-                "waits {} and more (its oldest job at the end of {} simulated)",
-                units::seconds(q.oldest_at_end_s),
-                units::seconds(out.measured_s)
+                "waits {} and more (the age of its oldest job when the simulation ends)",
+                units::seconds(q.oldest_at_end_s)
             )
         } else {
             format!("waits {} on average", units::seconds(q.mean_latency_s))

@@ -101,8 +101,16 @@ pub fn render(m: &PlanMetrics, running_from: &str) -> String {
                 p.threads.to_string(),
                 q.name.clone(),
                 units::seconds(q.mean_latency_s),
-                units::seconds(q.mean_wait_s),
-                units::seconds(q.p95_wait_s),
+                if q.started == 0 {
+                    "none started".to_string()
+                } else {
+                    units::seconds(q.mean_wait_s)
+                },
+                if q.started == 0 {
+                    "-".to_string()
+                } else {
+                    units::seconds(q.p95_wait_s)
+                },
                 units::fraction(q.over_target),
                 if q.starving { "STARVING" } else { "ok" }.to_string(),
             ]);

@@ -1,4 +1,4 @@
-//! Queue history: the [`Sample`] `queues record` appends and `queues plan` reads.
+//! Queue history: the [`Sample`] of Sidekiq that `queues plan` reads over its window.
 
 pub mod sample;
 

@@ -1,4 +1,4 @@
-//! One reading of `queues record` (and of `queues plan`'s live window): per queue depth,
+//! One reading of `queues plan`'s live window: per queue depth,
 //! latency and the jobs running from it; per process threads, busy threads, queues and
 //! weights; the processed/failed counters and the retry and dead set sizes.
 
