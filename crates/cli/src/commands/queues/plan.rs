@@ -1,5 +1,5 @@
-//! `powertune queues plan`: samples Sidekiq over a window, estimates each queue's arrival rate and run time, sizes threads and
-//! processes with Erlang C, simulates Sidekiq's fetch for the running, the recommended
+//! `powertune queues plan`: samples Sidekiq over a window, estimates each queue's
+//! arrival rate and run time, sizes threads and processes with Erlang C, simulates Sidekiq's fetch for the running, the recommended
 //! and a `--proposed` configuration, and checks the connection budget against
 //! PostgreSQL's `max_connections` (`--db`).
 
