@@ -1,7 +1,7 @@
 //! `powertune queues plan`: samples Sidekiq over a window, estimates each queue's
-//! arrival rate and run time, sizes threads and processes with Erlang C, simulates Sidekiq's fetch for the running, the recommended
-//! and a `--proposed` configuration, and checks the connection budget against
-//! PostgreSQL's `max_connections` (`--db`).
+//! arrival rate and run time, sizes threads and processes with Erlang C, simulates
+//! Sidekiq's fetch for the running, the recommended and a `--proposed` configuration,
+//! and checks the connection budget against PostgreSQL's `max_connections` (`--db`).
 
 use crate::args::{self, positive_duration_at_most};
 use crate::commands::redis::ConnArgs;
