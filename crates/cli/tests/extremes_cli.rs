@@ -177,6 +177,19 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));
+    m.insert(
+        "queues plan",
+        s(&[
+            "queues",
+            "plan",
+            "--url",
+            &f.redis,
+            "--window",
+            "1s",
+            "--horizon",
+            "10m",
+        ]),
+    );
     m.insert("apm", s(&["apm", "analyze", &f.path("traces.jsonl")]));
     m.insert("apm serve", s(&["apm", "serve", "--listen", "127.0.0.1:0"]));
     m.insert(

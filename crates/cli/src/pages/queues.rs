@@ -16,6 +16,10 @@ use serde_json::Value;
 const MAX_ERROR_CHARS: usize = 160;
 
 pub fn page(report: &Report) -> Page {
+    if report.command != "queues" {
+        // `queues plan`: the verdict, what did not pass and every finding.
+        return super::generic(report);
+    }
     let mut page = super::generic(report);
     let m = &report.metrics;
     let s = m.get("sidekiq").unwrap_or(&Value::Null);

@@ -12,6 +12,7 @@ pub mod collect;
 /// Public for the fuzz tests (`crates/fuzz`); the collector is its only caller.
 #[doc(hidden)]
 pub mod decode;
+pub mod history;
 pub mod inspect;
 pub mod judge;
 pub mod payload;

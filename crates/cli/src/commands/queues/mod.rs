@@ -1,5 +1,8 @@
 //! `powertune queues`: Sidekiq's queues, latency, retries, dead set, failed rate and
-//! processes judged against the runbook's worker targets; `--watch` for a live view.
+//! processes judged against the runbook's worker targets; `--watch` for a live view;
+//! `queues plan` for worker sizing.
+
+pub mod plan;
 
 use super::redis::ConnArgs;
 use super::{block_on, emit_inspection, Context};
@@ -11,7 +14,10 @@ use std::io::Write;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
     #[command(flatten)]
     conn: ConnArgs,
     #[command(flatten)]
@@ -36,14 +42,28 @@ pub struct Args {
     days: u32,
 }
 
-/// `--watch`: at least 100ms, at most 1h.
-fn watch_interval(s: &str) -> Result<Duration, String> {
+#[derive(clap::Subcommand, Debug)]
+enum Action {
+    /// Worker sizing: per queue arrival rate and run time, the threads and processes
+    /// Erlang C asks for, a simulation of Sidekiq's fetch for the running, recommended
+    /// and --proposed configurations (starvation explained), and the database
+    /// connection budget.
+    Plan(Box<plan::Args>),
+}
+
+/// `--watch` and `plan --interval`: at least 100ms, at most 1h.
+pub(crate) fn watch_interval(s: &str) -> Result<Duration, String> {
     let d = duration_at_least(MIN_WATCH)(s)?;
     args::duration_at_most(MAX_WATCH)(s)?;
     Ok(d)
 }
 
 pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(action) = a.action {
+        return match action {
+            Action::Plan(p) => plan::run(ctx, *p),
+        };
+    }
     let targets = ctx.targets()?;
     let conn = a.conn.validate()?;
     let opts = QueuesOptions {
