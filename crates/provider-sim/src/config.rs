@@ -225,7 +225,7 @@ struct RawConfig {
     quota: Option<RawQuota>,
     #[serde(default)]
     keys: Vec<RawKey>,
-    faults: Option<RawFaults>,
+    faults: Option<crate::control::FaultsChange>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,22 +257,6 @@ struct RawKey {
     name: Option<String>,
     rpm: Option<u64>,
     tpm: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFaults {
-    error_rate: Option<f64>,
-    error_status: Option<u16>,
-    overload_rate: Option<f64>,
-    stall_first_rate: Option<f64>,
-    stall_first: Option<String>,
-    stall_mid_rate: Option<f64>,
-    stall_mid: Option<String>,
-    drop_rate: Option<f64>,
-    malformed_rate: Option<f64>,
-    flap_down: Option<String>,
-    flap_every: Option<String>,
 }
 
 /// Checks a per-minute limit (1 to 10^12).
@@ -371,7 +355,8 @@ impl SimConfig {
             }
         }
         if let Some(f) = &raw.faults {
-            c.faults = faults(src, f)?;
+            crate::control::apply_faults(&mut c.faults, f)
+                .map_err(|(k, why)| src.error(&k, why))?;
         }
         Ok(c)
     }
@@ -408,42 +393,6 @@ fn quota(src: &Source, at: &str, rpm: Option<u64>, tpm: Option<u64>) -> Result<Q
         rpm: check("rpm", rpm)?,
         tpm: check("tpm", tpm)?,
     })
-}
-
-fn faults(src: &Source, f: &RawFaults) -> Result<Faults, ConfigError> {
-    let mut out = Faults::default();
-    let dur = |name: &str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-        v.as_deref()
-            .map(bounded_duration)
-            .transpose()
-            .map_err(|e| src.error(&format!("faults.{name}"), e))
-    };
-    out.error_rate = f.error_rate.unwrap_or(0.0);
-    out.error_status = f.error_status.unwrap_or(500);
-    out.overload_rate = f.overload_rate.unwrap_or(0.0);
-    out.stall_first_rate = f.stall_first_rate.unwrap_or(0.0);
-    out.stall_mid_rate = f.stall_mid_rate.unwrap_or(0.0);
-    out.drop_rate = f.drop_rate.unwrap_or(0.0);
-    out.malformed_rate = f.malformed_rate.unwrap_or(0.0);
-    if let Some(d) = dur("stall_first", &f.stall_first)? {
-        out.stall_first = d;
-    }
-    if let Some(d) = dur("stall_mid", &f.stall_mid)? {
-        out.stall_mid = d;
-    }
-    out.flap = match (dur("flap_down", &f.flap_down)?, dur("flap_every", &f.flap_every)?) {
-        (Some(down), Some(every)) => Some(Flap { down, every }),
-        (None, None) => None,
-        _ => {
-            return Err(src.error(
-                "faults.flap_down",
-                "flapping needs both flap_down and flap_every, e.g. flap_down = \"5s\", flap_every = \"30s\"",
-            ))
-        }
-    };
-    out.check(|k| format!("faults.{k}"))
-        .map_err(|(k, why)| src.error(&k, why))?;
-    Ok(out)
 }
 
 #[cfg(test)]

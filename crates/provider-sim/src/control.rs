@@ -3,7 +3,7 @@
 //! checked whole before any of it applies.
 
 use crate::config::{
-    bounded_duration, check_per_minute, check_time_scale, Flap, ModelSpec, MAX_DURATION,
+    bounded_duration, check_per_minute, check_time_scale, Faults, Flap, ModelSpec, MAX_DURATION,
     MAX_OUTPUT_TOKENS,
 };
 use crate::dist::Dist;
@@ -11,6 +11,7 @@ use crate::{Live, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A change (every field optional). Latency fields apply to `model`, or, without
 /// one, to the defaults and every named model.
@@ -37,8 +38,8 @@ pub enum Count {
     Text(String),
 }
 
-/// Fault fields to change (as in `sim.toml`'s `[faults]`); `flap_down = "0s"` stops
-/// flapping.
+/// Fault fields: `sim.toml`'s `[faults]`, and what `POST /control` changes of them
+/// (`flap_down = "0s"` stops flapping).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultsChange {
@@ -81,6 +82,53 @@ fn apply_model(spec: &mut ModelSpec, c: &Control) -> Result<(), String> {
     Ok(())
 }
 
+/// Applies the fault fields of `f` to `n` and checks the result; an error names
+/// its key (`faults.drop_rate`) and says why. `sim.toml`'s `[faults]` is read
+/// through this too, onto the defaults.
+pub(crate) fn apply_faults(n: &mut Faults, f: &FaultsChange) -> Result<(), (String, String)> {
+    let key = |name: &str| format!("faults.{name}");
+    let dur = |name: &str, v: &str| bounded_duration(v).map_err(|e| (key(name), e));
+    for (slot, v) in [
+        (&mut n.error_rate, f.error_rate),
+        (&mut n.overload_rate, f.overload_rate),
+        (&mut n.stall_first_rate, f.stall_first_rate),
+        (&mut n.stall_mid_rate, f.stall_mid_rate),
+        (&mut n.drop_rate, f.drop_rate),
+        (&mut n.malformed_rate, f.malformed_rate),
+    ] {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    }
+    if let Some(s) = f.error_status {
+        n.error_status = s;
+    }
+    if let Some(d) = &f.stall_first {
+        n.stall_first = dur("stall_first", d)?;
+    }
+    if let Some(d) = &f.stall_mid {
+        n.stall_mid = dur("stall_mid", d)?;
+    }
+    if f.flap_down.is_some() || f.flap_every.is_some() {
+        let down = match (&f.flap_down, n.flap) {
+            (Some(d), _) => dur("flap_down", d)?,
+            (None, Some(old)) => old.down,
+            (None, None) => return Err((key("flap_every"), NEEDS_BOTH.into())),
+        };
+        let every = match (&f.flap_every, n.flap) {
+            (Some(d), _) => dur("flap_every", d)?,
+            (None, Some(old)) => old.every,
+            (None, None) if down.is_zero() => Duration::ZERO,
+            (None, None) => return Err((key("flap_down"), NEEDS_BOTH.into())),
+        };
+        n.flap = (!down.is_zero()).then_some(Flap { down, every });
+    }
+    n.check(key)
+}
+
+const NEEDS_BOTH: &str =
+    "flapping needs both flap_down and flap_every, e.g. flap_down = \"5s\", flap_every = \"30s\"";
+
 /// The change applied to a copy of `live`.
 fn changed(live: &Live, c: &Control) -> Result<Live, String> {
     let mut next = live.clone();
@@ -119,44 +167,7 @@ fn changed(live: &Live, c: &Control) -> Result<Live, String> {
         }
     }
     if let Some(f) = &c.faults {
-        let n = &mut next.faults;
-        let dur =
-            |name: &str, v: &str| bounded_duration(v).map_err(|e| format!("faults.{name}: {e}"));
-        for (slot, v) in [
-            (&mut n.error_rate, f.error_rate),
-            (&mut n.overload_rate, f.overload_rate),
-            (&mut n.stall_first_rate, f.stall_first_rate),
-            (&mut n.stall_mid_rate, f.stall_mid_rate),
-            (&mut n.drop_rate, f.drop_rate),
-            (&mut n.malformed_rate, f.malformed_rate),
-        ] {
-            if let Some(v) = v {
-                *slot = v;
-            }
-        }
-        if let Some(s) = f.error_status {
-            n.error_status = s;
-        }
-        if let Some(d) = &f.stall_first {
-            n.stall_first = dur("stall_first", d)?;
-        }
-        if let Some(d) = &f.stall_mid {
-            n.stall_mid = dur("stall_mid", d)?;
-        }
-        if f.flap_down.is_some() || f.flap_every.is_some() {
-            let old = n.flap;
-            let down = match &f.flap_down {
-                Some(d) => dur("flap_down", d)?,
-                None => old.map(|o| o.down).unwrap_or_default(),
-            };
-            let every = match &f.flap_every {
-                Some(d) => dur("flap_every", d)?,
-                None => old.map(|o| o.every).unwrap_or_default(),
-            };
-            n.flap = (!down.is_zero()).then_some(Flap { down, every });
-        }
-        n.check(|k| format!("faults.{k}"))
-            .map_err(|(k, why)| format!("{k}: {why}"))?;
+        apply_faults(&mut next.faults, f).map_err(|(k, why)| format!("{k}: {why}"))?;
     }
     Ok(next)
 }
