@@ -144,7 +144,12 @@ async fn serve(cfg: SimConfig, listen: SocketAddr, limits: Limits) -> anyhow::Re
         let mut out = std::io::stdout().lock();
         writeln!(out, "powertune provider-sim serving {base}  ({banner})")?;
         if named > 0 {
-            writeln!(out, "  {named} models with their own settings")?;
+            let (what, whose) = if named == 1 {
+                ("model", "its")
+            } else {
+                ("models", "their")
+            };
+            writeln!(out, "  {named} {what} with {whose} own settings")?;
         }
         for (method, path, note) in [
             ("POST", "/v1/chat/completions", "OpenAI chat (JSON or SSE)"),
