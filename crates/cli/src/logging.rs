@@ -80,6 +80,7 @@ pub fn service(matches: &clap::ArgMatches) -> Option<&'static str> {
         Some(("gateway", m)) if m.subcommand().is_none() => Some("gateway"),
         Some(("apm", m)) if m.subcommand_name() == Some("serve") => Some("apm serve"),
         Some(("target", _)) => Some("target"),
+        Some(("provider-sim", _)) => Some("provider-sim"),
         _ => None,
     }
 }

@@ -205,6 +205,10 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         s(&["apm", "analyze", &f.path("traces.jsonl")]),
     );
     m.insert("target", s(&["target", "--listen", "127.0.0.1:0"]));
+    m.insert(
+        "provider-sim",
+        s(&["provider-sim", "--listen", "127.0.0.1:0"]),
+    );
     m.insert("db", s(&["db", "--url", &f.pg]));
     m.insert(
         "db explain",

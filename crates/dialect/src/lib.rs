@@ -22,6 +22,7 @@ pub use canonical::{
 };
 pub use error::{ApiError, DecodeError, ErrorKind};
 pub use front::encode::StreamEncoder;
+pub use front::models::render_models;
 pub use front::parse::parse_request;
 pub use front::render::render_response;
 pub use passthrough::{peek_provider_response, peek_request, same_format, RawRequest};

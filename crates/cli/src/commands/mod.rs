@@ -8,6 +8,7 @@ pub mod db;
 pub mod demo;
 pub mod gateway;
 pub mod load;
+pub mod provider_sim;
 pub mod queues;
 pub mod redis;
 pub mod report;

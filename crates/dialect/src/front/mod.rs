@@ -2,5 +2,6 @@
 //! (render) or streamed (encode).
 
 pub mod encode;
+pub mod models;
 pub mod parse;
 pub mod render;
