@@ -50,6 +50,8 @@ enum Command {
     Db(commands::db::Args),
     /// LLM provider proxy (OpenAI/Anthropic/Ollama APIs, breakers, retries, credential split); `gateway status` judges one.
     Gateway(commands::gateway::Args),
+    /// The runbook's Frontend checks: `frontend bundle DIST` (initial load, lazy routes), `frontend lcp URL` (cold-load LCP, layout shift).
+    Frontend(commands::frontend::Args),
 }
 
 fn main() {
@@ -82,6 +84,7 @@ fn main() {
         Command::Target(a) => commands::target::run(&ctx, a),
         Command::Db(a) => commands::db::run(&ctx, a),
         Command::Gateway(a) => commands::gateway::run(&ctx, a),
+        Command::Frontend(a) => commands::frontend::run(&ctx, a),
     };
     exit::finish(result)
 }

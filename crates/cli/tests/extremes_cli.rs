@@ -218,6 +218,21 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         "gateway status",
         s(&["gateway", "status", "--url", "http://127.0.0.1:1"]),
     );
+    let dist = f.path("dist");
+    m.insert("frontend", s(&["frontend", "bundle", &dist]));
+    m.insert("frontend bundle", s(&["frontend", "bundle", &dist]));
+    m.insert(
+        "frontend lcp",
+        s(&[
+            "frontend",
+            "lcp",
+            "http://127.0.0.1:1/",
+            "--runs",
+            "1",
+            "--timeout",
+            "5s",
+        ]),
+    );
     m
 }
 

@@ -255,6 +255,7 @@ const OBSERVER: &str = r#"(() => {
 const PROBE: &str = r#"JSON.stringify({
   s: window.__powertune || null,
   ready: document.readyState,
+  href: location.href,
   now: performance.now(),
   load: (performance.getEntriesByType('navigation')[0] || {}).loadEventEnd || 0
 })"#;
@@ -263,6 +264,7 @@ const PROBE: &str = r#"JSON.stringify({
 struct Probe {
     s: Option<Seen>,
     ready: String,
+    href: String,
     now: f64,
     load: f64,
 }
@@ -552,21 +554,32 @@ async fn settle(
     started: Instant,
     net: &Mutex<Network>,
 ) -> Result<LcpRun, FrontendError> {
-    page.goto(opts.url.as_str())
+    // Navigates without waiting on the navigation (a throttled load may outlast the
+    // command timeout); the polls below wait for the page instead.
+    let go = format!(
+        "location.href = {}",
+        serde_json::to_string(&opts.url).map_err(|e| FrontendError::Browser(e.to_string()))?
+    );
+    page.evaluate(go.as_str())
         .await
         .map_err(cdp("load the page"))?;
     let quiet = opts.quiet.as_secs_f64() * 1000.0;
     let mut last: Option<Probe> = None;
     let mut settled = false;
     while started.elapsed() < opts.timeout {
-        let text: String = page
-            .evaluate(PROBE)
-            .await
-            .map_err(cdp("read the entries"))?
-            .into_value()
-            .map_err(|e| FrontendError::Browser(format!("read the entries: {e}")))?;
-        let p: Probe = serde_json::from_str(&text)
-            .map_err(|e| FrontendError::Browser(format!("read the entries: {e}")))?;
+        // While the navigation commits the old document may be gone: try again.
+        let text: Option<String> = match page.evaluate(PROBE).await {
+            Ok(v) => v.into_value().ok(),
+            Err(_) => None,
+        };
+        let Some(p) = text.and_then(|t| serde_json::from_str::<Probe>(&t).ok()) else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if p.href == "about:blank" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let calm_since = p.load.max(p.s.as_ref().map_or(0.0, |s| s.last));
         let done = p.ready == "complete"
             && p.load > 0.0

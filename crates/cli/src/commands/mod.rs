@@ -5,6 +5,7 @@ pub mod apm;
 pub mod compare;
 pub mod db;
 pub mod demo;
+pub mod frontend;
 pub mod gateway;
 pub mod load;
 pub mod queues;

@@ -9,6 +9,7 @@ use powertune_core::Report;
 mod apm;
 mod cells;
 mod db;
+mod frontend;
 mod gateway;
 mod load;
 mod queues;
@@ -24,6 +25,7 @@ pub fn page(report: &Report) -> Page {
         "redis" => redis::page(report),
         "queues" => queues::page(report),
         "gateway" => gateway::page(report),
+        "frontend" => frontend::page(report),
         _ => generic(report),
     }
 }
