@@ -51,6 +51,8 @@ enum Command {
     Db(commands::db::Args),
     /// LLM provider proxy (OpenAI/Anthropic/Ollama APIs, breakers, retries, credential split); `gateway status` judges one.
     Gateway(commands::gateway::Args),
+    /// The runbook's Frontend checks: `frontend bundle DIST` (initial load, lazy routes), `frontend lcp URL` (cold-load LCP, layout shift).
+    Frontend(commands::frontend::Args),
     /// A simulated OpenAI/Anthropic/Ollama provider: latency distributions, per-key quotas (429), fault scripts, /control, /stats.
     ProviderSim(commands::provider_sim::Args),
     /// Print a completion script for bash, zsh, fish, elvish or PowerShell.
@@ -102,6 +104,7 @@ fn main() {
         Command::Target(a) => commands::target::run(&ctx, a),
         Command::Db(a) => commands::db::run(&ctx, a),
         Command::Gateway(a) => commands::gateway::run(&ctx, a),
+        Command::Frontend(a) => commands::frontend::run(&ctx, a),
         Command::ProviderSim(a) => commands::provider_sim::run(&ctx, a),
         Command::Completions(a) => commands::completions::completions(a, Cli::command()),
         Command::Man(a) => commands::completions::man(a, Cli::command()),

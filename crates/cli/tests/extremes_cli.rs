@@ -242,6 +242,21 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
     );
     m.insert("completions", s(&["completions", "bash"]));
     m.insert("man", s(&["man"]));
+    let dist = f.path("dist");
+    m.insert("frontend", s(&["frontend", "bundle", &dist]));
+    m.insert("frontend bundle", s(&["frontend", "bundle", &dist]));
+    m.insert(
+        "frontend lcp",
+        s(&[
+            "frontend",
+            "lcp",
+            "http://127.0.0.1:1/",
+            "--runs",
+            "1",
+            "--timeout",
+            "5s",
+        ]),
+    );
     m
 }
 

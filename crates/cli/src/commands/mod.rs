@@ -6,6 +6,7 @@ pub mod compare;
 pub mod completions;
 pub mod db;
 pub mod demo;
+pub mod frontend;
 pub mod gateway;
 pub mod load;
 pub mod provider_sim;

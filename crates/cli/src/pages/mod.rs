@@ -10,6 +10,7 @@ mod apm;
 mod cells;
 mod compare;
 mod db;
+mod frontend;
 mod gateway;
 mod load;
 mod queues;
@@ -26,6 +27,7 @@ pub fn page(report: &Report) -> Page {
         "redis" => redis::page(report),
         "queues" => queues::page(report),
         "gateway" => gateway::page(report),
+        "frontend" => frontend::page(report),
         _ => generic(report),
     }
 }

@@ -118,6 +118,7 @@ impl Targets {
             ("load.throughput_ratio_min", self.load.throughput_ratio_min),
             ("redis.ops_ratio_max", self.redis.ops_ratio_max),
             ("frontend.bundle_gzip_kb", self.frontend.bundle_gzip_kb),
+            ("frontend.cls_max", self.frontend.cls_max),
         ];
         for (key, v) in ratios {
             if !v.is_finite() || v <= 0.0 || v > MAX_NUMBER {

@@ -281,7 +281,8 @@ fn record_sources(
 
 /// Defaults the runbook does not state, chosen by powertune (issue texts or common
 /// practice); `powertune targets` labels them so nobody mistakes them for the runbook's.
-const POWERTUNE_DEFAULTS: [&str; 8] = [
+const POWERTUNE_DEFAULTS: [&str; 9] = [
+    "frontend.cls_max",
     "database.hot_table_rows",
     "database.cache_hit_pct",
     "database.stuck_query_s",

@@ -326,6 +326,8 @@ pub struct FrontendTargets {
     pub bundle_gzip_kb: f64,
     /// Largest Contentful Paint < 2.5 s on a cold load.
     pub lcp_ms: f64,
+    /// "No layout shift after first paint": CLS at most this (web-vitals' "good" is 0.1).
+    pub cls_max: f64,
 }
 
 impl Default for FrontendTargets {
@@ -333,6 +335,7 @@ impl Default for FrontendTargets {
         FrontendTargets {
             bundle_gzip_kb: 300.0,
             lcp_ms: 2500.0,
+            cls_max: 0.01,
         }
     }
 }
