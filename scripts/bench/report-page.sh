@@ -41,7 +41,7 @@ if [ -z "$page" ]; then
 fi
 
 bytes=$(stat -c %s "$page")
-points=$(grep -o '"x":\[[^]]*\]' "$page" | head -n 1 | tr ',' '\n' | wc -l)
+points=$(grep -o '"x":\[[^]]*\]' "$page" | awk 'NR == 1 { n = gsub(/,/, ",") + 1 } END { print n + 0 }')
 charts=$(grep -o '"id":"[^"]*","title"' "$page" | wc -l)
 echo "==> page: $page"
 echo "    size: $bytes bytes ($(awk "BEGIN{printf \"%.2f\", $bytes/1048576}") MiB; goal < 2 MB)"
