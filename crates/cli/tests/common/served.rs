@@ -129,9 +129,19 @@ impl Served {
         panic!("the server did not exit within {within:?}");
     }
 
-    /// Lines of its listening stream written since the listening line.
+    /// Lines of its listening stream written since the listening line. Waits until
+    /// the stream has been quiet for 200 ms (at most 2 s), so the last lines of a
+    /// process that has just exited are read before the reader thread forwards them.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut out = Vec::new();
+        while Instant::now() < end {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     /// Resident and peak memory (VmRSS, VmHWM) in KiB.
