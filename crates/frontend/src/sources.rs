@@ -19,8 +19,9 @@ pub const MAX_ENTRIES: usize = 100_000;
 pub const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
 /// Extensions tried, in Vite's `resolve.extensions` order, then `index.*`.
 pub const EXTENSIONS: [&str; 7] = [".mjs", ".js", ".mts", ".ts", ".jsx", ".tsx", ".json"];
-/// Directories never walked.
-const SKIP_DIRS: [&str; 3] = ["node_modules", "dist", "build"];
+/// Directories that hold no project sources (installed packages, build output): the
+/// route glob and the import scan never look inside them.
+const NOT_SOURCES: [&str; 3] = ["node_modules", "dist", "build"];
 
 /// Files and directories under `root` matching any of `globs` (relative paths with
 /// `/`), outermost only: a match inside a matched directory is part of it.
@@ -56,7 +57,7 @@ pub fn matching(root: &Path, globs: &[String]) -> Result<Vec<String>, String> {
                 found.push(shown);
                 continue;
             }
-            if is_dir && !name.starts_with('.') && !SKIP_DIRS.contains(&name.as_str()) {
+            if is_dir && !name.starts_with('.') && !NOT_SOURCES.contains(&name.as_str()) {
                 queue.push_back(path);
             }
         }

@@ -78,37 +78,25 @@ async fn official_anthropic_ollama_and_openai_sdks_talk_to_the_gateway() {
     let r = rig(&three_kinds(&fake.url).toml()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.py");
     let url = r.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .arg(&url)
-            .args(["ant:claude-x", "oai:gpt-x", "oll:llama-x", "--"])
-            .args(["oll:llama-x", "ant:claude-x", "oai:gpt-x", "--"])
-            .args(["oai:gpt-x", "ant:claude-x"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs (scripts/test.sh installs anthropic, ollama and openai)");
-        // bounded: the SDKs have 20 s timeouts; give up on the child after 90 s
-        let end = std::time::Instant::now() + Duration::from_secs(90);
-        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed (pip install anthropic ollama openai):\n{stdout}\n{stderr}"
-    );
-    let calls: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let args = [
+        url.as_str(),
+        "ant:claude-x",
+        "oai:gpt-x",
+        "oll:llama-x",
+        "--",
+        "oll:llama-x",
+        "ant:claude-x",
+        "oai:gpt-x",
+        "--",
+        "oai:gpt-x",
+        "ant:claude-x",
+    ];
+    let calls: Vec<Value> = powertune_test_support::python::json_lines(
+        script,
+        args.iter().map(|a| a.to_string()).collect(),
+    )
+    .await;
+    let stdout = format!("{calls:?}");
     assert_eq!(calls.len(), 16, "{stdout}");
     for sdk in ["anthropic", "ollama", "openai"] {
         for stream in [false, true] {

@@ -5,7 +5,6 @@
 mod common;
 
 use serde_json::Value;
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_anthropic_ollama_and_openai_sdks_talk_to_the_simulator() {
@@ -16,32 +15,9 @@ async fn official_anthropic_ollama_and_openai_sdks_talk_to_the_simulator() {
     .await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.py");
     let url = s.url();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new("python3")
-            .args([script, &url, "9"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs (scripts/test.sh installs anthropic, ollama and openai)");
-        let end = std::time::Instant::now() + Duration::from_secs(90);
-        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{stdout}\n{stderr}"
-    );
-    let calls: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let calls: Vec<Value> =
+        powertune_test_support::python::json_lines(script, vec![url, "9".to_string()]).await;
+    let stdout = format!("{calls:?}");
     assert_eq!(calls.len(), 7, "{stdout}");
     for sdk in ["anthropic", "ollama", "openai"] {
         for stream in [false, true] {
