@@ -43,6 +43,13 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
+# hypopg (index suggestions checked by the planner) for the PostgreSQL found above.
+pg_major=$(basename "$(dirname "$pg_bin")")
+if [ ! -f "/usr/share/postgresql/$pg_major/extension/hypopg.control" ]; then
+  log "installing postgresql-$pg_major-hypopg"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "postgresql-$pg_major-hypopg" >/dev/null
+fi
 
 # Python: a virtual environment of our own (the system Python refuses pip installs
 # under PEP 668), first on PATH, so the tests' `python3` has the SDKs.

@@ -116,6 +116,7 @@ const SERVER_SQL: &str = "SELECT current_setting('server_version_num')::int4, ve
  current_setting('max_connections')::int4, current_setting('superuser_reserved_connections')::int4, \
  current_setting('autovacuum_freeze_max_age')::int8, \
  EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector'), \
+ EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg'), \
  (SELECT quote_ident(extnamespace::regnamespace::text) FROM pg_extension WHERE extname = 'pg_stat_statements'), \
  ARRAY(SELECT datname::text FROM pg_database WHERE datallowconn ORDER BY datname), \
  ARRAY(SELECT age(datfrozenxid)::int8 FROM pg_database WHERE datallowconn ORDER BY datname)";
@@ -126,9 +127,21 @@ const TABLES_SQL: &str = "SELECT s.schemaname::text, s.relname::text, COALESCE(s
  EXTRACT(EPOCH FROM now() - s.last_analyze)::float8, EXTRACT(EPOCH FROM now() - s.last_autoanalyze)::float8, \
  NOT EXISTS (SELECT 1 FROM unnest(c.reloptions) o WHERE lower(o) IN ('autovacuum_enabled=false', 'autovacuum_enabled=off', 'autovacuum_enabled=0', 'autovacuum_enabled=no')), \
  COALESCE(io.heap_blks_hit, 0)::int8, COALESCE(io.heap_blks_read, 0)::int8, \
- c.relpages::int8 * current_setting('block_size')::int8, age(c.relfrozenxid)::int8 \
+ c.relpages::int8 * current_setting('block_size')::int8, age(c.relfrozenxid)::int8, \
+ COALESCE((SELECT tc.relpages::int8 FROM pg_class tc WHERE tc.oid = c.reltoastrelid), 0) * current_setting('block_size')::int8, \
+ bloat.bytes \
  FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
- LEFT JOIN pg_statio_user_tables io ON io.relid = s.relid";
+ LEFT JOIN pg_statio_user_tables io ON io.relid = s.relid \
+ LEFT JOIN LATERAL (SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 AND count(*) > 0 AND count(*) = count(st.avg_width) THEN \
+   greatest(c.relpages - ceil(c.reltuples / greatest(floor( \
+     (current_setting('block_size')::int8 - 24) \
+     * COALESCE((SELECT substring(o FROM 12)::float8 FROM unnest(c.reloptions) o WHERE o LIKE 'fillfactor=%'), 100) / 100 \
+     / (4 + 8 * ceil((23 + CASE WHEN bool_or(st.null_frac > 0) THEN ceil(count(*) / 8.0) ELSE 0 END) / 8.0) \
+        + 8 * ceil(sum((1 - st.null_frac) * st.avg_width) / 8.0))), 1)), 0)::int8 \
+   * current_setting('block_size')::int8 END AS bytes \
+   FROM pg_attribute a LEFT JOIN pg_stats st ON st.schemaname = s.schemaname AND st.tablename = s.relname \
+     AND st.attname = a.attname AND NOT st.inherited \
+   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) bloat ON true";
 
 const INDEXES_SQL: &str = "SELECT n.nspname::text, t.relname::text, ic.relname::text, \
  ARRAY(SELECT CASE WHEN k.attnum = 0 THEN '(expr)' ELSE a.attname::text END \
@@ -140,7 +153,17 @@ const INDEXES_SQL: &str = "SELECT n.nspname::text, t.relname::text, ic.relname::
  building.index_relid IS NOT NULL, \
  COALESCE(s.idx_scan, 0)::int8, ic.relpages::int8 * current_setting('block_size')::int8, \
  COALESCE(io.idx_blks_hit, 0)::int8, COALESCE(io.idx_blks_read, 0)::int8, \
- backing.conindid IS NOT NULL \
+ backing.conindid IS NOT NULL, \
+ CASE WHEN am.amname = 'btree' AND ic.reltuples > 0 AND ic.relpages > 1 AND NOT (0 = ANY (i.indkey::int2[])) THEN \
+   (SELECT CASE WHEN count(*) > 0 AND count(*) = count(st.avg_width) THEN \
+     greatest(ic.relpages - 1 - ceil(ic.reltuples / greatest(floor( \
+       (current_setting('block_size')::int8 - 24 - 16) \
+       * COALESCE((SELECT substring(o FROM 12)::float8 FROM unnest(ic.reloptions) o WHERE o LIKE 'fillfactor=%'), 90) / 100 \
+       / (4 + 8 + 8 * ceil(sum((1 - st.null_frac) * st.avg_width) / 8.0))), 1)), 0)::int8 \
+     * current_setting('block_size')::int8 END \
+    FROM unnest(i.indkey::int2[]) k(attnum) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+    LEFT JOIN pg_stats st ON st.schemaname = n.nspname AND st.tablename = t.relname AND st.attname = a.attname AND NOT st.inherited) \
+ END \
  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
  JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = ic.relam \
  LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid \
@@ -213,8 +236,39 @@ pub async fn collect(cfg: &DbConfig, opts: &CollectOptions) -> Result<DbSnapshot
     snap.sessions = read_sessions(&mut s).await?;
     snap.sequences = read_sequences(&mut s).await?;
     snap.replication = read_replication(&mut s).await?;
+    snap.index_suggestions = suggest_indexes(&mut s, &snap, opts).await;
     snap.round_trips = s.round_trips;
     Ok(snap)
+}
+
+/// Index candidates for the slow statements, costed by the planner through hypopg
+/// when it is installed (one round trip per candidate, at most
+/// [`crate::suggest::MAX_STATEMENTS`] statements).
+async fn suggest_indexes(
+    s: &mut Session,
+    snap: &DbSnapshot,
+    opts: &CollectOptions,
+) -> Vec<crate::suggest::IndexSuggestion> {
+    let StatementsState::Available { statements, .. } = &snap.statements else {
+        return Vec::new();
+    };
+    let mut out = crate::suggest::candidates(statements, &snap.indexes, opts.slow_mean_ms);
+    if snap.server.hypopg_installed {
+        crate::hypo::verify(s, &mut out, |id| {
+            statements
+                .iter()
+                .find(|st| st.queryid == id)
+                .map(|st| st.query.clone())
+        })
+        .await;
+    } else {
+        for c in &mut out {
+            c.verification = crate::suggest::Verification::Heuristic {
+                reason: "hypopg is not installed in this database (CREATE EXTENSION hypopg lets powertune ask the planner)".into(),
+            };
+        }
+    }
+    out
 }
 
 type ServerRead = ((ServerInfo, Vec<DatabaseAge>), Option<String>);
@@ -237,10 +291,11 @@ async fn read_server(s: &mut Session) -> Result<ServerRead, DbError> {
         superuser_reserved_connections: get::<i32>(r, 7, w)?.max(0) as u32,
         autovacuum_freeze_max_age: get::<i64>(r, 8, w)?.max(0) as u64,
         pgvector_installed: get(r, 9, w)?,
+        hypopg_installed: get(r, 10, w)?,
     };
-    let schema: Option<String> = get(r, 10, w)?;
-    let names: Vec<String> = get(r, 11, w)?;
-    let ages: Vec<i64> = get(r, 12, w)?;
+    let schema: Option<String> = get(r, 11, w)?;
+    let names: Vec<String> = get(r, 12, w)?;
+    let ages: Vec<i64> = get(r, 13, w)?;
     let dbs = names
         .into_iter()
         .zip(ages)
@@ -354,6 +409,8 @@ async fn read_tables(s: &mut Session) -> Result<Vec<TableStats>, DbError> {
                 heap_blks_read: get(r, 12, w)?,
                 size_bytes: get(r, 13, w)?,
                 xid_age: get(r, 14, w)?,
+                toast_bytes: get(r, 15, w)?,
+                bloat_bytes: get(r, 16, w)?,
             })
         })
         .collect()
@@ -381,6 +438,7 @@ async fn read_indexes(s: &mut Session) -> Result<Vec<IndexStats>, DbError> {
                 idx_blks_hit: get(r, 13, w)?,
                 idx_blks_read: get(r, 14, w)?,
                 constraint: get(r, 15, w)?,
+                bloat_bytes: get(r, 16, w)?,
             })
         })
         .collect()

@@ -6,7 +6,8 @@ use crate::config::{DbConfig, RawDbConfig};
 use crate::error::DbError;
 use crate::judge::{judge, Limits, IDLE_IN_TX_MIN_S};
 use crate::render::{details, DbMetrics};
-use powertune_core::{Inspection, Targets};
+use crate::space::{self, SpaceBaseline};
+use powertune_core::{baseline, Inspection, Targets};
 use std::time::Duration;
 
 /// The most statements `--top` may list.
@@ -30,6 +31,10 @@ pub struct DbOptions {
     /// Sessions idle in a transaction longer than this are flagged (default 1 s: a
     /// shorter gap is the normal pause between a transaction's statements).
     pub idle_in_transaction_after: Duration,
+    /// A `db` baseline saved earlier: the Space section shows growth since then.
+    pub baseline: Option<std::path::PathBuf>,
+    /// Where to save this run's relation sizes as a baseline.
+    pub save_baseline: Option<std::path::PathBuf>,
 }
 
 impl DbOptions {
@@ -42,6 +47,8 @@ impl DbOptions {
             pool_size: None,
             stuck_after: None,
             idle_in_transaction_after: Duration::from_secs_f64(IDLE_IN_TX_MIN_S),
+            baseline: None,
+            save_baseline: None,
         }
     }
 
@@ -104,6 +111,13 @@ pub async fn inspect(
     targets: &Targets,
 ) -> Result<Inspection<DbMetrics>, DbError> {
     let cfg = options.validate()?;
+    // A bad baseline is an error before any connection.
+    let base = options
+        .baseline
+        .as_deref()
+        .map(|p| baseline::load::<SpaceBaseline>(p, space::BASELINE_KIND))
+        .transpose()
+        .map_err(|e| DbError::Config(e.to_string()))?;
     let targets = options.targets(targets);
     let collect_options = CollectOptions {
         top: options.top,
@@ -111,12 +125,29 @@ pub async fn inspect(
         pool_size: options.pool_size,
     };
     let snapshot = collect(&cfg, &collect_options).await?;
-    let findings = judge(&snapshot, &targets, &options.limits());
+    let mut findings = judge(&snapshot, &targets, &options.limits());
+    let space_metrics = space::metrics(
+        &snapshot,
+        base.as_ref().map(|b| (b.saved_at.as_str(), &b.data)),
+    );
+    findings.extend(space::growth_finding(&snapshot, &space_metrics));
+    if let Some(path) = &options.save_baseline {
+        let data = SpaceBaseline {
+            relations: space::relations(&snapshot),
+        };
+        baseline::save(path, space::BASELINE_KIND, &cfg.redacted_url, &data)
+            .map_err(|e| DbError::Config(e.to_string()))?;
+    }
+    let text = format!(
+        "{}\n{}",
+        details(&snapshot, options.top),
+        space::render(&space_metrics)
+    );
     Ok(Inspection::new(
         "db",
         findings,
-        DbMetrics::new(&snapshot),
-        details(&snapshot, options.top),
+        DbMetrics::new(&snapshot, space_metrics),
+        text,
     ))
 }
 

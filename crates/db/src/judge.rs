@@ -50,6 +50,8 @@ pub fn judge(s: &DbSnapshot, t: &Targets, l: &Limits) -> Vec<Finding> {
     out.extend(vacuum(s, t));
     out.extend(wraparound(s));
     out.extend(crate::sequences::sequences(s));
+    out.extend(crate::space::bloat(s, t.database.bloat_bytes));
+    out.extend(crate::suggest::findings(s));
     out.extend(connections(s, t));
     out.extend(crate::sources::connections_by_source(s, t));
     out.extend(crate::replication::replication(s));

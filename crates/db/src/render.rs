@@ -25,10 +25,17 @@ pub struct DbMetrics {
     /// Connections by state, the collector's own session included.
     pub connections: ConnectionCounts,
     pub pg_stat_statements: StatementsState,
+    /// The largest relations, bloat estimates and growth since `--baseline`.
+    #[serde(default)]
+    pub space: crate::space::SpaceMetrics,
+    /// Indexes suggested for the slow statements, with the planner's costs when hypopg
+    /// checked them.
+    #[serde(default)]
+    pub index_suggestions: Vec<crate::suggest::IndexSuggestion>,
 }
 
 impl DbMetrics {
-    pub fn new(s: &DbSnapshot) -> DbMetrics {
+    pub fn new(s: &DbSnapshot, space: crate::space::SpaceMetrics) -> DbMetrics {
         DbMetrics {
             server: s.server.clone(),
             round_trips: s.round_trips,
@@ -37,6 +44,8 @@ impl DbMetrics {
             foreign_keys: s.foreign_keys.len(),
             connections: count_connections(&s.server, &s.sessions, true),
             pg_stat_statements: s.statements.clone(),
+            space,
+            index_suggestions: s.index_suggestions.clone(),
         }
     }
 }
@@ -181,7 +190,7 @@ pub(crate) mod tests {
 
     #[test]
     fn metrics_carry_the_counts_and_the_statements_state() {
-        let m = serde_json::to_value(DbMetrics::new(&snapshot())).unwrap();
+        let m = serde_json::to_value(DbMetrics::new(&snapshot(), Default::default())).unwrap();
         assert_eq!(m["round_trips"], 8);
         assert_eq!(m["tables"], 0);
         assert_eq!(m["connections"]["total"], 2);

@@ -21,6 +21,9 @@ pub struct DbSnapshot {
     /// Replication as this server sees it (primary: standbys; replica: replay delay).
     #[serde(default)]
     pub replication: crate::replication::Replication,
+    /// Indexes suggested for the slow statements, verified with hypopg when present.
+    #[serde(default)]
+    pub index_suggestions: Vec<crate::suggest::IndexSuggestion>,
     /// The application's pool size, when given (`--pool-size`).
     pub pool_size: Option<u32>,
     /// How many queries the collector sent (independent of the number of tables).
@@ -41,6 +44,10 @@ pub struct ServerInfo {
     pub superuser_reserved_connections: u32,
     pub autovacuum_freeze_max_age: u64,
     pub pgvector_installed: bool,
+    /// The `hypopg` extension is created in this database (index suggestions are
+    /// then checked with the planner).
+    #[serde(default)]
+    pub hypopg_installed: bool,
 }
 
 /// Whether `pg_stat_statements` could be read.
@@ -116,6 +123,13 @@ pub struct TableStats {
     pub size_bytes: i64,
     /// `age(relfrozenxid)`.
     pub xid_age: i64,
+    /// Its TOAST table's size (from `relpages`, like `size_bytes`).
+    #[serde(default)]
+    pub toast_bytes: i64,
+    /// Estimated bytes a packed copy would not need; `None` without statistics for
+    /// every column (see [`crate::space`]).
+    #[serde(default)]
+    pub bloat_bytes: Option<i64>,
 }
 
 impl TableStats {
@@ -158,6 +172,10 @@ pub struct IndexStats {
     pub idx_blks_read: i64,
     /// Backs a constraint (primary key, unique, exclusion): never "unused".
     pub constraint: bool,
+    /// Estimated bytes a packed copy would not need (btree indexes on plain columns
+    /// with statistics; `None` otherwise).
+    #[serde(default)]
+    pub bloat_bytes: Option<i64>,
 }
 
 /// A foreign key constraint.

@@ -110,6 +110,10 @@ struct CheckArgs {
     #[arg(long, default_value = "1s", value_name = "DURATION",
           value_parser = positive_duration_at_most(MAX_AGE))]
     idle_in_transaction_after: Duration,
+    /// --baseline: the Space section shows each relation's growth since that run;
+    /// --save-baseline: keep this run's relation sizes for a later --baseline.
+    #[command(flatten)]
+    baseline: args::Baseline,
     #[command(flatten)]
     output: args::Output,
 }
@@ -175,6 +179,8 @@ fn run_check(ctx: &Context, a: CheckArgs) -> anyhow::Result<ExitCode> {
         pool_size: a.pool_size,
         stuck_after: a.stuck_after,
         idle_in_transaction_after: a.idle_in_transaction_after,
+        baseline: a.baseline.baseline.clone(),
+        save_baseline: a.baseline.save_baseline.clone(),
     };
     options.validate()?;
     let inspection = block_on(powertune_db::inspect(&options, &targets))??;

@@ -281,8 +281,9 @@ fn record_sources(
 
 /// Defaults the runbook does not state, chosen by powertune (issue texts or common
 /// practice); `powertune targets` labels them so nobody mistakes them for the runbook's.
-const POWERTUNE_DEFAULTS: [&str; 9] = [
+const POWERTUNE_DEFAULTS: [&str; 10] = [
     "frontend.cls_max",
+    "database.bloat_bytes",
     "database.hot_table_rows",
     "database.cache_hit_pct",
     "database.stuck_query_s",

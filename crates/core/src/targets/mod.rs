@@ -98,6 +98,9 @@ pub struct DatabaseTargets {
     pub dead_tuple_pct: f64,
     /// Table and index cache (shared buffer) hit ratio below this is a finding (PgHero's 99%).
     pub cache_hit_pct: f64,
+    /// Estimated bloat of one table or index at or above this many bytes is a finding
+    /// (PgHero's index_bloat_bytes, 100 MB).
+    pub bloat_bytes: u64,
 }
 
 impl Default for DatabaseTargets {
@@ -114,6 +117,7 @@ impl Default for DatabaseTargets {
             stuck_query_s: 300.0,
             dead_tuple_pct: 20.0,
             cache_hit_pct: 99.0,
+            bloat_bytes: 100 * 1024 * 1024,
         }
     }
 }
