@@ -71,7 +71,7 @@ async fn forwarding_over_http_and_grpc_whichever_way_spans_came_in() {
         Target::parse("collector", Protocol::Grpc).is_err(),
         "no port"
     );
-    assert!(Target::parse("https://collector:4317", Protocol::Grpc).is_err());
+    assert!(Target::parse("ftp://collector:4317", Protocol::Grpc).is_err());
     let e = Target::parse("http://user:hunter2@collector:4318", Protocol::HttpProtobuf)
         .unwrap_err()
         .to_string();
@@ -154,4 +154,66 @@ async fn a_slow_or_dead_forward_target_never_blocks_or_loses_ingestion() {
     assert_eq!((st.forward_failed, st.forwarded), (5, 0), "{st:?}");
     assert_eq!(count_of(front.http_addr, "GET /dead-target").await, 5);
     front.stop();
+}
+
+#[tokio::test]
+async fn forwarding_over_tls_trusts_the_given_ca_and_nothing_else() {
+    use powertune_apm::server::forward::{Protocol, Target};
+    use powertune_test_support::tls::{Pki, TlsProxy};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(dir.path(), &["localhost"], "unused");
+    let downstream = start(local()).await;
+    let http_tls = TlsProxy::start(&pki, downstream.http_addr).await;
+    let grpc_tls = TlsProxy::start(&pki, downstream.grpc_addr.unwrap()).await;
+    for (k, (protocol, port)) in [
+        (Protocol::HttpProtobuf, http_tls.addr.port()),
+        (Protocol::Grpc, grpc_tls.addr.port()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = format!("https://localhost:{port}");
+        for (ca, expect_forwarded) in [(&pki.ca, true), (&pki.other_ca, false)] {
+            let mut cfg = local();
+            cfg.forward = Some(Target::parse(&url, protocol).unwrap().with_ca(ca).unwrap());
+            let front = start(cfg).await;
+            let route = format!("/tls/{k}/{expect_forwarded}");
+            let body = route_trace(900 + k as u128, &route).encode_to_vec();
+            let r = post(front.http_addr, "application/x-protobuf", false, body).await;
+            assert_eq!(r.status(), 200);
+            let mut st = summary_of(front.http_addr).await.ingest;
+            for _ in 0..400 {
+                if st.forwarded + st.forward_failed == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                st = summary_of(front.http_addr).await.ingest;
+            }
+            let key = format!("GET {route}");
+            if expect_forwarded {
+                assert_eq!((st.forwarded, st.forward_failed), (1, 0), "{protocol:?}: {st:?}");
+                assert_eq!(count_of(downstream.http_addr, &key).await, 1);
+            } else {
+                assert_eq!(
+                    (st.forwarded, st.forward_failed),
+                    (0, 1),
+                    "{protocol:?}: a certificate from another CA is refused: {st:?}"
+                );
+                assert_eq!(count_of(downstream.http_addr, &key).await, 0);
+            }
+            front.stop();
+        }
+    }
+    // --forward-ca is for TLS targets and PEM files only.
+    let plain = Target::parse("http://localhost:4318", Protocol::HttpProtobuf).unwrap();
+    let e = plain.with_ca(&pki.ca).unwrap_err().to_string();
+    assert!(e.starts_with("--forward-ca ") && e.contains("plaintext"), "{e}");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let e = Target::parse("https://localhost:4318", Protocol::HttpProtobuf)
+        .unwrap()
+        .with_ca(&junk)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("junk.pem") && e.contains("no certificate"), "{e}");
 }

@@ -31,6 +31,8 @@ pub enum ForwardError {
     },
     #[error("--forward-protocol {0}: not a protocol; use http/protobuf or grpc (as in OTEL_EXPORTER_OTLP_PROTOCOL)")]
     Protocol(String),
+    #[error("--forward-ca {path}: {why}")]
+    Ca { path: String, why: String },
 }
 
 /// The wire protocol towards the forward target, named as in the OpenTelemetry
@@ -40,7 +42,7 @@ pub enum Protocol {
     /// OTLP/HTTP to `URL/v1/traces`; bodies received over HTTP go on unchanged
     /// (protobuf or JSON, gzip or not), gRPC exports go as protobuf.
     HttpProtobuf,
-    /// OTLP/gRPC `TraceService/Export` (plaintext HTTP/2).
+    /// OTLP/gRPC `TraceService/Export` (HTTP/2; TLS with an `https://` URL).
     Grpc,
 }
 
@@ -69,6 +71,9 @@ impl Protocol {
 pub struct Target {
     pub url: url::Url,
     pub protocol: Protocol,
+    /// PEM certificates trusted for an `https://` target instead of the system's
+    /// roots (`--forward-ca`), e.g. a private collector's CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -110,9 +115,9 @@ impl Target {
                 }
             }
             Protocol::Grpc => {
-                if u.scheme() != "http" {
+                if !matches!(u.scheme(), "http" | "https") {
                     return Err(bad(
-                        "gRPC forwarding speaks plaintext HTTP/2 only: use http://host:port or host:port",
+                        "must be host:port, http://host:port (plaintext) or https://host:port (TLS)",
                     ));
                 }
                 if u.port().is_none() {
@@ -121,7 +126,34 @@ impl Target {
                 u.set_path("/");
             }
         }
-        Ok(Target { url: u, protocol })
+        Ok(Target {
+            url: u,
+            protocol,
+            ca_pem: None,
+        })
+    }
+
+    /// Trusts the PEM certificates in `path` (and only them) for an `https://` target.
+    /// A missing file, one without a certificate or a plaintext target is refused.
+    pub fn with_ca(mut self, path: &std::path::Path) -> Result<Target, ForwardError> {
+        let err = |why: String| ForwardError::Ca {
+            path: path.display().to_string(),
+            why,
+        };
+        if self.url.scheme() != "https" {
+            return Err(err(
+                "only for an https:// --forward target (this one is plaintext)".into(),
+            ));
+        }
+        let pem = powertune_core::baseline::read_limited(path).map_err(err)?;
+        let n = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| err(format!("not PEM certificates: {e}")))?
+            .len();
+        if n == 0 {
+            return Err(err("no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into()));
+        }
+        self.ca_pem = Some(pem.into_bytes());
+        Ok(self)
     }
 
     pub fn shown(&self) -> String {
@@ -288,27 +320,43 @@ pub fn start(
     queue_batches: usize,
     queue_bytes: usize,
 ) -> Result<Forwarder, ForwardError> {
+    let bad = |why: String, example: &'static str| ForwardError::Url {
+        url: powertune_core::redact::url(target.url.as_str()),
+        why,
+        example,
+    };
     let client = match target.protocol {
-        Protocol::HttpProtobuf => Client::Http(
-            reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .build()
-                .map_err(|e| ForwardError::Url {
-                    url: powertune_core::redact::url(target.url.as_str()),
-                    why: e.to_string(),
-                    example: "--forward http://collector:4318",
-                })?,
-            target.url.clone(),
-        ),
+        Protocol::HttpProtobuf => {
+            let http_example = "--forward http://collector:4318";
+            let mut b = reqwest::Client::builder().timeout(TIMEOUT);
+            if let Some(pem) = &target.ca_pem {
+                b = b.tls_certs_only(
+                    reqwest::Certificate::from_pem_bundle(pem)
+                        .map_err(|e| bad(e.to_string(), http_example))?,
+                );
+            }
+            Client::Http(
+                b.build().map_err(|e| bad(e.to_string(), http_example))?,
+                target.url.clone(),
+            )
+        }
         Protocol::Grpc => {
-            let ep = tonic::transport::Endpoint::from_shared(target.url.to_string())
-                .map_err(|e| ForwardError::Url {
-                    url: powertune_core::redact::url(target.url.as_str()),
-                    why: e.to_string(),
-                    example: "--forward collector:4317 --forward-protocol grpc",
-                })?
+            let grpc_example = "--forward collector:4317 --forward-protocol grpc";
+            let mut ep = tonic::transport::Endpoint::from_shared(target.url.to_string())
+                .map_err(|e| bad(e.to_string(), grpc_example))?
                 .connect_timeout(TIMEOUT)
                 .timeout(TIMEOUT);
+            if target.url.scheme() == "https" {
+                let tls = tonic::transport::ClientTlsConfig::new()
+                    .domain_name(target.url.host_str().unwrap_or_default());
+                let tls = match &target.ca_pem {
+                    Some(pem) => tls.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                    None => tls.with_native_roots(),
+                };
+                ep = ep
+                    .tls_config(tls)
+                    .map_err(|e| bad(e.to_string(), grpc_example))?;
+            }
             Client::Grpc(tonic::client::Grpc::new(ep.connect_lazy()))
         }
     };

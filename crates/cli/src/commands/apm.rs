@@ -48,6 +48,10 @@ struct ServeArgs {
     #[arg(long, value_name = "PROTOCOL", default_value = "http/protobuf",
           value_parser = protocol)]
     forward_protocol: forward::Protocol,
+    /// Trust only the PEM certificates in FILE for an https:// --forward target (a
+    /// private collector's CA); without it the system's roots are trusted.
+    #[arg(long, value_name = "FILE", requires = "forward")]
+    forward_ca: Option<PathBuf>,
     /// Batches waiting to be forwarded, at most; beyond it batches are analysed but not
     /// forwarded (counted in ingest.forward_dropped).
     #[arg(long, value_name = "BATCHES", default_value_t = 1024,
@@ -149,7 +153,11 @@ fn serve(ctx: &Context, a: ServeArgs) -> anyhow::Result<ExitCode> {
     sc.queue_batches = a.queue as usize;
     sc.forward_queue = a.forward_queue as usize;
     if let Some(f) = &a.forward {
-        sc.forward = Some(forward::Target::parse(f, a.forward_protocol)?);
+        let mut target = forward::Target::parse(f, a.forward_protocol)?;
+        if let Some(ca) = &a.forward_ca {
+            target = target.with_ca(ca)?;
+        }
+        sc.forward = Some(target);
     }
     let forward_to = sc.forward.as_ref().map(forward::Target::shown);
     block_on(async move {
