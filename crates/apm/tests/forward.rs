@@ -191,7 +191,11 @@ async fn forwarding_over_tls_trusts_the_given_ca_and_nothing_else() {
             }
             let key = format!("GET {route}");
             if expect_forwarded {
-                assert_eq!((st.forwarded, st.forward_failed), (1, 0), "{protocol:?}: {st:?}");
+                assert_eq!(
+                    (st.forwarded, st.forward_failed),
+                    (1, 0),
+                    "{protocol:?}: {st:?}"
+                );
                 assert_eq!(count_of(downstream.http_addr, &key).await, 1);
             } else {
                 assert_eq!(
@@ -207,7 +211,10 @@ async fn forwarding_over_tls_trusts_the_given_ca_and_nothing_else() {
     // --forward-ca is for TLS targets and PEM files only.
     let plain = Target::parse("http://localhost:4318", Protocol::HttpProtobuf).unwrap();
     let e = plain.with_ca(&pki.ca).unwrap_err().to_string();
-    assert!(e.starts_with("--forward-ca ") && e.contains("plaintext"), "{e}");
+    assert!(
+        e.starts_with("--forward-ca ") && e.contains("plaintext"),
+        "{e}"
+    );
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
     let e = Target::parse("https://localhost:4318", Protocol::HttpProtobuf)
@@ -215,5 +222,8 @@ async fn forwarding_over_tls_trusts_the_given_ca_and_nothing_else() {
         .with_ca(&junk)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("junk.pem") && e.contains("no certificate"), "{e}");
+    assert!(
+        e.contains("junk.pem") && e.contains("no certificate"),
+        "{e}"
+    );
 }

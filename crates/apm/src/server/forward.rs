@@ -150,7 +150,9 @@ impl Target {
             .map_err(|e| err(format!("not PEM certificates: {e}")))?
             .len();
         if n == 0 {
-            return Err(err("no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into()));
+            return Err(err(
+                "no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into(),
+            ));
         }
         self.ca_pem = Some(pem.into_bytes());
         Ok(self)
