@@ -112,11 +112,16 @@ impl RawCapacity {
                 ))
             }
             (Some(f), None) if f.is_finite() && f > 1.0 && f <= 10.0 => Growth::Factor(f),
-            (Some(f), None) => return Err(invalid("factor", f, "must be above 1 and at most 10", "1.5")),
-            (None, Some(i)) if i.is_finite() && i > 0.0 && i <= MAX_RATE => Growth::Increment(i),
-            (None, Some(i)) => {
-                return Err(invalid("increment", i, "must be above 0", "25"))
+            (Some(f), None) => {
+                return Err(invalid(
+                    "factor",
+                    f,
+                    "must be above 1 and at most 10",
+                    "1.5",
+                ))
             }
+            (None, Some(i)) if i.is_finite() && i > 0.0 && i <= MAX_RATE => Growth::Increment(i),
+            (None, Some(i)) => return Err(invalid("increment", i, "must be above 0", "25")),
             (None, None) => d.growth,
         };
         let start = rate("start", self.start, d.start)?;
@@ -141,7 +146,14 @@ impl RawCapacity {
         let factor = match self.growth {
             None => d.growth_factor,
             Some(g) if g.is_finite() && g >= 1.0 && g <= 1000.0 => g,
-            Some(g) => return Err(invalid("growth", g, "must be at least 1 (and at most 1000)", "2.5")),
+            Some(g) => {
+                return Err(invalid(
+                    "growth",
+                    g,
+                    "must be at least 1 (and at most 1000)",
+                    "2.5",
+                ))
+            }
         };
         let extend = self.extend.unwrap_or(d.extend);
         let refine = self.refine.unwrap_or(d.refine);

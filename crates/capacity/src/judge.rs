@@ -148,12 +148,7 @@ pub fn max_sustainable(steps: &[StepRecord], knee: Option<&Knee>) -> Option<f64>
         .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
 }
 
-pub fn headroom(
-    steps: &[StepRecord],
-    knee: Option<&Knee>,
-    baseline: f64,
-    growth: f64,
-) -> Headroom {
+pub fn headroom(steps: &[StepRecord], knee: Option<&Knee>, baseline: f64, growth: f64) -> Headroom {
     let projected = baseline * growth;
     let max = max_sustainable(steps, knee);
     let ratio = max.map(|m| m / projected);
@@ -168,13 +163,18 @@ pub fn headroom(
     }
 }
 
-/// The USL fit over the steady steps that the generator could offer.
+/// The USL fit over the steps that the generator could offer and whose latency was
+/// not still trending (steps too short to tell are kept).
 pub fn usl_fit(steps: &[StepRecord]) -> UslResult {
     let order = by_rate(steps);
     let points: Vec<Measurement> = order
         .iter()
         .map(|&i| &steps[i])
-        .filter(|s| s.steadiness.is_steady() && !s.generator_limited && s.achieved_rps > 0.0)
+        .filter(|s| {
+            !matches!(s.steadiness, crate::steady::Steadiness::Trending { .. })
+                && !s.generator_limited
+                && s.achieved_rps > 0.0
+        })
         .map(|s| Measurement::from_rate_and_latency(s.achieved_rps, s.mean_ms / 1000.0))
         .collect();
     match usl::fit(&points) {
@@ -234,27 +234,31 @@ fn headroom_finding(h: &Headroom, stop: &StopReason) -> Finding {
         }),
         None => Value::from("no step within every target"),
     };
-    Finding::new(AREA, "headroom", "max sustainable rate vs projected load", verdict)
-        .observed(observed)
-        .target(Value::ge(Quantity::per_second(h.projected)))
-        .evidence(format!(
-            "baseline {}/s × growth {} = {}/s projected; {}",
-            units::trim(h.baseline, 1),
-            units::trim(h.growth, 2),
-            units::trim(h.projected, 1),
-            match h.ratio {
-                Some(r) => format!("headroom {}× the projection", units::trim(r, 2)),
-                None => "no headroom measured".into(),
-            }
-        ))
-        .action(action)
+    Finding::new(
+        AREA,
+        "headroom",
+        "max sustainable rate vs projected load",
+        verdict,
+    )
+    .observed(observed)
+    .target(Value::ge(Quantity::per_second(h.projected)))
+    .evidence(format!(
+        "baseline {}/s × growth {} = {}/s projected; {}",
+        units::trim(h.baseline, 1),
+        units::trim(h.growth, 2),
+        units::trim(h.projected, 1),
+        match h.ratio {
+            Some(r) => format!("headroom {}× the projection", units::trim(r, 2)),
+            None => "no headroom measured".into(),
+        }
+    ))
+    .action(action)
 }
 
+/// Warn: the resource to plan for (whether its knee is too close is the headroom's
+/// verdict).
 fn limiter_finding(l: &Limiter) -> Finding {
-    let verdict = match l.kind {
-        Some(Kind::Generator) | None => Verdict::Warn,
-        Some(_) => Verdict::Fail,
-    };
+    let verdict = Verdict::Warn;
     let mut evidence = l.evidence.clone();
     if !l.not_measured.is_empty() {
         evidence.push_str(&format!("; not measured: {}", l.not_measured.join(", ")));
@@ -279,7 +283,10 @@ fn unsteady(steps: &[StepRecord]) -> Option<Finding> {
         Finding::new(AREA, "unsteady_steps", "steps", Verdict::Warn)
             .observed(Quantity::count(bad.len() as f64))
             .target(Value::from("latency settled in every step"))
-            .evidence(format!("latency still trended after extension: {}", bad.join(", ")))
+            .evidence(format!(
+                "latency still trended after extension: {}",
+                bad.join(", ")
+            ))
             .action("Lengthen --step (or --warmup) so each step settles"),
     )
 }
@@ -317,12 +324,20 @@ mod tests {
     use crate::resources::{fold, Ident, Sample};
     use crate::steady::Steadiness;
 
-    fn step(n: usize, offered: f64, achieved: f64, p95: f64, viol: &[&str], pool: (f64, f64)) -> StepRecord {
+    fn step(
+        n: usize,
+        offered: f64,
+        achieved: f64,
+        p95: f64,
+        viol: &[&str],
+        pool: (f64, f64),
+    ) -> StepRecord {
         let id = Ident {
             resource: "DB pool".into(),
             kind: Kind::DbPool,
             source: "m".into(),
             saturation_word: "waiting",
+            unit: "",
         };
         let s = Sample {
             utilisation: Some(pool.0 / 25.0),
@@ -364,7 +379,14 @@ mod tests {
         let steps = vec![
             step(1, 100.0, 100.0, 20.0, &[], (5.0, 0.0)),
             step(2, 200.0, 199.0, 30.0, &[], (12.0, 0.0)),
-            step(3, 400.0, 380.0, 400.0, &["Authentication P95 400 ms > 200 ms maximum"], (25.0, 31.0)),
+            step(
+                3,
+                400.0,
+                380.0,
+                400.0,
+                &["Authentication P95 400 ms > 200 ms maximum"],
+                (25.0, 31.0),
+            ),
         ];
         let k = find_knee(&steps).unwrap();
         assert_eq!(k.step, 2);
@@ -383,7 +405,14 @@ mod tests {
     fn nothing_crossed_is_not_explained_and_lists_the_gaps() {
         let steps = vec![
             step(1, 100.0, 100.0, 20.0, &[], (5.0, 0.0)),
-            step(2, 200.0, 190.0, 900.0, &["Analytics / reporting P95 900 ms > 1 s"], (6.0, 0.0)),
+            step(
+                2,
+                200.0,
+                190.0,
+                900.0,
+                &["Analytics / reporting P95 900 ms > 1 s"],
+                (6.0, 0.0),
+            ),
         ];
         let k = find_knee(&steps).unwrap();
         let l = limiter(&steps, &k, &["Redis (--redis)".into()]);

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Most VUs one scenario may hold in a step.
-pub const MAX_VUS: u32 = 20_000;
+pub const MAX_VUS: u32 = 5_000;
+/// Most VUs one scenario starts with (more are started as arrivals need them).
+pub const MAX_PREALLOCATED_VUS: u32 = 500;
 /// Seconds of latency a step's VUs can absorb before arrivals are dropped: a
 /// scenario at r/s may hold r × this many VUs.
 pub const VU_SECONDS: f64 = 4.0;
@@ -125,14 +127,19 @@ impl Mix {
         let mut plan = self.plan.clone();
         for (sc, share) in plan.scenarios.iter_mut().zip(&self.shares) {
             let r = (rate * share.share).max(1e-3);
-            let max_vus = ((r * VU_SECONDS).ceil() as u32).saturating_add(10).min(MAX_VUS);
+            let max_vus = ((r * VU_SECONDS).ceil() as u32)
+                .saturating_add(10)
+                .min(MAX_VUS);
             sc.start_time = Duration::ZERO;
             sc.graceful_stop = graceful;
             sc.executor = Executor::ConstantArrivalRate {
                 rate: r,
                 time_unit: Duration::from_secs(1),
                 duration: length,
-                pre_allocated_vus: ((r * 0.25).ceil() as u32).saturating_add(2).min(max_vus),
+                pre_allocated_vus: ((r * 0.25).ceil() as u32)
+                    .saturating_add(2)
+                    .min(max_vus)
+                    .min(MAX_PREALLOCATED_VUS),
                 max_vus,
                 max_backlog: (r.ceil() as u64).clamp(1, 100_000),
             };

@@ -56,9 +56,11 @@ fn steady(s: &Steadiness) -> &'static str {
 fn top_resources(s: &StepRecord) -> String {
     let mut r: Vec<_> = s.resources.iter().collect();
     r.sort_by(|a, b| {
-        b.crossed
-            .cmp(&a.crossed)
-            .then(b.utilisation_max.unwrap_or(0.0).total_cmp(&a.utilisation_max.unwrap_or(0.0)))
+        b.crossed.cmp(&a.crossed).then(
+            b.utilisation_max
+                .unwrap_or(0.0)
+                .total_cmp(&a.utilisation_max.unwrap_or(0.0)),
+        )
     });
     r.iter()
         .take(2)
@@ -170,7 +172,10 @@ pub fn text(m: &CapacityMetrics) -> String {
                 .map(|k| format!("{}/s", units::trim(k, 1)))
                 .unwrap_or_else(|| "none".into()),
         );
-        for (label, idx) in [("projected load", v.at_projected), ("old knee", v.at_old_knee)] {
+        for (label, idx) in [
+            ("projected load", v.at_projected),
+            ("old knee", v.at_old_knee),
+        ] {
             if let Some(i) = idx {
                 let s = &m.steps[i];
                 let _ = writeln!(

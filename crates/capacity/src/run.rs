@@ -23,7 +23,11 @@ pub type ProgressFn = Arc<dyn Fn(&Event) + Send + Sync>;
 /// What the progress callback is told.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Starting { number: usize, rate: f64, refinement: bool },
+    Starting {
+        number: usize,
+        rate: f64,
+        refinement: bool,
+    },
     Done(Box<StepRecord>),
 }
 
@@ -49,11 +53,18 @@ pub fn sources(o: &ResourceOptions) -> Result<Vec<Box<dyn Source>>, CapacityErro
     if o.generator {
         out.push(Box::new(procfs::Generator::new(o.exclude_threads.clone())));
     }
+    if let Some(prefix) = &o.exclude_threads {
+        out.push(Box::new(procfs::TargetThreads::new(prefix.clone())));
+    }
     for m in &o.metrics {
-        out.push(Box::new(prom::Metrics::new(m).map_err(CapacityError::Source)?));
+        out.push(Box::new(
+            prom::Metrics::new(m).map_err(CapacityError::Source)?,
+        ));
     }
     for p in &o.pids {
-        out.push(Box::new(procfs::Process::new(*p).map_err(CapacityError::Source)?));
+        out.push(Box::new(
+            procfs::Process::new(*p).map_err(CapacityError::Source)?,
+        ));
     }
     for c in &o.cgroups {
         out.push(Box::new(
@@ -147,7 +158,9 @@ pub async fn inspect(
         // Refinement: halve the gap between the last good rate and the knee.
         if matches!(stop, StopReason::SloViolation | StopReason::Saturation) {
             for _ in 0..sch.refine {
-                let Some(k) = judge::find_knee(&steps) else { break };
+                let Some(k) = judge::find_knee(&steps) else {
+                    break;
+                };
                 let Some(good) = k.last_good else { break };
                 let (lo, hi) = (steps[good].offered, steps[k.step].offered);
                 if hi - lo < 0.02 * hi
@@ -157,7 +170,15 @@ pub async fn inspect(
                 {
                     break;
                 }
-                let rec = run_step(opts, &cx, &mut sources, steps.len() + 1, (lo + hi) / 2.0, true).await?;
+                let rec = run_step(
+                    opts,
+                    &cx,
+                    &mut sources,
+                    steps.len() + 1,
+                    (lo + hi) / 2.0,
+                    true,
+                )
+                .await?;
                 report(opts, &rec);
                 steps.push(rec);
             }
@@ -177,7 +198,9 @@ pub async fn inspect(
         }
     }
     let not_measured = resources::unmeasured(&opts.resources);
-    let limiter = knee.as_ref().map(|k| judge::limiter(&steps, k, &not_measured));
+    let limiter = knee
+        .as_ref()
+        .map(|k| judge::limiter(&steps, k, &not_measured));
     let headroom = judge::headroom(&steps, knee.as_ref(), sch.baseline(), sch.growth_factor);
     let usl = judge::usl_fit(&steps);
     let mut findings = judge::findings(&steps, &stop, &headroom, limiter.as_ref(), &usl);

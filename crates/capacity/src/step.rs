@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 /// than that p95 itself) means requests waited in the generator before being sent.
 pub const GENERATOR_LAG_MS: f64 = 50.0;
 
+/// Arrivals dropped beyond this share of those offered, with no target resource
+/// saturated, mean the generator could not offer the load.
+pub const DROPPED_SHARE: f64 = 0.1;
+
 /// What every step shares.
 pub struct StepContext<'a> {
     pub mix: &'a Mix,
@@ -176,8 +180,19 @@ fn record(
         .iter()
         .find(|r| r.kind == Kind::Generator && r.crossed);
     let lag = d.p95 - raw.p95;
+    let offered_n = rate * secs;
+    let target_saturated = resources
+        .iter()
+        .any(|r| r.kind != Kind::Generator && r.crossed);
     let generator_note = match generator {
         Some(g) => Some(format!("generator CPU {}", g.figures)),
+        None if s.dropped_iterations as f64 > DROPPED_SHARE * offered_n && !target_saturated => {
+            Some(format!(
+                "{} of {} arrivals dropped (every VU busy) while no sampled target resource was saturated: the generator could not offer the load",
+                s.dropped_iterations,
+                powertune_core::units::trim(offered_n, 0)
+            ))
+        }
         None if s.http.reqs > 0 && lag > GENERATOR_LAG_MS && lag > raw.p95 => Some(format!(
             "requests waited {} (p95) in the generator before being sent; send→response p95 was {}",
             powertune_core::units::ms(lag),

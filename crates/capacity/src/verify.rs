@@ -123,17 +123,24 @@ pub fn finding(v: &Verification) -> Finding {
     } else {
         Verdict::Fail
     };
-    let f = Finding::new("capacity", "retest", "SLO violation vs projected load", verdict)
-        .observed(Value::from(if v.moved_beyond_projection {
-            "moved beyond"
-        } else {
-            "not moved beyond"
-        }))
-        .target(Value::ge(Quantity::per_second(v.projected)))
-        .evidence(format!("{} (previous run: {})", v.verdict, v.previous_file));
+    let f = Finding::new(
+        "capacity",
+        "retest",
+        "SLO violation vs projected load",
+        verdict,
+    )
+    .observed(Value::from(if v.moved_beyond_projection {
+        "moved beyond"
+    } else {
+        "not moved beyond"
+    }))
+    .target(Value::ge(Quantity::per_second(v.projected)))
+    .evidence(format!("{} (previous run: {})", v.verdict, v.previous_file));
     if v.moved_beyond_projection {
         f
     } else {
-        f.action("Apply the step-4 action for the limiting resource of the previous run, then re-test")
+        f.action(
+            "Apply the step-4 action for the limiting resource of the previous run, then re-test",
+        )
     }
 }

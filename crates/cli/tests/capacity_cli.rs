@@ -125,7 +125,10 @@ fn the_db_pool_is_named_and_a_bigger_pool_moves_the_knee_up() {
     assert_eq!(resource, "DB pool", "{text}");
     assert!(evidence.contains("/4 in use"), "{evidence}");
     assert!(evidence.contains("waiting"), "{evidence}");
-    assert!(text.contains("DB pool saturation → bump pool size or add PgBouncer"), "{text}");
+    assert!(
+        text.contains("DB pool saturation → bump pool size or add PgBouncer"),
+        "{text}"
+    );
     let knee_small = knee_rate(&small).unwrap();
     let (big, _) = run(dir.path(), "big", &[&plan, "--demo", "--pool-size", "16"]);
     assert!(
@@ -151,18 +154,35 @@ fn cpu_worker_threads_are_named_and_without_cpu_work_the_knee_moves_up() {
     let (busy, text) = run(
         dir.path(),
         "cpu",
-        &[&plan, "--demo", "--target-config", &cpu, "--pool-size", "16"],
+        &[
+            &plan,
+            "--demo",
+            "--target-config",
+            &cpu,
+            "--pool-size",
+            "16",
+        ],
     );
     let (resource, evidence) = limiter(&busy);
     assert_eq!(resource, "CPU worker threads", "{text}");
     assert!(evidence.contains("1/1 in use"), "{evidence}");
-    assert!(text.contains("scale backend / worker horizontally"), "{text}");
+    assert!(
+        text.contains("scale backend / worker horizontally"),
+        "{text}"
+    );
     let knee = knee_rate(&busy).unwrap();
     let idle = write(dir.path(), "idle.toml", "cpu_workers = 1\n");
     let (free, _) = run(
         dir.path(),
         "nocpu",
-        &[&plan, "--demo", "--target-config", &idle, "--pool-size", "16"],
+        &[
+            &plan,
+            "--demo",
+            "--target-config",
+            &idle,
+            "--pool-size",
+            "16",
+        ],
     );
     assert!(ceiling(&free) > knee * 1.5, "{} vs {knee}", ceiling(&free));
 }
@@ -182,21 +202,38 @@ async fn the_redis_pool_is_named_and_a_bigger_pool_moves_the_knee_up() {
     let d = dir.path().to_path_buf();
     let url = redis.url.clone();
     let (small, text) = tokio::task::spawn_blocking(move || {
-        run(&d, "r2", &[&plan, "--demo", "--target-config", &small_conf, "--redis", &url])
+        run(
+            &d,
+            "r2",
+            &[
+                &plan,
+                "--demo",
+                "--target-config",
+                &small_conf,
+                "--redis",
+                &url,
+            ],
+        )
     })
     .await
     .unwrap();
     let (resource, evidence) = limiter(&small);
     assert_eq!(resource, "Redis pool", "{text}");
     assert!(evidence.contains("/2 in use"), "{evidence}");
-    assert!(text.contains("Redis saturation → bump maxmemory or split Sidekiq DBs"), "{text}");
+    assert!(
+        text.contains("Redis saturation → bump maxmemory or split Sidekiq DBs"),
+        "{text}"
+    );
     // The Redis server itself was sampled through `powertune redis`'s entry.
     let steps = metrics(&small)["steps"].as_array().unwrap();
     assert!(steps[0]["resources"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|r| r["resource"].as_str().unwrap().starts_with("Redis redis://")));
+        .any(|r| r["resource"]
+            .as_str()
+            .unwrap()
+            .starts_with("Redis redis://")));
     let knee = knee_rate(&small).unwrap();
     let big_conf = write(dir.path(), "r16.toml", &conf(16));
     let plan = dir.path().join("cache.toml").to_str().unwrap().to_string();
@@ -240,7 +277,10 @@ fn the_demo_names_its_25_slot_pool_and_verify_retests_at_the_projection() {
     let (r, text) = run(
         dir.path(),
         "demo",
-        &["--demo", "--start", "200", "--factor", "2", "--step", "2s", "--warmup", "1s", "--refine", "1"],
+        &[
+            "--demo", "--start", "200", "--factor", "2", "--step", "2s", "--warmup", "1s",
+            "--refine", "1",
+        ],
     );
     let (resource, evidence) = limiter(&r);
     assert_eq!(resource, "DB pool", "{text}");
@@ -282,11 +322,19 @@ fn bad_schedules_and_sources_are_one_line_errors() {
         vec!["--demo", "--cgroup", "/nonexistent/cgroup"],
         vec!["--base-url", "http://127.0.0.1:1"],
     ] {
-        let o = Command::new(BIN).arg("capacity").args(&args).output().unwrap();
+        let o = Command::new(BIN)
+            .arg("capacity")
+            .args(&args)
+            .output()
+            .unwrap();
         common::one_line_error(&o);
     }
     let dir = tempfile::tempdir().unwrap();
-    let plan = write(dir.path(), "bad.toml", "[capacity]\nstart = 10\nfactr = 2\n");
+    let plan = write(
+        dir.path(),
+        "bad.toml",
+        "[capacity]\nstart = 10\nfactr = 2\n",
+    );
     let o = Command::new(BIN)
         .args(["capacity", &plan, "--demo"])
         .output()

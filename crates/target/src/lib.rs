@@ -55,8 +55,8 @@ pub use config::{
     AuthConfig, CableConfig, Latency, RouteConfig, RoutesConfig, TargetConfig, UserConfig, MASK,
 };
 pub use error::TargetError;
-pub use redis_cache::RedisConfig;
 pub use powertune_serve::Limits;
+pub use redis_cache::RedisConfig;
 pub use route::Route;
 pub use server::{default_limits, start, start_with_limits, RunningTarget, ENDPOINTS};
 pub use state::{CableStats, PoolStats, RouteStats, TargetStats};

@@ -92,8 +92,7 @@ impl RedisConfig {
                 "pool_timeout = \"5s\"",
             );
         }
-        if !(0.0..=3.0).contains(&self.hold.spread) || self.hold.median > Duration::from_secs(60)
-        {
+        if !(0.0..=3.0).contains(&self.hold.spread) || self.hold.median > Duration::from_secs(60) {
             return invalid(
                 "hold",
                 format!("{:?}", self.hold),
@@ -127,7 +126,9 @@ pub struct RedisCache {
 
 impl std::fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCache").field("size", &self.size).finish()
+        f.debug_struct("RedisCache")
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -206,7 +207,10 @@ pub fn metrics(cache: Option<&RedisCache>, e: &mut Exposition) {
 }
 
 /// `GET /api/v1/cache/{key}`.
-pub async fn cache(State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cache(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let Some(c) = s.redis.as_ref() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -221,7 +225,9 @@ pub async fn cache(State(s): State<AppState>, Path(key): Path<String>) -> Result
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("the key must be 1 to {MAX_KEY} of A-Z a-z 0-9 - _, e.g. /api/v1/cache/user-42"),
+            format!(
+                "the key must be 1 to {MAX_KEY} of A-Z a-z 0-9 - _, e.g. /api/v1/cache/user-42"
+            ),
         ));
     }
     let mut conn = match c.pool.get().await {
@@ -263,5 +269,8 @@ pub async fn cache(State(s): State<AppState>, Path(key): Path<String>) -> Result
 
 fn redis_failed(c: &RedisCache) -> ApiError {
     c.errors.fetch_add(1, Ordering::Relaxed);
-    ApiError::new(StatusCode::BAD_GATEWAY, "the cache's Redis failed or is unreachable")
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "the cache's Redis failed or is unreachable",
+    )
 }

@@ -34,7 +34,11 @@ pub const ENDPOINTS: [(&str, &str, &str); 8] = [
         "Bearer token; analytics",
     ),
     ("GET", "/cable", "ActionCable WebSocket (MonitoringChannel)"),
-    ("GET", "/api/v1/cache/{key}", "read-through cache on Redis ([redis])"),
+    (
+        "GET",
+        "/api/v1/cache/{key}",
+        "read-through cache on Redis ([redis])",
+    ),
     ("GET", "/health", "liveness"),
     ("GET", "/metrics", "Prometheus text"),
 ];

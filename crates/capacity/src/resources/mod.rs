@@ -105,6 +105,8 @@ pub struct Ident {
     pub source: String,
     /// How saturation is worded (`waiting`, `throttled`, `blocked clients`).
     pub saturation_word: &'static str,
+    /// What `used`/`capacity` count: `cores` (shown with two decimals) or slots ("").
+    pub unit: &'static str,
 }
 
 /// What to sample.
@@ -121,7 +123,7 @@ pub struct ResourceOptions {
     /// Sample the generator's own CPU (always on in the CLI).
     pub generator: bool,
     /// Threads of this process whose name starts with this are not the generator's
-    /// (the embedded target's runtime in `--demo`).
+    /// but the embedded target's (`--demo`): sampled as its CPU.
     pub exclude_threads: Option<String>,
     /// Time between samples.
     pub interval: Duration,
@@ -130,18 +132,26 @@ pub struct ResourceOptions {
 /// What was not measured, for "not explained" verdicts.
 pub fn unmeasured(o: &ResourceOptions) -> Vec<String> {
     let mut out = Vec::new();
-    if o.pids.is_empty() && o.cgroups.is_empty() {
+    if o.pids.is_empty() && o.cgroups.is_empty() && o.exclude_threads.is_none() {
         out.push("target CPU and memory (--pid or --cgroup)".to_string());
     }
     if o.metrics.is_empty() {
         out.push("application pools: DB pool, Puma threads (--metrics)".to_string());
     }
-    out.push("PostgreSQL connections and wait events (--db: not sampled per step by this version)".to_string());
+    out.push(
+        "PostgreSQL connections and wait events (--db: not sampled per step by this version)"
+            .to_string(),
+    );
     if o.redis.is_empty() {
         out.push("Redis (--redis)".to_string());
     }
-    out.push("Sidekiq busy vs concurrency (--queues: not sampled per step by this version)".to_string());
-    out.push("provider quota behind the gateway (--gateway: not sampled per step by this version)".to_string());
+    out.push(
+        "Sidekiq busy vs concurrency (--queues: not sampled per step by this version)".to_string(),
+    );
+    out.push(
+        "provider quota behind the gateway (--gateway: not sampled per step by this version)"
+            .to_string(),
+    );
     out
 }
 
@@ -187,6 +197,9 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
     };
     let mut parts = Vec::new();
     match (used_max, capacity) {
+        (Some(u), Some(c)) if id.unit == "cores" => {
+            parts.push(format!("{}/{} cores busy", trim2(u), trim(c)))
+        }
         (Some(u), Some(c)) => parts.push(format!("{}/{} in use", trim(u), trim(c))),
         (used, _) => {
             if let (Some(u), Kind::Redis) = (used, id.kind) {

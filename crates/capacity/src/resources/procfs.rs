@@ -35,7 +35,11 @@ fn run_queue_s(pid: &str) -> Option<f64> {
     for e in dir.flatten() {
         let p = e.path().join("schedstat");
         if let Ok(t) = std::fs::read_to_string(p) {
-            if let Some(ns) = t.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()) {
+            if let Some(ns) = t
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+            {
                 total += ns / 1e9;
             }
         }
@@ -118,6 +122,7 @@ impl Source for Process {
                             kind: Kind::Cpu,
                             source: source.clone(),
                             saturation_word: "run queue",
+                            unit: "cores",
                         },
                         Sample {
                             utilisation: Some((b / self.cores).min(1.0)),
@@ -136,6 +141,7 @@ impl Source for Process {
                         kind: Kind::Memory,
                         source,
                         saturation_word: "",
+                        unit: "",
                     },
                     Sample {
                         utilisation: Some(rss / total),
@@ -170,14 +176,81 @@ impl Generator {
         let Some(prefix) = &self.exclude else {
             return Some(total);
         };
-        let mut excluded = 0.0;
-        for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-            let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            if name.trim_end().starts_with(prefix.as_str()) {
-                excluded += stat_cpu_s(&e.path().join("stat")).unwrap_or(0.0);
+        let (excluded, _) = threads_s(prefix)?;
+        Some((total - excluded).max(0.0))
+    }
+}
+
+/// CPU seconds and run-queue wait seconds of this process's threads whose name
+/// starts with `prefix`.
+fn threads_s(prefix: &str) -> Option<(f64, f64)> {
+    let (mut cpu, mut queue) = (0.0, 0.0);
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if name.trim_end().starts_with(prefix) {
+            cpu += stat_cpu_s(&e.path().join("stat")).unwrap_or(0.0);
+            if let Ok(t) = std::fs::read_to_string(e.path().join("schedstat")) {
+                if let Some(ns) = t
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
+                    queue += ns / 1e9;
+                }
             }
         }
-        Some((total - excluded).max(0.0))
+    }
+    Some((cpu, queue))
+}
+
+/// The embedded target's CPU in `--demo`: the threads of its runtime (named with a
+/// prefix), against the machine's cores, their run-queue wait as saturation.
+pub struct TargetThreads {
+    prefix: String,
+    cpu: Delta,
+    queue: Delta,
+    cores: f64,
+}
+
+impl TargetThreads {
+    pub fn new(prefix: String) -> TargetThreads {
+        TargetThreads {
+            prefix,
+            cpu: Delta::default(),
+            queue: Delta::default(),
+            cores: cores(),
+        }
+    }
+}
+
+impl Source for TargetThreads {
+    fn sample(&mut self) -> SampleFuture<'_> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let Some((cpu, queue)) = threads_s(&self.prefix) else {
+                return Vec::new();
+            };
+            let (Some(busy), queue) = (self.cpu.per_s(now, cpu), self.queue.per_s(now, queue))
+            else {
+                return Vec::new();
+            };
+            vec![(
+                Ident {
+                    resource: "CPU (embedded target)".into(),
+                    kind: Kind::Cpu,
+                    source: format!("threads {}*", self.prefix),
+                    saturation_word: "run queue",
+                    unit: "cores",
+                },
+                Sample {
+                    utilisation: Some((busy / self.cores).min(1.0)),
+                    saturation: queue,
+                    used: Some(busy),
+                    capacity: Some(self.cores),
+                    ..Default::default()
+                },
+            )]
+        })
     }
 }
 
@@ -197,6 +270,7 @@ impl Source for Generator {
                     kind: Kind::Generator,
                     source: "this process".into(),
                     saturation_word: "",
+                    unit: "cores",
                 },
                 Sample {
                     utilisation: Some((busy / self.cores).min(1.0)),
@@ -284,6 +358,7 @@ impl Source for Cgroup {
                             kind: Kind::Cpu,
                             source: shown.clone(),
                             saturation_word: "throttled",
+                            unit: "cores",
                         },
                         Sample {
                             utilisation: Some((b / self.cores).min(1.0)),
@@ -310,6 +385,7 @@ impl Source for Cgroup {
                         kind: Kind::Memory,
                         source: shown,
                         saturation_word: "",
+                        unit: "",
                     },
                     Sample {
                         utilisation: Some(c / m),
@@ -337,7 +413,10 @@ mod tests {
     #[tokio::test]
     async fn a_busy_generator_is_measured() {
         let mut g = Generator::new(None);
-        assert!(g.sample().await.is_empty(), "the first sample only sets the start");
+        assert!(
+            g.sample().await.is_empty(),
+            "the first sample only sets the start"
+        );
         let until = Instant::now() + std::time::Duration::from_millis(200);
         let mut x = 0u64;
         while Instant::now() < until {
@@ -353,7 +432,10 @@ mod tests {
     async fn a_cgroup_directory_is_read_from_its_files() {
         let dir = tempfile::tempdir().unwrap();
         let write = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
-        write("cpu.stat", "usage_usec 1000000\nnr_periods 10\nnr_throttled 0\n");
+        write(
+            "cpu.stat",
+            "usage_usec 1000000\nnr_periods 10\nnr_throttled 0\n",
+        );
         write("cpu.max", "50000 100000\n");
         write("memory.current", "50\n");
         write("memory.max", "100\n");
@@ -362,7 +444,10 @@ mod tests {
         assert_eq!(c.cores, 0.5);
         let first = c.sample().await;
         assert_eq!(first.len(), 1, "memory only on the first sample");
-        write("cpu.stat", "usage_usec 1100000\nnr_periods 20\nnr_throttled 5\n");
+        write(
+            "cpu.stat",
+            "usage_usec 1100000\nnr_periods 20\nnr_throttled 5\n",
+        );
         let second = c.sample().await;
         let cpu = second.iter().find(|(i, _)| i.kind == Kind::Cpu).unwrap();
         assert_eq!(cpu.1.saturation, Some(0.5));

@@ -129,6 +129,7 @@ pub fn pools(m: &BTreeMap<String, f64>, source: &str) -> Vec<(Ident, Sample)> {
                     kind: p.kind,
                     source: source.to_string(),
                     saturation_word: "waiting",
+                    unit: "",
                 },
                 Sample {
                     utilisation: in_use.filter(|_| size > 0.0).map(|u| (u / size).min(1.0)),

@@ -47,13 +47,15 @@ impl Source for Redis {
                 (dt > 0.0).then(|| info.total_commands_processed.saturating_sub(n) as f64 / dt)
             });
             self.last_commands = Some((now, info.total_commands_processed));
-            let memory = (info.maxmemory > 0).then(|| info.used_memory as f64 / info.maxmemory as f64);
+            let memory =
+                (info.maxmemory > 0).then(|| info.used_memory as f64 / info.maxmemory as f64);
             vec![(
                 Ident {
                     resource: format!("Redis {}", self.options.conn.url.redacted),
                     kind: Kind::Redis,
                     source: self.options.conn.url.redacted.clone(),
                     saturation_word: "blocked clients",
+                    unit: "",
                 },
                 Sample {
                     utilisation: memory,

@@ -278,7 +278,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             ))
             .context("cannot start the embedded target")?;
         opts.base_url = target.base_url();
-        opts.resources.metrics.push(format!("{}/metrics", target.base_url()));
+        opts.resources
+            .metrics
+            .push(format!("{}/metrics", target.base_url()));
         if show {
             eprintln!(
                 "powertune capacity: embedded target at {} (database pool of {} slots, {} CPU worker threads{})",

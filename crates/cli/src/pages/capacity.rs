@@ -65,8 +65,16 @@ fn charts(m: &CapacityMetrics) -> Vec<Chart> {
     by_x.sort_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
     let x: Vec<f64> = by_x.iter().map(|s| s.achieved_rps).collect();
     let mut lat = vec![
-        series("p95, all requests", by_x.iter().map(|s| Some(s.p95_ms)).collect(), false),
-        series("mean", by_x.iter().map(|s| Some(s.mean_ms)).collect(), false),
+        series(
+            "p95, all requests",
+            by_x.iter().map(|s| Some(s.p95_ms)).collect(),
+            false,
+        ),
+        series(
+            "mean",
+            by_x.iter().map(|s| Some(s.mean_ms)).collect(),
+            false,
+        ),
     ];
     let types: BTreeSet<&str> = by_x
         .iter()
@@ -117,13 +125,20 @@ fn charts(m: &CapacityMetrics) -> Vec<Chart> {
         x: x.clone(),
         series: lat,
         levels,
-        marks: knee.map(|k| knee_mark(k.achieved_rps)).into_iter().collect(),
+        marks: knee
+            .map(|k| knee_mark(k.achieved_rps))
+            .into_iter()
+            .collect(),
     });
 
     // Throughput against the offered load.
     let xo: Vec<f64> = steps.iter().map(|s| s.offered_rps).collect();
     let mut tp = vec![
-        series("achieved req/s", steps.iter().map(|s| Some(s.achieved_rps)).collect(), false),
+        series(
+            "achieved req/s",
+            steps.iter().map(|s| Some(s.achieved_rps)).collect(),
+            false,
+        ),
         series("offered req/s", xo.iter().map(|v| Some(*v)).collect(), true),
     ];
     if let Some(u) = &m.usl.fit {
@@ -220,12 +235,20 @@ fn steps_table(m: &CapacityMetrics) -> Table {
         let state = if s.generator_limited {
             "generator saturated".to_string()
         } else if s.violations.is_empty() {
-            format!("{:?}", s.steadiness).split_whitespace().next().unwrap_or("").to_lowercase()
+            format!("{:?}", s.steadiness)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_lowercase()
         } else {
             s.violations.join("; ")
         };
         rows.push(vec![
-            format!("{}{}", s.number, if s.refinement { " (refinement)" } else { "" }),
+            format!(
+                "{}{}",
+                s.number,
+                if s.refinement { " (refinement)" } else { "" }
+            ),
             fmt::trim(s.offered, 1),
             fmt::trim(s.achieved, 1),
             fmt::trim(s.achieved_rps, 1),
@@ -236,7 +259,14 @@ fn steps_table(m: &CapacityMetrics) -> Table {
             state,
             s.resources
                 .iter()
-                .map(|r| format!("{}{}: {}", if r.crossed { "⚠ " } else { "" }, r.resource, r.figures))
+                .map(|r| {
+                    format!(
+                        "{}{}: {}",
+                        if r.crossed { "⚠ " } else { "" },
+                        r.resource,
+                        r.figures
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         ]);
