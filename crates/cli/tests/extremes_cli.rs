@@ -163,7 +163,17 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
     m.insert("demo", s(&["demo", "--time-scale", "0.01"]));
     m.insert(
         "capacity",
-        s(&["capacity", "--demo", "--step", "1s", "--warmup", "0s", "--max-steps", "1", "-q"]),
+        s(&[
+            "capacity",
+            "--demo",
+            "--step",
+            "1s",
+            "--warmup",
+            "0s",
+            "--max-steps",
+            "1",
+            "-q",
+        ]),
     );
     m.insert(
         "load",
