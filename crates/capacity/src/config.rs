@@ -145,7 +145,7 @@ impl RawCapacity {
         }
         let factor = match self.growth {
             None => d.growth_factor,
-            Some(g) if g.is_finite() && g >= 1.0 && g <= 1000.0 => g,
+            Some(g) if (1.0..=1000.0).contains(&g) => g,
             Some(g) => {
                 return Err(invalid(
                     "growth",

@@ -108,7 +108,16 @@ impl StepContext<'_> {
             stop_sampling.cancel();
             r
         };
-        let sample = resources::sample_until(sources, self.interval, stop_sampling.clone());
+        // Each run starts its VUs (and their setup requests) at once: the first
+        // quarter of the step (at most 2 s) is left out of the resource samples.
+        let skip = (self.length / 4).min(Duration::from_secs(2));
+        let sample = async {
+            tokio::select! {
+                _ = tokio::time::sleep(skip) => {}
+                _ = stop_sampling.cancelled() => {}
+            }
+            resources::sample_until(sources, self.interval, stop_sampling.clone()).await
+        };
         let (result, samples) = tokio::join!(run, sample);
         let inspection = result.map_err(|e| Self::load_error(rate, e))?;
         let readings = samples

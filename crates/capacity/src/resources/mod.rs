@@ -180,7 +180,8 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
     let sx = max(&|s| s.saturation);
     let used_max = max(&|s| s.used);
     let capacity = max(&|s| s.capacity);
-    let waiting = sm.unwrap_or(0.0) > 0.0 || (sx.unwrap_or(0.0) >= 1.0 && id.kind != Kind::Cpu);
+    // Work persistently queued: at least one waiting on average over the step.
+    let waiting = sm.unwrap_or(0.0) >= 1.0;
     let full = ux.unwrap_or(0.0) >= UTILISATION_CROSSED;
     let crossed = match id.kind {
         Kind::Generator => um.unwrap_or(0.0) >= GENERATOR_CROSSED,
@@ -188,6 +189,8 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
         Kind::Cpu if id.saturation_word == "throttled" => {
             sm.unwrap_or(0.0) >= 0.1 || (full && waiting)
         }
+        // A run queue is seconds waited per second: any steady wait counts.
+        Kind::Cpu if id.saturation_word == "run queue" => full && sm.unwrap_or(0.0) > 0.05,
         // No queue signal (memory) or a queue that is not saturation on its own
         // (Redis blocked clients are often idle Sidekiq fetchers): full or erroring.
         Kind::Memory | Kind::Redis if id.saturation_word != "waiting" => {

@@ -172,22 +172,22 @@ impl Generator {
     }
 
     fn cpu_s(&self) -> Option<f64> {
-        let total = stat_cpu_s(Path::new("/proc/self/stat"))?;
         let Some(prefix) = &self.exclude else {
-            return Some(total);
+            return stat_cpu_s(Path::new("/proc/self/stat"));
         };
-        let (excluded, _) = threads_s(prefix)?;
-        Some((total - excluded).max(0.0))
+        // The live threads not named with the prefix (a thread that exited between two
+        // samples drops out of the sum: that interval reads low, never high).
+        threads_s(prefix, false).map(|(cpu, _)| cpu)
     }
 }
 
-/// CPU seconds and run-queue wait seconds of this process's threads whose name
-/// starts with `prefix`.
-fn threads_s(prefix: &str) -> Option<(f64, f64)> {
+/// CPU seconds and run-queue wait seconds of this process's live threads whose name
+/// starts with `prefix` (or, with `matching` false, does not).
+fn threads_s(prefix: &str, matching: bool) -> Option<(f64, f64)> {
     let (mut cpu, mut queue) = (0.0, 0.0);
     for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if name.trim_end().starts_with(prefix) {
+        if name.trim_end().starts_with(prefix) == matching {
             cpu += stat_cpu_s(&e.path().join("stat")).unwrap_or(0.0);
             if let Ok(t) = std::fs::read_to_string(e.path().join("schedstat")) {
                 if let Some(ns) = t
@@ -227,7 +227,7 @@ impl Source for TargetThreads {
     fn sample(&mut self) -> SampleFuture<'_> {
         Box::pin(async move {
             let now = Instant::now();
-            let Some((cpu, queue)) = threads_s(&self.prefix) else {
+            let Some((cpu, queue)) = threads_s(&self.prefix, true) else {
                 return Vec::new();
             };
             let (Some(busy), queue) = (self.cpu.per_s(now, cpu), self.queue.per_s(now, queue))
