@@ -2,20 +2,23 @@
 # Benchmarks `powertune capacity --demo`:
 #   1. its wall time (goal: under 3 minutes) and the rate it reports (the maximum
 #      sustainable rate, and the knee), with the limiting resource it names;
-#   2. the embedded target's true capacity measured independently: a separate
-#      `powertune target` (same defaults: 25-slot pool) loaded closed-model with the
-#      same four scenarios (the runbook's, without think times or the WebSocket one)
-#      at increasing VUs per scenario; the best requests/s of those runs;
-#   3. the ratio of (1) to (2) (goal: within 10%).
+#   2. accuracy on one mix both models run alike: the runbook's dashboard scenario
+#      alone (a login per VU, then dashboard reads, no think time). `capacity FILE
+#      --demo` reports its maximum sustainable rate; the target's true capacity for
+#      that mix is measured independently on a separate `powertune target` (same
+#      defaults: 25-slot pool), closed-model at increasing VUs: the best requests/s.
+#      (The four-scenario demo mix cannot be compared this way: closed VUs do not keep
+#      the open model's proportions; the fast login-only scenario takes over.)
+#   3. the ratio of (2)'s reported rate to the true capacity (goal: within 10%).
 # Each closed run lasts DURATION; the whole script about 4 minutes. Run it when the
 # machine is quiet (uptime load < ~1.5): the target and the generator share the cores.
 #
-#   scripts/bench/capacity.sh                     # DURATION=10s VUS="5 10 20 40 80"
+#   scripts/bench/capacity.sh                     # DURATION=10s VUS="5 10 20 40"
 #   POWERTUNE_BIN=target/debug/powertune scripts/bench/capacity.sh   # no release build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
-VUS=${VUS:-5 10 20 40 80}
+VUS=${VUS:-5 10 20 40}
 
 if [ -n "${POWERTUNE_BIN:-}" ]; then
   bin=$POWERTUNE_BIN
@@ -40,6 +43,7 @@ trap cleanup EXIT
 echo "==> capacity --demo (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 start=$(date +%s.%N)
 "$bin" capacity --demo -q --json "$work/cap.json" >"$work/cap.txt" || true
+cp "$work/cap.txt" "${CAP_TEXT:-/dev/null}"
 end=$(date +%s.%N)
 wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 python3 - "$work/cap.json" "$wall" <<'PY' | tee "$work/cap.summary"
@@ -50,8 +54,6 @@ print(f"knee {m.get('knee_rate')} /s, max sustainable {m['headroom']['max_sustai
 l = m.get("limiter") or {}
 print(f"limiting resource: {l.get('resource')}: {l.get('evidence')}")
 PY
-sustained=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"]["headroom"]["max_sustainable"] or 0)' "$work/cap.json")
-knee=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"].get("knee_rate") or 0)' "$work/cap.json")
 
 "$bin" target --listen 127.0.0.1:0 >"$work/target.out" 2>&1 &
 pid=$!
@@ -63,14 +65,20 @@ for _ in $(seq 1 100); do
 done
 [ -n "$base" ] || { echo "the target did not start:"; cat "$work/target.out"; exit 1; }
 
-# The runbook's scenarios without think times or the WebSocket scenario.
+# The runbook's dashboard scenario alone, without its think time.
 python3 - examples/runbook.toml "$work/closed.toml" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 text = re.sub(r'\n\[\[scenarios\.[a-z_]+\.steps\]\]\nsleep = "[^"]*"\n', "\n", text)
-text = text.split("[scenarios.websocket_subscribe]")[0]
-open(sys.argv[2], "w").write(text)
+head = text.split("[scenarios.")[0]
+dash = "[scenarios.dashboard_load]" + text.split("[scenarios.dashboard_load]")[1].split("[scenarios.websocket_subscribe]")[0]
+open(sys.argv[2], "w").write(head + dash)
 PY
+echo "==> capacity FILE --demo on the dashboard mix"
+"$bin" capacity "$work/closed.toml" --demo -q --json "$work/dash.json" >/dev/null || true
+sustained=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"]["headroom"]["max_sustainable"] or 0)' "$work/dash.json")
+knee=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"].get("knee_rate") or 0)' "$work/dash.json")
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print("dashboard mix: knee", m.get("knee_rate"), "/s, max sustainable", m["headroom"]["max_sustainable"], "/s, limited by", (m.get("limiter") or {}).get("resource"), "; USL peak", m["usl"].get("peak_throughput"))' "$work/dash.json"
 
 echo "==> closed model against $base, $DURATION per run"
 best=0
@@ -84,5 +92,5 @@ for v in $VUS; do
 done
 echo "==> true capacity (best closed-model req/s): $best"
 awk -v s="$sustained" -v k="$knee" -v b="$best" 'BEGIN {
-  printf "capacity --demo max sustainable %.1f/s = %.3f x true capacity (%+.1f%%); knee %.1f/s = %.3f x\n", s, s / b, (s / b - 1) * 100, k, k / b
+  printf "dashboard mix: capacity max sustainable %.1f/s = %.3f x true capacity (%+.1f%%); knee %.1f/s = %.3f x\n", s, s / b, (s / b - 1) * 100, k, k / b
 }'

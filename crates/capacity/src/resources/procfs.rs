@@ -264,6 +264,9 @@ impl Source for Generator {
             let Some(busy) = self.cpu.per_s(now, cpu) else {
                 return Vec::new();
             };
+            // Threads appearing between two reads of the task list can make one
+            // interval read high: no process uses more than the cores it may run on.
+            let busy = busy.min(self.cores);
             vec![(
                 Ident {
                     resource: "load generator CPU".into(),
