@@ -11,7 +11,6 @@ use powertune_capacity::config::{split, RawCapacity};
 use powertune_capacity::{CapacityOptions, Event, Mix, ResourceOptions};
 use powertune_core::{units, ExitCode};
 use powertune_load::Plan;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,15 +171,7 @@ fn demo_defaults() -> RawCapacity {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // Everything is validated before any socket opens.
     let targets = ctx.targets()?;
-    let mut env = HashMap::new();
-    for e in &args.env {
-        match e.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                env.insert(k.to_string(), v.to_string());
-            }
-            _ => bail!("--env `{e}` is not NAME=VALUE (expected e.g. --env JWT=abc)"),
-        }
-    }
+    let env = super::load::parse_env(&args.env)?;
     let (plan, table) = match &args.file {
         Some(f) => {
             let s = split(f)?;
