@@ -35,6 +35,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Load-test: a scenario file (`load FILE --base-url URL`) or a one-off `--url`; k6-like summary judged against the runbook.
     Load(commands::load::Args),
+    /// Capacity planning: graduated load to the first SLO violation, the limiting resource, headroom vs growth; `--verify` re-tests.
+    Capacity(commands::capacity::Args),
     /// Compare two `load --json` reports: each metric's change and "throughput ≥ baseline × 0.8".
     Compare(commands::compare::Args),
     /// Show earlier `--json` reports of any command again, as HTML, JUnit or Markdown.
@@ -96,6 +98,7 @@ fn main() {
         Command::Targets(a) => commands::targets::run(&ctx, a),
         Command::Demo(a) => commands::demo::run(&ctx, a),
         Command::Load(a) => commands::load::run(&ctx, a),
+        Command::Capacity(a) => commands::capacity::run(&ctx, a),
         Command::Compare(a) => commands::compare::run(&ctx, a),
         Command::Report(a) => commands::report::run(&ctx, a),
         Command::Redis(a) => commands::redis::run(&ctx, a),

@@ -162,6 +162,20 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
     m.insert("targets", s(&["targets"]));
     m.insert("demo", s(&["demo", "--time-scale", "0.01"]));
     m.insert(
+        "capacity",
+        s(&[
+            "capacity",
+            "--demo",
+            "--step",
+            "1s",
+            "--warmup",
+            "0s",
+            "--max-steps",
+            "1",
+            "-q",
+        ]),
+    );
+    m.insert(
         "load",
         s(&[
             "load",

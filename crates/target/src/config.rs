@@ -42,6 +42,8 @@ pub struct TargetConfig {
     pub routes: RoutesConfig,
     /// The ActionCable endpoint `/cable`.
     pub cable: CableConfig,
+    /// The Redis-backed cache route `GET /api/v1/cache/{key}`.
+    pub redis: crate::redis_cache::RedisConfig,
 }
 
 impl Default for TargetConfig {
@@ -58,6 +60,7 @@ impl Default for TargetConfig {
             auth: AuthConfig::default(),
             routes: RoutesConfig::default(),
             cable: CableConfig::default(),
+            redis: Default::default(),
         }
     }
 }
@@ -386,6 +389,7 @@ impl TargetConfig {
     pub fn masked(&self) -> TargetConfig {
         let mut shown = self.clone();
         shown.auth.password = MASK.into();
+        shown.redis.url = shown.redis.url.map(|u| powertune_core::redact::url(&u));
         for u in &mut shown.auth.users {
             u.password = MASK.into();
         }
@@ -460,6 +464,7 @@ impl TargetConfig {
                 "extra_delay = \"50ms\"",
             );
         }
+        self.redis.validate_in(src)?;
         if !(1..=1024).contains(&self.cpu_workers) {
             return invalid(
                 "cpu_workers",

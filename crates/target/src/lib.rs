@@ -9,6 +9,7 @@
 //! | `POST /api/v1/ai/missions` | needs the token; creates a mission → 201 |
 //! | `GET /api/v1/ai/monitoring/dashboard` | needs the token; counts and recent missions from live state |
 //! | `GET /cable` | ActionCable (`actioncable-v1-json`): welcome, pings, `MonitoringChannel` broadcasts |
+//! | `GET /api/v1/cache/{key}` | read-through cache on Redis behind a bounded pool (`[redis]`) |
 //! | `GET /health` | `{"status":"ok"}` |
 //! | `GET /metrics` | Prometheus text: requests, latency histograms, pool, WebSockets |
 //!
@@ -44,6 +45,7 @@ mod error;
 mod handlers;
 mod metrics;
 mod monitoring;
+mod redis_cache;
 mod rng;
 pub mod route;
 mod server;
@@ -54,6 +56,7 @@ pub use config::{
 };
 pub use error::TargetError;
 pub use powertune_serve::Limits;
+pub use redis_cache::RedisConfig;
 pub use route::Route;
 pub use server::{default_limits, start, start_with_limits, RunningTarget, ENDPOINTS};
 pub use state::{CableStats, PoolStats, RouteStats, TargetStats};

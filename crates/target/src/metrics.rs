@@ -15,6 +15,7 @@ pub fn render(s: &Shared) -> String {
     requests(s, &mut e);
     pool(s, &mut e);
     cpu(s, &mut e);
+    crate::redis_cache::metrics(s.redis.as_ref(), &mut e);
     cable(s, &mut e);
     work(s, &mut e);
     e.gauge(

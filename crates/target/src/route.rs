@@ -10,6 +10,8 @@ pub enum Route {
     Dashboard,
     Health,
     Cable,
+    /// `GET /api/v1/cache/{key}` (Redis-backed).
+    Cache,
     /// `/metrics` scrapes: not counted in the request statistics.
     Metrics,
     /// Any other path (answered 404 or 405).
@@ -18,13 +20,14 @@ pub enum Route {
 
 impl Route {
     /// Every route, in display order.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::Login,
         Route::Execute,
         Route::Missions,
         Route::Dashboard,
         Route::Health,
         Route::Cable,
+        Route::Cache,
         Route::Metrics,
         Route::Other,
     ];
@@ -43,6 +46,7 @@ impl Route {
             Route::Dashboard => "/api/v1/ai/monitoring/dashboard",
             Route::Health => "/health",
             Route::Cable => "/cable",
+            Route::Cache => "/api/v1/cache/{key}",
             Route::Metrics => "/metrics",
             Route::Other => "other",
         }
@@ -57,6 +61,7 @@ impl Route {
             Route::Dashboard => "dashboard",
             Route::Health => "health",
             Route::Cable => "cable",
+            Route::Cache => "cache",
             Route::Metrics => "metrics",
             Route::Other => "other",
         }
@@ -71,6 +76,7 @@ impl Route {
             "/health" => Route::Health,
             "/cable" => Route::Cable,
             "/metrics" => Route::Metrics,
+            p if p.starts_with("/api/v1/cache/") => Route::Cache,
             p => match p
                 .strip_prefix("/api/v1/ai/agents/")
                 .and_then(|rest| rest.strip_suffix("/execute"))

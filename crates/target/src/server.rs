@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The endpoints, for printing: (method, path, note).
-pub const ENDPOINTS: [(&str, &str, &str); 7] = [
+pub const ENDPOINTS: [(&str, &str, &str); 8] = [
     (
         "POST",
         "/api/v1/auth/login",
@@ -34,6 +34,11 @@ pub const ENDPOINTS: [(&str, &str, &str); 7] = [
         "Bearer token; analytics",
     ),
     ("GET", "/cable", "ActionCable WebSocket (MonitoringChannel)"),
+    (
+        "GET",
+        "/api/v1/cache/{key}",
+        "read-through cache on Redis ([redis])",
+    ),
     ("GET", "/health", "liveness"),
     ("GET", "/metrics", "Prometheus text"),
 ];
@@ -105,6 +110,7 @@ fn router(state: Arc<Shared>, body_limit: usize) -> Router {
         .route("/api/v1/ai/agents/{id}/execute", post(handlers::execute))
         .route("/api/v1/ai/missions", post(handlers::create_mission))
         .route("/api/v1/ai/monitoring/dashboard", get(handlers::dashboard))
+        .route("/api/v1/cache/{key}", get(crate::redis_cache::cache))
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .route("/cable", get(handlers::cable))

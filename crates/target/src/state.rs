@@ -257,6 +257,8 @@ pub struct Shared {
     pub sessions: tokio_util::task::TaskTracker,
     /// Requests arriving before this instant wait until it (see `RunningTarget::stall`).
     pub stall_until: Mutex<Option<tokio::time::Instant>>,
+    /// The cache route's Redis pool (`[redis]` with a URL).
+    pub redis: Option<crate::redis_cache::RedisCache>,
 }
 
 impl Shared {
@@ -296,6 +298,7 @@ impl Shared {
             shutdown,
             sessions: tokio_util::task::TaskTracker::new(),
             stall_until: Mutex::new(None),
+            redis: crate::redis_cache::RedisCache::new(&settings.config.redis, seed),
             settings,
         }
     }

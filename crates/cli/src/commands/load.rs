@@ -105,6 +105,20 @@ pub struct Args {
     insecure_skip_tls_verify: bool,
 }
 
+/// `--env NAME=VALUE` flags as a map (`load` and `capacity`).
+pub fn parse_env(flags: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    let mut env = HashMap::new();
+    for e in flags {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                env.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("--env `{e}` is not NAME=VALUE (expected e.g. --env JWT=abc)"),
+        }
+    }
+    Ok(env)
+}
+
 /// Splits `http://host:port/path?q` into (`http://host:port`, `/path?q`).
 fn split_url(u: &str) -> anyhow::Result<(String, String)> {
     let Some(i) = u.find("://") else {
@@ -138,15 +152,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         },
         (None, None) => None,
     };
-    let mut env = HashMap::new();
-    for e in &args.env {
-        match e.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                env.insert(k.to_string(), v.to_string());
-            }
-            _ => bail!("--env `{e}` is not NAME=VALUE (expected e.g. --env JWT=abc)"),
-        }
-    }
+    let env = parse_env(&args.env)?;
     let (mut plan, base_url) = match (&args.file, &args.url) {
         (Some(f), None) => {
             if let Some(flag) = one_off_flag(&args) {

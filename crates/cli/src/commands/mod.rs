@@ -2,6 +2,7 @@
 //! socket opens, calls one engine and renders the report.
 
 pub mod apm;
+pub mod capacity;
 pub mod compare;
 pub mod completions;
 pub mod db;

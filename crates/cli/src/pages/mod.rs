@@ -7,6 +7,7 @@ use powertune_core::html::Page;
 use powertune_core::Report;
 
 mod apm;
+mod capacity;
 mod cells;
 mod compare;
 mod db;
@@ -22,6 +23,7 @@ pub fn page(report: &Report) -> Page {
     match first {
         "load" | "demo" => load::page(report),
         "compare" => compare::page(report),
+        "capacity" => capacity::page(report),
         "apm" => apm::page(report),
         "db" => db::page(report),
         "redis" => redis::page(report),

@@ -3,6 +3,7 @@
 //! [`scenario`], [`step`]) before any socket opens. Errors are core's `ConfigError`:
 //! `FILE:LINE:COL: KEY: WHY, e.g. RIGHT`.
 
+mod at_path;
 mod context;
 mod file;
 mod model;

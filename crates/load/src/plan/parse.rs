@@ -32,7 +32,7 @@ impl Plan {
 
     /// The two passes: the file as written ([`super::file`], unknown keys and wrong
     /// types refused by `Source::deserialize`), then each part validated at its key.
-    fn parse(source: &Source, dir: Option<PathBuf>) -> Result<Plan, PlanError> {
+    pub(super) fn parse(source: &Source, dir: Option<PathBuf>) -> Result<Plan, PlanError> {
         let mut cx = Ctx {
             source,
             dir,
