@@ -424,9 +424,15 @@ pub fn vacuum(s: &DbSnapshot, t: &Targets) -> Vec<Finding> {
             .last_autovacuum_age_s
             .map(|a| format!("last autovacuum {} ago", secs(a)))
             .unwrap_or_else(|| "never autovacuumed".into());
+        // With no live tuple the ratio has no meaning: the count is the figure.
+        let observed = if tb.n_live_tup <= 0 {
+            Value::of(count(tb.n_dead_tup as f64)).note("dead, 0 live")
+        } else {
+            Value::of(Quantity::percent(pct)).note("dead")
+        };
         out.push(
             Finding::new(AREA, "dead_tuples", tb.qualified(), Verdict::Warn)
-                .observed(Value::of(Quantity::percent(pct)).note("dead"))
+                .observed(observed)
                 .target(Value::le(Quantity::percent(t.database.dead_tuple_pct)))
                 .evidence(format!(
                     "{} dead / {} live tuples, {last}{}",
@@ -1054,6 +1060,17 @@ mod tests {
         );
         assert_eq!(f[0].target, Value::le(Quantity::percent(20.0)));
         assert!(f[0].evidence.contains("autovacuum disabled"));
+
+        // Every row deleted: the dead count is the figure, not a ratio to 0 live.
+        let mut emptied = table("emptied");
+        emptied.n_live_tup = 0;
+        emptied.n_dead_tup = 90_000;
+        s.tables = vec![emptied];
+        let f = vacuum(&s, &Targets::default());
+        assert_eq!(
+            f[0].observed,
+            Value::of(Quantity::count(90_000.0)).note("dead, 0 live")
+        );
     }
 
     #[test]
