@@ -121,8 +121,18 @@ struct PodTemplate {
 #[serde(rename_all = "camelCase")]
 struct PodSpec {
     restart_policy: &'static str,
+    security_context: PodSecurity,
     containers: Vec<Container>,
     volumes: Vec<Volume>,
+}
+
+/// The image runs as distroless' `nonroot` (uid and gid 65532); `fsGroup` makes the
+/// results volume writable by it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSecurity {
+    run_as_non_root: bool,
+    fs_group: u32,
 }
 
 #[derive(Serialize)]
@@ -314,6 +324,10 @@ pub fn manifest(spec: &JobSpec) -> Result<String, K8sError> {
                 metadata: meta(name, role),
                 spec: PodSpec {
                     restart_policy: "Never",
+                    security_context: PodSecurity {
+                        run_as_non_root: true,
+                        fs_group: 65532,
+                    },
                     containers: vec![Container {
                         name: "powertune",
                         image: spec.image.clone(),

@@ -62,6 +62,7 @@ fn every_document_is_a_valid_kubernetes_object() {
     assert_eq!(job["completionMode"], "Indexed");
     assert_eq!(job["completions"], 4);
     assert_eq!(job["parallelism"], 4);
+    assert_eq!(job["template"]["spec"]["securityContext"]["fsGroup"], 65532);
     let args: Vec<&str> = job["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap()

@@ -251,7 +251,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let mut sinks = Vec::new();
     for o in &args.out {
         match o.strip_prefix("json=") {
-            Some(f) if f.is_empty() => bail!("--out `{o}` names no file (expected json=FILE)"),
+            Some("") => bail!("--out `{o}` names no file (expected json=FILE)"),
             Some(_) if json_out.is_some() => bail!("--out json=FILE is given twice"),
             Some(f) => json_out = Some(PathBuf::from(f)),
             None => sinks.push(powertune_load::out::Sink::parse(o).map_err(anyhow::Error::msg)?),

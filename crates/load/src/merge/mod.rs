@@ -418,7 +418,10 @@ pub fn inspect_merge(
     targets: &powertune_core::Targets,
 ) -> Result<powertune_core::Inspection<MergeMetrics>, MergeError> {
     let (summary, info) = merge(parts, allow_partial)?;
-    let run = crate::judge_run(summary, baseline, targets);
+    let mut run = crate::judge_run(summary, baseline, targets);
+    if let Some(f) = segments_missing(&info) {
+        run.findings.insert(0, f);
+    }
     let mut text = format!("merged {} part(s) of {}\n", info.parts.len(), info.sequence);
     for p in &info.parts {
         text.push_str(&format!(
@@ -443,6 +446,26 @@ pub fn inspect_merge(
         },
         text,
     ))
+}
+
+/// A merge with segments missing (`--allow-partial`) judges only part of the load:
+/// a warning naming them.
+fn segments_missing(info: &MergeInfo) -> Option<powertune_core::Finding> {
+    if info.missing.is_empty() {
+        return None;
+    }
+    Some(
+        powertune_core::Finding::new(
+            "load",
+            "segments_missing",
+            "merge",
+            powertune_core::Verdict::Warn,
+        )
+        .observed(format!("{} missing", info.missing.len()))
+        .target("every segment of the sequence")
+        .evidence(format!("missing {} of {}", info.missing.join(", "), info.sequence))
+        .action("run the missing segments again and merge every part: the figures cover only the parts given"),
+    )
 }
 
 #[cfg(test)]

@@ -148,6 +148,15 @@ fn refusals_say_what_and_where() {
     let (m, info) = merge(std::slice::from_ref(&a), true).unwrap();
     assert_eq!(info.missing, ["1/2:1"]);
     assert_eq!(m.http.reqs, 1);
+    let i = inspect_merge(
+        std::slice::from_ref(&a),
+        true,
+        None,
+        &powertune_core::Targets::default(),
+    )
+    .unwrap();
+    assert_eq!(i.findings[0].check, "segments_missing");
+    assert_eq!(i.findings[0].verdict, powertune_core::Verdict::Warn);
     // Versions.
     let mut newer = b.clone();
     newer.version = "0.2.0".into();
