@@ -91,6 +91,14 @@ async fn four_parts(dir: &Path, plan: &Path, base: &str) -> (Vec<PathBuf>, Vec<O
     (files, outs)
 }
 
+/// `powertune merge PARTS… EXTRA…`.
+async fn merge(parts: &[PathBuf], extra: &[&str]) -> Output {
+    let mut args = vec!["merge"];
+    args.extend(strs(parts));
+    args.extend(extra);
+    powertune(&args).await
+}
+
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
@@ -114,15 +122,16 @@ async fn four_processes_merge_to_the_targets_count_with_exact_quantiles() {
     }
     let merged = dir.path().join("all.json");
     let html = dir.path().join("all.html");
-    let mut args = vec!["merge"];
-    args.extend(strs(&parts));
-    args.extend([
-        "--json",
-        merged.to_str().unwrap(),
-        "--html",
-        html.to_str().unwrap(),
-    ]);
-    let o = powertune(&args).await;
+    let o = merge(
+        &parts,
+        &[
+            "--json",
+            merged.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("merged 4 part(s) of 0,1/4,1/2,3/4,1"), "{out}");
@@ -199,10 +208,7 @@ async fn a_rate_split_four_ways_holds_the_planned_rate_in_sum() {
         assert_eq!(o.status.code(), Some(0), "{}{}", stdout(o), stderr(o));
     }
     let merged = dir.path().join("all.json");
-    let mut args = vec!["merge"];
-    args.extend(strs(&parts));
-    args.extend(["--json", merged.to_str().unwrap()]);
-    let o = powertune(&args).await;
+    let o = merge(&parts, &["--json", merged.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let m = &json(&merged)["metrics"];
     let iterations = m["iterations"].as_u64().unwrap();
@@ -252,9 +258,7 @@ async fn thresholds_are_judged_on_the_whole_not_the_parts() {
             stderr(o)
         );
     }
-    let mut args = vec!["merge"];
-    args.extend(strs(&parts));
-    let o = powertune(&args).await;
+    let o = merge(&parts, &[]).await;
     assert_eq!(o.status.code(), Some(99), "{}{}", stdout(&o), stderr(&o));
     assert!(
         stdout(&o).contains("✗ http_reqs: count<150"),
@@ -279,9 +283,7 @@ async fn thresholds_are_judged_on_the_whole_not_the_parts() {
             stderr(o)
         );
     }
-    let mut args = vec!["merge"];
-    args.extend(strs(&parts));
-    let o = powertune(&args).await;
+    let o = merge(&parts, &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
 

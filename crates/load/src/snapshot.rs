@@ -444,6 +444,22 @@ impl Summary {
         s
     }
 
+    /// The summary of a run in progress over `elapsed` (no start time, base URL or VU
+    /// figures): what the live monitor and the live outputs evaluate.
+    pub(crate) fn live(plan: &Plan, shard: &Shard, elapsed: Duration) -> Summary {
+        Summary::build(Collected {
+            plan,
+            shard,
+            elapsed,
+            started_at: chrono::Utc::now(),
+            base_url: "",
+            vus_max: 0,
+            scenario_vus_max: &[],
+            vus: None,
+            aborted: None,
+        })
+    }
+
     pub(crate) fn finish_totals(&mut self) {
         self.iterations = self.scenarios.iter().map(|s| s.iterations).sum();
         self.dropped_iterations = self.scenarios.iter().map(|s| s.dropped_iterations).sum();

@@ -11,7 +11,7 @@
 mod prometheus_rw;
 
 use crate::collect::state::Shared;
-use crate::snapshot::{Collected, HttpSummary, Summary};
+use crate::snapshot::{HttpSummary, Summary};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -183,17 +183,7 @@ pub fn samples(s: &Summary, scenario_vus: &[u64], vus: u64, segment: &str) -> Ve
 
 fn batch(shared: &Shared, t0: Instant) -> Batch {
     let snap = shared.reg.snapshot();
-    let s = Summary::build(Collected {
-        plan: &shared.plan,
-        shard: &snap,
-        elapsed: t0.elapsed(),
-        started_at: chrono::Utc::now(),
-        base_url: "",
-        vus_max: 0,
-        scenario_vus_max: &[],
-        vus: None,
-        aborted: None,
-    });
+    let s = Summary::live(&shared.plan, &snap, t0.elapsed());
     Batch {
         at_ms: chrono::Utc::now().timestamp_millis(),
         samples: samples(
