@@ -37,6 +37,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)   # HTML reports opened 
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+[ -x /usr/bin/prometheus ] || need+=(prometheus)   # load's remote write is read back from it
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   as_root apt-get update -qq

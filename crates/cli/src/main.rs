@@ -39,6 +39,8 @@ enum Command {
     Capacity(commands::capacity::Args),
     /// Compare two `load --json` reports: each metric's change and "throughput ≥ baseline × 0.8".
     Compare(commands::compare::Args),
+    /// Merge the `load --segment … --json` parts of one split run into one run, judged on the whole.
+    Merge(commands::merge::Args),
     /// Show earlier `--json` reports of any command again, as HTML, JUnit or Markdown.
     Report(commands::report::Args),
     /// The runbook's Redis checks: INFO, SLOWLOG, key scan, cache types; `redis keys` scans every key.
@@ -100,6 +102,7 @@ fn main() {
         Command::Load(a) => commands::load::run(&ctx, a),
         Command::Capacity(a) => commands::capacity::run(&ctx, a),
         Command::Compare(a) => commands::compare::run(&ctx, a),
+        Command::Merge(a) => commands::merge::run(&ctx, a),
         Command::Report(a) => commands::report::run(&ctx, a),
         Command::Redis(a) => commands::redis::run(&ctx, a),
         Command::Queues(a) => commands::queues::run(&ctx, a),

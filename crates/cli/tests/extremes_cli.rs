@@ -152,6 +152,12 @@ fn fixtures() -> Fixtures {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // One segment of two, for merge.
+    Command::new(BIN)
+        .args(["load", "--url", &f.http, "--vus", "2", "--duration", "1s"])
+        .args(["--segment", "1/2", "--json", &f.path("part.json"), "-q"])
+        .output()
+        .unwrap();
     f
 }
 
@@ -193,6 +199,10 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         s(&["compare", &f.path("a.json"), &f.path("b.json")]),
     );
     m.insert("report", s(&["report", &f.path("a.json")]));
+    m.insert(
+        "merge",
+        s(&["merge", &f.path("part.json"), "--allow-partial"]),
+    );
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));

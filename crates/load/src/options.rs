@@ -33,6 +33,13 @@ pub struct RunOptions {
     /// Cancelled to stop the run at once (a second signal): requests in flight are
     /// counted as interrupted.
     pub halt: Option<CancellationToken>,
+    /// Start the load at this wall-clock time (`--start-at`), so the segments of a
+    /// split run begin together; a time already past starts at once. The base URL is
+    /// checked before the wait.
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Live metric outputs (`--out prometheus-rw=URL`); their counters are read
+    /// after the run.
+    pub outputs: Option<Arc<crate::out::Outputs>>,
 }
 
 impl RunOptions {
@@ -46,6 +53,8 @@ impl RunOptions {
             baseline: None,
             stop: None,
             halt: None,
+            start_at: None,
+            outputs: None,
         }
     }
 }
@@ -87,4 +96,6 @@ pub enum LoadError {
     Unreachable { url: String, reason: String },
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+    #[error("interrupted while waiting for --start-at; no VU was started")]
+    Interrupted,
 }

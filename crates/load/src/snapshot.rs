@@ -269,6 +269,14 @@ pub struct Summary {
     pub started_at: String,
     /// Seconds the run took.
     pub duration_s: f64,
+    /// The validated plan's hash (`sha256:…`, see `powertune_load::segment::plan_hash`):
+    /// the parts of one split run share it, and `powertune merge` refuses parts whose
+    /// hashes differ.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan_hash: String,
+    /// The execution segment this run was (`--segment`); absent for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<crate::segment::SegmentInfo>,
     /// Why an `abort_on_fail` threshold stopped the run early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
@@ -413,6 +421,9 @@ impl Summary {
             base_url: base_url.to_string(),
             started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_s: secs,
+            plan_hash: crate::segment::plan_hash(plan),
+            segment: (!plan.segment.is_whole())
+                .then(|| plan.segment.info(&crate::segment::plan_hash(plan))),
             aborted: aborted.map(str::to_string),
             interrupted: false,
             vus_max,
@@ -433,7 +444,23 @@ impl Summary {
         s
     }
 
-    fn finish_totals(&mut self) {
+    /// The summary of a run in progress over `elapsed` (no start time, base URL or VU
+    /// figures): what the live monitor and the live outputs evaluate.
+    pub(crate) fn live(plan: &Plan, shard: &Shard, elapsed: Duration) -> Summary {
+        Summary::build(Collected {
+            plan,
+            shard,
+            elapsed,
+            started_at: chrono::Utc::now(),
+            base_url: "",
+            vus_max: 0,
+            scenario_vus_max: &[],
+            vus: None,
+            aborted: None,
+        })
+    }
+
+    pub(crate) fn finish_totals(&mut self) {
         self.iterations = self.scenarios.iter().map(|s| s.iterations).sum();
         self.dropped_iterations = self.scenarios.iter().map(|s| s.dropped_iterations).sum();
         self.data_sent = self.scenarios.iter().map(|s| s.data_sent).sum();

@@ -41,7 +41,7 @@ impl Latency {
         })
     }
 
-    fn upper(a: Option<Latency>, b: Option<Latency>) -> Option<Latency> {
+    pub(crate) fn upper(a: Option<Latency>, b: Option<Latency>) -> Option<Latency> {
         match (a, b) {
             (Some(a), Some(b)) => Some(Latency {
                 p50: a.p50.max(b.p50),
@@ -96,7 +96,7 @@ fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 impl Point {
     /// The point covering `self` then `o` (percentiles: the larger of each).
-    fn fold(&self, o: &Point) -> Point {
+    pub(crate) fn fold(&self, o: &Point) -> Point {
         let mut errors = self.errors;
         errors.add(&o.errors);
         Point {
@@ -179,7 +179,7 @@ impl Line {
 }
 
 /// `points` with each pair of neighbours merged into one point covering both.
-fn fold(points: &[Point]) -> Vec<Point> {
+pub(crate) fn fold(points: &[Point]) -> Vec<Point> {
     points
         .chunks(2)
         .map(|c| match c {

@@ -83,9 +83,15 @@ pub struct Args {
     #[command(flatten)]
     output: crate::args::Output,
 
-    /// k6's spelling of --json: `--out json=FILE`.
-    #[arg(long, value_name = "json=FILE")]
-    out: Option<String>,
+    /// k6's spelling of --json: `--out json=FILE`; live metrics with
+    /// `--out prometheus-rw=URL` (Prometheus remote write; see docs/scale-out.md).
+    /// Repeatable.
+    #[arg(long, value_name = "KIND=TARGET")]
+    out: Vec<String>,
+
+    /// How often --out prometheus-rw pushes (e.g. 5s, at least 100ms).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::args::positive_duration_at_most(std::time::Duration::from_secs(3600)))]
+    out_interval: Duration,
 
     /// No live progress on standard error.
     #[arg(long, short = 'q')]
@@ -103,6 +109,118 @@ pub struct Args {
     /// k6's insecureSkipTLSVerify: accept any server certificate.
     #[arg(long)]
     insecure_skip_tls_verify: bool,
+
+    /// Run one execution segment of the plan: i/n (the i-th of n equal parts, e.g.
+    /// 2/4) or k6's from:to (1/4:1/2, 25%:50%). See docs/scale-out.md.
+    #[arg(long, value_name = "SEGMENT", conflicts_with = "segment_index")]
+    segment: Option<String>,
+
+    /// k6's execution segment sequence, every split point from 0 to 1
+    /// (0,1/4,1/2,3/4,1); give the same one to every part of an uneven split.
+    #[arg(long, value_name = "SEQUENCE")]
+    segment_sequence: Option<String>,
+
+    /// Run segment K (0-based) of --segment-sequence (a Kubernetes Indexed Job passes
+    /// its JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "K", requires = "segment_sequence")]
+    segment_index: Option<usize>,
+
+    /// Start the load at this time (RFC 3339, e.g. 2026-12-05T10:00:00Z) so the
+    /// segments on several machines begin together; a past time starts at once.
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    start_at: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Print a Kubernetes manifest instead of running: a ConfigMap with the plan, an
+    /// Indexed Job of N pods (one segment each) and a suspended merge Job (see
+    /// docs/scale-out.md).
+    #[arg(long, value_name = "N", requires = "image", value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with_all = ["segment", "segment_index", "segment_sequence", "url"])]
+    k8s_job: Option<u32>,
+
+    /// The powertune image the pods run (with --k8s-job), e.g. registry/powertune:0.2.
+    #[arg(long, value_name = "IMAGE", requires = "k8s_job")]
+    image: Option<String>,
+
+    /// The results volume's size request (with --k8s-job).
+    #[arg(long, value_name = "SIZE", default_value = "1Gi", requires = "k8s_job")]
+    k8s_results_size: String,
+}
+
+fn rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time ({e}), e.g. 2026-12-05T10:00:00Z"))
+}
+
+/// The execution segment the flags ask for (the whole run when none).
+fn share(args: &Args) -> anyhow::Result<powertune_load::segment::Share> {
+    use powertune_load::segment::{parse_sequence, Share};
+    let share = match (&args.segment, args.segment_index, &args.segment_sequence) {
+        (Some(s), _, q) => Share::parse(s, q.as_deref())?,
+        (None, Some(k), Some(q)) => {
+            let points = parse_sequence(q)?;
+            if k + 1 >= points.len() {
+                bail!(
+                    "--segment-index {k} is past the {} segments of --segment-sequence {q} (0-based, e.g. --segment-index 0)",
+                    points.len() - 1
+                );
+            }
+            Share::new(points, k)?
+        }
+        (None, None, Some(_)) => {
+            bail!("--segment-sequence needs --segment (e.g. --segment 1/4:1/2) or --segment-index (e.g. 0)")
+        }
+        _ => Share::whole(),
+    };
+    Ok(share)
+}
+
+/// What `--k8s-job` needs from the flags: the pods get the same executor flags.
+fn args_k8s(
+    args: &Args,
+    n: u32,
+    file: &std::path::Path,
+    base_url: &str,
+) -> super::load_k8s::Request {
+    let mut extra: Vec<String> = Vec::new();
+    let mut flag = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            extra.push(name.to_string());
+            extra.push(v);
+        }
+    };
+    flag("--vus", args.vus.map(|v| v.to_string()));
+    flag(
+        "--duration",
+        args.duration.map(|d| format!("{}ms", d.as_millis())),
+    );
+    flag("--rate", args.rate.map(|r| r.to_string()));
+    flag("--time-scale", args.time_scale.map(|t| t.to_string()));
+    for t in &args.thresholds {
+        extra.push("--threshold".into());
+        extra.push(t.clone());
+    }
+    if args.no_vu_connection_reuse {
+        extra.push("--no-vu-connection-reuse".into());
+    }
+    if args.insecure_skip_tls_verify {
+        extra.push("--insecure-skip-tls-verify".into());
+    }
+    super::load_k8s::Request {
+        segments: n,
+        image: args.image.clone().unwrap_or_default(),
+        plan_file: file.to_path_buf(),
+        base_url: base_url.to_string(),
+        start_at: args.start_at,
+        extra_args: extra,
+        results_size: args.k8s_results_size.clone(),
+        refused: [
+            (!args.env.is_empty(), "--env (its values would be written into the manifest; give them to the pods from a Secret)"),
+            (args.ca_cert.is_some(), "--ca-cert (the file is not shipped to the pods)"),
+            (args.baseline.is_some(), "--baseline (give it to the merge step)"),
+        ]
+        .into_iter()
+        .find_map(|(given, what)| given.then_some(what)),
+    }
 }
 
 /// `--env NAME=VALUE` flags as a map (`load` and `capacity`).
@@ -143,14 +261,22 @@ fn split_url(u: &str) -> anyhow::Result<(String, String)> {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // Everything is validated before any socket opens.
     let targets = ctx.targets()?;
-    let json_path: Option<PathBuf> = match (&args.output.json, &args.out) {
+    let mut json_out: Option<PathBuf> = None;
+    let mut sinks = Vec::new();
+    for o in &args.out {
+        match o.strip_prefix("json=") {
+            Some("") => bail!("--out `{o}` names no file (expected json=FILE)"),
+            Some(_) if json_out.is_some() => bail!("--out json=FILE is given twice"),
+            Some(f) => json_out = Some(PathBuf::from(f)),
+            None => sinks.push(powertune_load::out::Sink::parse(o).map_err(anyhow::Error::msg)?),
+        }
+    }
+    if args.out_interval < Duration::from_millis(100) {
+        bail!("--out-interval must be at least 100ms, e.g. --out-interval 5s");
+    }
+    let json_path: Option<PathBuf> = match (&args.output.json, json_out) {
         (Some(_), Some(_)) => bail!("give --json FILE or --out json=FILE, not both"),
-        (Some(j), None) => Some(j.clone()),
-        (None, Some(o)) => match o.strip_prefix("json=") {
-            Some(f) if !f.is_empty() => Some(PathBuf::from(f)),
-            _ => bail!("--out `{o}` is not supported (expected json=FILE)"),
-        },
-        (None, None) => None,
+        (j, o) => j.clone().or(o),
     };
     let env = parse_env(&args.env)?;
     let (mut plan, base_url) = match (&args.file, &args.url) {
@@ -238,6 +364,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if args.insecure_skip_tls_verify {
         plan.options.insecure_skip_tls_verify = true;
     }
+    if let (Some(n), Some(f)) = (args.k8s_job, &args.file) {
+        return super::load_k8s::print(ctx, &args_k8s(&args, n, f, &base_url), &plan);
+    }
+    plan.split(share(&args)?)?;
     let baseline = args
         .baseline
         .as_deref()
@@ -248,11 +378,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let mut opts = RunOptions::new(plan, base_url);
     opts.env = env;
     opts.baseline = baseline;
+    opts.start_at = args.start_at;
+    let outputs = (!sinks.is_empty())
+        .then(|| std::sync::Arc::new(powertune_load::out::Outputs::new(sinks, args.out_interval)));
+    opts.outputs = outputs.clone();
     let inspection = run_with_progress(opts, &targets, !args.quiet, total)?;
+    if let Some(o) = &outputs {
+        report_outputs(o);
+    }
     emit_run(
         &inspection,
         crate::outputs::Files::from(&args.output).with_json(json_path.as_deref()),
     )
+}
+
+/// One line per live output on standard error: what it pushed, dropped and why
+/// pushes failed.
+fn report_outputs(o: &powertune_load::out::Outputs) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (sink, st) in &o.sinks {
+        let mut line = format!(
+            "powertune load: --out {}: {} pushed, {} dropped (queue full), {} failed",
+            sink.kind(),
+            st.pushed.load(Relaxed),
+            st.dropped.load(Relaxed),
+            st.failed.load(Relaxed)
+        );
+        if let Some(e) = st.last_error.lock().as_ref() {
+            line.push_str(&format!(" (last: {e})"));
+        }
+        eprintln!("{line}");
+    }
 }
 
 /// Emits a run's report, marked interrupted (exit code 105) when a signal cut it short.

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod frontend;
 pub mod gateway;
 pub mod load;
+pub mod load_k8s;
+pub mod merge;
 pub mod provider_sim;
 pub mod queues;
 pub mod redis;
@@ -29,6 +31,8 @@ pub struct Context {
     /// `--targets FILE`, read and checked once before the command starts, so a bad
     /// file is refused even by the commands that judge nothing.
     given: Option<powertune_core::Targets>,
+    /// The targets file in force (`--targets FILE`, else ./powertune.toml if present).
+    pub targets_path: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -38,7 +42,14 @@ impl Context {
             Some(p) => Some(powertune_core::Targets::load(Some(p))?),
             None => None,
         };
-        Ok(Context { given })
+        let targets_path = targets_path.map(Path::to_path_buf).or_else(|| {
+            let p = Path::new(powertune_core::targets::DEFAULT_FILE);
+            p.exists().then(|| p.to_path_buf())
+        });
+        Ok(Context {
+            given,
+            targets_path,
+        })
     }
 
     /// The targets in force: defaults plus `--targets FILE` or `./powertune.toml`.

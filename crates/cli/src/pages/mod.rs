@@ -21,7 +21,7 @@ mod redis;
 pub fn page(report: &Report) -> Page {
     let first = report.command.split_whitespace().next().unwrap_or("");
     match first {
-        "load" | "demo" => load::page(report),
+        "load" | "demo" | "merge" => load::page(report),
         "compare" => compare::page(report),
         "capacity" => capacity::page(report),
         "apm" => apm::page(report),

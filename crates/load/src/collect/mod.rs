@@ -2,9 +2,9 @@
 //! [`crate::http`], [`crate::h1`] and [`crate::ws`]) and hands back the merged
 //! metrics as a [`Summary`] with its thresholds evaluated.
 
-mod executor;
+pub(crate) mod executor;
 mod monitor;
-mod state;
+pub(crate) mod state;
 mod vu;
 
 use crate::http::{ClientShared, Origin, TlsTrust};
@@ -61,6 +61,11 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
         opts.stop.clone(),
         opts.halt.clone(),
     ));
+    if let Some(at) = opts.start_at {
+        if !wait_until(at, opts.stop.as_ref()).await {
+            return Err(LoadError::Interrupted);
+        }
+    }
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let mut scenarios = JoinSet::new();
@@ -68,6 +73,10 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
         scenarios.spawn(executor::run_scenario(shared.clone(), i, t0));
     }
     let (done_tx, done_rx) = watch::channel(false);
+    let outputs = opts
+        .outputs
+        .clone()
+        .map(|o| tokio::spawn(crate::out::run(o, shared.clone(), done_rx.clone(), t0)));
     let monitor = tokio::spawn(monitor::monitor(
         shared.clone(),
         opts.progress.clone(),
@@ -77,6 +86,9 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
     while scenarios.join_next().await.is_some() {}
     let _ = done_tx.send(true);
     let _ = monitor.await;
+    if let Some(o) = outputs {
+        let _ = o.await;
+    }
     signals.abort();
     let elapsed = t0.elapsed();
     let snap = shared.reg.snapshot();
@@ -106,7 +118,28 @@ pub async fn run(opts: &RunOptions) -> Result<Summary, LoadError> {
             .summary(plan, &shared.spans.lock().clone()),
     );
     summary.thresholds = evaluate(&summary, &plan.thresholds);
+    if let (Some(seg), Some(at)) = (summary.segment.as_mut(), opts.start_at) {
+        seg.start_at = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
     Ok(summary)
+}
+
+/// Sleeps until the wall-clock time `at` (at once when it is past); false when `stop`
+/// was cancelled first.
+async fn wait_until(at: chrono::DateTime<chrono::Utc>, stop: Option<&CancellationToken>) -> bool {
+    let Ok(wait) = (at - chrono::Utc::now()).to_std() else {
+        return true;
+    };
+    match stop {
+        Some(s) => tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = s.cancelled() => false,
+        },
+        None => {
+            tokio::time::sleep(wait).await;
+            true
+        }
+    }
 }
 
 /// Turns the caller's stop tokens into the run's stages: the first ends every

@@ -5,7 +5,7 @@
 
 use super::state::Shared;
 use crate::options::{Progress, ProgressFn};
-use crate::snapshot::{Collected, Summary};
+use crate::snapshot::Summary;
 use crate::thresholds::evaluate;
 use powertune_core::LatencyHistogram;
 use std::sync::atomic::Ordering;
@@ -87,17 +87,7 @@ fn drain(shared: &Shared, t0: Instant, last: bool) {
 
 /// Aborts the run when an `abort_on_fail` threshold past its delay fails.
 fn check_aborts(shared: &Shared, snap: &crate::metrics::Shard, elapsed: Duration) {
-    let s = Summary::build(Collected {
-        plan: &shared.plan,
-        shard: snap,
-        elapsed,
-        started_at: chrono::Utc::now(),
-        base_url: "",
-        vus_max: 0,
-        scenario_vus_max: &[],
-        vus: None,
-        aborted: None,
-    });
+    let s = Summary::live(&shared.plan, snap, elapsed);
     for (t, r) in shared
         .plan
         .thresholds

@@ -319,6 +319,9 @@ pub struct Plan {
     /// Number of HTTP series (steps) and checks, for the metric shards.
     pub n_series: usize,
     pub n_checks: usize,
+    /// The execution segment this process runs ([`Plan::split`]); the whole run by
+    /// default.
+    pub segment: crate::segment::Share,
 }
 
 impl Plan {

@@ -137,6 +137,7 @@ impl Plan {
             thresholds,
             n_series: cx.n_series,
             n_checks: cx.n_checks,
+            segment: crate::segment::Share::whole(),
         })
     }
 }

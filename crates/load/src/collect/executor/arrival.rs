@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// Arrivals per second over time.
-pub(super) struct RatePlan {
+pub(crate) struct RatePlan {
     pub start: f64,
     pub stages: Vec<Stage>,
 }
@@ -25,7 +25,7 @@ pub(super) struct RatePlan {
 /// The scheduled start of each iteration of an open model, as offsets from the
 /// scenario's start: arrival k comes when the integral of the (piecewise-linear) rate
 /// reaches k, so slow ramps are as exact as constant rates.
-struct Arrivals {
+pub(crate) struct Arrivals {
     plan: RatePlan,
     /// Next arrival's index.
     k: f64,
@@ -36,7 +36,7 @@ struct Arrivals {
 }
 
 impl Arrivals {
-    fn new(plan: RatePlan) -> Arrivals {
+    pub(crate) fn new(plan: RatePlan) -> Arrivals {
         Arrivals {
             plan,
             k: 0.0,
@@ -137,7 +137,7 @@ pub(super) async fn arrival(
         set.spawn(arrival_vu(
             shared.clone(),
             idx,
-            *spawned,
+            shared.plan.segment.nth(*spawned),
             pool.clone(),
             rx.clone(),
         ));
@@ -146,7 +146,13 @@ pub(super) async fn arrival(
     for _ in 0..pre {
         spawn(&mut set, &mut spawned);
     }
-    let arrivals = Arrivals::new(plan);
+    // A segment starts only the arrivals whose global index it owns, at their global
+    // times: the segments' schedules add up to the whole one.
+    let segment = &shared.plan.segment;
+    let arrivals = Arrivals::new(plan)
+        .enumerate()
+        .filter(|(k, _)| segment.owns(*k as u64))
+        .map(|(_, at)| at);
     let t0 = Instant::now();
     let mut abort = shared.stop_signal();
     for offset in arrivals {

@@ -21,7 +21,8 @@ pub(super) enum Budget {
 }
 
 /// Runs `vus` VUs until they spend `budget`, `limit` passes or the run is aborted,
-/// then gives them `grace` to finish their iteration.
+/// then gives them `grace` to finish their iteration. In a segmented run a VU's id
+/// is its index across the whole run (unique over every segment).
 pub(super) async fn closed(
     shared: &Arc<Shared>,
     idx: usize,
@@ -36,7 +37,7 @@ pub(super) async fn closed(
         set.spawn(closed_vu(
             shared.clone(),
             idx,
-            id as u64,
+            shared.plan.segment.nth(u64::from(id)),
             rx.clone(),
             budget.clone(),
         ));

@@ -14,14 +14,20 @@ pub(super) struct Rate {
     pub duration: Duration,
 }
 
+impl Rate {
+    /// Arrivals per second over time.
+    pub(super) fn rate_plan(&self) -> RatePlan {
+        let per_sec = self.rate / self.time_unit.as_secs_f64();
+        RatePlan {
+            start: per_sec,
+            stages: vec![Stage {
+                duration: self.duration,
+                target: per_sec,
+            }],
+        }
+    }
+}
+
 pub(super) async fn run(shared: &Arc<Shared>, idx: usize, r: Rate, pool: VuPool, grace: Duration) {
-    let per_sec = r.rate / r.time_unit.as_secs_f64();
-    let plan = RatePlan {
-        start: per_sec,
-        stages: vec![Stage {
-            duration: r.duration,
-            target: per_sec,
-        }],
-    };
-    arrival(shared, idx, plan, pool, grace).await
+    arrival(shared, idx, r.rate_plan(), pool, grace).await
 }

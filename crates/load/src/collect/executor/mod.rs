@@ -12,6 +12,8 @@ mod shared_iterations;
 
 use super::state::{stopped, Shared};
 use crate::plan::Executor;
+#[cfg(test)]
+use arrival::Arrivals;
 use arrival::VuPool;
 use std::sync::Arc;
 
@@ -84,5 +86,40 @@ async fn run_executor(shared: &Arc<Shared>, idx: usize, t0: tokio::time::Instant
             let pool = VuPool::new(*pre_allocated_vus, *max_vus, *max_backlog);
             ramping_arrival_rate::run(&shared, idx, rates, pool, grace).await
         }
+    }
+}
+
+/// The whole run's arrival schedule of an open executor (offsets from its start, the
+/// k-th item being global arrival k); `None` for closed executors.
+#[cfg(test)]
+pub(crate) fn schedule(e: &Executor) -> Option<Arrivals> {
+    match e {
+        Executor::ConstantArrivalRate {
+            rate,
+            time_unit,
+            duration,
+            ..
+        } => Some(Arrivals::new(
+            constant_arrival_rate::Rate {
+                rate: *rate,
+                time_unit: *time_unit,
+                duration: *duration,
+            }
+            .rate_plan(),
+        )),
+        Executor::RampingArrivalRate {
+            start_rate,
+            time_unit,
+            stages,
+            ..
+        } => Some(Arrivals::new(
+            ramping_arrival_rate::Rates {
+                start_rate: *start_rate,
+                time_unit: *time_unit,
+                stages,
+            }
+            .rate_plan(),
+        )),
+        _ => None,
     }
 }

@@ -13,6 +13,24 @@ pub(super) struct Rates<'a> {
     pub stages: &'a [Stage],
 }
 
+impl Rates<'_> {
+    /// Arrivals per second over time.
+    pub(super) fn rate_plan(&self) -> RatePlan {
+        let unit = self.time_unit.as_secs_f64();
+        RatePlan {
+            start: self.start_rate / unit,
+            stages: self
+                .stages
+                .iter()
+                .map(|s| Stage {
+                    duration: s.duration,
+                    target: s.target / unit,
+                })
+                .collect(),
+        }
+    }
+}
+
 pub(super) async fn run(
     shared: &Arc<Shared>,
     idx: usize,
@@ -20,17 +38,5 @@ pub(super) async fn run(
     pool: VuPool,
     grace: Duration,
 ) {
-    let unit = r.time_unit.as_secs_f64();
-    let plan = RatePlan {
-        start: r.start_rate / unit,
-        stages: r
-            .stages
-            .iter()
-            .map(|s| Stage {
-                duration: s.duration,
-                target: s.target / unit,
-            })
-            .collect(),
-    };
-    arrival(shared, idx, plan, pool, grace).await
+    arrival(shared, idx, r.rate_plan(), pool, grace).await
 }

@@ -45,13 +45,15 @@ pub(super) async fn run(
         if el >= total || *abort.borrow() {
             break;
         }
-        let target = stage_value(start_vus as f64, stages, el).round().max(0.0) as usize;
+        // A segment runs its part of the whole run's target (the parts add up).
+        let whole = stage_value(start_vus as f64, stages, el).round().max(0.0) as u64;
+        let target = shared.plan.segment.scale(whole) as usize;
         while active.len() < target {
             let (tx, rx) = watch::channel(false);
             set.spawn(closed_vu(
                 shared.clone(),
                 idx,
-                next_id,
+                shared.plan.segment.nth(next_id),
                 rx,
                 Budget::Unlimited,
             ));

@@ -1,0 +1,269 @@
+//! Live metric outputs (`--out prometheus-rw=URL`): while a run goes on, every
+//! `interval` the figures so far (a summary of the merged metric shards) are turned
+//! into labelled samples and handed to a bounded queue per output, from which a
+//! sender task pushes them. When a queue is full (the receiver is slower than the
+//! pushes), the batch is dropped and counted: a slow or dead receiver never slows the
+//! load. A last batch is pushed when the run ends.
+//!
+//! Series (k6's names where k6 has the metric; latencies in seconds, as k6's remote
+//! write output sends its trends): see [`samples`] and docs/scale-out.md.
+
+mod prometheus_rw;
+
+use crate::collect::state::Shared;
+use crate::snapshot::{HttpSummary, Summary};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Batches a queue holds before new ones are dropped.
+pub const QUEUE_BATCHES: usize = 4;
+/// The default push interval (k6's remote write default).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where live metrics go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// Prometheus remote write 1.0 (protobuf + snappy) to this URL.
+    PrometheusRw(url::Url),
+}
+
+impl Sink {
+    /// Reads `prometheus-rw=URL`.
+    pub fn parse(text: &str) -> Result<Sink, String> {
+        let example = "e.g. prometheus-rw=http://127.0.0.1:9090/api/v1/write";
+        let Some((kind, url)) = text.split_once('=') else {
+            return Err(format!("--out `{text}` is not KIND=TARGET ({example})"));
+        };
+        let parsed = || {
+            let u = url::Url::parse(url).map_err(|e| {
+                format!(
+                    "--out {kind}: `{}` is not a URL: {e} ({example})",
+                    powertune_core::redact::url(url)
+                )
+            })?;
+            match u.scheme() {
+                "http" | "https" => Ok(u),
+                s => Err(format!(
+                    "--out {kind}: scheme {s} is not http or https ({example})"
+                )),
+            }
+        };
+        match kind {
+            "prometheus-rw" => Ok(Sink::PrometheusRw(parsed()?)),
+            _ => Err(format!(
+                "--out `{kind}` is not supported (json=FILE or prometheus-rw=URL)"
+            )),
+        }
+    }
+
+    /// The output's name as shown (`prometheus-rw`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sink::PrometheusRw(_) => "prometheus-rw",
+        }
+    }
+}
+
+/// What one output did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Batches the receiver accepted.
+    pub pushed: AtomicU64,
+    /// Batches dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Batches the receiver refused or that could not be sent.
+    pub failed: AtomicU64,
+    /// The last failure, secrets masked.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// The outputs of one run and what each did (read them after the run).
+#[derive(Debug)]
+pub struct Outputs {
+    pub sinks: Vec<(Sink, Stats)>,
+    pub interval: Duration,
+}
+
+impl Outputs {
+    pub fn new(sinks: Vec<Sink>, interval: Duration) -> Outputs {
+        Outputs {
+            sinks: sinks.into_iter().map(|s| (s, Stats::default())).collect(),
+            interval,
+        }
+    }
+}
+
+/// One sample: a metric name, its labels (sorted by name, as remote write wants) and
+/// its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// A batch: the samples of one moment (milliseconds since the Unix epoch).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub at_ms: i64,
+    pub samples: Vec<Sample>,
+}
+
+/// The samples of `s` (the run so far): per scenario and endpoint type, requests
+/// (`k6_http_reqs_total`), failures (`k6_http_req_failed_rate` as k6 has it, and the
+/// count `powertune_http_req_failures_total`), latency as summary gauges since the
+/// start (`k6_http_req_duration_{med,p90,p95,p99,avg,max}`, seconds), iterations
+/// (`k6_iterations_total`, `k6_dropped_iterations_total`, per scenario) and VUs
+/// (`k6_vus` per scenario and for the run); every series labelled with the segment.
+pub fn samples(s: &Summary, scenario_vus: &[u64], vus: u64, segment: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let seg = || ("segment", segment.to_string());
+    for (i, sc) in s.scenarios.iter().enumerate() {
+        let mut by_type: std::collections::BTreeMap<&'static str, HttpSummary> = Default::default();
+        for st in &sc.steps {
+            by_type
+                .entry(st.endpoint_type.key())
+                .or_default()
+                .merge(&st.http);
+        }
+        for (t, h) in &by_type {
+            let labels = vec![
+                ("endpoint_type", (*t).to_string()),
+                ("scenario", sc.name.clone()),
+                seg(),
+            ];
+            let mut add = |name: &'static str, value: f64| {
+                out.push(Sample {
+                    name,
+                    labels: labels.clone(),
+                    value,
+                })
+            };
+            add("k6_http_reqs_total", h.reqs as f64);
+            add("powertune_http_req_failures_total", h.failed as f64);
+            add("k6_http_req_failed_rate", h.failed_rate());
+            if h.reqs > 0 {
+                let d = &h.duration.stats;
+                add("k6_http_req_duration_med", d.med / 1000.0);
+                add("k6_http_req_duration_p90", d.p90 / 1000.0);
+                add("k6_http_req_duration_p95", d.p95 / 1000.0);
+                add("k6_http_req_duration_p99", d.p99 / 1000.0);
+                add("k6_http_req_duration_avg", d.avg / 1000.0);
+                add("k6_http_req_duration_max", d.max / 1000.0);
+            }
+        }
+        let labels = vec![("scenario", sc.name.clone()), seg()];
+        for (name, value) in [
+            ("k6_iterations_total", sc.iterations as f64),
+            ("k6_dropped_iterations_total", sc.dropped_iterations as f64),
+            ("k6_vus", scenario_vus.get(i).copied().unwrap_or(0) as f64),
+        ] {
+            out.push(Sample {
+                name,
+                labels: labels.clone(),
+                value,
+            });
+        }
+    }
+    out.push(Sample {
+        name: "k6_vus",
+        labels: vec![("scenario", String::new()), seg()],
+        value: vus as f64,
+    });
+    // Remote write wants empty label values left out.
+    for smp in &mut out {
+        smp.labels.retain(|(_, v)| !v.is_empty());
+    }
+    out
+}
+
+fn batch(shared: &Shared, t0: Instant) -> Batch {
+    let snap = shared.reg.snapshot();
+    let s = Summary::live(&shared.plan, &snap, t0.elapsed());
+    Batch {
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        samples: samples(
+            &s,
+            &shared.scenario_vus(),
+            shared.vus.load(Ordering::Relaxed),
+            &shared.plan.segment.segment_text(),
+        ),
+    }
+}
+
+/// Samples the run every `outputs.interval` until `done`, then once more, and waits
+/// (at most `2 × interval`, at most 10 s) for the senders to push what is queued.
+pub(crate) async fn run(
+    outputs: Arc<Outputs>,
+    shared: Arc<Shared>,
+    mut done: watch::Receiver<bool>,
+    t0: Instant,
+) {
+    let mut queues = Vec::new();
+    let mut senders = tokio::task::JoinSet::new();
+    for i in 0..outputs.sinks.len() {
+        let (tx, rx) = mpsc::channel::<Batch>(QUEUE_BATCHES);
+        queues.push(tx);
+        senders.spawn(send_all(outputs.clone(), i, rx));
+    }
+    let offer = |b: Batch| {
+        for (i, q) in queues.iter().enumerate() {
+            if q.try_send(b.clone()).is_err() {
+                if let Some((_, st)) = outputs.sinks.get(i) {
+                    st.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let mut every = tokio::time::interval_at(t0 + outputs.interval, outputs.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => offer(batch(&shared, t0)),
+            r = done.wait_for(|v| *v) => { let _ = r.map(|_| ()); break; }
+        }
+    }
+    offer(batch(&shared, t0));
+    drop(queues);
+    let wait = (outputs.interval * 2).min(Duration::from_secs(10));
+    let _ =
+        tokio::time::timeout(wait, async { while senders.join_next().await.is_some() {} }).await;
+    senders.abort_all();
+}
+
+async fn send_all(outputs: Arc<Outputs>, i: usize, mut rx: mpsc::Receiver<Batch>) {
+    let Some((sink, stats)) = outputs.sinks.get(i) else {
+        return;
+    };
+    let client = match reqwest::Client::builder()
+        .timeout(outputs.interval.max(Duration::from_secs(2)))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            *stats.last_error.lock() = Some(format!("cannot set up the HTTP client: {e}"));
+            return;
+        }
+    };
+    while let Some(b) = rx.recv().await {
+        let r = match sink {
+            Sink::PrometheusRw(url) => prometheus_rw::push(&client, url, &b).await,
+        };
+        match r {
+            Ok(()) => {
+                stats.pushed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                *stats.last_error.lock() = Some(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
