@@ -123,6 +123,29 @@ pub(super) struct CallGuard {
 }
 
 impl CallGuard {
+    /// The guard of an attempt starting now on (`targets[target]`, `cred`).
+    pub(super) fn new(
+        gw: &Arc<Gateway>,
+        live: &Arc<Live>,
+        targets: &Arc<[Target]>,
+        target: usize,
+        cred: usize,
+    ) -> CallGuard {
+        CallGuard {
+            gw: gw.clone(),
+            live: live.clone(),
+            targets: targets.clone(),
+            target,
+            cred,
+            started: Instant::now(),
+            ttft: None,
+            usage: Usage::default(),
+            retry_after: None,
+            done: false,
+            log: CallLog::none(),
+        }
+    }
+
     pub(super) fn finish(&mut self, outcome: Outcome) {
         if self.done {
             return;

@@ -2,13 +2,14 @@
 //! (target, credential) or wait for one to come back, and after a failed attempt
 //! either retry or answer the client with the failure.
 
-use super::attempt::Failure;
+use super::attempt::{CallGuard, Failure};
 use super::dispatch::Picked;
 use super::gateway::Gateway;
 use super::live::Live;
 use super::response::{error_response, overhead};
 use super::retry::{AfterFailure, RetryLoop, WhenNoneAvailable};
 use crate::config::Target;
+use crate::events::CallLog;
 use crate::metrics::Outcome;
 use axum::response::Response;
 use powertune_dialect::{ApiError, ErrorKind, Front};
@@ -102,6 +103,26 @@ impl Gateway {
                 Some(Duration::from_secs(secs)),
             ));
         }
+    }
+
+    /// An attempt failed: its guard records the outcome (breaker, metrics), the
+    /// call's log line notes it; then [`Gateway::after_failure`].
+    pub(super) async fn attempt_failed(
+        &self,
+        mut guard: CallGuard,
+        failure: Failure,
+        retry_after: Option<Duration>,
+        log: &mut CallLog,
+        call: &mut CallState,
+    ) -> Result<(), Response> {
+        guard.retry_after = retry_after;
+        let outcome = failure.outcome();
+        log.with(|l| l.outcome = Some(outcome.as_str()));
+        guard.finish(outcome);
+        let (live, provider) = (guard.live.clone(), guard.targets[guard.target].provider);
+        drop(guard);
+        self.after_failure(&live, provider, failure, retry_after, call)
+            .await
     }
 
     /// After a failed attempt on `provider` (its guard already finished): `Ok` to

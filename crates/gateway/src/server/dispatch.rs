@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use powertune_dialect::{
     check_request, has_provider_limits, parse_request, peek_request, provider_request,
-    render_response, same_format, ApiError, ChatRequest, ErrorKind, Front, StreamEncoder, Usage,
+    render_response, same_format, ApiError, ChatRequest, ErrorKind, Front, StreamEncoder,
 };
 use rand::Rng;
 use std::sync::Arc;
@@ -301,19 +301,7 @@ impl Gateway {
                 _ => return internal_error(front),
             };
             let pass = pass && raw.is_some();
-            let mut guard = CallGuard {
-                gw: self.clone(),
-                live: live.clone(),
-                targets: targets.clone(),
-                target: ti,
-                cred: ci,
-                started: Instant::now(),
-                ttft: None,
-                usage: Usage::default(),
-                retry_after: None,
-                done: false,
-                log: CallLog::none(),
-            };
+            let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             let up_start = std::time::Instant::now();
             let result = self
                 .attempt(&live, target, ci, up_body, stream, pass, deadline)
@@ -379,13 +367,8 @@ impl Gateway {
                     return resp;
                 }
                 Err((failure, ra)) => {
-                    guard.retry_after = ra;
-                    let outcome = failure.outcome();
-                    log.with(|l| l.outcome = Some(outcome.as_str()));
-                    guard.finish(outcome);
-                    drop(guard);
                     if let Err(answer) = self
-                        .after_failure(&live, target.provider, failure, ra, &mut call)
+                        .attempt_failed(guard, failure, ra, log, &mut call)
                         .await
                     {
                         return answer;

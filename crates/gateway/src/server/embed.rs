@@ -17,10 +17,9 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use powertune_dialect::{
     parse_embedding_request, parse_provider_embeddings, provider_embedding_request, ApiError,
-    ErrorKind, Front, Usage,
+    ErrorKind, Front,
 };
 use std::sync::Arc;
-use tokio::time::Instant;
 
 impl Gateway {
     /// Handles one embeddings call, with its access-log line.
@@ -110,19 +109,7 @@ impl Gateway {
                 Ok(b) => b,
                 Err(e) => return error_response(front, &e, None),
             };
-            let mut guard = CallGuard {
-                gw: self.clone(),
-                live: live.clone(),
-                targets: targets.clone(),
-                target: ti,
-                cred: ci,
-                started: Instant::now(),
-                ttft: None,
-                usage: Usage::default(),
-                retry_after: None,
-                done: false,
-                log: CallLog::none(),
-            };
+            let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             let up_start = std::time::Instant::now();
             let result = match self
                 .send_checked(
@@ -158,13 +145,8 @@ impl Gateway {
                     return r;
                 }
                 Err((failure, ra)) => {
-                    guard.retry_after = ra;
-                    let outcome = failure.outcome();
-                    log.with(|l| l.outcome = Some(outcome.as_str()));
-                    guard.finish(outcome);
-                    drop(guard);
                     if let Err(answer) = self
-                        .after_failure(&live, target.provider, failure, ra, &mut call)
+                        .attempt_failed(guard, failure, ra, log, &mut call)
                         .await
                     {
                         return answer;
