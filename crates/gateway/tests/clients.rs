@@ -158,6 +158,17 @@ async fn serve(toml: &str) -> Served {
     Served { url, gw, log, task }
 }
 
+/// The status of one call.
+async fn code(
+    c: &reqwest::Client,
+    url: &str,
+    front: &str,
+    model: &str,
+    key: Option<(&str, &str)>,
+) -> u16 {
+    call(c, url, front, model, key).await.status().as_u16()
+}
+
 async fn call(
     c: &reqwest::Client,
     url: &str,
@@ -208,34 +219,40 @@ async fn a_missing_or_wrong_key_is_each_apis_own_401_and_a_right_one_goes_throug
     }
     assert_eq!(sim.stats().totals.calls, 0, "nothing went upstream");
     // the right key, as each client sends it
-    let resp = call(
-        &c,
-        &s.url,
-        "openai",
-        "latency",
-        Some(("authorization", &bearer)),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let resp = call(
-        &c,
-        &s.url,
-        "anthropic",
-        "latency",
-        Some(("x-api-key", WEB_KEY)),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        code(
+            &c,
+            &s.url,
+            "openai",
+            "latency",
+            Some(("authorization", &bearer))
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        code(
+            &c,
+            &s.url,
+            "anthropic",
+            "latency",
+            Some(("x-api-key", WEB_KEY))
+        )
+        .await,
+        200
+    );
     let batch = format!("Bearer {BATCH_KEY}");
-    let resp = call(
-        &c,
-        &s.url,
-        "ollama",
-        "batch",
-        Some(("authorization", &batch)),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        code(
+            &c,
+            &s.url,
+            "ollama",
+            "batch",
+            Some(("authorization", &batch))
+        )
+        .await,
+        200
+    );
     // health and metrics stay open for probes and scrapers
     let h = c.get(format!("{}/health", s.url)).send().await.unwrap();
     assert_eq!(h.status(), 200);
@@ -270,22 +287,27 @@ async fn a_key_limited_to_one_route_class_cannot_use_another_and_its_rpm_holds()
     assert_eq!(resp.status(), 403);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "permission_error", "{v}");
-    let resp = call(&c, &s.url, "openai", "fast", Some(("authorization", &web))).await;
-    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        code(&c, &s.url, "openai", "fast", Some(("authorization", &web))).await,
+        403
+    );
     assert_eq!(sim.stats().totals.calls, 0);
 
     // batch-jobs: 3 rpm; the 4th call within the minute is the client's 429
     let batch = format!("Bearer {BATCH_KEY}");
     for i in 0..3 {
-        let resp = call(
-            &c,
-            &s.url,
-            "openai",
-            "batch",
-            Some(("authorization", &batch)),
-        )
-        .await;
-        assert_eq!(resp.status(), 200, "call {i}");
+        assert_eq!(
+            code(
+                &c,
+                &s.url,
+                "openai",
+                "batch",
+                Some(("authorization", &batch))
+            )
+            .await,
+            200,
+            "call {i}"
+        );
     }
     let resp = call(
         &c,
@@ -313,15 +335,17 @@ async fn the_access_log_has_a_line_per_call_and_no_secret() {
     let s = serve(&config(&sim.url(), "")).await;
     let c = http();
     let web = format!("Bearer {WEB_KEY}");
-    let resp = call(
-        &c,
-        &s.url,
-        "openai",
-        "latency",
-        Some(("authorization", &web)),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        code(
+            &c,
+            &s.url,
+            "openai",
+            "latency",
+            Some(("authorization", &web))
+        )
+        .await,
+        200
+    );
     // a stream: its line is written when it ends, with its tokens and TTFT
     let resp = c
         .post(format!("{}/v1/chat/completions", s.url))
@@ -333,17 +357,21 @@ async fn the_access_log_has_a_line_per_call_and_no_secret() {
     assert_eq!(resp.status(), 200);
     let streamed = resp.text().await.unwrap();
     assert!(streamed.contains("[DONE]"));
-    let resp = call(
-        &c,
-        &s.url,
-        "openai",
-        "latency",
-        Some(("authorization", "Bearer nope-123")),
-    )
-    .await;
-    assert_eq!(resp.status(), 401);
-    let resp = call(&c, &s.url, "openai", "batch", Some(("authorization", &web))).await;
-    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        code(
+            &c,
+            &s.url,
+            "openai",
+            "latency",
+            Some(("authorization", "Bearer nope-123"))
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        code(&c, &s.url, "openai", "batch", Some(("authorization", &web))).await,
+        403
+    );
 
     let text = s.log.text(&s.gw);
     for secret in [
@@ -389,17 +417,14 @@ async fn breaker_transitions_and_a_disabled_credential_each_get_a_line() {
     let s = serve(&toml).await;
     let c = http();
     for _ in 0..2 {
-        let resp = call(&c, &s.url, "openai", "fast", None).await;
-        assert_eq!(resp.status(), 502);
+        assert_eq!(code(&c, &s.url, "openai", "fast", None).await, 502);
     }
     tokio::time::sleep(Duration::from_millis(120)).await;
     fake.set(Behavior::default());
-    let resp = call(&c, &s.url, "openai", "fast", None).await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(code(&c, &s.url, "openai", "fast", None).await, 200);
     // a 401 disables the credential; a reload enables it again
     fake.set(Behavior::status(401));
-    let resp = call(&c, &s.url, "openai", "fast", None).await;
-    assert_eq!(resp.status(), 502);
+    assert_eq!(code(&c, &s.url, "openai", "fast", None).await, 502);
     let cfg = Config::from_toml(&toml, "test.toml", &env).unwrap().config;
     assert_eq!(s.gw.reload(cfg).reenabled, 1);
 
@@ -467,29 +492,34 @@ async fn metrics_parse_as_prometheus_text_and_histograms_aggregate() {
     let web = format!("Bearer {WEB_KEY}");
     let batch = format!("Bearer {BATCH_KEY}");
     for _ in 0..3 {
-        let resp = call(
+        assert_eq!(
+            code(
+                &c,
+                &s.url,
+                "openai",
+                "latency",
+                Some(("authorization", &web))
+            )
+            .await,
+            200
+        );
+    }
+    assert_eq!(
+        code(
             &c,
             &s.url,
-            "openai",
-            "latency",
-            Some(("authorization", &web)),
+            "ollama",
+            "batch",
+            Some(("authorization", &batch))
         )
-        .await;
-        assert_eq!(resp.status(), 200);
-    }
-    let resp = call(
-        &c,
-        &s.url,
-        "ollama",
-        "batch",
-        Some(("authorization", &batch)),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let resp = call(&c, &s.url, "openai", "batch", Some(("authorization", &web))).await;
-    assert_eq!(resp.status(), 403);
-    let resp = call(&c, &s.url, "openai", "latency", None).await;
-    assert_eq!(resp.status(), 401);
+        .await,
+        200
+    );
+    assert_eq!(
+        code(&c, &s.url, "openai", "batch", Some(("authorization", &web))).await,
+        403
+    );
+    assert_eq!(code(&c, &s.url, "openai", "latency", None).await, 401);
 
     let m = scrape(&c, &s.url).await;
     let info = samples(&m, "powertune_gateway_build_info");
