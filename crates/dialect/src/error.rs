@@ -20,6 +20,8 @@ pub enum ErrorKind {
     UnknownPath,
     /// The endpoint exists but not for this HTTP method (405).
     MethodNotAllowed,
+    /// The caller is known but may not do this (403).
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -35,6 +37,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => 413,
             ErrorKind::UnknownPath => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::PermissionDenied => 403,
         }
     }
     fn openai(self) -> (&'static str, &'static str) {
@@ -49,6 +52,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => ("invalid_request_error", "request_too_large"),
             ErrorKind::UnknownPath => ("invalid_request_error", "unknown_url"),
             ErrorKind::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
+            ErrorKind::PermissionDenied => ("permission_error", "permission_denied"),
         }
     }
     fn anthropic(self) -> &'static str {
@@ -63,6 +67,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "request_too_large",
             ErrorKind::UnknownPath => "not_found_error",
             ErrorKind::MethodNotAllowed => "invalid_request_error",
+            ErrorKind::PermissionDenied => "permission_error",
         }
     }
 }

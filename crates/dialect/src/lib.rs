@@ -9,6 +9,7 @@
 //! the same format, [`passthrough`] forwards the bodies without building a DOM.
 
 pub mod canonical;
+pub mod embeddings;
 pub mod error;
 pub mod front;
 pub mod passthrough;
@@ -19,6 +20,10 @@ mod tool_calls;
 pub use canonical::{
     ChatRequest, ChatResponse, Chunk, Finish, Front, Image, Message, ProviderKind, ToolCall,
     ToolChoice, ToolDef, Usage,
+};
+pub use embeddings::{
+    embeddings_path, parse_embedding_request, parse_provider_embeddings,
+    provider_embedding_request, EmbeddingAnswer, EmbeddingRequest, Encoding,
 };
 pub use error::{ApiError, DecodeError, ErrorKind};
 pub use front::encode::StreamEncoder;

@@ -167,6 +167,25 @@ impl Breaker {
         }
     }
 
+    /// The state as last set, whatever the time (an open breaker past its deadline
+    /// is still open until a probe is admitted): what the access log's breaker lines
+    /// compare before and after each event.
+    pub fn phase(&self) -> StateName {
+        match self.state {
+            State::Closed => StateName::Closed,
+            State::HalfOpen { .. } => StateName::HalfOpen,
+            State::Disabled => StateName::Disabled,
+            State::Open {
+                reason: OpenReason::Failures,
+                ..
+            } => StateName::Open,
+            State::Open {
+                reason: OpenReason::RateLimited,
+                ..
+            } => StateName::RateLimited,
+        }
+    }
+
     /// When an open breaker may be tried again.
     pub fn open_until(&self) -> Option<Instant> {
         match self.state {
@@ -362,8 +381,14 @@ pub struct RpmLimiter {
 
 impl RpmLimiter {
     pub fn new(rpm: u32) -> Self {
+        RpmLimiter::with_burst(rpm, (rpm / 60).max(1))
+    }
+
+    /// `rpm` with up to `burst` requests at once (a bucket of `burst` refilled at
+    /// `rpm` per minute).
+    pub fn with_burst(rpm: u32, burst: u32) -> Self {
         let interval = Duration::from_secs(60) / rpm.max(1);
-        let burst = (rpm / 60).max(1);
+        let burst = burst.max(1);
         RpmLimiter {
             interval,
             tolerance: interval * (burst - 1),

@@ -6,7 +6,10 @@
 //! environment variables the file names (`api_key_env`) and never appear in errors,
 //! logs or `Debug` output.
 
+mod clients;
 mod duration;
+
+pub use clients::{check_exposure, key_hash, Client, RawClient};
 
 use duration::Setting;
 pub use powertune_core::config_file::ConfigError;
@@ -68,6 +71,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
 }
 
 /// `[server]`: what one client may hold of the gateway's own HTTP server.
@@ -137,6 +142,8 @@ pub struct RawProvider {
     pub name: String,
     pub kind: String,
     pub base_url: String,
+    /// Azure OpenAI (`kind = "azure"`): the `api-version` query parameter.
+    pub api_version: Option<String>,
     #[serde(default)]
     pub credentials: Vec<RawCredential>,
 }
@@ -222,9 +229,14 @@ pub struct Credential {
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
+    /// The wire format (Azure OpenAI speaks OpenAI's).
     pub kind: ProviderKind,
     /// Without a trailing slash.
     pub base_url: String,
+    /// `kind = "azure"`: the `api-version`; the model of a target is the deployment
+    /// (`{base_url}/openai/deployments/{model}/chat/completions?api-version=...`,
+    /// key in an `api-key` header).
+    pub azure_api_version: Option<String>,
     pub credentials: Vec<Credential>,
 }
 
@@ -275,6 +287,8 @@ pub struct Config {
     pub admin_allow_remote: bool,
     /// `[server]`: read at start; a reload keeps the values in force.
     pub server: ServerConfig,
+    /// `[[clients]]`: the virtual keys a caller must present (none: no check).
+    pub clients: Vec<Client>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -562,18 +576,34 @@ impl RawConfig {
                 ));
             }
             let kind = match p.kind.as_str() {
-                "openai" => ProviderKind::OpenAi,
+                "openai" | "azure" => ProviderKind::OpenAi,
                 "anthropic" => ProviderKind::Anthropic,
                 "ollama" => ProviderKind::Ollama,
                 other => {
                     return Err(bad(
                         &format!("{key}.kind"),
                         format!(
-                            "unknown kind {other:?}; use \"openai\", \"anthropic\" or \"ollama\""
+                            "unknown kind {other:?}; use \"openai\", \"azure\", \"anthropic\" or \"ollama\""
                         ),
                     ))
                 }
             };
+            let azure_api_version =
+                match (p.kind.as_str(), p.api_version) {
+                    ("azure", Some(v)) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                    ("azure", _) => return Err(bad(
+                        &format!("{key}.api_version"),
+                        "kind = \"azure\" needs the API version, e.g. api_version = \"2024-10-21\""
+                            .into(),
+                    )),
+                    (_, Some(_)) => {
+                        return Err(bad(
+                            &format!("{key}.api_version"),
+                            "only kind = \"azure\" takes an api_version".into(),
+                        ))
+                    }
+                    (_, None) => None,
+                };
             let url = url::Url::parse(&p.base_url).map_err(|e| {
                 bad(
                     &format!("{key}.base_url"),
@@ -649,6 +679,7 @@ impl RawConfig {
                 name: p.name,
                 kind,
                 base_url,
+                azure_api_version,
                 credentials: creds,
             });
         }
@@ -699,6 +730,13 @@ impl RawConfig {
             }
             rules.push((r.model_prefix, r.route));
         }
+        let clients = clients::validate(
+            self.clients,
+            src,
+            env,
+            &self.routes.keys().map(String::as_str).collect(),
+            &models.keys().map(String::as_str).collect(),
+        )?;
         Ok(Config {
             listen,
             timeouts,
@@ -710,6 +748,7 @@ impl RawConfig {
             rules,
             admin_allow_remote: self.admin.allow_remote.unwrap_or(false),
             server,
+            clients,
         })
     }
 }

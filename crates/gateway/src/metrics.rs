@@ -6,6 +6,7 @@
 //! values are cut to [`MAX_LABEL_CHARS`], the series count is capped at
 //! [`MAX_SERIES`] as a last guard, histograms are HDR.
 
+use crate::server::Refusal;
 use parking_lot::Mutex;
 use powertune_core::prometheus::Exposition;
 use powertune_core::LatencyHistogram;
@@ -101,6 +102,16 @@ struct Inner {
     overhead: LatencyHistogram,
     calls: u64,
     rejected_all_open: u64,
+    /// Calls refused for a missing or unknown client key, by [`Refusal`].
+    refusals: [u64; 4],
+    /// Per client key name (from the config): calls admitted, and refused by [`Refusal`].
+    clients: BTreeMap<String, ClientCounts>,
+}
+
+#[derive(Debug, Default)]
+struct ClientCounts {
+    admitted: u64,
+    refused: [u64; 4],
 }
 
 /// Thread-safe measurement store.
@@ -191,6 +202,25 @@ impl Metrics {
         let i = (retries as usize).min(2);
         g.retries[i] += 1;
         g.overhead.record(overhead);
+    }
+
+    /// A call refused before any client was known (missing or unknown key).
+    pub(crate) fn record_refusal(&self, why: Refusal) {
+        self.inner.lock().refusals[why as usize] += 1;
+    }
+
+    /// A call of client `name` (a configured key's name), admitted or refused.
+    pub(crate) fn record_client(&self, name: &str, refused: Option<Refusal>) {
+        let mut g = self.inner.lock();
+        if !g.clients.contains_key(name) {
+            g.clients.insert(name.to_string(), ClientCounts::default());
+        }
+        if let Some(c) = g.clients.get_mut(name) {
+            match refused {
+                None => c.admitted += 1,
+                Some(why) => c.refused[why as usize] += 1,
+            }
+        }
     }
 
     pub fn record_all_open(&self) {
@@ -286,16 +316,9 @@ fn seconds_buckets(h: &LatencyHistogram, bounds: &[f64]) -> (f64, u64, Vec<(f64,
     (h.mean_ms() * count as f64 / 1000.0, count, cumulative)
 }
 
-/// The breaker-state gauge value: 0 closed, 1 half-open, 2 open or rate-limited,
-/// 3 disabled.
-fn breaker_gauge(state: &str) -> f64 {
-    match state {
-        "closed" => 0.0,
-        "half_open" => 1.0,
-        "disabled" => 3.0,
-        _ => 2.0,
-    }
-}
+/// The states of the breaker-state gauge, one series each (1 for the state a
+/// credential is in, 0 for the others).
+pub const BREAKER_STATES: [&str; 5] = ["closed", "half_open", "open", "rate_limited", "disabled"];
 
 impl Metrics {
     /// The `/metrics` exposition: counters, the breaker state of `credentials` (the
@@ -304,8 +327,41 @@ impl Metrics {
     pub fn exposition(&self, credentials: &[CredentialStatus]) -> Exposition {
         let g = self.inner.lock();
         let mut e = Exposition::new();
+        e.gauge(
+            "powertune_gateway_build_info",
+            "The running gateway's version (always 1).",
+        )
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
         e.counter("powertune_gateway_calls", "Client calls answered.")
             .sample(&[], g.calls as f64);
+        let mut w = e.counter(
+            "powertune_gateway_auth_refusals",
+            "Calls refused 401 for a missing or unknown client key.",
+        );
+        for why in [Refusal::MissingKey, Refusal::WrongKey] {
+            let n = g.refusals[why as usize];
+            if n > 0 {
+                w.sample(&[("reason", why.as_str())], n as f64);
+            }
+        }
+        let mut w = e.counter(
+            "powertune_gateway_client_calls",
+            "Calls per client key name: admitted, or refused (forbidden route or model, over its rpm).",
+        );
+        for (name, c) in &g.clients {
+            if c.admitted > 0 {
+                w.sample(
+                    &[("client", name), ("result", "admitted")],
+                    c.admitted as f64,
+                );
+            }
+            for why in Refusal::ALL {
+                let n = c.refused[why as usize];
+                if n > 0 {
+                    w.sample(&[("client", name), ("result", why.as_str())], n as f64);
+                }
+            }
+        }
         let mut w = e.counter(
             "powertune_gateway_retries_calls",
             "Client calls by retries needed.",
@@ -326,14 +382,17 @@ impl Metrics {
         .histogram(&[], sum, count, buckets);
         let mut w = e.gauge(
             "powertune_gateway_breaker_state",
-            "Breaker state per credential: 0 closed, 1 half-open, 2 open or rate-limited, 3 disabled.",
+            "Breaker state per credential: 1 for the state it is in, 0 for the others.",
         );
         for c in credentials {
-            let labels = [
-                ("provider", c.provider.as_str()),
-                ("credential", &c.credential),
-            ];
-            w.sample(&labels, breaker_gauge(&c.state));
+            for state in BREAKER_STATES {
+                let labels = [
+                    ("provider", c.provider.as_str()),
+                    ("credential", &c.credential),
+                    ("state", state),
+                ];
+                w.sample(&labels, if c.state == state { 1.0 } else { 0.0 });
+            }
         }
         let mut w = e.counter(
             "powertune_gateway_breaker_transitions",
@@ -408,6 +467,9 @@ impl Metrics {
         for (name, help, pick, bounds) in histograms {
             let mut w = e.histogram(name, help);
             for (p, c, m, s) in &series {
+                if pick(s).count() == 0 {
+                    continue; // no observations: no series, rather than invented zeros
+                }
                 let (sum, count, buckets) = seconds_buckets(pick(s), bounds);
                 w.histogram(
                     &[("provider", *p), ("credential", *c), ("model", *m)],
@@ -489,7 +551,9 @@ mod tests {
             "powertune_gateway_overhead_seconds_bucket{le=\"0.0001\"} 0",
             "powertune_gateway_overhead_seconds_bucket{le=\"0.00025\"} 1",
             "powertune_gateway_overhead_seconds_count 1",
-            "powertune_gateway_breaker_state{provider=\"openai\",credential=\"a\"} 1.0",
+            "powertune_gateway_breaker_state{provider=\"openai\",credential=\"a\",state=\"half_open\"} 1.0",
+            "powertune_gateway_breaker_state{provider=\"openai\",credential=\"a\",state=\"closed\"} 0.0",
+            "powertune_gateway_build_info{version=\"0.1.0\"} 1.0",
             "powertune_gateway_breaker_transitions_total{provider=\"openai\",credential=\"a\"} 2.0",
             "powertune_gateway_requests_total{provider=\"openai\",credential=\"a\",model=\"gpt\",outcome=\"ok\"} 2.0",
             "powertune_gateway_requests_total{provider=\"openai\",credential=\"a\",model=\"gpt\",outcome=\"timeout\"} 1.0",

@@ -388,7 +388,7 @@ async fn the_routers_own_413_404_and_405_come_in_the_clients_shape() {
     assert_eq!(fake.requests(), 0);
     // 404: an unknown path, in the shape of the API the path belongs to
     for (path, check) in [
-        ("/v1/embeddings", "openai"),
+        ("/v1/completions", "openai"),
         ("/v1/messages/batches", "anthropic"),
         ("/api/generate", "ollama"),
     ] {

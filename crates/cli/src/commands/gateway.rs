@@ -6,8 +6,10 @@ use crate::signal::Interrupt;
 use anyhow::Context as _;
 use powertune_core::report::Style;
 use powertune_core::ExitCode;
+use powertune_gateway::config::check_exposure;
+use powertune_gateway::events::DEFAULT_LOG_QUEUE;
 use powertune_gateway::server::Shutdown;
-use powertune_gateway::{inspect, Config, Gateway, StatusOptions, TokioClock};
+use powertune_gateway::{inspect, Config, EventLog, Gateway, StatusOptions, TokioClock};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,6 +24,14 @@ pub struct Args {
     /// Address to serve on, overriding `listen` in the file (default 127.0.0.1:4000).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Write the access log (a JSON line per call, per breaker transition, per
+    /// credential disabled or enabled) to FILE (appended), or `-` for stderr.
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
+    /// Serve beyond loopback without [[clients]] keys (anyone who reaches the
+    /// gateway spends its provider keys).
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -48,11 +58,34 @@ struct StatusArgs {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     match args.sub {
         Some(Sub::Status(s)) => status(ctx, s),
-        None => serve(args.config, args.listen),
+        None => serve(args),
     }
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<ExitCode> {
+/// The access log's writer: a file opened for appending, or stderr for `-`.
+fn access_log(path: &std::path::Path) -> anyhow::Result<EventLog> {
+    let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--access-log {}: cannot open", path.display()))?,
+        )
+    };
+    EventLog::new(out, DEFAULT_LOG_QUEUE).context("cannot start the access-log writer")
+}
+
+fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let Args {
+        config,
+        listen,
+        access_log: log_path,
+        allow_unauthenticated,
+        ..
+    } = args;
     let path = config.ok_or_else(|| {
         anyhow::anyhow!("--config FILE is required, e.g. powertune gateway --config gateway.toml (format in docs/gateway.md)")
     })?;
@@ -66,12 +99,20 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
             anyhow::anyhow!("--listen {l:?} is not a socket address, e.g. --listen 127.0.0.1:4000")
         })?;
     }
+    check_exposure(cfg.listen, &cfg.clients, allow_unauthenticated)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let log = log_path.as_deref().map(access_log).transpose()?;
     let addr = cfg.listen;
     let drain = cfg.server.limits.drain_timeout;
     let reload_path = path.display().to_string();
     let creds: usize = cfg.providers.iter().map(|p| p.credentials.len()).sum();
     let providers = cfg.providers.len();
+    let clients = cfg.clients.len();
     let gw = Gateway::new(cfg, Arc::new(TokioClock))?;
+    gw.set_allow_unauthenticated(allow_unauthenticated);
+    if let Some(log) = log {
+        gw.set_event_log(log);
+    }
     gw.set_config_source(path, Arc::new(|k: &str| std::env::var(k).ok()));
     gw.set_reload_listener(Arc::new(|e| {
         eprintln!("powertune gateway: {e}");
@@ -91,7 +132,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
         // address is printed, so a signal right after it still drains.
         let interrupt = Interrupt::listen("the gateway");
         eprintln!(
-            "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials); SIGHUP or POST /admin/reload re-reads {}; SIGTERM or Ctrl-C drains (up to {}), a second one stops at once",
+            "powertune gateway listening on http://{bound} ({providers} providers, {creds} credentials, {clients} client keys); SIGHUP or POST /admin/reload re-reads {}; SIGTERM or Ctrl-C drains (up to {}), a second one stops at once",
             reload_path,
             powertune_core::duration::format(drain),
         );
@@ -99,7 +140,8 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<Exit
             graceful: interrupt.graceful().clone(),
             hard: interrupt.hard().clone(),
         };
-        let outcome = gw.serve(listener, shutdown).await;
+        let outcome = gw.clone().serve(listener, shutdown).await;
+        gw.flush_event_log(std::time::Duration::from_secs(2));
         if outcome.drained {
             eprintln!("powertune gateway: stopped; every call in flight finished");
             anyhow::Ok(ExitCode::Passed)

@@ -1,9 +1,11 @@
 //! One upstream attempt on a (provider, credential): send, wait for the answer (or
 //! the first decoded chunk of a stream) within the timeouts, and classify a failure.
 
+use super::endpoint::{Endpoint, Op};
 use super::gateway::Gateway;
 use super::live::Live;
 use crate::config::{ProviderKind, Target};
+use crate::events::{millis, CallLog};
 use crate::metrics::{CallRecord, Outcome};
 use crate::upstream::{PlainResponse, SendError};
 use axum::body::Bytes;
@@ -115,9 +117,35 @@ pub(super) struct CallGuard {
     pub(super) usage: Usage,
     pub(super) retry_after: Option<Duration>,
     pub(super) done: bool,
+    /// The client call's access-log line, when this attempt ends the call (a
+    /// stream's); written as the guard finishes.
+    pub(super) log: CallLog,
 }
 
 impl CallGuard {
+    /// The guard of an attempt starting now on (`targets[target]`, `cred`).
+    pub(super) fn new(
+        gw: &Arc<Gateway>,
+        live: &Arc<Live>,
+        targets: &Arc<[Target]>,
+        target: usize,
+        cred: usize,
+    ) -> CallGuard {
+        CallGuard {
+            gw: gw.clone(),
+            live: live.clone(),
+            targets: targets.clone(),
+            target,
+            cred,
+            started: Instant::now(),
+            ttft: None,
+            usage: Usage::default(),
+            retry_after: None,
+            done: false,
+            log: CallLog::none(),
+        }
+    }
+
     pub(super) fn finish(&mut self, outcome: Outcome) {
         if self.done {
             return;
@@ -125,9 +153,10 @@ impl CallGuard {
         self.done = true;
         let now = self.gw.clock.now();
         let t = &self.targets[self.target];
-        {
+        let (from, to, consecutive) = {
             let mut st = self.live.selectors[t.provider].creds[self.cred].lock();
             let b = &mut st.breaker;
+            let from = b.phase();
             match outcome {
                 Outcome::Ok => b.on_success(now),
                 Outcome::ServerError
@@ -138,7 +167,16 @@ impl CallGuard {
                 Outcome::AuthFailed => b.on_auth_failure(),
                 Outcome::ClientError | Outcome::ClientClosed => b.on_neutral(),
             }
-        }
+            (from, b.phase(), b.consecutive_failures())
+        };
+        self.gw.log_transition(
+            &self.live,
+            (t.provider, self.cred),
+            from,
+            to,
+            consecutive,
+            outcome.as_str(),
+        );
         let p = &self.live.cfg.providers[t.provider];
         self.gw.metrics.record_call(&CallRecord {
             provider: &p.name,
@@ -150,6 +188,15 @@ impl CallGuard {
             tokens_in: self.usage.input,
             tokens_out: self.usage.output,
         });
+        let (ttft, usage) = (self.ttft, self.usage);
+        self.log.with(|l| {
+            l.outcome = Some(outcome.as_str());
+            l.ttft_ms = ttft.map(millis);
+            l.tokens_in = Some(usage.input);
+            l.tokens_out = Some(usage.output);
+        });
+        // written now, not when the relay lets go of the guard
+        drop(self.log.hand_off());
     }
 }
 
@@ -273,18 +320,19 @@ pub(super) enum Success {
 }
 
 impl Gateway {
-    /// Sends the chat request to (provider, credential): the plain HTTP/1.1 client
+    /// Sends a request to `ep` of (provider, credential): the plain HTTP/1.1 client
     /// ([`crate::upstream`]) for http:// providers, reqwest (rustls) for https.
     pub(super) async fn send(
         &self,
         live: &Live,
+        ep: &Endpoint,
         provider: usize,
         cred: usize,
         body: Vec<u8>,
     ) -> Result<UpResponse, SendError> {
         let anthropic = live.cfg.providers[provider].kind == ProviderKind::Anthropic;
         let auth = &live.auth[provider][cred];
-        if let Some(origin) = &live.plain[provider] {
+        if let Some(origin) = &ep.plain {
             let mut h: [(&[u8], &[u8]); 3] = [(b"content-type", b"application/json"); 3];
             let mut n = 1;
             if anthropic {
@@ -303,7 +351,7 @@ impl Gateway {
         }
         let mut rb = self
             .http
-            .post(live.endpoints[provider].clone())
+            .post(ep.url.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
         if anthropic {
@@ -347,47 +395,11 @@ impl Gateway {
             "request timeout"
         };
         let first_deadline = now + first_wait;
-        let send = self.send(live, t.provider, cred, body);
-        let resp = match tokio::time::timeout_at(first_deadline, send).await {
-            Err(_) => return Err((Failure::Timeout(what), None)),
-            Ok(Err(SendError::ConnectTimeout)) => {
-                return Err((Failure::Timeout("connect timeout"), None))
-            }
-            Ok(Err(SendError::Failed(m))) => return Err((Failure::Connect(m), None)),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status();
-        if !(200..300).contains(&status) {
-            let ra = resp.retry_after();
-            let body = tokio::time::timeout_at(first_deadline, read_limited(resp, 64 << 10))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .unwrap_or_default();
-            let message =
-                provider_error_message(&body).unwrap_or_else(|| "(no error message)".into());
-            return Err((Failure::Status { status, message }, ra));
-        }
+        let resp = self
+            .send_checked(live, t, Op::Chat, cred, body, first_deadline, what)
+            .await?;
         if !stream {
-            let body = match tokio::time::timeout_at(
-                deadline,
-                read_limited(resp, MAX_UPSTREAM_BODY),
-            )
-            .await
-            {
-                Err(_) => return Err((Failure::Timeout("request timeout"), None)),
-                Ok(Err(e)) => {
-                    return Err((
-                        Failure::Decode(DecodeError::Provider {
-                            provider: kind.as_str(),
-                            message: e,
-                            overloaded: false,
-                        }),
-                        None,
-                    ))
-                }
-                Ok(Ok(b)) => b,
-            };
+            let body = read_whole(resp, deadline, kind).await?;
             if pass {
                 return peek_provider_response(kind, &body)
                     .map(|usage| Success::Raw { body, usage })
@@ -455,8 +467,72 @@ impl Gateway {
         }
     }
 
+    /// Sends `body` to `op` of (target, credential) and waits for the answer's head
+    /// until `until` (`what` names that limit in a timeout); a non-2xx answer is a
+    /// [`Failure::Status`] with the provider's message and `Retry-After`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn send_checked(
+        &self,
+        live: &Live,
+        t: &Target,
+        op: Op,
+        cred: usize,
+        body: Vec<u8>,
+        until: Instant,
+        what: &'static str,
+    ) -> Result<UpResponse, (Failure, Option<Duration>)> {
+        let Some(ep) = live.endpoints.get(t, op) else {
+            return Err((
+                Failure::Connect("the provider has no endpoint for this call".into()),
+                None,
+            ));
+        };
+        let send = self.send(live, &ep, t.provider, cred, body);
+        let resp = match tokio::time::timeout_at(until, send).await {
+            Err(_) => return Err((Failure::Timeout(what), None)),
+            Ok(Err(SendError::ConnectTimeout)) => {
+                return Err((Failure::Timeout("connect timeout"), None))
+            }
+            Ok(Err(SendError::Failed(m))) => return Err((Failure::Connect(m), None)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if !(200..300).contains(&status) {
+            let ra = resp.retry_after();
+            let body = tokio::time::timeout_at(until, read_limited(resp, 64 << 10))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default();
+            let message =
+                provider_error_message(&body).unwrap_or_else(|| "(no error message)".into());
+            return Err((Failure::Status { status, message }, ra));
+        }
+        Ok(resp)
+    }
+
     pub(super) fn cfg_first_token(&self, live: &Live) -> Duration {
         live.cfg.timeouts.first_token
+    }
+}
+
+/// A whole answer body (up to [`MAX_UPSTREAM_BODY`]) by `deadline`.
+pub(super) async fn read_whole(
+    resp: UpResponse,
+    deadline: Instant,
+    kind: ProviderKind,
+) -> Result<Bytes, (Failure, Option<Duration>)> {
+    match tokio::time::timeout_at(deadline, read_limited(resp, MAX_UPSTREAM_BODY)).await {
+        Err(_) => Err((Failure::Timeout("request timeout"), None)),
+        Ok(Err(e)) => Err((
+            Failure::Decode(DecodeError::Provider {
+                provider: kind.as_str(),
+                message: e,
+                overloaded: false,
+            }),
+            None,
+        )),
+        Ok(Ok(b)) => Ok(b),
     }
 }
 

@@ -2,14 +2,15 @@
 //! model to targets, pick a credential, run attempts under the retry policy, and
 //! answer in the client's format.
 
-use super::attempt::{CallGuard, Failure, Success};
+use super::attempt::{CallGuard, Success};
+use super::call::CallState;
 use super::gateway::Gateway;
 use super::live::Live;
 use super::relay::Relay;
-use super::response::{decorate, error_response, internal_error, overhead};
-use super::retry::{AfterFailure, RetryLoop, WhenNoneAvailable};
+use super::response::{decorate, error_response, internal_error};
 use crate::breaker::Admission;
 use crate::config::Target;
+use crate::events::{api_name, CallLog};
 use crate::metrics::Outcome;
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -17,11 +18,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use powertune_dialect::{
     check_request, has_provider_limits, parse_request, peek_request, provider_request,
-    render_response, same_format, ApiError, ChatRequest, ErrorKind, Front, StreamEncoder, Usage,
+    render_response, same_format, ApiError, ChatRequest, ErrorKind, Front, StreamEncoder,
 };
 use rand::Rng;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Header a client sets to pick a route class (`latency`, `batch`, ...).
@@ -34,16 +34,23 @@ pub(super) enum Picked {
 
 impl Gateway {
     /// The ordered targets for a request.
-    pub(super) fn resolve(
+    /// The ordered targets for a request, and the route class it takes (by the
+    /// route header, by naming the class as the model, or by a rule).
+    pub(super) fn resolve<'a>(
         &self,
-        live: &Live,
+        live: &'a Live,
         model: &str,
         route: Option<&str>,
-    ) -> Result<Arc<[Target]>, ApiError> {
+    ) -> Result<(Arc<[Target]>, Option<&'a str>), ApiError> {
         let cfg = &live.cfg;
         let classes = || cfg.routes.keys().cloned().collect::<Vec<_>>().join(", ");
+        let class = |name: &str| {
+            live.classes
+                .get_key_value(name)
+                .map(|(k, t)| (t.clone(), Some(k.as_str())))
+        };
         if let Some(r) = route {
-            return live.classes.get(r).cloned().ok_or_else(|| {
+            return class(r).ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::InvalidRequest,
                     format!(
@@ -53,21 +60,21 @@ impl Gateway {
                 )
             });
         }
-        if let Some(t) = live.classes.get(model) {
-            return Ok(t.clone());
+        if let Some(found) = class(model) {
+            return Ok(found);
         }
         if let Some(t) = live.aliases.get(model) {
-            return Ok(t.clone());
+            return Ok((t.clone(), None));
         }
-        for (prefix, class) in &cfg.rules {
+        for (prefix, c) in &cfg.rules {
             if model.starts_with(prefix.as_str()) {
-                if let Some(t) = live.classes.get(class) {
-                    return Ok(t.clone());
+                if let Some(found) = class(c) {
+                    return Ok(found);
                 }
             }
         }
         if let Some(t) = crate::config::parse_target(model, &cfg.providers) {
-            return Ok(Arc::from(vec![t]));
+            return Ok((Arc::from(vec![t]), None));
         }
         // the name is the client's: cut like a metrics label so the answer stays small
         let model = crate::metrics::label(model);
@@ -119,11 +126,17 @@ impl Gateway {
                     }
                 }
                 if let Some(ci) = picker.pick(p.credentials.len(), &avail) {
-                    let mut st = sel.creds[ci].lock();
-                    let _ = st.breaker.admit(now);
-                    if let Some(l) = st.limiter.as_mut() {
-                        l.take(now);
-                    }
+                    let (from, to, consecutive) = {
+                        let mut st = sel.creds[ci].lock();
+                        let from = st.breaker.phase();
+                        let _ = st.breaker.admit(now);
+                        if let Some(l) = st.limiter.as_mut() {
+                            l.take(now);
+                        }
+                        (from, st.breaker.phase(), st.breaker.consecutive_failures())
+                    };
+                    // an open breaker past its deadline lets this call through as a probe
+                    self.log_transition(live, (t.provider, ci), from, to, consecutive, "probe");
                     return Picked::Go {
                         target: ti,
                         cred: ci,
@@ -137,15 +150,62 @@ impl Gateway {
         Picked::None { soonest }
     }
 
-    /// Handles one chat call for `front`.
+    /// Handles one chat call for `front`, with its access-log line.
     pub(super) async fn chat(
         self: Arc<Self>,
         front: Front,
         headers: HeaderMap,
         body: Bytes,
     ) -> Response {
+        let mut log = CallLog::new(self.event_log(), "chat", api_name(front));
+        let resp = self.chat_call(front, headers, body, &mut log).await;
+        log.with(|l| l.status = resp.status().as_u16());
+        resp
+    }
+
+    /// May `client` (from [`Gateway::authenticate`]) call `model` by route class
+    /// `class`? `None` lets the call go; `Some` is the refusal to answer.
+    pub(super) fn admit_client(
+        &self,
+        live: &Live,
+        front: Front,
+        client: Option<usize>,
+        model: &str,
+        class: Option<&str>,
+    ) -> Option<Response> {
+        let client = client?;
+        let name = &live.cfg.clients[client].name;
+        match self.permit(live, client, model, class) {
+            Ok(()) => {
+                self.metrics.record_client(name, None);
+                None
+            }
+            Err((why, e, wait)) => {
+                self.metrics.record_client(name, Some(why));
+                Some(error_response(front, &e, wait))
+            }
+        }
+    }
+
+    async fn chat_call(
+        self: Arc<Self>,
+        front: Front,
+        headers: HeaderMap,
+        body: Bytes,
+        log: &mut CallLog,
+    ) -> Response {
         let t0 = std::time::Instant::now();
         let live = self.live();
+        let client = match self.authenticate(&live, &headers) {
+            Ok(c) => c,
+            Err((why, e)) => {
+                self.metrics.record_refusal(why);
+                return error_response(front, &e, None);
+            }
+        };
+        if let Some(c) = client {
+            log.with(|l| l.client = Some(live.cfg.clients[c].name.clone()));
+        }
         // the plain case is read without a DOM; anything else goes to the full parser
         let mut raw = peek_request(front, &body);
         let mut canon: Option<ChatRequest> = None;
@@ -161,10 +221,15 @@ impl Gateway {
             (None, None) => return internal_error(front),
         };
         let route = headers.get(ROUTE_HEADER).and_then(|v| v.to_str().ok());
-        let targets = match self.resolve(&live, &model, route) {
+        log.with(|l| l.model = Some(crate::metrics::label(&model).into_owned()));
+        let (targets, class) = match self.resolve(&live, &model, route) {
             Ok(t) => t,
             Err(e) => return error_response(front, &e, None),
         };
+        log.with(|l| l.route = class.map(str::to_string));
+        if let Some(refused) = self.admit_client(&live, front, client, &model, class) {
+            return refused;
+        }
         // a target in another wire format needs the canonical request
         if canon.is_none()
             && targets
@@ -206,50 +271,24 @@ impl Gateway {
             }
             _ => targets,
         };
-        let mut retry = RetryLoop::new(&live.cfg.retry, live.cfg.timeouts.request, Instant::now());
-        let deadline = retry.deadline();
-        let mut waited = Duration::ZERO;
-        let mut last: Option<(Failure, usize)> = None;
+        let mut call = CallState::new(front, t0, &live);
+        let deadline = call.retry.deadline();
         loop {
-            let attempt = retry.attempt();
-            let (ti, ci) = match self.pick(&live, &targets, retry.tried()) {
-                Picked::Go { target, cred } => (target, cred),
-                Picked::None { soonest } => {
-                    let now = self.clock.now();
-                    let wait = soonest.map(|s| s.saturating_duration_since(now));
-                    // after a failure, wait out a short Retry-After / recovery instead of giving up
-                    if let WhenNoneAvailable::Wait(w) =
-                        retry.when_none_available(wait, Instant::now())
-                    {
-                        let s = std::time::Instant::now();
-                        tokio::time::sleep(w).await;
-                        waited += s.elapsed();
-                        continue;
-                    }
-                    self.metrics
-                        .record_client_call(attempt.saturating_sub(1), overhead(t0, waited));
-                    if let Some((f, pi)) = last {
-                        // a failure just happened (e.g. 429 with a long Retry-After): report it
-                        let ra = wait.filter(|w| !w.is_zero());
-                        return error_response(
-                            front,
-                            &f.api_error(&live.cfg.providers[pi].name, &live.secrets),
-                            ra,
-                        );
-                    }
-                    // nothing was sent upstream for this call: the one case counted as
-                    // rejected_all_open (docs/gateway.md, /status)
-                    self.metrics.record_all_open();
-                    let secs = wait.map_or(1, |w| w.as_secs_f64().ceil().max(1.0) as u64);
-                    let e = ApiError::new(
-                        ErrorKind::Overloaded,
-                        format!("every provider credential for {model:?} is open or rate-limited; retry in {secs}s"),
-                    );
-                    return error_response(front, &e, Some(Duration::from_secs(secs)));
-                }
+            let attempt = call.retry.attempt();
+            let (ti, ci) = match self
+                .next_credential(&live, &targets, &model, &mut call)
+                .await
+            {
+                Ok(picked) => picked,
+                Err(answer) => return answer,
             };
             let target = &targets[ti];
-            retry.note_tried(target.provider, ci);
+            log.with(|l| {
+                let p = &live.cfg.providers[target.provider];
+                l.provider = Some(p.name.clone());
+                l.credential = Some(p.credentials[ci].name.clone());
+                l.attempts = attempt + 1;
+            });
             let kind = live.cfg.providers[target.provider].kind;
             let pass = same_format(front, kind);
             let up_body = match (&raw, &canon) {
@@ -262,28 +301,19 @@ impl Gateway {
                 _ => return internal_error(front),
             };
             let pass = pass && raw.is_some();
-            let mut guard = CallGuard {
-                gw: self.clone(),
-                live: live.clone(),
-                targets: targets.clone(),
-                target: ti,
-                cred: ci,
-                started: Instant::now(),
-                ttft: None,
-                usage: Usage::default(),
-                retry_after: None,
-                done: false,
-            };
+            let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             let up_start = std::time::Instant::now();
             let result = self
                 .attempt(&live, target, ci, up_body, stream, pass, deadline)
                 .await;
-            waited += up_start.elapsed();
+            call.waited += up_start.elapsed();
             match result {
                 Ok(Success::Raw { body, usage }) => {
                     guard.usage = usage;
+                    guard.log = log.hand_off();
+                    guard.log.with(|l| l.status = 200);
                     guard.finish(Outcome::Ok);
-                    let ov = overhead(t0, waited);
+                    let ov = call.overhead();
                     self.metrics.record_client_call(attempt, ov);
                     let mut r = Response::new(Body::from(body));
                     r.headers_mut()
@@ -293,8 +323,10 @@ impl Gateway {
                 }
                 Ok(Success::Full(resp)) => {
                     guard.usage = resp.usage;
+                    guard.log = log.hand_off();
+                    guard.log.with(|l| l.status = 200);
                     guard.finish(Outcome::Ok);
-                    let ov = overhead(t0, waited);
+                    let ov = call.overhead();
                     self.metrics.record_client_call(attempt, ov);
                     let v =
                         render_response(front, &resp, guard.started.elapsed().as_nanos() as u64);
@@ -309,7 +341,10 @@ impl Gateway {
                     broken,
                 }) => {
                     guard.ttft = Some(guard.started.elapsed());
-                    let ov = overhead(t0, waited);
+                    // the stream's end writes the line, with its tokens
+                    guard.log = log.hand_off();
+                    guard.log.with(|l| l.status = 200);
+                    let ov = call.overhead();
                     self.metrics.record_client_call(attempt, ov);
                     let id = match front {
                         Front::Anthropic => format!("msg_{:016x}", rand::rng().random::<u64>()),
@@ -332,41 +367,11 @@ impl Gateway {
                     return resp;
                 }
                 Err((failure, ra)) => {
-                    guard.retry_after = ra;
-                    let outcome = failure.outcome();
-                    guard.finish(outcome);
-                    drop(guard);
-                    let jitter = |hi: f64| rand::rng().random_range(0.0..=hi);
-                    match retry.after_failure(failure.retryable(), Instant::now(), jitter) {
-                        AfterFailure::Stop => {
-                            self.metrics
-                                .record_client_call(attempt, overhead(t0, waited));
-                            let ra = match outcome {
-                                // when the credential is usable again: the wait asked
-                                // for, cut to breaker.retry_after_max like the breaker's
-                                Outcome::RateLimited => Some(
-                                    ra.unwrap_or(live.cfg.breaker.rate_limit_default)
-                                        .min(live.cfg.breaker.retry_after_max),
-                                ),
-                                _ => None,
-                            };
-                            return error_response(
-                                front,
-                                &failure.api_error(
-                                    &live.cfg.providers[target.provider].name,
-                                    &live.secrets,
-                                ),
-                                ra,
-                            );
-                        }
-                        AfterFailure::Retry { pause } => {
-                            last = Some((failure, target.provider));
-                            if !pause.is_zero() {
-                                let s = std::time::Instant::now();
-                                tokio::time::sleep(pause).await;
-                                waited += s.elapsed();
-                            }
-                        }
+                    if let Err(answer) = self
+                        .attempt_failed(guard, failure, ra, log, &mut call)
+                        .await
+                    {
+                        return answer;
                     }
                 }
             }

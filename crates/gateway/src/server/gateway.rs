@@ -4,12 +4,15 @@
 use super::live::{build_live, Live};
 use super::source::{ConfigSource, ReloadListener};
 use crate::breaker::Clock;
+use crate::breaker::StateName;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::events::{now_rfc3339, BreakerLine, EventLog};
 use crate::metrics::{label, CredentialStatus, Metrics, StatusSnapshot};
 use crate::upstream::PlainClient;
 use parking_lot::{Mutex, RwLock};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -24,6 +27,10 @@ pub struct Gateway {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) metrics: Metrics,
     pub(super) started: Instant,
+    /// The access log, when one is set.
+    pub(super) log: OnceLock<Arc<EventLog>>,
+    /// `--allow-unauthenticated`: serve beyond loopback without client keys.
+    pub(super) allow_unauthenticated: AtomicBool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -58,7 +65,62 @@ impl Gateway {
             clock,
             metrics: Metrics::default(),
             started: Instant::now(),
+            log: OnceLock::new(),
+            allow_unauthenticated: AtomicBool::new(false),
         }))
+    }
+
+    /// Writes the access log (a line per call, per breaker transition, per
+    /// credential disabled or enabled) to `log`; set once, before serving.
+    pub fn set_event_log(&self, log: EventLog) {
+        let _ = self.log.set(Arc::new(log));
+    }
+
+    /// Waits (up to `timeout`) until the access log's queued lines are written.
+    pub fn flush_event_log(&self, timeout: Duration) -> bool {
+        self.log.get().is_none_or(|l| l.flush(timeout))
+    }
+
+    /// Serve beyond loopback without client keys (`--allow-unauthenticated`); a
+    /// reload that removes the last key from such a gateway is refused otherwise.
+    pub fn set_allow_unauthenticated(&self, allow: bool) {
+        self.allow_unauthenticated.store(allow, Ordering::Relaxed);
+    }
+
+    pub(super) fn event_log(&self) -> Option<&Arc<EventLog>> {
+        self.log.get()
+    }
+
+    /// Logs a breaker state change of (provider `pi`, credential `ci`), if any.
+    pub(super) fn log_transition(
+        &self,
+        live: &Live,
+        (pi, ci): (usize, usize),
+        from: StateName,
+        to: StateName,
+        consecutive_failures: u32,
+        cause: &'static str,
+    ) {
+        let Some(log) = self.log.get() else { return };
+        if from == to {
+            return;
+        }
+        let event = match (from, to) {
+            (_, StateName::Disabled) => "credential_disabled",
+            (StateName::Disabled, _) => "credential_enabled",
+            _ => "breaker",
+        };
+        let p = &live.cfg.providers[pi];
+        log.emit_json(&BreakerLine {
+            time: now_rfc3339(),
+            event,
+            provider: &p.name,
+            credential: &p.credentials[ci].name,
+            from: from.as_str(),
+            to: to.as_str(),
+            consecutive_failures,
+            cause,
+        });
     }
 
     pub(super) fn live(&self) -> Arc<Live> {
@@ -94,7 +156,16 @@ impl Gateway {
     /// The `/metrics` text (Prometheus exposition format 0.0.4).
     pub fn metrics_text(&self) -> String {
         let creds = self.credentials(&self.live());
-        self.metrics.exposition(&creds).render()
+        let mut e = self.metrics.exposition(&creds);
+        // declared always; a sample only when there is an access log
+        let mut w = e.counter(
+            "powertune_gateway_log_lines_dropped",
+            "Access-log lines dropped because the writer could not keep up.",
+        );
+        if let Some(log) = self.log.get() {
+            w.sample(&[], log.dropped() as f64);
+        }
+        e.render()
     }
 
     /// The breaker state of every credential of `live`.

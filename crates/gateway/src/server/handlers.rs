@@ -27,6 +27,7 @@ impl Gateway {
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/messages", post(anthropic_messages))
             .route("/api/chat", post(ollama_chat))
+            .route("/v1/embeddings", post(openai_embeddings))
             .route("/v1/models", get(models))
             .route("/metrics", get(metrics))
             .route("/status", get(status))
@@ -85,12 +86,13 @@ async fn in_client_shape(req: Request, next: Next, max_body: usize) -> Response 
         ),
         StatusCode::NOT_FOUND => ApiError::new(
             ErrorKind::UnknownPath,
-            format!("no endpoint {method} {path}; the gateway serves POST /v1/chat/completions, POST /v1/messages, POST /api/chat and GET /v1/models"),
+            format!("no endpoint {method} {path}; the gateway serves POST /v1/chat/completions, POST /v1/messages, POST /api/chat, POST /v1/embeddings and GET /v1/models"),
         ),
         StatusCode::METHOD_NOT_ALLOWED => {
             // (axum adds its Allow header outside this layer)
             let allow = match path.as_str() {
-                "/v1/chat/completions" | "/v1/messages" | "/api/chat" | "/admin/reload" => "POST",
+                "/v1/chat/completions" | "/v1/messages" | "/api/chat" | "/v1/embeddings"
+                | "/admin/reload" => "POST",
                 _ => "GET",
             };
             ApiError::new(
@@ -127,8 +129,23 @@ pub(super) async fn ollama_chat(
     gw.chat(Front::Ollama, headers, body).await
 }
 
-pub(super) async fn models(State(gw): State<Arc<Gateway>>) -> Response {
-    let cfg = gw.config();
+pub(super) async fn openai_embeddings(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    gw.embeddings(headers, body).await
+}
+
+/// `GET /v1/models`: the aliases and route classes (a client key is needed when
+/// client keys are configured).
+pub(super) async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let live = gw.live();
+    if let Err((why, e)) = gw.authenticate(&live, &headers) {
+        gw.metrics.record_refusal(why);
+        return error_response(Front::OpenAi, &e, None);
+    }
+    let cfg = &live.cfg;
     let mut ids: Vec<String> = cfg.models.keys().cloned().collect();
     ids.extend(
         cfg.routes

@@ -1,17 +1,17 @@
 //! One configuration generation with everything derived from it once, and how a
 //! new generation is built from the old one on reload.
 
+use super::auth::ClientLimiter;
+use super::endpoint::Endpoints;
 use crate::breaker::{Breaker, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ProviderKind, Target};
 use crate::metrics::UNKNOWN_MODEL;
-use crate::upstream::Origin;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
 use powertune_core::redact::Secrets;
-use powertune_dialect::provider_path;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -37,10 +37,8 @@ pub(super) struct Live {
     pub(super) cfg: Arc<Config>,
     pub(super) generation: u64,
     pub(super) selectors: Vec<Selector>,
-    /// Per provider: the chat endpoint (base URL + path), parsed once; for plain-HTTP
-    /// providers also as the origin the plain client takes.
-    pub(super) endpoints: Vec<reqwest::Url>,
-    pub(super) plain: Vec<Option<Origin>>,
+    /// Every provider's chat and embeddings endpoints, parsed once.
+    pub(super) endpoints: Endpoints,
     /// Per provider: `x-powertune-provider`; per credential: `x-powertune-credential`
     /// and the auth header (marked sensitive).
     pub(super) provider_hv: Vec<HeaderValue>,
@@ -55,6 +53,10 @@ pub(super) struct Live {
     /// Every configured API key, scrubbed (with core's secret patterns) from any
     /// provider text relayed to a client.
     pub(super) secrets: Secrets,
+    /// SHA-256 of each client key → its index in `cfg.clients`.
+    pub(super) clients: HashMap<[u8; 32], usize>,
+    /// Per client: its rpm limiter, if it has an rpm.
+    pub(super) client_limiters: Vec<Option<ClientLimiter>>,
 }
 
 impl Live {
@@ -86,6 +88,9 @@ pub struct ReloadSummary {
     /// Deprecation lines of the file read (shown apart from the summary line).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The (provider, credential) pairs re-enabled, for the access log.
+    #[serde(skip)]
+    pub reenabled_credentials: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for ReloadSummary {
@@ -111,28 +116,24 @@ pub(super) fn build_live(
         ..Default::default()
     };
     let mut selectors = Vec::new();
-    let mut endpoints = Vec::new();
-    let mut plain = Vec::new();
+    let endpoints = Endpoints::build(&cfg.providers, cfg.models.values().flatten())?;
     let mut provider_hv = Vec::new();
     let mut cred_hv = Vec::new();
     let mut auth = Vec::new();
     let mut secrets = Secrets::new();
     for p in &cfg.providers {
-        let url = format!("{}{}", p.base_url, provider_path(p.kind));
-        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("provider {}: {e}", p.name))?;
-        plain.push(if parsed.scheme() == "http" {
-            Some(Origin::new(&parsed).map_err(|e| format!("provider {}: {e}", p.name))?)
-        } else {
-            None
-        });
-        endpoints.push(parsed);
         provider_hv
             .push(HeaderValue::from_str(&p.name).map_err(|e| format!("provider {}: {e}", p.name))?);
         let old_p = old.and_then(|o| {
             o.cfg
                 .providers
                 .iter()
-                .position(|q| q.name == p.name && q.kind == p.kind && q.base_url == p.base_url)
+                .position(|q| {
+                    q.name == p.name
+                        && q.kind == p.kind
+                        && q.base_url == p.base_url
+                        && q.azure_api_version == p.azure_api_version
+                })
                 .map(|pi| (o, pi))
         });
         let mut slots = Vec::new();
@@ -148,6 +149,10 @@ pub(super) fn build_live(
                 Some(k) => {
                     secrets.add(k.expose());
                     let (name, value) = match p.kind {
+                        _ if p.azure_api_version.is_some() => (
+                            HeaderName::from_static("api-key"),
+                            HeaderValue::from_str(k.expose()),
+                        ),
                         ProviderKind::Anthropic => (
                             HeaderName::from_static("x-api-key"),
                             HeaderValue::from_str(k.expose()),
@@ -187,6 +192,9 @@ pub(super) fn build_live(
                         st.breaker.set_config(cfg.breaker.clone());
                         if st.breaker.reenable() {
                             summary.reenabled += 1;
+                            summary
+                                .reenabled_credentials
+                                .push((p.name.clone(), c.name.clone()));
                         }
                         if old_rpm != c.rpm {
                             st.limiter = c.rpm.map(RpmLimiter::new);
@@ -238,6 +246,30 @@ pub(super) fn build_live(
         .iter()
         .map(|(a, t)| (a.clone(), Arc::from(t.clone())))
         .collect();
+    let clients = cfg
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash, i))
+        .collect();
+    let client_limiters = cfg
+        .clients
+        .iter()
+        .map(|c| {
+            let rpm = c.rpm?;
+            // an unchanged client (same name and rpm) keeps its limiter
+            let kept = old.and_then(|o| {
+                let i = o
+                    .cfg
+                    .clients
+                    .iter()
+                    .position(|d| d.name == c.name && d.rpm == c.rpm)?;
+                o.client_limiters[i].clone()
+            });
+            // a minute's worth at once, refilled at rpm per minute
+            Some(kept.unwrap_or_else(|| Arc::new(Mutex::new(RpmLimiter::with_burst(rpm, rpm)))))
+        })
+        .collect();
     let mut known_models = vec![BTreeSet::new(); cfg.providers.len()];
     for t in cfg.models.values().flatten() {
         known_models[t.provider].insert(t.model.clone());
@@ -248,7 +280,6 @@ pub(super) fn build_live(
             generation,
             selectors,
             endpoints,
-            plain,
             provider_hv,
             cred_hv,
             auth,
@@ -256,6 +287,8 @@ pub(super) fn build_live(
             aliases,
             known_models,
             secrets,
+            clients,
+            client_limiters,
         },
         summary,
     ))

@@ -5,7 +5,11 @@
 //! relayed by [`relay`], and the `/metrics` and `/status` endpoints.
 
 mod attempt;
+mod auth;
+mod call;
 mod dispatch;
+mod embed;
+mod endpoint;
 mod gateway;
 mod handlers;
 mod live;
@@ -16,6 +20,7 @@ mod retry;
 mod source;
 
 pub use crate::error::GatewayError;
+pub(crate) use auth::Refusal;
 pub use dispatch::ROUTE_HEADER;
 pub use gateway::Gateway;
 pub use live::ReloadSummary;

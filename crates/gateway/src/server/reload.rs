@@ -4,8 +4,10 @@
 use super::gateway::Gateway;
 use super::live::{build_live, ReloadSummary};
 use super::source::{ConfigSource, EnvLookup, ReloadError, ReloadEvent, ReloadListener};
-use crate::config::Config;
+use crate::breaker::StateName;
+use crate::config::{check_exposure, Config};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Gateway {
@@ -27,6 +29,25 @@ impl Gateway {
         let now = self.clock.now();
         match build_live(cfg, generation, Some(&old), now) {
             Ok((live, mut summary)) => {
+                for (p, c) in &summary.reenabled_credentials {
+                    let pi = live.cfg.provider_index(p);
+                    let ci = pi.and_then(|pi| {
+                        live.cfg.providers[pi]
+                            .credentials
+                            .iter()
+                            .position(|d| &d.name == c)
+                    });
+                    if let (Some(pi), Some(ci)) = (pi, ci) {
+                        self.log_transition(
+                            &live,
+                            (pi, ci),
+                            StateName::Disabled,
+                            StateName::Closed,
+                            0,
+                            "reload",
+                        );
+                    }
+                }
                 *w = Arc::new(live);
                 summary.reloaded = true;
                 summary
@@ -46,6 +67,12 @@ impl Gateway {
             let env = src.env.clone();
             Config::load_with(&src.path, &move |k| env(k))?
         };
+        check_exposure(
+            self.config().listen,
+            &loaded.config.clients,
+            self.allow_unauthenticated.load(Ordering::Relaxed),
+        )
+        .map_err(ReloadError::Exposed)?;
         let mut summary = self.reload(loaded.config);
         summary.warnings = loaded.warnings;
         Ok(summary)

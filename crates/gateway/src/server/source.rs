@@ -25,6 +25,9 @@ pub enum ReloadError {
     NoSource,
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The new file would leave a gateway reachable beyond loopback without client keys.
+    #[error("{0}")]
+    Exposed(String),
 }
 
 /// One reload as a listener sees it; its `Display` is the one line to show.
@@ -76,6 +79,7 @@ mod tests {
             reenabled: 0,
             removed: 3,
             warnings: vec!["g.toml:3: retry.base_ms: deprecated; write base = \"1ms\"".into()],
+            ..Default::default()
         });
         let e = ReloadEvent {
             trigger: "SIGHUP",

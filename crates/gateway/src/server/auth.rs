@@ -1,0 +1,212 @@
+//! Client keys (`[[clients]]`): who is calling, and whether they may make this call.
+//! A key comes as `Authorization: Bearer KEY` (OpenAI's and Ollama's clients) or
+//! `x-api-key: KEY` (Anthropic's); the gateway compares its SHA-256 with the
+//! configured hashes, so it never holds a client key in memory longer than the call.
+
+use super::gateway::Gateway;
+use super::live::Live;
+use crate::breaker::RpmLimiter;
+use crate::config::{key_hash, Client};
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use parking_lot::Mutex;
+use powertune_dialect::{ApiError, ErrorKind};
+use std::time::Duration;
+
+/// Why a call was refused before anything went upstream (a `/metrics` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Refusal {
+    MissingKey,
+    WrongKey,
+    Forbidden,
+    RateLimited,
+}
+
+impl Refusal {
+    pub(crate) const ALL: [Refusal; 4] = [
+        Refusal::MissingKey,
+        Refusal::WrongKey,
+        Refusal::Forbidden,
+        Refusal::RateLimited,
+    ];
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MissingKey => "missing_key",
+            Refusal::WrongKey => "wrong_key",
+            Refusal::Forbidden => "forbidden",
+            Refusal::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// A client's rpm limiter, kept across reloads while its name and rpm stay.
+pub(super) type ClientLimiter = std::sync::Arc<Mutex<RpmLimiter>>;
+
+/// The key a caller presented, if any.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some((scheme, key)) = v.split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() {
+                return Some(key.trim());
+            }
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+impl Gateway {
+    /// The calling client (its index in `[[clients]]`), `None` when no client keys
+    /// are configured; a missing or unknown key is a 401.
+    pub(super) fn authenticate(
+        &self,
+        live: &Live,
+        headers: &HeaderMap,
+    ) -> Result<Option<usize>, (Refusal, ApiError)> {
+        if live.cfg.clients.is_empty() {
+            return Ok(None);
+        }
+        let Some(key) = presented_key(headers) else {
+            return Err((
+                Refusal::MissingKey,
+                ApiError::new(
+                    ErrorKind::Authentication,
+                    "no client key: this gateway needs one, sent as Authorization: Bearer KEY or x-api-key: KEY",
+                ),
+            ));
+        };
+        match live.clients.get(&key_hash(key)) {
+            Some(i) => Ok(Some(*i)),
+            None => Err((
+                Refusal::WrongKey,
+                ApiError::new(
+                    ErrorKind::Authentication,
+                    "the client key is not one this gateway knows",
+                ),
+            )),
+        }
+    }
+
+    /// May `client` call `model` by route class `class`? Then its rpm is taken; over
+    /// it, the wait until a call may go.
+    pub(super) fn permit(
+        &self,
+        live: &Live,
+        client: usize,
+        model: &str,
+        class: Option<&str>,
+    ) -> Result<(), (Refusal, ApiError, Option<Duration>)> {
+        let c = &live.cfg.clients[client];
+        permitted(c, model, class).map_err(|e| (Refusal::Forbidden, e, None))?;
+        if let Some(l) = &live.client_limiters[client] {
+            let now = self.clock.now();
+            let mut l = l.lock();
+            if let Some(at) = l.check(now) {
+                let wait = at.saturating_duration_since(now);
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return Err((
+                    Refusal::RateLimited,
+                    ApiError::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "client {:?} is over its limit of {} requests per minute; retry in {secs}s",
+                            c.name,
+                            c.rpm.unwrap_or(0)
+                        ),
+                    ),
+                    Some(wait),
+                ));
+            }
+            l.take(now);
+        }
+        Ok(())
+    }
+}
+
+/// The client's `routes` and `models` lists against the call.
+fn permitted(c: &Client, model: &str, class: Option<&str>) -> Result<(), ApiError> {
+    let deny = |m: String| Err(ApiError::new(ErrorKind::PermissionDenied, m));
+    if let Some(routes) = &c.routes {
+        match class {
+            Some(r) if routes.contains(r) => {}
+            Some(r) => {
+                return deny(format!(
+                    "client {:?} may not use route class {r:?}; it may use [{}]",
+                    c.name,
+                    join(routes)
+                ))
+            }
+            None => {
+                return deny(format!(
+                    "client {:?} may only call through route classes [{}]; name one as the model or in x-powertune-route",
+                    c.name,
+                    join(routes)
+                ))
+            }
+        }
+    }
+    if let Some(models) = &c.models {
+        if !models.contains(model) {
+            let model = crate::metrics::label(model);
+            return deny(format!(
+                "client {:?} may not call model {model:?}; it may call [{}]",
+                c.name,
+                join(models)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn join(s: &std::collections::BTreeSet<String>) -> String {
+    s.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_key_comes_as_bearer_or_x_api_key() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_key(&h), None);
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(presented_key(&h), None);
+        h.insert("x-api-key", HeaderValue::from_static(" k2 "));
+        assert_eq!(presented_key(&h), Some("k2"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer k1"));
+        assert_eq!(presented_key(&h), Some("k1"));
+    }
+
+    #[test]
+    fn routes_and_models_limit_a_client() {
+        let c = Client {
+            name: "batch-jobs".into(),
+            hash: key_hash("k"),
+            routes: Some(["batch".to_string()].into()),
+            models: None,
+            rpm: None,
+        };
+        assert!(permitted(&c, "batch", Some("batch")).is_ok());
+        let e = permitted(&c, "latency", Some("latency")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+        assert!(
+            e.message.contains("route class \"latency\""),
+            "{}",
+            e.message
+        );
+        assert!(permitted(&c, "fast", None).is_err());
+        let c = Client {
+            routes: None,
+            models: Some(["fast".to_string()].into()),
+            ..c
+        };
+        assert!(permitted(&c, "fast", None).is_ok());
+        assert!(permitted(&c, "openai:gpt-4o", None).is_err());
+    }
+}
