@@ -35,6 +35,7 @@ pub mod h1;
 pub mod http;
 pub mod inspect;
 pub mod judge;
+pub mod llm;
 pub mod metrics;
 pub mod net;
 pub mod options;
