@@ -42,6 +42,8 @@ pub struct TargetConfig {
     pub routes: RoutesConfig,
     /// The ActionCable endpoint `/cable`.
     pub cable: CableConfig,
+    /// Where streamed agent runs send their LLM calls (`crate::llm`).
+    pub llm: crate::llm::LlmConfig,
 }
 
 impl Default for TargetConfig {
@@ -58,6 +60,7 @@ impl Default for TargetConfig {
             auth: AuthConfig::default(),
             routes: RoutesConfig::default(),
             cable: CableConfig::default(),
+            llm: crate::llm::LlmConfig::default(),
         }
     }
 }
@@ -435,6 +438,7 @@ impl TargetConfig {
                 src.error(key, format!("{value} {reason}, e.g. {example}")),
             ))
         };
+        self.llm.validate(src)?;
         let dur = |d: Duration| format!("\"{}\"", powertune_core::duration::format(d));
         if !(1..=10_000).contains(&self.pool_size) {
             return invalid(

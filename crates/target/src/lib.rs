@@ -42,6 +42,7 @@ mod cable;
 pub mod config;
 mod error;
 mod handlers;
+pub mod llm;
 mod metrics;
 mod monitoring;
 mod rng;
