@@ -9,36 +9,29 @@ use powertune_core::units::{bytes, ms, percent, rate, seconds};
 use powertune_core::Quantity;
 
 fn trend_row(name: &str, t: &TrendSummary, secs: f64) -> Vec<String> {
-    let s = &t.stats;
-    vec![
-        name.to_string(),
-        s.count.to_string(),
-        rate(s.count as f64 / secs),
-        ms(s.avg),
-        ms(s.min),
-        ms(s.med),
-        ms(s.p90),
-        ms(s.p95),
-        ms(s.p99),
-        ms(s.max),
-    ]
+    row_with(name, t, secs, ms)
 }
 
 /// A trend of values that are not durations (tokens/s), shown as they are.
 fn value_row(name: &str, t: &TrendSummary, secs: f64) -> Vec<String> {
+    row_with(name, t, secs, |x| {
+        format!("{}/s", powertune_core::units::trim(x, 1))
+    })
+}
+
+fn row_with(name: &str, t: &TrendSummary, secs: f64, show: fn(f64) -> String) -> Vec<String> {
     let s = &t.stats;
-    let v = |x: f64| format!("{}/s", powertune_core::units::trim(x, 1));
     vec![
         name.to_string(),
         s.count.to_string(),
         rate(s.count as f64 / secs),
-        v(s.avg),
-        v(s.min),
-        v(s.med),
-        v(s.p90),
-        v(s.p95),
-        v(s.p99),
-        v(s.max),
+        show(s.avg),
+        show(s.min),
+        show(s.med),
+        show(s.p90),
+        show(s.p95),
+        show(s.p99),
+        show(s.max),
     ]
 }
 
