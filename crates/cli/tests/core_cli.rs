@@ -60,6 +60,7 @@ fn demo_runs_the_runbook_scenarios_end_to_end() {
         "mission_create",
         "dashboard_load",
         "websocket_subscribe",
+        "llm_call",
     ] {
         assert!(out.contains(scenario), "{scenario} missing from:\n{out}");
     }
@@ -76,6 +77,38 @@ fn demo_runs_the_runbook_scenarios_end_to_end() {
     assert_eq!(o.status.code(), Some(expected_code), "{out}");
     let findings = report["findings"].as_array().unwrap();
     assert!(findings.iter().any(|f| f["check"] == "api_latency_p95"));
+    // The LLM-call row: streamed through target → gateway → simulator, judged on the
+    // runbook's 30 s / 60 s band, TTFT and tokens/s in the summary.
+    let row = findings
+        .iter()
+        .find(|f| f["check"] == "api_latency_p95" && f["subject"] == "AI orchestration (LLM call)")
+        .unwrap_or_else(|| panic!("no LLM-call row in {findings:#?}"));
+    assert!(
+        ["pass", "warn", "fail"].contains(&row["verdict"].as_str().unwrap()),
+        "{row}"
+    );
+    assert_eq!(row["target"]["value"], 30000.0, "{row}");
+    assert!(
+        row["evidence"].as_str().unwrap().contains("TTFT p50"),
+        "{row}"
+    );
+    let llm = &report["metrics"]["llm"];
+    assert!(llm["ttft"]["count"].as_u64().unwrap() > 0, "{llm}");
+    assert!(llm["tokens_per_s"]["med"].as_f64().unwrap() > 0.0, "{llm}");
+    assert_eq!(llm["stream_errors"]["dropped"], 0, "{llm}");
+    assert!(
+        out.contains("llm_ttft") && out.contains("llm_tokens_per_s"),
+        "{out}"
+    );
+    // The gateway's breakers and retries, through its own inspection.
+    for check in ["breakers_open", "retry_depth"] {
+        let f = findings
+            .iter()
+            .find(|f| f["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} in {findings:#?}"));
+        assert_eq!(f["verdict"], "pass", "{f}");
+    }
+    assert!(out.contains("provider simulator:"), "{out}");
     // The server saw the client's requests: the summary counts are not empty.
     assert!(out.contains("requests served"), "{out}");
     // The picture of the run, written where the demo ran, named on the last line.

@@ -104,6 +104,12 @@ pub enum Metric {
     WsSessionDuration,
     WsSessions,
     WsMsgsReceived,
+    LlmTtft,
+    LlmItl,
+    LlmTpot,
+    LlmTokensPerS,
+    LlmOutputTokens,
+    LlmStreamErrors,
 }
 
 impl Metric {
@@ -131,6 +137,12 @@ impl Metric {
         Metric::WsSessionDuration,
         Metric::WsSessions,
         Metric::WsMsgsReceived,
+        Metric::LlmTtft,
+        Metric::LlmItl,
+        Metric::LlmTpot,
+        Metric::LlmTokensPerS,
+        Metric::LlmOutputTokens,
+        Metric::LlmStreamErrors,
     ];
 
     /// k6's name.
@@ -158,6 +170,12 @@ impl Metric {
             Metric::WsSessionDuration => "ws_session_duration",
             Metric::WsSessions => "ws_sessions",
             Metric::WsMsgsReceived => "ws_msgs_received",
+            Metric::LlmTtft => "llm_ttft",
+            Metric::LlmItl => "llm_itl",
+            Metric::LlmTpot => "llm_tpot",
+            Metric::LlmTokensPerS => "llm_tokens_per_s",
+            Metric::LlmOutputTokens => "llm_output_tokens",
+            Metric::LlmStreamErrors => "llm_stream_errors",
         }
     }
 
@@ -173,7 +191,9 @@ impl Metric {
             | Metric::DataSent
             | Metric::DataReceived
             | Metric::WsSessions
-            | Metric::WsMsgsReceived => MetricKind::Counter,
+            | Metric::WsMsgsReceived
+            | Metric::LlmOutputTokens
+            | Metric::LlmStreamErrors => MetricKind::Counter,
             Metric::HttpReqFailed | Metric::Checks => MetricKind::Rate,
             Metric::VusMax => MetricKind::Gauge,
             Metric::HttpReqDuration
@@ -187,18 +207,33 @@ impl Metric {
             | Metric::IterationDuration
             | Metric::WsConnecting
             | Metric::WsSubscribeDuration
-            | Metric::WsSessionDuration => MetricKind::Trend,
+            | Metric::WsSessionDuration
+            | Metric::LlmTtft
+            | Metric::LlmItl
+            | Metric::LlmTpot
+            | Metric::LlmTokensPerS => MetricKind::Trend,
         }
     }
 
-    /// The tags its samples carry: the four request metrics are recorded per step,
-    /// everything else per scenario.
+    /// A trend whose samples are not durations (shown as they are, not in ms).
+    pub fn is_rate_trend(self) -> bool {
+        self == Metric::LlmTokensPerS
+    }
+
+    /// The tags its samples carry: the four request metrics and the LLM metrics are
+    /// recorded per step, everything else per scenario.
     pub fn tags(self) -> &'static [Tag] {
         match self {
             Metric::HttpReqDuration
             | Metric::HttpReqDurationRaw
             | Metric::HttpReqs
-            | Metric::HttpReqFailed => STEP_TAGS,
+            | Metric::HttpReqFailed
+            | Metric::LlmTtft
+            | Metric::LlmItl
+            | Metric::LlmTpot
+            | Metric::LlmTokensPerS
+            | Metric::LlmOutputTokens
+            | Metric::LlmStreamErrors => STEP_TAGS,
             _ => SCENARIO_TAGS,
         }
     }
@@ -296,5 +331,11 @@ mod tests {
         );
         let e = check("checks", "p(95)<1").unwrap_err();
         assert!(e.contains("does not apply to `checks`"), "{e}");
+        assert!(check("llm_ttft{name:chat}", "p(95)<2000").is_ok());
+        assert!(check("llm_tokens_per_s", "med>20").is_ok());
+        assert!(check("llm_output_tokens{scenario:a}", "rate>100").is_ok());
+        assert!(check("llm_stream_errors", "count<1").is_ok());
+        let e = check("llm_stream_errors", "p(95)<1").unwrap_err();
+        assert!(e.contains("does not apply"), "{e}");
     }
 }

@@ -8,6 +8,7 @@
 //! reads. Buffers are released while the VU thinks ([`H1Conn::trim`]), so a sleeping
 //! VU holds little more than its socket.
 
+use crate::llm::Probe;
 use crate::net::{Origin, Stream};
 use powertune_core::http1::{Event, Framing, Head, Limits, ResponseDecoder};
 use std::time::Instant;
@@ -26,6 +27,8 @@ pub enum H1Error {
     Stale(String),
     /// A response was malformed, or the connection broke mid-response.
     Protocol(String),
+    /// A streamed LLM answer sent nothing for its stall timeout.
+    Stall(String),
 }
 
 /// What one exchange produced.
@@ -124,11 +127,14 @@ impl H1Conn {
         w.extend_from_slice(body);
     }
 
-    /// Sends the encoded request and reads the whole response.
+    /// Sends the encoded request and reads the whole response; a `probe` (an LLM
+    /// step's) sees the head and each piece of body as it is read, and bounds every
+    /// wait for bytes by its stall timeout.
     pub async fn exchange(
         &mut self,
         head_request: bool,
         keep_body: bool,
+        mut probe: Option<&mut Probe<'_>>,
     ) -> Result<Exchange, H1Error> {
         // Leftover bytes from an earlier response mean the server sent more than it
         // framed: this connection cannot be trusted (the request goes on a new one).
@@ -139,6 +145,10 @@ impl H1Conn {
         }
         self.used += 1;
         let sent = self.wbuf.len() as u64;
+        let stall = probe.as_ref().map(|p| p.stall_timeout());
+        if let Some(p) = probe.as_deref_mut() {
+            p.start(Instant::now());
+        }
         if let Err(e) = self.io.write_all(&self.wbuf).await {
             return Err(H1Error::Stale(format!("writing the request: {e}")));
         }
@@ -155,12 +165,13 @@ impl H1Conn {
         self.start = 0;
         let mut received = 0u64;
         // The first byte.
-        match self.fill().await {
+        match self.fill_within(stall).await? {
             Ok(0) => return Err(H1Error::Stale("the server closed the connection".into())),
             Ok(n) => received += n as u64,
             Err(e) => return Err(H1Error::Stale(format!("reading the response: {e}"))),
         }
         let first_read = Instant::now();
+        let mut read_at = first_read;
         let mut decoder = ResponseDecoder::new(Limits::default(), head_request);
         let mut head = None;
         let mut body = Vec::new();
@@ -170,8 +181,16 @@ impl H1Conn {
                 .map_err(|e| H1Error::Protocol(e.to_string()))?;
             self.start += d.consumed;
             match d.event {
-                Event::Head(h) => head = Some(h),
+                Event::Head(h) => {
+                    if let Some(p) = probe.as_deref_mut() {
+                        p.head(h.status);
+                    }
+                    head = Some(h)
+                }
                 Event::Body(b) => {
+                    if let Some(p) = probe.as_deref_mut() {
+                        p.body(b, read_at);
+                    }
                     if keep_body {
                         if body.len() + b.len() > crate::http::MAX_KEPT_BODY {
                             return Err(H1Error::Protocol(crate::http::body_too_long()));
@@ -179,14 +198,22 @@ impl H1Conn {
                         body.extend_from_slice(b);
                     }
                 }
-                Event::End => break,
-                Event::NeedMore => match self.fill().await {
+                Event::End => {
+                    if let Some(p) = probe.as_deref_mut() {
+                        p.end(read_at);
+                    }
+                    break;
+                }
+                Event::NeedMore => match self.fill_within(stall).await? {
                     Ok(0) => decoder.finish().map_err(|_| {
                         H1Error::Protocol(
                             "the connection closed in the middle of the response".into(),
                         )
                     })?,
-                    Ok(n) => received += n as u64,
+                    Ok(n) => {
+                        received += n as u64;
+                        read_at = Instant::now();
+                    }
                     Err(e) => {
                         let what = match head {
                             Some(Head {
@@ -216,6 +243,22 @@ impl H1Conn {
             last_write,
             first_read,
             close: !head.keep_alive,
+        })
+    }
+
+    /// [`H1Conn::fill`] waiting at most `stall` (when set) for bytes.
+    async fn fill_within(
+        &mut self,
+        stall: Option<std::time::Duration>,
+    ) -> Result<std::io::Result<usize>, H1Error> {
+        let Some(limit) = stall else {
+            return Ok(self.fill().await);
+        };
+        tokio::time::timeout(limit, self.fill()).await.map_err(|_| {
+            H1Error::Stall(format!(
+                "the stream sent nothing for {}",
+                powertune_core::units::duration(limit)
+            ))
         })
     }
 
@@ -300,7 +343,7 @@ mod tests {
         let mut c = H1Conn::new(Stream::Tcp(tcp));
         let o = origin(port);
         c.encode(&hyper::Method::GET, "/a", &o, &[], None, b"");
-        let r = c.exchange(false, true).await.unwrap();
+        let r = c.exchange(false, true, None).await.unwrap();
         assert_eq!(
             (r.status, r.body.as_slice(), r.close),
             (200, &b"hello"[..], false)
@@ -314,14 +357,14 @@ mod tests {
             Some("application/json"),
             b"{}",
         );
-        let r = c.exchange(false, true).await.unwrap();
+        let r = c.exchange(false, true, None).await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (201, &b"abcde"[..]));
         assert!(r.received > 40, "{}", r.received);
         c.encode(&hyper::Method::GET, "/c", &o, &[], None, b"");
-        let r = c.exchange(false, false).await.unwrap();
+        let r = c.exchange(false, false, None).await.unwrap();
         assert_eq!(r.status, 204);
         c.encode(&hyper::Method::GET, "/d", &o, &[], None, b"");
-        let r = c.exchange(false, false).await.unwrap();
+        let r = c.exchange(false, false, None).await.unwrap();
         assert_eq!((r.status, r.close), (500, true));
         let seen = String::from_utf8(h.await.unwrap()).unwrap();
         assert!(
@@ -340,7 +383,7 @@ mod tests {
         let mut c = H1Conn::new(Stream::Tcp(tcp));
         c.encode(&hyper::Method::GET, "/", &origin(port), &[], None, b"");
         assert!(matches!(
-            c.exchange(false, false).await,
+            c.exchange(false, false, None).await,
             Err(H1Error::Protocol(_))
         ));
 
@@ -349,7 +392,7 @@ mod tests {
         let mut c = H1Conn::new(Stream::Tcp(tcp));
         c.encode(&hyper::Method::GET, "/", &origin(port), &[], None, b"");
         assert!(matches!(
-            c.exchange(false, false).await,
+            c.exchange(false, false, None).await,
             Err(H1Error::Protocol(_))
         ));
 
@@ -358,7 +401,7 @@ mod tests {
         let mut c = H1Conn::new(Stream::Tcp(tcp));
         c.encode(&hyper::Method::GET, "/", &origin(port), &[], None, b"");
         assert!(matches!(
-            c.exchange(false, false).await,
+            c.exchange(false, false, None).await,
             Err(H1Error::Stale(_))
         ));
     }

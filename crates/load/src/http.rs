@@ -303,7 +303,7 @@ enum Conn {
 }
 
 /// One HTTP request to send.
-pub struct Request<'a> {
+pub struct Request<'a, 'p> {
     pub method: hyper::Method,
     pub origin: &'a Origin,
     /// Path and query, starting with `/`.
@@ -313,6 +313,8 @@ pub struct Request<'a> {
     pub content_type: Option<&'static str>,
     /// Keep the body (checks or extraction need it); otherwise it is drained.
     pub keep_body: bool,
+    /// An LLM step's probe: sees the answer as it arrives ([`crate::llm`]).
+    pub llm: Option<&'a mut crate::llm::Probe<'p>>,
 }
 
 /// What came back.
@@ -350,6 +352,14 @@ pub(crate) fn body_too_long() -> String {
     format!(
         "the response body is over {}, the most kept for checks and extraction",
         powertune_core::units::bytes(MAX_KEPT_BODY as u64)
+    )
+}
+
+/// The error of a streamed answer that sent nothing for its stall timeout.
+fn stalled(limit: Option<Duration>) -> String {
+    format!(
+        "the stream sent nothing for {}",
+        powertune_core::units::duration(limit.unwrap_or_default())
     )
 }
 
@@ -431,7 +441,7 @@ impl VuClient {
     }
 
     /// Sends one request over the VU's connection, opening it when needed.
-    pub async fn send(&mut self, req: Request<'_>) -> Response {
+    pub async fn send(&mut self, mut req: Request<'_, '_>) -> Response {
         let t_start = Instant::now();
         let mut timings = Timings::default();
         let mut reused = match &self.conn {
@@ -479,7 +489,7 @@ impl VuClient {
             timings.blocked = t_send.saturating_duration_since(t_start);
             let result = tokio::time::timeout(
                 self.shared.request_timeout,
-                conn.exchange(head, req.keep_body),
+                conn.exchange(head, req.keep_body, req.llm.as_deref_mut()),
             )
             .await;
             let t_end = Instant::now();
@@ -517,13 +527,29 @@ impl VuClient {
                 }
                 Ok(Err(H1Error::Stale(m) | H1Error::Protocol(m))) => {
                     self.conn = None;
+                    if let Some(p) = req.llm.as_deref_mut() {
+                        p.broken(false);
+                    }
                     timings.duration = t_end.saturating_duration_since(t_send);
                     let mut r = fail(ErrorKind::Protocol, m, timings);
                     r.proto = Some(Proto::Http1);
                     return r;
                 }
+                Ok(Err(H1Error::Stall(m))) => {
+                    self.conn = None;
+                    if let Some(p) = req.llm.as_deref_mut() {
+                        p.broken(true);
+                    }
+                    timings.duration = t_end.saturating_duration_since(t_send);
+                    let mut r = fail(ErrorKind::Timeout, m, timings);
+                    r.proto = Some(Proto::Http1);
+                    return r;
+                }
                 Err(_) => {
                     self.conn = None;
+                    if let Some(p) = req.llm.as_deref_mut() {
+                        p.broken(true);
+                    }
                     timings.duration = t_end.saturating_duration_since(t_send);
                     let mut r = fail(
                         ErrorKind::Timeout,
@@ -548,7 +574,7 @@ impl VuClient {
 
     async fn send_h2(
         &mut self,
-        req: Request<'_>,
+        req: Request<'_, '_>,
         t_start: Instant,
         mut timings: Timings,
     ) -> Response {
@@ -611,26 +637,51 @@ impl VuClient {
         stats.first_read_ns.store(0, Ordering::Relaxed);
         let t_send = Instant::now();
         let keep = req.keep_body;
+        let mut probe = req.llm;
+        let stall = probe.as_ref().map(|p| p.stall_timeout());
+        if let Some(p) = probe.as_deref_mut() {
+            p.start(t_send);
+        }
         let exchange = async {
-            let resp = sender
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())?;
+            let within = |d: Option<Duration>| async move {
+                match d {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let resp = tokio::select! {
+                r = sender.send_request(request) => r.map_err(|e| (false, e.to_string()))?,
+                _ = within(stall) => return Err((true, stalled(stall))),
+            };
             let status = resp.status().as_u16();
+            if let Some(p) = probe.as_deref_mut() {
+                p.head(status);
+            }
             let mut body = resp.into_body();
             let mut kept = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| e.to_string())?;
+            loop {
+                let frame = tokio::select! {
+                    f = body.frame() => f,
+                    _ = within(stall) => return Err((true, stalled(stall))),
+                };
+                let Some(frame) = frame else { break };
+                let frame = frame.map_err(|e| (false, e.to_string()))?;
+                if let (Some(p), Some(d)) = (probe.as_deref_mut(), frame.data_ref()) {
+                    p.body(d, Instant::now());
+                }
                 if keep {
                     if let Some(d) = frame.data_ref() {
                         if kept.len() + d.len() > MAX_KEPT_BODY {
-                            return Err(body_too_long());
+                            return Err((false, body_too_long()));
                         }
                         kept.extend_from_slice(d);
                     }
                 }
             }
-            Ok::<_, String>((status, Bytes::from(kept)))
+            if let Some(p) = probe.as_deref_mut() {
+                p.end(Instant::now());
+            }
+            Ok::<_, (bool, String)>((status, Bytes::from(kept)))
         };
         let result = tokio::time::timeout(self.shared.request_timeout, exchange).await;
         let t_end = Instant::now();
@@ -657,15 +708,26 @@ impl VuClient {
                 received,
                 proto: None,
             },
-            Ok(Err(e)) => {
+            Ok(Err((stalled, e))) => {
                 self.conn = None;
-                let mut r = fail(ErrorKind::Protocol, e, timings);
+                if let Some(p) = probe.as_deref_mut() {
+                    p.broken(stalled);
+                }
+                let kind = if stalled {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Protocol
+                };
+                let mut r = fail(kind, e, timings);
                 r.sent = sent;
                 r.received = received;
                 r
             }
             Err(_) => {
                 self.conn = None;
+                if let Some(p) = probe {
+                    p.broken(true);
+                }
                 let mut r = fail(
                     ErrorKind::Timeout,
                     format!(
@@ -746,6 +808,7 @@ mod tests {
                     body: Bytes::new(),
                     content_type: None,
                     keep_body: true,
+                    llm: None,
                 })
                 .await;
             assert_eq!(r.status, Some(200), "request {i}: {:?}", r.error);

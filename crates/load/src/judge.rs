@@ -2,9 +2,11 @@
 //! the runbook's findings. [`findings`] lists every check; each check is one small
 //! function below it.
 
-use crate::snapshot::{EndpointSummary, ScenarioSummary, Summary, ThresholdResult};
+use crate::snapshot::{
+    EndpointSummary, LlmSummary, ScenarioSummary, Summary, ThresholdResult, TrendSummary,
+};
 use powertune_core::finding::Value;
-use powertune_core::{units, Finding, Quantity, Targets, Verdict};
+use powertune_core::{units, EndpointType, Finding, Quantity, Targets, Verdict};
 
 const AREA: &str = "load";
 const SLOW_ENDPOINT: &str = "Identify the endpoint in APM and inspect its trace breakdown: DB-bound → EXPLAIN ANALYZE the query; Ruby-bound → profile for N+1 queries; external call → check the circuit breaker and provider quota";
@@ -12,6 +14,7 @@ const P95_ACTION: &str = "Investigate slow query / serializer";
 const P99_ACTION: &str = "Investigate provider timeout or queue contention";
 const ERR_ACTION: &str = "Investigate failing endpoints";
 const THROUGHPUT_ACTION: &str = "Investigate regression vs. last run";
+const STREAM_ACTION: &str = "Check the provider's status and the gateway's circuit breakers; a stall or drop mid-stream points at the provider or a proxy's idle timeout, a malformed chunk at the provider's API version";
 const DROPPED_ACTION: &str =
     "Raise max_vus (or max_backlog) so the scenario's arrival rate is really offered, then re-run";
 
@@ -24,11 +27,12 @@ pub fn findings(s: &Summary, targets: &Targets, baseline: Option<&Summary>) -> V
     out.extend(run_aborted(s));
     out.extend(nothing_completed(s));
     for e in &s.endpoint_types {
-        out.extend(api_latency_p95(e, targets));
+        out.extend(api_latency_p95(e, targets, s.llm.as_ref()));
     }
     out.extend(load_p95(s, targets));
     out.extend(load_p99(s, targets));
     out.extend(load_error_rate(s, targets));
+    out.extend(llm_stream_errors(s, targets));
     if let Some(b) = baseline {
         out.push(throughput_vs_baseline(s, b, targets));
     }
@@ -121,7 +125,13 @@ fn scenario_completed_nothing(sc: &ScenarioSummary) -> Option<Finding> {
 
 /// API latency (P95) of one endpoint type: Pass below its target, Warn up to its
 /// maximum. No response at all leaves no latency to judge (the error rate fails).
-fn api_latency_p95(e: &EndpointSummary, targets: &Targets) -> Option<Finding> {
+/// The LLM-call row is the end-to-end duration of the LLM steps (their request ends
+/// with the answer's last byte); its evidence adds TTFT and tokens/s.
+fn api_latency_p95(
+    e: &EndpointSummary,
+    targets: &Targets,
+    llm: Option<&LlmSummary>,
+) -> Option<Finding> {
     if e.http.duration.stats.count == 0 {
         return None;
     }
@@ -138,10 +148,70 @@ fn api_latency_p95(e: &EndpointSummary, targets: &Targets) -> Option<Finding> {
             e.scenarios.join(", "),
             units::ms(e.http.duration_raw.stats.p95)
         ));
+    if let (EndpointType::AiLlm, Some(l)) = (e.endpoint_type, llm) {
+        let before = std::mem::take(&mut f.evidence);
+        f = f.evidence(format!(
+            "{before}; LLM answers {} ({} streamed): TTFT p50 {} p95 {}, tokens/s p50 {}, {} output tokens {}",
+            l.responses,
+            l.streamed,
+            units::ms(l.ttft.stats.med),
+            units::ms(l.ttft.stats.p95),
+            units::trim(l.tokens_per_s.stats.med, 1),
+            l.output_tokens,
+            l.token_source()
+        ));
+    }
     if v != Verdict::Pass {
         f = f.action(SLOW_ENDPOINT);
     }
     Some(f)
+}
+
+/// Streamed LLM answers that broke after their 2xx status, below the "Thresholds"
+/// table's error rate.
+fn llm_stream_errors(s: &Summary, targets: &Targets) -> Option<Finding> {
+    let l = s.llm.as_ref().filter(|l| l.streamed > 0)?;
+    let e = &l.stream_errors;
+    let pct = e.total() as f64 * 100.0 / l.streamed as f64;
+    let v = below(pct, targets.load.error_rate_pct);
+    Some(
+        Finding::new(AREA, "llm_stream_errors", "streamed LLM answers", v)
+            .observed(Quantity::percent(pct))
+            .target(Value::lt(Quantity::percent(targets.load.error_rate_pct)))
+            .evidence(format!(
+                "{} of {} streams broke after a 2xx status (provider error {}, malformed chunk {}, stall {}, dropped {})",
+                e.total(),
+                l.streamed,
+                e.provider,
+                e.malformed,
+                e.stall,
+                e.dropped
+            ))
+            .action(unless_pass(v, STREAM_ACTION)),
+    )
+}
+
+/// The latency of every request except LLM calls (judged on their own row, in
+/// seconds): the "Thresholds" table's P95/P99 are about the API.
+fn api_duration(s: &Summary) -> (u64, TrendSummary) {
+    if !s
+        .endpoint_types
+        .iter()
+        .any(|e| e.endpoint_type == EndpointType::AiLlm)
+    {
+        return (s.http.reqs, s.http.duration.clone());
+    }
+    let mut h = powertune_core::LatencyHistogram::new();
+    let mut n = 0;
+    for e in s
+        .endpoint_types
+        .iter()
+        .filter(|e| e.endpoint_type != EndpointType::AiLlm)
+    {
+        n += e.http.reqs;
+        let _ = h.merge(&e.http.duration.histogram);
+    }
+    (n, TrendSummary::from_hist(h))
 }
 
 /// Whether any request got a response whose latency can be judged.
@@ -149,31 +219,42 @@ fn answered(s: &Summary) -> bool {
     s.http.reqs > 0 && s.http.duration.stats.count > 0
 }
 
-/// p95 of every request below the "Thresholds" table's limit.
+/// The subject of the P95/P99 findings.
+fn api_subject(s: &Summary) -> &'static str {
+    if s.llm.is_some() {
+        "all requests but LLM calls"
+    } else {
+        "all requests"
+    }
+}
+
+/// p95 of every request (LLM calls aside) below the "Thresholds" table's limit.
 fn load_p95(s: &Summary, targets: &Targets) -> Option<Finding> {
-    if !answered(s) {
+    let (n, d) = api_duration(s);
+    if !answered(s) || d.stats.count == 0 {
         return None;
     }
-    let p95 = s.http.duration.stats.p95;
+    let p95 = d.stats.p95;
     let v = below(p95, targets.load.p95_ms);
     Some(
-        Finding::new(AREA, "load_p95", "all requests", v)
+        Finding::new(AREA, "load_p95", api_subject(s), v)
             .observed(Quantity::ms(p95))
             .target(Value::lt(Quantity::ms(targets.load.p95_ms)))
-            .evidence(format!("{} requests", s.http.reqs))
+            .evidence(format!("{n} requests"))
             .action(unless_pass(v, P95_ACTION)),
     )
 }
 
-/// p99 of every request below the "Thresholds" table's limit.
+/// p99 of every request (LLM calls aside) below the "Thresholds" table's limit.
 fn load_p99(s: &Summary, targets: &Targets) -> Option<Finding> {
-    if !answered(s) {
+    let (_, d) = api_duration(s);
+    if !answered(s) || d.stats.count == 0 {
         return None;
     }
-    let p99 = s.http.duration.stats.p99;
+    let p99 = d.stats.p99;
     let v = below(p99, targets.load.p99_ms);
     Some(
-        Finding::new(AREA, "load_p99", "all requests", v)
+        Finding::new(AREA, "load_p99", api_subject(s), v)
             .observed(Quantity::ms(p99))
             .target(Value::lt(Quantity::ms(targets.load.p99_ms)))
             .action(unless_pass(v, P99_ACTION)),

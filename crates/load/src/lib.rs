@@ -36,6 +36,7 @@ pub mod http;
 pub mod inspect;
 pub mod judge;
 pub mod k8s;
+pub mod llm;
 pub mod merge;
 pub mod metrics;
 pub mod net;

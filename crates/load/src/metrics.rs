@@ -32,6 +32,18 @@ impl Trend {
         }
     }
 
+    /// Records a value that is not a duration (tokens, tokens/s) at a thousandth's
+    /// resolution: the histogram's `_ms` figures then read as the value itself.
+    #[inline]
+    pub fn record_value(&mut self, v: f64) {
+        let thousandths = (v * 1000.0)
+            .round()
+            .clamp(1.0, powertune_core::histogram::MAX_MICROS as f64);
+        self.0
+            .get_or_insert_with(|| Box::new(LatencyHistogram::new()))
+            .record_micros(thousandths as u64);
+    }
+
     pub fn histogram(&self) -> LatencyHistogram {
         self.0.as_deref().cloned().unwrap_or_default()
     }
@@ -114,6 +126,118 @@ pub enum ErrorKind {
     Invalid,
 }
 
+/// Streamed answers that broke after a 2xx status, by kind.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[schemars(extend("additionalProperties" = false))]
+pub struct StreamErrorCounts {
+    /// The provider sent an error event or object inside the stream.
+    pub provider: u64,
+    /// A chunk (or a whole answer) that is not the dialect's format.
+    pub malformed: u64,
+    /// Nothing arrived for the step's `stall_timeout`.
+    pub stall: u64,
+    /// The connection closed, or the body ended, before the stream's end marker.
+    pub dropped: u64,
+}
+
+impl StreamErrorCounts {
+    pub fn add(&mut self, o: &StreamErrorCounts) {
+        self.provider += o.provider;
+        self.malformed += o.malformed;
+        self.stall += o.stall;
+        self.dropped += o.dropped;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.provider + self.malformed + self.stall + self.dropped
+    }
+}
+
+/// The LLM figures of one step with `llm = "…"` (empty for other steps).
+#[derive(Debug, Clone, Default)]
+pub struct LlmMetrics {
+    /// Answers with a 2xx status, streamed or whole.
+    pub responses: u64,
+    pub streamed: u64,
+    /// Answers that finished without a stream error.
+    pub completed: u64,
+    pub output_tokens: u64,
+    pub input_tokens: u64,
+    /// Answers whose output tokens came from their usage, and from counting chunks.
+    pub from_usage: u64,
+    pub from_chunks: u64,
+    pub faults: StreamErrorCounts,
+    pub ttft: Trend,
+    /// One sample per gap between consecutive content chunks, pooled.
+    pub itl: Trend,
+    pub tpot: Trend,
+    pub e2e: Trend,
+    /// Output tokens per second of end-to-end duration, one sample per answer
+    /// (recorded with [`Trend::record_value`]).
+    pub tokens_per_s: Trend,
+}
+
+impl LlmMetrics {
+    pub fn merge(&mut self, o: &LlmMetrics) {
+        self.responses += o.responses;
+        self.streamed += o.streamed;
+        self.completed += o.completed;
+        self.output_tokens += o.output_tokens;
+        self.input_tokens += o.input_tokens;
+        self.from_usage += o.from_usage;
+        self.from_chunks += o.from_chunks;
+        self.faults.add(&o.faults);
+        self.ttft.merge(&o.ttft);
+        self.itl.merge(&o.itl);
+        self.tpot.merge(&o.tpot);
+        self.e2e.merge(&o.e2e);
+        self.tokens_per_s.merge(&o.tokens_per_s);
+    }
+
+    fn record(&mut self, s: &crate::llm::LlmSample) {
+        use crate::llm::StreamFault;
+        self.responses += 1;
+        self.streamed += u64::from(s.streamed);
+        self.completed += u64::from(s.completed);
+        self.output_tokens += s.output_tokens;
+        self.input_tokens += s.input_tokens;
+        if s.from_usage {
+            self.from_usage += 1;
+        } else {
+            self.from_chunks += 1;
+        }
+        match s.fault {
+            Some(StreamFault::Provider) => self.faults.provider += 1,
+            Some(StreamFault::Malformed) => self.faults.malformed += 1,
+            Some(StreamFault::Stall) => self.faults.stall += 1,
+            Some(StreamFault::Dropped) => self.faults.dropped += 1,
+            None => {}
+        }
+        if let Some(d) = s.ttft {
+            self.ttft.record(d);
+        }
+        if let Some(d) = s.tpot {
+            self.tpot.record(d);
+        }
+        if let Some(d) = s.e2e {
+            self.e2e.record(d);
+        }
+        if let Some(v) = s.tokens_per_s {
+            self.tokens_per_s.record_value(v);
+        }
+    }
+}
+
 /// The protocol a request went over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -140,6 +264,8 @@ pub struct SeriesMetrics {
     /// not merged into snapshots.
     pub tick_duration: Trend,
     pub tick_raw: Trend,
+    /// Steps with `llm = "…"`: what their answers measured.
+    pub llm: LlmMetrics,
 }
 
 impl SeriesMetrics {
@@ -154,6 +280,7 @@ impl SeriesMetrics {
         self.raw.merge(&o.raw);
         self.http1 += o.http1;
         self.http2 += o.http2;
+        self.llm.merge(&o.llm);
     }
 }
 
@@ -422,6 +549,26 @@ impl Registry {
                     m.sending.record(t.sending);
                     m.waiting.record(t.waiting);
                     m.receiving.record(t.receiving);
+                }
+            }
+        })
+    }
+
+    /// Records one LLM answer of step `series`.
+    pub fn record_llm(&self, series: usize, s: &crate::llm::LlmSample) {
+        self.with(|sh| {
+            if let Some(m) = sh.series.get_mut(series) {
+                m.llm.record(s);
+            }
+        })
+    }
+
+    /// Records gaps between content chunks (microseconds) of step `series`.
+    pub fn record_itl(&self, series: usize, gaps_us: &[u32]) {
+        self.with(|sh| {
+            if let Some(m) = sh.series.get_mut(series) {
+                for g in gaps_us {
+                    m.llm.itl.record(Duration::from_micros(u64::from(*g)));
                 }
             }
         })

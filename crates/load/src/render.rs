@@ -3,25 +3,78 @@
 
 use crate::catalogue::Metric;
 use crate::compare::Delta;
-use crate::snapshot::{HttpSummary, Summary, TrendSummary};
+use crate::snapshot::{HttpSummary, LlmSummary, Summary, TrendSummary};
 use powertune_core::report::table;
 use powertune_core::units::{bytes, ms, percent, rate, seconds};
 use powertune_core::Quantity;
 
 fn trend_row(name: &str, t: &TrendSummary, secs: f64) -> Vec<String> {
+    row_with(name, t, secs, ms)
+}
+
+/// A trend of values that are not durations (tokens/s), shown as they are.
+fn value_row(name: &str, t: &TrendSummary, secs: f64) -> Vec<String> {
+    row_with(name, t, secs, |x| {
+        format!("{}/s", powertune_core::units::trim(x, 1))
+    })
+}
+
+fn row_with(name: &str, t: &TrendSummary, secs: f64, show: fn(f64) -> String) -> Vec<String> {
     let s = &t.stats;
     vec![
         name.to_string(),
         s.count.to_string(),
         rate(s.count as f64 / secs),
-        ms(s.avg),
-        ms(s.min),
-        ms(s.med),
-        ms(s.p90),
-        ms(s.p95),
-        ms(s.p99),
-        ms(s.max),
+        show(s.avg),
+        show(s.min),
+        show(s.med),
+        show(s.p90),
+        show(s.p95),
+        show(s.p99),
+        show(s.max),
     ]
+}
+
+/// The LLM trends of a step (or of the run).
+fn llm_rows(rows: &mut Vec<Vec<String>>, prefix: &str, l: &LlmSummary, secs: f64) {
+    for (m, t) in [
+        (Metric::LlmTtft, &l.ttft),
+        (Metric::LlmItl, &l.itl),
+        (Metric::LlmTpot, &l.tpot),
+    ] {
+        if t.stats.count > 0 {
+            rows.push(trend_row(&format!("{prefix}{}", m.name()), t, secs));
+        }
+    }
+    if l.tokens_per_s.stats.count > 0 {
+        rows.push(value_row(
+            &format!("{prefix}{}", Metric::LlmTokensPerS.name()),
+            &l.tokens_per_s,
+            secs,
+        ));
+    }
+}
+
+/// One line of LLM totals: answers, tokens and where they were counted, errors.
+fn llm_line(l: &LlmSummary) -> String {
+    let e = &l.stream_errors;
+    format!(
+        "{}: {} answers ({} streamed, {} completed)  {} {} ({}/s), {}  {} {} (provider {}  malformed {}  stall {}  dropped {})\n",
+        l.dialects.join("+"),
+        l.responses,
+        l.streamed,
+        l.completed,
+        Metric::LlmOutputTokens.name(),
+        l.output_tokens,
+        powertune_core::units::trim(l.output_tokens_rate, 1),
+        l.token_source(),
+        Metric::LlmStreamErrors.name(),
+        e.total(),
+        e.provider,
+        e.malformed,
+        e.stall,
+        e.dropped
+    )
 }
 
 fn header() -> Vec<String> {
@@ -112,7 +165,13 @@ impl Summary {
             d.extend(std::iter::repeat_n(String::new(), 7));
             rows.push(d);
         }
+        if let Some(l) = &self.llm {
+            llm_rows(&mut rows, "", l, secs);
+        }
         out.push_str(&table(&rows));
+        if let Some(l) = &self.llm {
+            out.push_str(&llm_line(l));
+        }
         out.push_str(&format!(
             "data_sent {}  data_received {}  checks {}/{} passed\n",
             bytes(self.data_sent),
@@ -163,6 +222,9 @@ impl Summary {
             let mut rows = vec![header()];
             for st in &sc.steps {
                 http_rows(&mut rows, &format!("{} · ", st.name), &st.http, secs);
+                if let Some(l) = &st.llm {
+                    llm_rows(&mut rows, &format!("{} · ", st.name), l, secs);
+                }
             }
             if sc.http.reqs > 0 {
                 rows.push(trend_row(

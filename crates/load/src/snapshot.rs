@@ -2,7 +2,9 @@
 //! (histograms included so runs can be merged and compared) built from the merged
 //! metric shards.
 
-use crate::metrics::{ErrorCounts, SeriesMetrics, Shard, Trend, VusSeries};
+use crate::metrics::{
+    ErrorCounts, LlmMetrics, SeriesMetrics, Shard, StreamErrorCounts, Trend, VusSeries,
+};
 use crate::plan::Plan;
 use powertune_core::histogram::TrendStats;
 use powertune_core::redact;
@@ -125,6 +127,104 @@ impl HttpSummary {
     }
 }
 
+/// What the LLM answers of one step (or of every LLM step of the run) measured.
+/// Durations in ms; `tokens_per_s` holds output tokens per second of end-to-end
+/// duration, one sample per answer, in its statistics (not ms).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
+pub struct LlmSummary {
+    /// The steps' dialects (`openai`, `anthropic`, `ollama`).
+    pub dialects: Vec<String>,
+    /// Answers with a 2xx status, streamed or whole.
+    pub responses: u64,
+    pub streamed: u64,
+    /// Answers that finished without a stream error.
+    pub completed: u64,
+    pub output_tokens: u64,
+    pub input_tokens: u64,
+    /// Answers whose output tokens came from the answer's usage (`usage`,
+    /// `message_delta`, `eval_count`)…
+    pub tokens_from_usage: u64,
+    /// …and answers whose output tokens were counted as content chunks (a stream
+    /// without usage, e.g. OpenAI without `stream_options.include_usage`).
+    pub tokens_from_chunks: u64,
+    /// Output tokens per second over the run (all LLM steps together).
+    pub output_tokens_rate: f64,
+    /// Streamed answers that broke after a 2xx status, by kind.
+    pub stream_errors: StreamErrorCounts,
+    /// Request start → first content chunk (a role-only chunk is no content).
+    pub ttft: TrendSummary,
+    /// Gaps between consecutive content chunks, pooled over every answer.
+    pub itl: TrendSummary,
+    /// (last content chunk − first) ÷ (output tokens − 1), per completed answer.
+    pub tpot: TrendSummary,
+    /// Request start → end of the answer, per completed answer.
+    pub e2e: TrendSummary,
+    /// Output tokens ÷ end-to-end seconds, per completed answer (not ms).
+    pub tokens_per_s: TrendSummary,
+}
+
+impl LlmSummary {
+    fn from_metrics(m: &LlmMetrics, dialects: Vec<String>, secs: f64) -> LlmSummary {
+        LlmSummary {
+            dialects,
+            responses: m.responses,
+            streamed: m.streamed,
+            completed: m.completed,
+            output_tokens: m.output_tokens,
+            input_tokens: m.input_tokens,
+            tokens_from_usage: m.from_usage,
+            tokens_from_chunks: m.from_chunks,
+            output_tokens_rate: m.output_tokens as f64 / secs.max(1e-9),
+            stream_errors: m.faults,
+            ttft: TrendSummary::from_trend(&m.ttft),
+            itl: TrendSummary::from_trend(&m.itl),
+            tpot: TrendSummary::from_trend(&m.tpot),
+            e2e: TrendSummary::from_trend(&m.e2e),
+            tokens_per_s: TrendSummary::from_trend(&m.tokens_per_s),
+        }
+    }
+
+    /// Merges another summary over the same run (rates are added).
+    pub fn merge(&mut self, o: &LlmSummary) {
+        for d in &o.dialects {
+            if !self.dialects.contains(d) {
+                self.dialects.push(d.clone());
+            }
+        }
+        self.responses += o.responses;
+        self.streamed += o.streamed;
+        self.completed += o.completed;
+        self.output_tokens += o.output_tokens;
+        self.input_tokens += o.input_tokens;
+        self.tokens_from_usage += o.tokens_from_usage;
+        self.tokens_from_chunks += o.tokens_from_chunks;
+        self.output_tokens_rate += o.output_tokens_rate;
+        self.stream_errors.add(&o.stream_errors);
+        for (a, b) in [
+            (&mut self.ttft, &o.ttft),
+            (&mut self.itl, &o.itl),
+            (&mut self.tpot, &o.tpot),
+            (&mut self.e2e, &o.e2e),
+            (&mut self.tokens_per_s, &o.tokens_per_s),
+        ] {
+            let mut h = a.histogram.clone();
+            let _ = h.merge(&b.histogram);
+            *a = TrendSummary::from_hist(h);
+        }
+    }
+
+    /// Where the output token counts came from, in words.
+    pub fn token_source(&self) -> &'static str {
+        match (self.tokens_from_usage > 0, self.tokens_from_chunks > 0) {
+            (true, false) => "from the answers' usage",
+            (false, true) => "counted from content chunks (no usage in the stream)",
+            (true, true) => "from usage where sent, else counted from content chunks",
+            (false, false) => "no answer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[schemars(extend("additionalProperties" = false))]
 pub struct StepSummary {
@@ -134,6 +234,9 @@ pub struct StepSummary {
     /// The step's URL as written in the scenario file, secrets masked (`***`).
     pub url: String,
     pub http: HttpSummary,
+    /// A step with `llm = "…"`: its answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -291,6 +394,9 @@ pub struct Summary {
     pub vus: Option<VusSummary>,
     /// Every request of the run.
     pub http: HttpSummary,
+    /// Every LLM step's answers together (absent without LLM steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmSummary>,
     pub iterations: u64,
     /// Iterations an open-model executor could not start (every VU busy).
     pub dropped_iterations: u64,
@@ -365,6 +471,13 @@ impl Summary {
                         // Relative URLs too: `redact::text` masks `?token=` after a path.
                         url: redact::text(&h.url_text),
                         http: HttpSummary::from_series(std::iter::once(s), secs),
+                        llm: h.llm.map(|l| {
+                            LlmSummary::from_metrics(
+                                &s.llm,
+                                vec![l.dialect.as_str().to_string()],
+                                secs,
+                            )
+                        }),
                     })
                 })
                 .collect();
@@ -429,6 +542,7 @@ impl Summary {
             vus_max,
             vus: vus.map(VusSummary::from_series),
             http: HttpSummary::from_series(snap.series.iter(), secs),
+            llm: None,
             iterations: 0,
             dropped_iterations: 0,
             data_sent: 0,
@@ -483,6 +597,13 @@ impl Summary {
             }
         }
         self.endpoint_types = by.into_values().collect();
+        let mut llm: Option<LlmSummary> = None;
+        for st in self.scenarios.iter().flat_map(|sc| &sc.steps) {
+            if let Some(l) = &st.llm {
+                llm.get_or_insert_with(LlmSummary::default).merge(l);
+            }
+        }
+        self.llm = llm;
     }
 
     /// Reads the summary of a `powertune load --json FILE` report (the baseline of

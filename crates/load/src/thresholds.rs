@@ -4,7 +4,9 @@
 //! [`catalogue`]: crate::catalogue
 
 use crate::catalogue::{Metric, MetricKind, Tag};
-use crate::snapshot::{HttpSummary, ScenarioSummary, StepSummary, Summary, ThresholdResult};
+use crate::snapshot::{
+    HttpSummary, LlmSummary, ScenarioSummary, StepSummary, Summary, ThresholdResult,
+};
 use powertune_core::finding::{Cmp, Value};
 use powertune_core::threshold::{Aggregation, Op, Threshold};
 use powertune_core::{EndpointType, LatencyHistogram, Quantity, Unit};
@@ -69,6 +71,19 @@ impl<'a> Selection<'a> {
         for sc in &self.scenarios {
             for st in sc.steps.iter().filter(|st| self.step_ok(st)) {
                 m.merge(&st.http);
+            }
+        }
+        m
+    }
+
+    /// The selected LLM steps' figures, merged.
+    fn llm(&self) -> LlmSummary {
+        let mut m = LlmSummary::default();
+        for sc in &self.scenarios {
+            for st in sc.steps.iter().filter(|st| self.step_ok(st)) {
+                if let Some(l) = &st.llm {
+                    m.merge(l);
+                }
             }
         }
         m
@@ -142,6 +157,12 @@ fn observation(metric: Metric, sel: &Selection<'_>) -> Observation {
         Metric::WsMsgsReceived => {
             Counter(sel.sum(|sc| sc.ws.as_ref().map_or(0, |w| w.msgs_received)))
         }
+        Metric::LlmTtft => Trend(sel.llm().ttft.histogram),
+        Metric::LlmItl => Trend(sel.llm().itl.histogram),
+        Metric::LlmTpot => Trend(sel.llm().tpot.histogram),
+        Metric::LlmTokensPerS => Trend(sel.llm().tokens_per_s.histogram),
+        Metric::LlmOutputTokens => Counter(sel.llm().output_tokens as f64),
+        Metric::LlmStreamErrors => Counter(sel.llm().stream_errors.total() as f64),
     }
 }
 
@@ -208,6 +229,9 @@ pub fn quantity(t: &Threshold, v: f64) -> Quantity {
     let metric = Metric::from_name(&t.metric.name);
     match (metric.map(Metric::kind), t.expr.agg) {
         (Some(MetricKind::Trend), Aggregation::Count) => Quantity::count(v),
+        (Some(MetricKind::Trend), _) if metric.is_some_and(Metric::is_rate_trend) => {
+            Quantity::per_second(v)
+        }
         (Some(MetricKind::Trend), _) => Quantity::ms(v),
         (Some(MetricKind::Counter), Aggregation::Rate) => Quantity::per_second(v),
         (Some(MetricKind::Rate), _) => Quantity::percent(v * 100.0),
@@ -282,6 +306,8 @@ duration = "1s"
 [[scenarios.other.steps]]
 method = "POST"
 url = "/login"
+endpoint_type = "authentication"
+llm = "openai"
 "#;
 
     fn ms(n: u64) -> Duration {
@@ -322,6 +348,14 @@ url = "/login"
         a.ws_connecting.record(ms(11));
         a.ws_subscribe.record(ms(12));
         a.ws_session.record(ms(13));
+        let l = &mut shard.series[1].llm;
+        l.ttft.record(ms(21));
+        l.itl.record(ms(22));
+        l.tpot.record(ms(23));
+        l.tokens_per_s.record_value(24.5);
+        l.output_tokens = 25;
+        l.faults.stall = 2;
+        l.faults.dropped = 1;
         let o = &mut shard.scenarios[1];
         o.iterations = 6;
         o.data_sent = 50;
@@ -363,6 +397,12 @@ url = "/login"
         ("ws_session_duration", "max", 13.0),
         ("ws_sessions", "count", 3.0),
         ("ws_msgs_received", "count", 7.0),
+        ("llm_ttft{name:POST /login}", "max", 21.0),
+        ("llm_itl", "max", 22.0),
+        ("llm_tpot{scenario:other}", "max", 23.0),
+        ("llm_tokens_per_s", "med", 24.5),
+        ("llm_output_tokens", "count", 25.0),
+        ("llm_stream_errors", "count", 3.0),
     ];
 
     fn observed(s: &Summary, selector: &str, agg: &str) -> Option<f64> {

@@ -44,6 +44,8 @@ pub struct TargetConfig {
     pub cable: CableConfig,
     /// The Redis-backed cache route `GET /api/v1/cache/{key}`.
     pub redis: crate::redis_cache::RedisConfig,
+    /// Where streamed agent runs send their LLM calls (`crate::llm`).
+    pub llm: crate::llm::LlmConfig,
 }
 
 impl Default for TargetConfig {
@@ -61,6 +63,7 @@ impl Default for TargetConfig {
             routes: RoutesConfig::default(),
             cable: CableConfig::default(),
             redis: Default::default(),
+            llm: crate::llm::LlmConfig::default(),
         }
     }
 }
@@ -439,6 +442,7 @@ impl TargetConfig {
                 src.error(key, format!("{value} {reason}, e.g. {example}")),
             ))
         };
+        self.llm.validate(src)?;
         let dur = |d: Duration| format!("\"{}\"", powertune_core::duration::format(d));
         if !(1..=10_000).contains(&self.pool_size) {
             return invalid(

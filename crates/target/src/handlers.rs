@@ -204,6 +204,9 @@ pub async fn execute(
     let input = text_field(&m, "input", 4000)
         .or_else(|| text_field(&m, "prompt", 4000))
         .unwrap_or_default();
+    if crate::llm::wants_stream(&m) {
+        return crate::llm::stream_answer(&s.settings.config().llm, &input).await;
+    }
     let started = Instant::now();
     let outcome = simulate(&s, Route::Execute).await;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -43,6 +43,7 @@ mod cable;
 pub mod config;
 mod error;
 mod handlers;
+pub mod llm;
 mod metrics;
 mod monitoring;
 mod redis_cache;

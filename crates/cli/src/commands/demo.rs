@@ -1,6 +1,8 @@
-//! `powertune demo`: the README's main job. Starts the embedded target on a free
-//! loopback port, runs the runbook's five load scenarios (`examples/runbook.toml`,
-//! embedded in the binary) scaled in time, and judges the run against the targets.
+//! `powertune demo`: the README's main job. Starts the provider simulator, a gateway
+//! in front of it and the embedded target (whose streamed agent runs call their LLM
+//! through that gateway), all on free loopback ports; runs the runbook's load
+//! scenarios (`examples/runbook.toml`, embedded in the binary) scaled in time; and
+//! judges the run against the targets, the gateway's breakers and retries included.
 
 use super::Context;
 use anyhow::Context as _;
@@ -66,9 +68,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     opts.progress = progress.as_ref().map(|p| p.callback());
     let to_stdout = args.output.json.as_deref() == Some(std::path::Path::new("-"));
 
-    let (result, stats) = super::block_on(async move {
+    let (result, stats, llm) = super::block_on(async move {
+        let llm = LlmPath::start(factor).await?;
         let config = powertune_target::TargetConfig {
             pool_size: args.pool_size as usize,
+            llm: llm.target_config(),
             ..Default::default()
         };
         let target = powertune_target::start(config, ([127, 0, 0, 1], 0).into())
@@ -83,6 +87,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 powertune_core::units::duration(scaled),
                 powertune_core::units::duration(full),
             );
+            eprintln!("{}", llm.describe());
         }
         // SIGINT/SIGTERM: the first stops the run gracefully, a second at once; the
         // summary and --json are still written, marked interrupted.
@@ -92,15 +97,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let result = powertune_load::inspect(&opts, &targets).await;
         let stats = target.stats();
         target.shutdown().await;
-        anyhow::Ok((result, stats))
+        let llm = llm.finish(&targets).await;
+        anyhow::Ok((result, stats, llm))
     })??;
     if let Some(p) = &progress {
         p.finish();
     }
     let mut inspection = result?;
+    // the gateway's breaker and retry verdicts join the load run's
+    let (gateway_findings, llm_text) = llm?;
+    inspection.findings.extend(gateway_findings);
     if !to_stdout {
         inspection.text.push_str(&format!(
-            "\nembedded target: {} requests served, database pool of {} slots\n",
+            "\nembedded target: {} requests served, database pool of {} slots\n{llm_text}",
             stats.total, args.pool_size
         ));
     }
@@ -112,4 +121,101 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         ..files
     };
     super::load::emit_run(&inspection, files)
+}
+
+/// The demo's LLM path: the provider simulator (its realistic default latencies,
+/// scaled like the run) behind a gateway, both in-process on loopback ports; the
+/// target's streamed agent runs call the gateway.
+struct LlmPath {
+    sim: powertune_provider_sim::SimHandle,
+    gateway: std::sync::Arc<powertune_gateway::Gateway>,
+    gateway_url: String,
+    gateway_stop: powertune_gateway::server::Shutdown,
+    gateway_task: tokio::task::JoinHandle<()>,
+}
+
+/// The gateway model alias the target asks for.
+const LLM_ALIAS: &str = "agent";
+
+impl LlmPath {
+    async fn start(time_scale: f64) -> anyhow::Result<LlmPath> {
+        let sim_config = powertune_provider_sim::SimConfig {
+            time_scale,
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot open a loopback port for the provider simulator")?;
+        let sim = powertune_provider_sim::ProviderSim::start(sim_config, listener)
+            .await
+            .context("cannot start the provider simulator")?;
+        let toml = format!(
+            "[[providers]]\nname = \"sim\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n[models.{LLM_ALIAS}]\ntargets = [\"sim:gpt-4o-mini\"]\n",
+            sim.url()
+        );
+        let cfg = powertune_gateway::Config::from_toml(&toml, "demo gateway", &|_| None)
+            .map_err(|e| anyhow::anyhow!("the demo's gateway config: {e}"))?
+            .config;
+        let gateway = powertune_gateway::Gateway::new(
+            cfg,
+            std::sync::Arc::new(powertune_gateway::TokioClock),
+        )?;
+        let listener = powertune_gateway::Gateway::bind(([127, 0, 0, 1], 0).into()).await?;
+        let gateway_url = format!("http://{}", listener.local_addr()?);
+        let gateway_stop = powertune_gateway::server::Shutdown::default();
+        let (g, stop) = (gateway.clone(), gateway_stop.clone());
+        let gateway_task = tokio::spawn(async move {
+            let _ = g.serve(listener, stop).await;
+        });
+        Ok(LlmPath {
+            sim,
+            gateway,
+            gateway_url,
+            gateway_stop,
+            gateway_task,
+        })
+    }
+
+    /// The target's `[llm]`: the gateway's OpenAI front and the alias.
+    fn target_config(&self) -> powertune_target::llm::LlmConfig {
+        powertune_target::llm::LlmConfig {
+            base_url: Some(format!("{}/v1", self.gateway_url)),
+            model: LLM_ALIAS.into(),
+            ..Default::default()
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "  LLM path: target → gateway {} → provider simulator {} (TTFT 400ms..1.2s, ITL 20ms..45ms, 100..400 tokens, scaled)",
+            self.gateway_url,
+            self.sim.url()
+        )
+    }
+
+    /// Judges the gateway (breakers, retries) through its inspection entry point,
+    /// then stops both; returns the findings and a line on what they served.
+    async fn finish(
+        self,
+        targets: &powertune_core::Targets,
+    ) -> anyhow::Result<(Vec<powertune_core::Finding>, String)> {
+        let status = powertune_gateway::StatusOptions::new(self.gateway_url.clone());
+        let inspected = powertune_gateway::inspect(&status, targets).await;
+        let served = self.sim.stats().totals;
+        let g = self.gateway.status();
+        self.gateway_stop.graceful.cancel();
+        let _ = self.gateway_task.await;
+        self.sim.shutdown().await;
+        let inspection = inspected.context("cannot inspect the demo's gateway")?;
+        let findings = inspection
+            .findings
+            .into_iter()
+            .filter(|f| f.check == "breakers_open" || f.check == "retry_depth")
+            .collect();
+        let line = format!(
+            "provider simulator: {} LLM calls ({} streamed), {} output tokens; gateway: {} calls, retries by depth {:?}\n",
+            served.calls, served.streamed, served.output_tokens, g.calls, g.retries_by_depth
+        );
+        Ok((findings, line))
+    }
 }

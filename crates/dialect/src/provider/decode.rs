@@ -68,6 +68,9 @@ pub struct StreamDecoder {
     event: Option<String>,
     data: String,
     usage: Usage,
+    /// The stream reported its output tokens (OpenAI's usage chunk, Anthropic's
+    /// `message_delta` usage, Ollama's `eval_count`).
+    usage_reported: bool,
     finish: Option<Finish>,
     done: bool,
     /// Tool calls started so far (OpenAI: by its `index`, at most [`MAX_TOOL_CALLS`]).
@@ -85,6 +88,7 @@ impl StreamDecoder {
             event: None,
             data: String::new(),
             usage: Usage::default(),
+            usage_reported: false,
             finish: None,
             done: false,
             tools_started: Vec::new(),
@@ -120,6 +124,13 @@ impl StreamDecoder {
 
     pub fn input_tokens(&self) -> u64 {
         self.usage.input
+    }
+
+    /// Whether the stream reported its output token count so far (an OpenAI stream
+    /// does only when asked with `stream_options.include_usage`); when it did not,
+    /// the `usage.output` of [`Chunk::Done`] is 0 and a reader counts chunks instead.
+    pub fn usage_reported(&self) -> bool {
+        self.usage_reported
     }
 
     /// Feeds bytes; returns the chunks they complete.
@@ -268,6 +279,7 @@ impl StreamDecoder {
                 });
             }
             if let Some(us) = c.usage {
+                self.usage_reported = true;
                 self.usage = Usage {
                     input: us.prompt_tokens,
                     output: us.completion_tokens,
@@ -399,6 +411,7 @@ impl StreamDecoder {
                 }
                 if let Some(n) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
                     self.usage.output = n;
+                    self.usage_reported = true;
                 }
                 if let Some(n) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
                     if n > 0 {
@@ -480,6 +493,7 @@ impl StreamDecoder {
         }
         if v.get("done").and_then(Value::as_bool) == Some(true) {
             self.done = true;
+            self.usage_reported = v.get("eval_count").is_some_and(Value::is_u64);
             self.usage = Usage {
                 input: u(&v, "/prompt_eval_count"),
                 output: u(&v, "/eval_count"),
@@ -529,6 +543,25 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn usage_is_reported_only_when_the_stream_sends_it() {
+        let mut d = StreamDecoder::new(ProviderKind::OpenAi);
+        d.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+            .unwrap();
+        assert!(d.is_done() && !d.usage_reported());
+        let mut d = StreamDecoder::new(ProviderKind::Anthropic);
+        d.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n")
+            .unwrap();
+        assert!(!d.usage_reported());
+        d.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":4}}\n\n")
+            .unwrap();
+        assert!(d.usage_reported());
+        let mut d = StreamDecoder::new(ProviderKind::Ollama);
+        d.feed(b"{\"message\":{\"content\":\"\"},\"done\":true,\"eval_count\":3}\n")
+            .unwrap();
+        assert!(d.usage_reported());
     }
 
     #[test]

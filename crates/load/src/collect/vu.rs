@@ -302,16 +302,22 @@ impl Vu {
             }
             return;
         }
+        let mut streams = h.llm.is_some_and(|l| l.streams(None));
         let (body, ct) = match &h.body {
             Body::None => (Bytes::new(), None),
-            Body::Json(v) => (
-                Bytes::from(
-                    serde_json::to_vec(&render_json(v, &self.vars, env)).unwrap_or_default(),
-                ),
-                Some("application/json"),
-            ),
+            Body::Json(v) => {
+                let j = render_json(v, &self.vars, env);
+                streams = h.llm.is_some_and(|l| l.streams(Some(&j)));
+                (
+                    Bytes::from(serde_json::to_vec(&j).unwrap_or_default()),
+                    Some("application/json"),
+                )
+            }
             Body::Text(t) => (Bytes::from(t.render(&self.vars, env)), None),
         };
+        let mut probe = h
+            .llm
+            .map(|l| crate::llm::Probe::new(&shared.reg, h.series, l, streams));
         let keep_body = !h.extract.is_empty()
             || h.checks.iter().any(|c| {
                 matches!(
@@ -338,10 +344,16 @@ impl Vu {
                 body,
                 content_type: ct,
                 keep_body,
+                llm: probe.as_mut(),
             })
             .await;
         in_flight.armed = false;
-        let failed = resp.error.is_some() || !matches!(resp.status, Some(200..=399));
+        // a streamed answer that broke after its 2xx status failed too
+        let llm_failed = probe.as_ref().is_some_and(|p| p.failed());
+        if let Some(p) = probe {
+            p.record();
+        }
+        let failed = llm_failed || resp.error.is_some() || !matches!(resp.status, Some(200..=399));
         shared.reg.record_request(&RequestSample {
             scenario: self.scen,
             series: h.series,

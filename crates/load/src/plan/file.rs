@@ -113,6 +113,9 @@ pub(super) struct StepFile {
     pub(super) extract: BTreeMap<String, String>,
     pub(super) checks: Option<ChecksFile>,
     pub(super) endpoint_type: Option<String>,
+    /// A streamed LLM answer in this dialect (`crate::llm`).
+    pub(super) llm: Option<String>,
+    pub(super) stall_timeout: Option<String>,
     pub(super) sleep: Option<String>,
     pub(super) cable: Option<CableFile>,
     pub(super) ws: Option<WsFile>,

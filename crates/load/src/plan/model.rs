@@ -211,6 +211,8 @@ pub struct HttpStep {
     /// Variable name → JSON pointer into the response body.
     pub extract: Vec<(String, String)>,
     pub checks: Vec<Check>,
+    /// `llm = "…"`: the answer is an LLM's, read as it streams (`crate::llm`).
+    pub llm: Option<crate::llm::LlmStep>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

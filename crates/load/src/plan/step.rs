@@ -86,7 +86,9 @@ pub(super) fn step(
         || !f.headers.is_empty()
         || f.json.is_some()
         || f.body.is_some()
-        || !f.extract.is_empty();
+        || !f.extract.is_empty()
+        || f.llm.is_some()
+        || f.stall_timeout.is_some();
     if let Some(t) = &f.sleep {
         if http_only || f.checks.is_some() || f.name.is_some() {
             return Err(cx.error(
@@ -259,6 +261,7 @@ pub(super) fn step(
             );
         }
     }
+    let llm = llm_step(cx, f, &key)?;
     let series = cx.n_series;
     cx.n_series += 1;
     Ok(Step::Http(HttpStep {
@@ -271,11 +274,53 @@ pub(super) fn step(
             Some(t) => t
                 .parse()
                 .map_err(|e: String| cx.error(&key("endpoint_type"), e))?,
+            // an LLM call is judged on the runbook's LLM-call row
+            None if llm.is_some() => EndpointType::AiLlm,
             None => scen_type,
         },
         headers,
         body,
         extract,
         checks,
+        llm,
+    }))
+}
+
+/// `llm = "openai"` and its `stall_timeout`.
+fn llm_step(
+    cx: &Ctx<'_>,
+    f: &StepFile,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Option<crate::llm::LlmStep>, ConfigError> {
+    let Some(name) = &f.llm else {
+        if f.stall_timeout.is_some() {
+            return Err(cx.error(
+                &key("stall_timeout"),
+                "`stall_timeout` applies to LLM steps only; add llm = \"openai\" (or anthropic, ollama)",
+            ));
+        }
+        return Ok(None);
+    };
+    let dialect = crate::llm::LlmStep::dialect(name).ok_or_else(|| {
+        cx.error(
+            &key("llm"),
+            format!("`{name}` is not an LLM dialect (expected openai, anthropic or ollama, e.g. llm = \"openai\")"),
+        )
+    })?;
+    if f.body.is_some() {
+        return Err(cx.error(
+            &key("body"),
+            "an LLM step sends its request as `json` (the stream flag is read from it), e.g. json = { model = \"gpt-4o-mini\", stream = true, messages = [{ role = \"user\", content = \"hi\" }] }",
+        ));
+    }
+    let k = key("stall_timeout");
+    let stall_timeout = cx.positive(
+        cx.opt_dur(&f.stall_timeout, &k, crate::llm::DEFAULT_STALL)?,
+        &k,
+        "stall_timeout = \"30s\"",
+    )?;
+    Ok(Some(crate::llm::LlmStep {
+        dialect,
+        stall_timeout,
     }))
 }
