@@ -38,7 +38,7 @@ pub struct QueueLoad {
 pub struct Load {
     /// Where the samples come from: `live window` or `history FILE`.
     pub source: String,
-    /// Sampled time (the window less the gaps in it), seconds.
+    /// From the first sample to the last, seconds.
     pub window_s: f64,
     pub samples: u64,
     pub processed_per_s: f64,
@@ -57,19 +57,20 @@ pub fn estimate(samples: &[Sample], given: &BTreeMap<String, f64>) -> Option<Loa
         .iter()
         .map(|(q, s)| (q.clone(), (*s, "given")))
         .collect();
-    estimate_over(samples, &given, 0.0, "live window")
+    estimate_over(samples, &given, "live window")
 }
 
-/// [`estimate`] over samples with `gap_s` seconds of gaps among them (not counted as
-/// sampled time), run times with their origin, and the samples' `source`.
+/// [`estimate`] with run times with their origin and the samples' `source`. Rates
+/// come from counter growth over the whole span, gaps between samples included: the
+/// counters are cumulative, so the jobs of a gap are counted (but for those done
+/// between the last sample before a counter reset and the reset).
 pub fn estimate_over(
     samples: &[Sample],
     given: &BTreeMap<String, (f64, &'static str)>,
-    gap_s: f64,
     source: &str,
 ) -> Option<Load> {
     let (first, last) = (samples.first()?, samples.last()?);
-    let window = last.at - first.at - gap_s.max(0.0);
+    let window = last.at - first.at;
     if samples.len() < 2 || window <= 0.0 {
         return None;
     }

@@ -231,7 +231,6 @@ pub fn analyse(h: &History, file: &str, t: &WorkerTargets, points: usize) -> His
     let gap_s: f64 = gaps.iter().map(|g| (g.to - g.from).max(0.0)).sum();
     let processed = counter_growth(samples.iter().map(|s| s.processed));
     let failed = counter_growth(samples.iter().map(|s| s.failed));
-    let sampled_s = (to - from - gap_s).max(0.0);
     let first = samples.first();
     let last = samples.last();
     let (r0, r1) = (
@@ -246,8 +245,10 @@ pub fn analyse(h: &History, file: &str, t: &WorkerTargets, points: usize) -> His
         processed,
         failed,
         failed_pct: (processed > 0).then(|| failed as f64 * 100.0 / processed as f64),
-        processed_per_s: if sampled_s > 0.0 {
-            processed as f64 / sampled_s
+        // Counters are cumulative: the jobs of a gap are counted, so the rate is
+        // over the whole span from the first sample to the last.
+        processed_per_s: if t1 > t0 {
+            processed as f64 / (t1 - t0)
         } else {
             0.0
         },

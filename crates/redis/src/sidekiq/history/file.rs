@@ -268,15 +268,30 @@ fn read_header(path: &Path, line: &str) -> Result<Header, HistoryError> {
 /// Reads the history at `path` (at most [`MAX_FILE_BYTES`]); a cut-off last member is
 /// ignored and counted in `dropped_tail`.
 pub fn read(path: &Path) -> Result<History, HistoryError> {
-    let size = std::fs::metadata(path).map_err(io_err(path))?.len();
-    if size > MAX_FILE_BYTES {
+    regular(path)?;
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io_err(path))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(HistoryError::Bound {
             path: path.display().to_string(),
-            why: format!("{size} bytes is more than the {MAX_FILE_BYTES} bytes a history may hold"),
+            why: format!("larger than the {MAX_FILE_BYTES} bytes a history may hold"),
         });
     }
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
     parse(path, &bytes)
+}
+
+/// Refuses anything but a regular file (a device, a pipe, a directory).
+fn regular(path: &Path) -> Result<(), HistoryError> {
+    let m = std::fs::metadata(path).map_err(io_err(path))?;
+    if !m.is_file() {
+        return Err(HistoryError::Foreign {
+            path: path.display().to_string(),
+            why: "it is not a regular file".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Samples with their times and latencies to the millisecond, busy threads to the
@@ -297,6 +312,31 @@ pub fn trimmed(mut s: Sample) -> Sample {
         p.busy = cs(p.busy);
     }
     s
+}
+
+/// Checks that `path`, when it exists and is not empty, is a history of `source`
+/// that can be appended to (what [`Writer::open`] checks, without writing).
+pub fn check(path: &Path, source: &str) -> Result<(), HistoryError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > 0 || !m.is_file() => {
+            let h = read(path)?;
+            same_source(path, &h.header, source)
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn same_source(path: &Path, h: &Header, source: &str) -> Result<(), HistoryError> {
+    if h.source != source {
+        return Err(HistoryError::Source {
+            path: path.display().to_string(),
+            recorded: h.source.clone(),
+            given: source.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// What opening a file for appending found.
@@ -353,7 +393,7 @@ impl Writer {
             });
         }
         let existing = match std::fs::metadata(path) {
-            Ok(m) if m.len() > 0 => Some(read(path)?),
+            Ok(m) if m.len() > 0 || !m.is_file() => Some(read(path)?),
             Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(path)(e)),
@@ -366,13 +406,7 @@ impl Writer {
         };
         let len = match existing {
             Some(h) => {
-                if h.header.source != source {
-                    return Err(HistoryError::Source {
-                        path: p(),
-                        recorded: h.header.source,
-                        given: source.to_string(),
-                    });
-                }
+                same_source(path, &h.header, source)?;
                 opened.records = h.records.len();
                 opened.dropped_tail = h.dropped_tail;
                 opened.last_end = h.records.iter().map(Record::end).reduce(f64::max);
@@ -556,5 +590,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not redis://y/0"), "{e}");
+        for dev in ["/dev/zero", "/dev/null"] {
+            let e = read(Path::new(dev)).unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+            let e = Writer::open(Path::new(dev), "redis://x/0", 10.0, 1 << 20, 0.0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

@@ -89,6 +89,8 @@ where
     S: Future<Output = ()>,
 {
     let source = opts.conn.url.redacted.clone();
+    // The file first (no socket for a file that would be refused), then Redis.
+    super::file::check(path, &source)?;
     let mut c = opts.conn.open().await?;
     // Read before the file is touched: a wrong URL leaves no file behind.
     let mut first = Some(read(&mut c, MAX_QUEUES).await?);
