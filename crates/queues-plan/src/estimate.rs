@@ -12,6 +12,9 @@ use powertune_redis::sidekiq::history::{counter_growth, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Run times per queue, seconds, with where each comes from (`given`, `apm`).
+pub type RunTimes = BTreeMap<String, (f64, &'static str)>;
+
 /// One queue's load over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueLoad {
@@ -64,11 +67,7 @@ pub fn estimate(samples: &[Sample], given: &BTreeMap<String, f64>) -> Option<Loa
 /// come from counter growth over the whole span, gaps between samples included: the
 /// counters are cumulative, so the jobs of a gap are counted (but for those done
 /// between the last sample before a counter reset and the reset).
-pub fn estimate_over(
-    samples: &[Sample],
-    given: &BTreeMap<String, (f64, &'static str)>,
-    source: &str,
-) -> Option<Load> {
+pub fn estimate_over(samples: &[Sample], given: &RunTimes, source: &str) -> Option<Load> {
     let (first, last) = (samples.first()?, samples.last()?);
     let window = last.at - first.at;
     if samples.len() < 2 || window <= 0.0 {

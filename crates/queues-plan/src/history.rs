@@ -175,17 +175,18 @@ fn spans(h: &History) -> Vec<(&Sample, f64, bool)> {
     out
 }
 
-/// Buckets of at most `points` equal spans over the samples, merged; None where a
-/// bucket has no sample.
+/// Buckets of at most `points` equal spans over the samples, none narrower than
+/// twice `interval` (the recording's, so that jitter leaves no bucket empty), merged;
+/// None where a bucket has no sample (a gap).
 fn buckets(
     samples: &[&Sample],
-    from: f64,
-    to: f64,
+    (from, to): (f64, f64),
     points: usize,
+    interval: f64,
 ) -> (f64, Vec<f64>, Vec<Option<Sample>>) {
     let points = points.max(1);
-    let width = ((to - from) / points as f64).max(1e-9);
-    let n = if to > from { points } else { 1 };
+    let width = ((to - from) / points as f64).max(2.0 * interval).max(1e-9);
+    let n = (((to - from) / width).ceil() as usize).clamp(1, points);
     let mut out: Vec<Option<Sample>> = vec![None; n];
     for s in samples {
         let i = (((s.at - from) / width).ceil() as usize)
@@ -276,7 +277,7 @@ pub fn analyse(h: &History, file: &str, t: &WorkerTargets, points: usize) -> His
         .iter()
         .map(|n| queue_history(n, &sp, t.queue_latency_s))
         .collect();
-    let series = series(&samples, from, to, points, &names);
+    let series = series(&samples, (from, to), points, h.header.interval_s, &names);
     HistoryMetrics {
         file: file.to_string(),
         source: h.header.source.clone(),
@@ -424,8 +425,14 @@ fn failed_windows(sp: &[(&Sample, f64, bool)], target_pct: f64) -> Vec<Period> {
     )
 }
 
-fn series(samples: &[&Sample], from: f64, to: f64, points: usize, names: &[String]) -> SeriesSet {
-    let (width, at, b) = buckets(samples, from, to, points);
+fn series(
+    samples: &[&Sample],
+    span: (f64, f64),
+    points: usize,
+    interval: f64,
+    names: &[String],
+) -> SeriesSet {
+    let (width, at, b) = buckets(samples, span, points, interval);
     let mut prev: Option<&Sample> = None;
     let mut processed = Vec::with_capacity(b.len());
     let mut failed = Vec::with_capacity(b.len());
@@ -620,4 +627,39 @@ fn retry(m: &HistoryMetrics) -> Finding {
         } else {
             "retries accumulate faster than they succeed: read the top error classes in the retry set".to_string()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: f64) -> Sample {
+        Sample {
+            at: t,
+            n: 1,
+            queues: vec![],
+            processes: vec![],
+            processed: t as u64,
+            failed: 0,
+            retry: 0,
+            dead: 0,
+        }
+    }
+
+    #[test]
+    fn buckets_are_never_narrower_than_the_interval_allows() {
+        // Every 10 s with jitter: no empty bucket, Σn kept.
+        let s: Vec<Sample> = (0..100)
+            .map(|i| at(i as f64 * 10.0 + if i % 2 == 0 { 0.9 } else { -0.9 }))
+            .collect();
+        let r: Vec<&Sample> = s.iter().collect();
+        let (w, x, b) = buckets(&r, (r[0].at, r[99].at), 500, 10.0);
+        assert!(w >= 20.0);
+        assert_eq!(x.len(), b.len());
+        assert!(b.iter().all(Option::is_some));
+        assert_eq!(b.iter().flatten().map(|s| s.n).sum::<u32>(), 100);
+        // Few points: wide buckets.
+        let (w, _, b) = buckets(&r, (r[0].at, r[99].at), 10, 10.0);
+        assert!(w > 90.0 && b.len() == 10);
+    }
 }

@@ -11,7 +11,7 @@ use crate::commands::{block_on, emit_inspection, Context};
 use anyhow::{anyhow, bail};
 use powertune_core::{ExitCode, Inspection};
 use powertune_queues_plan::apm;
-use powertune_queues_plan::estimate::{estimate_over, Load};
+use powertune_queues_plan::estimate::{estimate_over, Load, RunTimes};
 use powertune_queues_plan::plan::{self, DbLimit, PlanMetrics, PlanOptions, WebTier};
 use powertune_queues_plan::sim::{SimOptions, SimProcess};
 use powertune_redis::sidekiq::history::{self, file, History, Record, Sample};
@@ -278,11 +278,8 @@ fn history_window(h: &History, window: Option<Duration>) -> Vec<Sample> {
 }
 
 /// Run times per queue with their origin: the APM report's, then --service-time's.
-fn run_times(
-    a: &Args,
-    samples: &[Sample],
-) -> anyhow::Result<(BTreeMap<String, (f64, &'static str)>, Option<apm::ApmTimes>)> {
-    let mut given: BTreeMap<String, (f64, &'static str)> = BTreeMap::new();
+fn run_times(a: &Args, samples: &[Sample]) -> anyhow::Result<(RunTimes, Option<apm::ApmTimes>)> {
+    let mut given = RunTimes::new();
     let mut from_apm = None;
     if let Some(path) = &a.apm {
         let text = powertune_core::baseline::read_limited(path)
