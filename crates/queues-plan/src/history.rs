@@ -15,6 +15,9 @@ use serde::Serialize;
 pub const FAILED_WINDOW_S: f64 = 300.0;
 /// The window the drain estimate reads the depth trend over.
 pub const DRAIN_WINDOW_S: f64 = 300.0;
+/// The narrowest chart bucket: Sidekiq adds to its counters at each process heartbeat
+/// (every few seconds), so narrower buckets show throughput in steps.
+pub const MIN_BUCKET_S: f64 = 10.0;
 /// Periods and gaps listed per kind at most (the rest are counted).
 pub const MAX_LISTED: usize = 100;
 
@@ -176,8 +179,8 @@ fn spans(h: &History) -> Vec<(&Sample, f64, bool)> {
 }
 
 /// Buckets of at most `points` equal spans over the samples, none narrower than
-/// twice `interval` (the recording's, so that jitter leaves no bucket empty), merged;
-/// None where a bucket has no sample (a gap).
+/// twice `interval` (the recording's, so that jitter leaves no bucket empty) or
+/// [`MIN_BUCKET_S`], merged; None where a bucket has no sample (a gap).
 fn buckets(
     samples: &[&Sample],
     (from, to): (f64, f64),
@@ -185,7 +188,9 @@ fn buckets(
     interval: f64,
 ) -> (f64, Vec<f64>, Vec<Option<Sample>>) {
     let points = points.max(1);
-    let width = ((to - from) / points as f64).max(2.0 * interval).max(1e-9);
+    let width = ((to - from) / points as f64)
+        .max(2.0 * interval)
+        .max(MIN_BUCKET_S);
     let n = (((to - from) / width).ceil() as usize).clamp(1, points);
     let mut out: Vec<Option<Sample>> = vec![None; n];
     for s in samples {
