@@ -501,11 +501,15 @@ pub fn judge(m: &HistoryMetrics, t: &WorkerTargets) -> Vec<Finding> {
     out
 }
 
-fn when(p: &Period) -> String {
-    let at = chrono::DateTime::from_timestamp(p.from as i64, 0)
+/// Unix seconds as `2026-12-05 07:34:38Z` (empty when out of range).
+pub fn stamp(at: f64) -> String {
+    chrono::DateTime::from_timestamp(at as i64, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_default();
-    format!("{at} for {}", units::seconds(p.duration_s))
+        .unwrap_or_default()
+}
+
+fn when(p: &Period) -> String {
+    format!("{} for {}", stamp(p.from), units::seconds(p.duration_s))
 }
 
 /// Over the target for longer than the drain time at once fails; shorter excursions

@@ -1,15 +1,9 @@
 //! The text section of `queues history`: the span, gaps, totals, and per queue its
 //! latency, the periods over the target and the drain estimate.
 
-use crate::history::HistoryMetrics;
+use crate::history::{stamp, HistoryMetrics};
 use powertune_core::report::table;
 use powertune_core::units;
-
-fn stamp(at: f64) -> String {
-    chrono::DateTime::from_timestamp(at as i64, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_default()
-}
 
 pub fn render(m: &HistoryMetrics) -> String {
     let t = &m.totals;

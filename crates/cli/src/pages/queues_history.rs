@@ -14,8 +14,8 @@ fn values(v: &Value, key: &str) -> Vec<Option<f64>> {
 }
 
 fn stamp(at: Option<f64>) -> String {
-    at.and_then(|a| chrono::DateTime::from_timestamp(a as i64, 0))
-        .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+    at.map(powertune_queues_plan::history::stamp)
+        .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "-".into())
 }
 
