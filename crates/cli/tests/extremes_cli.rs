@@ -219,6 +219,25 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
             "10m",
         ]),
     );
+    m.insert(
+        "queues record",
+        s(&[
+            "queues",
+            "record",
+            "--url",
+            &f.redis,
+            "--interval",
+            "100ms",
+            "--samples",
+            "2",
+            "--out",
+            &f.path("q.history"),
+        ]),
+    );
+    m.insert(
+        "queues history",
+        s(&["queues", "history", &f.path("q.history")]),
+    );
     m.insert("apm", s(&["apm", "analyze", &f.path("traces.jsonl")]));
     m.insert("apm serve", s(&["apm", "serve", "--listen", "127.0.0.1:0"]));
     m.insert(

@@ -12,6 +12,9 @@ use powertune_redis::sidekiq::history::{counter_growth, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Run times per queue, seconds, with where each comes from (`given`, `apm`).
+pub type RunTimes = BTreeMap<String, (f64, &'static str)>;
+
 /// One queue's load over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueLoad {
@@ -28,13 +31,17 @@ pub struct QueueLoad {
     pub depth_change_per_s: f64,
     pub depth_last: u64,
     pub latency_last_s: f64,
-    /// Where the run time comes from: `given` or `shared` (busy threads ÷ processed rate).
+    /// Where the run time comes from: `given` (--service-time), `apm` (an APM report)
+    /// or `shared` (busy threads ÷ processed rate).
     pub service_from: String,
 }
 
 /// The load of every queue over a window of samples.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Load {
+    /// Where the samples come from: `live window` or `history FILE`.
+    pub source: String,
+    /// From the first sample to the last, seconds.
     pub window_s: f64,
     pub samples: u64,
     pub processed_per_s: f64,
@@ -46,9 +53,21 @@ pub struct Load {
 }
 
 /// Estimates each queue's load from `samples` (in time order). `given` holds run
-/// times the user states per queue. None with fewer than two samples or no time
-/// between them.
+/// times per queue with where each comes from (`given`, `apm`). None with fewer than
+/// two samples or no time between them.
 pub fn estimate(samples: &[Sample], given: &BTreeMap<String, f64>) -> Option<Load> {
+    let given = given
+        .iter()
+        .map(|(q, s)| (q.clone(), (*s, "given")))
+        .collect();
+    estimate_over(samples, &given, "live window")
+}
+
+/// [`estimate`] with run times with their origin and the samples' `source`. Rates
+/// come from counter growth over the whole span, gaps between samples included: the
+/// counters are cumulative, so the jobs of a gap are counted (but for those done
+/// between the last sample before a counter reset and the reset).
+pub fn estimate_over(samples: &[Sample], given: &RunTimes, source: &str) -> Option<Load> {
     let (first, last) = (samples.first()?, samples.last()?);
     let window = last.at - first.at;
     if samples.len() < 2 || window <= 0.0 {
@@ -88,7 +107,7 @@ pub fn estimate(samples: &[Sample], given: &BTreeMap<String, f64>) -> Option<Loa
     let known: f64 = names
         .iter()
         .zip(&busy)
-        .filter_map(|(n, b)| given.get(n).filter(|s| **s > 0.0).map(|s| b / s))
+        .filter_map(|(n, b)| given.get(n).filter(|s| s.0 > 0.0).map(|s| b / s.0))
         .sum();
     let rest_busy: f64 = names
         .iter()
@@ -102,8 +121,8 @@ pub fn estimate(samples: &[Sample], given: &BTreeMap<String, f64>) -> Option<Loa
         .iter()
         .zip(&busy)
         .map(|(n, &b)| {
-            let (service, from) = match given.get(n).filter(|s| **s > 0.0) {
-                Some(&s) => (Some(s), "given"),
+            let (service, from) = match given.get(n).filter(|s| s.0 > 0.0) {
+                Some(&(s, from)) => (Some(s), from),
                 None => (shared, "shared"),
             };
             let served = service.map(|s| b / s).unwrap_or(0.0);
@@ -125,6 +144,7 @@ pub fn estimate(samples: &[Sample], given: &BTreeMap<String, f64>) -> Option<Loa
         })
         .collect();
     Some(Load {
+        source: source.to_string(),
         window_s: window,
         samples: samples.len() as u64,
         processed_per_s: processed,
@@ -151,6 +171,9 @@ mod tests {
                     depth: *d,
                     latency_s: 0.0,
                     busy: *b,
+                    depth_max: None,
+                    latency_max_s: None,
+                    classes: BTreeMap::new(),
                 })
                 .collect(),
             processes: vec![ProcessSample {

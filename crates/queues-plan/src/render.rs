@@ -23,8 +23,9 @@ fn spec(queues: &[(String, u32)], strict: bool) -> String {
 pub fn render(m: &PlanMetrics, running_from: &str) -> String {
     let l = &m.load;
     let mut out = format!(
-        "Load over {} ({} samples): processed {}, failed {}, busy {} of {} threads\n",
+        "Load over {} of {} ({} samples): processed {}, failed {}, busy {} of {} threads\n",
         units::seconds(l.window_s),
+        l.source,
         l.samples,
         units::rate(l.processed_per_s),
         units::rate(l.failed_per_s),

@@ -36,6 +36,7 @@ fn strict(threads: u32, qs: &[&str]) -> SimProcess {
 fn a_starved_queue_a_heavy_queue_and_an_exhausted_budget_are_found() {
     // critical: 9 erlangs of 0.5 s jobs; low: 0.5 erlang; ai: 4 erlangs of 20 s jobs.
     let load = Load {
+        source: "live window".into(),
         window_s: 600.0,
         samples: 61,
         processed_per_s: 18.6,

@@ -15,6 +15,7 @@ mod frontend;
 mod gateway;
 mod load;
 mod queues;
+mod queues_history;
 mod redis;
 
 /// The page for `report`, by the command that wrote it.
@@ -27,6 +28,7 @@ pub fn page(report: &Report) -> Page {
         "apm" => apm::page(report),
         "db" => db::page(report),
         "redis" => redis::page(report),
+        "queues" if report.command == "queues history" => queues_history::page(report),
         "queues" => queues::page(report),
         "gateway" => gateway::page(report),
         "frontend" => frontend::page(report),

@@ -1,8 +1,11 @@
 //! `powertune queues`: Sidekiq's queues, latency, retries, dead set, failed rate and
 //! processes judged against the runbook's worker targets; `--watch` for a live view;
-//! `queues plan` for worker sizing.
+//! `queues plan` for worker sizing; `queues record` and `queues history` for the
+//! queue history.
 
+pub mod history;
 pub mod plan;
+pub mod record;
 
 use super::redis::ConnArgs;
 use super::{block_on, emit_inspection, Context};
@@ -49,6 +52,12 @@ enum Action {
     /// and --proposed configurations (starvation explained), and the database
     /// connection budget.
     Plan(Box<plan::Args>),
+    /// Sample queues, processes, counters and the retry and dead sets every interval
+    /// into a bounded, append-only history file until stopped.
+    Record(Box<record::Args>),
+    /// Judge a recorded history: latency and depth over time per queue, the periods
+    /// over the runbook's targets, throughput, failed rate, retry growth, drain times.
+    History(Box<history::Args>),
 }
 
 /// `--watch` and `plan --interval`: at least 100ms, at most 1h.
@@ -62,6 +71,8 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(action) = a.action {
         return match action {
             Action::Plan(p) => plan::run(ctx, *p),
+            Action::Record(r) => record::run(*r),
+            Action::History(h) => history::run(ctx, *h),
         };
     }
     let targets = ctx.targets()?;

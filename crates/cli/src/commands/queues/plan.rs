@@ -2,22 +2,30 @@
 //! arrival rate and run time, sizes threads and processes with Erlang C, simulates
 //! Sidekiq's fetch for the running, the recommended and a `--proposed` configuration,
 //! and checks the connection budget against PostgreSQL's `max_connections` (`--db`).
+//! With `--history FILE` the samples come from a recorded history instead of a live
+//! window; with `--apm FILE` queues' run times come from an APM report's job classes.
 
 use crate::args::{self, positive_duration_at_most};
 use crate::commands::redis::ConnArgs;
 use crate::commands::{block_on, emit_inspection, Context};
 use anyhow::{anyhow, bail};
 use powertune_core::{ExitCode, Inspection};
-use powertune_queues_plan::estimate::{estimate, Load};
+use powertune_queues_plan::apm;
+use powertune_queues_plan::estimate::{estimate_over, Load, RunTimes};
 use powertune_queues_plan::plan::{self, DbLimit, PlanMetrics, PlanOptions, WebTier};
 use powertune_queues_plan::sim::{SimOptions, SimProcess};
-use powertune_redis::sidekiq::history::{self, Sample};
+use powertune_redis::sidekiq::history::{self, file, History, Record, Sample};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The longest live window and simulated horizon.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 const MAX_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest window read from a history.
+const MAX_HISTORY_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The live window when none is given.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,11 +33,20 @@ pub struct Args {
     conn: ConnArgs,
     #[command(flatten)]
     output: args::Output,
-    /// Live sampling window (1s to 24h): samples are read every --interval for this
-    /// long. Ctrl-C ends it early and plans from what was read.
-    #[arg(long, default_value = "60s", value_name = "DURATION",
-          value_parser = positive_duration_at_most(MAX_WINDOW))]
-    window: Duration,
+    /// Live sampling window (1s to 24h, default 60s): samples are read every
+    /// --interval for this long. Ctrl-C ends it early and plans from what was read.
+    /// With --history: the last DURATION of the history (default: all of it).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration_at_most(MAX_HISTORY_WINDOW))]
+    window: Option<Duration>,
+    /// Plan from a history file `powertune queues record` wrote instead of a live
+    /// window (no --url needed).
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// A `powertune apm report --json` report: queues' run times from its job classes
+    /// (mapped to queues by the classes the samples saw running). --service-time
+    /// overrides it per queue.
+    #[arg(long, value_name = "FILE")]
+    apm: Option<PathBuf>,
     /// Time between live samples (100ms to 1h).
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = super::watch_interval)]
     interval: Duration,
@@ -203,6 +220,10 @@ fn running_of(
 
 async fn sample_window(a: &Args) -> anyhow::Result<(Vec<Sample>, bool)> {
     let conn = a.conn.validate()?;
+    let window = a.window.unwrap_or(DEFAULT_WINDOW);
+    if window > MAX_WINDOW {
+        bail!("--window: a live window is at most 24h; record with `powertune queues record` and plan with --history for longer");
+    }
     let interrupt = crate::signal::Interrupt::listen("the sampling window");
     let stop = interrupt.graceful().clone();
     let mut c = conn.open().await?;
@@ -210,7 +231,7 @@ async fn sample_window(a: &Args) -> anyhow::Result<(Vec<Sample>, bool)> {
     let start = tokio::time::Instant::now();
     let mut next = start;
     let mut interrupted = false;
-    while start.elapsed() < a.window {
+    while start.elapsed() < window {
         next += a.interval;
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -244,9 +265,43 @@ async fn db_limit(url: &str) -> anyhow::Result<DbLimit> {
     })
 }
 
+/// The samples of the last `window` of `h` (all of it without one).
+fn history_window(h: &History, window: Option<Duration>) -> Vec<Sample> {
+    let end = h
+        .records
+        .iter()
+        .map(Record::end)
+        .reduce(f64::max)
+        .unwrap_or(0.0);
+    let start = window.map(|w| end - w.as_secs_f64()).unwrap_or(f64::MIN);
+    h.samples().filter(|s| s.at >= start).cloned().collect()
+}
+
+/// Run times per queue with their origin: the APM report's, then --service-time's.
+fn run_times(a: &Args, samples: &[Sample]) -> anyhow::Result<(RunTimes, Option<apm::ApmTimes>)> {
+    let mut given = RunTimes::new();
+    let mut from_apm = None;
+    if let Some(path) = &a.apm {
+        let text = powertune_core::baseline::read_limited(path)
+            .map_err(|e| anyhow!("--apm {}: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("--apm {}: not JSON: {e}", path.display()))?;
+        let jobs = apm::jobs_of(&v).map_err(|e| anyhow!("--apm {}: {e}", path.display()))?;
+        let t = apm::service_times(samples, &jobs);
+        for (q, s) in &t.per_queue {
+            given.insert(q.clone(), (*s, "apm"));
+        }
+        from_apm = Some(t);
+    }
+    for (q, s) in service_times(&a.service_time)? {
+        given.insert(q, (s, "given"));
+    }
+    Ok((given, from_apm))
+}
+
 pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
     let targets = ctx.targets()?;
-    let given = service_times(&a.service_time)?;
+    service_times(&a.service_time)?;
     let running_spec = a
         .running
         .as_deref()
@@ -257,15 +312,28 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|s| parse_spec("--proposed", s))
         .transpose()?;
+    let history = a
+        .history
+        .as_deref()
+        .map(|p| file::read(p).map_err(|e| anyhow!("--history {e}")))
+        .transpose()?;
     let (samples, interrupted, db) = block_on(async {
-        let (samples, interrupted) = sample_window(&a).await?;
+        let (samples, interrupted) = match &history {
+            Some(h) => (history_window(h, a.window), false),
+            None => sample_window(&a).await?,
+        };
         let db = match a.db.as_deref() {
             Some(url) => Some(db_limit(url).await?),
             None => None,
         };
         anyhow::Ok((samples, interrupted, db))
     })??;
-    let load: Load = estimate(&samples, &given).ok_or_else(|| {
+    let (given, from_apm) = run_times(&a, &samples)?;
+    let source = match &a.history {
+        Some(p) => format!("history {}", p.display()),
+        None => "live window".to_string(),
+    };
+    let load: Load = estimate_over(&samples, &given, &source).ok_or_else(|| {
         anyhow!("the window held {} sample(s): at least two, some time apart, are needed; lengthen --window", samples.len())
     })?;
     let last = samples
@@ -315,7 +383,10 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
     let metrics: PlanMetrics =
         plan::plan(load, running, proposed, &weights, &targets.worker, &opts);
     let findings = plan::judge(&metrics, &targets.worker);
-    let text = powertune_queues_plan::render::render(&metrics, &running_from);
+    let mut text = powertune_queues_plan::render::render(&metrics, &running_from);
+    if let Some(t) = &from_apm {
+        text.push_str(&apm_note(t));
+    }
     let inspection = Inspection::new("queues plan", findings, metrics, text);
     if interrupted {
         let mut report = inspection
@@ -325,6 +396,29 @@ pub fn run(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
         return crate::commands::emit(&report, &inspection.text, &a.output);
     }
     emit_inspection(&inspection, &a.output)
+}
+
+/// What the APM report gave, for the text.
+fn apm_note(t: &apm::ApmTimes) -> String {
+    let mut out = String::from("\nRun times from the APM report: ");
+    if t.per_queue.is_empty() {
+        out.push_str("none mapped to a queue");
+    } else {
+        let parts: Vec<String> = t
+            .per_queue
+            .iter()
+            .map(|(q, s)| format!("{q} {}", powertune_core::units::seconds(*s)))
+            .collect();
+        out.push_str(&parts.join(", "));
+    }
+    if !t.unmapped.is_empty() {
+        out.push_str(&format!(
+            "; job classes never seen running in the samples (not used): {}",
+            t.unmapped.join(", ")
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]

@@ -18,6 +18,30 @@ pub struct QueueSample {
     pub latency_s: f64,
     /// Jobs from this queue running at that moment (from the processes' work hashes).
     pub busy: f64,
+    /// After downsampling: the highest depth of the readings merged (absent: `depth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth_max: Option<u64>,
+    /// After downsampling: the highest latency of the readings merged (absent:
+    /// `latency_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_max_s: Option<f64>,
+    /// Running jobs per job class (busy threads), from the processes' work hashes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub classes: BTreeMap<String, f64>,
+}
+
+impl QueueSample {
+    /// The highest depth over the readings this sample holds.
+    pub fn depth_peak(&self) -> u64 {
+        self.depth_max.unwrap_or(self.depth).max(self.depth)
+    }
+
+    /// The highest latency over the readings this sample holds, seconds.
+    pub fn latency_peak_s(&self) -> f64 {
+        self.latency_max_s
+            .unwrap_or(self.latency_s)
+            .max(self.latency_s)
+    }
 }
 
 /// One Sidekiq process at one moment.
@@ -57,9 +81,15 @@ impl Sample {
     /// The reading a snapshot holds.
     pub fn of(s: &SidekiqSnapshot) -> Sample {
         let mut busy: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut classes: BTreeMap<&str, BTreeMap<String, f64>> = BTreeMap::new();
         for p in &s.processes {
             for r in &p.running {
                 *busy.entry(r.queue.as_str()).or_insert(0.0) += 1.0;
+                *classes
+                    .entry(r.queue.as_str())
+                    .or_default()
+                    .entry(r.class.clone())
+                    .or_insert(0.0) += 1.0;
             }
         }
         Sample {
@@ -73,6 +103,9 @@ impl Sample {
                     depth: q.size,
                     latency_s: q.latency_s,
                     busy: busy.get(q.name.as_str()).copied().unwrap_or(0.0),
+                    depth_max: None,
+                    latency_max_s: None,
+                    classes: classes.remove(q.name.as_str()).unwrap_or_default(),
                 })
                 .collect(),
             processes: s
