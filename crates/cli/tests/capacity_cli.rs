@@ -263,6 +263,10 @@ fn an_absurd_start_rate_is_the_generators_limit_not_the_targets() {
             "0s",
             "--max-steps",
             "1",
+            // A pool this large never fills within the step, so what limits the
+            // step is the generator, not the target.
+            "--pool-size",
+            "10000",
         ],
     );
     let m = metrics(&r);

@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The provider simulator's time scale in `--demo`: its realistic latencies
+/// (hundreds of ms to first token, 100 to 400 tokens) shortened 20 times.
+const DEMO_LLM_TIME_SCALE: f64 = 0.05;
+
 /// Threads of the embedded target's runtime in `--demo` (not the generator's CPU).
 const TARGET_THREADS: &str = "pt-target";
 
@@ -262,11 +266,22 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .enable_all()
             .build()
             .context("cannot start the embedded target's runtime")?;
+        // The runbook plan's streamed LLM calls go target → gateway → provider
+        // simulator, as in `powertune demo`, at a time scale that keeps a call well
+        // inside one step.
+        let mut config = target_config.clone();
+        let llm = if config.llm.base_url.is_none() {
+            let path = rt.block_on(super::demo::LlmPath::start(DEMO_LLM_TIME_SCALE))?;
+            config.llm = path.target_config();
+            if show {
+                eprintln!("{}", path.describe());
+            }
+            Some(path)
+        } else {
+            None
+        };
         let target = rt
-            .block_on(powertune_target::start(
-                target_config.clone(),
-                ([127, 0, 0, 1], 0).into(),
-            ))
+            .block_on(powertune_target::start(config, ([127, 0, 0, 1], 0).into()))
             .context("cannot start the embedded target")?;
         opts.base_url = target.base_url();
         opts.resources
@@ -285,7 +300,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 }
             );
         }
-        Some((rt, target))
+        Some((rt, target, llm))
     } else {
         None
     };
@@ -306,8 +321,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         opts.halt = Some(interrupt.hard().clone());
         powertune_capacity::inspect(&opts, &targets).await
     })?;
-    if let Some((rt, target)) = demo {
+    if let Some((rt, target, llm)) = demo {
         rt.block_on(target.shutdown());
+        if let Some(path) = llm {
+            rt.block_on(path.stop());
+        }
     }
     let inspection = result?;
     let mut report = inspection

@@ -126,7 +126,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 /// The demo's LLM path: the provider simulator (its realistic default latencies,
 /// scaled like the run) behind a gateway, both in-process on loopback ports; the
 /// target's streamed agent runs call the gateway.
-struct LlmPath {
+pub(super) struct LlmPath {
     sim: powertune_provider_sim::SimHandle,
     gateway: std::sync::Arc<powertune_gateway::Gateway>,
     gateway_url: String,
@@ -138,7 +138,7 @@ struct LlmPath {
 const LLM_ALIAS: &str = "agent";
 
 impl LlmPath {
-    async fn start(time_scale: f64) -> anyhow::Result<LlmPath> {
+    pub(super) async fn start(time_scale: f64) -> anyhow::Result<LlmPath> {
         let sim_config = powertune_provider_sim::SimConfig {
             time_scale,
             ..Default::default()
@@ -177,7 +177,7 @@ impl LlmPath {
     }
 
     /// The target's `[llm]`: the gateway's OpenAI front and the alias.
-    fn target_config(&self) -> powertune_target::llm::LlmConfig {
+    pub(super) fn target_config(&self) -> powertune_target::llm::LlmConfig {
         powertune_target::llm::LlmConfig {
             base_url: Some(format!("{}/v1", self.gateway_url)),
             model: LLM_ALIAS.into(),
@@ -185,12 +185,19 @@ impl LlmPath {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "  LLM path: target → gateway {} → provider simulator {} (TTFT 400ms..1.2s, ITL 20ms..45ms, 100..400 tokens, scaled)",
             self.gateway_url,
             self.sim.url()
         )
+    }
+
+    /// Stops the gateway, then the simulator.
+    pub(super) async fn stop(self) {
+        self.gateway_stop.graceful.cancel();
+        let _ = self.gateway_task.await;
+        self.sim.shutdown().await;
     }
 
     /// Judges the gateway (breakers, retries) through its inspection entry point,
