@@ -25,22 +25,13 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
-if [ -n "${POWERTUNE_BIN:-}" ]; then
-  bin=$POWERTUNE_BIN   # an already built binary (skips the release build)
-else
-  echo "==> building powertune (release)"
-  cargo build --release -q -p powertune
-  bin=target/release/powertune
-fi
+. scripts/bench/lib.sh
+powertune_bin
 
 work=$(mktemp -d)
 pid=""
 cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_pid "$pid"
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -271,29 +271,11 @@ fn numeric_options_out_of_range_are_one_line_errors() {
     }
 }
 
-/// The real Sidekiq 6 data (bulk and slow are polled by no process).
-fn sidekiq_fixture(url: &str) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../redis/tests/ruby/sidekiq6_fixture.rb"
-    );
-    let out = Command::new("ruby")
-        .arg(script)
-        .env("REDIS_URL", url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn watch_with_json_on_stdout_keeps_it_pure_and_names_unserved_queues() {
     let rt = rt();
     let db = rt.block_on(TestRedis::reserve());
-    sidekiq_fixture(&db.url);
+    common::sidekiq6_fixture(&db.url);
     let o = powertune(&[
         "queues", "--url", &db.url, "--watch", "100ms", "--ticks", "2", "--json", "-",
     ]);
@@ -338,7 +320,7 @@ fn sigint_ends_the_watch_and_the_report_is_still_printed() {
     use std::io::{BufRead, BufReader};
     let rt = rt();
     let db = rt.block_on(TestRedis::reserve());
-    sidekiq_fixture(&db.url);
+    common::sidekiq6_fixture(&db.url);
     for signal in ["-INT", "-TERM"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_powertune"))
             .args([

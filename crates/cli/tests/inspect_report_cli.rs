@@ -211,20 +211,7 @@ fn pages_of_reports_with_missing_metrics_still_render() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_page_has_queues_processes_days_and_the_watch() {
     let db = TestRedis::reserve().await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../redis/tests/ruby/sidekiq6_fixture.rb"
-    );
-    let out = Command::new("ruby")
-        .arg(script)
-        .env("REDIS_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::sidekiq6_fixture(&db.url);
     // Six earlier days of Sidekiq's daily stats (the fixture writes today's).
     let rest = db.url.strip_prefix("redis://").unwrap();
     let (hostport, n) = rest.split_once('/').unwrap();

@@ -15,22 +15,10 @@ mod common;
 
 use common::{one_line_error, stderr, stdout};
 use powertune_test_support::http::{FixtureConfig, TestServer};
-use std::path::Path;
 use std::process::Output;
 
 async fn powertune(args: &[&str]) -> Output {
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_powertune"))
-            .args(args)
-            .env("NO_COLOR", "1")
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("powertune finished within 60 s")
-    .unwrap()
+    common::powertune_within(args, 60).await
 }
 
 async fn fixture() -> TestServer {

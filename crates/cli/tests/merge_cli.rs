@@ -18,18 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 async fn powertune(args: &[&str]) -> Output {
-    tokio::time::timeout(
-        std::time::Duration::from_secs(90),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_powertune"))
-            .args(args)
-            .env("NO_COLOR", "1")
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("powertune finished within 90 s")
-    .unwrap()
+    common::powertune_within(args, 90).await
 }
 
 async fn target() -> powertune_target::RunningTarget {

@@ -224,16 +224,7 @@ fn plan_from_a_history_takes_run_times_from_an_apm_report() {
         .unwrap();
     let db = rt.block_on(TestRedis::reserve());
     // The real Sidekiq's data: a process running a LongRunningJob from `critical`.
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../redis/tests/ruby/sidekiq6_fixture.rb"
-    );
-    let out = Command::new("ruby")
-        .arg(script)
-        .env("REDIS_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    common::sidekiq6_fixture(&db.url);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("q.history");
     let f = file.to_str().unwrap();

@@ -68,20 +68,7 @@ fn a_live_window_plans_and_reads_max_connections() {
         .build()
         .unwrap();
     let db = rt.block_on(TestRedis::reserve());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../redis/tests/ruby/sidekiq6_fixture.rb"
-    );
-    let out = Command::new("ruby")
-        .arg(script)
-        .env("REDIS_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::sidekiq6_fixture(&db.url);
     // Jobs get processed while the window samples: the counter grows ~50/s.
     let url = db.url.clone();
     let bump = std::thread::spawn(move || {

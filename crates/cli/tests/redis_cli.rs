@@ -138,20 +138,7 @@ fn queues_on_data_that_is_not_sidekiqs_exit_1() {
 fn queues_with_real_sidekiq_data_fails_on_the_failed_rate_and_watches() {
     let rt = rt();
     let db = rt.block_on(TestRedis::reserve());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../redis/tests/ruby/sidekiq6_fixture.rb"
-    );
-    let out = Command::new("ruby")
-        .arg(script)
-        .env("REDIS_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::sidekiq6_fixture(&db.url);
     let o = powertune(&["queues", "--url", &db.url, "--json", "-"]);
     assert_eq!(o.status.code(), Some(99), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

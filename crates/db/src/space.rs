@@ -167,12 +167,10 @@ pub fn growth(
 /// when some could not be estimated (never a silent pass).
 pub fn bloat(s: &DbSnapshot, limit_bytes: u64) -> Vec<Finding> {
     let limit = limit_bytes as i64;
+    let all = relations(s);
     let mut out = Vec::new();
     for kind in ["table", "index"] {
-        let rels: Vec<RelationSize> = relations(s)
-            .into_iter()
-            .filter(|r| r.kind == kind)
-            .collect();
+        let rels: Vec<&RelationSize> = all.iter().filter(|r| r.kind == kind).collect();
         let check = format!("{kind}_bloat");
         let mut flagged = 0;
         for r in &rels {

@@ -142,8 +142,8 @@ pub struct Filters {
 }
 
 /// The candidates for the slowest statements at or above `slow_mean_ms` (by total
-/// time, at most [`MAX_STATEMENTS`]), skipping tables that already have an index
-/// leading with the candidate's first column. Unverified until [`crate::hypo`] runs.
+/// time, at most [`MAX_STATEMENTS`]); a table that already has an index leading with
+/// the candidate's first column gets none. Unverified until [`crate::hypo`] runs.
 pub fn candidates(
     statements: &[Statement],
     indexes: &[IndexStats],
@@ -199,7 +199,7 @@ fn led_by(indexes: &[IndexStats], table: &str, column: &str) -> bool {
 }
 
 /// The columns one statement filters on; `None` when it is not one SELECT, UPDATE or
-/// DELETE that sqlparser reads (it is then skipped, never guessed at).
+/// DELETE that sqlparser reads (no candidate then, never a guess).
 pub fn filters(sql: &str) -> Option<Filters> {
     let parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let [statement] = parsed.as_slice() else {
@@ -446,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn candidates_skip_fast_statements_and_covered_tables() {
+    fn candidates_leave_out_fast_statements_and_covered_tables() {
         let stmts = vec![
             st(
                 1,

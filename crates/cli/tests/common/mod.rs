@@ -33,6 +33,38 @@ pub fn one_line_error(o: &Output) -> String {
 }
 pub mod served;
 
+/// `powertune ARGS` from the repository root (so `examples/...` resolve), without
+/// colour, killed if it runs past `within_s` seconds.
+pub async fn powertune_within(args: &[&str], within_s: u64) -> Output {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(within_s),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_powertune"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("powertune {args:?} did not finish within {within_s} s"))
+    .unwrap()
+}
+
+/// Writes the real Sidekiq 6 data of `crates/redis/tests/ruby/sidekiq6_fixture.rb`
+/// (written by Debian's ruby-sidekiq) into the Redis database at `url`.
+pub fn sidekiq6_fixture(url: &str) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../redis/tests/ruby/sidekiq6_fixture.rb"
+    );
+    let out = std::process::Command::new("ruby")
+        .arg(script)
+        .env("REDIS_URL", url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// A loopback HTTP/1.1 server on its own threads answering every request with a
 /// small 200 on kept-alive connections; its base URL (`http://IP:PORT`).
 pub fn ok_server() -> String {
