@@ -2,7 +2,7 @@
 # Overhead benchmark of `powertune gateway` (issue 5 item 8), side by side with
 # LiteLLM's proxy. Loopback only; every step is bounded in time. Prints Markdown.
 #
-# Against a zero-delay fake provider (the test fake, OpenAI wire format), open-loop
+# Against a zero-delay fake provider (`powertune provider-sim --ttft 0s`, OpenAI wire format), open-loop
 # load at fixed rates (latency from each request's *scheduled* start, so no
 # coordinated omission): direct to the fake, then through the gateway, for
 # non-streaming and streaming requests; "added" = gateway minus direct at p50/p99.
@@ -22,8 +22,8 @@
 #   SOAK_SECS          0 = no soak (default); 600 = the 10-minute soak (max 3600)
 #   SOAK_RATE          rate of the soak (default 1000)
 #   RSS_EVERY          seconds between RSS samples in the soak (default 10)
-#   CHUNK_DELAY_MS     ms between a stream's content chunks at the fake (default 0: a
-#                      zero-delay stream leaves the fake in one write; N > 0: every event
+#   CHUNK_DELAY_MS     ms between a stream's content chunks at the fake (default 0: the
+#                      chunks leave as fast as the simulator writes them; N > 0: every event
 #                      reaches the gateway in a read of its own, like real tokens)
 #   WORDS              content chunks per answer (default 5)
 #   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
@@ -68,7 +68,6 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p powertune-gateway --examples
 fi
 BIN=target/release/powertune
-FAKE_BIN=target/release/examples/fake_provider
 LOAD=target/release/examples/openloop
 
 TMP=$(mktemp -d)
@@ -88,13 +87,13 @@ row() { # label target json
     "$(field "$3" p99_ms)" "$(field "$3" max_ms)" "$(errs "$3")"
 }
 
-FAKE_ENV=(FAKE_WORDS="$WORDS")
-(( CHUNK_DELAY_MS > 0 )) && FAKE_ENV+=(FAKE_CHUNK_DELAY_MS="$CHUNK_DELAY_MS")
-env "${FAKE_ENV[@]}" "${PIN_LOAD[@]}" "$FAKE_BIN" >"$TMP/fake.url" 2>/dev/null &
+SIM_PORT=$(free_port)
+"${PIN_LOAD[@]}" "$BIN" provider-sim --listen "127.0.0.1:$SIM_PORT" --ttft 0s --itl "${CHUNK_DELAY_MS}ms" \
+  --output-tokens "$WORDS" >"$TMP/sim.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 50); do [ -s "$TMP/fake.url" ] && break; sleep 0.1; done
-FAKE=$(head -1 "$TMP/fake.url")
-case "$FAKE" in http://127.0.0.1:*) ;; *) echo "fake provider did not start" >&2; exit 1;; esac
+FAKE=http://127.0.0.1:$SIM_PORT
+for _ in $(seq 1 50); do curl -sf "$FAKE/health" >/dev/null && break; sleep 0.1; done
+curl -sf "$FAKE/health" >/dev/null || { echo "provider-sim did not start: $(cat "$TMP/sim.log")" >&2; exit 1; }
 
 GW_PORT=$(free_port)
 cat >"$TMP/gateway.toml" <<EOF

@@ -10,10 +10,13 @@
     clippy::print_stderr
 )]
 
-use powertune_test_support::providers::{Behavior, FakeProvider};
+use powertune_provider_sim::{ProviderSim, Script, SimHandle};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// What the provider simulator answers in these tests.
+const HELLO: &str = "Hello from the fake provider";
 
 const BIN: &str = env!("CARGO_BIN_EXE_powertune");
 
@@ -94,7 +97,7 @@ fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-fn write_config(dir: &std::path::Path, fake: &FakeProvider) -> std::path::PathBuf {
+fn write_config(dir: &std::path::Path, fake: &SimHandle) -> std::path::PathBuf {
     let p = dir.join("gateway.toml");
     std::fs::write(
         &p,
@@ -114,7 +117,7 @@ targets = ["openai:gpt-4o-mini"]
 [routes]
 latency = ["fast"]
 "#,
-            fake.url
+            fake.url()
         ),
     )
     .unwrap();
@@ -123,7 +126,7 @@ latency = ["fast"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_then_status_with_baseline_and_json() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &fake);
     let gw = serve(&cfg);
@@ -140,7 +143,7 @@ async fn serve_then_status_with_baseline_and_json() {
     .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Hello from the fake provider"), "{body}");
-    assert_eq!(fake.requests_with_key("sk-cli-test"), 1);
+    assert_eq!(fake.calls_with_key("sk-cli-test"), 1);
 
     // status: saves a baseline, prints the JSON report, passes
     let base = dir.path().join("baseline.json");
@@ -191,7 +194,7 @@ async fn serve_then_status_with_baseline_and_json() {
     assert!(!text.contains("sk-cli-test"));
 
     // five provider failures open the breaker; 503 from the gateway after that
-    fake.set(Behavior::status(500));
+    fake.set_script(Script::status(500)).unwrap();
     let url = gw.url.clone();
     let statuses = tokio::task::spawn_blocking(move || {
         (0..6)
@@ -276,7 +279,7 @@ fn gen_and_states(url: &str) -> (u64, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &fake);
     let mut gw = serve(&cfg);
@@ -284,7 +287,7 @@ async fn sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one() {
     let pid = gw.child.id().to_string();
     let chat = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
     // a 401 disables the only credential: the gateway answers 503 from then on
-    fake.push(Behavior::status(401));
+    fake.push(Script::status(401)).unwrap();
     let u = url.clone();
     let statuses = tokio::task::spawn_blocking(move || {
         [
@@ -350,7 +353,7 @@ async fn sighup_reloads_the_config_and_a_bad_file_keeps_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deprecated_numeric_keys_serve_with_a_warning_line_at_start_and_reload() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &fake);
     let good = std::fs::read_to_string(&cfg).unwrap();

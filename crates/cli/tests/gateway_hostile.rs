@@ -14,10 +14,13 @@
 mod common;
 
 use common::served::{Listens, Served, Slowloris, Start};
-use powertune_test_support::providers::{Behavior, FakeProvider};
+use powertune_provider_sim::{ProviderSim, Script};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+
+/// What the provider simulator answers in these tests.
+const HELLO: &str = "Hello from the fake provider";
 
 /// `powertune gateway --config FILE --listen 127.0.0.1:0`, its address read from the
 /// "listening" line.
@@ -108,11 +111,11 @@ fn chat_body(model: &str, stream: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowloris_holding_1100_connections_does_not_block_health() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let gw = serve(
         dir.path(),
-        &fake.url,
+        &fake.url(),
         "[server]\nheader_read_timeout = \"3s\"\n",
     );
     let addr = gw.addr.clone();
@@ -148,9 +151,9 @@ async fn a_slowloris_holding_1100_connections_does_not_block_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_made_up_model_names_keep_metrics_and_memory_small() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let gw = serve(dir.path(), &fake.url, "");
+    let gw = serve(dir.path(), &fake.url(), "");
     let addr = gw.addr.clone();
     let send = |n: usize, tag: &'static str| {
         let addr = addr.clone();
@@ -261,17 +264,22 @@ fn refused_within(addr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_stream_refuses_new_connections_and_exits_0() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     // eight words, 250 ms apart: a stream of about 2 s
-    fake.set(Behavior {
-        chunk_delay: Duration::from_millis(250),
-        text: "one two three four five six seven eight".into(),
-        ..Default::default()
-    });
+    fake.set_script(Script {
+        chunk_delay: Some("250ms".into()),
+        text: Some("one two three four five six seven eight".into()),
+        ..Script::default()
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = serve(dir.path(), &fake.url, "[server]\ndrain_timeout = \"20s\"\n");
+    let mut gw = serve(
+        dir.path(),
+        &fake.url(),
+        "[server]\ndrain_timeout = \"20s\"\n",
+    );
     let addr = gw.addr.clone();
-    let completed = fake.completed_streams();
+    let completed = fake.stats().totals.streams_finished;
     let (rest, code, lines) = tokio::task::spawn_blocking(move || {
         let (mut s, mut got) = start_stream(&addr);
         gw.signal("-TERM");
@@ -289,7 +297,7 @@ async fn sigterm_drains_an_in_flight_stream_refuses_new_connections_and_exits_0(
     // the stream finished whole, after the signal
     assert!(rest.contains("eight"), "{rest}");
     assert!(rest.contains("data: [DONE]"), "{rest}");
-    assert_eq!(fake.completed_streams(), completed + 1);
+    assert_eq!(fake.stats().totals.streams_finished, completed + 1);
     assert_eq!(code, Some(0), "{lines:?}");
     assert!(
         lines
@@ -301,15 +309,20 @@ async fn sigterm_drains_an_in_flight_stream_refuses_new_connections_and_exits_0(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_drains_too_and_a_second_signal_stops_at_once() {
-    let fake = FakeProvider::start().await;
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     // a stream that stalls after its first chunk (the provider holds it 30 s)
-    fake.set(Behavior {
+    fake.set_script(Script {
         stall_after: Some(1),
-        text: "one two three".into(),
-        ..Default::default()
-    });
+        text: Some("one two three".into()),
+        ..Script::default()
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = serve(dir.path(), &fake.url, "[server]\ndrain_timeout = \"60s\"\n");
+    let mut gw = serve(
+        dir.path(),
+        &fake.url(),
+        "[server]\ndrain_timeout = \"60s\"\n",
+    );
     let addr = gw.addr.clone();
     let (code, took, lines) = tokio::task::spawn_blocking(move || {
         let (_s, _) = start_stream(&addr);

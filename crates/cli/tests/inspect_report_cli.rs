@@ -472,15 +472,16 @@ fn chat(url: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_status_page_has_providers_against_baseline_and_breakers() {
-    use powertune_test_support::providers::{Behavior, FakeProvider};
-    let fake = FakeProvider::start().await;
+    use powertune_provider_sim::{ProviderSim, Script};
+    const HELLO: &str = "Hello from the fake provider";
+    let fake = ProviderSim::instant(Script::text(HELLO)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gateway.toml");
     std::fs::write(
         &cfg,
         format!(
             "[retry]\nmax_retries = 0\n[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n  [[providers.credentials]]\n  name = \"primary\"\n  api_key_env = \"GW_TEST_KEY\"\n[models.fast]\ntargets = [\"openai:gpt-4o-mini\"]\n[routes]\nlatency = [\"fast\"]\n",
-            fake.url
+            fake.url()
         ),
     )
     .unwrap();
@@ -503,7 +504,7 @@ async fn gateway_status_page_has_providers_against_baseline_and_breakers() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Five failures open the breaker.
-    fake.set(Behavior::status(500));
+    fake.set_script(Script::status(500)).unwrap();
     let url = gw.url.clone();
     let codes = tokio::task::spawn_blocking(move || (0..5).map(|_| chat(&url)).collect::<Vec<_>>())
         .await

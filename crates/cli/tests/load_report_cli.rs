@@ -192,6 +192,120 @@ async fn a_two_scenario_run_draws_its_page_in_chromium() {
     );
 }
 
+/// A run with a streamed LLM step against the provider simulator (known output
+/// length, one in four answers broken by the provider's mid-stream error): the page
+/// shows the LLM figures, in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_run_shows_its_answers_figures_in_chromium() {
+    let cfg = powertune_provider_sim::SimConfig::from_toml(
+        "sim.toml",
+        "seed = 4\n[defaults]\nttft = \"20ms\"\nitl = \"2ms\"\noutput_tokens = 12\n",
+    )
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = powertune_provider_sim::ProviderSim::start(cfg, l)
+        .await
+        .unwrap();
+    // every fourth call: the provider's error event after three chunks
+    for i in 0..16 {
+        let s = if i % 4 == 3 {
+            powertune_provider_sim::Script {
+                error_after: Some(3),
+                ..Default::default()
+            }
+        } else {
+            powertune_provider_sim::Script::text("one two three four five six")
+        };
+        sim.push(s).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = tmp.path().join("llm.toml");
+    std::fs::write(
+        &plan,
+        r#"
+[scenarios.chat]
+endpoint_type = "ai_llm"
+executor = "shared-iterations"
+vus = 1
+iterations = 16
+max_duration = "30s"
+[[scenarios.chat.steps]]
+name = "chat"
+method = "POST"
+url = "/v1/chat/completions"
+llm = "openai"
+json = { model = "m", stream = true, messages = [{ role = "user", content = "hi" }] }
+"#,
+    )
+    .unwrap();
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let html = out_dir.join("load-llm.html");
+    let o = powertune(&[
+        "load",
+        plan.to_str().unwrap(),
+        "--base-url",
+        &sim.url(),
+        "-q",
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    assert!(o.status.code().is_some(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(sim.stats().totals.calls, 16, "{}{}", stdout(&o), stderr(&o));
+    let opened = powertune_test_support::browser::open(
+        &html,
+        "window.powertuneCharts",
+        &out_dir.join("load-llm.png"),
+    )
+    .await
+    .unwrap();
+    assert!(opened.console.is_empty(), "{:?}", opened.console);
+    assert!(opened.exceptions.is_empty(), "{:?}", opened.exceptions);
+    let text = &opened.text;
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("no {name} row: {text}"))
+            .to_string()
+    };
+    assert!(text.contains("LLM answers (openai)"), "{text}");
+    // 16 answers: 12 whole (6 chunks each: 5 gaps), 4 broken after 3 chunks (2 gaps)
+    for (name, count) in [
+        ("time to first token (TTFT)", "16"),
+        ("inter-token latency (ITL)", "68"),
+        ("time per output token (TPOT)", "12"),
+        ("end to end", "12"),
+        ("output tokens/s per answer", "12"),
+    ] {
+        let r = row(name);
+        let cells: Vec<&str> = r[name.len()..]
+            .split('\t')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(cells.first().copied(), Some(count), "{name}: {r}");
+        assert_eq!(cells.len(), 5, "{name}: count, p50, p95, p99, max: {r}");
+    }
+    assert!(row("time to first token (TTFT)").contains("ms"), "{text}");
+    assert!(row("output tokens/s per answer").contains("/s"), "{text}");
+    // no usage in these streams (no include_usage): the chunks were counted
+    assert!(
+        row("output tokens").contains("84 (all counted from content chunks"),
+        "{text}"
+    );
+    assert!(
+        row("answers").contains("16 (16 streamed, 12 completed)"),
+        "{text}"
+    );
+    assert!(
+        row("stream errors")
+            .contains("4 (provider error 4, malformed chunk 0, stall 0, dropped 0)"),
+        "{text}"
+    );
+    sim.shutdown().await;
+}
+
 /// One short closed-model run of `plan` with `--json OUT`, judged with `targets`.
 async fn short_run(base: &str, plan: &Path, targets: &Path, json: &Path) {
     let o = powertune(&[

@@ -36,3 +36,4 @@ pub use provider::request::{
     check_images, check_request, has_provider_limits, provider_path, provider_request,
 };
 pub use provider::response::{parse_provider_response, provider_error_message};
+pub use provider::wire::ChunkSink;

@@ -12,15 +12,14 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::{Behavior, FakeProvider};
 use serde_json::Value;
 use std::time::Duration;
 
 #[tokio::test]
 async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and_closes() {
-    let fake = FakeProvider::start().await;
-    fake.set(Behavior::status(500));
-    let r = rig(&three_kinds(&fake.url).retries(0).toml()).await;
+    let fake = provider().await;
+    fake.set_script(Script::status(500)).unwrap();
+    let r = rig(&three_kinds(&fake.url()).retries(0).toml()).await;
     let c = http();
     for i in 0..5 {
         let resp = chat(&c, &r.url, "openai", "fast", false).await;
@@ -28,7 +27,7 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["error"]["type"], "server_error");
     }
-    assert_eq!(fake.requests(), 5);
+    assert_eq!(fake.calls(), 5);
     // the 6th is answered fast by the gateway: 503 + Retry-After = the recovery time
     let started = std::time::Instant::now();
     let resp = chat(&c, &r.url, "openai", "fast", false).await;
@@ -45,7 +44,7 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(fake.requests(), 5, "an open breaker sends nothing upstream");
+    assert_eq!(fake.calls(), 5, "an open breaker sends nothing upstream");
     // the Anthropic front gets the same in its own shape
     let resp = chat(&c, &r.url, "anthropic", "fast", false).await;
     assert_eq!(resp.status(), 503);
@@ -60,10 +59,10 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
     let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 503, "still open at 119 s");
     r.clock.advance(Duration::from_secs(1));
-    fake.set(Behavior::default());
+    fake.set_script(hello()).unwrap();
     let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(fake.requests(), 6);
+    assert_eq!(fake.calls(), 6);
     let s = status_of(&c, &r.url).await;
     let oai = s.credentials.iter().find(|x| x.provider == "oai").unwrap();
     assert_eq!(oai.state, "closed");
@@ -73,24 +72,24 @@ async fn breaker_opens_after_exactly_five_failures_half_opens_after_recovery_and
 
 #[tokio::test]
 async fn client_errors_do_not_count_and_auth_failures_disable_the_credential() {
-    let fake = FakeProvider::start().await;
+    let fake = provider().await;
     let cfg = ConfigBuilder::new()
         .backoff("base", "1ms")
         .backoff("max", "20ms")
-        .provider("oai", "openai", &format!("{}/v1", fake.url))
+        .provider("oai", "openai", &format!("{}/v1", fake.url()))
         .credential("one", "FAKE_KEY_1")
         .credential("two", "FAKE_KEY_2");
     let r = rig(&cfg.toml()).await;
     let c = http();
     // 6 provider 400s: the client's fault, passed through, never retried, breaker stays closed
     for _ in 0..6 {
-        fake.push(Behavior::status(400));
+        fake.push(Script::status(400)).unwrap();
         let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
         assert_eq!(resp.status(), 400);
     }
-    assert_eq!(fake.requests(), 6);
+    assert_eq!(fake.calls(), 6);
     // a 401 disables that credential; the retry moves to the other one
-    fake.push(Behavior::status(401));
+    fake.push(Script::status(401)).unwrap();
     let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
     assert_eq!(resp.status(), 200);
     let s = status_of(&c, &r.url).await;
@@ -101,17 +100,14 @@ async fn client_errors_do_not_count_and_auth_failures_disable_the_credential() {
     );
     assert!(s.credentials.iter().all(|x| x.trips == 0));
     // from now on only the healthy key is used
-    let (k1, k2) = (
-        fake.requests_with_key("sk-one"),
-        fake.requests_with_key("sk-two"),
-    );
+    let (k1, k2) = (fake.calls_with_key("sk-one"), fake.calls_with_key("sk-two"));
     for _ in 0..4 {
         let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
         assert_eq!(resp.status(), 200);
     }
     let moved = (
-        fake.requests_with_key("sk-one") - k1,
-        fake.requests_with_key("sk-two") - k2,
+        fake.calls_with_key("sk-one") - k1,
+        fake.calls_with_key("sk-two") - k2,
     );
     assert!(moved == (4, 0) || moved == (0, 4), "{moved:?}");
 }

@@ -18,7 +18,6 @@ use common::*;
 use powertune_gateway::config::key_hash;
 use powertune_gateway::{Config, EventLog, Gateway};
 use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
-use powertune_test_support::providers::{Behavior, FakeProvider};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -408,9 +407,9 @@ async fn the_access_log_has_a_line_per_call_and_no_secret() {
 
 #[tokio::test]
 async fn breaker_transitions_and_a_disabled_credential_each_get_a_line() {
-    let fake = FakeProvider::start().await;
-    fake.set(Behavior::status(500));
-    let toml = three_kinds(&fake.url)
+    let fake = provider().await;
+    fake.set_script(Script::status(500)).unwrap();
+    let toml = three_kinds(&fake.url())
         .retries(0)
         .raw("[breaker]\nfailure_threshold = 2\nrecovery = \"50ms\"\n")
         .toml();
@@ -420,10 +419,10 @@ async fn breaker_transitions_and_a_disabled_credential_each_get_a_line() {
         assert_eq!(code(&c, &s.url, "openai", "fast", None).await, 502);
     }
     tokio::time::sleep(Duration::from_millis(120)).await;
-    fake.set(Behavior::default());
+    fake.set_script(hello()).unwrap();
     assert_eq!(code(&c, &s.url, "openai", "fast", None).await, 200);
     // a 401 disables the credential; a reload enables it again
-    fake.set(Behavior::status(401));
+    fake.set_script(Script::status(401)).unwrap();
     assert_eq!(code(&c, &s.url, "openai", "fast", None).await, 502);
     let cfg = Config::from_toml(&toml, "test.toml", &env).unwrap().config;
     assert_eq!(s.gw.reload(cfg).reenabled, 1);

@@ -15,7 +15,6 @@ mod common;
 use axum::body::Body;
 use axum::http::{HeaderMap, Response, StatusCode};
 use common::*;
-use powertune_test_support::providers::FakeProvider;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -264,8 +263,8 @@ async fn long_retry_after_takes_the_credential_out_capped_and_shown_in_status() 
 
 #[tokio::test]
 async fn made_up_model_names_count_under_one_unknown_series() {
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).retries(0).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).retries(0).toml()).await;
     let c = http();
     // a configured alias: its own series
     assert_eq!(
@@ -338,8 +337,8 @@ fn rand_u64(i: u64) -> u64 {
 
 #[tokio::test]
 async fn the_routers_own_413_404_and_405_come_in_the_clients_shape() {
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url)
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url())
         .raw("[server]\nmax_body_bytes = 4096\n")
         .toml())
     .await;
@@ -385,7 +384,7 @@ async fn the_routers_own_413_404_and_405_come_in_the_clients_shape() {
             _ => assert!(v["error"].as_str().unwrap().contains("use POST"), "{v}"),
         }
     }
-    assert_eq!(fake.requests(), 0);
+    assert_eq!(fake.calls(), 0);
     // 404: an unknown path, in the shape of the API the path belongs to
     for (path, check) in [
         ("/v1/completions", "openai"),

@@ -12,14 +12,13 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::FakeProvider;
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn images_reach_each_provider_kind_in_its_own_shape() {
     const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let c = http();
     let send = |front: &'static str, b: Value| {
         let c = c.clone();
@@ -89,7 +88,7 @@ async fn images_reach_each_provider_kind_in_its_own_shape() {
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])
     );
     // a malformed image is the client's 400 in its own shape, before anything is sent
-    let before = fake.requests();
+    let before = fake.calls();
     let (st, out) = send(
         "anthropic",
         json!({"model": "oai:gpt-x", "max_tokens": 32, "messages": [{"role": "user", "content": [
@@ -106,13 +105,13 @@ async fn images_reach_each_provider_kind_in_its_own_shape() {
             .contains("messages[0].content[0].source.type"),
         "{out}"
     );
-    assert_eq!(fake.requests(), before);
+    assert_eq!(fake.calls(), before);
 }
 
 #[tokio::test]
 async fn an_image_url_skips_ollama_targets_and_is_a_400_when_none_is_left() {
-    let fake = FakeProvider::start().await;
-    let cfg = three_kinds(&fake.url)
+    let fake = provider().await;
+    let cfg = three_kinds(&fake.url())
         .model("vision", &["oll:llava", "oai:gpt-4o"])
         .model("local", &["oll:llava"]);
     let r = rig(&cfg.toml()).await;
@@ -137,7 +136,7 @@ async fn an_image_url_skips_ollama_targets_and_is_a_400_when_none_is_left() {
         "https://example.com/cat.png"
     );
     // no target can carry it: the client's 400 in its own shape, nothing sent upstream
-    let before = fake.requests();
+    let before = fake.calls();
     let resp = c
         .post(format!("{}/v1/messages", r.url))
         .json(&ask("local"))
@@ -152,5 +151,5 @@ async fn an_image_url_skips_ollama_targets_and_is_a_400_when_none_is_left() {
         msg.contains("messages[0]") && msg.contains("ollama"),
         "{msg}"
     );
-    assert_eq!(fake.requests(), before);
+    assert_eq!(fake.calls(), before);
 }

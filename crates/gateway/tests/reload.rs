@@ -12,7 +12,6 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::{Behavior, FakeProvider};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -51,26 +50,26 @@ async fn chat_status(c: &reqwest::Client, url: &str, model: &str) -> u16 {
 
 #[tokio::test]
 async fn config_reload_reenables_keeps_unchanged_breakers_and_refuses_bad_files() {
-    let fake = FakeProvider::start().await;
+    let fake = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gateway.toml");
-    std::fs::write(&file, reload_config(&fake.url, "FAKE_KEY_1", "")).unwrap();
+    std::fs::write(&file, reload_config(&fake.url(), "FAKE_KEY_1", "")).unwrap();
     let r = rig_file(&file).await;
     let c = http();
 
     // a 401 disables oai/one (the retry succeeds on oai/two)
-    fake.push(Behavior::status(401));
+    fake.push(Script::status(401)).unwrap();
     assert_eq!(chat_status(&c, &r.url, "oai:m").await, 200);
     // five 500s open keep/main and change/main (3 attempts, then 2 more and the breaker is open)
     for model in ["keep:m", "change:m"] {
         for _ in 0..5 {
-            fake.push(Behavior::status(500));
+            fake.push(Script::status(500)).unwrap();
         }
         assert_eq!(chat_status(&c, &r.url, model).await, 502);
         assert_eq!(chat_status(&c, &r.url, model).await, 502);
         assert_eq!(chat_status(&c, &r.url, model).await, 503, "{model} is open");
     }
-    let before = fake.requests();
+    let before = fake.calls();
     assert_eq!(before, 12);
     let (generation, states) = state_of(&c, &r.url).await;
     assert_eq!(generation, 1);
@@ -87,7 +86,11 @@ async fn config_reload_reenables_keeps_unchanged_breakers_and_refuses_bad_files(
     // a bad file is refused with its key named; the old config keeps serving
     std::fs::write(
         &file,
-        reload_config(&fake.url, "FAKE_KEY_1", "[breaker]\nfailure_treshold = 3\n"),
+        reload_config(
+            &fake.url(),
+            "FAKE_KEY_1",
+            "[breaker]\nfailure_treshold = 3\n",
+        ),
     )
     .unwrap();
     let resp = c
@@ -110,7 +113,7 @@ async fn config_reload_reenables_keeps_unchanged_breakers_and_refuses_bad_files(
     assert_eq!(chat_status(&c, &r.url, "oai:m").await, 200);
 
     // a good file: change/main's key changed (starts closed), the rest kept, oai/one re-enabled
-    std::fs::write(&file, reload_config(&fake.url, "FAKE_KEY_2", "")).unwrap();
+    std::fs::write(&file, reload_config(&fake.url(), "FAKE_KEY_2", "")).unwrap();
     let resp = c
         .post(format!("{}/admin/reload", r.url))
         .send()
@@ -134,17 +137,17 @@ async fn config_reload_reenables_keeps_unchanged_breakers_and_refuses_bad_files(
         ]
     );
     // the kept breaker still refuses without calling upstream; the changed one serves
-    let n = fake.requests();
+    let n = fake.calls();
     assert_eq!(chat_status(&c, &r.url, "keep:m").await, 503);
-    assert_eq!(fake.requests(), n);
+    assert_eq!(fake.calls(), n);
     assert_eq!(chat_status(&c, &r.url, "change:m").await, 200);
-    assert!(fake.requests_with_key("sk-two") > 0);
+    assert!(fake.calls_with_key("sk-two") > 0);
     // both oai credentials serve again
-    let k1 = fake.requests_with_key("sk-one");
+    let k1 = fake.calls_with_key("sk-one");
     for _ in 0..4 {
         assert_eq!(chat_status(&c, &r.url, "oai:m").await, 200);
     }
-    assert!(fake.requests_with_key("sk-one") - k1 >= 2);
+    assert!(fake.calls_with_key("sk-one") - k1 >= 2);
     // the kept breaker's recovery time was not reset by the reload
     r.clock.advance(Duration::from_secs(121));
     assert_eq!(chat_status(&c, &r.url, "keep:m").await, 200);

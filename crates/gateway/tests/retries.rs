@@ -12,7 +12,6 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::{Behavior, FakeProvider};
 use std::time::Duration;
 
 #[tokio::test]
@@ -52,14 +51,14 @@ async fn rate_limit_429_honours_retry_after_then_succeeds() {
 
 #[tokio::test]
 async fn retries_stop_at_two_and_move_to_the_next_target() {
-    let bad = FakeProvider::start().await;
-    bad.set(Behavior::status(503));
-    let good = FakeProvider::start().await;
+    let bad = provider().await;
+    bad.set_script(Script::status(503)).unwrap();
+    let good = provider().await;
     let cfg = ConfigBuilder::new()
         .backoff("base", "1ms")
         .backoff("max", "20ms")
-        .provider("bad", "openai", &format!("{}/v1", bad.url))
-        .provider("good", "anthropic", &good.url)
+        .provider("bad", "openai", &format!("{}/v1", bad.url()))
+        .provider("good", "anthropic", &good.url())
         .model("fast", &["bad:m1"])
         .model("cheap", &["bad:m2", "good:m3"])
         .route("latency", &["fast"])
@@ -70,7 +69,7 @@ async fn retries_stop_at_two_and_move_to_the_next_target() {
     // one target only: 1 try + 2 retries, then the error
     let resp = chat(&c, &r.url, "openai", "fast", false).await;
     assert_eq!(resp.status(), 502);
-    assert_eq!(bad.requests(), 3);
+    assert_eq!(bad.calls(), 3);
     // header route class batch: bad fails once, the retry falls back to good
     let resp = c
         .post(format!("{}/v1/chat/completions", r.url))
@@ -82,12 +81,12 @@ async fn retries_stop_at_two_and_move_to_the_next_target() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-powertune-provider"], "good");
     assert_eq!(resp.headers()["x-powertune-retries"], "1");
-    assert_eq!(bad.requests(), 4);
+    assert_eq!(bad.calls(), 4);
     // a route rule (model prefix) picks the batch class too
     let resp = chat(&c, &r.url, "openai", "report-weekly", false).await;
     assert_eq!(resp.status(), 200);
     // unknown model and unknown route class: the client's own 4xx, nothing sent
-    let before = bad.requests() + good.requests();
+    let before = bad.calls() + good.calls();
     let resp = chat(&c, &r.url, "openai", "nope", false).await;
     assert_eq!(resp.status(), 404);
     let resp = c
@@ -105,5 +104,5 @@ async fn retries_stop_at_two_and_move_to_the_next_target() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(bad.requests() + good.requests(), before);
+    assert_eq!(bad.calls() + good.calls(), before);
 }

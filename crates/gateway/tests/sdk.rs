@@ -13,7 +13,6 @@ mod common;
 
 use common::*;
 use futures_util::StreamExt;
-use powertune_test_support::providers::FakeProvider;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -23,8 +22,8 @@ async fn async_openai_client_talks_to_the_gateway() {
     use async_openai::types::chat::{
         ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
     };
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let client = async_openai::Client::with_config(
         OpenAIConfig::new()
             .with_api_base(format!("{}/v1", r.url))
@@ -64,8 +63,8 @@ async fn async_openai_client_talks_to_the_gateway() {
         assert_eq!(text, "Hello from the fake provider", "{model}");
     }
     // the client's dummy key never went upstream; configured keys did
-    assert_eq!(fake.requests_with_key("not-a-real-key"), 0);
-    assert_eq!(fake.requests_with_key("sk-one"), 2);
+    assert_eq!(fake.calls_with_key("not-a-real-key"), 0);
+    assert_eq!(fake.calls_with_key("sk-one"), 2);
 }
 
 /// The official Python SDKs (anthropic, ollama, openai from PyPI; scripts/test.sh
@@ -74,8 +73,8 @@ async fn async_openai_client_talks_to_the_gateway() {
 /// (translated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_anthropic_ollama_and_openai_sdks_talk_to_the_gateway() {
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.py");
     let url = r.url.clone();
     let args = [
@@ -112,7 +111,7 @@ async fn official_anthropic_ollama_and_openai_sdks_talk_to_the_gateway() {
         .iter()
         .all(|c| c["text"] == "Hello from the fake provider" && c["output_tokens"] == 5));
     // every call reached the fake once, in the provider's own wire format
-    assert_eq!(fake.requests(), 16);
+    assert_eq!(fake.calls(), 16);
 }
 
 #[tokio::test]

@@ -12,12 +12,11 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::FakeProvider;
 
 #[tokio::test]
 async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
-    let fake = FakeProvider::start().await;
-    let u = format!("{}/v1", fake.url);
+    let fake = provider().await;
+    let u = format!("{}/v1", fake.url());
     let cfg = ConfigBuilder::new()
         .provider("oai", "openai", &u)
         .weighted("one", "FAKE_KEY_1", Some(3), None)
@@ -31,10 +30,7 @@ async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
         let resp = chat(&c, &r.url, "openai", "oai:m", false).await;
         assert_eq!(resp.status(), 200);
     }
-    let (a, b) = (
-        fake.requests_with_key("sk-one"),
-        fake.requests_with_key("sk-two"),
-    );
+    let (a, b) = (fake.calls_with_key("sk-one"), fake.calls_with_key("sk-two"));
     assert_eq!(a + b, 80);
     assert!((54..=66).contains(&a), "3:1 split of 80 gave {a}:{b}");
     // rpm = 1 on the heavy key: one call uses it, the rest go to the other key
@@ -42,8 +38,8 @@ async fn weights_three_to_one_split_traffic_and_rpm_limits_skip_a_key() {
         let resp = chat(&c, &r.url, "openai", "limited:m", false).await;
         assert_eq!(resp.status(), 200);
     }
-    assert_eq!(fake.requests_with_key("sk-one") - a, 1);
-    assert_eq!(fake.requests_with_key("sk-two") - b, 3);
+    assert_eq!(fake.calls_with_key("sk-one") - a, 1);
+    assert_eq!(fake.calls_with_key("sk-two") - b, 3);
 }
 
 #[test]

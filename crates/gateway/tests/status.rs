@@ -12,12 +12,11 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::FakeProvider;
 
 #[tokio::test]
 async fn status_collector_and_judge_over_a_live_gateway() {
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).retries(0).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).retries(0).toml()).await;
     let c = http();
     for _ in 0..3 {
         let resp = chat(&c, &r.url, "openai", "fast", false).await;
@@ -47,7 +46,7 @@ async fn status_collector_and_judge_over_a_live_gateway() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot reach"), "{e}");
-    let e = powertune_gateway::collect::collect_status(&format!("{}/v1", fake.url))
+    let e = powertune_gateway::collect::collect_status(&format!("{}/v1", fake.url()))
         .await
         .unwrap_err()
         .to_string();
@@ -58,8 +57,8 @@ async fn status_collector_and_judge_over_a_live_gateway() {
 async fn inspect_saves_then_judges_against_a_baseline_and_renders_the_tables() {
     use powertune_gateway::{inspect, StatusOptions};
     use std::sync::{Arc, Mutex};
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let c = http();
     for _ in 0..2 {
         let resp = chat(&c, &r.url, "openai", "fast", false).await;

@@ -13,18 +13,18 @@ mod common;
 
 use common::*;
 use futures_util::StreamExt;
-use powertune_test_support::providers::{Behavior, FakeProvider};
 use serde_json::Value;
 use std::time::Duration;
 
 #[tokio::test]
 async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
-    let fake = FakeProvider::start().await;
-    fake.set(Behavior {
+    let fake = provider().await;
+    fake.set_script(Script {
         stall_after: Some(2),
-        ..Default::default()
-    });
-    let cfg = three_kinds(&fake.url).timeout("idle", "300ms").toml();
+        ..hello()
+    })
+    .unwrap();
+    let cfg = three_kinds(&fake.url()).timeout("idle", "300ms").toml();
     let r = rig(&cfg).await;
     let c = http();
     let resp = chat(&c, &r.url, "openai", "fast", true).await;
@@ -33,7 +33,7 @@ async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
         .await
         .unwrap()
         .unwrap();
-    assert!(raw.contains("\"content\":\"Hello \""), "{raw}");
+    assert!(raw.contains("\"content\":\"Hello\""), "{raw}");
     let last = raw
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -47,7 +47,7 @@ async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
     );
     assert!(!raw.contains("[DONE]"));
     assert!(
-        fake.wait_closed_mid_stream(1, Duration::from_secs(5)).await,
+        wait_closed(&fake, 1, Duration::from_secs(5)).await,
         "the gateway let go of the stalled upstream"
     );
     let s = status_of(&c, &r.url).await;
@@ -65,12 +65,13 @@ async fn stalled_stream_hits_the_idle_timeout_and_frees_the_upstream() {
 
 #[tokio::test]
 async fn time_to_first_token_timeout_is_retried() {
-    let fake = FakeProvider::start().await;
-    fake.push(Behavior {
+    let fake = provider().await;
+    fake.push(Script {
         stall_after: Some(0),
-        ..Default::default()
-    });
-    let cfg = three_kinds(&fake.url)
+        ..hello()
+    })
+    .unwrap();
+    let cfg = three_kinds(&fake.url())
         .timeout("first_token", "300ms")
         .toml();
     let r = rig(&cfg).await;
@@ -82,17 +83,18 @@ async fn time_to_first_token_timeout_is_retried() {
         (text.as_str(), last.as_str()),
         ("Hello from the fake provider", "[DONE]")
     );
-    assert_eq!(fake.requests(), 2);
+    assert_eq!(fake.calls(), 2);
 }
 
 #[tokio::test]
 async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
-    let fake = FakeProvider::start().await;
-    fake.set(Behavior {
+    let fake = provider().await;
+    fake.set_script(Script {
         error_after: Some(2),
-        ..Default::default()
-    });
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+        ..hello()
+    })
+    .unwrap();
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let c = http();
     // Anthropic provider overloaded mid-stream → OpenAI client sees an SSE error object
     let raw = chat(&c, &r.url, "openai", "ant:m", true)
@@ -100,7 +102,7 @@ async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
         .text()
         .await
         .unwrap();
-    assert!(raw.contains("\"content\":\"from \""), "{raw}");
+    assert!(raw.contains("\"content\":\" from\""), "{raw}");
     assert!(
         raw.contains("\"error\"") && raw.contains("Overloaded"),
         "{raw}"
@@ -128,7 +130,7 @@ async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
         "{raw}"
     );
     // never retried once bytes reached the client; each counts as a breaker failure
-    assert_eq!(fake.requests(), 3);
+    assert_eq!(fake.calls(), 3);
     let s = status_of(&c, &r.url).await;
     assert!(
         s.credentials.iter().all(|x| x.consecutive_failures == 1),
@@ -139,12 +141,13 @@ async fn mid_stream_provider_errors_reach_the_client_in_its_own_shape() {
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_frees_the_upstream_request() {
-    let fake = FakeProvider::start().await;
-    fake.set(Behavior {
+    let fake = provider().await;
+    fake.set_script(Script {
         stall_after: Some(2),
-        ..Default::default()
-    });
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+        ..hello()
+    })
+    .unwrap();
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let c = http();
     let resp = chat(&c, &r.url, "openai", "fast", true).await;
     assert_eq!(resp.status(), 200);
@@ -157,7 +160,7 @@ async fn client_disconnect_mid_stream_frees_the_upstream_request() {
     assert!(!first.is_empty());
     drop(s); // the client hangs up
     assert!(
-        fake.wait_closed_mid_stream(1, Duration::from_secs(5)).await,
+        wait_closed(&fake, 1, Duration::from_secs(5)).await,
         "the fake provider saw its connection close"
     );
     // the hang-up is not a provider failure

@@ -12,22 +12,24 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::{Behavior, FakeProvider};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn tool_calls_translate_between_openai_anthropic_and_ollama() {
-    let fake = FakeProvider::start().await;
-    let r = rig(&three_kinds(&fake.url).toml()).await;
+    let fake = provider().await;
+    let r = rig(&three_kinds(&fake.url()).toml()).await;
     let c = http();
-    let weather = || Behavior {
-        tool_call: Some(("get_weather".into(), json!({"city": "Oslo"}))),
+    let weather = || Script {
+        tool_call: Some(ToolCallScript {
+            name: "get_weather".into(),
+            arguments: json!({"city": "Oslo"}),
+        }),
         ..Default::default()
     };
     let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
 
     // OpenAI client → Anthropic provider: tools, an earlier call and its result
-    fake.push(weather());
+    fake.push(weather()).unwrap();
     let v: Value = c
         .post(format!("{}/v1/chat/completions", r.url))
         .json(&json!({"model": "ant:claude-x", "messages": [
@@ -63,7 +65,8 @@ async fn tool_calls_translate_between_openai_anthropic_and_ollama() {
     let msg = &v["choices"][0]["message"];
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
     assert!(msg["content"].is_null(), "{v}");
-    assert_eq!(msg["tool_calls"][0]["id"], "toolu_fake_1");
+    // the simulator numbers its answers: this is its first (sequence 0)
+    assert_eq!(msg["tool_calls"][0]["id"], "toolu_sim0x0");
     assert_eq!(msg["tool_calls"][0]["function"]["name"], "get_weather");
     let args: Value = serde_json::from_str(
         msg["tool_calls"][0]["function"]["arguments"]
@@ -74,7 +77,7 @@ async fn tool_calls_translate_between_openai_anthropic_and_ollama() {
     assert_eq!(args, json!({"city": "Oslo"}));
 
     // Anthropic client → OpenAI provider
-    fake.push(weather());
+    fake.push(weather()).unwrap();
     let v: Value = c
         .post(format!("{}/v1/messages", r.url))
         .json(&json!({"model": "oai:gpt-x", "max_tokens": 100, "messages": [
@@ -109,11 +112,11 @@ async fn tool_calls_translate_between_openai_anthropic_and_ollama() {
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
     assert_eq!(
         v["content"],
-        json!([{"type": "tool_use", "id": "call_fake_1", "name": "get_weather", "input": {"city": "Oslo"}}])
+        json!([{"type": "tool_use", "id": "call_sim0x1", "name": "get_weather", "input": {"city": "Oslo"}}])
     );
 
     // Ollama client → Anthropic provider
-    fake.push(weather());
+    fake.push(weather()).unwrap();
     let v: Value = c
         .post(format!("{}/api/chat", r.url))
         .json(&json!({"model": "ant:claude-x", "stream": false,
@@ -192,8 +195,8 @@ async fn tool_calls_inside_streams_reach_every_client_in_its_own_shape() {
 
 #[tokio::test]
 async fn a_forced_tool_call_skips_ollama_targets_and_tool_choice_is_translated() {
-    let fake = FakeProvider::start().await;
-    let cfg = three_kinds(&fake.url)
+    let fake = provider().await;
+    let cfg = three_kinds(&fake.url())
         .model("tools", &["oll:llama3.1", "ant:claude-x"])
         .model("local", &["oll:llama3.1"]);
     let r = rig(&cfg.toml()).await;
@@ -219,7 +222,7 @@ async fn a_forced_tool_call_skips_ollama_targets_and_tool_choice_is_translated()
         json!({"type": "any", "disable_parallel_tool_use": true})
     );
     // only Ollama left: the client's 400, nothing sent
-    let before = fake.requests();
+    let before = fake.calls();
     let resp = post(ask(
         "local",
         json!({"type": "function", "function": {"name": "get_weather"}}),
@@ -233,7 +236,7 @@ async fn a_forced_tool_call_skips_ollama_targets_and_tool_choice_is_translated()
         msg.contains("tool_choice \"get_weather\"") && msg.contains("ollama"),
         "{msg}"
     );
-    assert_eq!(fake.requests(), before);
+    assert_eq!(fake.calls(), before);
     // "none" reaches Ollama as no tools at all
     let resp = post(ask("local", json!("none"))).await.unwrap();
     assert_eq!(resp.status(), 200);

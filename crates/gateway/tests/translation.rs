@@ -12,14 +12,13 @@
 mod common;
 
 use common::*;
-use powertune_test_support::providers::FakeProvider;
 use serde_json::Value;
 
 #[tokio::test]
 async fn every_front_api_through_every_provider_json_and_stream() {
-    let fake = FakeProvider::start().await;
+    let fake = provider().await;
     // the models are configured targets (of aliases), so each is its own series
-    let cfg = three_kinds(&fake.url)
+    let cfg = three_kinds(&fake.url())
         .model("z-oai", &["oai:m-oai"])
         .model("z-ant", &["ant:m-ant"])
         .model("z-oll", &["oll:m-oll"]);
@@ -86,10 +85,10 @@ async fn every_front_api_through_every_provider_json_and_stream() {
         }
     }
     // 18 calls; keys went to their providers only (OpenAI bearer, Anthropic x-api-key)
-    assert_eq!(fake.requests(), 18);
-    assert_eq!(fake.requests_with_key("sk-one"), 6);
-    assert_eq!(fake.requests_with_key("sk-two"), 6);
-    assert_eq!(fake.completed_streams(), 9);
+    assert_eq!(fake.calls(), 18);
+    assert_eq!(fake.calls_with_key("sk-one"), 6);
+    assert_eq!(fake.calls_with_key("sk-two"), 6);
+    assert_eq!(fake.stats().totals.streams_finished, 9);
     // /status agrees with the provider's count
     let s = status_of(&c, &r.url).await;
     let ok: u64 = s

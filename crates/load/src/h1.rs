@@ -145,7 +145,7 @@ impl H1Conn {
         }
         self.used += 1;
         let sent = self.wbuf.len() as u64;
-        let stall = probe.as_ref().map(|p| p.stall_timeout());
+        let mut stall = probe.as_ref().map(|p| StallClock::new(p.stall_timeout()));
         if let Some(p) = probe.as_deref_mut() {
             p.start(Instant::now());
         }
@@ -165,7 +165,7 @@ impl H1Conn {
         self.start = 0;
         let mut received = 0u64;
         // The first byte.
-        match self.fill_within(stall).await? {
+        match self.fill_within(stall.as_mut()).await? {
             Ok(0) => return Err(H1Error::Stale("the server closed the connection".into())),
             Ok(n) => received += n as u64,
             Err(e) => return Err(H1Error::Stale(format!("reading the response: {e}"))),
@@ -204,7 +204,7 @@ impl H1Conn {
                     }
                     break;
                 }
-                Event::NeedMore => match self.fill_within(stall).await? {
+                Event::NeedMore => match self.fill_within(stall.as_mut()).await? {
                     Ok(0) => decoder.finish().map_err(|_| {
                         H1Error::Protocol(
                             "the connection closed in the middle of the response".into(),
@@ -246,20 +246,34 @@ impl H1Conn {
         })
     }
 
-    /// [`H1Conn::fill`] waiting at most `stall` (when set) for bytes.
+    /// [`H1Conn::fill`] waiting at most the stall clock's limit (when set) since the
+    /// last read for bytes.
     async fn fill_within(
         &mut self,
-        stall: Option<std::time::Duration>,
+        stall: Option<&mut StallClock>,
     ) -> Result<std::io::Result<usize>, H1Error> {
-        let Some(limit) = stall else {
+        let Some(c) = stall else {
             return Ok(self.fill().await);
         };
-        tokio::time::timeout(limit, self.fill()).await.map_err(|_| {
-            H1Error::Stall(format!(
-                "the stream sent nothing for {}",
-                powertune_core::units::duration(limit)
-            ))
-        })
+        loop {
+            tokio::select! {
+                biased;
+                r = self.fill() => {
+                    c.last = tokio::time::Instant::now();
+                    return Ok(r);
+                }
+                () = c.sleep.as_mut() => {
+                    let due = c.last + c.limit;
+                    if tokio::time::Instant::now() >= due {
+                        return Err(H1Error::Stall(format!(
+                            "the stream sent nothing for {}",
+                            powertune_core::units::duration(c.limit)
+                        )));
+                    }
+                    c.sleep.as_mut().reset(due);
+                }
+            }
+        }
     }
 
     /// One read into the buffer (compacting consumed bytes first).
@@ -275,6 +289,25 @@ impl H1Conn {
             self.rbuf.reserve(READ_CHUNK);
         }
         self.io.read_buf(&mut self.rbuf).await
+    }
+}
+
+/// An LLM answer's stall timeout: one timer for the whole exchange, moved on only
+/// when it fires (to the last read + the limit), rather than a timer per read.
+struct StallClock {
+    limit: std::time::Duration,
+    last: tokio::time::Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl StallClock {
+    fn new(limit: std::time::Duration) -> StallClock {
+        let last = tokio::time::Instant::now();
+        StallClock {
+            limit,
+            last,
+            sleep: Box::pin(tokio::time::sleep_until(last + limit)),
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! ([`crate::metrics::Registry::record_llm`]).
 
 use crate::metrics::Registry;
-use powertune_dialect::{Chunk, DecodeError, ProviderKind, StreamDecoder};
+use powertune_dialect::{ChunkSink, DecodeError, Finish, ProviderKind, StreamDecoder, Usage};
 use std::time::{Duration, Instant};
 
 /// The dialects a step may name, as written in scenario files.
@@ -95,7 +95,6 @@ pub struct Probe<'r> {
     step: LlmStep,
     streamed: bool,
     decoder: StreamDecoder,
-    out: Vec<Chunk>,
     /// A whole (non-streamed) answer, kept to read its usage.
     whole: Vec<u8>,
     /// The status was 2xx: the body is an answer, not an error document.
@@ -121,7 +120,6 @@ impl<'r> Probe<'r> {
             step,
             streamed,
             decoder: StreamDecoder::new(step.dialect),
-            out: Vec::new(),
             whole: Vec::new(),
             ok: false,
             t0: None,
@@ -168,35 +166,34 @@ impl<'r> Probe<'r> {
             }
             return;
         }
-        let mut out = std::mem::take(&mut self.out);
-        let r = self.decoder.feed_into(bytes, &mut out);
-        self.chunks_in(&mut out, at);
-        self.out = out;
+        let mut seen = Seen::default();
+        let r = self.decoder.feed_to(bytes, &mut seen);
+        self.seen(&seen, at);
         if let Err(e) = r {
             self.fault = Some(fault_of(&e));
         }
     }
 
-    fn chunks_in(&mut self, out: &mut Vec<Chunk>, at: Instant) {
-        for c in out.drain(..) {
-            match c {
-                Chunk::Delta(_) | Chunk::ToolArgs { .. } => {
-                    if let Some(prev) = self.last {
-                        let gap = at.saturating_duration_since(prev).as_micros();
-                        self.gap(gap.min(u32::MAX as u128) as u32);
-                    } else {
-                        self.first = Some(at);
-                    }
-                    self.last = Some(at);
-                    self.chunks += 1;
-                }
-                Chunk::ToolStart { .. } => {}
-                Chunk::Done { usage, .. } => {
-                    self.finished = true;
-                    self.usage_output = usage.output;
-                    self.usage_input = usage.input;
-                }
+    /// What one read decoded, all at the instant `at`: its content chunks' gaps (the
+    /// first to the chunk before, the others 0) and the end.
+    fn seen(&mut self, seen: &Seen, at: Instant) {
+        if seen.content > 0 {
+            if let Some(prev) = self.last {
+                let gap = at.saturating_duration_since(prev).as_micros();
+                self.gap(gap.min(u32::MAX as u128) as u32);
+            } else {
+                self.first = Some(at);
             }
+            for _ in 1..seen.content {
+                self.gap(0);
+            }
+            self.last = Some(at);
+            self.chunks += seen.content;
+        }
+        if let Some(usage) = seen.done {
+            self.finished = true;
+            self.usage_output = usage.output;
+            self.usage_input = usage.input;
         }
     }
 
@@ -227,16 +224,9 @@ impl<'r> Probe<'r> {
             if self.finished {
                 return;
             }
-            let mut out = std::mem::take(&mut self.out);
-            let r = match self.decoder.end() {
-                Ok(v) => {
-                    out.extend(v);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-            self.chunks_in(&mut out, at);
-            self.out = out;
+            let mut seen = Seen::default();
+            let r = self.decoder.end_to(&mut seen);
+            self.seen(&seen, at);
             if r.is_err() || !self.finished {
                 // the body ended without the stream's end marker
                 self.fault = Some(StreamFault::Dropped);
@@ -322,6 +312,27 @@ impl<'r> Probe<'r> {
                 tokens_per_s,
             },
         );
+    }
+}
+
+/// What the decoder found in one read: content chunks (text or tool-call
+/// arguments) counted, the text never copied, and the end's usage.
+#[derive(Default)]
+struct Seen {
+    content: u64,
+    done: Option<Usage>,
+}
+
+impl ChunkSink for Seen {
+    fn delta(&mut self, _text: &str) {
+        self.content += 1;
+    }
+    fn tool_start(&mut self, _index: usize, _id: String, _name: String) {}
+    fn tool_args(&mut self, _index: usize, _json: &str) {
+        self.content += 1;
+    }
+    fn done(&mut self, _finish: Finish, usage: Usage) {
+        self.done = Some(usage);
     }
 }
 

@@ -219,7 +219,7 @@ async fn each_fault_script_shows_up_as_its_error_kind() {
     let anthropic = r#"{ model = "claude-x", max_tokens = 100, stream = true, messages = [{ role = "user", content = "hi" }] }"#;
     let ollama = r#"{ model = "llama3", messages = [{ role = "user", content = "hi" }] }"#;
     // (fault, dialect, url, body): each in another dialect
-    let cases: [(&str, &str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str, &str); 9] = [
         (
             r#"{"drop_rate": 1.0}"#,
             "anthropic",
@@ -251,8 +251,27 @@ async fn each_fault_script_shows_up_as_its_error_kind() {
             "/v1/messages",
             anthropic,
         ),
+        // the provider's own error event after 3 content chunks, in each dialect
+        (
+            r#"{"mid_stream_error_rate": 1.0, "mid_stream_error_after": 3}"#,
+            "openai",
+            "/v1/chat/completions",
+            OPENAI_STREAM,
+        ),
+        (
+            r#"{"mid_stream_error_rate": 1.0, "mid_stream_error_after": 3}"#,
+            "anthropic",
+            "/v1/messages",
+            anthropic,
+        ),
+        (
+            r#"{"mid_stream_error_rate": 1.0, "mid_stream_error_after": 3}"#,
+            "ollama",
+            "/api/chat",
+            ollama,
+        ),
     ];
-    let none = r#"{"drop_rate": 0.0, "malformed_rate": 0.0, "stall_mid_rate": 0.0, "stall_first_rate": 0.0, "error_rate": 0.0, "overload_rate": 0.0}"#;
+    let none = r#"{"drop_rate": 0.0, "malformed_rate": 0.0, "stall_mid_rate": 0.0, "stall_first_rate": 0.0, "error_rate": 0.0, "overload_rate": 0.0, "mid_stream_error_rate": 0.0}"#;
     for (i, (fault, dialect, url, json)) in cases.into_iter().enumerate() {
         let c: powertune_provider_sim::Control =
             serde_json::from_str(&format!(r#"{{"reset_stats": true, "faults": {none}}}"#)).unwrap();
@@ -302,10 +321,18 @@ async fn each_fault_script_shows_up_as_its_error_kind() {
                 assert_eq!(s.http.status.get("502").copied(), Some(4), "{case}");
                 assert_eq!(e.total(), 0, "{case}: an error status is no broken stream");
             }
-            _ => {
+            5 => {
                 assert_eq!(f.overloaded, 4, "{case}");
                 assert_eq!(s.http.status.get("529").copied(), Some(4), "{case}");
                 assert_eq!(e.total(), 0, "{case}");
+            }
+            _ => {
+                assert_eq!(f.mid_stream_error, 4, "{case}");
+                assert_eq!(s.http.status.get("200").copied(), Some(4), "{case}");
+                assert_eq!((e.provider, e.total()), (4, 4), "{case}: {e:?}");
+                // the three chunks before the error were timed
+                assert_eq!(l.ttft.stats.count, 4, "{case}");
+                assert_eq!(l.itl.stats.count, 4 * 2, "{case}");
             }
         }
     }

@@ -87,6 +87,10 @@ pub struct Faults {
     pub drop_rate: f64,
     /// Halfway through the answer, send one chunk that is not valid JSON.
     pub malformed_rate: f64,
+    /// After `mid_stream_error_after` content chunks (or halfway through), send the
+    /// API's own mid-stream error event and end the stream.
+    pub mid_stream_error_rate: f64,
+    pub mid_stream_error_after: Option<u64>,
     pub flap: Option<Flap>,
 }
 
@@ -102,6 +106,8 @@ impl Default for Faults {
             stall_mid: Duration::from_secs(30),
             drop_rate: 0.0,
             malformed_rate: 0.0,
+            mid_stream_error_rate: 0.0,
+            mid_stream_error_after: None,
             flap: None,
         }
     }
@@ -109,7 +115,7 @@ impl Default for Faults {
 
 impl Faults {
     /// The probabilities in the order a draw walks them.
-    pub fn rates(&self) -> [f64; 6] {
+    pub fn rates(&self) -> [f64; 7] {
         [
             self.error_rate,
             self.overload_rate,
@@ -117,6 +123,7 @@ impl Faults {
             self.stall_mid_rate,
             self.drop_rate,
             self.malformed_rate,
+            self.mid_stream_error_rate,
         ]
     }
 
@@ -129,6 +136,7 @@ impl Faults {
             "stall_mid_rate",
             "drop_rate",
             "malformed_rate",
+            "mid_stream_error_rate",
         ];
         for (name, r) in names.iter().zip(self.rates()) {
             if !(0.0..=1.0).contains(&r) {
@@ -196,6 +204,9 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Largest request body; larger gets 413.
     pub max_body_bytes: usize,
+    /// What every request gets instead of the drawn answer (`[script]`), unless a
+    /// script queued with `next` comes first.
+    pub script: Option<crate::script::Script>,
 }
 
 impl Default for SimConfig {
@@ -209,6 +220,7 @@ impl Default for SimConfig {
             keys: HashMap::new(),
             faults: Faults::default(),
             max_body_bytes: 4 << 20,
+            script: None,
         }
     }
 }
@@ -226,6 +238,7 @@ struct RawConfig {
     #[serde(default)]
     keys: Vec<RawKey>,
     faults: Option<crate::control::FaultsChange>,
+    script: Option<crate::script::Script>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -357,6 +370,13 @@ impl SimConfig {
         if let Some(f) = &raw.faults {
             crate::control::apply_faults(&mut c.faults, f)
                 .map_err(|(k, why)| src.error(&k, why))?;
+        }
+        if let Some(sc) = &raw.script {
+            sc.check().map_err(|why| {
+                let (field, rest) = why.split_once(": ").unwrap_or(("", &why));
+                src.error(&format!("script.{field}"), rest)
+            })?;
+            c.script = Some(sc.clone());
         }
         Ok(c)
     }

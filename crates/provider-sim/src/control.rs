@@ -7,6 +7,7 @@ use crate::config::{
     MAX_OUTPUT_TOKENS,
 };
 use crate::dist::Dist;
+use crate::script::{Script, MAX_QUEUED};
 use crate::{Live, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -25,6 +26,11 @@ pub struct Control {
     pub time_scale: Option<f64>,
     pub faults: Option<FaultsChange>,
     pub quota: Option<QuotaChange>,
+    /// The standing script: what every request gets unless a queued script is left
+    /// (`{}` removes it).
+    pub script: Option<Script>,
+    /// Scripts for the next requests, one each, queued after those already queued.
+    pub next: Option<Vec<Script>>,
     /// Zero every `/stats` counter.
     #[serde(default)]
     pub reset_stats: bool,
@@ -52,6 +58,9 @@ pub struct FaultsChange {
     pub stall_mid: Option<String>,
     pub drop_rate: Option<f64>,
     pub malformed_rate: Option<f64>,
+    pub mid_stream_error_rate: Option<f64>,
+    /// Content chunks before the mid-stream error; `0` or absent: halfway through.
+    pub mid_stream_error_after: Option<u64>,
     pub flap_down: Option<String>,
     pub flap_every: Option<String>,
 }
@@ -95,6 +104,7 @@ pub(crate) fn apply_faults(n: &mut Faults, f: &FaultsChange) -> Result<(), (Stri
         (&mut n.stall_mid_rate, f.stall_mid_rate),
         (&mut n.drop_rate, f.drop_rate),
         (&mut n.malformed_rate, f.malformed_rate),
+        (&mut n.mid_stream_error_rate, f.mid_stream_error_rate),
     ] {
         if let Some(v) = v {
             *slot = v;
@@ -102,6 +112,9 @@ pub(crate) fn apply_faults(n: &mut Faults, f: &FaultsChange) -> Result<(), (Stri
     }
     if let Some(s) = f.error_status {
         n.error_status = s;
+    }
+    if let Some(a) = f.mid_stream_error_after {
+        n.mid_stream_error_after = (a > 0).then_some(a);
     }
     if let Some(d) = &f.stall_first {
         n.stall_first = dur("stall_first", d)?;
@@ -169,13 +182,42 @@ fn changed(live: &Live, c: &Control) -> Result<Live, String> {
     if let Some(f) = &c.faults {
         apply_faults(&mut next.faults, f).map_err(|(k, why)| format!("{k}: {why}"))?;
     }
+    if let Some(sc) = &c.script {
+        next.script = if *sc == Script::default() {
+            None
+        } else {
+            Some(Arc::new(sc.check().map_err(|e| format!("script.{e}"))?))
+        };
+    }
     Ok(next)
 }
 
 /// Applies `c` to the running simulator, all or nothing.
 pub(crate) fn apply(state: &State, c: &Control) -> Result<(), String> {
+    let queued = match &c.next {
+        None => Vec::new(),
+        Some(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, sc)| {
+                sc.check()
+                    .map(Arc::new)
+                    .map_err(|e| format!("next[{i}].{e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let mut live = state.live.write();
     let next = changed(&live, c)?;
+    let mut q = state.next.lock();
+    if q.len() + queued.len() > MAX_QUEUED {
+        return Err(format!(
+            "next: {} scripts queued and {} more is over {MAX_QUEUED}",
+            q.len(),
+            queued.len()
+        ));
+    }
+    q.extend(queued);
+    drop(q);
     *live = Arc::new(next);
     drop(live);
     if c.reset_stats {
@@ -189,7 +231,7 @@ fn model_json(m: &ModelSpec) -> Value {
 }
 
 /// What `GET /control` shows (and `POST /control` answers).
-pub(crate) fn settings(live: &Live) -> Value {
+pub(crate) fn settings(live: &Live, queued: usize) -> Value {
     let f = &live.faults;
     let d = powertune_core::duration::format;
     json!({
@@ -203,8 +245,12 @@ pub(crate) fn settings(live: &Live) -> Value {
             "stall_first_rate": f.stall_first_rate, "stall_first": d(f.stall_first),
             "stall_mid_rate": f.stall_mid_rate, "stall_mid": d(f.stall_mid),
             "drop_rate": f.drop_rate, "malformed_rate": f.malformed_rate,
+            "mid_stream_error_rate": f.mid_stream_error_rate,
+            "mid_stream_error_after": f.mid_stream_error_after,
             "flap_down": f.flap.map(|x| d(x.down)), "flap_every": f.flap.map(|x| d(x.every)),
         },
+        "script": live.script.as_ref().map(|s| &s.source),
+        "queued_scripts": queued,
     })
 }
 
@@ -221,6 +267,7 @@ mod tests {
             models: c.models,
             faults: c.faults,
             quota: c.quota,
+            script: None,
         }
     }
 
@@ -253,6 +300,6 @@ mod tests {
         assert!(n.faults.flap.is_some());
         let off: Control = serde_json::from_value(json!({"faults": {"flap_down": "0s"}})).unwrap();
         assert!(changed(&n, &off).unwrap().faults.flap.is_none());
-        assert_eq!(settings(&n)["faults"]["flap_every"], "4s");
+        assert_eq!(settings(&n, 0)["faults"]["flap_every"], "4s");
     }
 }

@@ -4,11 +4,11 @@ use crate::headers::rate_limit;
 use crate::plan::{Fault, Plan};
 use crate::quota::Over;
 use crate::stats::mask_key;
-use crate::stream::{streamed, whole, Answer};
+use crate::stream::{streamed, whole, Answer, Tally};
 use crate::{control, Control, State};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State as Ext};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,16 +36,16 @@ pub(crate) fn router(state: Arc<State>, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-async fn openai(Ext(s): S, h: HeaderMap, body: Bytes) -> Response {
-    chat(&s, Front::OpenAi, &h, &body).await
+async fn openai(Ext(s): S, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
+    chat(&s, Front::OpenAi, uri.path(), &h, body).await
 }
 
-async fn anthropic(Ext(s): S, h: HeaderMap, body: Bytes) -> Response {
-    chat(&s, Front::Anthropic, &h, &body).await
+async fn anthropic(Ext(s): S, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
+    chat(&s, Front::Anthropic, uri.path(), &h, body).await
 }
 
-async fn ollama(Ext(s): S, h: HeaderMap, body: Bytes) -> Response {
-    chat(&s, Front::Ollama, &h, &body).await
+async fn ollama(Ext(s): S, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
+    chat(&s, Front::Ollama, uri.path(), &h, body).await
 }
 
 /// The API key a request carries: `x-api-key` (Anthropic) or `Authorization: Bearer`.
@@ -67,15 +67,32 @@ fn error(front: Front, status: u16, e: &ApiError, headers: HeaderMap) -> Respons
     (status, headers, Json(e.body(front))).into_response()
 }
 
-async fn chat(s: &State, front: Front, h: &HeaderMap, body: &[u8]) -> Response {
+/// The API's error kind for a scripted status.
+fn kind_of(status: u16) -> ErrorKind {
+    match status {
+        401 => ErrorKind::Authentication,
+        403 => ErrorKind::PermissionDenied,
+        404 => ErrorKind::NotFound,
+        413 => ErrorKind::TooLarge,
+        429 => ErrorKind::RateLimited,
+        503 | 529 => ErrorKind::Overloaded,
+        504 => ErrorKind::Timeout,
+        400..=499 => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Upstream,
+    }
+}
+
+async fn chat(s: &Arc<State>, front: Front, path: &str, h: &HeaderMap, body: Bytes) -> Response {
     let t0 = Instant::now();
     let key = api_key(h);
+    s.count_key(key);
+    *s.last.lock() = Some((path.to_string(), body.clone()));
     let label = match s.keys.get(key) {
         Some(k) => k.name.clone(),
         None if key.is_empty() => "(none)".to_string(),
         None => mask_key(key),
     };
-    let req = match parse_request(front, body) {
+    let req = match parse_request(front, &body) {
         Ok(r) => r,
         Err(e) => {
             s.stats.update(&label, "(unreadable)", |c| {
@@ -92,11 +109,16 @@ async fn chat(s: &State, front: Front, h: &HeaderMap, body: &[u8]) -> Response {
     };
     let spec = live.models.get(&req.model).unwrap_or(&live.defaults);
     let scale = live.time_scale;
-    let plan = Plan::draw(s.seed, slot, seq, &req, spec, &live.faults, scale);
+    let mut plan = Plan::draw(s.seed, slot, seq, &req, spec, &live.faults, scale);
+    let script = s.script(&live);
+    if let Some(sc) = &script {
+        plan.follow(sc, req.max_tokens);
+    }
     let model = req.model.as_str();
     s.stats.update(&label, model, |c| {
         c.calls += 1;
         c.streamed += u64::from(req.stream);
+        c.scripted += u64::from(script.is_some());
     });
     if let Some(f) = live.faults.flap {
         let every = f.every.mul_f64(scale).as_nanos().max(1);
@@ -139,6 +161,21 @@ async fn chat(s: &State, front: Front, h: &HeaderMap, body: &[u8]) -> Response {
             }
         }
     }
+    if let Some(sc) = &script {
+        if !sc.delay.is_zero() {
+            tokio::time::sleep(sc.delay.mul_f64(scale)).await;
+        }
+        if let Some(status) = sc.status {
+            if let Some(ra) = &sc.retry_after {
+                headers.insert(header::RETRY_AFTER, ra.clone());
+            }
+            let e = ApiError::new(
+                kind_of(status),
+                format!("the simulated provider answered {status} (script)"),
+            );
+            return error(front, status, &e, headers);
+        }
+    }
     match plan.fault {
         Some(Fault::ServerError) => {
             s.stats
@@ -166,6 +203,7 @@ async fn chat(s: &State, front: Front, h: &HeaderMap, body: &[u8]) -> Response {
             Some(Fault::StallMid) => c.faults.stall_mid += 1,
             Some(Fault::Drop) => c.faults.dropped += 1,
             Some(Fault::Malformed) => c.faults.malformed += 1,
+            Some(Fault::MidStreamError) => c.faults.mid_stream_error += 1,
             _ => {}
         }
     });
@@ -174,15 +212,43 @@ async fn chat(s: &State, front: Front, h: &HeaderMap, body: &[u8]) -> Response {
         Front::Anthropic => format!("msg_sim{slot}x{seq}"),
         Front::Ollama => String::new(),
     };
+    let call_id = match front {
+        Front::Anthropic => format!("toolu_sim{slot}x{seq}"),
+        _ => format!("call_sim{slot}x{seq}"),
+    };
+    let error_after = match (&script, plan.fault) {
+        (Some(sc), _) if sc.error_after.is_some() => sc.error_after,
+        (_, Some(Fault::MidStreamError)) => Some(
+            live.faults
+                .mid_stream_error_after
+                .unwrap_or(plan.midpoint()),
+        ),
+        _ => None,
+    };
     let a = Answer {
         front,
         id,
+        call_id,
         model: req.model.clone(),
         include_usage: req.include_usage,
         stall_first: live.faults.stall_first.mul_f64(scale),
         stall_mid: live.faults.stall_mid.mul_f64(scale),
+        error_after,
+        stall_after: script
+            .as_ref()
+            .and_then(|sc| sc.stall_after.map(|n| (n, sc.stall.mul_f64(scale)))),
+        chunk_delay: script
+            .as_ref()
+            .and_then(|sc| sc.chunk_delay.map(|d| d.mul_f64(scale))),
+        words: script.as_ref().and_then(|sc| sc.words.clone()),
+        tool_call: script.as_ref().and_then(|sc| sc.tool_call.clone()),
         t0,
         headers,
+        tally: Tally {
+            state: Arc::clone(s),
+            label,
+            model: req.model.clone(),
+        },
     };
     if req.stream {
         streamed(plan, a)
@@ -224,7 +290,7 @@ async fn stats(Ext(s): S) -> Response {
 }
 
 async fn control_get(Ext(s): S) -> Response {
-    Json(control::settings(&s.live())).into_response()
+    Json(control::settings(&s.live(), s.next.lock().len())).into_response()
 }
 
 async fn control_post(Ext(s): S, body: Bytes) -> Response {
@@ -237,7 +303,7 @@ async fn control_post(Ext(s): S, body: Bytes) -> Response {
         Err(e) => return bad(format!("the /control body is not a change: {e}, e.g. {{\"ttft\": \"200ms\", \"faults\": {{\"drop_rate\": 0.1}}}}")),
     };
     match control::apply(&s, &c) {
-        Ok(()) => Json(control::settings(&s.live())).into_response(),
+        Ok(()) => Json(control::settings(&s.live(), s.next.lock().len())).into_response(),
         Err(why) => bad(why),
     }
 }

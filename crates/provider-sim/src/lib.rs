@@ -25,6 +25,7 @@ mod handlers;
 mod headers;
 mod plan;
 mod quota;
+pub mod script;
 pub mod stats;
 mod stream;
 
@@ -32,10 +33,12 @@ pub use config::{Faults, Flap, KeySpec, ModelSpec, Quota, SimConfig};
 pub use control::Control;
 pub use dist::Dist;
 pub use powertune_serve::{Limits, Outcome, Shutdown};
+pub use script::{Script, ToolCallScript};
 pub use stats::{Counts, FaultCounts, StatsSnapshot};
 
-use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -50,7 +53,9 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 pub enum SimError {
     #[error("{0}")]
     Limits(String),
-    #[error("cannot read the listening address: {0}")]
+    #[error("script: {0}")]
+    Script(String),
+    #[error("cannot listen on loopback: {0}")]
     Addr(std::io::Error),
 }
 
@@ -62,6 +67,8 @@ pub(crate) struct Live {
     pub models: BTreeMap<String, ModelSpec>,
     pub faults: Faults,
     pub quota: Quota,
+    /// The standing script.
+    pub script: Option<Arc<script::Scripted>>,
 }
 
 /// Shared by every handler.
@@ -77,11 +84,37 @@ pub(crate) struct State {
     pub stats: stats::Stats,
     pub quotas: quota::Quotas,
     pub started: tokio::time::Instant,
+    /// Scripts for the next requests, in order (at most [`script::MAX_QUEUED`]).
+    pub next: Mutex<VecDeque<Arc<script::Scripted>>>,
+    /// Calls per API key, by the key's hash (the key itself is not kept), for at
+    /// most [`quota::MAX_KEYS`] keys.
+    pub key_calls: Mutex<HashMap<u64, u64>>,
+    pub key_hasher: RandomState,
+    /// The path and body of the last chat request.
+    pub last: Mutex<Option<(String, bytes::Bytes)>>,
 }
 
 impl State {
     pub fn live(&self) -> Arc<Live> {
         Arc::clone(&self.live.read())
+    }
+
+    /// The script of the next request: a queued one, else the standing one.
+    pub fn script(&self, live: &Live) -> Option<Arc<script::Scripted>> {
+        self.next.lock().pop_front().or_else(|| live.script.clone())
+    }
+
+    pub fn count_key(&self, key: &str) {
+        let h = self.key_hasher.hash_one(key);
+        let mut m = self.key_calls.lock();
+        let full = m.len() >= quota::MAX_KEYS;
+        match m.get_mut(&h) {
+            Some(n) => *n += 1,
+            None if !full => {
+                m.insert(h, 1);
+            }
+            None => {}
+        }
     }
 }
 
@@ -99,6 +132,20 @@ impl ProviderSim {
         ProviderSim::start_with_limits(config, listener, limits).await
     }
 
+    /// Serves on 127.0.0.1 (a free port) with no latency (TTFT and ITL 0) and
+    /// `script` as the standing script (`Script::default()`: drawn answers): the
+    /// provider for a gateway's tests and overhead benchmarks.
+    pub async fn instant(script: Script) -> Result<SimHandle, SimError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(SimError::Addr)?;
+        let mut config = SimConfig::default();
+        config.defaults.ttft = Dist::Fixed(0.0);
+        config.defaults.itl = Dist::Fixed(0.0);
+        config.script = (script != Script::default()).then_some(script);
+        ProviderSim::start(config, listener).await
+    }
+
     /// As [`ProviderSim::start`], with the connection limits given.
     pub async fn start_with_limits(
         config: SimConfig,
@@ -109,6 +156,10 @@ impl ProviderSim {
             .validate(|f| format!("--{}", f.replace('_', "-")))
             .map_err(SimError::Limits)?;
         let addr = listener.local_addr().map_err(SimError::Addr)?;
+        let script = match &config.script {
+            Some(s) => Some(Arc::new(s.check().map_err(SimError::Script)?)),
+            None => None,
+        };
         let seqs = config
             .models
             .keys()
@@ -122,6 +173,7 @@ impl ProviderSim {
                 models: config.models.clone(),
                 faults: config.faults.clone(),
                 quota: config.quota,
+                script,
             })),
             keys: config.keys.clone(),
             seed: config.seed,
@@ -130,6 +182,10 @@ impl ProviderSim {
             stats: stats::Stats::default(),
             quotas: quota::Quotas::default(),
             started: tokio::time::Instant::now(),
+            next: Mutex::new(VecDeque::new()),
+            key_calls: Mutex::new(HashMap::new()),
+            key_hasher: RandomState::new(),
+            last: Mutex::new(None),
         });
         let router = handlers::router(Arc::clone(&state), config.max_body_bytes);
         let stop = Shutdown::default();
@@ -172,6 +228,42 @@ impl SimHandle {
     /// What `POST /control` does.
     pub fn control(&self, c: &Control) -> Result<(), String> {
         control::apply(&self.state, c)
+    }
+
+    /// Chat requests received (every answer, errors included): `/stats`' total calls.
+    pub fn calls(&self) -> u64 {
+        self.stats().totals.calls
+    }
+
+    /// Chat requests that carried this API key (`x-api-key` or `Authorization:
+    /// Bearer`); the simulator keeps a hash of each key, not the key.
+    pub fn calls_with_key(&self, key: &str) -> u64 {
+        let h = self.state.key_hasher.hash_one(key);
+        self.state.key_calls.lock().get(&h).copied().unwrap_or(0)
+    }
+
+    /// The path and JSON body of the last chat request (`None` before the first, or
+    /// when its body was not JSON).
+    pub fn last_request(&self) -> Option<(String, serde_json::Value)> {
+        let last = self.state.last.lock().clone()?;
+        Some((last.0, serde_json::from_slice(&last.1).ok()?))
+    }
+
+    /// Queues a script for the next request (after those already queued).
+    pub fn push(&self, s: Script) -> Result<(), String> {
+        self.control(&Control {
+            next: Some(vec![s]),
+            ..Control::default()
+        })
+    }
+
+    /// Sets the standing script (for every request no queued script is left for);
+    /// `Script::default()` removes it.
+    pub fn set_script(&self, s: Script) -> Result<(), String> {
+        self.control(&Control {
+            script: Some(s),
+            ..Control::default()
+        })
     }
 
     /// The tokens that stop the server: `graceful` drains streams in flight (up to

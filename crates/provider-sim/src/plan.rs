@@ -17,15 +17,18 @@ pub enum Fault {
     StallMid,
     Drop,
     Malformed,
+    /// The API's own error event after some content chunks; the stream ends there.
+    MidStreamError,
 }
 
-const FAULTS: [Fault; 6] = [
+const FAULTS: [Fault; 7] = [
     Fault::ServerError,
     Fault::Overloaded,
     Fault::StallFirst,
     Fault::StallMid,
     Fault::Drop,
     Fault::Malformed,
+    Fault::MidStreamError,
 ];
 
 /// The words answers are made of: one word is one token.
@@ -111,6 +114,21 @@ impl Plan {
             WORDS[k]
         } else {
             SPACED[k]
+        }
+    }
+
+    /// Follows a script: no drawn fault; its text's words, or its tool call's
+    /// arguments at four characters a token, as the answer's length.
+    pub(crate) fn follow(&mut self, sc: &crate::script::Scripted, max_tokens: Option<u64>) {
+        self.fault = None;
+        if let Some(t) = &sc.tool_call {
+            self.output_tokens = (t.1.to_string().len() as u64).div_ceil(4).max(1);
+            self.truncated = false;
+        } else if let Some(w) = &sc.words {
+            let n = w.len() as u64;
+            let limit = max_tokens.unwrap_or(u64::MAX).max(1);
+            self.output_tokens = n.min(limit);
+            self.truncated = n > limit;
         }
     }
 

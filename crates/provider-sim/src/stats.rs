@@ -28,6 +28,12 @@ pub struct Counts {
     pub rate_limited_tokens: u64,
     /// Requests the dialect refused (400).
     pub bad_requests: u64,
+    /// Streams sent to their end (finish and usage, or the scripted error event).
+    pub streams_finished: u64,
+    /// Streams whose client closed the connection before the stream ended.
+    pub closed_by_client: u64,
+    /// Calls answered by a script (`POST /control` `script` or `next`).
+    pub scripted: u64,
     pub faults: FaultCounts,
 }
 
@@ -44,6 +50,8 @@ pub struct FaultCounts {
     pub stall_mid: u64,
     pub dropped: u64,
     pub malformed: u64,
+    /// `mid_stream_error_rate`: the API's error event in the stream.
+    pub mid_stream_error: u64,
 }
 
 impl Counts {
@@ -56,6 +64,9 @@ impl Counts {
         self.rate_limited_requests += o.rate_limited_requests;
         self.rate_limited_tokens += o.rate_limited_tokens;
         self.bad_requests += o.bad_requests;
+        self.streams_finished += o.streams_finished;
+        self.closed_by_client += o.closed_by_client;
+        self.scripted += o.scripted;
         let (f, g) = (&mut self.faults, &o.faults);
         f.server_error += g.server_error;
         f.overloaded += g.overloaded;
@@ -64,6 +75,7 @@ impl Counts {
         f.stall_mid += g.stall_mid;
         f.dropped += g.dropped;
         f.malformed += g.malformed;
+        f.mid_stream_error += g.mid_stream_error;
     }
 
     /// All 429 answers.

@@ -12,7 +12,6 @@
 pub mod browser;
 pub mod http;
 pub mod pg;
-pub mod providers;
 pub mod python;
 pub mod redis_db;
 pub mod schema;

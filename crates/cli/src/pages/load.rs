@@ -1,15 +1,15 @@
 //! The HTML page of a `load` (or `demo`) report, built from its summary alone
 //! (`report.metrics`, a `powertune.load-summary/v1`): requests/s, latency percentiles,
 //! VUs and errors over time, each scenario's start and end marked, the runbook's
-//! target and maximum as levels; tables per scenario, per endpoint type, thresholds
-//! and checks. A report without a load summary (`compare`, an older file) gets the
+//! target and maximum as levels; tables per scenario, per endpoint type, the LLM
+//! answers' figures (when the run has LLM steps), thresholds and checks. A report without a load summary (`compare`, an older file) gets the
 //! generic page.
 
 use super::cells::header;
 use powertune_core::html::{Chart, Level, Mark, Page, Series, Table, XAxis};
 use powertune_core::units as fmt;
 use powertune_core::{redact, Band, EndpointType, Report, Targets, Unit};
-use powertune_load::snapshot::HttpSummary;
+use powertune_load::snapshot::{HttpSummary, LlmSummary, TrendSummary};
 use powertune_load::timeline::{Latency, Point, TimelineSummary};
 use powertune_load::Summary;
 
@@ -356,6 +356,10 @@ fn tables(s: &Summary, bands: &Bands) -> Vec<Table> {
         });
     }
 
+    if let Some(l) = s.llm.as_ref().filter(|l| l.responses > 0) {
+        out.extend(llm_tables(l));
+    }
+
     let mut rows = vec![header(&["scenario", "check", "passes", "fails", "passed"])];
     for sc in &s.scenarios {
         for c in &sc.checks {
@@ -380,6 +384,101 @@ fn tables(s: &Summary, bands: &Bands) -> Vec<Table> {
         });
     }
     out
+}
+
+/// A run with LLM steps: the answers' timing percentiles (TTFT, ITL, TPOT, end to
+/// end, tokens/s), then tokens and stream errors by kind.
+fn llm_tables(l: &LlmSummary) -> Vec<Table> {
+    let mut rows = vec![header(&["", "answers", "p50", "p95", "p99", "max"])];
+    let trends: [(&str, &TrendSummary); 4] = [
+        ("time to first token (TTFT)", &l.ttft),
+        ("inter-token latency (ITL)", &l.itl),
+        ("time per output token (TPOT)", &l.tpot),
+        ("end to end", &l.e2e),
+    ];
+    for (name, t) in trends {
+        let st = &t.stats;
+        let cells = if st.count == 0 {
+            vec!["-".to_string(); 4]
+        } else {
+            vec![
+                fmt::ms(st.med),
+                fmt::ms(st.p95),
+                fmt::ms(st.p99),
+                fmt::ms(st.max),
+            ]
+        };
+        let mut r = vec![name.to_string(), fmt::count(st.count as f64)];
+        r.extend(cells);
+        rows.push(r);
+    }
+    let tps = &l.tokens_per_s.stats;
+    let mut r = vec![
+        "output tokens/s per answer".to_string(),
+        fmt::count(tps.count as f64),
+    ];
+    if tps.count == 0 {
+        r.extend(vec!["-".to_string(); 4]);
+    } else {
+        r.extend([tps.med, tps.p95, tps.p99, tps.max].map(fmt::rate));
+    }
+    rows.push(r);
+    let timing = Table {
+        title: format!("LLM answers ({})", l.dialects.join(", ")),
+        rows,
+    };
+    let e = &l.stream_errors;
+    let counted = match (l.tokens_from_usage, l.tokens_from_chunks) {
+        (_, 0) => "all from the answers' usage".to_string(),
+        (0, _) => "all counted from content chunks (the streams sent no usage)".to_string(),
+        (u, c) => format!(
+            "{} answers from usage, {} counted from content chunks",
+            fmt::count(u as f64),
+            fmt::count(c as f64)
+        ),
+    };
+    let rows = vec![
+        header(&["", ""]),
+        vec![
+            "answers".to_string(),
+            format!(
+                "{} ({} streamed, {} completed)",
+                fmt::count(l.responses as f64),
+                fmt::count(l.streamed as f64),
+                fmt::count(l.completed as f64)
+            ),
+        ],
+        vec![
+            "output tokens".to_string(),
+            format!("{} ({counted})", fmt::count(l.output_tokens as f64)),
+        ],
+        vec![
+            "input tokens".to_string(),
+            fmt::count(l.input_tokens as f64),
+        ],
+        vec![
+            "output tokens/s over the run".to_string(),
+            fmt::rate(l.output_tokens_rate),
+        ],
+        vec![
+            "stream errors".to_string(),
+            format!(
+                "{} (provider error {}, malformed chunk {}, stall {}, dropped {})",
+                fmt::count(e.total() as f64),
+                e.provider,
+                e.malformed,
+                e.stall,
+                e.dropped
+            ),
+        ],
+    ];
+    vec![
+        timing,
+        Table {
+            title: "LLM tokens and stream errors".to_string(),
+            rows,
+        },
+    ]
 }
 
 fn metadata(s: &Summary) -> Vec<(String, String)> {

@@ -2,53 +2,8 @@
 
 use crate::canonical::*;
 use crate::error::{garbage, DecodeError};
-use crate::passthrough::OpenAiUsage;
-use crate::provider::response::u;
+use crate::provider::wire::{count, AnthropicEvent, ChunkSink, OllamaLine, OpenAiStreamChunk};
 use serde_json::Value;
-
-#[derive(serde::Deserialize)]
-struct OpenAiStreamChunk<'a> {
-    #[serde(borrow, default)]
-    choices: Option<Vec<OpenAiStreamChoice<'a>>>,
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(serde::Deserialize)]
-struct OpenAiStreamChoice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<OpenAiDelta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(serde::Deserialize)]
-struct OpenAiDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<OpenAiToolDelta<'a>>>,
-}
-
-#[derive(serde::Deserialize)]
-struct OpenAiToolDelta<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(borrow, default)]
-    id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<OpenAiFunctionDelta<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct OpenAiFunctionDelta<'a> {
-    #[serde(borrow, default)]
-    name: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<std::borrow::Cow<'a, str>>,
-}
 
 /// An id for a tool call whose provider sent none (Ollama): unique, so a client that
 /// sends the conversation on to a provider that wants unique ids is not refused.
@@ -65,7 +20,8 @@ const MAX_PENDING: usize = 1 << 20;
 pub struct StreamDecoder {
     kind: ProviderKind,
     buf: Vec<u8>,
-    event: Option<String>,
+    /// The current SSE event's name (empty: none), kept for its capacity.
+    event: String,
     data: String,
     usage: Usage,
     /// The stream reported its output tokens (OpenAI's usage chunk, Anthropic's
@@ -85,7 +41,7 @@ impl StreamDecoder {
         StreamDecoder {
             kind,
             buf: Vec::new(),
-            event: None,
+            event: String::new(),
             data: String::new(),
             usage: Usage::default(),
             usage_reported: false,
@@ -144,14 +100,25 @@ impl StreamDecoder {
     /// decoded before it (a provider's last deltas and then its mid-stream error can
     /// arrive in one read: the client gets both, in order).
     pub fn feed_into(&mut self, bytes: &[u8], out: &mut Vec<Chunk>) -> Result<(), DecodeError> {
-        // lines are read in place (no per-line copy); what is left after the last
-        // newline stays in `buf` for the next call
+        self.feed_to(bytes, out)
+    }
+
+    /// [`StreamDecoder::feed_into`] for any [`ChunkSink`]: text reaches it borrowed
+    /// from the read (or the line held from the read before).
+    pub fn feed_to(&mut self, bytes: &[u8], out: &mut dyn ChunkSink) -> Result<(), DecodeError> {
+        // lines are read in place (no per-line copy): from `bytes` itself when no
+        // line was left over, else from `buf`; what is left after the last newline
+        // stays in `buf` for the next call
         let mut buf = std::mem::take(&mut self.buf);
-        buf.extend_from_slice(bytes);
+        let from_buf = !buf.is_empty();
+        if from_buf {
+            buf.extend_from_slice(bytes);
+        }
+        let text: &[u8] = if from_buf { &buf } else { bytes };
         let mut start = 0;
         let mut result = Ok(());
-        while let Some(rel) = buf[start..].iter().position(|&b| b == b'\n') {
-            let raw = &buf[start..start + rel];
+        while let Some(rel) = memchr::memchr(b'\n', &text[start..]) {
+            let raw = &text[start..start + rel];
             start += rel + 1;
             if self.done {
                 continue;
@@ -170,7 +137,11 @@ impl StreamDecoder {
                 break;
             }
         }
-        buf.drain(..start);
+        if from_buf {
+            buf.drain(..start);
+        } else {
+            buf.extend_from_slice(&bytes[start..]);
+        }
         self.buf = buf;
         result?;
         if self.buf.len() > MAX_PENDING || self.data.len() > MAX_PENDING {
@@ -182,30 +153,33 @@ impl StreamDecoder {
     /// The upstream body ended: a stream without its end marker is an error.
     pub fn end(&mut self) -> Result<Vec<Chunk>, DecodeError> {
         let mut out = Vec::new();
+        self.end_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// [`StreamDecoder::end`] for any [`ChunkSink`].
+    pub fn end_to(&mut self, out: &mut dyn ChunkSink) -> Result<(), DecodeError> {
         if !self.done {
             if !self.buf.is_empty() {
                 let rest = std::mem::take(&mut self.buf);
                 let line = String::from_utf8_lossy(&rest).to_string();
                 match self.kind {
-                    ProviderKind::Ollama => self.ollama_line(&line, &mut out)?,
+                    ProviderKind::Ollama => self.ollama_line(&line, out)?,
                     _ => {
-                        self.sse_line(&line, &mut out)?;
-                        self.sse_line("", &mut out)?;
+                        self.sse_line(&line, out)?;
+                        self.sse_line("", out)?;
                     }
                 }
             } else if self.kind != ProviderKind::Ollama && !self.data.is_empty() {
-                self.sse_line("", &mut out)?;
+                self.sse_line("", out)?;
             }
         }
         if !self.done {
             // OpenAI-compatible servers that end after the finish chunk without [DONE]
             if let (ProviderKind::OpenAi, Some(_)) = (self.kind, &self.finish) {
                 self.done = true;
-                out.push(Chunk::Done {
-                    finish: self.final_finish(),
-                    usage: self.usage,
-                });
-                return Ok(out);
+                out.done(self.final_finish(), self.usage);
+                return Ok(());
             }
             return Err(DecodeError::Provider {
                 provider: self.kind.as_str(),
@@ -213,19 +187,22 @@ impl StreamDecoder {
                 overloaded: false,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn sse_line(&mut self, line: &str, out: &mut Vec<Chunk>) -> Result<(), DecodeError> {
+    fn sse_line(&mut self, line: &str, out: &mut dyn ChunkSink) -> Result<(), DecodeError> {
         if line.is_empty() {
-            if self.data.is_empty() && self.event.is_none() {
+            if self.data.is_empty() && self.event.is_empty() {
                 return Ok(());
             }
             let mut data = std::mem::take(&mut self.data);
-            let event = self.event.take();
-            let r = self.sse_event(event.as_deref(), &data, out);
+            let mut event = std::mem::take(&mut self.event);
+            let r = self.sse_event((!event.is_empty()).then_some(event.as_str()), &data, out);
             data.clear();
-            self.data = data; // keeps its capacity for the next event
+            event.clear();
+            // both keep their capacity for the next event
+            self.data = data;
+            self.event = event;
             return r;
         }
         if line.starts_with(':') {
@@ -242,7 +219,10 @@ impl StreamDecoder {
                 }
                 self.data.push_str(value);
             }
-            "event" => self.event = Some(value.to_string()),
+            "event" => {
+                self.event.clear();
+                self.event.push_str(value);
+            }
             _ => {}
         }
         Ok(())
@@ -252,16 +232,13 @@ impl StreamDecoder {
         &mut self,
         event: Option<&str>,
         data: &str,
-        out: &mut Vec<Chunk>,
+        out: &mut dyn ChunkSink,
     ) -> Result<(), DecodeError> {
         let kind = self.kind;
         if kind == ProviderKind::OpenAi {
             if data.trim() == "[DONE]" {
                 self.done = true;
-                out.push(Chunk::Done {
-                    finish: self.final_finish(),
-                    usage: self.usage,
-                });
+                out.done(self.final_finish(), self.usage);
                 return Ok(());
             }
             // typed and borrowed: the per-chunk path builds no JSON tree
@@ -285,10 +262,10 @@ impl StreamDecoder {
                     output: us.completion_tokens,
                 };
             }
-            if let Some(ch) = c.choices.as_ref().and_then(|v| v.first()) {
+            if let Some(ch) = c.choices.as_ref().and_then(|v| v.0.as_ref()) {
                 if let Some(t) = ch.delta.as_ref().and_then(|d| d.content.as_deref()) {
                     if !t.is_empty() {
-                        out.push(Chunk::Delta(t.to_string()));
+                        out.delta(t);
                     }
                 }
                 if let Some(calls) = ch.delta.as_ref().and_then(|d| d.tool_calls.as_ref()) {
@@ -308,18 +285,15 @@ impl StreamDecoder {
                             }
                             self.tools_started[index] = true;
                             self.n_tools += 1;
-                            out.push(Chunk::ToolStart {
+                            out.tool_start(
                                 index,
-                                id: tc.id.as_deref().map_or_else(made_up_call_id, String::from),
-                                name: f.and_then(|f| f.name.as_deref()).unwrap_or("").to_string(),
-                            });
+                                tc.id.as_deref().map_or_else(made_up_call_id, String::from),
+                                f.and_then(|f| f.name.as_deref()).unwrap_or("").to_string(),
+                            );
                         }
                         if let Some(a) = f.and_then(|f| f.arguments.as_deref()) {
                             if !a.is_empty() {
-                                out.push(Chunk::ToolArgs {
-                                    index,
-                                    json: a.to_string(),
-                                });
+                                out.tool_args(index, a);
                             }
                         }
                     }
@@ -330,90 +304,82 @@ impl StreamDecoder {
             }
             return Ok(());
         }
-        // Anthropic: the event name, or the data's "type"
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| garbage(kind, format!("SSE data is not JSON ({e})")))?;
-        let ty = event
-            .map(String::from)
-            .or_else(|| v.get("type").and_then(Value::as_str).map(String::from))
-            .unwrap_or_default();
-        match ty.as_str() {
+        // Anthropic: the event name, or the data's "type"; typed and borrowed
+        let v: AnthropicEvent = serde_json::from_str(data)
+            .map_err(|e| garbage(kind, format!("SSE data is not an event ({e})")))?;
+        let ty = event.or(v.ty.as_deref()).unwrap_or_default();
+        match ty {
             "message_start" => {
-                self.usage.input = u(&v, "/message/usage/input_tokens");
-                self.usage.output = u(&v, "/message/usage/output_tokens");
+                let us = v.message.and_then(|m| m.usage).unwrap_or_default();
+                self.usage.input = count(&us.input_tokens);
+                self.usage.output = count(&us.output_tokens);
             }
             "content_block_start" => {
-                let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let cb = v.get("content_block").unwrap_or(&Value::Null);
+                let block = count(&v.index);
+                let cb = v.content_block.as_ref().unwrap_or(&Value::Null);
                 match cb.get("type").and_then(Value::as_str) {
                     Some("tool_use") => {
                         let index = self.next_tool()?;
                         self.tool_blocks.push((block, index));
                         let field =
                             |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                        out.push(Chunk::ToolStart {
-                            index,
-                            id: field("id"),
-                            name: field("name"),
-                        });
+                        out.tool_start(index, field("id"), field("name"));
                         // the API sends `input: {}` and the arguments as deltas; a
                         // server that sends them whole here is read too
                         if let Some(input) = cb
                             .get("input")
                             .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
                         {
-                            out.push(Chunk::ToolArgs {
-                                index,
-                                json: input.to_string(),
-                            });
+                            out.tool_args(index, &input.to_string());
                         }
                     }
                     Some("text") => {
                         if let Some(t) = cb.get("text").and_then(Value::as_str) {
                             if !t.is_empty() {
-                                out.push(Chunk::Delta(t.to_string()));
+                                out.delta(t);
                             }
                         }
                     }
                     _ => {}
                 }
             }
-            "content_block_delta" => match v.pointer("/delta/type").and_then(Value::as_str) {
-                Some("text_delta") => {
-                    if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
-                        out.push(Chunk::Delta(t.to_string()));
-                    }
-                }
-                Some("input_json_delta") => {
-                    let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
-                    else {
-                        return Err(garbage(
-                            kind,
-                            format!("input_json_delta for content block {block}, which is not a tool_use block"),
-                        ));
-                    };
-                    if let Some(p) = v.pointer("/delta/partial_json").and_then(Value::as_str) {
-                        if !p.is_empty() {
-                            out.push(Chunk::ToolArgs {
-                                index,
-                                json: p.to_string(),
-                            });
+            "content_block_delta" => {
+                let d = v.delta.as_ref();
+                match d.and_then(|d| d.ty.as_deref()) {
+                    Some("text_delta") => {
+                        if let Some(t) = d.and_then(|d| d.text.as_deref()) {
+                            out.delta(t);
                         }
                     }
+                    Some("input_json_delta") => {
+                        let block = count(&v.index);
+                        let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
+                        else {
+                            return Err(garbage(
+                                kind,
+                                format!("input_json_delta for content block {block}, which is not a tool_use block"),
+                            ));
+                        };
+                        if let Some(p) = d.and_then(|d| d.partial_json.as_deref()) {
+                            if !p.is_empty() {
+                                out.tool_args(index, p);
+                            }
+                        }
+                    }
+                    // thinking, signature and future delta types are tolerated
+                    _ => {}
                 }
-                // thinking, signature and future delta types are tolerated
-                _ => {}
-            },
+            }
             "message_delta" => {
-                if let Some(s) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                if let Some(s) = v.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
                     self.finish = Some(Finish::from_anthropic(s));
                 }
-                if let Some(n) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                let us = v.usage.unwrap_or_default();
+                if let Some(n) = us.output_tokens.as_ref().and_then(Value::as_u64) {
                     self.usage.output = n;
                     self.usage_reported = true;
                 }
-                if let Some(n) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
+                if let Some(n) = us.input_tokens.as_ref().and_then(Value::as_u64) {
                     if n > 0 {
                         self.usage.input = n;
                     }
@@ -421,20 +387,15 @@ impl StreamDecoder {
             }
             "message_stop" => {
                 self.done = true;
-                out.push(Chunk::Done {
-                    finish: self.final_finish(),
-                    usage: self.usage,
-                });
+                out.done(self.final_finish(), self.usage);
             }
             "error" => {
-                let et = v
-                    .pointer("/error/type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let err = v.error.unwrap_or(Value::Null);
+                let et = err.get("type").and_then(Value::as_str).unwrap_or("");
                 return Err(DecodeError::Provider {
                     provider: kind.as_str(),
-                    message: v
-                        .pointer("/error/message")
+                    message: err
+                        .get("message")
                         .and_then(Value::as_str)
                         .unwrap_or("stream error")
                         .to_string(),
@@ -447,71 +408,68 @@ impl StreamDecoder {
         Ok(())
     }
 
-    fn ollama_line(&mut self, line: &str, out: &mut Vec<Chunk>) -> Result<(), DecodeError> {
+    fn ollama_line(&mut self, line: &str, out: &mut dyn ChunkSink) -> Result<(), DecodeError> {
         let kind = self.kind;
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| garbage(kind, format!("NDJSON line is not JSON ({e})")))?;
-        if let Some(e) = v.get("error") {
+        let v: OllamaLine = serde_json::from_str(line)
+            .map_err(|e| garbage(kind, format!("NDJSON line is not a chat chunk ({e})")))?;
+        if let Some(e) = v.error {
             return Err(DecodeError::Provider {
                 provider: kind.as_str(),
                 message: e.as_str().unwrap_or("stream error").to_string(),
                 overloaded: false,
             });
         }
-        if let Some(t) = v.pointer("/message/content").and_then(Value::as_str) {
+        let msg = v.message.as_ref();
+        if let Some(t) = msg.and_then(|m| m.content.as_deref()) {
             if !t.is_empty() {
-                out.push(Chunk::Delta(t.to_string()));
+                out.delta(t);
             }
         }
         // Ollama sends each tool call whole, arguments as an object
-        for c in v
-            .pointer("/message/tool_calls")
-            .and_then(Value::as_array)
+        for c in msg
+            .and_then(|m| m.tool_calls.as_ref())
             .into_iter()
             .flatten()
         {
             let index = self.next_tool()?;
             let f = c.get("function").unwrap_or(c);
-            out.push(Chunk::ToolStart {
+            out.tool_start(
                 index,
-                id: c
-                    .get("id")
+                c.get("id")
                     .and_then(Value::as_str)
                     .map_or_else(made_up_call_id, String::from),
-                name: f
-                    .get("name")
+                f.get("name")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
-            });
+            );
             let json = match f.get("arguments") {
                 None | Some(Value::Null) => "{}".to_string(),
                 Some(Value::String(s)) => s.clone(),
                 Some(a) => a.to_string(),
             };
-            out.push(Chunk::ToolArgs { index, json });
+            out.tool_args(index, &json);
         }
-        if v.get("done").and_then(Value::as_bool) == Some(true) {
+        if v.done.as_ref().and_then(Value::as_bool) == Some(true) {
             self.done = true;
-            self.usage_reported = v.get("eval_count").is_some_and(Value::is_u64);
+            self.usage_reported = v.eval_count.as_ref().is_some_and(Value::is_u64);
             self.usage = Usage {
-                input: u(&v, "/prompt_eval_count"),
-                output: u(&v, "/eval_count"),
+                input: count(&v.prompt_eval_count),
+                output: count(&v.eval_count),
             };
             let finish = Finish::from_ollama(
-                v.get("done_reason")
+                v.done_reason
+                    .as_ref()
                     .and_then(Value::as_str)
                     .unwrap_or("stop"),
             );
-            out.push(Chunk::Done {
-                // Ollama says "stop" after a tool call; the other APIs say so
-                finish: if self.n_tools > 0 && finish == Finish::Stop {
-                    Finish::ToolUse
-                } else {
-                    finish
-                },
-                usage: self.usage,
-            });
+            // Ollama says "stop" after a tool call; the other APIs say so
+            let finish = if self.n_tools > 0 && finish == Finish::Stop {
+                Finish::ToolUse
+            } else {
+                finish
+            };
+            out.done(finish, self.usage);
         }
         Ok(())
     }

@@ -4,3 +4,4 @@
 pub mod decode;
 pub mod request;
 pub mod response;
+pub mod wire;

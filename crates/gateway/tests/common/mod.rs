@@ -11,6 +11,8 @@ pub use config::{three_kinds, ConfigBuilder};
 pub use scripted::ScriptedProvider;
 pub use tool_streamer::{read_tool_stream, tool_streamer, ToolStreamer};
 
+pub use powertune_provider_sim::{Script, SimHandle, ToolCallScript};
+
 use powertune_gateway::breaker::ManualClock;
 use powertune_gateway::metrics::StatusSnapshot;
 use powertune_gateway::{Config, Gateway};
@@ -198,4 +200,31 @@ pub async fn status_of(c: &reqwest::Client, url: &str) -> StatusSnapshot {
         .json()
         .await
         .unwrap()
+}
+
+/// What the test provider answers unless a script says otherwise (five words).
+pub const HELLO: &str = "Hello from the fake provider";
+
+/// A script answering [`HELLO`]; tests set the other fields with `..hello()`.
+pub fn hello() -> Script {
+    Script::text(HELLO)
+}
+
+/// The provider simulator on loopback port 0, answering [`HELLO`] at once.
+pub async fn provider() -> SimHandle {
+    powertune_provider_sim::ProviderSim::instant(hello())
+        .await
+        .unwrap()
+}
+
+/// Waits (at most `within`) until `p` has seen `n` streams closed by their client.
+pub async fn wait_closed(p: &SimHandle, n: u64, within: Duration) -> bool {
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        let seen = p.stats().totals.closed_by_client;
+        if seen >= n || tokio::time::Instant::now() >= end {
+            return seen >= n;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
