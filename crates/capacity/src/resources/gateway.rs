@@ -29,9 +29,11 @@ impl Gateway {
         let redacted = powertune_core::redact::url(url);
         match url::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "--gateway {redacted}: not an http(s) URL (e.g. --gateway http://127.0.0.1:4000)"
-            )),
+            ))
+            }
         }
         Ok(Gateway {
             options: StatusOptions::new(url.trim_end_matches('/')),
