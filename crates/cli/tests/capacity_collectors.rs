@@ -7,8 +7,10 @@
 //! up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod capacity_common;
 mod common;
 
+use capacity_common::{ceiling, write};
 use serde_json::Value;
 use std::path::Path;
 
@@ -109,37 +111,17 @@ impl LlmPath {
     }
 }
 
+/// [`capacity_common::run`] off the runtime (the test's gateway and simulator keep
+/// serving meanwhile).
 async fn capacity(dir: &Path, name: &str, args: &[&str]) -> (Value, String) {
-    let json = dir.join(format!("{name}.json"));
-    let mut all: Vec<&str> = vec!["capacity"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--json", json.to_str().unwrap(), "-q"]);
-    let o = common::powertune_within(&all, 240).await;
-    let out = common::stdout(&o);
-    let err = common::stderr(&o);
-    assert!(
-        matches!(o.status.code(), Some(0) | Some(99)),
-        "exit {:?}\n{out}\n{err}",
-        o.status.code()
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    (report, out)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-/// The knee, or (no knee before the rate limit) the highest rate sustained.
-fn ceiling(r: &Value) -> f64 {
-    let m = &r["metrics"];
-    m["knee_rate"]
-        .as_f64()
-        .or_else(|| m["headroom"]["max_sustainable"].as_f64())
-        .unwrap()
+    let (dir, name) = (dir.to_path_buf(), name.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        capacity_common::run(&dir, &name, &args)
+    })
+    .await
+    .unwrap()
 }
 
 async fn run_llm(dir: &Path, name: &str, rpm: u64) -> (Value, String) {
