@@ -6,19 +6,22 @@
 #      alone (a login per VU, then dashboard reads, no think time). `capacity FILE
 #      --demo` reports its maximum sustainable rate; the target's true capacity for
 #      that mix is measured independently on a separate `powertune target` (same
-#      defaults: 25-slot pool), closed-model at increasing VUs: the best requests/s.
+#      defaults: 25-slot pool), closed-model at doubling VUs until the throughput
+#      stops rising (two runs in a row within 3% of the best so far): the best
+#      requests/s, the plateau.
 #      (The four-scenario demo mix cannot be compared this way: closed VUs do not keep
 #      the open model's proportions; the fast login-only scenario takes over.)
 #   3. the ratio of (2)'s reported rate to the true capacity (goal: within 10%).
 # Each closed run lasts DURATION; the whole script about 4 minutes. Run it when the
 # machine is quiet (uptime load < ~1.5): the target and the generator share the cores.
 #
-#   scripts/bench/capacity.sh                     # DURATION=10s VUS="5 10 20 40"
+#   scripts/bench/capacity.sh                     # DURATION=10s VUS_START=10 VUS_MAX=640
 #   POWERTUNE_BIN=target/debug/powertune scripts/bench/capacity.sh   # no release build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
-VUS=${VUS:-5 10 20 40}
+VUS_START=${VUS_START:-10}
+VUS_MAX=${VUS_MAX:-640}
 
 . scripts/bench/lib.sh
 powertune_bin
@@ -71,16 +74,26 @@ sustained=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["met
 knee=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"].get("knee_rate") or 0)' "$work/dash.json")
 python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print("dashboard mix: knee", m.get("knee_rate"), "/s, max sustainable", m["headroom"]["max_sustainable"], "/s, limited by", (m.get("limiter") or {}).get("resource"), "; USL peak", m["usl"].get("peak_throughput"))' "$work/dash.json"
 
-echo "==> closed model against $base, $DURATION per run"
+echo "==> closed model against $base, $DURATION per run, doubling VUs until the throughput plateaus"
 best=0
-for v in $VUS; do
+flat=0
+v=$VUS_START
+while [ "$v" -le "$VUS_MAX" ]; do
   "$bin" load "$work/closed.toml" --base-url "$base" --vus "$v" --duration "$DURATION" -q \
     --json "$work/closed-$v.json" >/dev/null || true
   rps=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print(round(m["http"]["reqs"]/m["duration_s"],1))' "$work/closed-$v.json")
   p95=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["metrics"]["http"]["duration"]["p95"],1))' "$work/closed-$v.json")
-  echo "vus/scenario=$v req/s=$rps p95_ms=$p95"
+  echo "vus/scenario=$v req/s=$rps p95_ms=$p95 (load $(cut -d' ' -f1 /proc/loadavg))"
+  if awk -v a="$best" -v b="$rps" 'BEGIN { exit !(b > a * 1.03) }'; then
+    flat=0
+  else
+    flat=$((flat + 1))
+  fi
   best=$(awk -v a="$best" -v b="$rps" 'BEGIN { print (b > a) ? b : a }')
+  [ "$flat" -ge 2 ] && { echo "plateau: two runs within 3% of the best"; break; }
+  v=$((v * 2))
 done
+[ "$flat" -ge 2 ] || echo "NOTE: no plateau by $VUS_MAX VUs; the true capacity is at least $best req/s"
 echo "==> true capacity (best closed-model req/s): $best"
 awk -v s="$sustained" -v k="$knee" -v b="$best" 'BEGIN {
   printf "dashboard mix: capacity max sustainable %.1f/s = %.3f x true capacity (%+.1f%%); knee %.1f/s = %.3f x\n", s, s / b, (s / b - 1) * 100, k, k / b

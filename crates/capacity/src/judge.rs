@@ -109,7 +109,7 @@ pub fn limiter(steps: &[StepRecord], knee: &Knee, not_measured: &[String]) -> Li
         Some((r, first, _)) => Limiter {
             resource: r.resource.clone(),
             kind: Some(r.kind),
-            evidence: format!("{}: {} {at}; {broke}", r.resource, r.figures),
+            evidence: format!("{}: {} {at}; {broke}{}", r.resource, r.figures, also(k, r)),
             action: r.kind.action().into(),
             first_crossed_step: Some(*first),
             not_measured: Vec::new(),
@@ -135,6 +135,31 @@ pub fn limiter(steps: &[StepRecord], knee: &Knee, not_measured: &[String]) -> Li
             not_measured: not_measured.to_vec(),
         },
     }
+}
+
+/// What else the knee step shows beside the named resource: the other resources
+/// that crossed, and the heaviest statement within the step (`--db`).
+fn also(k: &StepRecord, named: &Reading) -> String {
+    let mut out = String::new();
+    let others: Vec<String> = k
+        .resources
+        .iter()
+        .filter(|r| r.crossed && r.kind != Kind::Generator && r.resource != named.resource)
+        .map(|r| format!("{}: {}", r.resource, r.figures))
+        .collect();
+    if !others.is_empty() {
+        out.push_str(&format!("; also saturated: {}", others.join("; ")));
+    }
+    if let Some(st) = k.statements.first() {
+        out.push_str(&format!(
+            "; heaviest statement in the step: {} calls, {} total ({} mean): {}",
+            st.calls,
+            units::ms(st.total_ms),
+            units::ms(st.mean_ms),
+            st.query
+        ));
+    }
+    out
 }
 
 /// The highest step within every target (below the knee when there is one).
@@ -345,6 +370,7 @@ mod tests {
             errors: Some(0.0),
             used: Some(pool.0),
             capacity: Some(25.0),
+            latency_ms: None,
         };
         StepRecord {
             number: n,
@@ -369,6 +395,7 @@ mod tests {
             steadiness: Steadiness::Steady { change: 0.0 },
             extensions: 0,
             resources: vec![fold(&id, &[s, s])],
+            statements: Vec::new(),
             generator_limited: false,
             generator_note: None,
         }

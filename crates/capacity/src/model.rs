@@ -65,6 +65,10 @@ pub struct StepRecord {
     /// Times the measurement was repeated because latency still trended.
     pub extensions: u32,
     pub resources: Vec<Reading>,
+    /// `--db`: the heaviest statements within the step (`pg_stat_statements` delta,
+    /// by total time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<crate::resources::StepStatement>,
     /// The generator could not offer the load (its CPU, or time lost before sending).
     pub generator_limited: bool,
     /// Why, when it was.

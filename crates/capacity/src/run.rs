@@ -76,6 +76,21 @@ pub fn sources(o: &ResourceOptions) -> Result<Vec<Box<dyn Source>>, CapacityErro
             resources::redis::Redis::new(r).map_err(CapacityError::Source)?,
         ));
     }
+    for d in &o.db {
+        out.push(Box::new(
+            resources::postgres::Postgres::new(d, o.interval).map_err(CapacityError::Source)?,
+        ));
+    }
+    for q in &o.queues {
+        out.push(Box::new(
+            resources::sidekiq::Sidekiq::new(q).map_err(CapacityError::Source)?,
+        ));
+    }
+    for g in &o.gateways {
+        out.push(Box::new(
+            resources::gateway::Gateway::new(g).map_err(CapacityError::Source)?,
+        ));
+    }
     Ok(out)
 }
 

@@ -68,7 +68,7 @@ impl StepContext<'_> {
         }
         let mut extensions = 0;
         loop {
-            let (summary, samples) = self.measure(rate, sources).await?;
+            let (summary, samples, detail) = self.measure(rate, sources).await?;
             let points: Vec<(f64, f64)> = summary
                 .timeline
                 .as_ref()
@@ -92,6 +92,7 @@ impl StepContext<'_> {
             let mut record = record(number, rate, refinement, self, &summary, samples);
             record.steadiness = steadiness;
             record.extensions = extensions;
+            record.statements = detail.statements;
             return Ok(record);
         }
     }
@@ -100,7 +101,7 @@ impl StepContext<'_> {
         &self,
         rate: f64,
         sources: &mut [Box<dyn Source>],
-    ) -> Result<(Summary, Vec<resources::Reading>), CapacityError> {
+    ) -> Result<(Summary, Vec<resources::Reading>, resources::StepDetail), CapacityError> {
         let stop_sampling = CancellationToken::new();
         let opts = self.options(rate, self.length);
         let run = async {
@@ -116,15 +117,27 @@ impl StepContext<'_> {
                 _ = tokio::time::sleep(skip) => {}
                 _ = stop_sampling.cancelled() => {}
             }
-            resources::sample_until(sources, self.interval, stop_sampling.clone()).await
+            for s in sources.iter_mut() {
+                s.begin().await;
+            }
+            let samples =
+                resources::sample_until(sources, self.interval, stop_sampling.clone()).await;
+            let mut detail = resources::StepDetail::default();
+            for s in sources.iter_mut() {
+                let d = s.end().await;
+                detail.parts.extend(d.parts);
+                detail.statements.extend(d.statements);
+            }
+            (samples, detail)
         };
-        let (result, samples) = tokio::join!(run, sample);
+        let (result, (samples, detail)) = tokio::join!(run, sample);
         let inspection = result.map_err(|e| Self::load_error(rate, e))?;
-        let readings = samples
+        let mut readings: Vec<resources::Reading> = samples
             .iter()
             .map(|(id, s)| resources::fold(id, s))
             .collect();
-        Ok((inspection.metrics.summary, readings))
+        resources::attach(&mut readings, &detail);
+        Ok((inspection.metrics.summary, readings, detail))
     }
 }
 
@@ -232,6 +245,7 @@ fn record(
         steadiness: Steadiness::TooShort { points: 0 },
         extensions: 0,
         resources,
+        statements: Vec::new(),
         generator_limited: generator_note.is_some(),
         generator_note,
     }

@@ -6,10 +6,10 @@
 //! two minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod capacity_common;
 mod common;
 
-use serde_json::Value;
-use std::path::Path;
+use capacity_common::{ceiling, knee_rate, limiter, metrics, run, write};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_powertune");
@@ -65,56 +65,6 @@ name = "cache"
 method = "GET"
 url = "/api/v1/cache/user-{{__ITER}}"
 "#;
-
-fn run(dir: &Path, name: &str, args: &[&str]) -> (Value, String) {
-    let json = dir.join(format!("{name}.json"));
-    let o = Command::new(BIN)
-        .arg("capacity")
-        .args(args)
-        .args(["--json", json.to_str().unwrap(), "-q"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let out = common::stdout(&o);
-    let err = common::stderr(&o);
-    assert!(
-        matches!(o.status.code(), Some(0) | Some(99)),
-        "exit {:?}\n{out}\n{err}",
-        o.status.code()
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    (report, out)
-}
-
-fn metrics(r: &Value) -> &Value {
-    &r["metrics"]
-}
-
-fn knee_rate(r: &Value) -> Option<f64> {
-    metrics(r)["knee_rate"].as_f64()
-}
-
-/// The knee, or (no knee before the rate limit) the highest rate sustained.
-fn ceiling(r: &Value) -> f64 {
-    knee_rate(r)
-        .or_else(|| metrics(r)["headroom"]["max_sustainable"].as_f64())
-        .unwrap()
-}
-
-fn limiter(r: &Value) -> (String, String) {
-    let l = &metrics(r)["limiter"];
-    (
-        l["resource"].as_str().unwrap_or("").to_string(),
-        l["evidence"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
 
 #[test]
 fn the_db_pool_is_named_and_a_bigger_pool_moves_the_knee_up() {

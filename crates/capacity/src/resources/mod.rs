@@ -3,9 +3,12 @@
 //! [`ResourceOptions::interval`]; a step's readings are folded into one
 //! [`Reading`] per resource.
 
+pub mod gateway;
+pub mod postgres;
 pub mod procfs;
 pub mod prom;
 pub mod redis;
+pub mod sidekiq;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +33,10 @@ pub enum Kind {
     DbPool,
     Redis,
     ProviderQuota,
+    /// PostgreSQL itself: connections against `max_connections`, lock waits.
+    Database,
+    /// Sidekiq's worker threads: busy against concurrency, queue latency.
+    Workers,
     /// The load generator itself: never blamed on the target.
     Generator,
 }
@@ -43,6 +50,8 @@ impl Kind {
             Kind::DbPool => "DB pool saturation → bump pool size or add PgBouncer",
             Kind::Redis => "Redis saturation → bump maxmemory or split Sidekiq DBs",
             Kind::ProviderQuota => "Provider quota → register additional credentials or upgrade vendor tier",
+            Kind::Database => "PostgreSQL saturation → connections near max_connections: add PgBouncer (transaction pooling) rather than more connections; lock waits: shorten the transactions of the step's top statements",
+            Kind::Workers => "Worker saturation → scale Sidekiq processes horizontally (Compose --scale), or raise concurrency while the DB pool allows it",
             Kind::Generator => "Run the load from a bigger machine or several generators; the target was not measured past this rate",
         }
     }
@@ -54,6 +63,8 @@ impl Kind {
             Kind::DbPool => "DB pool",
             Kind::Redis => "Redis",
             Kind::ProviderQuota => "provider quota",
+            Kind::Database => "PostgreSQL",
+            Kind::Workers => "Sidekiq workers",
             Kind::Generator => "load generator",
         }
     }
@@ -72,6 +83,39 @@ pub struct Sample {
     /// In use and capacity, for the figures (`25/25`).
     pub used: Option<f64>,
     pub capacity: Option<f64>,
+    /// How long work waited (ms): the oldest enqueued job's queue latency, the
+    /// provider's P95 within the step.
+    pub latency_ms: Option<f64>,
+}
+
+/// A part of a resource's saturation (PostgreSQL: the share of active backends'
+/// samples waiting on each wait event type).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Part {
+    pub name: String,
+    /// 0..=1.
+    pub share: f64,
+}
+
+/// One statement's work within a step (`pg_stat_statements` at the step's end less
+/// at its start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StepStatement {
+    pub queryid: i64,
+    /// Normalised text, secrets masked, at most 200 characters.
+    pub query: String,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+}
+
+/// What a source adds to a step once its measurement is over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepDetail {
+    /// The parts of a resource's saturation, by resource name.
+    pub parts: Vec<(String, Vec<Part>)>,
+    /// The heaviest statements within the step, by total time.
+    pub statements: Vec<StepStatement>,
 }
 
 /// What one resource did over one step.
@@ -91,6 +135,12 @@ pub struct Reading {
     pub errors: Option<f64>,
     pub used_max: Option<f64>,
     pub capacity: Option<f64>,
+    /// The longest wait seen (ms): queue latency, provider P95.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms_max: Option<f64>,
+    /// What the saturation consisted of (PostgreSQL wait event types).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
     /// Past [`UTILISATION_CROSSED`] with work waiting, or errors.
     pub crossed: bool,
     /// The figures in words (`25/25 in use, 31 waiting`).
@@ -120,6 +170,13 @@ pub struct ResourceOptions {
     pub cgroups: Vec<PathBuf>,
     /// Redis servers (`--redis`), as given (secrets are masked before showing).
     pub redis: Vec<String>,
+    /// PostgreSQL servers (`--db`): connections, wait events, lock waits and the
+    /// `pg_stat_statements` delta per step.
+    pub db: Vec<String>,
+    /// Sidekiq's Redis (`--queues`): busy vs concurrency, queue latency.
+    pub queues: Vec<String>,
+    /// powertune gateways (`--gateway`): open breakers, 429s, provider latency.
+    pub gateways: Vec<String>,
     /// Sample the generator's own CPU (always on in the CLI).
     pub generator: bool,
     /// Threads of this process whose name starts with this are not the generator's
@@ -138,20 +195,18 @@ pub fn unmeasured(o: &ResourceOptions) -> Vec<String> {
     if o.metrics.is_empty() {
         out.push("application pools: DB pool, Puma threads (--metrics)".to_string());
     }
-    out.push(
-        "PostgreSQL connections and wait events (--db: not sampled per step by this version)"
-            .to_string(),
-    );
+    if o.db.is_empty() {
+        out.push("PostgreSQL connections, wait events and lock waits (--db)".to_string());
+    }
     if o.redis.is_empty() {
         out.push("Redis (--redis)".to_string());
     }
-    out.push(
-        "Sidekiq busy vs concurrency (--queues: not sampled per step by this version)".to_string(),
-    );
-    out.push(
-        "provider quota behind the gateway (--gateway: not sampled per step by this version)"
-            .to_string(),
-    );
+    if o.queues.is_empty() {
+        out.push("Sidekiq busy vs concurrency and queue latency (--queues)".to_string());
+    }
+    if o.gateways.is_empty() {
+        out.push("provider quota behind the gateway (--gateway)".to_string());
+    }
     out
 }
 
@@ -196,14 +251,24 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
         Kind::Memory | Kind::Redis if id.saturation_word != "waiting" => {
             full || errors.unwrap_or(0.0) > 0.0
         }
+        // Connections near max_connections, or backends queued on locks.
+        Kind::Database => full || waiting,
+        // Busy threads with jobs queued; failed jobs are the application's.
+        Kind::Workers => full && waiting,
+        // A 429 or a refused call within the step, or every credential out.
+        Kind::ProviderQuota => full || errors.unwrap_or(0.0) > 0.0,
         _ => (full && waiting) || errors.unwrap_or(0.0) > 0.0,
     };
+    let latency_ms_max = max(&|s| s.latency_ms);
     let mut parts = Vec::new();
     match (used_max, capacity) {
         (Some(u), Some(c)) if id.unit == "cores" => {
             parts.push(format!("{}/{} cores busy", trim2(u), trim(c)))
         }
-        (Some(u), Some(c)) => parts.push(format!("{}/{} in use", trim(u), trim(c))),
+        (Some(u), Some(c)) if id.unit.is_empty() => {
+            parts.push(format!("{}/{} in use", trim(u), trim(c)))
+        }
+        (Some(u), Some(c)) => parts.push(format!("{}/{} {}", trim(u), trim(c), id.unit)),
         (used, _) => {
             if let (Some(u), Kind::Redis) = (used, id.kind) {
                 parts.push(format!("{} commands/s", trim(u)));
@@ -231,8 +296,19 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
             });
         }
     }
+    if let Some(l) = latency_ms_max {
+        parts.push(match id.kind {
+            Kind::Workers => format!("queue latency {}", powertune_core::units::ms(l)),
+            Kind::ProviderQuota => format!("provider P95 {}", powertune_core::units::ms(l)),
+            _ => format!("waited {}", powertune_core::units::ms(l)),
+        });
+    }
     if let Some(e) = errors.filter(|e| *e > 0.0) {
-        parts.push(format!("{} errors", trim(e)));
+        parts.push(match id.kind {
+            Kind::ProviderQuota => format!("{} calls rate-limited (429) or refused", trim(e)),
+            Kind::Workers => format!("{} jobs failed", trim(e)),
+            _ => format!("{} errors", trim(e)),
+        });
     }
     Reading {
         resource: id.resource.clone(),
@@ -246,12 +322,36 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
         errors,
         used_max,
         capacity,
+        latency_ms_max,
+        parts: Vec::new(),
         crossed,
         figures: if parts.is_empty() {
             "no figures".into()
         } else {
             parts.join(", ")
         },
+    }
+}
+
+/// Attaches a source's parts of a resource's saturation to its reading, in its
+/// figures too (`waiting: Lock 40%, LWLock 5% of active backends' samples`).
+pub fn attach(readings: &mut [Reading], detail: &StepDetail) {
+    for (resource, parts) in &detail.parts {
+        let Some(r) = readings.iter_mut().find(|r| &r.resource == resource) else {
+            continue;
+        };
+        let shown: Vec<String> = parts
+            .iter()
+            .filter(|p| p.share > 0.0)
+            .map(|p| format!("{} {}", p.name, pct(p.share)))
+            .collect();
+        if !shown.is_empty() {
+            r.figures.push_str(&format!(
+                "; waiting: {} of active backends' samples",
+                shown.join(", ")
+            ));
+        }
+        r.parts = parts.clone();
     }
 }
 
@@ -296,9 +396,106 @@ pub async fn sample_until(
 pub type SampleFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(Ident, Sample)>> + Send + 'a>>;
 
+/// The future of a source's step boundary.
+pub type BeginFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+/// The future of a source's end of step.
+pub type EndFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = StepDetail> + Send + 'a>>;
+
 /// A source sampled during the steps. Counters (CPU time, errors) are turned into
 /// rates over the time since the source's previous sample; a source that cannot be
-/// read this time returns an empty list.
+/// read this time returns an empty list. `begin` and `end` bracket each measured
+/// run (a source reads its per-step baseline there); by default they do nothing.
 pub trait Source: Send {
     fn sample(&mut self) -> SampleFuture<'_>;
+    fn begin(&mut self) -> BeginFuture<'_> {
+        Box::pin(async {})
+    }
+    fn end(&mut self) -> EndFuture<'_> {
+        Box::pin(async { StepDetail::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_collectors_are_no_longer_unmeasured() {
+        let none = ResourceOptions::default();
+        let gaps = unmeasured(&none).join("; ");
+        for flag in ["--db", "--queues", "--gateway", "--redis", "--metrics"] {
+            assert!(gaps.contains(flag), "{gaps}");
+        }
+        let all = ResourceOptions {
+            db: vec!["postgres://db/app".into()],
+            queues: vec!["redis://r/3".into()],
+            gateways: vec!["http://gw:4000".into()],
+            ..Default::default()
+        };
+        let gaps = unmeasured(&all).join("; ");
+        for flag in ["--db", "--queues", "--gateway"] {
+            assert!(!gaps.contains(flag), "{gaps}");
+        }
+    }
+
+    fn id(kind: Kind, word: &'static str, unit: &'static str) -> Ident {
+        Ident {
+            resource: "r".into(),
+            kind,
+            source: "s".into(),
+            saturation_word: word,
+            unit,
+        }
+    }
+
+    #[test]
+    fn each_new_collector_crosses_on_its_own_signal() {
+        let s = |u: f64, sat: Option<f64>, e: Option<f64>| Sample {
+            utilisation: Some(u),
+            saturation: sat,
+            errors: e,
+            used: Some(u * 10.0),
+            capacity: Some(10.0),
+            latency_ms: Some(1500.0),
+        };
+        // PostgreSQL: lock waits alone, or connections near max_connections.
+        let db = id(Kind::Database, "lock waits", "connections");
+        assert!(fold(&db, &[s(0.2, Some(2.0), None)]).crossed);
+        assert!(fold(&db, &[s(0.95, Some(0.0), None)]).crossed);
+        assert!(!fold(&db, &[s(0.5, Some(0.4), None)]).crossed);
+        assert!(fold(&db, &[s(0.2, Some(0.0), None)])
+            .figures
+            .starts_with("2/10 connections"));
+        // Sidekiq: every thread busy with jobs queued; failures alone do not count.
+        let w = id(Kind::Workers, "enqueued", "busy");
+        let busy = fold(&w, &[s(1.0, Some(30.0), Some(0.0))]);
+        assert!(busy.crossed);
+        assert!(
+            busy.figures.contains("queue latency 1.5s"),
+            "{}",
+            busy.figures
+        );
+        assert!(!fold(&w, &[s(1.0, Some(0.0), Some(0.0))]).crossed);
+        assert!(
+            !fold(
+                &w,
+                &[s(0.5, Some(0.0), Some(0.0)), s(0.5, Some(0.0), Some(9.0))]
+            )
+            .crossed
+        );
+        // Gateway: a 429 within the step, or every credential out.
+        let g = id(Kind::ProviderQuota, "waiting", "credentials out");
+        let limited = fold(&g, &[s(0.0, None, Some(3.0)), s(0.0, None, Some(40.0))]);
+        assert!(limited.crossed);
+        assert!(
+            limited
+                .figures
+                .contains("37 calls rate-limited (429) or refused"),
+            "{}",
+            limited.figures
+        );
+        assert!(fold(&g, &[s(1.0, None, Some(0.0))]).crossed);
+        assert!(!fold(&g, &[s(0.0, None, Some(5.0)), s(0.0, None, Some(5.0))]).crossed);
+    }
 }

@@ -137,6 +137,7 @@ pub fn pools(m: &BTreeMap<String, f64>, source: &str) -> Vec<(Ident, Sample)> {
                     errors: first(m, p.errors),
                     used: in_use,
                     capacity: Some(size),
+                    latency_ms: None,
                 },
             ))
         })

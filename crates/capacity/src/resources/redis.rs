@@ -63,6 +63,7 @@ impl Source for Redis {
                     errors: Some((info.evicted_keys + info.rejected_connections) as f64),
                     used: ops,
                     capacity: None,
+                    latency_ms: None,
                 },
             )]
         })

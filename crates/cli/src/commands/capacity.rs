@@ -1,8 +1,9 @@
 //! `powertune capacity`: the runbook's Capacity Planning procedure. Steps the plan's
 //! scenario mix upward on the open model until the first SLO violation or
 //! saturation, samples the resources given (`--metrics`, `--pid`, `--cgroup`,
-//! `--redis`, the generator's own CPU) during every step, names the limiting
-//! resource with its figures, and judges the headroom against `--growth`.
+//! `--redis`, `--db`, `--queues`, `--gateway`, the generator's own CPU) during every
+//! step, names the limiting resource with its figures, and judges the headroom
+//! against `--growth`.
 //! `--demo` runs against the embedded target; `--verify FILE` re-tests.
 
 use super::Context;
@@ -109,6 +110,22 @@ pub struct Args {
     /// evictions, rejected connections, commands/s.
     #[arg(long, value_name = "URL")]
     redis: Vec<String>,
+
+    /// A PostgreSQL server sampled per step (repeatable): connections vs
+    /// max_connections, wait events several times a second, lock waits, and the
+    /// pg_stat_statements delta (top statements by time within the step).
+    #[arg(long, value_name = "URL")]
+    db: Vec<String>,
+
+    /// Sidekiq's Redis sampled per step (repeatable): busy threads vs concurrency,
+    /// jobs enqueued, queue latency.
+    #[arg(long, value_name = "URL")]
+    queues: Vec<String>,
+
+    /// A powertune gateway whose /status is sampled per step (repeatable): credentials
+    /// open or rate-limited, 429s, provider P95. --demo samples its own.
+    #[arg(long, value_name = "URL")]
+    gateway: Vec<String>,
 
     /// Time between resource samples.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::args::positive_duration)]
@@ -237,6 +254,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         pids: args.pid.clone(),
         cgroups: args.cgroup.clone(),
         redis: args.redis.clone(),
+        db: args.db.clone(),
+        queues: args.queues.clone(),
+        gateways: args.gateway.clone(),
         generator: true,
         exclude_threads: args.demo.then(|| TARGET_THREADS.to_string()),
         interval: args.sample_interval,
@@ -273,6 +293,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         let llm = if config.llm.base_url.is_none() {
             let path = rt.block_on(super::demo::LlmPath::start(DEMO_LLM_TIME_SCALE))?;
             config.llm = path.target_config();
+            // The gateway's /status is sampled like any --gateway.
+            if let Some(url) = config.llm.base_url.as_deref() {
+                let url = url.strip_suffix("/v1").unwrap_or(url).to_string();
+                opts.resources.gateways.push(url);
+            }
             if show {
                 eprintln!("{}", path.describe());
             }

@@ -22,6 +22,7 @@ pub fn page(report: &Report) -> Page {
         page.charts = charts(&m);
     }
     page.tables = vec![steps_table(&m)];
+    page.tables.extend(statements_table(&m));
     page.metadata = vec![
         ("plan".into(), m.source.clone()),
         ("base URL".into(), m.base_url.clone()),
@@ -275,4 +276,32 @@ fn steps_table(m: &CapacityMetrics) -> Table {
         title: "Steps (in offered order)".into(),
         rows,
     }
+}
+
+/// `--db`: the heaviest statements within the knee step (else the last step).
+fn statements_table(m: &CapacityMetrics) -> Option<Table> {
+    let step = match &m.knee {
+        Some(k) => &m.steps[k.step],
+        None => m.steps.last()?,
+    };
+    if step.statements.is_empty() {
+        return None;
+    }
+    let mut rows = vec![header(&["total", "calls", "mean", "statement"])];
+    for st in &step.statements {
+        rows.push(vec![
+            fmt::ms(st.total_ms),
+            st.calls.to_string(),
+            fmt::ms(st.mean_ms),
+            st.query.clone(),
+        ]);
+    }
+    Some(Table {
+        title: format!(
+            "Heaviest statements within step {} ({}/s; pg_stat_statements delta)",
+            step.number,
+            fmt::trim(step.offered, 1)
+        ),
+        rows,
+    })
 }
