@@ -1,0 +1,3 @@
+//! Helpers shared by the live-output tests.
+
+pub mod prometheus;
