@@ -288,28 +288,5 @@ async fn a_run_pushes_otlp_metrics_that_match_its_summary_with_remote_write_besi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_otlp_receiver_never_slows_the_run() {
     let recv = receiver(true);
-    let srv = TestServer::start(FixtureConfig {
-        delay: Duration::from_millis(5),
-        ..Default::default()
-    })
-    .await;
-    let plan = Plan::from_toml_str(
-        "[scenarios.a]\nendpoint_type = \"auth\"\nexecutor = \"constant-arrival-rate\"\nrate = 50\nduration = \"3s\"\npre_allocated_vus = 4\nmax_vus = 8\n[[scenarios.a.steps]]\nurl = \"/delay\"\n",
-        "p.toml",
-    )
-    .unwrap();
-    let outputs = Arc::new(Outputs::new(
-        vec![Sink::parse(&format!("otlp={}/v1/metrics", recv.url)).unwrap()],
-        Duration::from_millis(100),
-    ));
-    let mut opts = RunOptions::new(plan, srv.url.clone());
-    opts.outputs = Some(outputs.clone());
-    let t = std::time::Instant::now();
-    let summary = powertune_load::run(&opts).await.unwrap();
-    assert_eq!(summary.iterations + summary.dropped_iterations, 150);
-    assert_eq!(summary.dropped_iterations, 0);
-    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    let st = &outputs.sinks[0].1;
-    assert_eq!(st.pushed.load(Ordering::Relaxed), 0);
-    assert!(st.dropped.load(Ordering::Relaxed) > 0, "{st:?}");
+    common::run_beside_a_dead_receiver(&format!("otlp={}/v1/metrics", recv.url)).await;
 }

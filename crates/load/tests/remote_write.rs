@@ -70,30 +70,6 @@ async fn a_dead_receiver_never_slows_the_run() {
     // A listener that accepts and never answers.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let srv = TestServer::start(FixtureConfig {
-        delay: Duration::from_millis(5),
-        ..Default::default()
-    })
-    .await;
-    let plan = Plan::from_toml_str(
-        "[scenarios.a]\nendpoint_type = \"auth\"\nexecutor = \"constant-arrival-rate\"\nrate = 50\nduration = \"3s\"\npre_allocated_vus = 4\nmax_vus = 8\n[[scenarios.a.steps]]\nurl = \"/delay\"\n",
-        "p.toml",
-    )
-    .unwrap();
-    let outputs = Arc::new(Outputs::new(
-        vec![Sink::parse(&format!("prometheus-rw=http://{addr}/api/v1/write")).unwrap()],
-        Duration::from_millis(100),
-    ));
-    let mut opts = RunOptions::new(plan, srv.url.clone());
-    opts.outputs = Some(outputs.clone());
-    let t = std::time::Instant::now();
-    let summary = powertune_load::run(&opts).await.unwrap();
-    // The schedule held (150 arrivals) and the run ended within the final wait.
-    assert_eq!(summary.iterations + summary.dropped_iterations, 150);
-    assert_eq!(summary.dropped_iterations, 0);
-    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    let st = &outputs.sinks[0].1;
-    assert_eq!(st.pushed.load(Ordering::Relaxed), 0);
-    assert!(st.dropped.load(Ordering::Relaxed) > 0, "{st:?}");
+    common::run_beside_a_dead_receiver(&format!("prometheus-rw=http://{addr}/api/v1/write")).await;
     drop(l);
 }
