@@ -2,6 +2,24 @@ use super::*;
 use crate::metrics::Shard;
 use crate::plan::Plan;
 
+/// One second of a one-step `auth` scenario: `reqs` requests (and iterations),
+/// `failed` of them failed, latencies `ms`.
+fn auth_run(reqs: u64, failed: u64, ms: &[u64]) -> crate::snapshot::Summary {
+    let plan = Plan::from_toml_str(
+        "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/x\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let mut shard = Shard::new(plan.n_series, 1, plan.n_checks);
+    shard.series[0].reqs = reqs;
+    shard.series[0].failed = failed;
+    for m in ms {
+        shard.series[0].duration.record(Duration::from_millis(*m));
+    }
+    shard.scenarios[0].iterations = reqs;
+    crate::snapshot::one_scenario(&plan, &shard, Duration::from_secs(1))
+}
+
 #[test]
 fn sinks_are_read_and_bad_ones_named() {
     assert_eq!(
@@ -20,17 +38,7 @@ fn sinks_are_read_and_bad_ones_named() {
 
 #[test]
 fn samples_are_labelled_per_scenario_endpoint_type_and_segment() {
-    let plan = Plan::from_toml_str(
-        "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/x\"\n",
-        "p.toml",
-    )
-    .unwrap();
-    let mut shard = Shard::new(plan.n_series, 1, plan.n_checks);
-    shard.series[0].reqs = 10;
-    shard.series[0].failed = 1;
-    shard.series[0].duration.record(Duration::from_millis(250));
-    shard.scenarios[0].iterations = 10;
-    let s = crate::snapshot::one_scenario(&plan, &shard, Duration::from_secs(1));
+    let s = auth_run(10, 1, &[250]);
     let v = samples(&s, &[3], 3, "1/4:1/2");
     let get = |name: &str| v.iter().find(|x| x.name == name).unwrap();
     assert_eq!(get("k6_http_reqs_total").value, 10.0);
@@ -114,19 +122,7 @@ fn latencies_fall_in_the_bucket_whose_upper_bound_they_reach() {
 fn otlp_request_is_cumulative_labelled_and_decodes_back() {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, AggregationTemporality};
-    let plan = Plan::from_toml_str(
-        "[scenarios.a]\nendpoint_type = \"auth\"\nusers = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nurl = \"/x\"\n",
-        "p.toml",
-    )
-    .unwrap();
-    let mut shard = Shard::new(plan.n_series, 1, plan.n_checks);
-    shard.series[0].reqs = 3;
-    shard.series[0].failed = 1;
-    for ms in [20, 120, 400] {
-        shard.series[0].duration.record(Duration::from_millis(ms));
-    }
-    shard.scenarios[0].iterations = 3;
-    let s = crate::snapshot::one_scenario(&plan, &shard, Duration::from_secs(1));
+    let s = auth_run(3, 1, &[20, 120, 400]);
     let b = Batch {
         at_ms: 1_700_000_001_000,
         start_ms: 1_700_000_000_000,
