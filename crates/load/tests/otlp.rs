@@ -31,16 +31,13 @@ impl Drop for Receiver {
     }
 }
 
-fn receiver(stall: bool) -> Receiver {
+fn receiver(args: &[&str]) -> Receiver {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/otlp_receiver.py"
     );
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg(script);
-    if stall {
-        cmd.arg("--stall");
-    }
+    cmd.arg(script).args(args);
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -216,7 +213,7 @@ url = "/login"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_pushes_otlp_metrics_that_match_its_summary_with_remote_write_beside() {
-    let recv = receiver(false);
+    let recv = receiver(&[]);
     let prom = prometheus().await;
     let srv = TestServer::start(FixtureConfig {
         delay: Duration::from_millis(5),
@@ -287,6 +284,32 @@ async fn a_run_pushes_otlp_metrics_that_match_its_summary_with_remote_write_besi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_otlp_receiver_never_slows_the_run() {
-    let recv = receiver(true);
+    let recv = receiver(&["--stall"]);
     common::run_beside_a_dead_receiver(&format!("otlp={}/v1/metrics", recv.url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_success_that_rejected_points_counts_as_failed() {
+    let recv = receiver(&["--reject", "3"]);
+    let srv = TestServer::start(FixtureConfig::default()).await;
+    let plan = Plan::from_toml_str(
+        "[scenarios.a]\nendpoint_type = \"auth\"\nexecutor = \"shared-iterations\"\nvus = 1\niterations = 5\n[[scenarios.a.steps]]\nurl = \"/delay\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let outputs = Arc::new(Outputs::new(
+        vec![Sink::parse(&format!("otlp={}", recv.url)).unwrap()],
+        Duration::from_millis(100),
+    ));
+    let mut opts = RunOptions::new(plan, srv.url.clone());
+    opts.outputs = Some(outputs.clone());
+    powertune_load::run(&opts).await.unwrap();
+    let st = &outputs.sinks[0].1;
+    assert_eq!(st.pushed.load(Ordering::Relaxed), 0, "{st:?}");
+    assert!(st.failed.load(Ordering::Relaxed) >= 1, "{st:?}");
+    let e = st.last_error.lock().clone().unwrap();
+    assert!(
+        e.contains("rejected 3 data point(s): out of order sample") && e.contains("/v1/metrics"),
+        "{e}"
+    );
 }

@@ -311,16 +311,20 @@ async fn send_all(outputs: Arc<Outputs>, i: usize, mut rx: mpsc::Receiver<Batch>
     }
 }
 
+/// The most of a receiver's answer that is read (an OTLP partial success is a few
+/// hundred bytes).
+pub const ANSWER_LIMIT: usize = 64 * 1024;
+
 /// POSTs `body` to `url` with `headers`, retrying once after 200 ms when the answer's
-/// status is one `retry` accepts; returns the body of a 2xx answer. Errors name the
-/// URL with its secrets masked.
+/// status is one `retry` accepts; returns the body of a 2xx answer (at most
+/// [`ANSWER_LIMIT`] bytes). Errors name the URL with its secrets masked.
 async fn post(
     client: &reqwest::Client,
     url: &url::Url,
     headers: &[(&str, &str)],
     body: Vec<u8>,
     retry: fn(reqwest::StatusCode) -> bool,
-) -> Result<bytes::Bytes, String> {
+) -> Result<Vec<u8>, String> {
     let shown = powertune_core::redact::url(url.as_str());
     let mut last = None;
     for attempt in 0..2 {
@@ -332,11 +336,18 @@ async fn post(
             req = req.header(*k, *v);
         }
         match req.body(body.clone()).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                return resp
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("cannot read the answer of {shown}: {e}"));
+            Ok(mut resp) if resp.status().is_success() => {
+                // At most ANSWER_LIMIT bytes of the answer are read; the rest is left.
+                let mut got = Vec::new();
+                while got.len() < ANSWER_LIMIT {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => got.extend_from_slice(&c),
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("cannot read the answer of {shown}: {e}")),
+                    }
+                }
+                got.truncate(ANSWER_LIMIT);
+                return Ok(got);
             }
             Ok(resp) if retry(resp.status()) && attempt == 0 => {
                 last = Some(resp.status());

@@ -254,7 +254,7 @@ pub(super) async fn push(
     })
     .await?;
     let resp: ExportMetricsServiceResponse =
-        prost::Message::decode(answer.as_ref()).unwrap_or_default();
+        prost::Message::decode(answer.as_slice()).unwrap_or_default();
     match resp.partial_success {
         Some(p) if p.rejected_data_points > 0 => Err(format!(
             "{} rejected {} data point(s): {}",
