@@ -60,9 +60,9 @@ if [ ! -x "$venv/bin/python3" ]; then
   python3 -m venv "$venv"
 fi
 export PATH="$venv/bin:$PATH"
-python3 -c 'import anthropic, ollama, openai' >/dev/null 2>&1 || {
+python3 -c 'import anthropic, ollama, openai, opentelemetry.proto' >/dev/null 2>&1 || {
   log "installing the Python SDKs into $venv"
-  python3 -m pip install --quiet --disable-pip-version-check anthropic ollama openai
+  python3 -m pip install --quiet --disable-pip-version-check anthropic ollama openai opentelemetry-proto
 }
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"

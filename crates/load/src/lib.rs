@@ -49,6 +49,7 @@ pub mod snapshot;
 pub mod template;
 pub mod thresholds;
 pub mod timeline;
+pub mod trace;
 pub mod ws;
 
 pub use collect::run;

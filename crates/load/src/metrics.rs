@@ -266,6 +266,8 @@ pub struct SeriesMetrics {
     pub tick_raw: Trend,
     /// Steps with `llm = "…"`: what their answers measured.
     pub llm: LlmMetrics,
+    /// With `--trace`: the slowest answered requests and their trace ids.
+    pub slowest: crate::trace::Slowest,
 }
 
 impl SeriesMetrics {
@@ -281,6 +283,7 @@ impl SeriesMetrics {
         self.http1 += o.http1;
         self.http2 += o.http2;
         self.llm.merge(&o.llm);
+        self.slowest.merge(&o.slowest);
     }
 }
 
@@ -399,6 +402,8 @@ pub struct RequestSample {
     pub received: u64,
     /// The protocol the request went over (None: no connection was made).
     pub proto: Option<Proto>,
+    /// The `traceparent` it carried (`--trace`).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// k6's `vus` gauge over time: one sample per tick, at most [`VusSeries::CAP`] points
@@ -536,6 +541,10 @@ impl Registry {
                     m.duration.record(corrected);
                     m.tick_raw.record(s.timings.duration);
                     m.tick_duration.record(corrected);
+                    if let Some(ctx) = s.trace {
+                        let us = u64::try_from(s.timings.duration.as_micros()).unwrap_or(u64::MAX);
+                        m.slowest.offer(us, ctx, s.status);
+                    }
                 }
             }
             if let Some(m) = sh.scenarios.get_mut(s.scenario) {
@@ -662,6 +671,7 @@ mod tests {
                         sent: 10,
                         received: 20,
                         proto: Some(Proto::Http1),
+                        trace: None,
                     });
                     reg.record_check(0, i % 2 == 0);
                 }

@@ -290,6 +290,7 @@ impl Summary {
                 }
             }
             out.push_str(&table(&rows));
+            out.push_str(&slowest_text(self));
         }
         if !self.thresholds.is_empty() {
             out.push('\n');
@@ -306,6 +307,34 @@ impl Summary {
         }
         out
     }
+}
+
+/// With `--trace`: the slowest requests of each endpoint type and their trace ids,
+/// to look up in the APM (empty without traced requests).
+fn slowest_text(s: &Summary) -> String {
+    let mut rows = Vec::new();
+    for e in s
+        .endpoint_types
+        .iter()
+        .filter(|e| !e.http.slowest.is_empty())
+    {
+        for (i, r) in e.http.slowest.iter().enumerate() {
+            let title = if i == 0 { e.title.as_str() } else { "" };
+            rows.push(vec![
+                title.to_string(),
+                format!("slowest: {}", ms(r.duration_ms)),
+                format!("trace {}", r.trace_id),
+                r.status.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nslowest requests per endpoint type (send to last byte; traceparent trace ids)\n{}",
+        table(&rows)
+    )
 }
 
 /// The comparison as a table.

@@ -70,6 +70,10 @@ pub struct HttpSummary {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = { "enum": ["HTTP/1.1", "HTTP/2.0"] }))]
     pub protocols: BTreeMap<String, u64>,
+    /// With `--trace`: the slowest answered requests (at most 5, slowest first) and
+    /// their trace ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<crate::trace::SlowRequest>,
 }
 
 impl HttpSummary {
@@ -103,6 +107,7 @@ impl HttpSummary {
                 .filter(|(_, n)| *n > 0)
                 .map(|(k, n)| (k.to_string(), n))
                 .collect(),
+            slowest: m.slowest.report(),
         }
     }
 
@@ -118,6 +123,7 @@ impl HttpSummary {
         for (k, v) in &o.protocols {
             *self.protocols.entry(k.clone()).or_insert(0) += v;
         }
+        crate::trace::merge_reported(&mut self.slowest, &o.slowest);
         let mut d = self.duration.histogram.clone();
         let _ = d.merge(&o.duration.histogram);
         self.duration = TrendSummary::from_hist(d);

@@ -12,75 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-struct Prometheus {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn prometheus() -> Prometheus {
-    assert!(
-        std::path::Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} is missing: run scripts/test.sh (it installs the Debian package prometheus)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Prometheus {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(format!("{}/-/ready", p.url)).send().await {
-            if r.status().is_success() {
-                return p;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("prometheus did not become ready at {}", p.url);
-}
-
-async fn query(base: &str, q: &str) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(url::Url::parse_with_params(&format!("{base}/api/v1/query"), &[("query", q)]).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["status"], "success", "{v}");
-    v["data"]["result"].as_array().unwrap().clone()
-}
+mod common;
+use common::prometheus::{prometheus, query};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_pushes_its_series_to_prometheus() {
@@ -137,30 +70,6 @@ async fn a_dead_receiver_never_slows_the_run() {
     // A listener that accepts and never answers.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let srv = TestServer::start(FixtureConfig {
-        delay: Duration::from_millis(5),
-        ..Default::default()
-    })
-    .await;
-    let plan = Plan::from_toml_str(
-        "[scenarios.a]\nendpoint_type = \"auth\"\nexecutor = \"constant-arrival-rate\"\nrate = 50\nduration = \"3s\"\npre_allocated_vus = 4\nmax_vus = 8\n[[scenarios.a.steps]]\nurl = \"/delay\"\n",
-        "p.toml",
-    )
-    .unwrap();
-    let outputs = Arc::new(Outputs::new(
-        vec![Sink::parse(&format!("prometheus-rw=http://{addr}/api/v1/write")).unwrap()],
-        Duration::from_millis(100),
-    ));
-    let mut opts = RunOptions::new(plan, srv.url.clone());
-    opts.outputs = Some(outputs.clone());
-    let t = std::time::Instant::now();
-    let summary = powertune_load::run(&opts).await.unwrap();
-    // The schedule held (150 arrivals) and the run ended within the final wait.
-    assert_eq!(summary.iterations + summary.dropped_iterations, 150);
-    assert_eq!(summary.dropped_iterations, 0);
-    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    let st = &outputs.sinks[0].1;
-    assert_eq!(st.pushed.load(Ordering::Relaxed), 0);
-    assert!(st.dropped.load(Ordering::Relaxed) > 0, "{st:?}");
+    common::run_beside_a_dead_receiver(&format!("prometheus-rw=http://{addr}/api/v1/write")).await;
     drop(l);
 }

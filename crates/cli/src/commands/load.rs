@@ -84,12 +84,12 @@ pub struct Args {
     output: crate::args::Output,
 
     /// k6's spelling of --json: `--out json=FILE`; live metrics with
-    /// `--out prometheus-rw=URL` (Prometheus remote write; see docs/scale-out.md).
-    /// Repeatable.
+    /// `--out prometheus-rw=URL` (Prometheus remote write) or `--out otlp=URL` (OTLP
+    /// metrics over HTTP; see docs/scale-out.md). Repeatable.
     #[arg(long, value_name = "KIND=TARGET")]
     out: Vec<String>,
 
-    /// How often --out prometheus-rw pushes (e.g. 5s, at least 100ms).
+    /// How often --out prometheus-rw and --out otlp push (e.g. 5s, at least 100ms).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::args::positive_duration_at_most(std::time::Duration::from_secs(3600)))]
     out_interval: Duration,
 
@@ -101,6 +101,11 @@ pub struct Args {
     /// iteration (and before thinking), so sleeping VUs hold no socket.
     #[arg(long)]
     no_vu_connection_reuse: bool,
+
+    /// Send a W3C traceparent (sampled, a new trace per request) on every request and
+    /// WebSocket upgrade; the report names the slowest requests' trace ids.
+    #[arg(long)]
+    trace: bool,
 
     /// Trust the certificate authorities in this PEM file too (a staging CA).
     #[arg(long, value_name = "FILE")]
@@ -201,6 +206,9 @@ fn args_k8s(
     }
     if args.no_vu_connection_reuse {
         extra.push("--no-vu-connection-reuse".into());
+    }
+    if args.trace {
+        extra.push("--trace".into());
     }
     if args.insecure_skip_tls_verify {
         extra.push("--insecure-skip-tls-verify".into());
@@ -357,6 +365,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.no_vu_connection_reuse {
         plan.options.no_vu_connection_reuse = true;
+    }
+    if args.trace {
+        plan.options.trace = true;
     }
     if let Some(c) = &args.ca_cert {
         plan.options.ca_cert = Some(c.clone());

@@ -171,10 +171,22 @@ impl Vu {
         }
     }
 
+    /// A WebSocket upgrade's headers; with `--trace` a `traceparent` of its own unless
+    /// the step sets one.
     fn render_headers(&self, h: &[(String, Template)]) -> Vec<(String, String)> {
-        h.iter()
+        let mut out: Vec<(String, String)> = h
+            .iter()
             .map(|(k, t)| (k.clone(), t.render(&self.vars, &self.shared.env)))
-            .collect()
+            .collect();
+        if self.shared.plan.options.trace
+            && !out
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(crate::trace::HEADER))
+        {
+            let ctx = crate::trace::TraceContext::random();
+            out.push((crate::trace::HEADER.to_string(), ctx.header()));
+        }
+        out
     }
 
     fn ws_url(&self, t: &Template) -> Option<url::Url> {
@@ -257,6 +269,7 @@ impl Vu {
                             sent: 0,
                             received: 0,
                             proto: None,
+                            trace: None,
                         });
                         return;
                     }
@@ -281,6 +294,14 @@ impl Vu {
                 headers.push((hyper::header::AUTHORIZATION, a));
             }
         }
+        // --trace: a traceparent of its own, unless the step sets one (then the request
+        // is not among the traced ones).
+        let traceparent = hyper::header::HeaderName::from_static(crate::trace::HEADER);
+        let trace = (shared.plan.options.trace && !headers.iter().any(|(k, _)| *k == traceparent))
+            .then(crate::trace::TraceContext::random);
+        if let Some(ctx) = trace {
+            headers.push((traceparent, ctx.header()));
+        }
         // A variable (a CSV cell, --env, a value extracted from a response) may hold
         // CR or LF: such a request is never sent (it would smuggle headers or a second
         // request), it is counted as a failed request of kind `invalid`.
@@ -296,6 +317,7 @@ impl Vu {
                 sent: 0,
                 received: 0,
                 proto: None,
+                trace: None,
             });
             for c in &h.checks {
                 shared.reg.record_check(c.id, false);
@@ -365,6 +387,7 @@ impl Vu {
             sent: resp.sent,
             received: resp.received,
             proto: resp.proto,
+            trace,
         });
         let json = if keep_body && resp.status.is_some() {
             serde_json::from_slice::<serde_json::Value>(&resp.body).ok()
@@ -423,6 +446,7 @@ impl Drop for InFlight<'_> {
                 sent: 0,
                 received: 0,
                 proto: None,
+                trace: None,
             });
         }
     }

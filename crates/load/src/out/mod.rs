@@ -1,18 +1,20 @@
-//! Live metric outputs (`--out prometheus-rw=URL`): while a run goes on, every
-//! `interval` the figures so far (a summary of the merged metric shards) are turned
-//! into labelled samples and handed to a bounded queue per output, from which a
-//! sender task pushes them. When a queue is full (the receiver is slower than the
-//! pushes), the batch is dropped and counted: a slow or dead receiver never slows the
-//! load. A last batch is pushed when the run ends.
+//! Live metric outputs (`--out prometheus-rw=URL`, `--out otlp=URL`): while a run
+//! goes on, every `interval` the figures so far (a summary of the merged metric
+//! shards) are taken as a [`Batch`] and handed to a bounded queue per output, from
+//! which a sender task encodes and pushes them. When a queue is full (the receiver is
+//! slower than the pushes), the batch is dropped and counted: a slow or dead receiver
+//! never slows the load. A last batch is pushed when the run ends.
 //!
 //! Series (k6's names where k6 has the metric; latencies in seconds, as k6's remote
-//! write output sends its trends): see [`samples`] and docs/scale-out.md.
+//! write output sends its trends): see [`samples`], [`otlp`] and docs/scale-out.md.
 
+pub mod otlp;
 mod prometheus_rw;
 
 use crate::collect::state::Shared;
-use crate::snapshot::{HttpSummary, Summary};
+use crate::snapshot::{HttpSummary, ScenarioSummary, Summary};
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +31,15 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub enum Sink {
     /// Prometheus remote write 1.0 (protobuf + snappy) to this URL.
     PrometheusRw(url::Url),
+    /// OTLP/HTTP metrics (protobuf) to this URL (`/v1/metrics` added to a bare host).
+    Otlp(url::Url),
 }
 
 impl Sink {
-    /// Reads `prometheus-rw=URL`.
+    /// Reads `prometheus-rw=URL` or `otlp=URL`. An OTLP URL without a path gets
+    /// OTLP/HTTP's default `/v1/metrics`; one with a path is used as given.
     pub fn parse(text: &str) -> Result<Sink, String> {
-        let example = "e.g. prometheus-rw=http://127.0.0.1:9090/api/v1/write";
+        let example = "e.g. prometheus-rw=http://127.0.0.1:9090/api/v1/write or otlp=http://127.0.0.1:4318/v1/metrics";
         let Some((kind, url)) = text.split_once('=') else {
             return Err(format!("--out `{text}` is not KIND=TARGET ({example})"));
         };
@@ -54,8 +59,15 @@ impl Sink {
         };
         match kind {
             "prometheus-rw" => Ok(Sink::PrometheusRw(parsed()?)),
+            "otlp" => {
+                let mut u = parsed()?;
+                if u.path() == "/" || u.path().is_empty() {
+                    u.set_path(otlp::DEFAULT_PATH);
+                }
+                Ok(Sink::Otlp(u))
+            }
             _ => Err(format!(
-                "--out `{kind}` is not supported (json=FILE or prometheus-rw=URL)"
+                "--out `{kind}` is not supported (json=FILE, prometheus-rw=URL or otlp=URL)"
             )),
         }
     }
@@ -64,6 +76,7 @@ impl Sink {
     pub fn kind(&self) -> &'static str {
         match self {
             Sink::PrometheusRw(_) => "prometheus-rw",
+            Sink::Otlp(_) => "otlp",
         }
     }
 }
@@ -106,11 +119,48 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// A batch: the samples of one moment (milliseconds since the Unix epoch).
+/// The figures of one moment of the run, shared by every output's queue; each sender
+/// encodes them in its own format, off the engine's tasks.
+#[derive(Debug)]
+pub struct Live {
+    /// The run so far.
+    pub summary: Summary,
+    /// VUs running per scenario, in plan order.
+    pub scenario_vus: Vec<u64>,
+    /// VUs running in this process.
+    pub vus: u64,
+    /// The segment, k6's `from:to` (`0:1` for a whole run).
+    pub segment: String,
+}
+
+/// A batch: the figures of one moment (`at_ms`) of the run that started at
+/// `start_ms` (milliseconds since the Unix epoch).
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub at_ms: i64,
-    pub samples: Vec<Sample>,
+    pub start_ms: i64,
+    pub live: Arc<Live>,
+}
+
+impl Batch {
+    /// The samples of remote write and of every output sent as flat series.
+    pub fn samples(&self) -> Vec<Sample> {
+        let l = &self.live;
+        samples(&l.summary, &l.scenario_vus, l.vus, &l.segment)
+    }
+}
+
+/// A scenario's HTTP figures per endpoint type (its steps' summaries merged), keyed
+/// by the type's key (`read_crud`), in key order.
+pub fn by_endpoint_type(sc: &ScenarioSummary) -> BTreeMap<&'static str, HttpSummary> {
+    let mut by_type: BTreeMap<&'static str, HttpSummary> = BTreeMap::new();
+    for st in &sc.steps {
+        by_type
+            .entry(st.endpoint_type.key())
+            .or_default()
+            .merge(&st.http);
+    }
+    by_type
 }
 
 /// The samples of `s` (the run so far): per scenario and endpoint type, requests
@@ -123,14 +173,7 @@ pub fn samples(s: &Summary, scenario_vus: &[u64], vus: u64, segment: &str) -> Ve
     let mut out = Vec::new();
     let seg = || ("segment", segment.to_string());
     for (i, sc) in s.scenarios.iter().enumerate() {
-        let mut by_type: std::collections::BTreeMap<&'static str, HttpSummary> = Default::default();
-        for st in &sc.steps {
-            by_type
-                .entry(st.endpoint_type.key())
-                .or_default()
-                .merge(&st.http);
-        }
-        for (t, h) in &by_type {
+        for (t, h) in &by_endpoint_type(sc) {
             let labels = vec![
                 ("endpoint_type", (*t).to_string()),
                 ("scenario", sc.name.clone()),
@@ -181,17 +224,17 @@ pub fn samples(s: &Summary, scenario_vus: &[u64], vus: u64, segment: &str) -> Ve
     out
 }
 
-fn batch(shared: &Shared, t0: Instant) -> Batch {
+fn batch(shared: &Shared, t0: Instant, start_ms: i64) -> Batch {
     let snap = shared.reg.snapshot();
-    let s = Summary::live(&shared.plan, &snap, t0.elapsed());
     Batch {
         at_ms: chrono::Utc::now().timestamp_millis(),
-        samples: samples(
-            &s,
-            &shared.scenario_vus(),
-            shared.vus.load(Ordering::Relaxed),
-            &shared.plan.segment.segment_text(),
-        ),
+        start_ms,
+        live: Arc::new(Live {
+            summary: Summary::live(&shared.plan, &snap, t0.elapsed()),
+            scenario_vus: shared.scenario_vus(),
+            vus: shared.vus.load(Ordering::Relaxed),
+            segment: shared.plan.segment.segment_text(),
+        }),
     }
 }
 
@@ -203,6 +246,8 @@ pub(crate) async fn run(
     mut done: watch::Receiver<bool>,
     t0: Instant,
 ) {
+    let start_ms = chrono::Utc::now().timestamp_millis()
+        - i64::try_from(t0.elapsed().as_millis()).unwrap_or(0);
     let mut queues = Vec::new();
     let mut senders = tokio::task::JoinSet::new();
     for i in 0..outputs.sinks.len() {
@@ -223,11 +268,11 @@ pub(crate) async fn run(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => offer(batch(&shared, t0)),
+            _ = every.tick() => offer(batch(&shared, t0, start_ms)),
             r = done.wait_for(|v| *v) => { let _ = r.map(|_| ()); break; }
         }
     }
-    offer(batch(&shared, t0));
+    offer(batch(&shared, t0, start_ms));
     drop(queues);
     let wait = (outputs.interval * 2).min(Duration::from_secs(10));
     let _ =
@@ -252,6 +297,7 @@ async fn send_all(outputs: Arc<Outputs>, i: usize, mut rx: mpsc::Receiver<Batch>
     while let Some(b) = rx.recv().await {
         let r = match sink {
             Sink::PrometheusRw(url) => prometheus_rw::push(&client, url, &b).await,
+            Sink::Otlp(url) => otlp::push(&client, url, &b).await,
         };
         match r {
             Ok(()) => {
@@ -263,6 +309,63 @@ async fn send_all(outputs: Arc<Outputs>, i: usize, mut rx: mpsc::Receiver<Batch>
             }
         }
     }
+}
+
+/// The most of a receiver's answer that is read (an OTLP partial success is a few
+/// hundred bytes).
+pub const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// POSTs `body` to `url` with `headers`, retrying once after 200 ms when the answer's
+/// status is one `retry` accepts; returns the body of a 2xx answer (at most
+/// [`ANSWER_LIMIT`] bytes). Errors name the URL with its secrets masked.
+async fn post(
+    client: &reqwest::Client,
+    url: &url::Url,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    retry: fn(reqwest::StatusCode) -> bool,
+) -> Result<Vec<u8>, String> {
+    let shown = powertune_core::redact::url(url.as_str());
+    let mut last = None;
+    for attempt in 0..2 {
+        let mut req = client.post(url.clone()).header(
+            "User-Agent",
+            concat!("powertune/", env!("CARGO_PKG_VERSION")),
+        );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        match req.body(body.clone()).send().await {
+            Ok(mut resp) if resp.status().is_success() => {
+                // At most ANSWER_LIMIT bytes of the answer are read; the rest is left.
+                let mut got = Vec::new();
+                while got.len() < ANSWER_LIMIT {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => got.extend_from_slice(&c),
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("cannot read the answer of {shown}: {e}")),
+                    }
+                }
+                got.truncate(ANSWER_LIMIT);
+                return Ok(got);
+            }
+            Ok(resp) if retry(resp.status()) && attempt == 0 => {
+                last = Some(resp.status());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(resp) => return Err(format!("{shown} answered {}", resp.status())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot push to {shown}: {}",
+                    powertune_core::redact::text(&e.to_string())
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "{shown} answered {} twice",
+        last.map_or_else(|| "an error".to_string(), |s| s.to_string())
+    ))
 }
 
 #[cfg(test)]

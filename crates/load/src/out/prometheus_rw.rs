@@ -3,7 +3,6 @@
 //! (the spec asks for retries on 5xx); any other non-2xx is a failure, not retried.
 
 use super::Batch;
-use std::time::Duration;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
@@ -35,20 +34,21 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// The batch as a remote write request: `__name__` first, labels sorted by name.
+/// The batch's samples as a remote write request: `__name__` first, labels sorted by
+/// name.
 pub fn request(b: &Batch) -> WriteRequest {
     WriteRequest {
         timeseries: b
-            .samples
-            .iter()
+            .samples()
+            .into_iter()
             .map(|s| {
                 let mut labels: Vec<Label> = std::iter::once(Label {
                     name: "__name__".into(),
                     value: s.name.into(),
                 })
-                .chain(s.labels.iter().map(|(k, v)| Label {
-                    name: (*k).into(),
-                    value: v.clone(),
+                .chain(s.labels.into_iter().map(|(k, v)| Label {
+                    name: k.into(),
+                    value: v,
                 }))
                 .collect();
                 labels.sort_by(|a, b| a.name.cmp(&b.name));
@@ -77,34 +77,12 @@ pub(super) async fn push(
     url: &url::Url,
     b: &Batch,
 ) -> Result<(), String> {
-    let body = body(b)?;
-    let shown = powertune_core::redact::url(url.as_str());
-    for attempt in 0..2 {
-        let r = client
-            .post(url.clone())
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header(
-                "User-Agent",
-                concat!("powertune/", env!("CARGO_PKG_VERSION")),
-            )
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body.clone())
-            .send()
-            .await;
-        match r {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) if resp.status().is_server_error() && attempt == 0 => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(resp) => return Err(format!("{shown} answered {}", resp.status())),
-            Err(e) => {
-                return Err(format!(
-                    "cannot push to {shown}: {}",
-                    powertune_core::redact::text(&e.to_string())
-                ))
-            }
-        }
-    }
-    Err(format!("{shown} answered 5xx twice"))
+    let headers = [
+        ("Content-Encoding", "snappy"),
+        ("Content-Type", "application/x-protobuf"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    ];
+    super::post(client, url, &headers, body(b)?, |s| s.is_server_error())
+        .await
+        .map(|_| ())
 }

@@ -28,6 +28,8 @@ pub(super) struct OptionsFile {
     pub(super) ca_cert: Option<String>,
     #[serde(default)]
     pub(super) insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    pub(super) trace: bool,
 }
 
 #[derive(Deserialize)]

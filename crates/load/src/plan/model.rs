@@ -33,6 +33,8 @@ pub struct Options {
     pub ca_cert: Option<PathBuf>,
     /// k6's `insecureSkipTLSVerify`: accept any server certificate.
     pub insecure_skip_tls_verify: bool,
+    /// W3C `traceparent` on every request and WebSocket upgrade (`--trace`).
+    pub trace: bool,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             no_vu_connection_reuse: false,
             ca_cert: None,
             insecure_skip_tls_verify: false,
+            trace: false,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Plan {
                 _ => PathBuf::from(c),
             }),
             insecure_skip_tls_verify: file.options.insecure_skip_tls_verify,
+            trace: file.options.trace,
         };
         if file.scenarios.is_empty() {
             return Err(cx.error(
