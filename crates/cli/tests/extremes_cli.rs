@@ -203,6 +203,36 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         "merge",
         s(&["merge", &f.path("part.json"), "--allow-partial"]),
     );
+    m.insert(
+        "doctor",
+        s(&[
+            "doctor",
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+            "--timeout",
+            "5s",
+        ]),
+    );
+    m.insert(
+        "monitor",
+        s(&[
+            "monitor",
+            "--redis",
+            &f.redis,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "2s",
+            "--timeout",
+            "2s",
+            "--window",
+            "1s",
+            "--runs",
+            "1",
+        ]),
+    );
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));
