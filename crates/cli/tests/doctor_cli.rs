@@ -169,3 +169,82 @@ async fn systems_from_the_file_with_a_secret_and_an_environment_override() {
     assert!(!listing.contains("s3cret-pw-0042"), "{listing}");
     db.release().await;
 }
+
+#[tokio::test]
+async fn baseline_save_then_verify_into_a_journal() {
+    let db = TestRedis::reserve().await;
+    let rest = db.url.strip_prefix("redis://").unwrap();
+    let (hostport, n) = rest.split_once('/').unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let st = Command::new("redis-cli")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-n",
+            n,
+            "SET",
+            "stat:processed",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("before");
+    let journal = dir.path().join("runs.jsonl");
+    let (b, j) = (base.display().to_string(), journal.display().to_string());
+    let o = powertune(
+        &[
+            "baseline", "save", &b, "--queues", &db.url, "--window", "1s",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+    assert!(stdout(&o).contains("saved queues.json"), "{}", stdout(&o));
+    let o = powertune(
+        &[
+            "verify",
+            "--baseline",
+            &b,
+            "--window",
+            "1s",
+            "--queues",
+            &db.url,
+            "--journal",
+            &j,
+            "--note",
+            "rolled back worker weights",
+            "--category",
+            "rollback",
+        ],
+        &[],
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("PASS retry_set"), "{out}");
+    let o = powertune(&["journal", &j], &[]);
+    let listing = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        listing.contains("rolled back worker weights") && listing.contains("rollback"),
+        "{listing}"
+    );
+    // a bad category is one line, before anything runs
+    let o = powertune(
+        &[
+            "verify",
+            "--baseline",
+            &b,
+            "--journal",
+            &j,
+            "--category",
+            "oops",
+        ],
+        &[],
+    );
+    let e = one_line_error(&o);
+    assert!(e.contains("--category oops"), "{e}");
+    db.release().await;
+}

@@ -158,6 +158,20 @@ fn fixtures() -> Fixtures {
         .args(["--segment", "1/2", "--json", &f.path("part.json"), "-q"])
         .output()
         .unwrap();
+    // A systems baseline for verify, and an empty run history for journal.
+    Command::new(BIN)
+        .args([
+            "baseline",
+            "save",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    std::fs::write(f.path("runs.jsonl"), "").unwrap();
     f
 }
 
@@ -233,6 +247,43 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
             "1",
         ]),
     );
+    m.insert(
+        "baseline",
+        s(&[
+            "baseline",
+            "save",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ]),
+    );
+    m.insert(
+        "baseline save",
+        s(&[
+            "baseline",
+            "save",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ]),
+    );
+    m.insert(
+        "verify",
+        s(&[
+            "verify",
+            "--baseline",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ]),
+    );
+    m.insert("journal", s(&["journal", &f.path("runs.jsonl")]));
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));

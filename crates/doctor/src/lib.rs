@@ -10,6 +10,7 @@
 //! what the engines return.
 
 pub mod collect;
+pub mod journal;
 pub mod memory;
 pub mod model;
 pub mod monitor;
@@ -17,6 +18,7 @@ pub mod options;
 pub mod render;
 pub mod rows;
 pub mod rules;
+pub mod verify;
 
 pub use collect::{collect, Collected, Outcome};
 pub use model::{Check, DoctorMetrics, Row, Status, SystemState, SystemStatus};
