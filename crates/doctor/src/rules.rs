@@ -20,8 +20,10 @@ fn num(v: f64) -> String {
 }
 
 fn rules(t: &Targets, interval_s: f64) -> Vec<Rule> {
-    let observed = |area: &str, check: &str| {
-        format!("powertune_check_observed{{area=\"{area}\",check=\"{check}\"}}")
+    // The unit is part of the selector: a check may report another unit when its
+    // figure cannot be a share (Redis memory without maxmemory is in bytes).
+    let observed = |area: &str, check: &str, unit: &str| {
+        format!("powertune_check_observed{{area=\"{area}\",check=\"{check}\",unit=\"{unit}\"}}")
     };
     vec![
         Rule {
@@ -50,7 +52,7 @@ fn rules(t: &Targets, interval_s: f64) -> Vec<Rule> {
         },
         Rule {
             alert: "PowertuneRedisMemoryHigh",
-            expr: format!("{} > {}", observed("redis", "memory"), num(t.redis.memory_pct_max)),
+            expr: format!("{} > {}", observed("redis", "memory", "percent"), num(t.redis.memory_pct_max)),
             for_: "5m",
             severity: "warning",
             summary: format!("Redis used_memory above {}% of maxmemory", num(t.redis.memory_pct_max)),
@@ -60,9 +62,9 @@ fn rules(t: &Targets, interval_s: f64) -> Vec<Rule> {
             alert: "PowertuneCacheHitRateLow",
             expr: format!(
                 "{} < {} or {} < {}",
-                observed("redis", "hit_rate"),
+                observed("redis", "hit_rate", "percent"),
                 num(t.redis.hit_rate_pct_min),
-                observed("apm", "cache_hit_rate"),
+                observed("apm", "cache_hit_rate", "percent"),
                 num(t.redis.hit_rate_pct_min)
             ),
             for_: "10m",
@@ -74,7 +76,7 @@ fn rules(t: &Targets, interval_s: f64) -> Vec<Rule> {
             alert: "PowertuneCacheTypeHitRateLow",
             expr: format!(
                 "{} < {}",
-                observed("apm", "cache_type_hit_rate"),
+                observed("apm", "cache_type_hit_rate", "percent"),
                 num(t.redis.type_hit_rate_pct_min)
             ),
             for_: "10m",
@@ -87,7 +89,7 @@ fn rules(t: &Targets, interval_s: f64) -> Vec<Rule> {
         },
         Rule {
             alert: "PowertuneQueueLatencyHigh",
-            expr: format!("{} > {}", observed("queues", "queue_latency"), num(t.worker.queue_latency_s)),
+            expr: format!("{} > {}", observed("queues", "queue_latency", "seconds"), num(t.worker.queue_latency_s)),
             for_: "5m",
             severity: "warning",
             summary: format!(
@@ -100,7 +102,7 @@ fn rules(t: &Targets, interval_s: f64) -> Vec<Rule> {
             alert: "PowertuneBreakersOpen",
             expr: format!(
                 "{} >= {}",
-                observed("gateway", "breakers_open"),
+                observed("gateway", "breakers_open", "count"),
                 t.ai.breakers_open_max
             ),
             for_: "0m",
@@ -174,7 +176,9 @@ mod tests {
         t.redis.memory_pct_max = 75.0;
         let y = prometheus_rules(&t, 60.0);
         assert!(
-            y.contains("powertune_check_observed{area=\"redis\",check=\"memory\"} > 75'"),
+            y.contains(
+                "powertune_check_observed{area=\"redis\",check=\"memory\",unit=\"percent\"} > 75'"
+            ),
             "{y}"
         );
         assert!(y.contains("> 180'"));

@@ -161,12 +161,7 @@ pub async fn verify(
     o.validate()?;
     let manifest = read_manifest(dir)?;
     let base_apm = baseline_apm(dir)?;
-    let mut o = o.clone();
-    if dir.join("gateway-baseline.json").exists() && !o.systems.is_configured("gateway_baseline") {
-        let p = dir.join("gateway-baseline.json").display().to_string();
-        o.systems.set("gateway_baseline", &p, "baseline dir")?;
-    }
-    let c = collect(&o, t).await;
+    let c = collect(o, t).await;
     let findings = checklist(&c, base_apm.as_ref());
     let metrics = VerifyMetrics {
         baseline_dir: dir.display().to_string(),
