@@ -33,6 +33,28 @@ fn powertune(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().unwrap()
 }
 
+/// Makes the Redis database at `url` a Sidekiq one: processed jobs, an empty retry set.
+fn sidekiq_db(url: &str) {
+    let rest = url.strip_prefix("redis://").unwrap();
+    let (hostport, n) = rest.split_once('/').unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let st = Command::new("redis-cli")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-n",
+            n,
+            "SET",
+            "stat:processed",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+}
+
 #[test]
 fn a_bad_systems_value_is_one_line_naming_its_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,24 +114,7 @@ fn nothing_configured_measures_nothing_and_does_not_pass() {
 async fn systems_from_the_file_with_a_secret_and_an_environment_override() {
     let db = TestRedis::reserve().await;
     // a Sidekiq database: processed jobs, an empty retry set
-    let rest = db.url.strip_prefix("redis://").unwrap();
-    let (hostport, n) = rest.split_once('/').unwrap();
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    let st = Command::new("redis-cli")
-        .args([
-            "-h",
-            host,
-            "-p",
-            port,
-            "-n",
-            n,
-            "SET",
-            "stat:processed",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    sidekiq_db(&db.url);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("powertune.toml");
     // the password is read from the environment and never shown
@@ -173,24 +178,7 @@ async fn systems_from_the_file_with_a_secret_and_an_environment_override() {
 #[tokio::test]
 async fn baseline_save_then_verify_into_a_journal() {
     let db = TestRedis::reserve().await;
-    let rest = db.url.strip_prefix("redis://").unwrap();
-    let (hostport, n) = rest.split_once('/').unwrap();
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    let st = Command::new("redis-cli")
-        .args([
-            "-h",
-            host,
-            "-p",
-            port,
-            "-n",
-            n,
-            "SET",
-            "stat:processed",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    sidekiq_db(&db.url);
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("before");
     let journal = dir.path().join("runs.jsonl");

@@ -8,8 +8,6 @@ use powertune_capacity::resources::{prom, Kind, Source};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-/// Largest metrics page read.
-const MAX_SCRAPE_BYTES: usize = 8 * 1024 * 1024;
 /// The metric read from `metrics`.
 pub const RSS_METRIC: &str = "process_resident_memory_bytes";
 
@@ -58,10 +56,6 @@ pub async fn sample(
             Box::new(Cgroup::new(dir.clone())?),
         ));
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
     let mut series: Vec<MemorySeries> = opened
         .iter()
         .map(|(name, _)| MemorySeries {
@@ -71,17 +65,18 @@ pub async fn sample(
             oom_kills: None,
         })
         .collect();
-    let mut metrics = sources.metrics.as_ref().map(|(url, shown)| {
-        (
-            url.clone(),
+    let mut metrics = match &sources.metrics {
+        Some((url, shown)) => Some((
+            prom::Metrics::new(url)?,
             MemorySeries {
                 source: format!("metrics {shown}"),
                 unit: "bytes".into(),
                 samples: Vec::new(),
                 oom_kills: None,
             },
-        )
-    });
+        )),
+        None => None,
+    };
     let mut first_oom: Vec<Option<f64>> = vec![None; opened.len()];
     let start = Instant::now();
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
@@ -102,8 +97,8 @@ pub async fn sample(
                 }
             }
         }
-        if let Some((url, m)) = metrics.as_mut() {
-            if let Some(v) = scrape(&client, url).await {
+        if let Some((source, m)) = metrics.as_mut() {
+            if let Some(v) = scrape(source).await {
                 m.samples.push((at, v));
             }
         }
@@ -112,18 +107,7 @@ pub async fn sample(
     Ok(series)
 }
 
-async fn scrape(client: &reqwest::Client, url: &str) -> Option<f64> {
-    let mut resp = client.get(url).send().await.ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        if body.len() + chunk.len() > MAX_SCRAPE_BYTES {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let text = String::from_utf8(body).ok()?;
+async fn scrape(m: &prom::Metrics) -> Option<f64> {
+    let text = m.fetch().await?;
     prom::parse(&text).get(RSS_METRIC).copied()
 }

@@ -102,12 +102,7 @@ async fn a_failing_job_class_filling_the_retry_set() {
     // a Sidekiq database with an empty retry set
     let empty = powertune_test_support::redis_db::TestRedis::reserve().await;
     let mut con = empty.connection().await;
-    let _: () = redis::cmd("SET")
-        .arg("stat:processed")
-        .arg(100)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    sidekiq_db(&mut con).await;
     let i = doctor(&[("queues", &empty.url)]).await;
     let r = row(&i.metrics.rows, "retry_set");
     assert_eq!(statuses(r), (Status::RuledOut, Status::RuledOut), "{r:?}");
@@ -270,4 +265,36 @@ async fn a_hung_system_times_out_within_the_bound() {
     assert_eq!(apm.state, powertune_doctor::SystemState::NotMeasured);
     assert!(!apm.reason.is_empty(), "{apm:?}");
     hold.abort();
+}
+
+#[tokio::test]
+async fn memory_growth_from_a_metrics_endpoint() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // a Prometheus page whose process_resident_memory_bytes grows 10 MiB a scrape
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", l.local_addr().unwrap());
+    let scrapes = std::sync::Arc::new(AtomicU64::new(0));
+    let n = scrapes.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let rss = (200 + 10 * n.fetch_add(1, Ordering::SeqCst)) << 20;
+            let body = format!(
+                "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n"
+            );
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    let i = doctor(&[("metrics", &url)]).await;
+    server.abort();
+    let r = row(&i.metrics.rows, "memory");
+    assert_eq!(statuses(r), (Status::Confirmed, Status::Confirmed), "{r:?}");
+    assert!(r.symptom.figure.contains("MiB"), "{}", r.symptom.figure);
+    assert!(scrapes.load(Ordering::SeqCst) >= 3);
 }

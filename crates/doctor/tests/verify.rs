@@ -18,12 +18,7 @@ use powertune_doctor::verify;
 async fn verify_passes_unchanged_and_fails_after_a_planted_regression() {
     let db = powertune_test_support::redis_db::TestRedis::reserve().await;
     let mut con = db.connection().await;
-    let _: () = redis::cmd("SET")
-        .arg("stat:processed")
-        .arg(500)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    sidekiq_db(&mut con).await;
     let _: () = redis::cmd("ZADD")
         .arg("retry")
         .arg(1_800_000_000.0)

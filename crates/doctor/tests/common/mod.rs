@@ -62,6 +62,16 @@ pub fn lookups(
     })
 }
 
+/// Makes a Redis database a Sidekiq one: processed jobs, nothing else.
+pub async fn sidekiq_db(con: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("SET")
+        .arg("stat:processed")
+        .arg(100)
+        .query_async(con)
+        .await
+        .unwrap();
+}
+
 /// A Sidekiq retry entry as Sidekiq's job_retry writes it.
 pub fn retry_job(class: &str, jid: u32) -> String {
     serde_json::json!({
