@@ -37,6 +37,16 @@ enum Command {
     Load(commands::load::Args),
     /// Capacity planning: graduated load to the first SLO violation, the limiting resource, headroom vs growth; `--verify` re-tests.
     Capacity(commands::capacity::Args),
+    /// The runbook's Troubleshooting table over every configured system ([systems]): each symptom, its likely cause, the first action.
+    Doctor(commands::doctor::Args),
+    /// Capture every configured system's report (`baseline save DIR`) for a later `verify`.
+    Baseline(commands::baseline::Args),
+    /// The runbook's Verification checklist against a saved baseline: APM P95, queue latency, retry set, stuck queries, error rate.
+    Verify(commands::verify::Args),
+    /// List a run history written by `verify --journal FILE`.
+    Journal(commands::journal::Args),
+    /// Doctor on an interval: figures and verdicts on /metrics for Prometheus, a webhook message per verdict change.
+    Monitor(commands::monitor::Args),
     /// Compare two `load --json` reports: each metric's change and "throughput ≥ baseline × 0.8".
     Compare(commands::compare::Args),
     /// Merge the `load --segment … --json` parts of one split run into one run, judged on the whole.
@@ -101,6 +111,11 @@ fn main() {
         Command::Demo(a) => commands::demo::run(&ctx, a),
         Command::Load(a) => commands::load::run(&ctx, a),
         Command::Capacity(a) => commands::capacity::run(&ctx, a),
+        Command::Doctor(a) => commands::doctor::run(&ctx, a),
+        Command::Monitor(a) => commands::monitor::run(&ctx, a),
+        Command::Baseline(a) => commands::baseline::run(&ctx, a),
+        Command::Verify(a) => commands::verify::run(&ctx, a),
+        Command::Journal(a) => commands::journal::run(&ctx, a),
         Command::Compare(a) => commands::compare::run(&ctx, a),
         Command::Merge(a) => commands::merge::run(&ctx, a),
         Command::Report(a) => commands::report::run(&ctx, a),

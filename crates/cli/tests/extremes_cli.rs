@@ -158,6 +158,20 @@ fn fixtures() -> Fixtures {
         .args(["--segment", "1/2", "--json", &f.path("part.json"), "-q"])
         .output()
         .unwrap();
+    // A systems baseline for verify, and an empty run history for journal.
+    Command::new(BIN)
+        .args([
+            "baseline",
+            "save",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    std::fs::write(f.path("runs.jsonl"), "").unwrap();
     f
 }
 
@@ -203,6 +217,73 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         "merge",
         s(&["merge", &f.path("part.json"), "--allow-partial"]),
     );
+    m.insert(
+        "doctor",
+        s(&[
+            "doctor",
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+            "--timeout",
+            "5s",
+        ]),
+    );
+    m.insert(
+        "monitor",
+        s(&[
+            "monitor",
+            "--redis",
+            &f.redis,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "2s",
+            "--timeout",
+            "2s",
+            "--window",
+            "1s",
+            "--runs",
+            "1",
+        ]),
+    );
+    m.insert(
+        "baseline",
+        s(&[
+            "baseline",
+            "save",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ]),
+    );
+    m.insert(
+        "baseline save",
+        s(&[
+            "baseline",
+            "save",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ]),
+    );
+    m.insert(
+        "verify",
+        s(&[
+            "verify",
+            "--baseline",
+            &f.path("before"),
+            "--redis",
+            &f.redis,
+            "--window",
+            "1s",
+        ]),
+    );
+    m.insert("journal", s(&["journal", &f.path("runs.jsonl")]));
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));

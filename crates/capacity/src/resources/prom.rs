@@ -174,7 +174,8 @@ impl Metrics {
         })
     }
 
-    async fn fetch(&self) -> Option<String> {
+    /// The page's text; None when it cannot be read (status, size, encoding).
+    pub async fn fetch(&self) -> Option<String> {
         let mut resp = self.client.get(&self.url).send().await.ok()?;
         if !resp.status().is_success() {
             return None;

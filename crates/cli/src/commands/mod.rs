@@ -2,22 +2,27 @@
 //! socket opens, calls one engine and renders the report.
 
 pub mod apm;
+pub mod baseline;
 pub mod capacity;
 pub mod compare;
 pub mod completions;
 pub mod db;
 pub mod demo;
+pub mod doctor;
 pub mod frontend;
 pub mod gateway;
+pub mod journal;
 pub mod load;
 pub mod load_k8s;
 pub mod merge;
+pub mod monitor;
 pub mod provider_sim;
 pub mod queues;
 pub mod redis;
 pub mod report;
 pub mod target;
 pub mod targets;
+pub mod verify;
 
 use powertune_core::report::{render_findings, render_verdict_line, Style};
 use powertune_core::{ExitCode, Inspection, Report};

@@ -11,6 +11,7 @@ mod capacity;
 mod cells;
 mod compare;
 mod db;
+mod doctor;
 mod frontend;
 mod gateway;
 mod load;
@@ -27,6 +28,7 @@ pub fn page(report: &Report) -> Page {
         "capacity" => capacity::page(report),
         "apm" => apm::page(report),
         "db" => db::page(report),
+        "doctor" => doctor::page(report),
         "redis" => redis::page(report),
         "queues" if report.command == "queues history" => queues_history::page(report),
         "queues" => queues::page(report),

@@ -1,7 +1,7 @@
 //! Reading a targets file: the defaults overlaid with `powertune.toml`, each error
 //! naming the file, line and column, and where every value in force came from.
 
-use super::{CacheType, Targets, DEFAULT_FILE};
+use super::{CacheType, Systems, Targets, DEFAULT_FILE};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,10 +85,21 @@ impl Targets {
             let offset = e.span().map_or(0, |s| s.start);
             at(offset, e.message().trim().to_string())
         })?;
-        let user: toml::Table = toml::from_str(text).map_err(|e| {
+        let mut user: toml::Table = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             at(offset, e.message().trim().to_string())
         })?;
+        let systems = match user.remove("systems") {
+            None => Systems::default(),
+            Some(toml::Value::Table(t)) => read_systems(&t, text, path)?,
+            Some(_) => {
+                let offset = crate::config_file::offset_of(text, "systems").unwrap_or(0);
+                return Err(at(
+                    offset,
+                    "`systems` must be a table, e.g. [systems]".to_string(),
+                ));
+            }
+        };
         let defaults = Targets::default();
         let mut merged = toml::Table::try_from(&defaults).map_err(|e| TargetsError::Invalid {
             path: path.to_string(),
@@ -114,6 +125,7 @@ impl Targets {
                     message: e.message().trim().to_string(),
                 })?;
         targets.sources = sources;
+        targets.systems = systems;
         if let Err((key, message)) = targets.validate() {
             // The key itself, or the nearest table written in the file (entries of
             // open tables such as `[cache.x]` are recorded whole).
@@ -141,6 +153,15 @@ impl Targets {
         if let Ok(table) = toml::Table::try_from(self) {
             flatten(&table, "", &mut out, &self.sources);
         }
+        for e in self.systems.list() {
+            if let Some(value) = e.value {
+                out.push(Entry {
+                    key: format!("systems.{}", e.name),
+                    value,
+                    source: e.source,
+                });
+            }
+        }
         out
     }
 
@@ -148,6 +169,29 @@ impl Targets {
     pub fn overridden(&self) -> bool {
         !self.sources.is_empty()
     }
+}
+
+/// `[systems]`, with `${NAME}` read from the process environment; errors at the
+/// key's line and column (`FILE:LINE:COL: systems.KEY: WHY`).
+fn read_systems(table: &toml::Table, text: &str, path: &str) -> Result<Systems, TargetsError> {
+    let place = |dotted: &str| {
+        let offset = crate::config_file::offset_of(text, dotted).unwrap_or(0);
+        line_col(text, offset)
+    };
+    Systems::from_table(
+        table,
+        &|name| std::env::var(name).ok(),
+        &|dotted| format!("{path}:{}", place(dotted).0),
+        &|dotted, why| {
+            let (line, column) = place(dotted);
+            TargetsError::At {
+                path: path.to_string(),
+                line,
+                column,
+                message: format!("{dotted}: {why}"),
+            }
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -360,6 +360,9 @@ pub struct Targets {
     /// Where each overridden key came from (`file:line`); absent keys are defaults.
     #[serde(skip)]
     pub sources: BTreeMap<String, String>,
+    /// `[systems]`: the addresses compositions inspect (not a target; kept apart).
+    #[serde(skip)]
+    pub systems: Systems,
 }
 
 impl Default for Targets {
@@ -375,15 +378,18 @@ impl Default for Targets {
             apm: ApmTargets::default(),
             frontend: FrontendTargets::default(),
             sources: BTreeMap::new(),
+            systems: Systems::default(),
         }
     }
 }
 
 mod bounds;
 mod file;
+pub mod systems;
 
 pub use bounds::{MAX_NUMBER, MAX_SECONDS};
 pub use file::{line_col, Entry, TargetsError};
+pub use systems::{SystemEntry, Systems};
 
 impl fmt::Display for Band {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -225,3 +225,49 @@ fn line_col_counts_from_one() {
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
     assert_eq!(line_col("", 0), (1, 1));
 }
+
+#[test]
+fn systems_are_read_beside_the_targets_and_errors_name_their_place() {
+    let text = "[database]\npool_max = 40\n\n[systems]\nredis = \"redis://cache:6379/0\"\ngateway = \"http://gw:4000\"\n";
+    let t = Targets::from_toml_str(text, "powertune.toml").unwrap();
+    assert_eq!(t.database.pool_max, 40);
+    assert_eq!(t.systems.get("redis"), Some("redis://cache:6379/0"));
+    assert!(!t.systems.is_configured("db"));
+    let e = t.entries();
+    let r = e.iter().find(|e| e.key == "systems.redis").unwrap();
+    assert_eq!(r.source, "powertune.toml:5");
+
+    let bad = "[systems]\nredis = \"redis://cache:6379/0\"\n  db = \"mysql://db/app\"\n";
+    let err = Targets::from_toml_str(bad, "powertune.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("powertune.toml:3:3: systems.db: must be a postgres:// URL"),
+        "{err}"
+    );
+    let bad = "[systems]\ndbs = \"postgres://db/app\"\n";
+    let err = Targets::from_toml_str(bad, "powertune.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("powertune.toml:2:1: systems.dbs: unknown key"),
+        "{err}"
+    );
+    let bad = "systems = 3\n";
+    let err = Targets::from_toml_str(bad, "powertune.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be a table"), "{err}");
+}
+
+#[test]
+fn a_password_in_systems_never_reaches_an_error_or_a_listing() {
+    let bad = "[systems]\nredis = \"http://user:sekrit99@cache\"\n";
+    let err = Targets::from_toml_str(bad, "powertune.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("sekrit99"), "{err}");
+    let ok = "[systems]\ndb = \"postgres://app:sekrit99@db/app\"\n";
+    let t = Targets::from_toml_str(ok, "powertune.toml").unwrap();
+    assert!(t.entries().iter().all(|e| !e.value.contains("sekrit99")));
+}
