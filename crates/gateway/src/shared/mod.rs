@@ -297,22 +297,31 @@ impl Shared {
         }
     }
 
-    /// Leaves shared state (first caller only): drops the connection, counts it, tells.
-    fn fall_back(&self, why: String) {
+    /// From `from` to local state, told once: whether this caller made the change.
+    fn to_local(&self, from: Mode, why: String) -> bool {
         let was = self.mode.compare_exchange(
-            Mode::Shared as u8,
+            from as u8,
             Mode::Local as u8,
             Ordering::AcqRel,
             Ordering::Acquire,
         );
         if was.is_err() {
-            return;
+            return false;
         }
-        *self.conn.lock() = None;
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let said =
-            format!("{why}; breakers and rpm limits are this replica's own until it answers again");
-        self.changed(Mode::Shared, Mode::Local, Some(why), said);
+        let again = if from == Mode::Shared { " again" } else { "" };
+        let said = format!(
+            "{why}; breakers and rpm limits are this replica's own until it answers{again}"
+        );
+        self.changed(from, Mode::Local, Some(why), said);
+        true
+    }
+
+    /// Leaves shared state (first caller only): drops the connection, counts it, tells.
+    fn fall_back(&self, why: String) {
+        if self.to_local(Mode::Shared, why) {
+            *self.conn.lock() = None;
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// An outcome was not recorded (its queue was full).
@@ -322,17 +331,7 @@ impl Shared {
 
     /// The first connection failed: local state until it succeeds (told once).
     pub fn not_reached(&self, why: String) {
-        let was = self.mode.compare_exchange(
-            Mode::Connecting as u8,
-            Mode::Local as u8,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if was.is_ok() {
-            let said =
-                format!("{why}; breakers and rpm limits are this replica's own until it answers");
-            self.changed(Mode::Connecting, Mode::Local, Some(why), said);
-        }
+        self.to_local(Mode::Connecting, why);
     }
 
     /// Opens the connection and loads the script; on success the replica is shared.
