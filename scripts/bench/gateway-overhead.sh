@@ -26,6 +26,9 @@
 #                      chunks leave as fast as the simulator writes them; N > 0: every event
 #                      reaches the gateway in a read of its own, like real tokens)
 #   WORDS              content chunks per answer (default 5)
+#   SHARED_RATE        0 = skip (default); N = a second gateway with [shared] (breakers and
+#                      rpm in a redis-server started here on loopback) against the local one
+#                      at N req/s, non-streaming: "shared added p99" = shared minus local
 #   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
 #   LITELLM_VENV       where LiteLLM is pip-installed (default ~/.cache/powertune-bench/litellm-venv)
 #
@@ -47,6 +50,7 @@ SOAK_SECS=${SOAK_SECS:-0}
 CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
 WORDS=${WORDS:-5}
 SOAK_RATE=${SOAK_RATE:-1000}
+SHARED_RATE=${SHARED_RATE:-0}
 RSS_EVERY=${RSS_EVERY:-10}
 LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( SECONDS_PER_STEP >= 1 && SECONDS_PER_STEP <= 600 )) || { echo "SECONDS_PER_STEP must be 1..600" >&2; exit 1; }
@@ -54,6 +58,7 @@ LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( RSS_EVERY >= 1 && RSS_EVERY <= 600 )) || { echo "RSS_EVERY must be 1..600" >&2; exit 1; }
 (( CHUNK_DELAY_MS >= 0 && CHUNK_DELAY_MS <= 1000 )) || { echo "CHUNK_DELAY_MS must be 0..1000" >&2; exit 1; }
 (( WORDS >= 1 && WORDS <= 1000 )) || { echo "WORDS must be 1..1000" >&2; exit 1; }
+(( SHARED_RATE >= 0 && SHARED_RATE <= 20000 )) || { echo "SHARED_RATE must be 0..20000" >&2; exit 1; }
 for r in $RATES $LITELLM_RATES $GW_SEARCH_RATES $SOAK_RATE; do
   (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000 (got $r)" >&2; exit 1; }
 done
@@ -156,6 +161,44 @@ printf '%s\n' "${ADDED[@]}"
 echo
 curl -fs "$GW/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); o=s["overhead_ms"]; print("Gateway own time (x-powertune-overhead-ms) over %d calls: p50 %.3f ms, p99 %.3f ms." % (s["calls"], o["p50"], o["p99"]))'
 echo "Gateway RSS after the steps: $(rss_kb "$GW_PID") kB."
+
+if [ "$SHARED_RATE" -gt 0 ]; then
+  command -v redis-server >/dev/null || { echo "SHARED_RATE needs redis-server" >&2; exit 1; }
+  R_PORT=$(free_port)
+  redis-server --port "$R_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$TMP/redis.log" 2>&1 &
+  PIDS+=($!)
+  SH_PORT=$(free_port)
+  sed "s/^listen = .*/listen = \"127.0.0.1:${SH_PORT}\"/" "$TMP/gateway.toml" >"$TMP/shared.toml"
+  printf '[shared]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$R_PORT" >>"$TMP/shared.toml"
+  BENCH_FAKE_KEY=sk-bench "${PIN_GW[@]}" "$BIN" gateway --config "$TMP/shared.toml" 2>"$TMP/gw-shared.log" &
+  SH_PID=$!
+  PIDS+=($SH_PID)
+  SH="http://127.0.0.1:${SH_PORT}"
+  mode() { curl -fs "$SH/status" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["shared"]["mode"])' 2>/dev/null || true; }
+  for _ in $(seq 1 50); do [ "$(mode)" = shared ] && break; sleep 0.1; done
+  [ "$(mode)" = shared ] || { echo "the shared gateway did not join Redis:" >&2; cat "$TMP/gw-shared.log" >&2; exit 1; }
+  export OPENLOOP_STREAM=0
+  run "$SH/v1/chat/completions" 200 1 >/dev/null
+  echo
+  echo "## Shared mode ([shared] Redis on loopback) vs local, ${SHARED_RATE} req/s non-streaming, ${SECONDS_PER_STEP}s per step"
+  echo
+  echo "| gateway | achieved/s | p50 ms | p99 ms | max ms | errors | gateway CPU µs/request |"
+  echo "|---|---|---|---|---|---|---|"
+  for which in local shared; do
+    if [ "$which" = local ]; then url=$GW; pid=$GW_PID; else url=$SH; pid=$SH_PID; fi
+    t0=$(cpu_ticks "$pid")
+    j=$(run "$url/v1/chat/completions" "$SHARED_RATE")
+    t1=$(cpu_ticks "$pid")
+    per=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("%.0f" % (int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / max(1, j["ok"] + j["errors"])))' "$j" "$((t1 - t0))" "$(getconf CLK_TCK)")
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$which" "$(field "$j" achieved_rps)" "$(field "$j" p50_ms)" \
+      "$(field "$j" p99_ms)" "$(field "$j" max_ms)" "$(errs "$j")" "$per"
+    if [ "$which" = local ]; then LOCAL_J=$j; else SHARED_J=$j; fi
+  done
+  echo
+  python3 -c 'import json,sys; l,s=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print("Shared mode added p99: %+.3f ms, p50: %+.3f ms (goal: at most +0.5 ms p99)." % (s["p99_ms"] - l["p99_ms"], s["p50_ms"] - l["p50_ms"]))' "$LOCAL_J" "$SHARED_J"
+  curl -fs "$SH/status" | python3 -c 'import json,sys; s=json.load(sys.stdin)["shared"]; print("Shared gateway: mode %s, %d round trips to Redis, %d fallbacks." % (s["mode"], s["round_trips"], s["fallbacks"]))'
+  unset OPENLOOP_STREAM
+fi
 
 if [ "$SOAK_SECS" -gt 0 ]; then
   echo

@@ -370,6 +370,61 @@ impl Breaker {
     }
 }
 
+/// A breaker's state as the replicas share it (read from `[shared]` Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedPhase {
+    Closed,
+    /// Open for `remaining` more (zero: past its deadline, the next call probes).
+    Open {
+        remaining: Duration,
+        reason: OpenReason,
+    },
+    HalfOpen,
+}
+
+/// What the replicas agree a (provider, credential)'s breaker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedBreaker {
+    pub phase: SharedPhase,
+    pub consecutive: u32,
+}
+
+impl Breaker {
+    /// Takes the shared state as its own (a disabled credential stays disabled: a
+    /// 401/403 is this replica's, until its reload). Trips and transitions go on
+    /// counting what this replica saw change.
+    pub fn adopt(&mut self, shared: &SharedBreaker, now: Instant) {
+        if self.state == State::Disabled {
+            return;
+        }
+        self.consecutive = shared.consecutive;
+        match shared.phase {
+            SharedPhase::Closed => self.set(State::Closed),
+            SharedPhase::HalfOpen => {
+                if !matches!(self.state, State::HalfOpen { .. }) {
+                    self.set(State::HalfOpen { in_flight: 0 });
+                }
+            }
+            SharedPhase::Open { remaining, reason } => {
+                let was = self.phase();
+                if reason == OpenReason::Failures && was != StateName::Open {
+                    self.trips += 1;
+                }
+                if reason == OpenReason::RateLimited && was != StateName::RateLimited {
+                    self.rate_limit = Some(RateLimit {
+                        asked: remaining,
+                        capped: false,
+                    });
+                }
+                self.set(State::Open {
+                    until: now + remaining,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
 /// Local rpm limit (GCRA): one request every 60/rpm s, with a burst of one second's
 /// worth (at least 1).
 #[derive(Debug, Clone)]

@@ -8,8 +8,10 @@
 
 mod clients;
 mod duration;
+mod shared;
 
 pub use clients::{check_exposure, key_hash, Client, RawClient};
+pub use shared::{RawShared, SharedConfig, DEFAULT_KEY_PREFIX};
 
 use duration::Setting;
 pub use powertune_core::config_file::ConfigError;
@@ -73,6 +75,8 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub shared: RawShared,
 }
 
 /// `[server]`: what one client may hold of the gateway's own HTTP server.
@@ -155,6 +159,8 @@ pub struct RawCredential {
     pub api_key_env: Option<String>,
     pub weight: Option<u32>,
     pub rpm: Option<u32>,
+    /// Requests the rpm limit lets through at once (default rpm/60, at least 1).
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +230,15 @@ pub struct Credential {
     pub key: Option<Secret>,
     pub weight: u32,
     pub rpm: Option<u32>,
+    /// Requests the rpm limit lets through at once (rpm/60, at least 1, unless set).
+    pub burst: u32,
+}
+
+impl Credential {
+    /// The rpm limiter's (rpm, burst), when it has an rpm.
+    pub fn rate(&self) -> Option<(u32, u32)> {
+        self.rpm.map(|r| (r, self.burst))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +304,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[clients]]`: the virtual keys a caller must present (none: no check).
     pub clients: Vec<Client>,
+    /// `[shared]`: the Redis replicas share breakers and rpm limits through; read at
+    /// start (a reload keeps the one in force).
+    pub shared: Option<SharedConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -550,6 +568,7 @@ impl RawConfig {
         let retry = self.retry.validate(src)?;
         let breaker = self.breaker.validate(src)?;
         let server = self.server.validate(src)?;
+        let shared = self.shared.validate(src, env)?;
 
         if self.providers.is_empty() {
             return Err(bad(
@@ -630,6 +649,7 @@ impl RawConfig {
                     api_key_env: None,
                     weight: None,
                     rpm: None,
+                    burst: None,
                 }]
             } else {
                 p.credentials
@@ -656,6 +676,32 @@ impl RawConfig {
                             .into(),
                     ));
                 }
+                let burst = match (c.rpm, c.burst) {
+                    (_, Some(0)) => {
+                        return Err(bad(
+                            &format!("{ck}.burst"),
+                            "must be at least 1 (got 0), e.g. burst = 10".into(),
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(bad(
+                            &format!("{ck}.burst"),
+                            "is the burst of the rpm limit; set rpm too, e.g. rpm = 600".into(),
+                        ))
+                    }
+                    (Some(r), Some(b)) if b > r => {
+                        return Err(bad(
+                            &format!("{ck}.burst"),
+                            format!(
+                                "must not exceed rpm ({b} > {r}), e.g. burst = {}",
+                                (r / 60).max(1)
+                            ),
+                        ))
+                    }
+                    (_, Some(b)) => b,
+                    (Some(r), None) => (r / 60).max(1),
+                    (None, None) => 1,
+                };
                 let key_value = match &c.api_key_env {
                     None => None,
                     Some(var) => match env(var) {
@@ -673,6 +719,7 @@ impl RawConfig {
                     key: key_value,
                     weight,
                     rpm: c.rpm,
+                    burst,
                 });
             }
             providers.push(Provider {
@@ -749,6 +796,7 @@ impl RawConfig {
             admin_allow_remote: self.admin.allow_remote.unwrap_or(false),
             server,
             clients,
+            shared,
         })
     }
 }

@@ -106,6 +106,16 @@ pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// `[shared]`: the replica left shared state for its own, or came back.
+#[derive(Debug, Serialize)]
+pub(crate) struct SharedLine<'a> {
+    pub(crate) time: String,
+    pub(crate) event: &'static str,
+    pub(crate) from: &'static str,
+    pub(crate) to: &'static str,
+    pub(crate) reason: &'a str,
+}
+
 /// One client call as its access-log line says it.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct CallLine {

@@ -204,6 +204,7 @@ mod tests {
                 histogram: LatencyHistogram::new(),
             }],
             series: vec![],
+            shared: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod judge;
 pub mod metrics;
 pub mod render;
 pub mod server;
+pub mod shared;
 pub mod snapshot;
 mod upstream;
 

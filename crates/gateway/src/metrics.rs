@@ -274,6 +274,7 @@ impl Metrics {
             credentials,
             providers,
             series,
+            shared: None,
         }
     }
 }

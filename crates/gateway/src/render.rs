@@ -137,6 +137,7 @@ mod tests {
                 tokens_in: 3,
                 tokens_out: 15,
             }],
+            shared: None,
         };
         let text = render(&s, Style::plain());
         assert!(

@@ -91,6 +91,27 @@ pub struct SeriesStatus {
     pub tokens_out: u64,
 }
 
+/// `[shared]`: where this replica's breakers and rpm limits live now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SharedStatus {
+    /// `shared` (in Redis, with the other replicas), `local` (Redis failed or was
+    /// slow: this replica's own until it answers again) or `connecting`.
+    pub mode: String,
+    /// The Redis URL, password redacted.
+    pub redis: String,
+    /// When the mode last changed (RFC 3339, UTC).
+    pub since: String,
+    /// Why the replica is on local state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Times the replica fell back to local state.
+    pub fallbacks: u64,
+    /// Round trips to Redis (admissions and outcome pipelines).
+    pub round_trips: u64,
+    /// Outcomes not recorded because their queue was full.
+    pub dropped: u64,
+}
+
 /// `GET /status`: everything `powertune gateway status` judges.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusSnapshot {
@@ -113,4 +134,7 @@ pub struct StatusSnapshot {
     pub credentials: Vec<CredentialStatus>,
     pub providers: Vec<ProviderLatency>,
     pub series: Vec<SeriesStatus>,
+    /// `[shared]`, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedStatus>,
 }

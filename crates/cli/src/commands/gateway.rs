@@ -120,6 +120,10 @@ fn serve(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("powertune gateway: warning: {w}");
         }
     }));
+    // [shared]: the replica lost Redis (local state) or is back (shared state)
+    gw.set_notice_listener(Arc::new(|line: &str| {
+        eprintln!("powertune gateway: {line}");
+    }));
     block_on(async move {
         let listener = Gateway::bind(addr).await?;
         let bound = listener.local_addr().unwrap_or(addr);

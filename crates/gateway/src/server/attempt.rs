@@ -4,6 +4,7 @@
 use super::endpoint::{Endpoint, Op};
 use super::gateway::Gateway;
 use super::live::Live;
+use crate::breaker::StateName;
 use crate::config::{ProviderKind, Target};
 use crate::events::{millis, CallLog};
 use crate::metrics::{CallRecord, Outcome};
@@ -153,10 +154,12 @@ impl CallGuard {
         self.done = true;
         let now = self.gw.clock.now();
         let t = &self.targets[self.target];
+        let clean;
         let (from, to, consecutive) = {
             let mut st = self.live.selectors[t.provider].creds[self.cred].lock();
             let b = &mut st.breaker;
             let from = b.phase();
+            clean = from == StateName::Closed && b.consecutive_failures() == 0;
             match outcome {
                 Outcome::Ok => b.on_success(now),
                 Outcome::ServerError
@@ -177,6 +180,13 @@ impl CallGuard {
             consecutive,
             outcome.as_str(),
         );
+        let b = &self.live.cfg.breaker;
+        let out_for = self
+            .retry_after
+            .unwrap_or(b.rate_limit_default)
+            .min(b.retry_after_max);
+        self.gw
+            .shared_report(&self.live, (t.provider, self.cred), outcome, out_for, clean);
         let p = &self.live.cfg.providers[t.provider];
         self.gw.metrics.record_call(&CallRecord {
             provider: &p.name,

@@ -4,6 +4,7 @@
 
 use super::attempt::{CallGuard, Failure};
 use super::dispatch::Picked;
+use super::fleet::Admit;
 use super::gateway::Gateway;
 use super::live::Live;
 use super::response::{error_response, overhead};
@@ -16,6 +17,9 @@ use powertune_dialect::{ApiError, ErrorKind, Front};
 use rand::Rng;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Most shared-state refusals one pick goes through before it sends anyway.
+const MAX_SHARED_REFUSALS: u32 = 16;
 
 /// One client call's retry state, and the time it spent waiting (not its own).
 pub(super) struct CallState {
@@ -61,11 +65,21 @@ impl Gateway {
         model: &str,
         call: &mut CallState,
     ) -> Result<(usize, usize), Response> {
+        // [shared] refusals of credentials the mirror thought usable; each refusal
+        // puts a wait on the mirror, so this ends; the bound is a backstop
+        let mut refused = 0;
         loop {
             let attempt = call.retry.attempt();
             let soonest = match self.pick(live, targets, call.retry.tried()) {
                 Picked::Go { target, cred } => {
-                    call.retry.note_tried(targets[target].provider, cred);
+                    let provider = targets[target].provider;
+                    if refused < MAX_SHARED_REFUSALS {
+                        if let Admit::Refused = self.shared_admit(live, provider, cred).await {
+                            refused += 1;
+                            continue;
+                        }
+                    }
+                    call.retry.note_tried(provider, cred);
                     return Ok((target, cred));
                 }
                 Picked::None { soonest } => soonest,

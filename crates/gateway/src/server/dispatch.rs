@@ -93,6 +93,13 @@ impl Gateway {
     /// Credentials in `avoid` are used only if nothing else is available.
     pub(super) fn pick(&self, live: &Live, targets: &[Target], avoid: &[(usize, usize)]) -> Picked {
         let now = self.clock.now();
+        // [shared]: the mirror's rpm wait stands in for the local limiter, and a
+        // breaker wait older than shared.cache is asked again instead of trusted
+        let shared = self
+            .shared
+            .as_ref()
+            .filter(|s| s.is_shared())
+            .map(|s| s.config().cache);
         let mut soonest: Option<Instant> = None;
         let mut avail: Vec<(usize, u32)> = Vec::new();
         for pass in 0..2 {
@@ -107,10 +114,22 @@ impl Gateway {
                     }
                     let (b, l) = {
                         let st = sel.creds[ci].lock();
-                        (
-                            st.breaker.check(now),
-                            st.limiter.as_ref().and_then(|l| l.check(now)),
-                        )
+                        let b = st.breaker.check(now);
+                        match shared {
+                            None => (b, st.limiter.as_ref().and_then(|l| l.check(now))),
+                            Some(cache) => {
+                                let stale = st
+                                    .synced
+                                    .is_none_or(|t| now.saturating_duration_since(t) >= cache);
+                                let b = match b {
+                                    Admission::Wait { .. } if stale => {
+                                        Admission::Go { probe: false }
+                                    }
+                                    b => b,
+                                };
+                                (b, st.shared_wait.filter(|w| *w > now))
+                            }
+                        }
                     };
                     match (b, l) {
                         (Admission::Go { .. }, None) => avail.push((ci, c.weight)),
@@ -130,8 +149,10 @@ impl Gateway {
                         let mut st = sel.creds[ci].lock();
                         let from = st.breaker.phase();
                         let _ = st.breaker.admit(now);
-                        if let Some(l) = st.limiter.as_mut() {
-                            l.take(now);
+                        if shared.is_none() {
+                            if let Some(l) = st.limiter.as_mut() {
+                                l.take(now);
+                            }
                         }
                         (from, st.breaker.phase(), st.breaker.consecutive_failures())
                     };

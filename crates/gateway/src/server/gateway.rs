@@ -1,6 +1,7 @@
 //! The running gateway: the live config generation, the upstream clients, the clock
 //! and the metrics every call records into.
 
+use super::fleet::{Report, REPORT_QUEUE};
 use super::live::{build_live, Live};
 use super::source::{ConfigSource, ReloadListener};
 use crate::breaker::Clock;
@@ -9,12 +10,15 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::events::{now_rfc3339, BreakerLine, EventLog};
 use crate::metrics::{label, CredentialStatus, Metrics, StatusSnapshot};
+use crate::shared::{Mode, Shared, SharedView};
+use crate::snapshot::SharedStatus;
 use crate::upstream::PlainClient;
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The running gateway: config, per-credential breakers, the upstream client, metrics.
@@ -31,7 +35,17 @@ pub struct Gateway {
     pub(super) log: OnceLock<Arc<EventLog>>,
     /// `--allow-unauthenticated`: serve beyond loopback without client keys.
     pub(super) allow_unauthenticated: AtomicBool,
+    /// `[shared]`: the Redis client, the queue of outcomes to record there, and its
+    /// receiving end until the background task takes it.
+    pub(super) shared: Option<Arc<Shared>>,
+    pub(super) reports: Option<mpsc::Sender<Report>>,
+    pub(super) report_rx: Mutex<Option<mpsc::Receiver<Report>>>,
+    /// Who hears the one-line notices (shared state lost or back): the CLI's stderr.
+    pub(super) notices: OnceLock<Notice>,
 }
+
+/// A one-line notice for the operator.
+pub type Notice = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,10 +67,18 @@ impl Gateway {
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         let plain = PlainClient::new(cfg.timeouts.connect);
         let now = clock.now();
+        let shared = cfg.shared.clone().map(Shared::new);
+        let (reports, report_rx) = match shared {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(REPORT_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let live = build_live(cfg, 1, None, now)
             .map_err(GatewayError::Client)?
             .0;
-        Ok(Arc::new(Gateway {
+        let gw = Arc::new(Gateway {
             live: RwLock::new(Arc::new(live)),
             source: Mutex::new(None),
             listener: Mutex::new(None),
@@ -67,7 +89,30 @@ impl Gateway {
             started: Instant::now(),
             log: OnceLock::new(),
             allow_unauthenticated: AtomicBool::new(false),
-        }))
+            shared,
+            reports,
+            report_rx: Mutex::new(report_rx),
+            notices: OnceLock::new(),
+        });
+        if let Some(s) = gw.shared.as_ref() {
+            let weak = Arc::downgrade(&gw);
+            s.set_listener(Box::new(move |c| {
+                if let Some(g) = weak.upgrade() {
+                    g.shared_changed(c);
+                }
+            }));
+        }
+        Ok(gw)
+    }
+
+    /// Whom one-line notices go to (set once): the shared state lost or back.
+    pub fn set_notice_listener(&self, n: Notice) {
+        let _ = self.notices.set(n);
+    }
+
+    /// Where `[shared]` stands, when it is configured.
+    pub fn shared_view(&self) -> Option<SharedView> {
+        self.shared.as_ref().map(|s| s.view())
     }
 
     /// Writes the access log (a line per call, per breaker transition, per
@@ -150,6 +195,15 @@ impl Gateway {
             .metrics
             .snapshot(self.started.elapsed().as_secs_f64(), creds);
         s.config_generation = live.generation;
+        s.shared = self.shared_view().map(|v| SharedStatus {
+            mode: v.mode.as_str().to_string(),
+            redis: v.redis,
+            since: humantime::format_rfc3339_seconds(v.since).to_string(),
+            reason: v.reason,
+            fallbacks: v.fallbacks,
+            round_trips: v.round_trips,
+            dropped: v.dropped,
+        });
         s
     }
 
@@ -164,6 +218,32 @@ impl Gateway {
         );
         if let Some(log) = self.log.get() {
             w.sample(&[], log.dropped() as f64);
+        }
+        // [shared]: declared always, samples only when it is configured
+        let view = self.shared_view();
+        let mut w = e.gauge(
+            "powertune_gateway_shared_state",
+            "1 for the state this replica's breakers and rpm limits are in: shared (Redis), local or connecting.",
+        );
+        if let Some(v) = &view {
+            for m in [Mode::Shared, Mode::Local, Mode::Connecting] {
+                let on = if v.mode == m { 1.0 } else { 0.0 };
+                w.sample(&[("state", m.as_str())], on);
+            }
+        }
+        let mut w = e.counter(
+            "powertune_gateway_shared_fallbacks",
+            "Times this replica fell back from shared to local state (Redis failed or was slow).",
+        );
+        if let Some(v) = &view {
+            w.sample(&[], v.fallbacks as f64);
+        }
+        let mut w = e.counter(
+            "powertune_gateway_shared_round_trips",
+            "Round trips to the shared Redis (admissions and outcome pipelines).",
+        );
+        if let Some(v) = &view {
+            w.sample(&[], v.round_trips as f64);
         }
         e.render()
     }

@@ -46,6 +46,7 @@ impl Gateway {
     /// to `server.drain_timeout`, or until `shutdown.hard`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) -> Outcome {
         let limits = self.config().server.limits;
+        self.start_shared();
         let app = self.router();
         Server::new(limits).run(listener, app, shutdown).await
     }

@@ -6,6 +6,7 @@ use super::endpoint::Endpoints;
 use crate::breaker::{Breaker, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ProviderKind, Target};
 use crate::metrics::UNKNOWN_MODEL;
+use crate::shared::{CredKeys, Limits};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
@@ -21,6 +22,11 @@ use tokio::time::Instant;
 pub(super) struct CredState {
     pub(super) breaker: Breaker,
     pub(super) limiter: Option<RpmLimiter>,
+    /// `[shared]`: when `breaker` last took the shared state (a wait older than
+    /// `shared.cache` is asked again rather than trusted).
+    pub(super) synced: Option<Instant>,
+    /// `[shared]`: the shared rpm limit said no calls before this.
+    pub(super) shared_wait: Option<Instant>,
 }
 
 pub(super) type Slot = Arc<Mutex<CredState>>;
@@ -57,6 +63,9 @@ pub(super) struct Live {
     pub(super) clients: HashMap<[u8; 32], usize>,
     /// Per client: its rpm limiter, if it has an rpm.
     pub(super) client_limiters: Vec<Option<ClientLimiter>>,
+    /// `[shared]`: per provider, per credential, its Redis keys and the limits sent
+    /// with each script call (empty without `[shared]`).
+    pub(super) shared: Vec<Vec<(CredKeys, Limits)>>,
 }
 
 impl Live {
@@ -180,13 +189,13 @@ pub(super) fn build_live(
                     .position(|d| d.name == c.name && d.key == c.key)
                     .map(|ci| {
                         (
-                            o.cfg.providers[pi].credentials[ci].rpm,
+                            o.cfg.providers[pi].credentials[ci].rate(),
                             o.selectors[pi].creds[ci].clone(),
                         )
                     })
             });
             let slot = match reuse {
-                Some((old_rpm, slot)) => {
+                Some((old_rate, slot)) => {
                     {
                         let mut st = slot.lock();
                         st.breaker.set_config(cfg.breaker.clone());
@@ -196,8 +205,8 @@ pub(super) fn build_live(
                                 .reenabled_credentials
                                 .push((p.name.clone(), c.name.clone()));
                         }
-                        if old_rpm != c.rpm {
-                            st.limiter = c.rpm.map(RpmLimiter::new);
+                        if old_rate != c.rate() {
+                            st.limiter = c.rate().map(|(r, b)| RpmLimiter::with_burst(r, b));
                         }
                     }
                     summary.kept += 1;
@@ -209,7 +218,9 @@ pub(super) fn build_live(
                     }
                     Arc::new(Mutex::new(CredState {
                         breaker: Breaker::new(cfg.breaker.clone(), now),
-                        limiter: c.rpm.map(RpmLimiter::new),
+                        limiter: c.rate().map(|(r, b)| RpmLimiter::with_burst(r, b)),
+                        synced: None,
+                        shared_wait: None,
                     }))
                 }
             };
@@ -270,6 +281,24 @@ pub(super) fn build_live(
             Some(kept.unwrap_or_else(|| Arc::new(Mutex::new(RpmLimiter::with_burst(rpm, rpm)))))
         })
         .collect();
+    let shared = match &cfg.shared {
+        None => Vec::new(),
+        Some(sh) => cfg
+            .providers
+            .iter()
+            .map(|p| {
+                p.credentials
+                    .iter()
+                    .map(|c| {
+                        (
+                            CredKeys::new(&sh.key_prefix, &p.name, &c.name),
+                            Limits::new(&cfg.breaker, c.rate()),
+                        )
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
     let mut known_models = vec![BTreeSet::new(); cfg.providers.len()];
     for t in cfg.models.values().flatten() {
         known_models[t.provider].insert(t.model.clone());
@@ -289,6 +318,7 @@ pub(super) fn build_live(
             secrets,
             clients,
             client_limiters,
+            shared,
         },
         summary,
     ))

@@ -10,6 +10,7 @@ mod call;
 mod dispatch;
 mod embed;
 mod endpoint;
+mod fleet;
 mod gateway;
 mod handlers;
 mod live;

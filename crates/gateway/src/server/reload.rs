@@ -25,6 +25,8 @@ impl Gateway {
         let mut w = self.live.write();
         let old = w.clone();
         cfg.listen = old.cfg.listen;
+        // [shared] is read at start, like the listen address
+        cfg.shared = old.cfg.shared.clone();
         let generation = old.generation + 1;
         let now = self.clock.now();
         match build_live(cfg, generation, Some(&old), now) {

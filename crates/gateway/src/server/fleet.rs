@@ -1,0 +1,179 @@
+//! The gateway's side of `[shared]` ([`crate::shared`]): the admission on a call's
+//! path, outcomes queued to a background task that records them in one pipeline, and
+//! each credential's local breaker kept as a mirror of the shared one (the state
+//! `pick` reads, so it costs nothing to consult).
+
+use super::gateway::Gateway;
+use super::live::Live;
+use crate::events::{now_rfc3339, SharedLine};
+use crate::metrics::Outcome;
+use crate::shared::{Decision, ModeChange, Op, Reply, Shared};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Outcomes waiting to be recorded; past this, new ones are dropped (the local mirror
+/// already has them) and counted.
+pub(super) const REPORT_QUEUE: usize = 4096;
+/// Most outcomes in one pipeline.
+const BATCH: usize = 256;
+
+/// One outcome on its way to Redis.
+pub(super) struct Report {
+    live: Arc<Live>,
+    provider: usize,
+    cred: usize,
+    op: Op,
+}
+
+/// What the shared admission said.
+pub(super) enum Admit {
+    /// Send (or: not shared now, local state decided).
+    Go,
+    /// Not this credential now; its mirror says until when. Pick again.
+    Refused,
+}
+
+impl Gateway {
+    /// Asks the shared state whether (provider, cred), just picked on the mirror, may
+    /// take a call; refreshes the mirror with the answer.
+    pub(super) async fn shared_admit(&self, live: &Live, provider: usize, cred: usize) -> Admit {
+        let Some(shared) = self.shared.as_ref() else {
+            return Admit::Go;
+        };
+        let Some((keys, limits)) = live.shared.get(provider).and_then(|p| p.get(cred)) else {
+            return Admit::Go;
+        };
+        let Some(reply) = shared.call(keys, limits, Op::Admit).await else {
+            return Admit::Go;
+        };
+        self.adopt(live, (provider, cred), &reply, "shared");
+        match reply.decision {
+            Decision::Go => Admit::Go,
+            // the mirror may read usable (a half-open breaker whose probe slots
+            // other replicas hold): the wait keeps pick off it either way
+            Decision::BreakerWait(w) | Decision::RpmWait(w) => {
+                let now = self.clock.now();
+                live.selectors[provider].creds[cred].lock().shared_wait = Some(now + w);
+                Admit::Refused
+            }
+        }
+    }
+
+    /// Queues an attempt's outcome for the shared state, when it changes anything
+    /// there (a success on a clean closed breaker does not). Never waits.
+    pub(super) fn shared_report(
+        &self,
+        live: &Arc<Live>,
+        (provider, cred): (usize, usize),
+        outcome: Outcome,
+        retry_after: Duration,
+        clean_before: bool,
+    ) {
+        let Some(tx) = self.reports.as_ref() else {
+            return;
+        };
+        if !self.shared.as_ref().is_some_and(|s| s.is_shared()) {
+            return;
+        }
+        let op = match outcome {
+            Outcome::Ok if clean_before => return,
+            Outcome::Ok => Op::Success,
+            Outcome::ServerError
+            | Outcome::ConnectError
+            | Outcome::Timeout
+            | Outcome::StreamError => Op::Failure,
+            Outcome::RateLimited => Op::RateLimited(retry_after),
+            // a 401/403 disables the credential on this replica only
+            Outcome::AuthFailed => return,
+            Outcome::ClientError | Outcome::ClientClosed => Op::Neutral,
+        };
+        let r = Report {
+            live: live.clone(),
+            provider,
+            cred,
+            op,
+        };
+        if tx.try_send(r).is_err() {
+            if let Some(s) = self.shared.as_ref() {
+                s.count_dropped();
+            }
+        }
+    }
+
+    /// The mirror of (provider, cred) takes the shared state.
+    fn adopt(&self, live: &Live, (pi, ci): (usize, usize), reply: &Reply, cause: &'static str) {
+        let now = self.clock.now();
+        let (from, to, consecutive) = {
+            let mut st = live.selectors[pi].creds[ci].lock();
+            let from = st.breaker.phase();
+            st.breaker.adopt(&reply.breaker, now);
+            st.synced = Some(now);
+            (from, st.breaker.phase(), st.breaker.consecutive_failures())
+        };
+        self.log_transition(live, (pi, ci), from, to, consecutive, cause);
+    }
+
+    /// Tells of a change between shared and local state: the access log, the notice
+    /// listener (the CLI's standard error).
+    pub(super) fn shared_changed(&self, c: &ModeChange) {
+        if let Some(log) = self.event_log() {
+            log.emit_json(&SharedLine {
+                time: now_rfc3339(),
+                event: "shared",
+                from: c.from.as_str(),
+                to: c.to.as_str(),
+                reason: &c.reason,
+            });
+        }
+        if let Some(n) = self.notices.get() {
+            n(&c.reason);
+        }
+    }
+
+    /// Starts the background task of `[shared]` (once): connects, records queued
+    /// outcomes, and while on local state tries to reconnect every
+    /// `shared.retry_interval`. It ends when the gateway is dropped.
+    pub(super) fn start_shared(self: &Arc<Self>) {
+        let (Some(shared), Some(rx)) = (self.shared.clone(), self.report_rx.lock().take()) else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(run(weak, shared, rx));
+    }
+}
+
+async fn run(gw: Weak<Gateway>, shared: Arc<Shared>, mut rx: mpsc::Receiver<Report>) {
+    let interval = shared.config().retry_interval;
+    let mut buf = Vec::with_capacity(BATCH);
+    loop {
+        if !shared.is_shared() {
+            if let Err(e) = shared.connect().await {
+                shared.not_reached(e);
+            }
+        }
+        let got = tokio::select! {
+            n = rx.recv_many(&mut buf, BATCH) => n,
+            _ = tokio::time::sleep(interval) => 0,
+        };
+        let Some(g) = gw.upgrade() else { return };
+        if got == 0 {
+            continue;
+        }
+        let items: Vec<_> = buf
+            .iter()
+            .map(|r| {
+                let (k, l) = &r.live.shared[r.provider][r.cred];
+                (k.clone(), *l, r.op)
+            })
+            .collect();
+        if let Some(replies) = shared.run_batch(&items).await {
+            for (r, reply) in buf.iter().zip(replies) {
+                if let Some(reply) = reply {
+                    g.adopt(&r.live, (r.provider, r.cred), &reply, r.op.name());
+                }
+            }
+        }
+        buf.clear();
+    }
+}
