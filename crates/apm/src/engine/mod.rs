@@ -277,15 +277,27 @@ impl Engine {
             );
             a.lat.record(*ns, *err, tid);
         }
-        for (key, ns, err) in &r.providers {
-            slot(
+        for c in &r.providers {
+            let a = slot(
                 &mut b.providers,
-                key.clone(),
+                c.key.clone(),
                 OTHER.to_string(),
                 cap,
                 &mut overflow,
-            )
-            .record(*ns, *err, tid);
+            );
+            a.lat.record(c.ns, c.error, tid);
+            a.gateway += u64::from(c.gateway);
+            a.input_tokens += c.input_tokens;
+            a.output_tokens += c.output_tokens;
+            a.retries += c.retries;
+            if let Some(ms) = c.ttft_ms {
+                a.record_ttft(ms);
+            }
+        }
+        for (ty, hit) in &r.caches {
+            let c = b.caches.entry(ty.clone()).or_default();
+            c.lookups += 1;
+            c.hits += u64::from(*hit);
         }
         for (key, d) in r.detections {
             if key.0 == DetectionKind::SlowJob {
