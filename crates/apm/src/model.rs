@@ -115,6 +115,10 @@ pub struct SpanRec {
     pub end_ns: u64,
     pub error: bool,
     pub class: SpanClass,
+    /// The parent is in another process (OTLP `Span.flags` says so): the span is
+    /// this service's root, e.g. a request that came with a `traceparent`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote_parent: bool,
     /// Span links (OTLP `Span.links`): e.g. a Sidekiq job's link to the span that
     /// enqueued it. At most [`MAX_LINKS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -600,6 +604,8 @@ pub struct SpanView<'a> {
     pub end_ns: u64,
     /// `Status.code` (2 = ERROR).
     pub status_code: i32,
+    /// `Span.flags` (bit 8: whether the parent's remoteness is known, bit 9: it is).
+    pub flags: u32,
     pub attrs: Attrs<'a>,
     /// Valid links (trace id, span id), at most [`MAX_LINKS`].
     pub links: Vec<SpanLink>,
@@ -654,6 +660,7 @@ impl<'a> SpanView<'a> {
             end_ns: self.end_ns.max(self.start_ns),
             error,
             class,
+            remote_parent: parent_id != 0 && self.flags & 0x300 == 0x300,
             links: self.links,
         })
     }
@@ -670,6 +677,7 @@ pub fn from_otlp(span: &Span) -> Result<SpanRec, Reject> {
         start_ns: span.start_time_unix_nano,
         end_ns: span.end_time_unix_nano,
         status_code: span.status.as_ref().map_or(0, |s| s.code),
+        flags: span.flags,
         attrs: Attrs::read(&span.attributes),
         links: Vec::new(),
     };
@@ -844,6 +852,13 @@ mod tests {
             message: String::new(),
         });
         assert!(from_otlp(&failing).unwrap().error);
+        let mut child = span(2, "GET /x", vec![kv("http.route", "/x")]);
+        child.parent_span_id = vec![3; 8];
+        assert!(!from_otlp(&child).unwrap().remote_parent);
+        child.flags = 0x300; // has-is-remote + is-remote
+        assert!(from_otlp(&child).unwrap().remote_parent);
+        child.flags = 0x200; // remoteness not known
+        assert!(!from_otlp(&child).unwrap().remote_parent);
         let mut bad = span(1, "x", vec![]);
         bad.trace_id = vec![1; 3];
         assert_eq!(from_otlp(&bad), Err(Reject::BadTraceId(3)));

@@ -18,7 +18,7 @@ enum Wire<'a> {
     Varint(u64),
     Fixed64(u64),
     Bytes(&'a [u8]),
-    Fixed32,
+    Fixed32(u32),
 }
 
 struct Reader<'a> {
@@ -89,8 +89,10 @@ impl<'a> Reader<'a> {
                 Wire::Bytes(self.take(n)?)
             }
             5 => {
-                self.take(4)?;
-                Wire::Fixed32
+                let s = self.take(4)?;
+                let mut a = [0u8; 4];
+                a.copy_from_slice(s);
+                Wire::Fixed32(u32::from_le_bytes(a))
             }
             t => return Err(err(&format!("unsupported wire type {t}"), at)),
         };
@@ -197,6 +199,11 @@ fn read_span(b: &[u8]) -> Result<SpanView<'_>, DecodeError> {
                 v.add_link(t, s);
             }
             15 => v.status_code = read_status(bytes(w, "span.status")?)?,
+            16 => {
+                if let Wire::Fixed32(f) = w {
+                    v.flags = f;
+                }
+            }
             _ => {}
         }
     }

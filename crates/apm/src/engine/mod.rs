@@ -111,7 +111,8 @@ impl Engine {
                     })
                 }
             };
-            let root = s.parent_id == 0;
+            // A span whose parent is in another process roots this service's part.
+            let root = s.parent_id == 0 || s.remote_parent;
             if t.spans.len() >= self.cfg.max_spans_per_trace {
                 // The span limit never evicts the root: the trace's first root takes
                 // the place of the latest non-root span, so the request stays in

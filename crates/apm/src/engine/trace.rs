@@ -505,6 +505,7 @@ mod tests {
                 end_ns: at.1 * MS,
                 error: false,
                 class,
+                remote_parent: false,
                 links: vec![],
             });
             id
