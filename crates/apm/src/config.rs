@@ -3,6 +3,7 @@
 //! structs (unknown keys are errors) → [`ApmConfig::validate`] → [`EngineConfig`],
 //! before any socket opens; every error is `FILE:LINE:COL: KEY: WHY`.
 
+use crate::cache::{CacheTypes, DEFAULT_MIN_LOOKUPS};
 use crate::classify::{Classifier, Rule};
 use powertune_core::config_file::Source;
 use powertune_core::{EndpointType, Targets};
@@ -27,6 +28,9 @@ pub struct ApmConfig {
     pub n_plus_one: NPlusOneRaw,
     #[serde(default)]
     pub consecutive_queries: ConsecutiveRaw,
+    /// Cache hit rates per cache type.
+    #[serde(default)]
+    pub cache: CacheRaw,
     /// The receiver's limits per client (`apm serve` only).
     #[serde(default)]
     pub server: ServerRaw,
@@ -218,6 +222,13 @@ pub struct ConsecutiveRaw {
     pub min_saved_ratio: Option<f64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRaw {
+    /// Lookups a cache type needs in the window before its hit rate is judged.
+    pub min_lookups: Option<u64>,
+}
+
 /// Everything the engine needs, validated.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -239,7 +250,11 @@ pub struct EngineConfig {
     pub consecutive_min_span_ms: f64,
     pub consecutive_min_saved_ms: f64,
     pub consecutive_min_ratio: f64,
+    /// Lookups a cache type (and the whole cache) needs before it is judged.
+    pub cache_min_lookups: u64,
     // From the runbook's targets:
+    /// The `[cache]` types: key patterns → cache type.
+    pub cache_types: CacheTypes,
     pub slow_request_ms: f64,
     pub max_query_ms: f64,
     pub job_slow_ms: f64,
@@ -303,6 +318,8 @@ fn unreachable_defaults(targets: &Targets) -> EngineConfig {
         consecutive_min_span_ms: 30.0,
         consecutive_min_saved_ms: 100.0,
         consecutive_min_ratio: 0.1,
+        cache_min_lookups: DEFAULT_MIN_LOOKUPS,
+        cache_types: CacheTypes::new(&targets.cache),
         slow_request_ms: targets.apm.slow_request_ms,
         max_query_ms: targets.database.max_query_ms,
         job_slow_ms: targets.apm.job_slow_ms,
@@ -434,6 +451,17 @@ impl ApmConfig {
             c.min_saved_ratio,
             0.1,
         )?;
+        cfg.cache_min_lookups = match self.cache.min_lookups {
+            Some(0) => {
+                return Err(bad(
+                    "cache.min_lookups",
+                    "0".into(),
+                    "must be at least 1 (example: 20)",
+                ))
+            }
+            Some(n) => n,
+            None => DEFAULT_MIN_LOOKUPS,
+        };
         Ok(cfg)
     }
 }

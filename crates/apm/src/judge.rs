@@ -11,6 +11,9 @@ use crate::snapshot::{
 use powertune_core::units::{self, Quantity};
 use powertune_core::{Finding, Targets, Value, Verdict};
 
+mod cache;
+pub use cache::{cache_hit_rates, not_judged};
+
 const AREA: &str = "apm";
 
 /// Every check of `apm report` / `apm analyze`, over the whole window.
@@ -30,6 +33,7 @@ pub fn judge(s: &Summary, t: &Targets, baseline: Option<&Baseline>) -> Vec<Findi
     f.extend(s.providers.iter().map(|p| provider_p95(p, t, baseline)));
     f.extend(s.detections.iter().map(|d| detection(d, t)));
     f.extend(no_n_plus_one(&s.detections, !s.routes.is_empty(), t));
+    f.extend(cache_hit_rates(&s.cache, t));
     f
 }
 
@@ -180,14 +184,42 @@ pub fn provider_p95(p: &ProviderSummary, t: &Targets, baseline: Option<&Baseline
                 Value::lt(Quantity::ratio(t.ai.provider_p95_ratio_max))
                     .note(format!("baseline p95 {}", units::ms(base))),
             )
-            .evidence(format!("{} calls, {} errors", l.count, l.errors))
+            .evidence(provider_evidence(p))
             .action("Check the provider's status page; lower the call rate via worker concurrency")
         }
         _ => Finding::new(AREA, "provider_p95", &p.key, Verdict::Pass)
             .observed(Value::of(Quantity::ms(l.p95_ms)).note("p95"))
             .target("no baseline saved (use --save-baseline)")
-            .evidence(format!("{} calls, {} errors", l.count, l.errors)),
+            .evidence(provider_evidence(p)),
     }
+}
+
+/// "N calls, E errors" and what the GenAI attributes tell: calls through the
+/// gateway, retries, tokens, time to first chunk.
+fn provider_evidence(p: &ProviderSummary) -> String {
+    let l = &p.latency;
+    let mut e = format!("{} calls, {} errors", l.count, l.errors);
+    if p.via_gateway > 0 {
+        e.push_str(&format!(", {} through the gateway", p.via_gateway));
+    }
+    if p.retries > 0 {
+        e.push_str(&format!(", {} retries", p.retries));
+    }
+    if p.input_tokens + p.output_tokens > 0 {
+        e.push_str(&format!(
+            ", tokens {} in / {} out",
+            p.input_tokens, p.output_tokens
+        ));
+    }
+    if let Some(t) = &p.ttft {
+        e.push_str(&format!(
+            ", time to first chunk p50 {} p95 {} ({} streamed)",
+            units::ms(t.p50_ms),
+            units::ms(t.p95_ms),
+            t.count
+        ));
+    }
+    e
 }
 
 /// One detector's hits, judged by kind.
@@ -433,6 +465,11 @@ mod tests {
             providers: vec![ProviderSummary {
                 key: "openai/gpt-4o".into(),
                 latency: lat(5, 0, 3000.0, 1000.0),
+                via_gateway: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                retries: 0,
+                ttft: None,
             }],
             linked_jobs: vec![LinkedJobs {
                 route: "POST /api/v1/auth/login".into(),
@@ -450,6 +487,7 @@ mod tests {
                 saved_ms: 0.0,
                 example_trace: "ab".into(),
             }],
+            cache: CacheSummary::default(),
         }
     }
 
@@ -685,6 +723,11 @@ mod tests {
         let p = ProviderSummary {
             key: "openai/gpt-4o".into(),
             latency: lat(5, 0, 1000.0, 800.0),
+            via_gateway: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            retries: 0,
+            ttft: None,
         };
         let base = |ms: f64| Baseline {
             providers: [("openai/gpt-4o".to_string(), ms)].into(),
@@ -829,6 +872,7 @@ mod tests {
                 providers: vec![],
                 detections: d.detections.clone(),
                 linked_jobs: d.linked_jobs.clone(),
+                cache: Default::default(),
             };
             assert_eq!(judge_endpoint(&d, &t), judge(&alone, &t, None));
         }

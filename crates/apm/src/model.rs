@@ -63,6 +63,31 @@ pub enum SpanClass {
     Provider {
         provider: String,
         model: String,
+        /// Made through powertune's gateway (the span has `powertune.gateway.*`
+        /// attributes).
+        #[serde(default)]
+        gateway: bool,
+        /// `gen_ai.usage.input_tokens` (or the older `prompt_tokens`).
+        #[serde(default)]
+        input_tokens: Option<u64>,
+        /// `gen_ai.usage.output_tokens` (or the older `completion_tokens`).
+        #[serde(default)]
+        output_tokens: Option<u64>,
+        /// Time to the first chunk of a streamed answer, ms
+        /// (`gen_ai.response.time_to_first_chunk`, seconds).
+        #[serde(default)]
+        ttft_ms: Option<f64>,
+        /// Retries the span itself reports (`powertune.gateway.retries`).
+        #[serde(default)]
+        retries: Option<u64>,
+    },
+    /// A cache lookup with a known outcome: Rails' `cache_read.active_support`
+    /// (OpenTelemetry's ActiveSupport instrumentation: attributes `key`, `hit`) or a
+    /// span with Sentry's `cache.hit` (`cache.key`, else the span name as the key).
+    Cache {
+        /// The key looked up (clipped), empty when the span names none.
+        key: String,
+        hit: bool,
     },
     /// A background job execution (Sidekiq consumer span).
     Job {
@@ -90,6 +115,10 @@ pub struct SpanRec {
     pub end_ns: u64,
     pub error: bool,
     pub class: SpanClass,
+    /// The parent is in another process (OTLP `Span.flags` says so): the span is
+    /// this service's root, e.g. a request that came with a `traceparent`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote_parent: bool,
     /// Span links (OTLP `Span.links`): e.g. a Sidekiq job's link to the span that
     /// enqueued it. At most [`MAX_LINKS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -149,7 +178,9 @@ pub enum Val<'a> {
     Int(i64),
     Double(f64),
     Bool(bool),
-    /// Arrays, maps and bytes: not read by the analysis.
+    /// An array whose first element is a string: that string (a list of cache keys).
+    FirstStr(&'a str),
+    /// Other arrays, maps and bytes: not read by the analysis.
     Other,
 }
 
@@ -160,6 +191,10 @@ impl<'a> Val<'a> {
             Some(any_value::Value::IntValue(i)) => Val::Int(*i),
             Some(any_value::Value::DoubleValue(d)) => Val::Double(*d),
             Some(any_value::Value::BoolValue(b)) => Val::Bool(*b),
+            Some(any_value::Value::ArrayValue(a)) => match a.values.first().map(|v| &v.value) {
+                Some(Some(any_value::Value::StringValue(s))) => Val::FirstStr(s),
+                _ => Val::Other,
+            },
             _ => Val::Other,
         }
     }
@@ -183,6 +218,18 @@ pub struct Attrs<'a> {
     url_full: Option<Val<'a>>,
     genai_provider: Option<Val<'a>>,
     genai_model: Option<Val<'a>>,
+    cache_hit: Option<Val<'a>>,
+    cache_key: Option<Val<'a>>,
+    sentry_op: Option<Val<'a>>,
+    genai_input_tokens: Option<Val<'a>>,
+    genai_output_tokens: Option<Val<'a>>,
+    genai_ttft: Option<Val<'a>>,
+    gateway: bool,
+    gateway_retries: Option<Val<'a>>,
+    /// ActiveSupport notification payload keys (`hit`, `key`): only read on a
+    /// `cache_read` span.
+    as_hit: Option<Val<'a>>,
+    as_key: Option<Val<'a>>,
 }
 
 impl<'a> Attrs<'a> {
@@ -250,6 +297,25 @@ impl<'a> Attrs<'a> {
                 a.genai_model.get_or_insert(v);
             }
             b"gen_ai.response.model" => a.genai_model = Some(v),
+            b"cache.hit" => a.cache_hit = Some(v),
+            b"cache.key" => a.cache_key = Some(v),
+            b"sentry.op" => a.sentry_op = Some(v),
+            b"hit" => a.as_hit = Some(v),
+            b"key" => a.as_key = Some(v),
+            b"gen_ai.usage.input_tokens" => a.genai_input_tokens = Some(v),
+            b"gen_ai.usage.prompt_tokens" => {
+                a.genai_input_tokens.get_or_insert(v);
+            }
+            b"gen_ai.usage.output_tokens" => a.genai_output_tokens = Some(v),
+            b"gen_ai.usage.completion_tokens" => {
+                a.genai_output_tokens.get_or_insert(v);
+            }
+            b"gen_ai.response.time_to_first_chunk" => a.genai_ttft = Some(v),
+            b"powertune.gateway.retries" => {
+                a.gateway = true;
+                a.gateway_retries = Some(v);
+            }
+            k if k.starts_with(b"powertune.gateway.") => a.gateway = true,
             _ => {}
         }
     }
@@ -287,7 +353,7 @@ fn text(v: Option<Val<'_>>) -> Option<String> {
         Val::Int(i) => Some(i.to_string()),
         Val::Double(d) => Some(d.to_string()),
         Val::Bool(b) => Some(b.to_string()),
-        Val::Other => None,
+        Val::FirstStr(_) | Val::Other => None,
     }
 }
 
@@ -345,10 +411,64 @@ const METHODS: [&str; 9] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT",
 ];
 
+/// Longest cache key kept, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Span names of a Rails cache read as OpenTelemetry's ActiveSupport
+/// instrumentation writes them (the notification's name, reversed since 0.6).
+fn is_active_support_read(name: &str) -> bool {
+    name == "cache_read.active_support" || name == "active_support cache_read"
+}
+
+/// A cache lookup whose outcome the span states; `None` for anything else
+/// (writes, deletes, and Sentry's `cache.put`, whose `cache.hit` is always false).
+fn cache_lookup(name: &str, a: &Attrs<'_>) -> Option<SpanClass> {
+    let sentry_get =
+        || name == "cache.get" || matches!(a.sentry_op, Some(Val::Str(op)) if op == "cache.get");
+    let (hit, key) = if is_active_support_read(name) {
+        (a.as_hit?, a.as_key)
+    } else if a.cache_hit.is_some() && sentry_get() {
+        // Sentry: `cache.key` is a list of keys (the first is used) or one key;
+        // `cache.hit` absent means a miss.
+        (a.cache_hit.unwrap_or(Val::Bool(false)), a.cache_key)
+    } else {
+        return None;
+    };
+    let hit = match hit {
+        Val::Bool(b) => b,
+        Val::Str(s) if s == "true" || s == "false" => s == "true",
+        Val::Int(i) => i != 0,
+        _ => return None,
+    };
+    let key = match key {
+        Some(Val::Str(k) | Val::FirstStr(k)) => clip(k, MAX_KEY_LEN).into_owned(),
+        Some(other) => text(Some(other)).unwrap_or_default(),
+        None => String::new(),
+    };
+    Some(SpanClass::Cache { key, hit })
+}
+
 fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
+    if let Some(c) = cache_lookup(name, a) {
+        return c;
+    }
     if let Some(provider) = text(a.genai_provider) {
         let model = text(a.genai_model).unwrap_or_else(|| "(unknown)".to_string());
-        return SpanClass::Provider { provider, model };
+        let count = |v: Option<Val<'_>>| int(v).and_then(|n| u64::try_from(n).ok());
+        let ttft_ms = match a.genai_ttft {
+            Some(Val::Double(s)) if s.is_finite() && s >= 0.0 => Some(s * 1000.0),
+            Some(Val::Int(s)) if s >= 0 => Some(s as f64 * 1000.0),
+            _ => None,
+        };
+        return SpanClass::Provider {
+            provider,
+            model,
+            gateway: a.gateway,
+            input_tokens: count(a.genai_input_tokens),
+            output_tokens: count(a.genai_output_tokens),
+            ttft_ms,
+            retries: count(a.gateway_retries),
+        };
     }
     if let Some(system) = text(a.db_system) {
         let raw = cow(a.db_query);
@@ -445,6 +565,11 @@ fn classify(name: &str, kind: Kind, a: &Attrs<'_>) -> SpanClass {
                 return SpanClass::Provider {
                     provider: p.to_string(),
                     model: "(unknown)".to_string(),
+                    gateway: a.gateway,
+                    input_tokens: None,
+                    output_tokens: None,
+                    ttft_ms: None,
+                    retries: None,
                 };
             }
             return SpanClass::Http { method, host };
@@ -479,6 +604,8 @@ pub struct SpanView<'a> {
     pub end_ns: u64,
     /// `Status.code` (2 = ERROR).
     pub status_code: i32,
+    /// `Span.flags` (bit 8: whether the parent's remoteness is known, bit 9: it is).
+    pub flags: u32,
     pub attrs: Attrs<'a>,
     /// Valid links (trace id, span id), at most [`MAX_LINKS`].
     pub links: Vec<SpanLink>,
@@ -533,6 +660,7 @@ impl<'a> SpanView<'a> {
             end_ns: self.end_ns.max(self.start_ns),
             error,
             class,
+            remote_parent: parent_id != 0 && self.flags & 0x300 == 0x300,
             links: self.links,
         })
     }
@@ -549,6 +677,7 @@ pub fn from_otlp(span: &Span) -> Result<SpanRec, Reject> {
         start_ns: span.start_time_unix_nano,
         end_ns: span.end_time_unix_nano,
         status_code: span.status.as_ref().map_or(0, |s| s.code),
+        flags: span.flags,
         attrs: Attrs::read(&span.attributes),
         links: Vec::new(),
     };
@@ -694,7 +823,12 @@ mod tests {
             from_otlp(&genai).unwrap().class,
             SpanClass::Provider {
                 provider: "openai".into(),
-                model: "gpt-4o".into()
+                model: "gpt-4o".into(),
+                gateway: false,
+                input_tokens: None,
+                output_tokens: None,
+                ttft_ms: None,
+                retries: None,
             }
         );
         let http = span(
@@ -718,6 +852,13 @@ mod tests {
             message: String::new(),
         });
         assert!(from_otlp(&failing).unwrap().error);
+        let mut child = span(2, "GET /x", vec![kv("http.route", "/x")]);
+        child.parent_span_id = vec![3; 8];
+        assert!(!from_otlp(&child).unwrap().remote_parent);
+        child.flags = 0x300; // has-is-remote + is-remote
+        assert!(from_otlp(&child).unwrap().remote_parent);
+        child.flags = 0x200; // remoteness not known
+        assert!(!from_otlp(&child).unwrap().remote_parent);
         let mut bad = span(1, "x", vec![]);
         bad.trace_id = vec![1; 3];
         assert_eq!(from_otlp(&bad), Err(Reject::BadTraceId(3)));

@@ -52,6 +52,8 @@ pub fn routes_table(s: &Summary, limit: usize) -> String {
     if let Some(line) = bounds_line(&s.ingest) {
         out.push_str(&line);
     }
+    out.push_str(&cache_table(&s.cache));
+    out.push_str(&providers_table(s));
     if s.routes.is_empty() {
         out.push_str("no requests in the window\n");
         return out;
@@ -83,6 +85,87 @@ pub fn routes_table(s: &Summary, limit: usize) -> String {
     if routes.len() > limit {
         out.push_str(&format!("… and {} more routes\n", routes.len() - limit));
     }
+    out
+}
+
+/// Provider calls per provider/model: P95, time to first chunk, tokens, retries,
+/// how many went through the gateway; empty without provider calls.
+pub fn providers_table(s: &Summary) -> String {
+    if s.providers.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![[
+        "provider/model",
+        "calls",
+        "err",
+        "p50",
+        "p95",
+        "ttft p95",
+        "tokens in/out",
+        "retries",
+        "via gateway",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>()];
+    for p in &s.providers {
+        let l = &p.latency;
+        rows.push(vec![
+            truncate(&p.key, 50),
+            l.count.to_string(),
+            l.errors.to_string(),
+            ms(l.p50_ms),
+            ms(l.p95_ms),
+            p.ttft
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |t| ms(t.p95_ms)),
+            format!("{}/{}", p.input_tokens, p.output_tokens),
+            p.retries.to_string(),
+            p.via_gateway.to_string(),
+        ]);
+    }
+    let mut out = table(&rows);
+    out.push('\n');
+    out
+}
+
+/// Cache hit rates per cache type (from cache spans), with the types too thin to
+/// judge named; empty when the window has no cache spans.
+pub fn cache_table(c: &crate::snapshot::CacheSummary) -> String {
+    use crate::snapshot::hit_rate_pct;
+    if c.lookups == 0 {
+        return String::new();
+    }
+    let mut rows = vec![["cache type", "hits", "lookups", "hit rate", "keys"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    for t in &c.types {
+        rows.push(vec![
+            t.cache_type.clone(),
+            t.hits.to_string(),
+            t.lookups.to_string(),
+            units::percent(hit_rate_pct(t.hits, t.lookups)),
+            truncate(&t.pattern, 40),
+        ]);
+    }
+    rows.push(vec![
+        "(overall)".to_string(),
+        c.hits.to_string(),
+        c.lookups.to_string(),
+        units::percent(hit_rate_pct(c.hits, c.lookups)),
+        String::new(),
+    ]);
+    let mut out = table(&rows);
+    let thin = crate::judge::not_judged(c);
+    if !thin.is_empty() {
+        out.push_str(&format!(
+            "not judged (fewer than {} lookups, cache.min_lookups): {}\n",
+            c.min_lookups,
+            thin.join(", ")
+        ));
+    }
+    out.push('\n');
     out
 }
 

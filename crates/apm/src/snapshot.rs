@@ -146,6 +146,29 @@ pub struct ProviderSummary {
     pub key: String,
     #[serde(flatten)]
     pub latency: Latency,
+    /// Calls made through powertune's gateway (`powertune.gateway.*` attributes).
+    #[serde(default)]
+    pub via_gateway: u64,
+    /// Tokens the calls report (`gen_ai.usage.input_tokens` / `output_tokens`).
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Retries: what a call span reports (`powertune.gateway.retries`), else its
+    /// attempt spans beyond the first.
+    #[serde(default)]
+    pub retries: u64,
+    /// Time to the first chunk of streamed answers, when the spans give it.
+    #[serde(default)]
+    pub ttft: Option<Ttft>,
+}
+
+/// Time to first chunk over the calls that report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Ttft {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
 }
 
 #[derive(
@@ -213,6 +236,41 @@ pub struct Summary {
     /// linked to the request's enqueue span).
     #[serde(default)]
     pub linked_jobs: Vec<LinkedJobs>,
+    /// Cache hit rates from cache spans, overall and per cache type.
+    #[serde(default)]
+    pub cache: CacheSummary,
+}
+
+/// Cache lookups in the window (cache spans: Rails' `cache_read.active_support`,
+/// Sentry's `cache.get` with `cache.hit`), overall and per cache type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CacheSummary {
+    pub hits: u64,
+    pub lookups: u64,
+    /// Lookups a type (and the whole) needs before its hit rate is judged.
+    pub min_lookups: u64,
+    /// Types with at least one lookup, by name.
+    pub types: Vec<CacheTypeSummary>,
+}
+
+/// One cache type's lookups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CacheTypeSummary {
+    /// The `[cache]` entry's name (`default` for keys no pattern matches).
+    pub cache_type: String,
+    /// Its key pattern (Redis glob).
+    pub pattern: String,
+    pub hits: u64,
+    pub lookups: u64,
+}
+
+/// Hits as a percentage of lookups (0 without lookups).
+pub fn hit_rate_pct(hits: u64, lookups: u64) -> f64 {
+    if lookups == 0 {
+        0.0
+    } else {
+        100.0 * hits as f64 / lookups as f64
+    }
 }
 
 /// The executions of one job class enqueued by one route (followed span links).
@@ -246,7 +304,7 @@ pub struct SpanNode {
     pub span_id: String,
     pub parent_id: String,
     pub name: String,
-    /// `db`, `http`, `provider`, `server`, `job`, `enqueue`, `other`.
+    /// `db`, `http`, `provider`, `cache`, `server`, `job`, `enqueue`, `other`.
     pub category: String,
     /// Detail: statement, route, host, model.
     pub detail: String,

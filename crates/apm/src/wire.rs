@@ -18,7 +18,7 @@ enum Wire<'a> {
     Varint(u64),
     Fixed64(u64),
     Bytes(&'a [u8]),
-    Fixed32,
+    Fixed32(u32),
 }
 
 struct Reader<'a> {
@@ -89,8 +89,10 @@ impl<'a> Reader<'a> {
                 Wire::Bytes(self.take(n)?)
             }
             5 => {
-                self.take(4)?;
-                Wire::Fixed32
+                let s = self.take(4)?;
+                let mut a = [0u8; 4];
+                a.copy_from_slice(s);
+                Wire::Fixed32(u32::from_le_bytes(a))
             }
             t => return Err(err(&format!("unsupported wire type {t}"), at)),
         };
@@ -197,6 +199,11 @@ fn read_span(b: &[u8]) -> Result<SpanView<'_>, DecodeError> {
                 v.add_link(t, s);
             }
             15 => v.status_code = read_status(bytes(w, "span.status")?)?,
+            16 => {
+                if let Wire::Fixed32(f) = w {
+                    v.flags = f;
+                }
+            }
             _ => {}
         }
     }
@@ -229,10 +236,32 @@ fn read_any(b: &[u8]) -> Result<Val<'_>, DecodeError> {
             2 => Val::Bool(varint(w, "bool_value")? != 0),
             3 => Val::Int(varint(w, "int_value")? as i64),
             4 => Val::Double(f64::from_bits(fixed64(w, "double_value")?)),
+            5 => first_str(bytes(w, "array_value")?)?,
             _ => Val::Other,
         };
     }
     Ok(v)
+}
+
+/// An `ArrayValue` whose first element is a string: that string. Nested arrays
+/// are not entered (no recursion on hostile input).
+fn first_str(b: &[u8]) -> Result<Val<'_>, DecodeError> {
+    let mut r = Reader::new(b);
+    while let Some((n, w)) = r.field()? {
+        if n != 1 {
+            continue;
+        }
+        let mut e = Reader::new(bytes(w, "array_value.values")?);
+        let mut v = Val::Other;
+        while let Some((n, w)) = e.field()? {
+            v = match n {
+                1 => Val::FirstStr(utf8(bytes(w, "string_value")?, "string_value")?),
+                _ => Val::Other,
+            };
+        }
+        return Ok(v);
+    }
+    Ok(Val::Other)
 }
 
 fn read_link(b: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {

@@ -46,6 +46,8 @@ pub struct TargetConfig {
     pub redis: crate::redis_cache::RedisConfig,
     /// Where streamed agent runs send their LLM calls (`crate::llm`).
     pub llm: crate::llm::LlmConfig,
+    /// The target's own traces over OTLP (`crate::telemetry`).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl Default for TargetConfig {
@@ -64,6 +66,7 @@ impl Default for TargetConfig {
             cable: CableConfig::default(),
             redis: Default::default(),
             llm: crate::llm::LlmConfig::default(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -443,6 +446,7 @@ impl TargetConfig {
             ))
         };
         self.llm.validate(src)?;
+        self.telemetry.validate(src)?;
         let dur = |d: Duration| format!("\"{}\"", powertune_core::duration::format(d));
         if !(1..=10_000).contains(&self.pool_size) {
             return invalid(

@@ -28,6 +28,9 @@ pub enum TargetError {
     /// A connection limit is out of range (`--max-connections 0`).
     #[error("{0}")]
     Limits(String),
+    /// The OTLP exporter could not be built.
+    #[error("cannot set up the OTLP trace exporter: {0}")]
+    Telemetry(String),
     /// The configuration could not be written as TOML.
     #[error("cannot render the target configuration as TOML: {message}")]
     Render { message: String },

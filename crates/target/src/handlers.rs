@@ -57,7 +57,17 @@ impl IntoResponse for ApiError {
 pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = Route::classify(req.uri().path());
-    let resp = next.run(req).await;
+    let resp = if matches!(route, Route::Metrics | Route::Cable | Route::Other) {
+        next.run(req).await
+    } else {
+        // The request's span: a child of the incoming `traceparent`, if any.
+        let parent = s.telemetry.extract(req.headers());
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        s.telemetry
+            .server(parent, &method, route.label(), &path, next.run(req))
+            .await
+    };
     if route != Route::Metrics {
         s.record(route, resp.status().as_u16(), started.elapsed());
     }
@@ -81,6 +91,9 @@ async fn simulate(s: &Shared, route: Route) -> Result<(), ApiError> {
     }
     let (db, work) = s.draw_latency(route, rc);
     if !db.is_zero() {
+        let (name, statement) = crate::telemetry::statement_of(route);
+        let waited_from = std::time::SystemTime::now();
+        let wait_started = Instant::now();
         let slot = s.acquire_slot().await.map_err(|t| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -91,8 +104,24 @@ async fn simulate(s: &Shared, route: Route) -> Result<(), ApiError> {
                 ),
             )
         })?;
+        let queried_from = std::time::SystemTime::now();
+        if wait_started.elapsed() >= std::time::Duration::from_millis(1) {
+            s.telemetry.child(
+                "connection checkout",
+                opentelemetry::trace::SpanKind::Client,
+                waited_from,
+                crate::telemetry::db_attrs("connection checkout", "checkout"),
+            );
+        }
         tokio::time::sleep(db).await;
         drop(slot);
+        let op = name.split(' ').next().unwrap_or("SELECT");
+        s.telemetry.child(
+            name,
+            opentelemetry::trace::SpanKind::Client,
+            queried_from,
+            crate::telemetry::db_attrs(statement, op),
+        );
     }
     if !rc.cpu.is_zero() {
         s.cpu_work(rc.cpu).await;
@@ -205,7 +234,7 @@ pub async fn execute(
         .or_else(|| text_field(&m, "prompt", 4000))
         .unwrap_or_default();
     if crate::llm::wants_stream(&m) {
-        return crate::llm::stream_answer(&s.settings.config().llm, &input).await;
+        return crate::llm::stream_answer(&s.settings.config().llm, &s.telemetry, &input).await;
     }
     let started = Instant::now();
     let outcome = simulate(&s, Route::Execute).await;

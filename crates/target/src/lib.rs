@@ -51,6 +51,7 @@ mod rng;
 pub mod route;
 mod server;
 mod state;
+mod telemetry;
 
 pub use config::{
     AuthConfig, CableConfig, Latency, RouteConfig, RoutesConfig, TargetConfig, UserConfig, MASK,
@@ -61,3 +62,4 @@ pub use redis_cache::RedisConfig;
 pub use route::Route;
 pub use server::{default_limits, start, start_with_limits, RunningTarget, ENDPOINTS};
 pub use state::{CableStats, PoolStats, RouteStats, TargetStats};
+pub use telemetry::TelemetryConfig;

@@ -77,7 +77,7 @@ impl LlmConfig {
     }
 }
 
-fn url_ok(u: &str) -> bool {
+pub(crate) fn url_ok(u: &str) -> bool {
     let Some(rest) = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"))
@@ -105,7 +105,13 @@ fn client() -> &'static reqwest::Client {
 }
 
 /// Calls the configured LLM with `input`, streamed, and relays the answer.
-pub(crate) async fn stream_answer(cfg: &LlmConfig, input: &str) -> Result<Response, ApiError> {
+/// The call is a CLIENT span of the request (`chat MODEL`, GenAI attributes) whose
+/// context goes to the LLM API in `traceparent`.
+pub(crate) async fn stream_answer(
+    cfg: &LlmConfig,
+    telemetry: &crate::telemetry::Telemetry,
+    input: &str,
+) -> Result<Response, ApiError> {
     let Some(base) = &cfg.base_url else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -125,8 +131,24 @@ pub(crate) async fn stream_answer(cfg: &LlmConfig, input: &str) -> Result<Respon
         body["max_tokens"] = json!(n);
     }
     let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+    let mut headers = axum::http::HeaderMap::new();
+    let host = url
+        .split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    let mut span = telemetry.client(
+        &format!("chat {}", cfg.model),
+        vec![
+            opentelemetry::KeyValue::new("gen_ai.operation.name", "chat"),
+            opentelemetry::KeyValue::new("gen_ai.request.model", cfg.model.clone()),
+            opentelemetry::KeyValue::new("http.request.method", "POST"),
+            opentelemetry::KeyValue::new("server.address", host.to_string()),
+        ],
+        &mut headers,
+    );
     let resp = client()
         .post(&url)
+        .headers(headers)
         .timeout(cfg.timeout)
         .json(&body)
         .send()
@@ -141,6 +163,7 @@ pub(crate) async fn stream_answer(cfg: &LlmConfig, input: &str) -> Result<Respon
                 ),
             )
         })?;
+    span.answered(resp.status().as_u16());
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp
         .headers()
@@ -148,7 +171,9 @@ pub(crate) async fn stream_answer(cfg: &LlmConfig, input: &str) -> Result<Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("text/event-stream")
         .to_string();
-    let stream = futures_util::StreamExt::map(resp.bytes_stream(), |r| {
+    // The span ends when the relayed stream is dropped (done, or the client left).
+    let stream = futures_util::StreamExt::map(resp.bytes_stream(), move |r| {
+        let _span = &span;
         r.map_err(|e| std::io::Error::other(e.without_url().to_string()))
     });
     Ok((

@@ -246,8 +246,21 @@ pub async fn cache(
         Err(_) => return Err(redis_failed(c)),
     };
     let full = format!("powertune:target:cache:{key}");
+    let read_from = std::time::SystemTime::now();
     let got: Option<String> = conn.get(&full).await.map_err(|_| redis_failed(c))?;
     let hit = got.is_some();
+    // The read as Rails' `cache_read.active_support` notification reaches
+    // OpenTelemetry: `key`, `store`, `hit`.
+    s.telemetry.child(
+        "cache_read.active_support",
+        opentelemetry::trace::SpanKind::Internal,
+        read_from,
+        vec![
+            opentelemetry::KeyValue::new("key", full.clone()),
+            opentelemetry::KeyValue::new("store", "ActiveSupport::Cache::RedisCacheStore"),
+            opentelemetry::KeyValue::new("hit", hit),
+        ],
+    );
     let value = match got {
         Some(v) => v,
         None => {

@@ -80,7 +80,8 @@ pub async fn start_with_limits(
         .map_err(|source| TargetError::Bind { addr, source })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let body_limit = settings.config.max_body_bytes;
-    let state = Arc::new(Shared::new(settings, shutdown_rx.clone()));
+    let telemetry = crate::telemetry::Telemetry::new(&settings.config.telemetry)?;
+    let state = Arc::new(Shared::new(settings, shutdown_rx.clone(), telemetry));
     let app = router(state.clone(), body_limit);
     let mut signal = shutdown_rx;
     let stop = Shutdown::default();
@@ -197,6 +198,9 @@ impl RunningTarget {
             b.abort();
             let _ = b.await;
         }
+        // The last spans go out (bounded by `telemetry.export_timeout`).
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.telemetry.shutdown()).await;
     }
 }
 

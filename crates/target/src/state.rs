@@ -259,10 +259,16 @@ pub struct Shared {
     pub stall_until: Mutex<Option<tokio::time::Instant>>,
     /// The cache route's Redis pool (`[redis]` with a URL).
     pub redis: Option<crate::redis_cache::RedisCache>,
+    /// The request spans and their export (`[telemetry]`).
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 impl Shared {
-    pub fn new(settings: Settings, shutdown: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(
+        settings: Settings,
+        shutdown: watch::Receiver<bool>,
+        telemetry: crate::telemetry::Telemetry,
+    ) -> Self {
         let seed = settings.config.seed;
         let pool_size = settings.config.pool_size;
         let (updates, _) = broadcast::channel(16);
@@ -299,6 +305,7 @@ impl Shared {
             sessions: tokio_util::task::TaskTracker::new(),
             stall_until: Mutex::new(None),
             redis: crate::redis_cache::RedisCache::new(&settings.config.redis, seed),
+            telemetry,
             settings,
         }
     }
@@ -549,7 +556,8 @@ mod tests {
 
     fn shared(c: TargetConfig) -> Shared {
         let (_tx, rx) = watch::channel(false);
-        Shared::new(c.validate().unwrap(), rx)
+        let t = crate::telemetry::Telemetry::new(&c.telemetry).unwrap();
+        Shared::new(c.validate().unwrap(), rx, t)
     }
 
     #[test]

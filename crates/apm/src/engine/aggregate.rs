@@ -111,6 +111,41 @@ pub(super) struct JobAgg {
     pub(super) example: Option<(f64, u128)>,
 }
 
+/// One provider/model's calls: latency, and what GenAI attributes tell.
+#[derive(Default, Clone)]
+pub(super) struct ProviderAgg {
+    pub(super) lat: LatAgg,
+    pub(super) gateway: u64,
+    pub(super) input_tokens: u64,
+    pub(super) output_tokens: u64,
+    pub(super) retries: u64,
+    /// Time to first chunk, made on the first call that reports one.
+    pub(super) ttft: Option<CompactHistogram>,
+    pub(super) ttft_count: u64,
+}
+
+impl ProviderAgg {
+    pub(super) fn merge(&mut self, o: &ProviderAgg) {
+        self.lat.merge(&o.lat);
+        self.gateway += o.gateway;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.retries += o.retries;
+        self.ttft_count += o.ttft_count;
+        if let Some(h) = &o.ttft {
+            let mine = self.ttft.get_or_insert_with(CompactHistogram::compact);
+            // Same bounds on both sides: adding cannot go out of range.
+            let _ = mine.merge(h);
+        }
+    }
+
+    pub(super) fn record_ttft(&mut self, ms: f64) {
+        let h = self.ttft.get_or_insert_with(CompactHistogram::compact);
+        h.record_nanos((ms * 1e6) as u64);
+        self.ttft_count += 1;
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct DetAgg {
     pub(super) occurrences: u64,
@@ -143,10 +178,25 @@ pub(super) struct Bucket {
     pub(super) routes: HashMap<String, RouteAgg>,
     pub(super) types: HashMap<EndpointType, LatAgg>,
     pub(super) jobs: HashMap<String, JobAgg>,
-    pub(super) providers: HashMap<String, LatAgg>,
+    pub(super) providers: HashMap<String, ProviderAgg>,
     pub(super) detections: HashMap<DetKey, DetAgg>,
     /// Jobs tied by a span link to the request that enqueued them: (route, class).
     pub(super) linked: HashMap<(String, String), LatAgg>,
+    /// Cache lookups per cache type (one key per configured type, at most).
+    pub(super) caches: HashMap<String, CacheAgg>,
+}
+
+#[derive(Default, Clone, Copy)]
+pub(super) struct CacheAgg {
+    pub(super) hits: u64,
+    pub(super) lookups: u64,
+}
+
+impl CacheAgg {
+    pub(super) fn merge(&mut self, o: &CacheAgg) {
+        self.hits += o.hits;
+        self.lookups += o.lookups;
+    }
 }
 
 /// The entry for `key`, or the shared `other` entry once the map holds `cap` keys.

@@ -26,9 +26,22 @@ fn category(c: &SpanClass) -> (&'static str, String) {
             ),
         ),
         SpanClass::Http { method, host } => ("http", format!("{method} {host}")),
-        SpanClass::Provider { provider, model } => ("provider", format!("{provider}/{model}")),
+        SpanClass::Provider {
+            provider,
+            model,
+            gateway,
+            ..
+        } => (
+            "provider",
+            format!(
+                "{provider}/{model}{}",
+                if *gateway { " via gateway" } else { "" }
+            ),
+        ),
         SpanClass::Job { class, queue } => ("job", format!("{class} on {queue}")),
         SpanClass::Enqueue { class, queue } => ("enqueue", format!("{class} to {queue}")),
+        // The key is not shown: keys can carry session or user ids.
+        SpanClass::Cache { hit, .. } => ("cache", if *hit { "hit" } else { "miss" }.to_string()),
         SpanClass::Other => ("other", String::new()),
     }
 }

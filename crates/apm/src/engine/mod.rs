@@ -111,7 +111,8 @@ impl Engine {
                     })
                 }
             };
-            let root = s.parent_id == 0;
+            // A span whose parent is in another process roots this service's part.
+            let root = s.parent_id == 0 || s.remote_parent;
             if t.spans.len() >= self.cfg.max_spans_per_trace {
                 // The span limit never evicts the root: the trace's first root takes
                 // the place of the latest non-root span, so the request stays in
@@ -277,15 +278,27 @@ impl Engine {
             );
             a.lat.record(*ns, *err, tid);
         }
-        for (key, ns, err) in &r.providers {
-            slot(
+        for c in &r.providers {
+            let a = slot(
                 &mut b.providers,
-                key.clone(),
+                c.key.clone(),
                 OTHER.to_string(),
                 cap,
                 &mut overflow,
-            )
-            .record(*ns, *err, tid);
+            );
+            a.lat.record(c.ns, c.error, tid);
+            a.gateway += u64::from(c.gateway);
+            a.input_tokens += c.input_tokens;
+            a.output_tokens += c.output_tokens;
+            a.retries += c.retries;
+            if let Some(ms) = c.ttft_ms {
+                a.record_ttft(ms);
+            }
+        }
+        for (ty, hit) in &r.caches {
+            let c = b.caches.entry(ty.clone()).or_default();
+            c.lookups += 1;
+            c.hits += u64::from(*hit);
         }
         for (key, d) in r.detections {
             if key.0 == DetectionKind::SlowJob {

@@ -43,6 +43,9 @@ impl Engine {
             for (k, v) in &b.linked {
                 m.linked.entry(k.clone()).or_default().merge(v);
             }
+            for (k, v) in &b.caches {
+                m.caches.entry(k.clone()).or_default().merge(v);
+            }
             for (k, v) in &b.detections {
                 match m.detections.get_mut(k) {
                     Some(a) => a.absorb(v),
@@ -117,7 +120,16 @@ impl Engine {
             .iter()
             .map(|(k, v)| ProviderSummary {
                 key: k.clone(),
-                latency: v.latency(),
+                latency: v.lat.latency(),
+                via_gateway: v.gateway,
+                input_tokens: v.input_tokens,
+                output_tokens: v.output_tokens,
+                retries: v.retries,
+                ttft: v.ttft.as_ref().map(|h| Ttft {
+                    count: v.ttft_count,
+                    p50_ms: h.percentile_ms(50.0),
+                    p95_ms: h.percentile_ms(95.0),
+                }),
             })
             .collect();
         providers.sort_by(|a, b| a.key.cmp(&b.key));
@@ -148,8 +160,24 @@ impl Engine {
             .collect();
         detections
             .sort_by(|a, b| (a.kind, &a.route, &a.subject).cmp(&(b.kind, &b.route, &b.subject)));
+        let mut cache = CacheSummary {
+            min_lookups: self.cfg.cache_min_lookups,
+            ..CacheSummary::default()
+        };
+        for (k, v) in &m.caches {
+            cache.hits += v.hits;
+            cache.lookups += v.lookups;
+            cache.types.push(CacheTypeSummary {
+                cache_type: k.clone(),
+                pattern: self.cfg.cache_types.pattern(k).to_string(),
+                hits: v.hits,
+                lookups: v.lookups,
+            });
+        }
+        cache.types.sort_by(|a, b| a.cache_type.cmp(&b.cache_type));
         Summary {
             schema: SUMMARY_SCHEMA.to_string(),
+            cache,
             window_s: window_ns.map(|w| w as f64 / 1e9),
             ingest: stats,
             types,

@@ -19,7 +19,7 @@ pub const NO_ENTRY: &str = "(no entry span)";
 pub(super) struct TraceResult {
     pub(super) requests: Vec<(String, EndpointType, u64, bool, Breakdown)>,
     pub(super) jobs: Vec<(String, u64, bool)>,
-    pub(super) providers: Vec<(String, u64, bool)>,
+    pub(super) providers: Vec<ProviderCall>,
     pub(super) detections: Vec<(DetKey, DetAgg)>,
     pub(super) examples: Vec<(String, usize, Breakdown)>,
     /// Job entries with span links: (entry index, class, duration, error).
@@ -28,6 +28,65 @@ pub(super) struct TraceResult {
     pub(super) producers: Vec<(u64, String)>,
     /// The route of the trace's first request, for links to any of its spans.
     pub(super) first_route: Option<String>,
+    /// Cache lookups: (cache type, hit).
+    pub(super) caches: Vec<(String, bool)>,
+}
+
+/// One provider call (a provider span under no other provider span; provider spans
+/// under it are its attempts).
+pub(super) struct ProviderCall {
+    pub(super) key: String,
+    pub(super) ns: u64,
+    pub(super) error: bool,
+    pub(super) gateway: bool,
+    pub(super) input_tokens: u64,
+    pub(super) output_tokens: u64,
+    pub(super) ttft_ms: Option<f64>,
+    pub(super) retries: u64,
+}
+
+/// The call `i` (a provider span): its attempts are the provider spans right
+/// under it; retries are what the span reports, else attempts beyond the first;
+/// tokens are the span's own, else the attempts' sum.
+fn provider_call(spans: &[SpanRec], children: &[Vec<usize>], i: usize) -> Option<ProviderCall> {
+    let SpanClass::Provider {
+        provider,
+        model,
+        gateway,
+        input_tokens,
+        output_tokens,
+        ttft_ms,
+        retries,
+    } = &spans[i].class
+    else {
+        return None;
+    };
+    let attempts: Vec<&SpanClass> = children[i]
+        .iter()
+        .map(|&c| &spans[c].class)
+        .filter(|c| matches!(c, SpanClass::Provider { .. }))
+        .collect();
+    let sum =
+        |f: fn(&SpanClass) -> Option<u64>| -> u64 { attempts.iter().filter_map(|c| f(c)).sum() };
+    let tokens_in = |c: &SpanClass| match c {
+        SpanClass::Provider { input_tokens, .. } => *input_tokens,
+        _ => None,
+    };
+    let tokens_out = |c: &SpanClass| match c {
+        SpanClass::Provider { output_tokens, .. } => *output_tokens,
+        _ => None,
+    };
+    let via = |c: &&SpanClass| matches!(c, SpanClass::Provider { gateway: true, .. });
+    Some(ProviderCall {
+        key: format!("{provider}/{model}"),
+        ns: spans[i].duration_ns(),
+        error: spans[i].error,
+        gateway: *gateway || attempts.iter().any(via),
+        input_tokens: input_tokens.unwrap_or_else(|| sum(tokens_in)),
+        output_tokens: output_tokens.unwrap_or_else(|| sum(tokens_out)),
+        ttft_ms: *ttft_ms,
+        retries: retries.unwrap_or_else(|| attempts.len().saturating_sub(1) as u64),
+    })
 }
 
 /// Time of `entry` spent in DB spans, in outgoing HTTP/provider spans (DB wins
@@ -234,9 +293,15 @@ pub(super) fn analyze_trace(
                     ));
                 }
             }
-            SpanClass::Provider { provider, model } => {
-                r.providers
-                    .push((format!("{provider}/{model}"), s.duration_ns(), s.error));
+            SpanClass::Provider { .. } => {
+                let attempt =
+                    parent[i].is_some_and(|p| matches!(spans[p].class, SpanClass::Provider { .. }));
+                if !attempt {
+                    r.providers.extend(provider_call(spans, &children, i));
+                }
+            }
+            SpanClass::Cache { key, hit } => {
+                r.caches.push((cfg.cache_types.of(key).to_string(), *hit));
             }
             SpanClass::Db { .. } if is_sql_query(s) && ms > cfg.max_query_ms => {
                 r.detections.push(det(
@@ -440,6 +505,7 @@ mod tests {
                 end_ns: at.1 * MS,
                 error: false,
                 class,
+                remote_parent: false,
                 links: vec![],
             });
             id

@@ -74,6 +74,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_headers: u64,
 
+    /// Export the target's own spans over OTLP/HTTP to this receiver (e.g. a
+    /// `powertune apm serve`: http://127.0.0.1:4318); overrides `[telemetry]
+    /// otlp_endpoint`.
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+
     /// Print the configuration in force as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -102,6 +108,9 @@ fn config(args: &Args) -> anyhow::Result<TargetConfig> {
     }
     for spec in &args.error_rate {
         c.set_error_rate(spec)?;
+    }
+    if let Some(u) = &args.otlp {
+        c.telemetry.otlp_endpoint = Some(u.clone());
     }
     c.validate()?;
     Ok(c)
@@ -157,6 +166,9 @@ async fn serve(cfg: TargetConfig, listen: SocketAddr, limits: Limits) -> anyhow:
                 "log in as one of the {} configured users",
                 c.auth.users.len()
             )?;
+        }
+        if let Some(u) = c.telemetry.traces_url() {
+            writeln!(out, "spans exported over OTLP/HTTP to {u}")?;
         }
         writeln!(out, "Ctrl-C or SIGTERM stops (a second one at once).")?;
         out.flush()?;

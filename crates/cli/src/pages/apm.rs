@@ -20,6 +20,7 @@ pub fn page(report: &Report) -> Page {
     }
     jobs(m, &mut page);
     providers(m, &mut page);
+    caches(m, &mut page);
     detections(m, &mut page);
     if let Some(w) = num(m, "window_s") {
         page.metadata.push(("window".into(), units::seconds(w)));
@@ -366,6 +367,11 @@ fn providers(m: &Value, page: &mut Page) {
         "P95",
         "max",
         "errors",
+        "TTFT P95",
+        "tokens in",
+        "tokens out",
+        "retries",
+        "via gateway",
     ])];
     for p in providers {
         rows.push(vec![
@@ -375,10 +381,69 @@ fn providers(m: &Value, page: &mut Page) {
             ms_cell(num(p, "p95_ms")),
             ms_cell(num(p, "max_ms")),
             count_cell(num(p, "errors")),
+            ms_cell(p.get("ttft").and_then(|t| num(t, "p95_ms"))),
+            count_cell(num(p, "input_tokens")),
+            count_cell(num(p, "output_tokens")),
+            count_cell(num(p, "retries")),
+            count_cell(num(p, "via_gateway")),
         ]);
     }
     page.tables.push(Table {
         title: "LLM providers".into(),
+        rows,
+    });
+}
+
+/// Cache hit rates per cache type (from cache spans); a type with fewer lookups
+/// than `min_lookups` shows "not judged".
+fn caches(m: &Value, page: &mut Page) {
+    let Some(c) = m.get("cache") else {
+        return;
+    };
+    let types = list(c, "types");
+    if types.is_empty() {
+        return;
+    }
+    let min = num(c, "min_lookups").unwrap_or(0.0);
+    let rate = |v: &Value| match (num(v, "hits"), num(v, "lookups")) {
+        (Some(h), Some(l)) if l > 0.0 => units::percent(h * 100.0 / l),
+        _ => "-".into(),
+    };
+    let judged = |v: &Value| {
+        if num(v, "lookups").unwrap_or(0.0) < min {
+            "not judged (too few lookups)".to_string()
+        } else {
+            String::new()
+        }
+    };
+    let mut rows = vec![header(&[
+        "cache type",
+        "hits",
+        "lookups",
+        "hit rate",
+        "keys",
+        "",
+    ])];
+    for t in types {
+        rows.push(vec![
+            text(t, "cache_type"),
+            count_cell(num(t, "hits")),
+            count_cell(num(t, "lookups")),
+            rate(t),
+            text(t, "pattern"),
+            judged(t),
+        ]);
+    }
+    rows.push(vec![
+        "(overall)".into(),
+        count_cell(num(c, "hits")),
+        count_cell(num(c, "lookups")),
+        rate(c),
+        String::new(),
+        judged(c),
+    ]);
+    page.tables.push(Table {
+        title: "Cache hit rates (cache spans)".into(),
         rows,
     });
 }

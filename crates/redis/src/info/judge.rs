@@ -186,7 +186,7 @@ pub fn hit_rate(s: &InfoSnapshot, t: &RedisTargets) -> Finding {
     Finding::new(AREA, "hit_rate", "keyspace_hits / lookups", if rate < t.hit_rate_pct_min { Verdict::Warn } else { Verdict::Pass })
         .observed(Quantity::percent(rate))
         .target(target)
-        .evidence(format!("{} hits of {lookups} lookups, server-wide: includes Sidekiq's own reads and every database", s.keyspace_hits))
+        .evidence(format!("{} hits, {} misses of {lookups} lookups, {} keys evicted since start; server-wide: includes Sidekiq's own reads and every database", s.keyspace_hits, s.keyspace_misses, s.evicted_keys))
         .action("Inspect Redis stats and cache_hits/total_lookups per cache type: a low rate means TTLs too short or eviction pressure")
 }
 
@@ -399,7 +399,8 @@ mod tests {
         assert_eq!(h.observed.quantity(), Some(Quantity::percent(60.0)));
         assert_eq!(h.target, Value::ge(Quantity::percent(t.hit_rate_pct_min)));
         assert!(
-            h.evidence.starts_with("60 hits of 100 lookups"),
+            h.evidence
+                .starts_with("60 hits, 40 misses of 100 lookups, 0 keys evicted since start;"),
             "{}",
             h.evidence
         );

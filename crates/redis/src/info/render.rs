@@ -21,6 +21,21 @@ pub fn render(s: &InfoSnapshot, redis_url: &str) -> String {
         s.connected_clients,
         s.instantaneous_ops_per_sec
     );
+    let lookups = s.keyspace_hits + s.keyspace_misses;
+    out.push_str(&format!(
+        "keyspace since start: {} hits, {} misses{}, {} evicted keys\n",
+        s.keyspace_hits,
+        s.keyspace_misses,
+        if lookups > 0 {
+            format!(
+                " ({:.1}% hit rate)",
+                s.keyspace_hits as f64 * 100.0 / lookups as f64
+            )
+        } else {
+            String::new()
+        },
+        s.evicted_keys
+    ));
     if let Some(r) = &s.config_unavailable {
         out.push_str(&format!(
             "CONFIG GET unavailable ({r}): maxclients and the slowlog threshold are unknown\n"
@@ -46,8 +61,15 @@ mod tests {
         };
         assert_eq!(
             render(&s, "redis://h:1/2"),
-            "Redis 7.2.4 at redis://h:1/2 (db2): 2.0 MiB used of no maxmemory, policy noeviction, 3 clients, 12 ops/s\n"
+            "Redis 7.2.4 at redis://h:1/2 (db2): 2.0 MiB used of no maxmemory, policy noeviction, 3 clients, 12 ops/s\n\
+             keyspace since start: 0 hits, 0 misses, 0 evicted keys\n"
         );
+        s.keyspace_hits = 75;
+        s.keyspace_misses = 25;
+        s.evicted_keys = 4;
+        assert!(render(&s, "u").contains(
+            "keyspace since start: 75 hits, 25 misses (75.0% hit rate), 4 evicted keys\n"
+        ));
         s.config_unavailable = Some("denied".into());
         assert!(render(&s, "u").ends_with(
             "CONFIG GET unavailable (denied): maxclients and the slowlog threshold are unknown\n"
