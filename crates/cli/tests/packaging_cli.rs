@@ -187,7 +187,11 @@ fn exec_start(unit: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
 
-const UNITS: &[&str] = &["powertune-gateway.service", "powertune-apm.service"];
+const UNITS: &[&str] = &[
+    "powertune-gateway.service",
+    "powertune-apm.service",
+    "powertune-monitor.service",
+];
 
 #[test]
 fn systemd_units_verify_and_are_hardened() {

@@ -483,6 +483,7 @@ async fn drive(
         .map_err(cdp("install the observer"))?;
     let net = Arc::new(Mutex::new(Network {
         in_flight: BTreeSet::new(),
+        ended_early: BTreeSet::new(),
         last: Instant::now(),
     }));
     let mut sent = page
@@ -525,16 +526,23 @@ async fn drive(
 /// Requests in flight and when that last changed.
 struct Network {
     in_flight: BTreeSet<String>,
+    /// Ends seen before their start: the three event streams are read by separate
+    /// tasks, so a request's end can be handled first. Each entry waits for its start.
+    ended_early: BTreeSet<String>,
     last: Instant,
 }
 
 impl Network {
     fn start(&mut self, id: &str) {
-        self.in_flight.insert(id.to_string());
+        if !self.ended_early.remove(id) {
+            self.in_flight.insert(id.to_string());
+        }
         self.last = Instant::now();
     }
     fn end(&mut self, id: &str) {
-        self.in_flight.remove(id);
+        if !self.in_flight.remove(id) {
+            self.ended_early.insert(id.to_string());
+        }
         self.last = Instant::now();
     }
     /// Quiet for `d`: nothing in flight and nothing changed for that long.
@@ -629,6 +637,22 @@ async fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_end_handled_before_its_start_leaves_nothing_in_flight() {
+        let mut n = Network {
+            in_flight: BTreeSet::new(),
+            ended_early: BTreeSet::new(),
+            last: Instant::now(),
+        };
+        n.end("7");
+        n.start("7");
+        n.start("8");
+        assert_eq!(n.in_flight.len(), 1);
+        n.end("8");
+        assert!(n.in_flight.is_empty() && n.ended_early.is_empty());
+        assert!(n.quiet_for(Duration::ZERO));
+    }
 
     fn s(start_ms: f64, value: f64) -> Shift {
         Shift {
