@@ -3,15 +3,19 @@
 //! structs (unknown keys are errors) → [`ApmConfig::validate`] → [`EngineConfig`],
 //! before any socket opens; every error is `FILE:LINE:COL: KEY: WHY`.
 
-use crate::cache::{CacheTypes, DEFAULT_MIN_LOOKUPS};
 use crate::classify::{Classifier, Rule};
 use powertune_core::config_file::Source;
+use powertune_core::targets::CacheTypes;
 use powertune_core::{EndpointType, Targets};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
 pub use powertune_core::config_file::ConfigError;
+
+/// Lookups a cache type needs in the window before its hit rate is judged (fewer is
+/// noise: one miss in three lookups is not a degraded cache).
+pub const DEFAULT_MIN_LOOKUPS: u64 = 20;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]

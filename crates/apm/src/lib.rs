@@ -11,7 +11,6 @@
 //! [`decode`] / [`wire`] and configured by [`config`] ([`classify`], [`normalize`],
 //! [`model`]). The receiver ([`server`]) is a service: config → live state → handlers.
 
-pub mod cache;
 pub mod classify;
 pub mod collect;
 pub mod config;

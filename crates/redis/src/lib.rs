@@ -15,7 +15,6 @@
 pub mod baseline;
 pub mod conn;
 pub mod error;
-pub mod glob;
 pub mod info;
 pub mod inspect;
 pub mod keys;

@@ -384,10 +384,12 @@ impl Default for Targets {
 }
 
 mod bounds;
+pub mod cache_types;
 mod file;
 pub mod systems;
 
 pub use bounds::{MAX_NUMBER, MAX_SECONDS};
+pub use cache_types::CacheTypes;
 pub use file::{line_col, Entry, TargetsError};
 pub use systems::{SystemEntry, Systems};
 

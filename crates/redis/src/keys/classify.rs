@@ -1,8 +1,7 @@
 //! How one key is classified while scanning: its prefix group, its cache type (the
 //! first cache-type pattern that matches) and whether its value looks compressed.
 
-use crate::glob;
-use powertune_core::targets::CacheType;
+use powertune_core::targets::{CacheType, CacheTypes};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
@@ -76,8 +75,7 @@ fn is_sidekiq_key(key: &str) -> bool {
 
 /// The cache types in matching order ("default" last), shared with fetch tasks.
 pub(super) struct CacheSel {
-    pub(super) types: Vec<(String, CacheType)>,
-    matchers: Vec<Matcher>,
+    pub(super) types: CacheTypes,
     /// Values read so far per type for the compression check.
     pub(super) checked: Vec<AtomicU64>,
     pub(super) limit: u64,
@@ -85,22 +83,10 @@ pub(super) struct CacheSel {
 
 impl CacheSel {
     pub(super) fn new(types: &BTreeMap<String, CacheType>, limit: u64) -> CacheSel {
-        let mut v: Vec<(String, CacheType)> = types
-            .iter()
-            .filter(|(n, _)| n.as_str() != "default")
-            .map(|(n, c)| (n.clone(), c.clone()))
-            .collect();
-        v.extend(
-            types
-                .iter()
-                .filter(|(n, _)| n.as_str() == "default")
-                .map(|(n, c)| (n.clone(), c.clone())),
-        );
-        let checked = v.iter().map(|_| AtomicU64::new(0)).collect();
-        let matchers = v.iter().map(|(_, c)| Matcher::new(&c.pattern)).collect();
+        let types = CacheTypes::new(types);
+        let checked = (0..types.len()).map(|_| AtomicU64::new(0)).collect();
         CacheSel {
-            types: v,
-            matchers,
+            types,
             checked,
             limit,
         }
@@ -108,39 +94,7 @@ impl CacheSel {
 
     /// The first cache type whose pattern matches.
     pub(super) fn of(&self, key: &str) -> Option<usize> {
-        self.matchers.iter().position(|m| m.matches(key))
-    }
-}
-
-/// A glob compiled to a substring or prefix test when it is one (`*text*`, `text*`).
-enum Matcher {
-    Contains(String),
-    Prefix(String),
-    Glob(String),
-}
-
-impl Matcher {
-    fn new(pattern: &str) -> Matcher {
-        let special = |s: &str| s.contains(['*', '?', '[', '\\']);
-        if let Some(inner) = pattern.strip_prefix('*').and_then(|p| p.strip_suffix('*')) {
-            if !inner.is_empty() && !special(inner) {
-                return Matcher::Contains(inner.to_string());
-            }
-        }
-        if let Some(head) = pattern.strip_suffix('*') {
-            if !special(head) {
-                return Matcher::Prefix(head.to_string());
-            }
-        }
-        Matcher::Glob(pattern.to_string())
-    }
-
-    fn matches(&self, key: &str) -> bool {
-        match self {
-            Matcher::Contains(s) => key.contains(s.as_str()),
-            Matcher::Prefix(s) => key.starts_with(s.as_str()),
-            Matcher::Glob(p) => glob::matches(p, key),
-        }
+        self.types.index_of(key)
     }
 }
 
@@ -170,24 +124,6 @@ mod tests {
         ] {
             prefix_into(k, d, &mut buf);
             assert_eq!(buf, prefix_of(k, d), "{k} {d}");
-        }
-    }
-
-    #[test]
-    fn matchers_agree_with_the_glob() {
-        for p in [
-            "*user_session*",
-            "cache:*",
-            "*",
-            "a?c*",
-            "*x[yz]*",
-            "exact",
-            "**",
-        ] {
-            let m = Matcher::new(p);
-            for k in ["cache:user_session:1", "abc", "xz", "exact", "", "axyz"] {
-                assert_eq!(m.matches(k), glob::matches(p, k), "{p} {k}");
-            }
         }
     }
 

@@ -409,10 +409,9 @@ fn fold(
             ps.no_ttl_keys += 1;
             ps.no_ttl_bytes += size;
         }
-        if let Some(ci) = f.cache[i] {
-            let (name, cfg) = &sel.types[ci];
+        if let Some((name, cfg)) = f.cache[i].and_then(|ci| sel.types.get(ci)) {
             let cfg_ttl_ms = cfg.ttl_s as i64 * 1000;
-            let c = snap.cache_types.entry(name.clone()).or_default();
+            let c = snap.cache_types.entry(name.to_string()).or_default();
             c.keys += 1;
             c.bytes += size;
             if no_ttl {
