@@ -213,6 +213,25 @@ pub fn quantile_change(
     })
 }
 
+/// One-sided two-proportion z-test on (requests, errors) counts: the p-value of "the
+/// error rate of `after` is above that of `before`". `None` when either side has no
+/// requests.
+pub fn rate_increase_p_value(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let (n1, e1) = (before.0 as f64, before.1 as f64);
+    let (n2, e2) = (after.0 as f64, after.1 as f64);
+    if n1 == 0.0 || n2 == 0.0 {
+        return None;
+    }
+    let pooled = (e1 + e2) / (n1 + n2);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
+    if se == 0.0 {
+        return Some(if e2 / n2 > e1 / n1 { 0.0 } else { 1.0 });
+    }
+    let z = (e2 / n2 - e1 / n1) / se;
+    let normal = Normal::new(0.0, 1.0).ok()?;
+    Some(1.0 - normal.cdf(z))
+}
+
 /// The level below which a p-value counts as significant.
 pub const ALPHA: f64 = 0.01;
 
@@ -333,6 +352,16 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_error_rise_over_few_requests_is_not_significant() {
+        let p = rate_increase_p_value((1000, 10), (100, 2)).unwrap();
+        assert!(p > ALPHA, "{p}");
+        let p = rate_increase_p_value((1000, 10), (1000, 60)).unwrap();
+        assert!(p < 1e-6, "{p}");
+        assert!(rate_increase_p_value((0, 0), (10, 1)).is_none());
+        assert_eq!(rate_increase_p_value((100, 0), (100, 0)), Some(1.0));
+    }
     use rand::Rng;
     use rand_distr::LogNormal;
 

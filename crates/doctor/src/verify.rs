@@ -12,7 +12,6 @@ use crate::options::DoctorOptions;
 use powertune_apm::snapshot::Summary;
 use powertune_core::{Finding, Inspection, Report, Targets, Value, Verdict};
 use serde::Serialize;
-use statrs::distribution::{ContinuousCDF, Normal};
 use std::path::Path;
 
 /// The name of the file listing what a baseline directory holds.
@@ -308,23 +307,6 @@ fn totals(s: &Summary) -> (u64, u64) {
     })
 }
 
-/// One-sided two-proportion z-test: p-value of "after's rate is above before's".
-pub fn increase_p_value(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
-    let (n1, e1) = (before.0 as f64, before.1 as f64);
-    let (n2, e2) = (after.0 as f64, after.1 as f64);
-    if n1 == 0.0 || n2 == 0.0 {
-        return None;
-    }
-    let pooled = (e1 + e2) / (n1 + n2);
-    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
-    if se == 0.0 {
-        return Some(if e2 / n2 > e1 / n1 { 0.0 } else { 1.0 });
-    }
-    let z = (e2 / n2 - e1 / n1) / se;
-    let normal = Normal::new(0.0, 1.0).ok()?;
-    Some(1.0 - normal.cdf(z))
-}
-
 fn error_rate(c: &Collected, base: Option<&Summary>) -> Finding {
     const SUBJECT: &str = "error rate not up against the baseline";
     let Some(now) = c.apm.metrics() else {
@@ -349,7 +331,7 @@ fn error_rate(c: &Collected, base: Option<&Summary>) -> Finding {
             100.0 * e as f64 / n as f64
         }
     };
-    let Some(p) = increase_p_value(b, a) else {
+    let Some(p) = powertune_core::stats::rate_increase_p_value(b, a) else {
         return not_measured(
             "error_rate",
             SUBJECT,
@@ -378,19 +360,4 @@ fn error_rate(c: &Collected, base: Option<&Summary>) -> Finding {
         f = f.action("New error spike: find the failing route (powertune apm report) and roll back the change; capture the failure mode (--journal)");
     }
     f
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_small_rise_over_few_requests_is_not_significant() {
-        let p = increase_p_value((1000, 10), (100, 2)).unwrap();
-        assert!(p > powertune_core::stats::ALPHA, "{p}");
-        let p = increase_p_value((1000, 10), (1000, 60)).unwrap();
-        assert!(p < 1e-6, "{p}");
-        assert!(increase_p_value((0, 0), (10, 1)).is_none());
-        assert_eq!(increase_p_value((100, 0), (100, 0)), Some(1.0));
-    }
 }
