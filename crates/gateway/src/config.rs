@@ -110,6 +110,8 @@ pub struct RawCredential {
     pub rpm: Option<u32>,
     /// Requests the rpm limit lets through at once (default rpm/60, at least 1).
     pub burst: Option<u32>,
+    /// Tokens (input + output) per minute (docs/gateway.md "Token quotas").
+    pub tpm: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +119,8 @@ pub struct RawCredential {
 pub struct RawModel {
     /// `"provider:model"` in fallback order.
     pub targets: Vec<String>,
+    /// `"order"` (default: the targets in their order) or `"latency"` (fastest first).
+    pub routing: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +142,8 @@ pub struct Credential {
     pub rpm: Option<u32>,
     /// Requests the rpm limit lets through at once (rpm/60, at least 1, unless set).
     pub burst: u32,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
 }
 
 impl Credential {
@@ -190,6 +196,8 @@ pub struct Config {
     /// `[shared]`: the Redis replicas share breakers and rpm limits through; read at
     /// start (a reload keeps the one in force).
     pub shared: Option<SharedConfig>,
+    /// Model aliases with `routing = "latency"` (docs/gateway.md "Latency routing").
+    pub latency_routed: std::collections::BTreeSet<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -364,6 +372,7 @@ impl RawConfig {
                     weight: None,
                     rpm: None,
                     burst: None,
+                    tpm: None,
                 }]
             } else {
                 p.credentials
@@ -416,6 +425,13 @@ impl RawConfig {
                     (Some(r), None) => (r / 60).max(1),
                     (None, None) => 1,
                 };
+                if c.tpm == Some(0) {
+                    return Err(bad(
+                        &format!("{ck}.tpm"),
+                        "must be at least 1 or left out for no limit (got 0), e.g. tpm = 90000"
+                            .into(),
+                    ));
+                }
                 let key_value = match &c.api_key_env {
                     None => None,
                     Some(var) => match env(var) {
@@ -434,6 +450,7 @@ impl RawConfig {
                     weight,
                     rpm: c.rpm,
                     burst,
+                    tpm: c.tpm,
                 });
             }
             providers.push(Provider {
@@ -445,7 +462,20 @@ impl RawConfig {
             });
         }
         let mut models = BTreeMap::new();
+        let mut latency_routed = std::collections::BTreeSet::new();
         for (alias, m) in self.models {
+            match m.routing.as_deref() {
+                None | Some("order") => {}
+                Some("latency") => {
+                    latency_routed.insert(alias.clone());
+                }
+                Some(other) => {
+                    return Err(bad(
+                        &format!("models.{alias}.routing"),
+                        format!("must be \"order\" or \"latency\" (got {other:?}), e.g. routing = \"latency\""),
+                    ))
+                }
+            }
             let key = format!("models.{alias}.targets");
             if m.targets.is_empty() {
                 return Err(bad(
@@ -511,6 +541,7 @@ impl RawConfig {
             server,
             clients,
             shared,
+            latency_routed,
         })
     }
 }

@@ -176,6 +176,7 @@ mod tests {
             transitions: 0,
             weight: 1,
             rpm: None,
+            ..Default::default()
         }
     }
 

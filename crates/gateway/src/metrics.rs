@@ -541,6 +541,7 @@ mod tests {
             transitions: 2,
             weight: 1,
             rpm: None,
+            ..Default::default()
         }];
         let text = m.exposition(&creds).render();
         for line in [

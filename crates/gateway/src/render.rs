@@ -124,6 +124,7 @@ mod tests {
                 transitions: 1,
                 weight: 3,
                 rpm: None,
+                ..Default::default()
             }],
             providers: vec![],
             series: vec![SeriesStatus {

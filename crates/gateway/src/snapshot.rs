@@ -30,7 +30,7 @@ impl Percentiles {
 }
 
 /// One (provider, credential) pair and its breaker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CredentialStatus {
     pub provider: String,
     pub credential: String,
@@ -61,6 +61,23 @@ pub struct CredentialStatus {
     /// Local requests-per-minute limit, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u32>,
+    /// Tokens-per-minute limit, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// With a tpm: tokens in its bucket now (reservations of calls in flight taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_remaining: Option<u64>,
+    /// With a tpm: `tpm - tokens_remaining`, the tokens of the last minute's calls not
+    /// yet refilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_used: Option<u64>,
+    /// Requests left as the provider's rate-limit headers last said (counted down
+    /// for calls sent since), until their reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_remaining_requests: Option<u64>,
+    /// Tokens left as the provider's rate-limit headers last said, until their reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_remaining_tokens: Option<u64>,
 }
 
 /// Round trips of one provider's successful calls.

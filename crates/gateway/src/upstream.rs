@@ -220,7 +220,13 @@ pub(crate) struct PlainResponse {
     pub(crate) retry_after: Option<String>,
     pub(crate) content_length: Option<u64>,
     pub(crate) body: PlainBody,
+    /// The provider's rate-limit headers (`x-ratelimit-*`, `anthropic-ratelimit-*`),
+    /// names lowercased, at most [`MAX_RATE_HEADERS`].
+    pub(crate) rate_headers: Vec<(String, String)>,
 }
+
+/// Most rate-limit headers kept from one response head.
+pub(crate) const MAX_RATE_HEADERS: usize = 16;
 
 impl PlainClient {
     pub(crate) fn new(connect_timeout: Duration) -> PlainClient {
@@ -284,6 +290,7 @@ impl PlainClient {
                         retry_after: head.retry_after,
                         content_length: head.content_length,
                         body,
+                        rate_headers: head.rate_headers,
                     });
                 }
                 Err(HeadError::ClosedEarly) if reused => {
@@ -339,6 +346,7 @@ struct Head {
     content_length: Option<u64>,
     retry_after_ms: Option<String>,
     retry_after: Option<String>,
+    rate_headers: Vec<(String, String)>,
     /// Past the head: it decodes the body next.
     decoder: ResponseDecoder,
 }
@@ -350,10 +358,20 @@ enum HeadError {
     Bad(String),
 }
 
+/// A provider rate-limit header, by its name.
+fn is_rate_header(name: &str) -> bool {
+    let starts = |p: &str| {
+        name.get(..p.len())
+            .is_some_and(|n| n.eq_ignore_ascii_case(p))
+    };
+    starts("x-ratelimit-") || starts("anthropic-ratelimit-")
+}
+
 async fn read_head(conn: &mut Conn) -> Result<Head, HeadError> {
     let mut decoder = ResponseDecoder::new(LIMITS, false);
     let mut retry_after_ms = None;
     let mut retry_after = None;
+    let mut rate_headers = Vec::new();
     let mut got_any = false;
     loop {
         if conn.start < conn.end {
@@ -364,6 +382,11 @@ async fn read_head(conn: &mut Conn) -> Result<Head, HeadError> {
                         retry_after_ms = Some(String::from_utf8_lossy(value).into_owned());
                     } else if name.eq_ignore_ascii_case("retry-after") {
                         retry_after = Some(String::from_utf8_lossy(value).into_owned());
+                    } else if rate_headers.len() < MAX_RATE_HEADERS && is_rate_header(name) {
+                        rate_headers.push((
+                            name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(value).into_owned(),
+                        ));
                     }
                 })
                 .map_err(|e| {
@@ -383,6 +406,7 @@ async fn read_head(conn: &mut Conn) -> Result<Head, HeadError> {
                     content_length: head.content_length,
                     retry_after_ms,
                     retry_after,
+                    rate_headers,
                     decoder,
                 });
             }

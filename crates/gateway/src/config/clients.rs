@@ -1,7 +1,8 @@
 //! `[[clients]]`: the gateway's own virtual keys. Each is stored as the SHA-256 of
 //! the key (hex, `key_sha256`) or read from an environment variable (`key_env`,
 //! hashed at load); the gateway keeps only the hash. A client may be limited to some
-//! route classes and model names and to a rate of requests per minute.
+//! route classes and model names, to a rate of requests per minute and to tokens per
+//! minute.
 
 use super::{ConfigError, Source};
 use serde::Deserialize;
@@ -22,6 +23,8 @@ pub struct RawClient {
     /// Names this client may send as `model` (absent: any).
     pub models: Option<Vec<String>>,
     pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute, charged as each call ends.
+    pub tpm: Option<u64>,
 }
 
 /// One virtual key: a name (for logs and metrics; never the key) and what it may do.
@@ -33,6 +36,7 @@ pub struct Client {
     pub routes: Option<BTreeSet<String>>,
     pub models: Option<BTreeSet<String>>,
     pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -42,6 +46,7 @@ impl std::fmt::Debug for Client {
             .field("routes", &self.routes)
             .field("models", &self.models)
             .field("rpm", &self.rpm)
+            .field("tpm", &self.tpm)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +119,12 @@ pub(super) fn validate(
                 "must be at least 1 or left out for no limit (got 0), e.g. rpm = 600",
             ));
         }
+        if c.tpm == Some(0) {
+            return Err(src.error(
+                &format!("{key}.tpm"),
+                "must be at least 1 or left out for no limit (got 0), e.g. tpm = 200000",
+            ));
+        }
         if let Some(rs) = &c.routes {
             if let Some(r) = rs.iter().find(|r| !routes.contains(r.as_str())) {
                 return Err(src.error(
@@ -139,6 +150,7 @@ pub(super) fn validate(
             routes: c.routes.map(|v| v.into_iter().collect()),
             models: c.models.map(|v| v.into_iter().collect()),
             rpm: c.rpm,
+            tpm: c.tpm,
         });
     }
     Ok(out)
@@ -183,6 +195,7 @@ mod tests {
             routes: None,
             models: None,
             rpm: None,
+            tpm: None,
         };
         assert!(check_exposure(local, &[], false).is_ok());
         assert!(check_exposure(v6, &[], false).is_ok());

@@ -121,6 +121,9 @@ pub(super) struct CallGuard {
     /// The client call's access-log line, when this attempt ends the call (a
     /// stream's); written as the guard finishes.
     pub(super) log: CallLog,
+    /// Tokens reserved on the credential's tpm; the calling client key (its tpm).
+    pub(super) reserved: u64,
+    pub(super) client: Option<usize>,
 }
 
 impl CallGuard {
@@ -144,6 +147,8 @@ impl CallGuard {
             retry_after: None,
             done: false,
             log: CallLog::none(),
+            reserved: 0,
+            client: None,
         }
     }
 
@@ -180,13 +185,21 @@ impl CallGuard {
             consecutive,
             outcome.as_str(),
         );
+        let refund = self.settle_tokens(now, outcome);
+        self.note_latency(now, outcome);
         let b = &self.live.cfg.breaker;
         let out_for = self
             .retry_after
             .unwrap_or(b.rate_limit_default)
             .min(b.retry_after_max);
-        self.gw
-            .shared_report(&self.live, (t.provider, self.cred), outcome, out_for, clean);
+        self.gw.shared_report(
+            &self.live,
+            (t.provider, self.cred),
+            outcome,
+            out_for,
+            clean,
+            refund,
+        );
         let p = &self.live.cfg.providers[t.provider];
         self.gw.metrics.record_call(&CallRecord {
             provider: &p.name,
@@ -506,6 +519,7 @@ impl Gateway {
             Ok(Err(SendError::Failed(m))) => return Err((Failure::Connect(m), None)),
             Ok(Ok(r)) => r,
         };
+        self.note_rate_headers(live, (t.provider, cred), &resp);
         let status = resp.status();
         if !(200..300).contains(&status) {
             let ra = resp.retry_after();

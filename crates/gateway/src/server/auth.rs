@@ -6,12 +6,15 @@
 use super::gateway::Gateway;
 use super::live::Live;
 use crate::breaker::RpmLimiter;
-use crate::config::{key_hash, Client};
+use crate::config::{key_hash, Client, Config};
+use crate::quota::TokenBucket;
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use parking_lot::Mutex;
 use powertune_dialect::{ApiError, ErrorKind};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why a call was refused before anything went upstream (a `/metrics` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +44,32 @@ impl Refusal {
 
 /// A client's rpm limiter, kept across reloads while its name and rpm stay.
 pub(super) type ClientLimiter = std::sync::Arc<Mutex<RpmLimiter>>;
+
+/// A client's tpm bucket, kept across reloads while its name and tpm stay.
+pub(super) type ClientTokens = std::sync::Arc<Mutex<TokenBucket>>;
+
+/// Per client of `cfg`: its tpm bucket (an unchanged client keeps the one of `old`).
+pub(super) fn client_buckets(
+    cfg: &Config,
+    old: Option<&Live>,
+    now: Instant,
+) -> Vec<Option<ClientTokens>> {
+    cfg.clients
+        .iter()
+        .map(|c| {
+            let tpm = c.tpm?;
+            let kept = old.and_then(|o| {
+                let i = o
+                    .cfg
+                    .clients
+                    .iter()
+                    .position(|d| d.name == c.name && d.tpm == c.tpm)?;
+                o.client_tpm.get(i)?.clone()
+            });
+            Some(kept.unwrap_or_else(|| Arc::new(Mutex::new(TokenBucket::new(tpm, now)))))
+        })
+        .collect()
+}
 
 /// The key a caller presented, if any.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -102,29 +131,49 @@ impl Gateway {
     ) -> Result<(), (Refusal, ApiError, Option<Duration>)> {
         let c = &live.cfg.clients[client];
         permitted(c, model, class).map_err(|e| (Refusal::Forbidden, e, None))?;
+        // tokens are charged as calls end: a call goes while the bucket is not empty
+        if let Some(b) = &live.client_tpm[client] {
+            let now = self.clock.now();
+            if let Some(at) = b.lock().check(now, 1) {
+                let limit = format!("{} tokens", c.tpm.unwrap_or(0));
+                return Err(over_limit(c, &limit, at.saturating_duration_since(now)));
+            }
+        }
         if let Some(l) = &live.client_limiters[client] {
             let now = self.clock.now();
             let mut l = l.lock();
             if let Some(at) = l.check(now) {
-                let wait = at.saturating_duration_since(now);
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                return Err((
-                    Refusal::RateLimited,
-                    ApiError::new(
-                        ErrorKind::RateLimited,
-                        format!(
-                            "client {:?} is over its limit of {} requests per minute; retry in {secs}s",
-                            c.name,
-                            c.rpm.unwrap_or(0)
-                        ),
-                    ),
-                    Some(wait),
-                ));
+                let limit = format!("{} requests", c.rpm.unwrap_or(0));
+                return Err(over_limit(c, &limit, at.saturating_duration_since(now)));
             }
             l.take(now);
         }
         Ok(())
     }
+
+    /// A call of `client` ended having used `tokens`: charged to its tpm bucket.
+    pub(super) fn charge_client(&self, live: &Live, client: Option<usize>, tokens: u64) {
+        let Some(b) = client.and_then(|c| live.client_tpm.get(c)?.as_ref()) else {
+            return;
+        };
+        b.lock().take(self.clock.now(), tokens);
+    }
+}
+
+/// The refusal of a client over its `limit` ("600 requests") per minute for `wait`.
+fn over_limit(c: &Client, limit: &str, wait: Duration) -> (Refusal, ApiError, Option<Duration>) {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    (
+        Refusal::RateLimited,
+        ApiError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "client {:?} is over its limit of {limit} per minute; retry in {secs}s",
+                c.name
+            ),
+        ),
+        Some(wait),
+    )
 }
 
 /// The client's `routes` and `models` lists against the call.
@@ -191,6 +240,7 @@ mod tests {
             routes: Some(["batch".to_string()].into()),
             models: None,
             rpm: None,
+            tpm: None,
         };
         assert!(permitted(&c, "batch", Some("batch")).is_ok());
         let e = permitted(&c, "latency", Some("latency")).unwrap_err();

@@ -2,16 +2,18 @@
 //! (target, credential) or wait for one to come back, and after a failed attempt
 //! either retry or answer the client with the failure.
 
-use super::attempt::{CallGuard, Failure};
+use super::attempt::{CallGuard, Failure, UpResponse};
 use super::dispatch::Picked;
 use super::fleet::Admit;
 use super::gateway::Gateway;
-use super::live::Live;
+use super::live::{CredState, Live};
 use super::response::{error_response, overhead};
 use super::retry::{AfterFailure, RetryLoop, WhenNoneAvailable};
 use crate::config::Target;
 use crate::events::CallLog;
 use crate::metrics::Outcome;
+use crate::quota::{RateHeaders, Steer};
+use crate::routing::LatencyTable;
 use axum::response::Response;
 use powertune_dialect::{ApiError, ErrorKind, Front};
 use rand::Rng;
@@ -30,6 +32,8 @@ pub(super) struct CallState {
     pub(super) waited: Duration,
     /// The last failure and its provider, reported if no credential comes back.
     last: Option<(Failure, usize)>,
+    /// The tokens each attempt reserves on its credential's tpm ([`crate::quota::estimate`]).
+    pub(super) tokens: u64,
 }
 
 impl CallState {
@@ -40,6 +44,7 @@ impl CallState {
             retry: RetryLoop::new(&live.cfg.retry, live.cfg.timeouts.request, Instant::now()),
             waited: Duration::ZERO,
             last: None,
+            tokens: 0,
         }
     }
 
@@ -68,13 +73,24 @@ impl Gateway {
         // [shared] refusals of credentials the mirror thought usable; each refusal
         // puts a wait on the mirror, so this ends; the bound is a backstop
         let mut refused = 0;
+        // routing = "latency": the targets fastest first (`order[i]` is the index in
+        // `targets` of the i-th tried)
+        let ordered = self.latency_order(live, targets);
+        let (order, tried_targets) = match &ordered {
+            Some((o, t)) => (Some(o.as_slice()), t.as_slice()),
+            None => (None, targets),
+        };
         loop {
             let attempt = call.retry.attempt();
-            let soonest = match self.pick(live, targets, call.retry.tried()) {
+            let picked = self.pick(live, tried_targets, call.retry.tried(), call.tokens);
+            let soonest = match picked {
                 Picked::Go { target, cred } => {
+                    let target = order.map_or(target, |o| o[target]);
                     let provider = targets[target].provider;
                     if refused < MAX_SHARED_REFUSALS {
-                        if let Admit::Refused = self.shared_admit(live, provider, cred).await {
+                        let admit = self.shared_admit(live, provider, cred, call.tokens).await;
+                        // (the mirror's tpm bucket took the shared one's level)
+                        if let Admit::Refused = admit {
                             refused += 1;
                             continue;
                         }
@@ -117,6 +133,56 @@ impl Gateway {
                 Some(Duration::from_secs(secs)),
             ));
         }
+    }
+
+    /// Takes the provider's rate-limit headers of an answer on (provider, cred) into
+    /// the credential's state (the steering of [`Gateway::pick`]).
+    pub(super) fn note_rate_headers(
+        &self,
+        live: &Live,
+        (pi, ci): (usize, usize),
+        resp: &UpResponse,
+    ) {
+        let wall = std::time::SystemTime::now();
+        let told = match resp {
+            UpResponse::Plain(r) if r.rate_headers.is_empty() => return,
+            UpResponse::Plain(r) => RateHeaders::read(
+                |n| {
+                    r.rate_headers
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.as_str())
+                },
+                wall,
+            ),
+            UpResponse::Reqwest(r) => {
+                let h = r.headers();
+                RateHeaders::read(|n| h.get(n).and_then(|v| v.to_str().ok()), wall)
+            }
+        };
+        if let Some(told) = told {
+            let now = self.clock.now();
+            live.selectors[pi].creds[ci].lock().told.update(&told, now);
+        }
+    }
+
+    /// With `routing = "latency"` on (part of) `targets`: the order to try them in,
+    /// and the targets in that order.
+    fn latency_order(&self, live: &Live, targets: &[Target]) -> Option<(Vec<usize>, Vec<Target>)> {
+        if live.latency_segments.is_empty() {
+            return None;
+        }
+        let seg = live
+            .latency_segments
+            .get(&crate::routing::list_id(targets))?;
+        let now = self.clock.now();
+        let order = LatencyTable::order(targets.len(), seg, |i| {
+            let t = &targets[i];
+            self.latency
+                .p95(&live.cfg.providers[t.provider].name, &t.model, now)
+        });
+        let list = order.iter().map(|&i| targets[i].clone()).collect();
+        Some((order, list))
     }
 
     /// An attempt failed: its guard records the outcome (breaker, metrics), the
@@ -182,5 +248,80 @@ impl Gateway {
                 Ok(())
             }
         }
+    }
+}
+
+impl CredState {
+    /// What this credential's quotas say about a call of `tokens` now: its own tpm
+    /// bucket (when `local`; under `[shared]` the shared bucket decides at admission)
+    /// and its provider's rate-limit headers.
+    pub(super) fn quota(&self, now: Instant, tokens: u64, local: bool) -> Steer {
+        let tpm = self
+            .tpm
+            .as_ref()
+            .filter(|_| local)
+            .and_then(|b| b.check(now, tokens));
+        match (tpm, self.told.steer(now, tokens)) {
+            (Some(a), Steer::Wait(b)) => Steer::Wait(a.max(b)),
+            (Some(a), _) => Steer::Wait(a),
+            (None, s) => s,
+        }
+    }
+
+    /// A call of `tokens` was picked for this credential.
+    pub(super) fn reserve(&mut self, now: Instant, tokens: u64) {
+        if let Some(b) = self.tpm.as_mut() {
+            b.take(now, tokens);
+        }
+        self.told.sent(now);
+    }
+
+    /// A call that reserved `reserved` ended having used `used`.
+    pub(super) fn settle(&mut self, now: Instant, reserved: u64, used: u64) {
+        if let Some(b) = self.tpm.as_mut() {
+            b.settle(now, reserved, used);
+        }
+    }
+}
+
+impl CallGuard {
+    /// With latency routing configured: the attempt's latency goes into its target's
+    /// estimate (the time to first token of a stream, else the whole round trip; a
+    /// timeout counts its time).
+    pub(super) fn note_latency(&self, now: Instant, outcome: Outcome) {
+        if self.live.latency_segments.is_empty()
+            || !matches!(outcome, Outcome::Ok | Outcome::Timeout)
+        {
+            return;
+        }
+        let t = &self.targets[self.target];
+        let took = self.ttft.unwrap_or_else(|| self.started.elapsed());
+        let p = &self.live.cfg.providers[t.provider].name;
+        self.gw.latency.observe(p, &t.model, now, took);
+    }
+
+    /// The attempt ended: its credential's tpm gets back what it reserved and did not
+    /// use (the usage the answer reported; an answer that reported none keeps its
+    /// estimate; a failure before any answer used nothing), and the calling client's
+    /// tpm is charged what it used. Returns what went back (negative: taken), for
+    /// the shared bucket.
+    pub(super) fn settle_tokens(&self, now: Instant, outcome: Outcome) -> i64 {
+        let reported = self.usage.input.saturating_add(self.usage.output);
+        let answered = matches!(
+            outcome,
+            Outcome::Ok | Outcome::ClientClosed | Outcome::StreamError
+        );
+        let used = match reported {
+            0 if answered => self.reserved,
+            n => n,
+        };
+        let provider = self.targets[self.target].provider;
+        self.live.selectors[provider].creds[self.cred]
+            .lock()
+            .settle(now, self.reserved, used);
+        if used > 0 {
+            self.gw.charge_client(&self.live, self.client, used);
+        }
+        i64::try_from(self.reserved).unwrap_or(i64::MAX) - i64::try_from(used).unwrap_or(i64::MAX)
     }
 }

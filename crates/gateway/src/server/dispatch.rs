@@ -12,6 +12,7 @@ use crate::breaker::Admission;
 use crate::config::Target;
 use crate::events::{api_name, CallLog};
 use crate::metrics::Outcome;
+use crate::quota::Steer;
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -91,7 +92,15 @@ impl Gateway {
     /// Chooses (target, credential) among `targets` in order: the first target whose
     /// provider has an available credential (breaker admits, rpm allows), weighted.
     /// Credentials in `avoid` are used only if nothing else is available.
-    pub(super) fn pick(&self, live: &Live, targets: &[Target], avoid: &[(usize, usize)]) -> Picked {
+    /// A credential whose quota (tpm, the provider's rate-limit headers) is near its
+    /// end is picked only when no other credential of the target is available.
+    pub(super) fn pick(
+        &self,
+        live: &Live,
+        targets: &[Target],
+        avoid: &[(usize, usize)],
+        tokens: u64,
+    ) -> Picked {
         let now = self.clock.now();
         // [shared]: the mirror's rpm wait stands in for the local limiter, and a
         // breaker wait older than shared.cache is asked again instead of trusted
@@ -102,20 +111,23 @@ impl Gateway {
             .map(|s| s.config().cache);
         let mut soonest: Option<Instant> = None;
         let mut avail: Vec<(usize, u32)> = Vec::new();
+        let mut last: Vec<(usize, u32)> = Vec::new();
         for pass in 0..2 {
             for (ti, t) in targets.iter().enumerate() {
                 let p = &live.cfg.providers[t.provider];
                 let sel = &live.selectors[t.provider];
                 let mut picker = sel.picker.lock();
                 avail.clear();
+                last.clear();
                 for (ci, c) in p.credentials.iter().enumerate() {
                     if pass == 0 && avoid.contains(&(t.provider, ci)) {
                         continue;
                     }
-                    let (b, l) = {
+                    let (b, l, q) = {
                         let st = sel.creds[ci].lock();
                         let b = st.breaker.check(now);
-                        match shared {
+                        let q = st.quota(now, tokens, shared.is_none());
+                        let (b, l) = match shared {
                             None => (b, st.limiter.as_ref().and_then(|l| l.check(now))),
                             Some(cache) => {
                                 let stale = st
@@ -129,9 +141,17 @@ impl Gateway {
                                 };
                                 (b, st.shared_wait.filter(|w| *w > now))
                             }
-                        }
+                        };
+                        (b, l, q)
+                    };
+                    let l = match q {
+                        Steer::Wait(w) => Some(l.map_or(w, |l| l.max(w))),
+                        _ => l,
                     };
                     match (b, l) {
+                        (Admission::Go { .. }, None) if q == Steer::Last => {
+                            last.push((ci, c.weight))
+                        }
                         (Admission::Go { .. }, None) => avail.push((ci, c.weight)),
                         (Admission::Never, _) => {}
                         (a, l) => {
@@ -144,7 +164,8 @@ impl Gateway {
                         }
                     }
                 }
-                if let Some(ci) = picker.pick(p.credentials.len(), &avail) {
+                let usable = if avail.is_empty() { &last } else { &avail };
+                if let Some(ci) = picker.pick(p.credentials.len(), usable) {
                     let (from, to, consecutive) = {
                         let mut st = sel.creds[ci].lock();
                         let from = st.breaker.phase();
@@ -154,6 +175,7 @@ impl Gateway {
                                 l.take(now);
                             }
                         }
+                        st.reserve(now, tokens);
                         (from, st.breaker.phase(), st.breaker.consecutive_failures())
                     };
                     // an open breaker past its deadline lets this call through as a probe
@@ -293,6 +315,7 @@ impl Gateway {
             _ => targets,
         };
         let mut call = CallState::new(front, t0, &live);
+        call.tokens = crate::quota::estimate(&body, true);
         let deadline = call.retry.deadline();
         loop {
             let attempt = call.retry.attempt();
@@ -323,6 +346,7 @@ impl Gateway {
             };
             let pass = pass && raw.is_some();
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
+            (guard.reserved, guard.client) = (call.tokens, client);
             let up_start = std::time::Instant::now();
             let result = self
                 .attempt(&live, target, ci, up_body, stream, pass, deadline)

@@ -88,6 +88,7 @@ impl Gateway {
         }
         let targets: Arc<[Target]> = usable.into();
         let mut call = CallState::new(front, t0, &live);
+        call.tokens = crate::quota::estimate(&body, false);
         let deadline = call.retry.deadline();
         loop {
             let attempt = call.retry.attempt();
@@ -110,6 +111,7 @@ impl Gateway {
                 Err(e) => return error_response(front, &e, None),
             };
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
+            (guard.reserved, guard.client) = (call.tokens, client);
             let up_start = std::time::Instant::now();
             let result = match self
                 .send_checked(

@@ -24,6 +24,8 @@ pub(super) struct Report {
     provider: usize,
     cred: usize,
     op: Op,
+    /// Tokens given back to the shared tpm bucket (negative: taken).
+    tokens: i64,
 }
 
 /// What the shared admission said.
@@ -36,15 +38,23 @@ pub(super) enum Admit {
 
 impl Gateway {
     /// Asks the shared state whether (provider, cred), just picked on the mirror, may
-    /// take a call; refreshes the mirror with the answer.
-    pub(super) async fn shared_admit(&self, live: &Live, provider: usize, cred: usize) -> Admit {
+    /// take a call of `tokens` (reserved on the shared tpm bucket when it goes);
+    /// refreshes the mirror with the answer.
+    pub(super) async fn shared_admit(
+        &self,
+        live: &Live,
+        provider: usize,
+        cred: usize,
+        tokens: u64,
+    ) -> Admit {
         let Some(shared) = self.shared.as_ref() else {
             return Admit::Go;
         };
         let Some((keys, limits)) = live.shared.get(provider).and_then(|p| p.get(cred)) else {
             return Admit::Go;
         };
-        let Some(reply) = shared.call(keys, limits, Op::Admit).await else {
+        let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
+        let Some(reply) = shared.call(keys, limits, Op::Admit, tokens).await else {
             return Admit::Go;
         };
         self.adopt(live, (provider, cred), &reply, "shared");
@@ -52,7 +62,7 @@ impl Gateway {
             Decision::Go => Admit::Go,
             // the mirror may read usable (a half-open breaker whose probe slots
             // other replicas hold): the wait keeps pick off it either way
-            Decision::BreakerWait(w) | Decision::RpmWait(w) => {
+            Decision::BreakerWait(w) | Decision::RpmWait(w) | Decision::TpmWait(w) => {
                 let now = self.clock.now();
                 live.selectors[provider].creds[cred].lock().shared_wait = Some(now + w);
                 Admit::Refused
@@ -69,6 +79,7 @@ impl Gateway {
         outcome: Outcome,
         retry_after: Duration,
         clean_before: bool,
+        tokens: i64,
     ) {
         let Some(tx) = self.reports.as_ref() else {
             return;
@@ -76,16 +87,18 @@ impl Gateway {
         if !self.shared.as_ref().is_some_and(|s| s.is_shared()) {
             return;
         }
+        let no_tokens = tokens == 0 || limits_tpm(live, provider, cred) == 0;
         let op = match outcome {
-            Outcome::Ok if clean_before => return,
+            Outcome::Ok if clean_before && no_tokens => return,
             Outcome::Ok => Op::Success,
             Outcome::ServerError
             | Outcome::ConnectError
             | Outcome::Timeout
             | Outcome::StreamError => Op::Failure,
             Outcome::RateLimited => Op::RateLimited(retry_after),
-            // a 401/403 disables the credential on this replica only
-            Outcome::AuthFailed => return,
+            // a 401/403 disables the credential on this replica only (its tokens go back)
+            Outcome::AuthFailed if no_tokens => return,
+            Outcome::AuthFailed => Op::Neutral,
             Outcome::ClientError | Outcome::ClientClosed => Op::Neutral,
         };
         let r = Report {
@@ -93,6 +106,7 @@ impl Gateway {
             provider,
             cred,
             op,
+            tokens,
         };
         if tx.try_send(r).is_err() {
             if let Some(s) = self.shared.as_ref() {
@@ -109,6 +123,9 @@ impl Gateway {
             let from = st.breaker.phase();
             st.breaker.adopt(&reply.breaker, now);
             st.synced = Some(now);
+            if let (Some(b), Some(left)) = (st.tpm.as_mut(), reply.tokens_left) {
+                b.adopt(now, left);
+            }
             (from, st.breaker.phase(), st.breaker.consecutive_failures())
         };
         self.log_transition(live, (pi, ci), from, to, consecutive, cause);
@@ -164,7 +181,7 @@ async fn run(gw: Weak<Gateway>, shared: Arc<Shared>, mut rx: mpsc::Receiver<Repo
             .iter()
             .map(|r| {
                 let (k, l) = &r.live.shared[r.provider][r.cred];
-                (k.clone(), *l, r.op)
+                (k.clone(), *l, r.op, r.tokens)
             })
             .collect();
         if let Some(replies) = shared.run_batch(&items).await {
@@ -176,4 +193,12 @@ async fn run(gw: Weak<Gateway>, shared: Arc<Shared>, mut rx: mpsc::Receiver<Repo
         }
         buf.clear();
     }
+}
+
+/// The shared tpm of (provider, cred) in `live` (0: none).
+fn limits_tpm(live: &Live, provider: usize, cred: usize) -> u64 {
+    live.shared
+        .get(provider)
+        .and_then(|p| p.get(cred))
+        .map_or(0, |(_, l)| l.tpm)
 }

@@ -42,6 +42,8 @@ pub struct Gateway {
     pub(super) report_rx: Mutex<Option<mpsc::Receiver<Report>>>,
     /// Who hears the one-line notices (shared state lost or back): the CLI's stderr.
     pub(super) notices: OnceLock<Notice>,
+    /// Each target's recent latency, for `routing = "latency"` (kept across reloads).
+    pub(super) latency: crate::routing::LatencyTable,
 }
 
 /// A one-line notice for the operator.
@@ -93,6 +95,7 @@ impl Gateway {
             reports,
             report_rx: Mutex::new(report_rx),
             notices: OnceLock::new(),
+            latency: Default::default(),
         });
         if let Some(s) = gw.shared.as_ref() {
             let weak = Arc::downgrade(&gw);
@@ -245,6 +248,7 @@ impl Gateway {
         if let Some(v) = &view {
             w.sample(&[], v.round_trips as f64);
         }
+        crate::quota::gauges(&mut e, &creds);
         e.render()
     }
 
@@ -262,6 +266,8 @@ impl Gateway {
                     .filter(|u| *u > now)
                     .map(|u| u.duration_since(now));
                 let rate_limit = b.rate_limit(now);
+                let tokens_remaining = st.tpm.as_ref().map(|t| t.remaining(now));
+                let (told_requests, told_tokens) = st.told.remaining(now);
                 creds.push(CredentialStatus {
                     provider: label(&p.name).into_owned(),
                     credential: label(&c.name).into_owned(),
@@ -278,6 +284,13 @@ impl Gateway {
                     transitions: b.transitions,
                     weight: c.weight,
                     rpm: c.rpm,
+                    tpm: c.tpm,
+                    tokens_remaining,
+                    tokens_used: tokens_remaining
+                        .zip(c.tpm)
+                        .map(|(r, t)| t.saturating_sub(r)),
+                    provider_remaining_requests: told_requests,
+                    provider_remaining_tokens: told_tokens,
                 });
             }
         }

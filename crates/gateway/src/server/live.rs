@@ -1,11 +1,12 @@
 //! One configuration generation with everything derived from it once, and how a
 //! new generation is built from the old one on reload.
 
-use super::auth::ClientLimiter;
+use super::auth::{ClientLimiter, ClientTokens};
 use super::endpoint::Endpoints;
 use crate::breaker::{Breaker, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ProviderKind, Target};
 use crate::metrics::UNKNOWN_MODEL;
+use crate::quota::{HeaderState, TokenBucket};
 use crate::shared::{CredKeys, Limits};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
@@ -27,6 +28,10 @@ pub(super) struct CredState {
     pub(super) synced: Option<Instant>,
     /// `[shared]`: the shared rpm limit said no calls before this.
     pub(super) shared_wait: Option<Instant>,
+    /// The credential's tpm bucket, if it has a tpm (docs/gateway.md "Token quotas").
+    pub(super) tpm: Option<TokenBucket>,
+    /// What the provider's rate-limit headers last said.
+    pub(super) told: HeaderState,
 }
 
 pub(super) type Slot = Arc<Mutex<CredState>>;
@@ -63,9 +68,13 @@ pub(super) struct Live {
     pub(super) clients: HashMap<[u8; 32], usize>,
     /// Per client: its rpm limiter, if it has an rpm.
     pub(super) client_limiters: Vec<Option<ClientLimiter>>,
+    /// Per client: its tpm bucket, if it has a tpm.
+    pub(super) client_tpm: Vec<Option<ClientTokens>>,
     /// `[shared]`: per provider, per credential, its Redis keys and the limits sent
     /// with each script call (empty without `[shared]`).
     pub(super) shared: Vec<Vec<(CredKeys, Limits)>>,
+    /// The latency-routed ranges of the alias and class target lists.
+    pub(super) latency_segments: crate::routing::Segments,
 }
 
 impl Live {
@@ -208,6 +217,9 @@ pub(super) fn build_live(
                         if old_rate != c.rate() {
                             st.limiter = c.rate().map(|(r, b)| RpmLimiter::with_burst(r, b));
                         }
+                        if st.tpm.as_ref().map(TokenBucket::tpm) != c.tpm {
+                            st.tpm = c.tpm.map(|t| TokenBucket::new(t, now));
+                        }
                     }
                     summary.kept += 1;
                     slot
@@ -221,6 +233,8 @@ pub(super) fn build_live(
                         limiter: c.rate().map(|(r, b)| RpmLimiter::with_burst(r, b)),
                         synced: None,
                         shared_wait: None,
+                        tpm: c.tpm.map(|t| TokenBucket::new(t, now)),
+                        told: HeaderState::default(),
                     }))
                 }
             };
@@ -252,7 +266,7 @@ pub(super) fn build_live(
             classes.insert(class.clone(), Arc::from(t));
         }
     }
-    let aliases = cfg
+    let aliases: BTreeMap<String, Arc<[Target]>> = cfg
         .models
         .iter()
         .map(|(a, t)| (a.clone(), Arc::from(t.clone())))
@@ -281,6 +295,7 @@ pub(super) fn build_live(
             Some(kept.unwrap_or_else(|| Arc::new(Mutex::new(RpmLimiter::with_burst(rpm, rpm)))))
         })
         .collect();
+    let client_tpm = super::auth::client_buckets(&cfg, old, now);
     let shared = match &cfg.shared {
         None => Vec::new(),
         Some(sh) => cfg
@@ -292,13 +307,14 @@ pub(super) fn build_live(
                     .map(|c| {
                         (
                             CredKeys::new(&sh.key_prefix, &p.name, &c.name),
-                            Limits::new(&cfg.breaker, c.rate()),
+                            Limits::new(&cfg.breaker, c.rate(), c.tpm),
                         )
                     })
                     .collect()
             })
             .collect(),
     };
+    let latency_segments = crate::routing::all_segments(&cfg, &classes, &aliases);
     let mut known_models = vec![BTreeSet::new(); cfg.providers.len()];
     for t in cfg.models.values().flatten() {
         known_models[t.provider].insert(t.model.clone());
@@ -318,7 +334,9 @@ pub(super) fn build_live(
             secrets,
             clients,
             client_limiters,
+            client_tpm,
             shared,
+            latency_segments,
         },
         summary,
     ))

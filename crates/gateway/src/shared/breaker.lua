@@ -1,15 +1,19 @@
--- powertune gateway: one (provider, credential)'s breaker and rpm limit, shared by
--- every replica. One call of this script is atomic; time is the Redis server's.
+-- powertune gateway: one (provider, credential)'s breaker, rpm and tpm limits,
+-- shared by every replica. One call of this script is atomic; time is the Redis server's.
 --
 -- KEYS[1]  the breaker hash: s (0 closed, 1 open, 2 half-open), r (why open: 0
 --          failures, 1 rate-limited), u (open until, µs), c (failures in a row),
 --          p (half-open probes in flight), t (trips)
 -- KEYS[2]  the rpm limiter (GCRA): the theoretical arrival time, µs
+-- KEYS[3]  the tpm bucket: l (tokens in it), a (when l was taken, µs); refilled at
+--          tpm per minute up to tpm; gone after a minute untouched (= full)
 -- ARGV     op (admit | success | failure | rate_limited | neutral), failure
 --          threshold, recovery (ms), half-open probes, rpm interval (µs, 0: no
---          limit), rpm tolerance (µs), key time-to-live (ms), rate-limit wait (ms)
--- reply    {decision (1 go, 0 breaker says wait, 2 rpm says wait), wait (ms),
---           s, r, open for (ms), c, t}
+--          limit), rpm tolerance (µs), key time-to-live (ms), rate-limit wait (ms),
+--          tpm (0: no limit), tokens (admit: reserved; an outcome: given back,
+--          negative: taken)
+-- reply    {decision (1 go, 0 breaker says wait, 2 rpm says wait, 3 tpm says
+--           wait), wait (ms), s, r, open for (ms), c, t, tokens left (-1: no tpm)}
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -26,6 +30,27 @@ local recovery = tonumber(ARGV[3]) * 1000
 local probes = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[7])
 local changed = false
+local tpm = tonumber(ARGV[9]) or 0
+local tokens = tonumber(ARGV[10]) or 0
+local level = -1
+if tpm > 0 then
+  local b = redis.call('HMGET', KEYS[3], 'l', 'a')
+  local l = tonumber(b[1]) or tpm
+  local a = tonumber(b[2]) or now
+  if now > a then
+    l = l + (now - a) * tpm / 60000000
+  end
+  if l > tpm then
+    l = tpm
+  end
+  level = l
+end
+
+local function store_tokens()
+  redis.call('HSET', KEYS[3], 'l', string.format('%.3f', level), 'a',
+    string.format('%.0f', now))
+  redis.call('PEXPIRE', KEYS[3], 61000)
+end
 
 local function trip(d, reason)
   local deadline = now + d
@@ -49,7 +74,11 @@ local function reply(decision, wait)
   if s == 1 and u > now then
     open_for = math.ceil((u - now) / 1000)
   end
-  return {decision, math.ceil(wait / 1000), s, r, open_for, c, trips}
+  local left = -1
+  if tpm > 0 then
+    left = math.max(0, math.floor(level))
+  end
+  return {decision, math.ceil(wait / 1000), s, r, open_for, c, trips, left}
 end
 
 if op == 'admit' then
@@ -66,6 +95,7 @@ if op == 'admit' then
     probe = true
   end
   local interval = tonumber(ARGV[5])
+  local next_tat = nil
   if interval > 0 then
     local tat = tonumber(redis.call('GET', KEYS[2])) or now
     if tat < now then
@@ -75,7 +105,17 @@ if op == 'admit' then
     if now < allowed then
       return reply(2, allowed - now)
     end
-    local next_tat = tat + interval
+    next_tat = tat + interval
+  end
+  if tpm > 0 then
+    local need = math.min(tokens, tpm)
+    if level < need then
+      return reply(3, (need - level) * 60000000 / tpm)
+    end
+    level = level - tokens
+    store_tokens()
+  end
+  if next_tat then
     redis.call('SET', KEYS[2], string.format('%.0f', next_tat), 'PX',
       math.ceil((next_tat - now) / 1000) + 1000)
   end
@@ -109,5 +149,10 @@ elseif op == 'neutral' then
     p = p - 1
     changed = true
   end
+end
+-- an outcome: the tokens the call did not use go back (negative: it used more)
+if tpm > 0 and tokens ~= 0 then
+  level = math.min(tpm, level + tokens)
+  store_tokens()
 end
 return reply(1, 0)

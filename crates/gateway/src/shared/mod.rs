@@ -1,8 +1,9 @@
-//! `[shared]`: breaker state and rpm limits of every (provider, credential) kept in
+//! `[shared]`: breaker state, rpm and tpm limits of every (provider, credential) kept in
 //! one Redis, so replicas open a breaker after the same failures and hold a quota
 //! together. One Lua script ([`SCRIPT`]) does each step atomically on the Redis
 //! server's clock: admit a call (breaker check, half-open probe slot, GCRA rpm
-//! limit), or record an outcome.
+//! limit, tpm bucket reservation), or record an outcome (with the tokens the call did
+//! not use).
 //!
 //! The cost on a call's path is one round trip: the admission. Outcomes are recorded
 //! off the call's path by [`Shared::run_batch`] (one pipeline for whatever queued up),
@@ -54,6 +55,7 @@ impl Op {
 pub struct CredKeys {
     pub breaker: String,
     pub rpm: String,
+    pub tpm: String,
 }
 
 impl CredKeys {
@@ -62,6 +64,7 @@ impl CredKeys {
         CredKeys {
             breaker: format!("{base}:breaker"),
             rpm: format!("{base}:rpm"),
+            tpm: format!("{base}:tpm"),
         }
     }
 }
@@ -77,10 +80,12 @@ pub struct Limits {
     pub tolerance_us: u64,
     /// Breaker keys expire this long after their last change.
     pub ttl_ms: u64,
+    /// Tokens per minute (0: no tpm limit).
+    pub tpm: u64,
 }
 
 impl Limits {
-    pub fn new(b: &BreakerConfig, rate: Option<(u32, u32)>) -> Limits {
+    pub fn new(b: &BreakerConfig, rate: Option<(u32, u32)>, tpm: Option<u64>) -> Limits {
         let (interval_us, tolerance_us) = match rate {
             Some((rpm, burst)) => {
                 let i = 60_000_000 / u64::from(rpm.max(1));
@@ -99,6 +104,7 @@ impl Limits {
             ttl_ms: (2 * ms(b.recovery))
                 .max(ms(b.retry_after_max).saturating_add(60_000))
                 .max(600_000),
+            tpm: tpm.unwrap_or(0),
         }
     }
 }
@@ -111,13 +117,17 @@ pub enum Decision {
     BreakerWait(Duration),
     /// The shared rpm limit lets the next call through after this long.
     RpmWait(Duration),
+    /// The shared tpm bucket holds the call's tokens after this long.
+    TpmWait(Duration),
 }
 
-/// One script reply: the decision and the breaker as it now stands.
+/// One script reply: the decision, the breaker as it now stands and the tokens left
+/// in the shared tpm bucket (when the credential has a tpm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
     pub decision: Decision,
     pub breaker: SharedBreaker,
+    pub tokens_left: Option<u64>,
 }
 
 impl Reply {
@@ -134,6 +144,7 @@ impl Reply {
         let decision = match decision {
             1 => Decision::Go,
             2 => Decision::RpmWait(ms(wait)),
+            3 => Decision::TpmWait(ms(wait)),
             _ => Decision::BreakerWait(ms(wait)),
         };
         let phase = match s {
@@ -154,6 +165,7 @@ impl Reply {
                 phase,
                 consecutive: u32::try_from(c).unwrap_or(0),
             },
+            tokens_left: n.get(7).and_then(|t| u64::try_from(*t).ok()),
         })
     }
 }
@@ -369,7 +381,9 @@ impl Shared {
         Ok(())
     }
 
-    fn eval(&self, keys: &CredKeys, limits: &Limits, op: Op, sha: bool) -> redis::Cmd {
+    /// The script call of `op`; `tokens` is what an admission reserves, or what an
+    /// outcome gives back to the tpm bucket (negative: takes).
+    fn eval(&self, keys: &CredKeys, limits: &Limits, op: Op, tokens: i64, sha: bool) -> redis::Cmd {
         let mut c = if sha {
             let mut c = redis::cmd("EVALSHA");
             c.arg(&self.sha);
@@ -383,9 +397,10 @@ impl Shared {
             Op::RateLimited(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             _ => 0,
         };
-        c.arg(2)
+        c.arg(3)
             .arg(&keys.breaker)
             .arg(&keys.rpm)
+            .arg(&keys.tpm)
             .arg(op.name())
             .arg(limits.failure_threshold)
             .arg(limits.recovery_ms)
@@ -393,7 +408,9 @@ impl Shared {
             .arg(limits.interval_us)
             .arg(limits.tolerance_us)
             .arg(limits.ttl_ms)
-            .arg(wait_ms);
+            .arg(wait_ms)
+            .arg(limits.tpm)
+            .arg(tokens);
         c
     }
 
@@ -406,15 +423,21 @@ impl Shared {
 
     /// One script call within `shared.timeout`; `None` when not shared, or when it
     /// failed (then the replica is on local state from now on).
-    pub async fn call(&self, keys: &CredKeys, limits: &Limits, op: Op) -> Option<Reply> {
+    pub async fn call(
+        &self,
+        keys: &CredKeys,
+        limits: &Limits,
+        op: Op,
+        tokens: i64,
+    ) -> Option<Reply> {
         let mut conn = self.connection()?;
         let run = async {
             let v: Value = match conn
-                .query(self.eval(keys, limits, op, true), "EVALSHA")
+                .query(self.eval(keys, limits, op, tokens, true), "EVALSHA")
                 .await
             {
                 Err(e) if e.to_string().contains("NOSCRIPT") => conn
-                    .query(self.eval(keys, limits, op, false), "EVAL")
+                    .query(self.eval(keys, limits, op, tokens, false), "EVAL")
                     .await
                     .map_err(|e| e.to_string())?,
                 other => other.map_err(|e| e.to_string())?,
@@ -443,11 +466,14 @@ impl Shared {
 
     /// Records several outcomes in one pipeline; per item its reply (`None` for an
     /// item the server refused). `None` when not shared or the pipeline failed.
-    pub async fn run_batch(&self, items: &[(CredKeys, Limits, Op)]) -> Option<Vec<Option<Reply>>> {
+    pub async fn run_batch(
+        &self,
+        items: &[(CredKeys, Limits, Op, i64)],
+    ) -> Option<Vec<Option<Reply>>> {
         let mut conn = self.connection()?;
         let mut pipe = redis::pipe();
-        for (k, l, op) in items {
-            pipe.add_command(self.eval(k, l, *op, true));
+        for (k, l, op, t) in items {
+            pipe.add_command(self.eval(k, l, *op, *t, true));
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let wait = self.cfg.timeout * 4;
@@ -469,10 +495,10 @@ impl Shared {
             }
         };
         let mut out = Vec::with_capacity(items.len());
-        for (v, (k, l, op)) in values.iter().zip(items) {
+        for (v, (k, l, op, t)) in values.iter().zip(items) {
             out.push(match Reply::parse(v) {
                 Ok(r) => Some(r),
-                Err(e) if e.contains("NOSCRIPT") => self.call(k, l, *op).await,
+                Err(e) if e.contains("NOSCRIPT") => self.call(k, l, *op, *t).await,
                 Err(_) => None,
             });
         }
@@ -486,14 +512,16 @@ mod tests {
 
     #[test]
     fn limits_from_config() {
-        let l = Limits::new(&BreakerConfig::default(), Some((10, 10)));
+        let l = Limits::new(&BreakerConfig::default(), Some((10, 10)), Some(90_000));
+        assert_eq!(l.tpm, 90_000);
         assert_eq!(l.interval_us, 6_000_000);
         assert_eq!(l.tolerance_us, 54_000_000);
         assert_eq!(l.failure_threshold, 5);
         assert_eq!(l.recovery_ms, 120_000);
         // the default retry_after_max (1h) + a minute
         assert_eq!(l.ttl_ms, 3_660_000);
-        let l = Limits::new(&BreakerConfig::default(), None);
+        let l = Limits::new(&BreakerConfig::default(), None, None);
+        assert_eq!(l.tpm, 0);
         assert_eq!((l.interval_us, l.tolerance_us), (0, 0));
     }
 
@@ -502,6 +530,7 @@ mod tests {
         let k = CredKeys::new("powertune:gateway", "openai", "primary");
         assert_eq!(k.breaker, "powertune:gateway:{openai/primary}:breaker");
         assert_eq!(k.rpm, "powertune:gateway:{openai/primary}:rpm");
+        assert_eq!(k.tpm, "powertune:gateway:{openai/primary}:tpm");
     }
 
     #[test]
