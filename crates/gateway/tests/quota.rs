@@ -11,10 +11,14 @@
     clippy::print_stderr
 )]
 
+mod quota_support;
+
 use powertune_gateway::breaker::Clock;
 use powertune_gateway::quota::estimate;
-use powertune_gateway::{Config, Gateway, TokioClock};
+use powertune_gateway::TokioClock;
+use powertune_provider_sim::stats::Counts;
 use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
+use quota_support::{control, http, Rig};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,18 +88,6 @@ targets = ["oai:slow-model"]
     )
 }
 
-struct Rig {
-    url: String,
-    gw: Arc<Gateway>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 async fn rig(toml: &str, clock: Arc<dyn Clock>) -> Rig {
     let env = |k: &str| match k {
         "KEY_A" => Some(KEY_A.to_string()),
@@ -103,24 +95,7 @@ async fn rig(toml: &str, clock: Arc<dyn Clock>) -> Rig {
         "CLIENT_KEY" => Some("client-key-0123456789".to_string()),
         _ => None,
     };
-    let cfg = Config::from_toml(toml, "gateway.toml", &env)
-        .unwrap()
-        .config;
-    let gw = Gateway::new(cfg, clock).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let g = gw.clone();
-    let task = tokio::spawn(async move {
-        let _ = g.serve(listener, Default::default()).await;
-    });
-    Rig { url, gw, task }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    quota_support::rig(toml, clock, &env).await
 }
 
 fn body(model: &str, max_tokens: u64, stream: bool) -> Vec<u8> {
@@ -153,18 +128,22 @@ fn tokens(r: &Rig, name: &str) -> (u64, u64) {
     (c.tokens_remaining.unwrap(), c.tokens_used.unwrap())
 }
 
-/// Input + output tokens the simulator served to key `key` (all models).
-fn served(s: &SimHandle, key: &str) -> (u64, u64) {
+/// `f` of every series of key `key` (all models), summed.
+fn sum(s: &SimHandle, key: &str, f: fn(&Counts) -> u64) -> u64 {
     let st = s.stats();
     st.series
         .iter()
         .filter(|x| x.key == key)
-        .fold((0, 0), |(calls, t), x| {
-            (
-                calls + x.counts.calls,
-                t + x.counts.input_tokens + x.counts.output_tokens,
-            )
-        })
+        .map(|x| f(&x.counts))
+        .sum()
+}
+
+/// (calls, input + output tokens) the simulator served to key `key`.
+fn served(s: &SimHandle, key: &str) -> (u64, u64) {
+    (
+        sum(s, key, |c| c.calls),
+        sum(s, key, |c| c.input_tokens + c.output_tokens),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +288,7 @@ tpm = 8
 async fn rate_limit_headers_steer_calls_away_before_any_429() {
     // a has 3 requests a minute; the minute is 2 s (time_scale 1/30)
     let s = sim("rpm = 3").await;
-    c_control(&s, json!({"time_scale": 1.0 / 30.0})).await;
+    control(&s, json!({"time_scale": 1.0 / 30.0})).await;
     let toml = config(&s.url(), "", Some(""), "");
     let r = rig(&toml, Arc::new(TokioClock)).await;
     let c = http();
@@ -317,22 +296,11 @@ async fn rate_limit_headers_steer_calls_away_before_any_429() {
     for _ in 0..12 {
         assert_eq!(send(&c, &r, &fast, None).await.0, 200);
     }
-    let a = s.stats();
-    let a_calls: u64 = a
-        .series
-        .iter()
-        .filter(|x| x.key == "a")
-        .map(|x| x.counts.calls)
-        .sum();
-    let a_429: u64 = a
-        .series
-        .iter()
-        .filter(|x| x.key == "a")
-        .map(|x| x.counts.rate_limited_requests)
-        .sum();
-    assert_eq!(a_429, 0, "{a:?}");
+    let a_calls = sum(&s, "a", |c| c.calls);
+    let a_429 = sum(&s, "a", |c| c.rate_limited_requests);
+    assert_eq!(a_429, 0, "{:?}", s.stats());
     // a's window may have started over once during the run
-    assert!((3..=6).contains(&a_calls), "{a:?}");
+    assert!((3..=6).contains(&a_calls), "{:?}", s.stats());
     let st = r.gw.status();
     let ca = st.credentials.iter().find(|c| c.credential == "a").unwrap();
     assert!(ca.provider_remaining_requests.is_some(), "{ca:?}");
@@ -347,31 +315,10 @@ async fn rate_limit_headers_steer_calls_away_before_any_429() {
     for _ in 0..4 {
         assert_eq!(send(&c, &r, &fast, None).await.0, 200);
     }
-    let a = s.stats();
-    let a_after: u64 = a
-        .series
-        .iter()
-        .filter(|x| x.key == "a")
-        .map(|x| x.counts.calls)
-        .sum();
-    let a_429: u64 = a
-        .series
-        .iter()
-        .filter(|x| x.key == "a")
-        .map(|x| x.counts.rate_limited_requests)
-        .sum();
-    assert!(a_after > a_calls, "{a:?}");
-    assert_eq!(a_429, 0, "{a:?}");
-}
-
-async fn c_control(s: &SimHandle, v: Value) {
-    let resp = http()
-        .post(format!("{}/control", s.url()))
-        .json(&v)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let a_after = sum(&s, "a", |c| c.calls);
+    let a_429 = sum(&s, "a", |c| c.rate_limited_requests);
+    assert!(a_after > a_calls, "{:?}", s.stats());
+    assert_eq!(a_429, 0, "{:?}", s.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

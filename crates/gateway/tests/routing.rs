@@ -10,11 +10,13 @@
     clippy::print_stderr
 )]
 
-use powertune_gateway::{Config, Gateway, TokioClock};
+mod quota_support;
+
+use powertune_gateway::TokioClock;
 use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
+use quota_support::{control, http, Rig};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 async fn sim(ttft: &str) -> SimHandle {
     let cfg = SimConfig::from_toml(
@@ -24,18 +26,6 @@ async fn sim(ttft: &str) -> SimHandle {
     .unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     ProviderSim::start(cfg, l).await.unwrap()
-}
-
-struct Rig {
-    url: String,
-    gw: Arc<Gateway>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 async fn rig(slow: &SimHandle, fast: &SimHandle, routing: &str) -> Rig {
@@ -68,22 +58,12 @@ latency = ["fast"]
         slow.url(),
         fast.url()
     );
-    let cfg = Config::from_toml(&toml, "gateway.toml", &|_| None)
-        .unwrap()
-        .config;
-    let gw = Gateway::new(cfg, Arc::new(TokioClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let g = gw.clone();
-    let task = tokio::spawn(async move {
-        let _ = g.serve(listener, Default::default()).await;
-    });
-    Rig { url, gw, task }
+    quota_support::rig(&toml, Arc::new(TokioClock), &|_| None).await
 }
 
 /// `n` calls (by the alias, or by the route class); the provider of each answer.
 async fn calls(r: &Rig, model: &str, n: usize) -> Vec<String> {
-    let c = reqwest::Client::new();
+    let c = http();
     let mut out = Vec::new();
     for _ in 0..n {
         let resp = c
@@ -104,16 +84,6 @@ fn count(v: &[String], p: &str) -> usize {
     v.iter().filter(|x| *x == p).count()
 }
 
-async fn control(s: &SimHandle, ttft: &str) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/control", s.url()))
-        .json(&json!({"ttft": ttft}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_move_to_the_faster_target_and_back_when_it_slows() {
     let (one, two) = (sim("80ms").await, sim("0ms..1ms").await);
@@ -125,7 +95,7 @@ async fn calls_move_to_the_faster_target_and_back_when_it_slows() {
     assert_eq!(count(&got[2..], "two"), 10, "{got:?}");
 
     // "two" slows down past "one": after a slow answer or two its P95 is the higher
-    control(&two, "250ms").await;
+    control(&two, json!({"ttft": "250ms"})).await;
     let got = calls(&r, "fast", 6).await;
     assert!(count(&got[..3], "two") <= 2, "{got:?}");
     assert_eq!(&got[3..], ["one", "one", "one"], "{got:?}");
@@ -150,14 +120,8 @@ async fn an_open_breaker_on_the_fastest_target_is_still_honoured() {
     let r = rig(&one, &two, "routing = \"latency\"").await;
     calls(&r, "fast", 4).await;
     // the fast one fails from now on: its breaker opens, calls go to the slow one
-    let resp = reqwest::Client::new()
-        .post(format!("{}/control", two.url()))
-        .json(&json!({"faults": {"error_rate": 1.0}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
-    let c = reqwest::Client::new();
+    control(&two, json!({"faults": {"error_rate": 1.0}})).await;
+    let c = http();
     let mut statuses = Vec::new();
     for _ in 0..8 {
         let resp = c
@@ -179,5 +143,4 @@ async fn an_open_breaker_on_the_fastest_target_is_still_honoured() {
         .find(|c| c.provider == "two")
         .map(|c| c.state.clone());
     assert_eq!(two_state.as_deref(), Some("open"));
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
