@@ -17,8 +17,8 @@ use powertune_gateway::breaker::Clock;
 use powertune_gateway::quota::estimate;
 use powertune_gateway::TokioClock;
 use powertune_provider_sim::stats::Counts;
-use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
-use quota_support::{control, http, Rig};
+use powertune_provider_sim::SimHandle;
+use quota_support::{control, http, Rig, HEAD};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,17 +36,12 @@ const KEY_A: &str = "sk-quota-test-key-aaaa";
 const KEY_B: &str = "sk-quota-test-key-bbbb";
 
 async fn sim(extra: &str) -> SimHandle {
-    let cfg = SimConfig::from_toml(
-        "sim.toml",
-        &format!(
-            "[defaults]\nttft = \"0ms..1ms\"\nitl = \"0ms..1ms\"\noutput_tokens = 4\n\
-             [[keys]]\nkey = \"{KEY_A}\"\nname = \"a\"\n{extra}\n\
-             [[keys]]\nkey = \"{KEY_B}\"\nname = \"b\"\n"
-        ),
-    )
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    ProviderSim::start(cfg, l).await.unwrap()
+    quota_support::sim(&format!(
+        "[defaults]\nttft = \"0ms..1ms\"\nitl = \"0ms..1ms\"\noutput_tokens = 4\n\
+         [[keys]]\nkey = \"{KEY_A}\"\nname = \"a\"\n{extra}\n\
+         [[keys]]\nkey = \"{KEY_B}\"\nname = \"b\"\n"
+    ))
+    .await
 }
 
 /// One provider with credentials `a` and `b` (their extra keys; `b` left out when
@@ -59,18 +54,7 @@ fn config(sim: &str, a: &str, b: Option<&str>, extra: &str) -> String {
         None => String::new(),
     };
     format!(
-        r#"
-listen = "127.0.0.1:0"
-[timeouts]
-connect = "2s"
-first_token = "5s"
-idle = "5s"
-request = "10s"
-[retry]
-max_retries = 0
-base = "1ms"
-max = "5ms"
-[[providers]]
+        r#"{HEAD}[[providers]]
 name = "oai"
 kind = "openai"
 base_url = "{sim}/v1"

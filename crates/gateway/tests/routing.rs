@@ -13,35 +13,21 @@
 mod quota_support;
 
 use powertune_gateway::TokioClock;
-use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
-use quota_support::{control, http, Rig};
+use powertune_provider_sim::SimHandle;
+use quota_support::{control, http, Rig, HEAD};
 use serde_json::json;
 use std::sync::Arc;
 
 async fn sim(ttft: &str) -> SimHandle {
-    let cfg = SimConfig::from_toml(
-        "sim.toml",
-        &format!("[defaults]\nttft = \"{ttft}\"\nitl = \"0ms..1ms\"\noutput_tokens = 3\n"),
-    )
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    ProviderSim::start(cfg, l).await.unwrap()
+    quota_support::sim(&format!(
+        "[defaults]\nttft = \"{ttft}\"\nitl = \"0ms..1ms\"\noutput_tokens = 3\n"
+    ))
+    .await
 }
 
 async fn rig(slow: &SimHandle, fast: &SimHandle, routing: &str) -> Rig {
     let toml = format!(
-        r#"
-listen = "127.0.0.1:0"
-[timeouts]
-connect = "2s"
-first_token = "5s"
-idle = "5s"
-request = "10s"
-[retry]
-max_retries = 0
-base = "1ms"
-max = "5ms"
-[[providers]]
+        r#"{HEAD}[[providers]]
 name = "one"
 kind = "openai"
 base_url = "{}/v1"

@@ -4,10 +4,31 @@
 
 use powertune_gateway::breaker::Clock;
 use powertune_gateway::{Config, Gateway};
-use powertune_provider_sim::SimHandle;
+use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The top of every test config: loopback port 0, short timeouts, no retries.
+pub const HEAD: &str = r#"
+listen = "127.0.0.1:0"
+[timeouts]
+connect = "2s"
+first_token = "5s"
+idle = "5s"
+request = "10s"
+[retry]
+max_retries = 0
+base = "1ms"
+max = "5ms"
+"#;
+
+/// A provider simulator for `toml` (its `sim.toml`) on loopback port 0.
+pub async fn sim(toml: &str) -> SimHandle {
+    let cfg = SimConfig::from_toml("sim.toml", toml).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ProviderSim::start(cfg, l).await.unwrap()
+}
 
 pub struct Rig {
     pub url: String,
