@@ -205,6 +205,7 @@ mod tests {
             }],
             series: vec![],
             shared: None,
+            cost: None,
         }
     }
 

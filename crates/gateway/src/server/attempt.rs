@@ -121,6 +121,8 @@ pub(super) struct CallGuard {
     /// The client call's access-log line, when this attempt ends the call (a
     /// stream's); written as the guard finishes.
     pub(super) log: CallLog,
+    /// Who pays for the call (`[pricing]`): this attempt's cost is added to it.
+    pub(super) bill: Option<Arc<crate::pricing::Bill>>,
 }
 
 impl CallGuard {
@@ -144,6 +146,7 @@ impl CallGuard {
             retry_after: None,
             done: false,
             log: CallLog::none(),
+            bill: None,
         }
     }
 
@@ -198,6 +201,23 @@ impl CallGuard {
             tokens_in: self.usage.input,
             tokens_out: self.usage.output,
         });
+        if let Some(bill) = &self.bill {
+            let (cfg, cred) = (&self.live.cfg, &p.credentials[self.cred].name);
+            let usage = (self.usage.input, self.usage.output);
+            let model = self.live.model_label(t);
+            crate::budget::settle(
+                &self.gw.costs,
+                &self.gw.budgets,
+                cfg,
+                bill,
+                t,
+                cred,
+                model,
+                usage,
+            );
+            let cost = bill.cost_usd();
+            self.log.with(|l| l.cost_usd = cost);
+        }
         let (ttft, usage) = (self.ttft, self.usage);
         self.log.with(|l| {
             l.outcome = Some(outcome.as_str());
