@@ -123,6 +123,17 @@ async fn without_a_price_table_there_is_no_cost_anywhere() {
         .any(|x| x.metric.contains("cost_usd") || x.metric.contains("unpriced")));
 }
 
+/// Writes `prices` into the price file, then `POST /admin/reload`.
+async fn reload_with(
+    c: &reqwest::Client,
+    url: &str,
+    file: &std::path::Path,
+    prices: &str,
+) -> reqwest::Response {
+    std::fs::write(file, prices).unwrap();
+    c.post(format!("{url}/admin/reload")).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_price_file_is_read_again_on_reload() {
     let sim = sim().await;
@@ -150,16 +161,13 @@ async fn a_price_file_is_read_again_on_reload() {
         200
     );
     // ten times the price, and a price for the Ollama model
-    std::fs::write(
+    let r = reload_with(
+        &c,
+        &s.url,
         &prices,
         "\"oai:gpt-4o-mini\" = { input_per_mtok = 1.5, output_per_mtok = 6 }\n\"oll:llama3\" = { input_per_mtok = 0, output_per_mtok = 0.000001 }\n",
     )
-    .unwrap();
-    let r = c
-        .post(format!("{}/admin/reload", s.url))
-        .send()
-        .await
-        .unwrap();
+    .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(
         call(&c, &s.url, "openai", "fast", false).await.status(),
@@ -179,16 +187,13 @@ async fn a_price_file_is_read_again_on_reload() {
     assert!(cost.unpriced.is_empty(), "{:?}", cost.unpriced);
     assert_eq!(cost.total_nano_usd, 3_900 + 39_000);
     // a broken price file is refused with its place; the prices stay
-    std::fs::write(
+    let r = reload_with(
+        &c,
+        &s.url,
         &prices,
         "\"oai:gpt-4o-mini\" = { input_per_mtok = -1, output_per_mtok = 6 }\n",
     )
-    .unwrap();
-    let r = c
-        .post(format!("{}/admin/reload", s.url))
-        .send()
-        .await
-        .unwrap();
+    .await;
     assert_eq!(r.status(), 422);
     let e = r.text().await.unwrap();
     assert!(
