@@ -8,10 +8,12 @@
 
 mod clients;
 mod duration;
+mod pricing;
 mod shared;
 mod tuning;
 
 pub use clients::{check_exposure, key_hash, Client, RawClient};
+pub use pricing::{Budget, BudgetScope, Fallback, RawBudget, RawPrice};
 pub use shared::{RawShared, SharedConfig, DEFAULT_KEY_PREFIX};
 pub use tuning::{
     BreakerConfig, RawBreaker, RawRetry, RawServer, RawTimeouts, RetryConfig, ServerConfig,
@@ -80,6 +82,14 @@ pub struct RawConfig {
     pub clients: Vec<RawClient>,
     #[serde(default)]
     pub shared: RawShared,
+    /// `"provider:model" = { input_per_mtok, output_per_mtok }` (USD per million tokens).
+    #[serde(default)]
+    pub pricing: BTreeMap<String, RawPrice>,
+    /// Or: a file of such entries, relative to this one.
+    pub pricing_file: Option<String>,
+    /// `"route:CLASS"` / `"client:NAME"` = { daily_usd, monthly_usd, fallback }.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, RawBudget>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +208,10 @@ pub struct Config {
     pub shared: Option<SharedConfig>,
     /// Model aliases with `routing = "latency"` (docs/gateway.md "Latency routing").
     pub latency_routed: std::collections::BTreeSet<String>,
+    /// `[pricing]` / `pricing_file`: prices per provider model (reloaded with the config).
+    pub pricing: crate::pricing::PriceTable,
+    /// `[budgets]`, by name.
+    pub budgets: Vec<Budget>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -528,6 +542,15 @@ impl RawConfig {
             &self.routes.keys().map(String::as_str).collect(),
             &models.keys().map(String::as_str).collect(),
         )?;
+        let pricing = pricing::validate_pricing(self.pricing, self.pricing_file, src, &providers)?;
+        let budgets = pricing::validate_budgets(
+            self.budgets,
+            src,
+            pricing.configured,
+            &self.routes.keys().map(String::as_str).collect(),
+            &models.keys().map(String::as_str).collect(),
+            &clients.iter().map(|c| c.name.as_str()).collect(),
+        )?;
         Ok(Config {
             listen,
             timeouts,
@@ -542,6 +565,8 @@ impl RawConfig {
             clients,
             shared,
             latency_routed,
+            pricing,
+            budgets,
         })
     }
 }

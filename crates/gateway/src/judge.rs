@@ -206,6 +206,7 @@ mod tests {
             }],
             series: vec![],
             shared: None,
+            cost: None,
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod baseline;
 pub mod breaker;
+pub mod budget;
 pub mod collect;
 pub mod config;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod inspect;
 pub mod judge;
 pub mod metrics;
+pub mod pricing;
 pub mod quota;
 pub mod render;
 pub mod routing;

@@ -275,6 +275,7 @@ impl Metrics {
             providers,
             series,
             shared: None,
+            cost: None,
         }
     }
 }

@@ -139,6 +139,7 @@ mod tests {
                 tokens_out: 15,
             }],
             shared: None,
+            cost: None,
         };
         let text = render(&s, Style::plain());
         assert!(

@@ -154,4 +154,7 @@ pub struct StatusSnapshot {
     /// `[shared]`, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedStatus>,
+    /// Cost and budgets, when a price table is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::pricing::CostStatus>,
 }

@@ -124,6 +124,8 @@ pub(super) struct CallGuard {
     /// Tokens reserved on the credential's tpm; the calling client key (its tpm).
     pub(super) reserved: u64,
     pub(super) client: Option<usize>,
+    /// Who pays for the call (`[pricing]`): this attempt's cost is added to it.
+    pub(super) bill: Option<Arc<crate::pricing::Bill>>,
 }
 
 impl CallGuard {
@@ -149,6 +151,7 @@ impl CallGuard {
             log: CallLog::none(),
             reserved: 0,
             client: None,
+            bill: None,
         }
     }
 
@@ -211,6 +214,23 @@ impl CallGuard {
             tokens_in: self.usage.input,
             tokens_out: self.usage.output,
         });
+        if let Some(bill) = &self.bill {
+            let (cfg, cred) = (&self.live.cfg, &p.credentials[self.cred].name);
+            let usage = (self.usage.input, self.usage.output);
+            let model = self.live.model_label(t);
+            crate::budget::settle(
+                &self.gw.costs,
+                &self.gw.budgets,
+                cfg,
+                bill,
+                t,
+                cred,
+                model,
+                usage,
+            );
+            let cost = bill.cost_usd();
+            self.log.with(|l| l.cost_usd = cost);
+        }
         let (ttft, usage) = (self.ttft, self.usage);
         self.log.with(|l| {
             l.outcome = Some(outcome.as_str());

@@ -5,12 +5,18 @@
 
 use super::gateway::Gateway;
 use super::live::Live;
+use super::response::error_response;
 use crate::breaker::RpmLimiter;
+use crate::budget::Verdict;
 use crate::config::{key_hash, Client, Config};
+use crate::config::{Fallback, Target};
+use crate::pricing::Bill;
 use crate::quota::TokenBucket;
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
+use axum::response::Response;
 use parking_lot::Mutex;
+use powertune_dialect::Front;
 use powertune_dialect::{ApiError, ErrorKind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +180,59 @@ fn over_limit(c: &Client, limit: &str, wait: Duration) -> (Refusal, ApiError, Op
         ),
         Some(wait),
     )
+}
+
+impl Gateway {
+    /// The budget admission hook (`[budgets]`): under every limit the call goes as
+    /// resolved; over one with a fallback it goes to the fallback's targets (route
+    /// class or alias); else the 429 in the client's shape, `Retry-After` until the
+    /// period ends. With a price table, also the call's bill.
+    pub(super) async fn admit_budget<'a>(
+        &self,
+        live: &'a Live,
+        front: Front,
+        client: Option<usize>,
+        model: &str,
+        (targets, class): (Arc<[Target]>, Option<&'a str>),
+    ) -> Result<(Arc<[Target]>, Option<&'a str>, Option<Arc<Bill>>), Response> {
+        let cfg = &live.cfg;
+        if !cfg.pricing.configured {
+            return Ok((targets, class, None));
+        }
+        let who = client.map(|c| cfg.clients[c].name.as_str());
+        let alias = live.aliases.contains_key(model).then(|| model.to_string());
+        let now = crate::budget::unix_now();
+        let (targets, class, alias, budgets) =
+            match self.budgets.verdict(cfg, class, who, now).await {
+                Verdict::Go(b) => (targets, class, alias, b),
+                Verdict::Refuse(over) => {
+                    let ra = Some(over.retry_after(now));
+                    return Err(error_response(front, &over.error(cfg), ra));
+                }
+                Verdict::Fallback { to, .. } => {
+                    let (t, c, a) = match &to {
+                        Fallback::Route(r) => match live.classes.get_key_value(r.as_str()) {
+                            Some((k, t)) => (t.clone(), Some(k.as_str()), None),
+                            None => (targets, class, alias),
+                        },
+                        Fallback::Alias(a) => match live.aliases.get(a) {
+                            Some(t) => (t.clone(), None, Some(a.clone())),
+                            None => (targets, class, alias),
+                        },
+                    };
+                    // the spend still counts toward the client's budget
+                    let b = crate::budget::applicable(cfg, c, who);
+                    (t, c, a, b)
+                }
+            };
+        let bill = Bill::new(
+            class.map(str::to_string),
+            alias,
+            who.map(str::to_string),
+            budgets,
+        );
+        Ok((targets, class, Some(Arc::new(bill))))
+    }
 }
 
 /// The client's `routes` and `models` lists against the call.

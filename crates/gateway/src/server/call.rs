@@ -199,6 +199,8 @@ impl Gateway {
         let outcome = failure.outcome();
         log.with(|l| l.outcome = Some(outcome.as_str()));
         guard.finish(outcome);
+        let cost = guard.bill.as_ref().and_then(|b| b.cost_usd());
+        log.with(|l| l.cost_usd = cost);
         let (live, provider) = (guard.live.clone(), guard.targets[guard.target].provider);
         drop(guard);
         self.after_failure(&live, provider, failure, retry_after, call)

@@ -273,6 +273,14 @@ impl Gateway {
         if let Some(refused) = self.admit_client(&live, front, client, &model, class) {
             return refused;
         }
+        let (targets, class, bill) = match self
+            .admit_budget(&live, front, client, &model, (targets, class))
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(answer) => return answer,
+        };
+        log.with(|l| l.route = class.map(str::to_string));
         // a target in another wire format needs the canonical request
         if canon.is_none()
             && targets
@@ -347,6 +355,7 @@ impl Gateway {
             let pass = pass && raw.is_some();
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             (guard.reserved, guard.client) = (call.tokens, client);
+            guard.bill = bill.clone();
             let up_start = std::time::Instant::now();
             let result = self
                 .attempt(&live, target, ci, up_body, stream, pass, deadline)

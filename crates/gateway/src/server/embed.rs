@@ -65,6 +65,14 @@ impl Gateway {
         if let Some(refused) = self.admit_client(&live, front, client, &req.model, class) {
             return refused;
         }
+        let (targets, class, bill) = match self
+            .admit_budget(&live, front, client, &req.model, (targets, class))
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(answer) => return answer,
+        };
+        log.with(|l| l.route = class.map(str::to_string));
         // only providers with an embeddings endpoint; token arrays only to OpenAI's format
         let usable: Vec<Target> = targets
             .iter()
@@ -112,6 +120,7 @@ impl Gateway {
             };
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             (guard.reserved, guard.client) = (call.tokens, client);
+            guard.bill = bill.clone();
             let up_start = std::time::Instant::now();
             let result = match self
                 .send_checked(

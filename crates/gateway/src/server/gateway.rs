@@ -44,6 +44,10 @@ pub struct Gateway {
     pub(super) notices: OnceLock<Notice>,
     /// Each target's recent latency, for `routing = "latency"` (kept across reloads).
     pub(super) latency: crate::routing::LatencyTable,
+    /// Cost per route class, alias, credential, client (`[pricing]`).
+    pub(super) costs: crate::pricing::CostMeter,
+    /// Budget spend (`[budgets]`), kept across reloads.
+    pub(super) budgets: Arc<crate::budget::Ledger>,
 }
 
 /// A one-line notice for the operator.
@@ -77,6 +81,7 @@ impl Gateway {
             }
             None => (None, None),
         };
+        let budgets = Arc::new(crate::budget::Ledger::new(shared.clone()));
         let live = build_live(cfg, 1, None, now)
             .map_err(GatewayError::Client)?
             .0;
@@ -96,6 +101,8 @@ impl Gateway {
             report_rx: Mutex::new(report_rx),
             notices: OnceLock::new(),
             latency: Default::default(),
+            costs: Default::default(),
+            budgets,
         });
         if let Some(s) = gw.shared.as_ref() {
             let weak = Arc::downgrade(&gw);
@@ -207,6 +214,7 @@ impl Gateway {
             round_trips: v.round_trips,
             dropped: v.dropped,
         });
+        s.cost = crate::budget::cost_status(&self.costs, &self.budgets, &live.cfg);
         s
     }
 
@@ -214,6 +222,7 @@ impl Gateway {
     pub fn metrics_text(&self) -> String {
         let creds = self.credentials(&self.live());
         let mut e = self.metrics.exposition(&creds);
+        crate::budget::expose(&self.costs, &self.budgets, &self.live().cfg, &mut e);
         // declared always; a sample only when there is an access log
         let mut w = e.counter(
             "powertune_gateway_log_lines_dropped",

@@ -504,6 +504,29 @@ impl Shared {
         }
         Some(out)
     }
+
+    /// Runs `pipe` (any commands: the budgets' `GET`, `INCRBY`, `EXPIREAT`) in one
+    /// round trip within `shared.timeout`; `None` when not shared or when it failed
+    /// (then the replica is on local state from now on).
+    pub async fn query_pipe(&self, pipe: &mut redis::Pipeline, what: &str) -> Option<Vec<Value>> {
+        let mut conn = self.connection()?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.cfg.timeout, conn.pipe(pipe, what)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.fall_back(e.to_string());
+                None
+            }
+            Err(_) => {
+                self.fall_back(format!(
+                    "{}: {what} had no answer within shared.timeout ({})",
+                    self.cfg.url.redacted,
+                    powertune_core::duration::format(self.cfg.timeout)
+                ));
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]
