@@ -9,10 +9,12 @@
 mod clients;
 mod duration;
 mod shared;
+mod telemetry;
 mod tuning;
 
 pub use clients::{check_exposure, key_hash, Client, RawClient};
 pub use shared::{RawShared, SharedConfig, DEFAULT_KEY_PREFIX};
+pub use telemetry::{RawTelemetry, TelemetryConfig};
 pub use tuning::{
     BreakerConfig, RawBreaker, RawRetry, RawServer, RawTimeouts, RetryConfig, ServerConfig,
     Timeouts, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT,
@@ -80,6 +82,8 @@ pub struct RawConfig {
     pub clients: Vec<RawClient>,
     #[serde(default)]
     pub shared: RawShared,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +194,9 @@ pub struct Config {
     /// `[shared]`: the Redis replicas share breakers and rpm limits through; read at
     /// start (a reload keeps the one in force).
     pub shared: Option<SharedConfig>,
+    /// `[telemetry]`: OTLP span export; read at start (a reload keeps the one in
+    /// force).
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -283,6 +290,7 @@ impl RawConfig {
         let breaker = self.breaker.validate(src)?;
         let server = self.server.validate(src)?;
         let shared = self.shared.validate(src, env)?;
+        let telemetry = self.telemetry.validate(src, env)?;
 
         if self.providers.is_empty() {
             return Err(bad(
@@ -511,6 +519,7 @@ impl RawConfig {
             server,
             clients,
             shared,
+            telemetry,
         })
     }
 }

@@ -24,6 +24,7 @@ pub mod render;
 pub mod server;
 pub mod shared;
 pub mod snapshot;
+pub mod telemetry;
 mod upstream;
 
 /// The chat dialects, from their own crate.

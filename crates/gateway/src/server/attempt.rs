@@ -121,6 +121,8 @@ pub(super) struct CallGuard {
     /// The client call's access-log line, when this attempt ends the call (a
     /// stream's); written as the guard finishes.
     pub(super) log: CallLog,
+    /// This attempt's span ([`CallGuard::start_span`]).
+    pub(super) span: crate::telemetry::AttemptSpan,
 }
 
 impl CallGuard {
@@ -144,6 +146,7 @@ impl CallGuard {
             retry_after: None,
             done: false,
             log: CallLog::none(),
+            span: Default::default(),
         }
     }
 
@@ -199,6 +202,7 @@ impl CallGuard {
             tokens_out: self.usage.output,
         });
         let (ttft, usage) = (self.ttft, self.usage);
+        self.span.finish(outcome, usage, ttft, self.retry_after);
         self.log.with(|l| {
             l.outcome = Some(outcome.as_str());
             l.ttft_ms = ttft.map(millis);
@@ -342,8 +346,9 @@ impl Gateway {
     ) -> Result<UpResponse, SendError> {
         let anthropic = live.cfg.providers[provider].kind == ProviderKind::Anthropic;
         let auth = &live.auth[provider][cred];
+        let traceparent = crate::telemetry::traceparent();
         if let Some(origin) = &ep.plain {
-            let mut h: [(&[u8], &[u8]); 3] = [(b"content-type", b"application/json"); 3];
+            let mut h: [(&[u8], &[u8]); 4] = [(b"content-type", b"application/json"); 4];
             let mut n = 1;
             if anthropic {
                 h[n] = (b"anthropic-version", b"2023-06-01");
@@ -351,6 +356,10 @@ impl Gateway {
             }
             if let Some((name, value)) = auth {
                 h[n] = (name.as_str().as_bytes(), value.as_bytes());
+                n += 1;
+            }
+            if let Some(tp) = &traceparent {
+                h[n] = (b"traceparent", tp.as_bytes());
                 n += 1;
             }
             return self
@@ -369,6 +378,9 @@ impl Gateway {
         }
         if let Some((name, value)) = auth {
             rb = rb.header(name.clone(), value.clone());
+        }
+        if let Some(tp) = traceparent {
+            rb = rb.header("traceparent", tp);
         }
         match rb.send().await {
             Ok(r) => Ok(UpResponse::Reqwest(r)),

@@ -30,6 +30,8 @@ pub(super) struct CallState {
     pub(super) waited: Duration,
     /// The last failure and its provider, reported if no credential comes back.
     last: Option<(Failure, usize)>,
+    /// The call's span (`[telemetry]`), or the client's trace context.
+    pub(super) span: crate::telemetry::CallSpan,
 }
 
 impl CallState {
@@ -40,6 +42,7 @@ impl CallState {
             retry: RetryLoop::new(&live.cfg.retry, live.cfg.timeouts.request, Instant::now()),
             waited: Duration::ZERO,
             last: None,
+            span: Default::default(),
         }
     }
 

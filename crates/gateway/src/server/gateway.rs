@@ -42,6 +42,8 @@ pub struct Gateway {
     pub(super) report_rx: Mutex<Option<mpsc::Receiver<Report>>>,
     /// Who hears the one-line notices (shared state lost or back): the CLI's stderr.
     pub(super) notices: OnceLock<Notice>,
+    /// `[telemetry]`: the call and attempt spans (read at start).
+    pub(super) telemetry: crate::telemetry::Telemetry,
 }
 
 /// A one-line notice for the operator.
@@ -75,6 +77,8 @@ impl Gateway {
             }
             None => (None, None),
         };
+        let telemetry = crate::telemetry::Telemetry::new(cfg.telemetry.as_ref())
+            .map_err(GatewayError::Telemetry)?;
         let live = build_live(cfg, 1, None, now)
             .map_err(GatewayError::Client)?
             .0;
@@ -93,6 +97,7 @@ impl Gateway {
             reports,
             report_rx: Mutex::new(report_rx),
             notices: OnceLock::new(),
+            telemetry,
         });
         if let Some(s) = gw.shared.as_ref() {
             let weak = Arc::downgrade(&gw);
@@ -130,6 +135,12 @@ impl Gateway {
     /// reload that removes the last key from such a gateway is refused otherwise.
     pub fn set_allow_unauthenticated(&self, allow: bool) {
         self.allow_unauthenticated.store(allow, Ordering::Relaxed);
+    }
+
+    /// Sends the spans still queued (within `[telemetry] export_timeout`) and stops
+    /// their export. Blocking: call it off the async runtime's workers, after serving.
+    pub fn shutdown_telemetry(&self) {
+        self.telemetry.shutdown();
     }
 
     pub(super) fn event_log(&self) -> Option<&Arc<EventLog>> {
@@ -244,6 +255,13 @@ impl Gateway {
         );
         if let Some(v) = &view {
             w.sample(&[], v.round_trips as f64);
+        }
+        let mut w = e.counter(
+            "powertune_gateway_spans_dropped",
+            "Trace spans dropped because the export queue ([telemetry] max_queue) was full.",
+        );
+        if self.telemetry.exporting() {
+            w.sample(&[], self.telemetry.dropped() as f64);
         }
         e.render()
     }
