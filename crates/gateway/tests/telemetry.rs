@@ -131,6 +131,18 @@ agents = ["fast"]
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
+/// A non-streaming OpenAI call of `fast` made inside the client's trace
+/// ([`CLIENT_TRACE`], [`CLIENT_SPAN`]), with `route` as the route class if given.
+async fn traced_chat(url: &str, route: Option<&str>) -> reqwest::Response {
+    let mut r = http()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"));
+    if let Some(c) = route {
+        r = r.header("x-powertune-route", c);
+    }
+    r.json(&body("openai", "fast", false)).send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_call_is_one_server_span_with_an_attempt_span_per_try() {
     let sim = provider().await;
@@ -142,14 +154,7 @@ async fn a_retried_call_is_one_server_span_with_an_attempt_span_per_try() {
         ..hello()
     })
     .unwrap();
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
-        .header("x-powertune-route", "agents")
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let r = traced_chat(&gw.url, Some("agents")).await;
     assert_eq!(r.status(), 200);
     let spans = col.wait_for(3).await;
     assert_eq!(spans.len(), 3, "{spans:#?}");
@@ -291,13 +296,7 @@ async fn the_upstream_request_carries_the_attempt_span_as_traceparent() {
     let col = Collector::start().await;
     let gw = rig(&config(&up, &col.url, "")).await;
     let client_tp = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .header("traceparent", &client_tp)
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let r = traced_chat(&gw.url, None).await;
     assert_eq!(r.status(), 200);
     let spans = col.wait_for(2).await;
     let attempt = spans.iter().find(|s| s.kind == CLIENT).unwrap();
@@ -314,13 +313,7 @@ async fn the_upstream_request_carries_the_attempt_span_as_traceparent() {
     );
     assert!(!toml.contains("[telemetry]"));
     let plain = rig(&toml).await;
-    let r = http()
-        .post(format!("{}/v1/chat/completions", plain.url))
-        .header("traceparent", &client_tp)
-        .json(&body("openai", "fast", false))
-        .send()
-        .await
-        .unwrap();
+    let r = traced_chat(&plain.url, None).await;
     assert_eq!(r.status(), 200);
     let r = chat(&http(), &plain.url, "openai", "fast", false).await;
     assert_eq!(r.status(), 200);
