@@ -29,6 +29,9 @@
 #   SHARED_RATE        0 = skip (default); N = a second gateway with [shared] (breakers and
 #                      rpm in a redis-server started here on loopback) against the local one
 #                      at N req/s, non-streaming: "shared added p99" = shared minus local
+#   TELEMETRY_RATE     0 = skip (default); N = a second gateway with [telemetry] exporting every
+#                      span to `powertune apm serve` started here, against the local one at N
+#                      req/s, non-streaming: gateway CPU per call with telemetry on vs off
 #   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
 #   LITELLM_VENV       where LiteLLM is pip-installed (default ~/.cache/powertune-bench/litellm-venv)
 #
@@ -59,6 +62,8 @@ LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( CHUNK_DELAY_MS >= 0 && CHUNK_DELAY_MS <= 1000 )) || { echo "CHUNK_DELAY_MS must be 0..1000" >&2; exit 1; }
 (( WORDS >= 1 && WORDS <= 1000 )) || { echo "WORDS must be 1..1000" >&2; exit 1; }
 (( SHARED_RATE >= 0 && SHARED_RATE <= 20000 )) || { echo "SHARED_RATE must be 0..20000" >&2; exit 1; }
+TELEMETRY_RATE=${TELEMETRY_RATE:-0}
+(( TELEMETRY_RATE >= 0 && TELEMETRY_RATE <= 20000 )) || { echo "TELEMETRY_RATE must be 0..20000" >&2; exit 1; }
 for r in $RATES $LITELLM_RATES $GW_SEARCH_RATES $SOAK_RATE; do
   (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000 (got $r)" >&2; exit 1; }
 done
@@ -197,6 +202,42 @@ if [ "$SHARED_RATE" -gt 0 ]; then
   echo
   python3 -c 'import json,sys; l,s=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print("Shared mode added p99: %+.3f ms, p50: %+.3f ms (goal: at most +0.5 ms p99)." % (s["p99_ms"] - l["p99_ms"], s["p50_ms"] - l["p50_ms"]))' "$LOCAL_J" "$SHARED_J"
   curl -fs "$SH/status" | python3 -c 'import json,sys; s=json.load(sys.stdin)["shared"]; print("Shared gateway: mode %s, %d round trips to Redis, %d fallbacks." % (s["mode"], s["round_trips"], s["fallbacks"]))'
+  unset OPENLOOP_STREAM
+fi
+
+if [ "$TELEMETRY_RATE" -gt 0 ]; then
+  APM_PORT=$(free_port)
+  "${PIN_LOAD[@]}" "$BIN" apm serve --listen "127.0.0.1:$APM_PORT" >"$TMP/apm.log" 2>&1 &
+  PIDS+=($!)
+  TE_PORT=$(free_port)
+  sed "s/^listen = .*/listen = \"127.0.0.1:${TE_PORT}\"/" "$TMP/gateway.toml" >"$TMP/telemetry.toml"
+  printf '[telemetry]\notlp_endpoint = "http://127.0.0.1:%s"\n' "$APM_PORT" >>"$TMP/telemetry.toml"
+  BENCH_FAKE_KEY=sk-bench "${PIN_GW[@]}" "$BIN" gateway --config "$TMP/telemetry.toml" 2>"$TMP/gw-telemetry.log" &
+  TE_PID=$!
+  PIDS+=($TE_PID)
+  TE="http://127.0.0.1:${TE_PORT}"
+  for _ in $(seq 1 50); do curl -fs "$TE/health" >/dev/null && break; sleep 0.1; done
+  curl -fs "$TE/health" >/dev/null || { echo "the telemetry gateway did not start:" >&2; cat "$TMP/gw-telemetry.log" >&2; exit 1; }
+  export OPENLOOP_STREAM=0
+  run "$TE/v1/chat/completions" 200 1 >/dev/null
+  echo
+  echo "## Telemetry on ([telemetry] to powertune apm serve) vs off, ${TELEMETRY_RATE} req/s non-streaming, ${SECONDS_PER_STEP}s per step"
+  echo
+  echo "| gateway | achieved/s | p50 ms | p99 ms | max ms | errors | gateway CPU µs/request |"
+  echo "|---|---|---|---|---|---|---|"
+  for which in off on; do
+    if [ "$which" = off ]; then url=$GW; pid=$GW_PID; else url=$TE; pid=$TE_PID; fi
+    t0=$(cpu_ticks "$pid")
+    j=$(run "$url/v1/chat/completions" "$TELEMETRY_RATE")
+    t1=$(cpu_ticks "$pid")
+    per=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("%.1f" % (int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / max(1, j["ok"] + j["errors"])))' "$j" "$((t1 - t0))" "$(getconf CLK_TCK)")
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$which" "$(field "$j" achieved_rps)" "$(field "$j" p50_ms)" \
+      "$(field "$j" p99_ms)" "$(field "$j" max_ms)" "$(errs "$j")" "$per"
+    if [ "$which" = off ]; then OFF_CPU=$per; else ON_CPU=$per; fi
+  done
+  echo
+  python3 -c 'import sys; off,on=float(sys.argv[1]),float(sys.argv[2]); print("Telemetry on: %+.1f%% gateway CPU per call (goal: at most +10%%)." % ((on - off) / max(off, 0.1) * 100))' "$OFF_CPU" "$ON_CPU"
+  echo "Spans dropped: $(curl -fs "$TE/metrics" | awk '/^powertune_gateway_spans_dropped_total / {print $2}'); apm received: $(curl -fs "http://127.0.0.1:$APM_PORT/api/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ingest"]["spans_received"])')."
   unset OPENLOOP_STREAM
 fi
 

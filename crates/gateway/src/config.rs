@@ -10,11 +10,13 @@ mod clients;
 mod duration;
 mod pricing;
 mod shared;
+mod telemetry;
 mod tuning;
 
 pub use clients::{check_exposure, key_hash, Client, RawClient};
 pub use pricing::{Budget, BudgetScope, Fallback, RawBudget, RawPrice};
 pub use shared::{RawShared, SharedConfig, DEFAULT_KEY_PREFIX};
+pub use telemetry::{RawTelemetry, TelemetryConfig};
 pub use tuning::{
     BreakerConfig, RawBreaker, RawRetry, RawServer, RawTimeouts, RetryConfig, ServerConfig,
     Timeouts, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT,
@@ -90,6 +92,8 @@ pub struct RawConfig {
     /// `"route:CLASS"` / `"client:NAME"` = { daily_usd, monthly_usd, fallback }.
     #[serde(default)]
     pub budgets: BTreeMap<String, RawBudget>,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +216,9 @@ pub struct Config {
     pub pricing: crate::pricing::PriceTable,
     /// `[budgets]`, by name.
     pub budgets: Vec<Budget>,
+    /// `[telemetry]`: OTLP span export; read at start (a reload keeps the one in
+    /// force).
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -305,6 +312,7 @@ impl RawConfig {
         let breaker = self.breaker.validate(src)?;
         let server = self.server.validate(src)?;
         let shared = self.shared.validate(src, env)?;
+        let telemetry = self.telemetry.validate(src, env)?;
 
         if self.providers.is_empty() {
             return Err(bad(
@@ -567,6 +575,7 @@ impl RawConfig {
             latency_routed,
             pricing,
             budgets,
+            telemetry,
         })
     }
 }

@@ -13,6 +13,8 @@ pub enum GatewayError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("[telemetry]: {0}")]
+    Telemetry(String),
     #[error("gateway server stopped: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]

@@ -28,6 +28,7 @@ pub mod routing;
 pub mod server;
 pub mod shared;
 pub mod snapshot;
+pub mod telemetry;
 mod upstream;
 
 /// The chat dialects, from their own crate.

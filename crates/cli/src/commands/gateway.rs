@@ -146,6 +146,9 @@ fn serve(args: Args) -> anyhow::Result<ExitCode> {
         };
         let outcome = gw.clone().serve(listener, shutdown).await;
         gw.flush_event_log(std::time::Duration::from_secs(2));
+        // [telemetry]: the spans still queued, within export_timeout
+        let g = gw.clone();
+        let _ = tokio::task::spawn_blocking(move || g.shutdown_telemetry()).await;
         if outcome.drained {
             eprintln!("powertune gateway: stopped; every call in flight finished");
             anyhow::Ok(ExitCode::Passed)

@@ -126,6 +126,8 @@ pub(super) struct CallGuard {
     pub(super) client: Option<usize>,
     /// Who pays for the call (`[pricing]`): this attempt's cost is added to it.
     pub(super) bill: Option<Arc<crate::pricing::Bill>>,
+    /// This attempt's span ([`CallGuard::start_span`]).
+    pub(super) span: crate::telemetry::AttemptSpan,
 }
 
 impl CallGuard {
@@ -152,6 +154,7 @@ impl CallGuard {
             reserved: 0,
             client: None,
             bill: None,
+            span: Default::default(),
         }
     }
 
@@ -229,9 +232,11 @@ impl CallGuard {
                 usage,
             );
             let cost = bill.cost_usd();
+            self.span.note_cost(cost);
             self.log.with(|l| l.cost_usd = cost);
         }
         let (ttft, usage) = (self.ttft, self.usage);
+        self.span.finish(outcome, usage, ttft, self.retry_after);
         self.log.with(|l| {
             l.outcome = Some(outcome.as_str());
             l.ttft_ms = ttft.map(millis);
@@ -375,8 +380,9 @@ impl Gateway {
     ) -> Result<UpResponse, SendError> {
         let anthropic = live.cfg.providers[provider].kind == ProviderKind::Anthropic;
         let auth = &live.auth[provider][cred];
+        let traceparent = crate::telemetry::traceparent();
         if let Some(origin) = &ep.plain {
-            let mut h: [(&[u8], &[u8]); 3] = [(b"content-type", b"application/json"); 3];
+            let mut h: [(&[u8], &[u8]); 4] = [(b"content-type", b"application/json"); 4];
             let mut n = 1;
             if anthropic {
                 h[n] = (b"anthropic-version", b"2023-06-01");
@@ -384,6 +390,10 @@ impl Gateway {
             }
             if let Some((name, value)) = auth {
                 h[n] = (name.as_str().as_bytes(), value.as_bytes());
+                n += 1;
+            }
+            if let Some(tp) = &traceparent {
+                h[n] = (b"traceparent", tp.as_bytes());
                 n += 1;
             }
             return self
@@ -402,6 +412,9 @@ impl Gateway {
         }
         if let Some((name, value)) = auth {
             rb = rb.header(name.clone(), value.clone());
+        }
+        if let Some(tp) = traceparent {
+            rb = rb.header("traceparent", tp);
         }
         match rb.send().await {
             Ok(r) => Ok(UpResponse::Reqwest(r)),

@@ -34,6 +34,8 @@ pub(super) struct CallState {
     last: Option<(Failure, usize)>,
     /// The tokens each attempt reserves on its credential's tpm ([`crate::quota::estimate`]).
     pub(super) tokens: u64,
+    /// The call's span (`[telemetry]`), or the client's trace context.
+    pub(super) span: crate::telemetry::CallSpan,
 }
 
 impl CallState {
@@ -45,6 +47,7 @@ impl CallState {
             waited: Duration::ZERO,
             last: None,
             tokens: 0,
+            span: Default::default(),
         }
     }
 

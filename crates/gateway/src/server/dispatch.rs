@@ -324,6 +324,7 @@ impl Gateway {
         };
         let mut call = CallState::new(front, t0, &live);
         call.tokens = crate::quota::estimate(&body, true);
+        call.span = self.telemetry.call(&headers, t0, "chat", &model, class);
         let deadline = call.retry.deadline();
         loop {
             let attempt = call.retry.attempt();
@@ -356,14 +357,17 @@ impl Gateway {
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             (guard.reserved, guard.client) = (call.tokens, client);
             guard.bill = bill.clone();
+            guard.start_span(&call);
             let up_start = std::time::Instant::now();
-            let result = self
-                .attempt(&live, target, ci, up_body, stream, pass, deadline)
+            let result = guard
+                .span
+                .scope(self.attempt(&live, target, ci, up_body, stream, pass, deadline))
                 .await;
             call.waited += up_start.elapsed();
             match result {
                 Ok(Success::Raw { body, usage }) => {
                     guard.usage = usage;
+                    guard.span.note_body(&body);
                     guard.log = log.hand_off();
                     guard.log.with(|l| l.status = 200);
                     guard.finish(Outcome::Ok);
@@ -377,6 +381,7 @@ impl Gateway {
                 }
                 Ok(Success::Full(resp)) => {
                     guard.usage = resp.usage;
+                    guard.span.note_answer(&resp.model, resp.finish.openai());
                     guard.log = log.hand_off();
                     guard.log.with(|l| l.status = 200);
                     guard.finish(Outcome::Ok);

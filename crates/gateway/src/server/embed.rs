@@ -97,6 +97,9 @@ impl Gateway {
         let targets: Arc<[Target]> = usable.into();
         let mut call = CallState::new(front, t0, &live);
         call.tokens = crate::quota::estimate(&body, false);
+        call.span = self
+            .telemetry
+            .call(&headers, t0, "embeddings", &req.model, class);
         let deadline = call.retry.deadline();
         loop {
             let attempt = call.retry.attempt();
@@ -121,9 +124,11 @@ impl Gateway {
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             (guard.reserved, guard.client) = (call.tokens, client);
             guard.bill = bill.clone();
+            guard.start_span(&call);
             let up_start = std::time::Instant::now();
-            let result = match self
-                .send_checked(
+            let result = match guard
+                .span
+                .scope(self.send_checked(
                     live.as_ref(),
                     target,
                     Op::Embeddings,
@@ -131,7 +136,7 @@ impl Gateway {
                     up_body,
                     deadline,
                     "request timeout",
-                )
+                ))
                 .await
             {
                 Ok(resp) => read_whole(resp, deadline, p.kind).await.and_then(|b| {

@@ -48,6 +48,8 @@ pub struct Gateway {
     pub(super) costs: crate::pricing::CostMeter,
     /// Budget spend (`[budgets]`), kept across reloads.
     pub(super) budgets: Arc<crate::budget::Ledger>,
+    /// `[telemetry]`: the call and attempt spans (read at start).
+    pub(super) telemetry: crate::telemetry::Telemetry,
 }
 
 /// A one-line notice for the operator.
@@ -82,6 +84,8 @@ impl Gateway {
             None => (None, None),
         };
         let budgets = Arc::new(crate::budget::Ledger::new(shared.clone()));
+        let telemetry = crate::telemetry::Telemetry::new(cfg.telemetry.as_ref())
+            .map_err(GatewayError::Telemetry)?;
         let live = build_live(cfg, 1, None, now)
             .map_err(GatewayError::Client)?
             .0;
@@ -103,6 +107,7 @@ impl Gateway {
             latency: Default::default(),
             costs: Default::default(),
             budgets,
+            telemetry,
         });
         if let Some(s) = gw.shared.as_ref() {
             let weak = Arc::downgrade(&gw);
@@ -140,6 +145,12 @@ impl Gateway {
     /// reload that removes the last key from such a gateway is refused otherwise.
     pub fn set_allow_unauthenticated(&self, allow: bool) {
         self.allow_unauthenticated.store(allow, Ordering::Relaxed);
+    }
+
+    /// Sends the spans still queued (within `[telemetry] export_timeout`) and stops
+    /// their export. Blocking: call it off the async runtime's workers, after serving.
+    pub fn shutdown_telemetry(&self) {
+        self.telemetry.shutdown();
     }
 
     pub(super) fn event_log(&self) -> Option<&Arc<EventLog>> {
@@ -258,6 +269,13 @@ impl Gateway {
             w.sample(&[], v.round_trips as f64);
         }
         crate::quota::gauges(&mut e, &creds);
+        let mut w = e.counter(
+            "powertune_gateway_spans_dropped",
+            "Trace spans dropped because the export queue ([telemetry] max_queue) was full.",
+        );
+        if self.telemetry.exporting() {
+            w.sample(&[], self.telemetry.dropped() as f64);
+        }
         e.render()
     }
 

@@ -19,6 +19,7 @@ mod reload;
 mod response;
 mod retry;
 mod source;
+mod spans;
 
 pub use crate::error::GatewayError;
 pub(crate) use auth::Refusal;

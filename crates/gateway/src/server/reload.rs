@@ -27,6 +27,7 @@ impl Gateway {
         cfg.listen = old.cfg.listen;
         // [shared] is read at start, like the listen address
         cfg.shared = old.cfg.shared.clone();
+        cfg.telemetry = old.cfg.telemetry.clone();
         let generation = old.generation + 1;
         let now = self.clock.now();
         match build_live(cfg, generation, Some(&old), now) {
@@ -75,8 +76,14 @@ impl Gateway {
             self.allow_unauthenticated.load(Ordering::Relaxed),
         )
         .map_err(ReloadError::Exposed)?;
+        let telemetry_changed = loaded.config.telemetry != self.config().telemetry;
         let mut summary = self.reload(loaded.config);
         summary.warnings = loaded.warnings;
+        if telemetry_changed {
+            summary
+                .warnings
+                .push("telemetry: [telemetry] changed; it takes effect at the next restart".into());
+        }
         Ok(summary)
     }
 
