@@ -270,7 +270,7 @@ async fn inspect_queues(
     Ok(Outcome::from_inspection(i))
 }
 
-async fn inspect_gateway(
+pub(crate) async fn inspect_gateway(
     url: &str,
     baseline: Option<std::path::PathBuf>,
     targets: &Targets,
@@ -283,7 +283,7 @@ async fn inspect_gateway(
     Ok(Outcome::from_inspection(i))
 }
 
-async fn inspect_apm(
+pub(crate) async fn inspect_apm(
     url: &str,
     window: Duration,
     targets: &Targets,

@@ -15,7 +15,7 @@ use super::model::{
     EndpointMetrics, ExplainRun, PlanRedFlag, RouteLatency, RouteStatement, Shares, Step,
 };
 use super::{findings, render, InvestigateError};
-use crate::collect::{run, Outcome};
+use crate::collect::{inspect_gateway, run, Outcome};
 use crate::model::{Status, SystemState, SystemStatus};
 use powertune_apm::collect::receiver::{self, ClientError};
 use powertune_apm::inspect::{ApmError, EndpointOptions as ApmEndpoint};
@@ -24,7 +24,7 @@ use powertune_core::targets::Systems;
 use powertune_core::{units, Inspection, Targets, Verdict};
 use powertune_db::explain::{self, ExplainMetrics, ExplainOptions, RawExplain};
 use powertune_db::RawDbConfig;
-use powertune_gateway::{StatusMetrics, StatusOptions};
+use powertune_gateway::StatusMetrics;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -72,15 +72,7 @@ impl EndpointOptions {
             ));
         }
         let f = powertune_core::duration::format;
-        if self.timeout < crate::options::MIN_TIMEOUT || self.timeout > crate::options::MAX_TIMEOUT
-        {
-            return Err(format!(
-                "--timeout {} must be between {} and {} (e.g. --timeout 60s)",
-                f(self.timeout),
-                f(crate::options::MIN_TIMEOUT),
-                f(crate::options::MAX_TIMEOUT)
-            ));
-        }
+        super::check_timeout(self.timeout)?;
         if self.explain_timeout.is_zero() || self.explain_timeout > explain::MAX_TIMEOUT {
             return Err(format!(
                 "--explain-timeout {} must be above 0 and at most 1h (e.g. --explain-timeout 10s)",
@@ -119,7 +111,7 @@ pub async fn investigate_endpoint(
             t
         )),
         run(bound("gateway"), s.get("gateway"), |url| inspect_gateway(
-            url, t
+            url, None, t
         )),
     );
     let ((apm_status, apm), (gw_status, gateway)) = (apm, gateway);
@@ -231,17 +223,6 @@ async fn fetch_route(
         }
         Err(e) => Err(e.to_string()),
     }
-}
-
-async fn inspect_gateway(url: &str, t: &Targets) -> Result<Outcome<StatusMetrics>, String> {
-    let o = StatusOptions::new(url);
-    let i = powertune_gateway::inspect(&o, t)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Outcome::Measured {
-        findings: i.findings,
-        metrics: i.metrics,
-    })
 }
 
 /// The statement to EXPLAIN, and how.

@@ -30,6 +30,21 @@ pub enum InvestigateError {
     Input(String),
 }
 
+/// `--timeout` within doctor's bounds.
+fn check_timeout(timeout: std::time::Duration) -> Result<(), String> {
+    use crate::options::{MAX_TIMEOUT, MIN_TIMEOUT};
+    let f = powertune_core::duration::format;
+    if timeout < MIN_TIMEOUT || timeout > MAX_TIMEOUT {
+        return Err(format!(
+            "--timeout {} must be between {} and {} (e.g. --timeout 60s)",
+            f(timeout),
+            f(MIN_TIMEOUT),
+            f(MAX_TIMEOUT)
+        ));
+    }
+    Ok(())
+}
+
 /// A step as a finding (area `investigate`, check = the step's id).
 pub fn finding(s: &Step) -> Finding {
     let observed = match s.status {

@@ -12,13 +12,12 @@
 
 use super::model::{Capacity, QueueMetrics, QueuePoint, Step, WaitOutcome};
 use super::{findings, render, InvestigateError};
-use crate::collect::{redis_conn, run, Outcome};
+use crate::collect::{inspect_apm, inspect_gateway, redis_conn, run, Outcome};
 use crate::model::SystemStatus;
-use powertune_apm::inspect::ReportOptions;
 use powertune_apm::snapshot::Summary;
 use powertune_core::targets::Systems;
 use powertune_core::{units, Inspection, Targets};
-use powertune_gateway::{StatusMetrics, StatusOptions};
+use powertune_gateway::StatusMetrics;
 use powertune_redis::sidekiq::inspect::{MAX_WATCH, MIN_WATCH};
 use powertune_redis::sidekiq::{
     inspect_watching, Options as QueueRead, QueuesMetrics, QueuesOptions, Reconnect,
@@ -79,15 +78,7 @@ impl QueueOptions {
                 self.queue
             ));
         }
-        if self.timeout < crate::options::MIN_TIMEOUT || self.timeout > crate::options::MAX_TIMEOUT
-        {
-            return Err(format!(
-                "--timeout {} must be between {} and {} (e.g. --timeout 60s)",
-                f(self.timeout),
-                f(crate::options::MIN_TIMEOUT),
-                f(crate::options::MAX_TIMEOUT)
-            ));
-        }
+        super::check_timeout(self.timeout)?;
         if self.every < MIN_WATCH || self.every > MAX_WATCH {
             return Err(format!(
                 "--every {} must be at least {} and at most {} (e.g. --every 5s)",
@@ -128,13 +119,13 @@ where
     let bound = |name: &'static str| (name, deadline, o.timeout, s);
     let (queues, apm, gateway) = tokio::join!(
         run(bound("queues"), s.get("queues"), |url| read_queues(url, t)),
-        run(bound("apm"), s.get("apm"), |url| read_apm(
+        run(bound("apm"), s.get("apm"), |url| inspect_apm(
             url,
             o.apm_window,
             t
         )),
-        run(bound("gateway"), s.get("gateway"), |url| read_gateway(
-            url, t
+        run(bound("gateway"), s.get("gateway"), |url| inspect_gateway(
+            url, None, t
         )),
     );
     let ((q_status, queues), (a_status, apm), (g_status, gateway)) = (queues, apm, gateway);
@@ -206,32 +197,6 @@ fn queues_options(url: &str, watch: Option<WatchOptions>) -> Result<QueuesOption
 async fn read_queues(url: &str, t: &Targets) -> Result<Outcome<QueuesMetrics>, String> {
     let o = queues_options(url, None)?;
     let i = powertune_redis::sidekiq::inspect(&o, t)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Outcome::Measured {
-        findings: i.findings,
-        metrics: i.metrics,
-    })
-}
-
-async fn read_apm(url: &str, window: Duration, t: &Targets) -> Result<Outcome<Summary>, String> {
-    let o = ReportOptions {
-        url: powertune_apm::collect::receiver::base_url(url).map_err(|e| e.to_string())?,
-        window,
-        baseline: None,
-        save_baseline: None,
-    };
-    let i = powertune_apm::inspect::report(&o, t)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Outcome::Measured {
-        findings: i.findings,
-        metrics: i.metrics,
-    })
-}
-
-async fn read_gateway(url: &str, t: &Targets) -> Result<Outcome<StatusMetrics>, String> {
-    let i = powertune_gateway::inspect(&StatusOptions::new(url), t)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Outcome::Measured {
@@ -458,7 +423,7 @@ fn step_errors(queues: &Outcome<QueuesMetrics>) -> Step {
             None => dead.push((d.error_class.clone(), 1)),
         }
     }
-    dead.sort_by(|a, b| b.1.cmp(&a.1));
+    dead.sort_by_key(|d| std::cmp::Reverse(d.1));
     for (class, n) in dead.iter().take(5) {
         details.push(format!(
             "dead (newest {}): {class} × {n}",
@@ -468,20 +433,28 @@ fn step_errors(queues: &Outcome<QueuesMetrics>) -> Step {
     let sizes = format!("retry set {}, dead set {}", r.size, s.dead_size);
     let top = r.top_errors.first();
     match top {
-        Some((class, n)) if r.sampled > 0 && 100.0 * *n as f64 / r.sampled as f64 >= SYSTEMIC_PCT => step
-            .confirmed(
+        Some((class, n))
+            if r.sampled > 0 && 100.0 * *n as f64 / r.sampled as f64 >= SYSTEMIC_PCT =>
+        {
+            step.confirmed(
                 format!(
                     "systemic: {class} in {n} of {} sampled retries ({}); {sizes}",
                     r.sampled,
                     units::percent(100.0 * *n as f64 / r.sampled as f64)
                 ),
-                "Inspect Sidekiq::RetrySet; investigate the top retried job (its backtrace line above)",
+                "Inspect Sidekiq::RetrySet; investigate the top retried job",
             )
-            .details(details),
+            .details(details)
+        }
         Some(_) => step
-            .ruled_out(format!("errors spread over {} classes, none systemic; {sizes}", r.top_errors.len()))
+            .ruled_out(format!(
+                "errors spread over {} classes, none systemic; {sizes}",
+                r.top_errors.len()
+            ))
             .details(details),
-        None => step.ruled_out(format!("no retries; {sizes}")).details(details),
+        None => step
+            .ruled_out(format!("no retries; {sizes}"))
+            .details(details),
     }
 }
 

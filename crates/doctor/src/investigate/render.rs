@@ -2,21 +2,19 @@
 //! procedure with what it found, its figures and its action.
 
 use super::model::{EndpointMetrics, QueueMetrics, Step};
-use crate::model::{Status, SystemState, SystemStatus};
+use crate::model::{Status, SystemStatus};
 use std::fmt::Write;
 
 fn systems(out: &mut String, list: &[SystemStatus]) {
     let _ = writeln!(out, "Systems");
     for s in list {
-        let state = match s.state {
-            SystemState::NotConfigured => "not configured — not checked".to_string(),
-            SystemState::Measured => format!(
-                "measured ({})",
-                powertune_core::units::ms(s.elapsed_ms.round())
-            ),
-            SystemState::NotMeasured => format!("not measured — {}", s.reason),
-        };
-        let _ = writeln!(out, "  {:<8} {:<40} {state}", s.name, s.address);
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<40} {}",
+            s.name,
+            s.address,
+            crate::render::state(s)
+        );
     }
 }
 
