@@ -123,6 +123,10 @@ pub struct SpanRec {
     /// enqueued it. At most [`MAX_LINKS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<SpanLink>,
+    /// A SQL span's statement as sent, when it carries its values as literals
+    /// ([`crate::normalize::sql_sample`]): what `investigate endpoint` EXPLAIN ANALYZEs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_sample: Option<String>,
 }
 
 /// A link to a span of (usually) another trace.
@@ -650,6 +654,12 @@ impl<'a> SpanView<'a> {
         {
             error |= *code >= 500;
         }
+        let sql_sample = match &class {
+            SpanClass::Db { sql: true, .. } => {
+                cow(self.attrs.db_query).and_then(|q| crate::normalize::sql_sample(&q))
+            }
+            _ => None,
+        };
         Ok(SpanRec {
             trace_id,
             span_id,
@@ -662,6 +672,7 @@ impl<'a> SpanView<'a> {
             class,
             remote_parent: parent_id != 0 && self.flags & 0x300 == 0x300,
             links: self.links,
+            sql_sample,
         })
     }
 }

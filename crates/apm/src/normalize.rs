@@ -52,6 +52,29 @@ pub fn normalize_path(path: &str) -> String {
     out
 }
 
+/// Longest statement kept as it was sent ([`sql_sample`]), in bytes.
+pub const MAX_SAMPLE_LEN: usize = 2048;
+
+/// The statement as the span sent it, when it can be run as it is: it carries its
+/// values as literals (the instrumentation captured them) and no `$n` or `?`
+/// placeholder, and is at most [`MAX_SAMPLE_LEN`] bytes. `db explain` runs it with
+/// ANALYZE; a statement with placeholders can only be planned.
+pub fn sql_sample(q: &str) -> Option<String> {
+    let q = q.trim();
+    if q.is_empty() || q.len() > MAX_SAMPLE_LEN {
+        return None;
+    }
+    let normalized = normalize_sql(q);
+    let placeholders = normalized.matches('?').count();
+    let literals = placeholders > 0
+        && !q.contains('?')
+        && !q
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'$' && w[1].is_ascii_digit());
+    literals.then(|| q.to_string())
+}
+
 /// Longest normalized statement kept, in bytes.
 pub const MAX_STATEMENT_LEN: usize = 300;
 
@@ -228,6 +251,16 @@ pub fn text_glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_is_kept_only_when_it_carries_its_values() {
+        let q = "SELECT * FROM big WHERE note = 'n-7' AND id > 3";
+        assert_eq!(sql_sample(q).as_deref(), Some(q));
+        assert_eq!(sql_sample("SELECT * FROM big WHERE id = $1"), None);
+        assert_eq!(sql_sample("SELECT * FROM big WHERE id = ?"), None);
+        assert_eq!(sql_sample("SELECT count(*) FROM big"), None);
+        assert_eq!(sql_sample(&format!("SELECT '{}'", "x".repeat(4096))), None);
+    }
 
     #[test]
     fn paths_collapse_ids() {

@@ -311,6 +311,10 @@ pub struct SpanNode {
     pub offset_ms: f64,
     pub duration_ms: f64,
     pub error: bool,
+    /// A SQL span's statement as sent, when it carried its values as literals
+    /// (runnable as is, e.g. by EXPLAIN ANALYZE); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_sample: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

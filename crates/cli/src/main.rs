@@ -39,6 +39,8 @@ enum Command {
     Capacity(commands::capacity::Args),
     /// The runbook's Troubleshooting table over every configured system ([systems]): each symptom, its likely cause, the first action.
     Doctor(commands::doctor::Args),
+    /// The runbook's Procedures step by step: `investigate endpoint "GET /api/…"` (a slow endpoint), `investigate queue NAME` (a queue backlog).
+    Investigate(commands::investigate::Args),
     /// Capture every configured system's report (`baseline save DIR`) for a later `verify`.
     Baseline(commands::baseline::Args),
     /// The runbook's Verification checklist against a saved baseline: APM P95, queue latency, retry set, stuck queries, error rate.
@@ -112,6 +114,7 @@ fn main() {
         Command::Load(a) => commands::load::run(&ctx, a),
         Command::Capacity(a) => commands::capacity::run(&ctx, a),
         Command::Doctor(a) => commands::doctor::run(&ctx, a),
+        Command::Investigate(a) => commands::investigate::run(&ctx, a),
         Command::Monitor(a) => commands::monitor::run(&ctx, a),
         Command::Baseline(a) => commands::baseline::run(&ctx, a),
         Command::Verify(a) => commands::verify::run(&ctx, a),

@@ -284,6 +284,31 @@ fn bases(f: &Fixtures) -> BTreeMap<&'static str, Vec<String>> {
         ]),
     );
     m.insert("journal", s(&["journal", &f.path("runs.jsonl")]));
+    let investigate = s(&[
+        "investigate",
+        "endpoint",
+        "GET /x",
+        "--apm",
+        &f.http,
+        "--timeout",
+        "5s",
+    ]);
+    m.insert("investigate", investigate.clone());
+    m.insert("investigate endpoint", investigate);
+    m.insert(
+        "investigate queue",
+        s(&[
+            "investigate",
+            "queue",
+            "default",
+            "--queues",
+            &f.redis,
+            "--max-wait",
+            "1s",
+            "--every",
+            "200ms",
+        ]),
+    );
     m.insert("redis", s(&["redis", "--url", &f.redis]));
     m.insert("redis keys", s(&["redis", "keys", "--url", &f.redis]));
     m.insert("queues", s(&["queues", "--url", &f.redis]));

@@ -146,10 +146,10 @@ fn memory_key(s: &Systems) -> Option<&str> {
         .find_map(|k| s.get(k))
 }
 
-type Bound<'a> = (&'static str, tokio::time::Instant, Duration, &'a Systems);
+pub(crate) type Bound<'a> = (&'static str, tokio::time::Instant, Duration, &'a Systems);
 
 /// Runs one inspection when its system is configured, bounded by the deadline.
-async fn run<'a, M, F, Fut>(
+pub(crate) async fn run<'a, M, F, Fut>(
     (name, deadline, timeout, systems): Bound<'a>,
     configured: Option<&'a str>,
     f: F,
@@ -212,7 +212,7 @@ async fn inspect_db(url: &str, targets: &Targets) -> Result<Outcome<DbMetrics>, 
     Ok(Outcome::from_inspection(i))
 }
 
-fn redis_conn(url: &str) -> Result<ConnOptions, String> {
+pub(crate) fn redis_conn(url: &str) -> Result<ConnOptions, String> {
     Ok(ConnOptions {
         url: RedisUrl::parse(url).map_err(|e| e.to_string())?,
         timeout: REDIS_TIMEOUT,
@@ -270,7 +270,7 @@ async fn inspect_queues(
     Ok(Outcome::from_inspection(i))
 }
 
-async fn inspect_gateway(
+pub(crate) async fn inspect_gateway(
     url: &str,
     baseline: Option<std::path::PathBuf>,
     targets: &Targets,
@@ -283,7 +283,7 @@ async fn inspect_gateway(
     Ok(Outcome::from_inspection(i))
 }
 
-async fn inspect_apm(
+pub(crate) async fn inspect_apm(
     url: &str,
     window: Duration,
     targets: &Targets,

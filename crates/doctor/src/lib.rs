@@ -10,6 +10,7 @@
 //! what the engines return.
 
 pub mod collect;
+pub mod investigate;
 pub mod journal;
 pub mod memory;
 pub mod model;

@@ -1,22 +1,14 @@
 //! The terminal section of `powertune doctor`: the systems, then each row of the
 //! Troubleshooting table with its symptom, causes, first action and signals.
 
-use crate::model::{DoctorMetrics, Row, Status, SystemState};
+use crate::model::{DoctorMetrics, Row, Status, SystemState, SystemStatus};
 use std::fmt::Write;
 
 pub fn render(m: &DoctorMetrics) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Systems");
     for s in &m.systems {
-        let state = match s.state {
-            SystemState::NotConfigured => "not configured — not checked".to_string(),
-            SystemState::Measured => format!(
-                "measured ({})",
-                powertune_core::units::ms(s.elapsed_ms.round())
-            ),
-            SystemState::NotMeasured => format!("not measured — {}", s.reason),
-        };
-        let _ = writeln!(out, "  {:<9} {:<44} {state}", s.name, s.address);
+        let _ = writeln!(out, "  {:<9} {:<44} {}", s.name, s.address, state(s));
     }
     let _ = writeln!(
         out,
@@ -52,6 +44,18 @@ pub fn render(m: &DoctorMetrics) -> String {
         }
     }
     out
+}
+
+/// A system's state in words (`measured (12ms)`, `not measured — why`).
+pub(crate) fn state(s: &SystemStatus) -> String {
+    match s.state {
+        SystemState::NotConfigured => "not configured — not checked".to_string(),
+        SystemState::Measured => format!(
+            "measured ({})",
+            powertune_core::units::ms(s.elapsed_ms.round())
+        ),
+        SystemState::NotMeasured => format!("not measured — {}", s.reason),
+    }
 }
 
 fn mark(s: Status) -> &'static str {

@@ -91,6 +91,7 @@ pub(super) fn build_example(
                 offset_ms: s.start_ns.saturating_sub(root.start_ns) as f64 / 1e6,
                 duration_ms: s.duration_ms(),
                 error: s.error,
+                sql_sample: s.sql_sample.clone(),
             });
         }
         if let Some(k) = children.get(&i) {

@@ -507,6 +507,7 @@ mod tests {
                 class,
                 remote_parent: false,
                 links: vec![],
+                sql_sample: None,
             });
             id
         }

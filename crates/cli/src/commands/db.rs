@@ -205,6 +205,7 @@ fn run_explain(ctx: &Context, a: ExplainArgs) -> anyhow::Result<ExitCode> {
                     settings: a.settings.clone(),
                     no_analyze: a.no_analyze,
                     allow_writes: a.allow_writes,
+                    generic: false,
                 },
                 timeout: a.timeout,
                 connection: a.conn.raw()?,

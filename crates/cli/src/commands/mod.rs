@@ -11,6 +11,7 @@ pub mod demo;
 pub mod doctor;
 pub mod frontend;
 pub mod gateway;
+pub mod investigate;
 pub mod journal;
 pub mod load;
 pub mod load_k8s;

@@ -11,19 +11,7 @@ pub fn page(report: &Report) -> Page {
     let mut page = super::generic(report);
     page.subject = "the Troubleshooting table".into();
     let m = &report.metrics;
-    let mut systems = vec![header(&["system", "address", "state", "reason"])];
-    for s in list(m, "systems") {
-        systems.push(vec![
-            text(s, "name"),
-            text(s, "address"),
-            text(s, "state").replace('_', " "),
-            text(s, "reason"),
-        ]);
-    }
-    page.tables.push(Table {
-        title: "Systems".into(),
-        rows: systems,
-    });
+    page.tables.push(systems_table(m));
     let mut rows = vec![header(&[
         "symptom",
         "observed",
@@ -61,6 +49,23 @@ pub fn page(report: &Report) -> Page {
             .push(("trend window".into(), powertune_core::units::seconds(w)));
     }
     page
+}
+
+/// The `systems` of a composition's metrics (doctor, investigate) as a table.
+pub(super) fn systems_table(m: &Value) -> Table {
+    let mut systems = vec![header(&["system", "address", "state", "reason"])];
+    for s in list(m, "systems") {
+        systems.push(vec![
+            text(s, "name"),
+            text(s, "address"),
+            text(s, "state").replace('_', " "),
+            text(s, "reason"),
+        ]);
+    }
+    Table {
+        title: "Systems".into(),
+        rows: systems,
+    }
 }
 
 fn source(v: &Value) -> String {

@@ -14,6 +14,7 @@ mod db;
 mod doctor;
 mod frontend;
 mod gateway;
+mod investigate;
 mod load;
 mod queues;
 mod queues_history;
@@ -29,6 +30,7 @@ pub fn page(report: &Report) -> Page {
         "apm" => apm::page(report),
         "db" => db::page(report),
         "doctor" => doctor::page(report),
+        "investigate" => investigate::page(report),
         "redis" => redis::page(report),
         "queues" if report.command == "queues history" => queues_history::page(report),
         "queues" => queues::page(report),

@@ -47,7 +47,7 @@ pub fn script(
     } else {
         "FORMAT JSON"
     };
-    if !req.params.is_empty() {
+    if !req.params.is_empty() || req.nulls > 0 {
         setup.push(format!("PREPARE powertune_explain AS {}", req.sql));
     }
     Ok((setup.join("; "), explain_statement(req, options)?))
@@ -56,7 +56,12 @@ pub fn script(
 /// `EXPLAIN (options)` of the statement (of the prepared statement when it has
 /// parameters).
 fn explain_statement(req: &ExplainRequest, options: &str) -> Result<String, DbError> {
-    Ok(if req.params.is_empty() {
+    Ok(if req.nulls > 0 {
+        format!(
+            "{MARKER} EXPLAIN ({options}) EXECUTE powertune_explain({})",
+            vec!["NULL"; req.nulls].join(", ")
+        )
+    } else if req.params.is_empty() {
         format!("{MARKER} EXPLAIN ({options}) {}", req.sql)
     } else {
         let args: Result<Vec<String>, String> =

@@ -62,6 +62,10 @@ pub struct RawExplain {
     pub no_analyze: bool,
     /// Allow INSERT / UPDATE / DELETE / MERGE (executed, then rolled back).
     pub allow_writes: bool,
+    /// Plan only, for a statement whose values are unknown (no `params`): every `$n`
+    /// is bound to NULL under `plan_cache_mode = force_generic_plan`, so the plan is
+    /// the generic one PostgreSQL uses for any values. Nothing is executed.
+    pub generic: bool,
 }
 
 /// A validated request.
@@ -75,6 +79,8 @@ pub struct ExplainRequest {
     /// READ WRITE transaction); without it, ANALYZE runs in a READ ONLY transaction
     /// and only after the plan showed no write and no row lock.
     pub allow_writes: bool,
+    /// Placeholders bound to NULL for a generic plan (0 unless asked).
+    pub nulls: usize,
 }
 
 impl RawExplain {
@@ -110,7 +116,12 @@ impl RawExplain {
             ));
         }
         let wanted = sql::max_placeholder(&stmt);
-        if wanted != self.params.len() {
+        if self.generic && !self.params.is_empty() {
+            return Err(DbError::Config(
+                "a generic plan binds every placeholder to NULL; give no --param".into(),
+            ));
+        }
+        if !self.generic && wanted != self.params.len() {
             return Err(DbError::Config(format!(
                 "the statement uses {wanted} placeholder(s) ($1..${wanted}) but {} --param given (e.g. --param 42 for $1)",
                 self.params.len()
@@ -140,12 +151,16 @@ impl RawExplain {
             sql::quote_literal(v.trim()).map_err(DbError::Config)?;
             settings.push((k.to_string(), v.trim().to_string()));
         }
+        if self.generic {
+            settings.push(("plan_cache_mode".into(), "force_generic_plan".into()));
+        }
         Ok(ExplainRequest {
             sql: stmt,
             params: self.params.clone(),
             settings,
-            analyze: !self.no_analyze,
+            analyze: !self.no_analyze && !self.generic,
             allow_writes: self.allow_writes,
+            nulls: if self.generic { wanted } else { 0 },
         })
     }
 }

@@ -7,7 +7,7 @@ mod bundle;
 mod cache;
 mod memory;
 mod mission;
-mod provider;
+pub(crate) mod provider;
 mod retry;
 
 use crate::collect::Collected;

@@ -2,8 +2,10 @@
 //! values the collector's pipelines returned, so each is tested over hand-built replies.
 //! An `Err` is the reason the data is not Sidekiq's.
 
-use super::payload::{job_class, parse_work, timestamp_secs};
-use super::snapshot::{DayStat, DeadJob, JobMetric, ProcessInfo, QueueInfo, RetryStats};
+use super::payload::{backtrace_first_line, job_class, parse_work, timestamp_secs};
+use super::snapshot::{
+    DayStat, DeadJob, ErrorSample, JobMetric, ProcessInfo, QueueInfo, RetryStats,
+};
 use crate::conn::{as_array, as_bytes, as_int, as_string, server_error};
 use powertune_core::report::truncate;
 use redis::Value;
@@ -147,6 +149,7 @@ pub fn retry_sample(raw: &Value, size: u64) -> RetryStats {
     };
     let mut classes = HashMap::new();
     let mut errors = HashMap::new();
+    let mut samples: HashMap<String, ErrorSample> = HashMap::new();
     for item in as_array(raw).unwrap_or(&[]) {
         let Some(b) = as_bytes(item) else { continue };
         let Ok(job) = serde_json::from_slice::<serde_json::Value>(b) else {
@@ -161,10 +164,32 @@ pub fn retry_sample(raw: &Value, size: u64) -> RetryStats {
             .and_then(|e| e.as_str())
             .unwrap_or("?")
             .to_string();
+        let sample = samples.entry(err.clone()).or_default();
+        if sample.backtrace.is_none() {
+            // The first job of the class, or the first one with a backtrace.
+            let message = job
+                .get("error_message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("");
+            *sample = ErrorSample {
+                error_class: err.clone(),
+                job_class: job_class(&job),
+                message: truncate(
+                    &powertune_core::redact::text(&truncate(message, DEAD_MESSAGE_CHARS * 4)),
+                    DEAD_MESSAGE_CHARS,
+                ),
+                backtrace: backtrace_first_line(&job),
+            };
+        }
         *errors.entry(err).or_insert(0) += 1;
     }
     retry.top_classes = top(classes, RETRY_TOP);
     retry.top_errors = top(errors, RETRY_TOP);
+    retry.error_samples = retry
+        .top_errors
+        .iter()
+        .filter_map(|(e, _)| samples.remove(e))
+        .collect();
 
     retry
 }

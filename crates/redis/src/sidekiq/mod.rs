@@ -27,8 +27,8 @@ pub use judge::{judge, judge_trend};
 pub use payload::{job_class, timestamp_secs};
 pub use render::{render, render_delta, render_tick};
 pub use snapshot::{
-    DayStat, DeadJob, JobMetric, ProcessInfo, QueueInfo, RetryStats, RunningJob, SidekiqSnapshot,
-    WatchDelta, WatchRow, WatchSample,
+    DayStat, DeadJob, ErrorSample, JobMetric, ProcessInfo, QueueInfo, RetryStats, RunningJob,
+    SidekiqSnapshot, WatchDelta, WatchRow, WatchSample,
 };
 pub use watch::{delta, sample, Reconnect, WatchRun};
 pub use weights::{poll_first, weights_in_force};

@@ -53,6 +53,21 @@ pub struct RetryStats {
     pub depth: BTreeMap<u64, u64>,
     pub top_classes: Vec<(String, u64)>,
     pub top_errors: Vec<(String, u64)>,
+    /// One sampled job per top error class: its message and the first line of its
+    /// backtrace (when Sidekiq stored one), in `top_errors` order.
+    #[serde(default)]
+    pub error_samples: Vec<ErrorSample>,
+}
+
+/// A retried job that shows what one error class looks like.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ErrorSample {
+    pub error_class: String,
+    pub job_class: String,
+    /// The error message, secrets masked, at most 120 characters.
+    pub message: String,
+    /// The first line of `error_backtrace`, when present.
+    pub backtrace: Option<String>,
 }
 
 /// A dead job.
