@@ -45,7 +45,7 @@ enum Command {
     Baseline(commands::baseline::Args),
     /// The runbook's Verification checklist against a saved baseline: APM P95, queue latency, retry set, stuck queries, error rate.
     Verify(commands::verify::Args),
-    /// List a run history written by `verify --journal FILE`.
+    /// List a run history written by `verify`, `load` or `capacity --journal FILE`.
     Journal(commands::journal::Args),
     /// Doctor on an interval: figures and verdicts on /metrics for Prometheus, a webhook message per verdict change.
     Monitor(commands::monitor::Args),

@@ -72,7 +72,7 @@ fn demo_runs_the_runbook_scenarios_end_to_end() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["schema"], "powertune.report/v2");
-    assert_eq!(report["command"], "load");
+    assert_eq!(report["command"], "demo");
     let expected_code = if report["verdict"] == "fail" { 99 } else { 0 };
     assert_eq!(o.status.code(), Some(expected_code), "{out}");
     let findings = report["findings"].as_array().unwrap();

@@ -140,6 +140,8 @@ pub(crate) async fn stream_answer(
         &format!("chat {}", cfg.model),
         vec![
             opentelemetry::KeyValue::new("gen_ai.operation.name", "chat"),
+            // The API spoken: OpenAI's chat completions (the gateway's OpenAI front).
+            opentelemetry::KeyValue::new("gen_ai.provider.name", "openai"),
             opentelemetry::KeyValue::new("gen_ai.request.model", cfg.model.clone()),
             opentelemetry::KeyValue::new("http.request.method", "POST"),
             opentelemetry::KeyValue::new("server.address", host.to_string()),

@@ -153,6 +153,9 @@ pub struct Args {
     #[command(flatten)]
     output: crate::args::Output,
 
+    #[command(flatten)]
+    journal: super::verify::JournalArgs,
+
     /// No step lines on standard error.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -192,6 +195,7 @@ fn demo_defaults() -> RawCapacity {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // Everything is validated before any socket opens.
     let targets = ctx.targets()?;
+    args.journal.check()?;
     let env = super::load::parse_env(&args.env)?;
     let (plan, table) = match &args.file {
         Some(f) => {
@@ -359,6 +363,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if inspection.metrics.interrupted {
         report.mark_interrupted();
     }
+    args.journal.append(&report)?;
     super::emit(
         &report,
         &inspection.text,

@@ -1,8 +1,11 @@
 //! `powertune demo`: the README's main job. Starts the provider simulator, a gateway
 //! in front of it and the embedded target (whose streamed agent runs call their LLM
 //! through that gateway), all on free loopback ports; runs the runbook's load
-//! scenarios (`examples/runbook.toml`, embedded in the binary) scaled in time; and
-//! judges the run against the targets, the gateway's breakers and retries included.
+//! scenarios (`examples/runbook.toml`, embedded in the binary) scaled in time, every
+//! request carrying a sampled `traceparent`; and judges the run against the targets,
+//! the gateway's breakers and retries included. An in-process `apm serve` on a free
+//! loopback port receives the target's own spans; its report (endpoint types,
+//! routes, the slowest traces, detections, LLM calls) joins the run's.
 
 use super::Context;
 use anyhow::Context as _;
@@ -62,19 +65,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     plan.scale_time(factor);
     let scaled = plan.total_duration();
 
+    // Every request carries a sampled traceparent: the target's spans continue it,
+    // so the slowest requests' trace ids name traces the APM holds.
+    plan.options.trace = true;
     let mut opts = RunOptions::new(plan, String::new());
     opts.env = super::load::plan_env(&opts.plan, Default::default());
     let progress = (!args.quiet).then(|| crate::progress::LoadProgress::new(scaled));
     opts.progress = progress.as_ref().map(|p| p.callback());
     let to_stdout = args.output.json.as_deref() == Some(std::path::Path::new("-"));
 
-    let (result, stats, llm) = super::block_on(async move {
+    let (result, stats, llm, apm) = super::block_on(async move {
         let llm = LlmPath::start(factor).await?;
-        let config = powertune_target::TargetConfig {
+        let apm = Apm::start(&targets).await?;
+        let mut config = powertune_target::TargetConfig {
             pool_size: args.pool_size as usize,
             llm: llm.target_config(),
             ..Default::default()
         };
+        config.telemetry.otlp_endpoint = Some(apm.url.clone());
         let target = powertune_target::start(config, ([127, 0, 0, 1], 0).into())
             .await
             .context("cannot start the embedded target")?;
@@ -88,6 +96,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 powertune_core::units::duration(full),
             );
             eprintln!("{}", llm.describe());
+            eprintln!("  APM: target spans → apm serve {} (OTLP/HTTP)", apm.url);
         }
         // SIGINT/SIGTERM: the first stops the run gracefully, a second at once; the
         // summary and --json are still written, marked interrupted.
@@ -96,9 +105,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         opts.halt = Some(interrupt.hard().clone());
         let result = powertune_load::inspect(&opts, &targets).await;
         let stats = target.stats();
+        // The target sends its last spans as it shuts down.
         target.shutdown().await;
         let llm = llm.finish(&targets).await;
-        anyhow::Ok((result, stats, llm))
+        let apm = apm.finish(scaled, &targets).await;
+        anyhow::Ok((result, stats, llm, apm))
     })??;
     if let Some(p) = &progress {
         p.finish();
@@ -113,6 +124,40 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             stats.total, args.pool_size
         ));
     }
+    // The APM's verdicts join the run's; its summary is the report's `metrics.apm`.
+    let apm = match apm {
+        Ok(a) => {
+            // The APM judges the endpoint types the load run judges, from the server's
+            // side: its rows are told apart by their subject.
+            let load_rows: std::collections::HashSet<(String, String)> = inspection
+                .findings
+                .iter()
+                .map(|f| (f.check.clone(), f.subject.clone()))
+                .collect();
+            for f in &a.findings {
+                let mut f = f.clone();
+                if load_rows.contains(&(f.check.clone(), f.subject.clone())) {
+                    f.subject.push_str(" (APM)");
+                }
+                inspection.findings.push(f);
+            }
+            if !to_stdout {
+                inspection.text.push_str(&apm_text(&a));
+            }
+            Some(a.metrics)
+        }
+        Err(e) => {
+            if !to_stdout {
+                eprintln!("powertune demo: no APM section: {e:#}");
+            }
+            None
+        }
+    };
+    let mut report = super::load::run_report(&inspection)?;
+    report.command = "demo".into();
+    if let (Some(a), Some(m)) = (apm, report.metrics.as_object_mut()) {
+        m.insert("apm".into(), serde_json::to_value(a)?);
+    }
     // The picture of the run: powertune-demo.html unless --html names another file.
     let files = crate::outputs::Files::from(&args.output);
     let default_html = PathBuf::from(DEFAULT_HTML);
@@ -120,8 +165,94 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         html: files.html.or(Some(default_html.as_path())),
         ..files
     };
-    super::load::emit_run(&inspection, files)
+    super::emit(&report, &inspection.text, files)
 }
+
+/// Slowest traces the terminal lists, at most.
+const SLOWEST_SHOWN: usize = 5;
+
+/// The APM's terminal section: its routes table and the slowest traces by id.
+fn apm_text(a: &powertune_core::Inspection<powertune_apm::Summary>) -> String {
+    let mut out = format!("\nAPM: the embedded target's own spans\n{}", a.text);
+    let slowest = slowest_traces(&a.metrics, SLOWEST_SHOWN);
+    if !slowest.is_empty() {
+        out.push_str("\nslowest requests (server side):\n");
+        let mut rows = vec![vec!["route".to_string(), "duration".into(), "trace".into()]];
+        rows.extend(slowest.into_iter().map(|(route, t)| {
+            vec![
+                route.to_string(),
+                powertune_core::units::ms(t.duration_ms),
+                t.trace_id.clone(),
+            ]
+        }));
+        out.push_str(&powertune_core::report::table(&rows));
+    }
+    out
+}
+
+/// The `n` slowest traces of every route, slowest first, with their route.
+fn slowest_traces(
+    s: &powertune_apm::Summary,
+    n: usize,
+) -> Vec<(&str, &powertune_apm::snapshot::TraceRef)> {
+    let mut all: Vec<_> = s
+        .routes
+        .iter()
+        .flat_map(|r| r.slowest.iter().map(move |t| (r.route.as_str(), t)))
+        .collect();
+    all.sort_by(|a, b| b.1.duration_ms.total_cmp(&a.1.duration_ms));
+    all.truncate(n);
+    all
+}
+
+/// The demo's APM: an in-process `apm serve` (default engine settings and limits) on
+/// a free loopback port, OTLP/HTTP only.
+struct Apm {
+    url: String,
+    shutdown: powertune_apm::server::Shutdown,
+    running: powertune_apm::server::Running,
+}
+
+impl Apm {
+    async fn start(targets: &powertune_core::Targets) -> anyhow::Result<Apm> {
+        let shutdown = powertune_apm::server::Shutdown::default();
+        let config = powertune_apm::server::ServeConfig::new(([127, 0, 0, 1], 0).into());
+        let engine = powertune_apm::Engine::new(powertune_apm::EngineConfig::defaults(targets));
+        let running = powertune_apm::server::start_with(config, engine, shutdown.clone())
+            .await
+            .context("cannot start the demo's APM receiver")?;
+        Ok(Apm {
+            url: format!("http://{}", running.http_addr),
+            shutdown,
+            running,
+        })
+    }
+
+    /// The receiver's report over the run (the `apm report` inspection), then stops it.
+    async fn finish(
+        self,
+        run: Duration,
+        targets: &powertune_core::Targets,
+    ) -> anyhow::Result<powertune_core::Inspection<powertune_apm::Summary>> {
+        let options = powertune_apm::inspect::ReportOptions {
+            url: powertune_apm::collect::receiver::base_url(&self.url)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            window: run + APM_WINDOW_MARGIN,
+            baseline: None,
+            save_baseline: None,
+        };
+        let report = powertune_apm::inspect::report(&options, targets).await;
+        self.shutdown.graceful.cancel();
+        let _ = tokio::time::timeout(APM_DRAIN, self.running.wait()).await;
+        Ok(report?)
+    }
+}
+
+/// Longest wait for the receiver to close.
+const APM_DRAIN: Duration = Duration::from_secs(5);
+
+/// The APM report's window: the run and the time around it (start-up, last spans).
+const APM_WINDOW_MARGIN: Duration = Duration::from_secs(60);
 
 /// The demo's LLM path: the provider simulator (its realistic default latencies,
 /// scaled like the run) behind a gateway, both in-process on loopback ports; the

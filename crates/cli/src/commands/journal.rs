@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A journal written by `verify --journal FILE`.
+    /// A journal written by `verify`, `load` or `capacity --journal FILE`.
     file: PathBuf,
     /// Print the entries as JSON lines instead of the table.
     #[arg(long)]

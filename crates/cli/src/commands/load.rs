@@ -83,6 +83,9 @@ pub struct Args {
     #[command(flatten)]
     output: crate::args::Output,
 
+    #[command(flatten)]
+    journal: super::verify::JournalArgs,
+
     /// k6's spelling of --json: `--out json=FILE`; live metrics with
     /// `--out prometheus-rw=URL` (Prometheus remote write) or `--out otlp=URL` (OTLP
     /// metrics over HTTP; see docs/scale-out.md). Repeatable.
@@ -269,6 +272,10 @@ fn split_url(u: &str) -> anyhow::Result<(String, String)> {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     // Everything is validated before any socket opens.
     let targets = ctx.targets()?;
+    args.journal.check()?;
+    if args.k8s_job.is_some() && args.journal.journal.is_some() {
+        bail!("--journal records a run's verdict and --k8s-job runs nothing here: journal the merged run instead");
+    }
     let mut json_out: Option<PathBuf> = None;
     let mut sinks = Vec::new();
     for o in &args.out {
@@ -397,8 +404,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(o) = &outputs {
         report_outputs(o);
     }
-    emit_run(
-        &inspection,
+    let report = run_report(&inspection)?;
+    args.journal.append(&report)?;
+    super::emit(
+        &report,
+        &inspection.text,
         crate::outputs::Files::from(&args.output).with_json(json_path.as_deref()),
     )
 }
@@ -422,18 +432,17 @@ fn report_outputs(o: &powertune_load::out::Outputs) {
     }
 }
 
-/// Emits a run's report, marked interrupted (exit code 105) when a signal cut it short.
-pub fn emit_run(
+/// A run's report, marked interrupted (exit code 105) when a signal cut it short.
+pub fn run_report(
     inspection: &powertune_core::Inspection<powertune_load::LoadMetrics>,
-    files: crate::outputs::Files<'_>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<powertune_core::Report> {
     let mut report = inspection
         .report()
         .map_err(|e| anyhow::anyhow!("cannot build the report: {e}"))?;
     if inspection.metrics.summary.interrupted {
         report.mark_interrupted();
     }
-    super::emit(&report, &inspection.text, files)
+    Ok(report)
 }
 
 /// The first flag given that only a one-off `--url` run takes.

@@ -11,6 +11,7 @@ mod capacity;
 mod cells;
 mod compare;
 mod db;
+mod demo;
 mod doctor;
 mod frontend;
 mod gateway;
@@ -24,7 +25,8 @@ mod redis;
 pub fn page(report: &Report) -> Page {
     let first = report.command.split_whitespace().next().unwrap_or("");
     match first {
-        "load" | "demo" | "merge" => load::page(report),
+        "load" | "merge" => load::page(report),
+        "demo" => demo::page(report),
         "compare" => compare::page(report),
         "capacity" => capacity::page(report),
         "apm" => apm::page(report),
