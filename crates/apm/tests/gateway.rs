@@ -173,3 +173,74 @@ async fn the_receiver_reads_the_gateway_attributes() {
     check(&summary_of(run.http_addr).await);
     run.stop();
 }
+
+/// An application whose own LLM span carries provider attributes (the OpenAI API it
+/// speaks to the gateway, and the gateway's model alias), over the gateway's call span
+/// that retried once: one call, keyed by the application's span, through the gateway,
+/// with the gateway's retries, tokens and time to first chunk.
+#[test]
+fn an_application_span_over_the_gateway_takes_the_gateways_figures() {
+    let mut t = TraceBuilder::new(900, Gen::New);
+    let root = t.request(
+        "POST",
+        "/api/v1/ai/agents/:id/execute",
+        "/api/v1/ai/agents/7/execute",
+        200,
+        0,
+        2_000,
+    );
+    let app_call = t.span(
+        root,
+        3,
+        "chat agent",
+        5,
+        1_990,
+        vec![
+            s("gen_ai.operation.name", "chat"),
+            s("gen_ai.provider.name", "openai"),
+            s("gen_ai.request.model", "agent"),
+        ],
+    );
+    let call = t.span(
+        app_call,
+        2,
+        "chat agent",
+        10,
+        1_980,
+        vec![
+            s("gen_ai.operation.name", "chat"),
+            s("gen_ai.provider.name", "openai"),
+            s("gen_ai.request.model", "gpt-4o-mini"),
+            i("gen_ai.usage.input_tokens", 120),
+            i("gen_ai.usage.output_tokens", 40),
+            f("gen_ai.response.time_to_first_chunk", 0.5),
+            i("powertune.gateway.retries", 1),
+            s("powertune.gateway.model_alias", "agent"),
+        ],
+    );
+    for (n, (from, to)) in [(12, 400), (401, 1_970)].into_iter().enumerate() {
+        t.span(
+            call,
+            3,
+            "chat gpt-4o-mini",
+            from,
+            to,
+            vec![
+                s("gen_ai.provider.name", "openai"),
+                i("powertune.gateway.attempt", n as i64 + 1),
+            ],
+        );
+    }
+    let s = analyse(&request_of(vec![t]));
+    assert_eq!(s.providers.len(), 1, "{:?}", s.providers);
+    let p = &s.providers[0];
+    assert_eq!(p.key, "openai/agent");
+    assert_eq!(
+        (p.latency.count, p.via_gateway, p.retries),
+        (1, 1, 1),
+        "{p:?}"
+    );
+    assert_eq!((p.input_tokens, p.output_tokens), (120, 40));
+    let ttft = p.ttft.as_ref().expect("time to first chunk");
+    assert!((495.0..=505.0).contains(&ttft.p95_ms), "{ttft:?}");
+}

@@ -46,19 +46,29 @@ pub fn clap_error(e: clap::Error) -> ! {
             )
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("bad arguments")
-                .trim_start_matches("error: ")
-                .to_string();
+            let first = first_paragraph(&e.render().to_string());
             match suggestion(&e) {
                 Some(tip) => eprintln!("powertune: {first}; {tip} (see powertune --help)"),
                 None => eprintln!("powertune: {first} (see powertune --help)"),
             }
             std::process::exit(ExitCode::BadInput as i32)
         }
+    }
+}
+
+/// The first paragraph of clap's message on one line, so that a list under its
+/// heading stays: "the following required arguments were not provided: <ROUTE>".
+fn first_paragraph(rendered: &str) -> String {
+    let text = rendered
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    match text.trim_start_matches("error: ") {
+        "" => "bad arguments".to_string(),
+        t => t.to_string(),
     }
 }
 

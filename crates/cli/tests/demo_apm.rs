@@ -45,7 +45,7 @@ async fn a_short_demo_reports_the_targets_spans() {
         "{out}\n{err}"
     );
     assert!(
-        err.contains("APM: target spans → apm serve http://127.0.0.1:"),
+        err.contains("APM: target and gateway spans → apm serve http://127.0.0.1:"),
         "{err}"
     );
 
@@ -99,6 +99,14 @@ async fn a_short_demo_reports_the_targets_spans() {
         providers.iter().any(|p| p["count"].as_u64().unwrap() > 0),
         "{providers:#?}"
     );
+    // The gateway's own spans continue the target's trace: the APM sees the calls
+    // as made through the gateway, and counts each once.
+    let calls: u64 = providers.iter().map(|p| p["count"].as_u64().unwrap()).sum();
+    let via: u64 = providers
+        .iter()
+        .map(|p| p["via_gateway"].as_u64().unwrap())
+        .sum();
+    assert!(via > 0 && via <= calls, "{providers:#?}");
     // The APM's verdicts are the report's too.
     let findings = report["findings"].as_array().unwrap();
     assert!(
@@ -114,7 +122,7 @@ async fn a_short_demo_reports_the_targets_spans() {
 
     // The terminal: the APM's table and the slowest requests beside the load's.
     assert!(
-        out.contains("APM: the embedded target's own spans"),
+        out.contains("APM: the embedded target's and its gateway's spans"),
         "{out}"
     );
     assert!(out.contains(&format!("spans {spans} received")), "{out}");

@@ -72,6 +72,15 @@ fn get(addr: &str, path: &str) -> String {
 }
 
 #[test]
+fn a_missing_argument_is_named_on_the_one_error_line() {
+    let out = run(&["investigate", "endpoint"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line_error(&out);
+    assert!(line.contains("not provided: <ROUTE>"), "{line}");
+    assert!(line.contains("(see powertune --help)"), "{line}");
+}
+
+#[test]
 fn mistyped_commands_flags_and_values_get_clap_suggestions() {
     for (args, tip) in [
         (&["lod"][..], "did you mean 'load'?"),

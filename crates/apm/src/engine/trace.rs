@@ -46,8 +46,9 @@ pub(super) struct ProviderCall {
 }
 
 /// The call `i` (a provider span): its attempts are the provider spans right
-/// under it; retries are what the span reports, else attempts beyond the first;
-/// tokens are the span's own, else the attempts' sum.
+/// under it; retries are what the span reports, else its only attempt's, else the
+/// attempts beyond the first; tokens are the span's own, else the attempts' sum; the
+/// time to the first chunk is the span's own, else its only attempt's.
 fn provider_call(spans: &[SpanRec], children: &[Vec<usize>], i: usize) -> Option<ProviderCall> {
     let SpanClass::Provider {
         provider,
@@ -77,6 +78,12 @@ fn provider_call(spans: &[SpanRec], children: &[Vec<usize>], i: usize) -> Option
         _ => None,
     };
     let via = |c: &&SpanClass| matches!(c, SpanClass::Provider { gateway: true, .. });
+    let only = match attempts.as_slice() {
+        [SpanClass::Provider {
+            ttft_ms, retries, ..
+        }] => Some((*ttft_ms, *retries)),
+        _ => None,
+    };
     Some(ProviderCall {
         key: format!("{provider}/{model}"),
         ns: spans[i].duration_ns(),
@@ -84,8 +91,12 @@ fn provider_call(spans: &[SpanRec], children: &[Vec<usize>], i: usize) -> Option
         gateway: *gateway || attempts.iter().any(via),
         input_tokens: input_tokens.unwrap_or_else(|| sum(tokens_in)),
         output_tokens: output_tokens.unwrap_or_else(|| sum(tokens_out)),
-        ttft_ms: *ttft_ms,
-        retries: retries.unwrap_or_else(|| attempts.len().saturating_sub(1) as u64),
+        // One attempt (an application's client span over the gateway's call span):
+        // the attempt's first chunk and retries are the call's.
+        ttft_ms: ttft_ms.or(only.and_then(|(t, _)| t)),
+        retries: retries
+            .or(only.and_then(|(_, r)| r))
+            .unwrap_or_else(|| attempts.len().saturating_sub(1) as u64),
     })
 }
 

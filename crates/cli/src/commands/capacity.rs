@@ -295,7 +295,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         // inside one step.
         let mut config = target_config.clone();
         let llm = if config.llm.base_url.is_none() {
-            let path = rt.block_on(super::demo::LlmPath::start(DEMO_LLM_TIME_SCALE))?;
+            let path = rt.block_on(super::demo::LlmPath::start(DEMO_LLM_TIME_SCALE, None))?;
             config.llm = path.target_config();
             // The gateway's /status is sampled like any --gateway.
             if let Some(url) = config.llm.base_url.as_deref() {

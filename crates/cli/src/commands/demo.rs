@@ -75,8 +75,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let to_stdout = args.output.json.as_deref() == Some(std::path::Path::new("-"));
 
     let (result, stats, llm, apm) = super::block_on(async move {
-        let llm = LlmPath::start(factor).await?;
         let apm = Apm::start(&targets).await?;
+        let llm = LlmPath::start(factor, Some(&apm.url)).await?;
         let mut config = powertune_target::TargetConfig {
             pool_size: args.pool_size as usize,
             llm: llm.target_config(),
@@ -96,7 +96,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 powertune_core::units::duration(full),
             );
             eprintln!("{}", llm.describe());
-            eprintln!("  APM: target spans → apm serve {} (OTLP/HTTP)", apm.url);
+            eprintln!(
+                "  APM: target and gateway spans → apm serve {} (OTLP/HTTP)",
+                apm.url
+            );
         }
         // SIGINT/SIGTERM: the first stops the run gracefully, a second at once; the
         // summary and --json are still written, marked interrupted.
@@ -173,7 +176,10 @@ const SLOWEST_SHOWN: usize = 5;
 
 /// The APM's terminal section: its routes table and the slowest traces by id.
 fn apm_text(a: &powertune_core::Inspection<powertune_apm::Summary>) -> String {
-    let mut out = format!("\nAPM: the embedded target's own spans\n{}", a.text);
+    let mut out = format!(
+        "\nAPM: the embedded target's and its gateway's spans\n{}",
+        a.text
+    );
     let slowest = slowest_traces(&a.metrics, SLOWEST_SHOWN);
     if !slowest.is_empty() {
         out.push_str("\nslowest requests (server side):\n");
@@ -269,7 +275,8 @@ pub(super) struct LlmPath {
 const LLM_ALIAS: &str = "agent";
 
 impl LlmPath {
-    pub(super) async fn start(time_scale: f64) -> anyhow::Result<LlmPath> {
+    /// `otlp`: the gateway exports its call and attempt spans there (`[telemetry]`).
+    pub(super) async fn start(time_scale: f64, otlp: Option<&str>) -> anyhow::Result<LlmPath> {
         let sim_config = powertune_provider_sim::SimConfig {
             time_scale,
             ..Default::default()
@@ -280,10 +287,13 @@ impl LlmPath {
         let sim = powertune_provider_sim::ProviderSim::start(sim_config, listener)
             .await
             .context("cannot start the provider simulator")?;
-        let toml = format!(
+        let mut toml = format!(
             "[[providers]]\nname = \"sim\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n[models.{LLM_ALIAS}]\ntargets = [\"sim:gpt-4o-mini\"]\n",
             sim.url()
         );
+        if let Some(url) = otlp {
+            toml.push_str(&format!("[telemetry]\notlp_endpoint = \"{url}\"\n"));
+        }
         let cfg = powertune_gateway::Config::from_toml(&toml, "demo gateway", &|_| None)
             .map_err(|e| anyhow::anyhow!("the demo's gateway config: {e}"))?
             .config;
@@ -343,6 +353,9 @@ impl LlmPath {
         let g = self.gateway.status();
         self.gateway_stop.graceful.cancel();
         let _ = self.gateway_task.await;
+        // its last spans reach the APM before the APM is read
+        let gateway = self.gateway.clone();
+        let _ = tokio::task::spawn_blocking(move || gateway.shutdown_telemetry()).await;
         self.sim.shutdown().await;
         let inspection = inspected.context("cannot inspect the demo's gateway")?;
         let findings = inspection
