@@ -227,7 +227,10 @@ fn retries(m: &Value, page: &mut Page) {
         }
     }
     if let Some(r) = num(m, "rejected_all_open") {
-        rows.push(vec!["rejected: every breaker open".into(), units::count(r)]);
+        rows.push(vec![
+            "rejected: no credential usable".into(),
+            units::count(r),
+        ]);
     }
     if let Some(o) = m.get("overhead_ms") {
         rows.push(vec!["gateway overhead P95".into(), ms_cell(num(o, "p95"))]);

@@ -9,8 +9,8 @@ use powertune_gateway::StatusSnapshot;
 
 /// The gateway's reading, in words.
 pub struct ProviderState {
-    /// Breakers not closed (`oai/a open`), calls refused with every breaker open,
-    /// quota answers, provider faults: each a reason the provider path is the cause.
+    /// Breakers not closed (`oai/a open`), calls refused at once, credentials out of
+    /// provider quota, quota answers, provider faults: each a reason the provider path is the cause.
     pub problems: Vec<String>,
     /// Figures shown either way (per-model TTFT P95 and outcomes).
     pub details: Vec<String>,
@@ -30,12 +30,7 @@ pub fn read(s: &StatusSnapshot) -> ProviderState {
             format!("breaker {}/{} {}{wait}", c.provider, c.credential, c.state)
         })
         .collect();
-    if s.rejected_all_open > 0 {
-        problems.push(format!(
-            "{} calls refused with every breaker open",
-            s.rejected_all_open
-        ));
-    }
+    problems.extend(crate::rows::mission::refusals(s));
     let mut details = Vec::new();
     for x in &s.series {
         let n = |k: &str| x.requests.get(k).copied().unwrap_or(0);

@@ -92,12 +92,7 @@ pub fn quota_or_breakers(s: &StatusSnapshot) -> (Check, Vec<String>) {
         })
         .map(|c| format!("{}/{} {}", c.provider, c.credential, c.state))
         .collect();
-    if s.rejected_all_open > 0 {
-        found.push(format!(
-            "{} calls refused with every breaker open",
-            s.rejected_all_open
-        ));
-    }
+    found.extend(refusals(s));
     for x in &s.series {
         for o in ["rate_limited", "auth_failed"] {
             if let Some(n) = x.requests.get(o).filter(|n| **n > 0) {
@@ -119,4 +114,31 @@ pub fn quota_or_breakers(s: &StatusSnapshot) -> (Check, Vec<String>) {
         Check::new(CAUSE, Status::Confirmed, found.join("; "), SRC)
     };
     (check, found)
+}
+
+/// Calls the gateway refused without sending them upstream, and credentials whose
+/// provider said (in its rate-limit headers) that nothing is left until the reset:
+/// the quota seen before any 429.
+pub fn refusals(s: &StatusSnapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.rejected_all_open > 0 {
+        out.push(format!(
+            "{} calls refused at once (every credential open, rate limited, out of provider quota or disabled)",
+            s.rejected_all_open
+        ));
+    }
+    for c in &s.credentials {
+        for (left, what) in [
+            (c.provider_remaining_requests, "requests"),
+            (c.provider_remaining_tokens, "tokens"),
+        ] {
+            if left == Some(0) {
+                out.push(format!(
+                    "{}/{}: the provider's headers say 0 {what} left until the reset",
+                    c.provider, c.credential
+                ));
+            }
+        }
+    }
+    out
 }

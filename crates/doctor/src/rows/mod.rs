@@ -6,7 +6,7 @@
 mod bundle;
 mod cache;
 mod memory;
-mod mission;
+pub(crate) mod mission;
 pub(crate) mod provider;
 mod retry;
 
