@@ -26,6 +26,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use parking_lot::Mutex;
 use powertune_dialect::{ProviderKind, Usage};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +38,32 @@ pub struct Telemetry {
     gate: Arc<export::Gate>,
     /// How long [`Telemetry::shutdown`] waits for the last export.
     stop_wait: Duration,
+    servers: Arc<Servers>,
+}
+
+/// `server.address` and `server.port` per provider base URL, parsed once (a
+/// reload's new URLs are added; the map is emptied past [`Servers::MAX`]).
+#[derive(Default)]
+struct Servers(Mutex<HashMap<String, Option<(Arc<str>, i64)>>>);
+
+impl Servers {
+    const MAX: usize = 256;
+
+    fn of(&self, base_url: &str) -> Option<(Arc<str>, i64)> {
+        let mut m = self.0.lock();
+        if let Some(s) = m.get(base_url) {
+            return s.clone();
+        }
+        let server = url::Url::parse(base_url).ok().and_then(|u| {
+            let port = i64::from(u.port_or_known_default()?);
+            Some((Arc::from(u.host_str()?), port))
+        });
+        if m.len() >= Self::MAX {
+            m.clear();
+        }
+        m.insert(base_url.to_string(), server.clone());
+        server
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -57,6 +84,7 @@ impl Telemetry {
                 tracer: None,
                 gate: Arc::default(),
                 stop_wait: Duration::ZERO,
+                servers: Arc::default(),
             });
         };
         let (provider, tracer, gate) = export::build(cfg)?;
@@ -65,6 +93,7 @@ impl Telemetry {
             tracer: Some(tracer),
             gate,
             stop_wait: cfg.export_timeout + Duration::from_secs(1),
+            servers: Arc::default(),
         })
     }
 
@@ -134,6 +163,7 @@ impl Telemetry {
             inner: Some(Arc::new(CallInner {
                 cx: cx.clone(),
                 tracer: tracer.clone(),
+                servers: self.servers.clone(),
                 op,
                 class: class.map(str::to_string),
                 alias,
@@ -163,7 +193,7 @@ struct Facts {
     provider: Option<(String, &'static str)>,
     model: Option<String>,
     credential: Option<String>,
-    server: Option<(String, i64)>,
+    server: Option<(Arc<str>, i64)>,
     attempts: u32,
     last: Option<Outcome>,
     ok: bool,
@@ -178,6 +208,7 @@ struct Facts {
 struct CallInner {
     cx: Context,
     tracer: SdkTracer,
+    servers: Arc<Servers>,
     op: &'static str,
     class: Option<String>,
     alias: String,
@@ -196,7 +227,6 @@ impl Drop for CallInner {
         let mut a = Vec::with_capacity(16);
         if let Some((name, system)) = &f.provider {
             a.push(KeyValue::new("gen_ai.provider.name", *system));
-            a.push(KeyValue::new("gen_ai.system", *system));
             a.push(KeyValue::new("powertune.gateway.provider", name.clone()));
         }
         if let Some(m) = f.model.take() {
@@ -260,7 +290,6 @@ fn answer_attrs(
             "gen_ai.response.time_to_first_chunk",
             t.as_secs_f64(),
         ));
-        a.push(KeyValue::new("powertune.gateway.ttft", t.as_secs_f64()));
     }
     if let Some(m) = response_model {
         a.push(KeyValue::new("gen_ai.response.model", m));
@@ -326,10 +355,7 @@ impl CallSpan {
         }
         let p = to.provider;
         let system = system_of(p);
-        let server = url::Url::parse(&p.base_url).ok().and_then(|u| {
-            let port = i64::from(u.port_or_known_default()?);
-            Some((u.host_str()?.to_string(), port))
-        });
+        let server = inner.servers.of(&p.base_url);
         let (number, retry_reason) = {
             let mut f = inner.facts.lock();
             f.attempts += 1;
@@ -343,7 +369,6 @@ impl CallSpan {
         {
             a.push(KeyValue::new("gen_ai.operation.name", inner.op));
             a.push(KeyValue::new("gen_ai.provider.name", system));
-            a.push(KeyValue::new("gen_ai.system", system));
             a.push(KeyValue::new("gen_ai.request.model", to.model.to_string()));
             a.push(KeyValue::new("powertune.gateway.provider", p.name.clone()));
             a.push(KeyValue::new(
