@@ -37,8 +37,8 @@ pub(super) struct CallState {
     pub(super) tokens: u64,
     /// The call's span (`[telemetry]`), or the client's trace context.
     pub(super) span: crate::telemetry::CallSpan,
-    /// `[shared]`: the calling client, while its rpm and tpm are still to be decided
-    /// by the call's first admission.
+    /// `[shared]`: the calling client whose rpm and tpm the call's first admission
+    /// decides (see [`ClientGate`]).
     pub(super) client: Option<ClientGate>,
     /// Tokens that admission reserved on the client's shared tpm, for the attempt
     /// that takes them (its outcome corrects them with the real usage).
@@ -121,12 +121,13 @@ impl Gateway {
                                 continue;
                             }
                             Admit::Client { tokens, wait } => {
-                                let c = call.client.as_mut().map_or(0, |g| g.client);
-                                let (why, e, ra) = over_limit(&live.cfg.clients[c], tokens, wait);
+                                // (only asked with the call's client)
                                 if let Some(g) = call.client.as_mut() {
+                                    let c = &live.cfg.clients[g.client];
+                                    let (why, e, ra) = over_limit(c, tokens, wait);
                                     g.decide(Some(why));
+                                    return Err(error_response(call.front, &e, ra));
                                 }
-                                return Err(error_response(call.front, &e, ra));
                             }
                         }
                     }
