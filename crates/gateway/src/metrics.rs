@@ -348,7 +348,7 @@ impl Metrics {
         }
         let mut w = e.counter(
             "powertune_gateway_client_calls",
-            "Calls per client key name: admitted, or refused (forbidden route or model, over its rpm).",
+            "Calls per client key name: admitted, or refused (forbidden route or model, over its rpm or tpm).",
         );
         for (name, c) in &g.clients {
             if c.admitted > 0 {

@@ -13,110 +13,13 @@
     clippy::print_stderr
 )]
 
-use parking_lot::Mutex;
-use powertune_gateway::{Config, Gateway, TokioClock};
-use powertune_provider_sim::{ProviderSim, SimConfig, SimHandle};
+mod shared_support;
+
+use powertune_provider_sim::SimHandle;
 use powertune_test_support::redis_db::TestRedis;
 use serde_json::json;
-use std::sync::Arc;
+use shared_support::{config, free_port, http, replica, sim, wait_mode, OwnRedis, Replica};
 use std::time::{Duration, Instant};
-
-async fn sim(extra: &str) -> SimHandle {
-    let cfg = SimConfig::from_toml(
-        "sim.toml",
-        &format!("[defaults]\nttft = \"0ms..1ms\"\nitl = \"0ms..1ms\"\noutput_tokens = \"2..4\"\n{extra}"),
-    )
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    ProviderSim::start(cfg, l).await.unwrap()
-}
-
-/// One provider with one credential (`cred` holds its extra keys, e.g. `rpm = 10`),
-/// no retries, sharing through `redis` under a prefix of the test's own.
-fn config(sim: &str, redis: &str, prefix: &str, cred: &str, shared: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:0"
-[timeouts]
-connect = "2s"
-first_token = "5s"
-idle = "5s"
-request = "10s"
-[retry]
-max_retries = 0
-base = "1ms"
-max = "5ms"
-[[providers]]
-name = "oai"
-kind = "openai"
-base_url = "{sim}/v1"
-  [[providers.credentials]]
-  name = "main"
-  {cred}
-[models.fast]
-targets = ["oai:gpt-4o-mini"]
-[shared]
-redis_url = "{redis}"
-key_prefix = "{prefix}"
-{shared}
-"#
-    )
-}
-
-struct Replica {
-    url: String,
-    gw: Arc<Gateway>,
-    notices: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn replica(toml: &str) -> Replica {
-    let cfg = Config::from_toml(toml, "gateway.toml", &|_| None)
-        .unwrap()
-        .config;
-    let gw = Gateway::new(cfg, Arc::new(TokioClock)).unwrap();
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let n = notices.clone();
-    gw.set_notice_listener(Arc::new(move |l: &str| n.lock().push(l.to_string())));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let g = gw.clone();
-    let task = tokio::spawn(async move {
-        let _ = g.serve(listener, Default::default()).await;
-    });
-    Replica {
-        url,
-        gw,
-        notices,
-        task,
-    }
-}
-
-/// Waits (at most 10 s) until the replica's shared state is in `mode`.
-async fn wait_mode(r: &Replica, mode: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = r.gw.status().shared.map(|s| s.mode).unwrap_or_default();
-        if m == mode {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}: mode {m}, not {mode}", r.url);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 /// One chat call; its status.
 async fn call(c: &reqwest::Client, r: &Replica) -> u16 {
@@ -223,62 +126,9 @@ async fn a_10_rpm_quota_is_held_across_two_replicas() {
     redis.release().await;
 }
 
-/// A redis-server of the test's own on `port`, for stopping and starting.
-struct OwnRedis {
-    child: std::process::Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        // owned at once: dropped (killed and waited for) on every path
-        let me = OwnRedis { child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = async {
-                let c = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).ok()?;
-                let mut con = c.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut con)
-                    .await
-                    .ok()
-            };
-            if ok.await.is_some() {
-                return me;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server :{port} did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_mid_run_calls_go_on_locally_and_share_again_when_it_is_back() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let redis = OwnRedis::start(port).await;
     let s = sim("").await;
     let toml = config(

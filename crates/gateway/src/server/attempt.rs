@@ -124,6 +124,8 @@ pub(super) struct CallGuard {
     /// Tokens reserved on the credential's tpm; the calling client key (its tpm).
     pub(super) reserved: u64,
     pub(super) client: Option<usize>,
+    /// Tokens this attempt's admission reserved on the client's shared tpm (`[shared]`).
+    pub(super) client_reserved: u64,
     /// Who pays for the call (`[pricing]`): this attempt's cost is added to it.
     pub(super) bill: Option<Arc<crate::pricing::Bill>>,
     /// This attempt's span ([`CallGuard::start_span`]).
@@ -153,6 +155,7 @@ impl CallGuard {
             log: CallLog::none(),
             reserved: 0,
             client: None,
+            client_reserved: 0,
             bill: None,
             span: Default::default(),
         }
@@ -191,7 +194,7 @@ impl CallGuard {
             consecutive,
             outcome.as_str(),
         );
-        let refund = self.settle_tokens(now, outcome);
+        let (refund, client_refund) = self.settle_tokens(now, outcome);
         self.note_latency(now, outcome);
         let b = &self.live.cfg.breaker;
         let out_for = self
@@ -204,7 +207,7 @@ impl CallGuard {
             outcome,
             out_for,
             clean,
-            refund,
+            (refund, self.client.map(|c| (c, client_refund))),
         );
         let p = &self.live.cfg.providers[t.provider];
         self.gw.metrics.record_call(&CallRecord {

@@ -12,6 +12,7 @@ use crate::config::{key_hash, Client, Config};
 use crate::config::{Fallback, Target};
 use crate::pricing::Bill;
 use crate::quota::TokenBucket;
+use crate::shared::{ClientKeys, ClientLimits};
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -77,6 +78,46 @@ pub(super) fn client_buckets(
         .collect()
 }
 
+/// A call whose client's rpm and tpm its shared admission decides: the client's
+/// `/metrics` count is taken once, when decided (dropped undecided: admitted, as a call
+/// that passed the client's checks and went no further).
+pub(super) struct ClientGate {
+    gw: Arc<Gateway>,
+    live: Arc<Live>,
+    pub(super) client: usize,
+    open: bool,
+}
+
+impl ClientGate {
+    pub(super) fn new(gw: &Arc<Gateway>, live: &Arc<Live>, client: usize) -> ClientGate {
+        ClientGate {
+            gw: gw.clone(),
+            live: live.clone(),
+            client,
+            open: true,
+        }
+    }
+
+    /// Not decided yet.
+    pub(super) fn open(&self) -> bool {
+        self.open
+    }
+
+    /// Decided: admitted (`None`) or refused.
+    pub(super) fn decide(&mut self, refused: Option<Refusal>) {
+        if std::mem::take(&mut self.open) {
+            let name = &self.live.cfg.clients[self.client].name;
+            self.gw.metrics.record_client(name, refused);
+        }
+    }
+}
+
+impl Drop for ClientGate {
+    fn drop(&mut self) {
+        self.decide(None);
+    }
+}
+
 /// The key a caller presented, if any.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
@@ -126,31 +167,59 @@ impl Gateway {
         }
     }
 
-    /// May `client` call `model` by route class `class`? Then its rpm is taken; over
-    /// it, the wait until a call may go.
+    /// May `client` call `model` by route class `class`? Then its own rpm and tpm:
+    /// on this replica (its rpm is taken; over either, the wait until a call may go),
+    /// or, under `[shared]` while Redis answers, left to the call's shared admission
+    /// (`Ok(true)`: deferred).
     pub(super) fn permit(
         &self,
         live: &Live,
         client: usize,
         model: &str,
         class: Option<&str>,
-    ) -> Result<(), (Refusal, ApiError, Option<Duration>)> {
+    ) -> Result<bool, (Refusal, ApiError, Option<Duration>)> {
         let c = &live.cfg.clients[client];
         permitted(c, model, class).map_err(|e| (Refusal::Forbidden, e, None))?;
+        if self.client_shared(live, client).is_some() {
+            return Ok(true);
+        }
+        self.client_limits(live, client, true).map(|()| false)
+    }
+
+    /// The keys and limits of `client` in Redis, when it has an rpm or tpm and this
+    /// replica is on shared state now.
+    pub(super) fn client_shared<'a>(
+        &self,
+        live: &'a Live,
+        client: usize,
+    ) -> Option<&'a (ClientKeys, ClientLimits)> {
+        if !self.shared.as_ref().is_some_and(|s| s.is_shared()) {
+            return None;
+        }
+        live.client_shared.get(client)?.as_ref()
+    }
+
+    /// The client's rpm and tpm on this replica: with `check`, over either is the
+    /// refusal; else (a call that goes anyway) its rpm is only taken.
+    pub(super) fn client_limits(
+        &self,
+        live: &Live,
+        client: usize,
+        check: bool,
+    ) -> Result<(), (Refusal, ApiError, Option<Duration>)> {
+        let c = &live.cfg.clients[client];
         // tokens are charged as calls end: a call goes while the bucket is not empty
-        if let Some(b) = &live.client_tpm[client] {
+        if let Some(b) = live.client_tpm[client].as_ref().filter(|_| check) {
             let now = self.clock.now();
             if let Some(at) = b.lock().check(now, 1) {
-                let limit = format!("{} tokens", c.tpm.unwrap_or(0));
-                return Err(over_limit(c, &limit, at.saturating_duration_since(now)));
+                return Err(over_limit(c, true, at.saturating_duration_since(now)));
             }
         }
         if let Some(l) = &live.client_limiters[client] {
             let now = self.clock.now();
             let mut l = l.lock();
-            if let Some(at) = l.check(now) {
-                let limit = format!("{} requests", c.rpm.unwrap_or(0));
-                return Err(over_limit(c, &limit, at.saturating_duration_since(now)));
+            if let Some(at) = l.check(now).filter(|_| check) {
+                return Err(over_limit(c, false, at.saturating_duration_since(now)));
             }
             l.take(now);
         }
@@ -166,8 +235,16 @@ impl Gateway {
     }
 }
 
-/// The refusal of a client over its `limit` ("600 requests") per minute for `wait`.
-fn over_limit(c: &Client, limit: &str, wait: Duration) -> (Refusal, ApiError, Option<Duration>) {
+/// The refusal of a client over its tpm (`tokens`) or rpm for `wait`.
+pub(super) fn over_limit(
+    c: &Client,
+    tokens: bool,
+    wait: Duration,
+) -> (Refusal, ApiError, Option<Duration>) {
+    let limit = match tokens {
+        true => format!("{} tokens", c.tpm.unwrap_or(0)),
+        false => format!("{} requests", c.rpm.unwrap_or(0)),
+    };
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     (
         Refusal::RateLimited,

@@ -3,6 +3,7 @@
 //! either retry or answer the client with the failure.
 
 use super::attempt::{CallGuard, Failure, UpResponse};
+use super::auth::{over_limit, ClientGate};
 use super::dispatch::Picked;
 use super::fleet::Admit;
 use super::gateway::Gateway;
@@ -36,6 +37,12 @@ pub(super) struct CallState {
     pub(super) tokens: u64,
     /// The call's span (`[telemetry]`), or the client's trace context.
     pub(super) span: crate::telemetry::CallSpan,
+    /// `[shared]`: the calling client whose rpm and tpm the call's first admission
+    /// decides (see [`ClientGate`]).
+    pub(super) client: Option<ClientGate>,
+    /// Tokens that admission reserved on the client's shared tpm, for the attempt
+    /// that takes them (its outcome corrects them with the real usage).
+    pub(super) client_reserved: u64,
 }
 
 impl CallState {
@@ -48,6 +55,8 @@ impl CallState {
             last: None,
             tokens: 0,
             span: Default::default(),
+            client: None,
+            client_reserved: 0,
         }
     }
 
@@ -85,18 +94,48 @@ impl Gateway {
         };
         loop {
             let attempt = call.retry.attempt();
+            if let Some(refused) = self.client_on_local(live, call) {
+                return Err(refused);
+            }
             let picked = self.pick(live, tried_targets, call.retry.tried(), call.tokens);
             let soonest = match picked {
                 Picked::Go { target, cred } => {
                     let target = order.map_or(target, |o| o[target]);
                     let provider = targets[target].provider;
                     if refused < MAX_SHARED_REFUSALS {
-                        let admit = self.shared_admit(live, provider, cred, call.tokens).await;
+                        let client = call.client.as_ref().filter(|g| g.open()).map(|g| g.client);
+                        let admit = self
+                            .shared_admit(live, (provider, cred), call.tokens, client)
+                            .await;
                         // (the mirror's tpm bucket took the shared one's level)
-                        if let Admit::Refused = admit {
-                            refused += 1;
-                            continue;
+                        match admit {
+                            Admit::Go { client: true } => {
+                                call.client_reserved = call.tokens;
+                                if let Some(g) = call.client.as_mut() {
+                                    g.decide(None);
+                                }
+                            }
+                            Admit::Go { client: false } => {}
+                            Admit::Refused => {
+                                refused += 1;
+                                continue;
+                            }
+                            Admit::Client { tokens, wait } => {
+                                // (only asked with the call's client)
+                                if let Some(g) = call.client.as_mut() {
+                                    let c = &live.cfg.clients[g.client];
+                                    let (why, e, ra) = over_limit(c, tokens, wait);
+                                    g.decide(Some(why));
+                                    return Err(error_response(call.front, &e, ra));
+                                }
+                            }
                         }
+                    }
+                    // not decided by Redis (it went away during the admission, or too
+                    // many refusals): the call goes, counted on this replica's limiter
+                    if let Some(g) = call.client.as_mut().filter(|g| g.open()) {
+                        let _ = self.client_limits(live, g.client, false);
+                        g.decide(None);
                     }
                     call.retry.note_tried(provider, cred);
                     return Ok((target, cred));
@@ -135,6 +174,26 @@ impl Gateway {
                 &e,
                 Some(Duration::from_secs(secs)),
             ));
+        }
+    }
+
+    /// A client left to the shared admission when the replica has gone local since
+    /// the call came in: its limits on this replica decide, before anything is picked
+    /// (`Some`: the refusal to answer).
+    fn client_on_local(&self, live: &Live, call: &mut CallState) -> Option<Response> {
+        let g = call.client.as_mut().filter(|g| g.open())?;
+        if self.client_shared(live, g.client).is_some() {
+            return None;
+        }
+        match self.client_limits(live, g.client, true) {
+            Ok(()) => {
+                g.decide(None);
+                None
+            }
+            Err((why, e, wait)) => {
+                g.decide(Some(why));
+                Some(error_response(call.front, &e, wait))
+            }
         }
     }
 
@@ -309,8 +368,9 @@ impl CallGuard {
     /// use (the usage the answer reported; an answer that reported none keeps its
     /// estimate; a failure before any answer used nothing), and the calling client's
     /// tpm is charged what it used. Returns what went back (negative: taken), for
-    /// the shared bucket.
-    pub(super) fn settle_tokens(&self, now: Instant, outcome: Outcome) -> i64 {
+    /// the shared buckets: the credential's, the client's (of what its admission
+    /// reserved there).
+    pub(super) fn settle_tokens(&self, now: Instant, outcome: Outcome) -> (i64, i64) {
         let reported = self.usage.input.saturating_add(self.usage.output);
         let answered = matches!(
             outcome,
@@ -327,6 +387,10 @@ impl CallGuard {
         if used > 0 {
             self.gw.charge_client(&self.live, self.client, used);
         }
-        i64::try_from(self.reserved).unwrap_or(i64::MAX) - i64::try_from(used).unwrap_or(i64::MAX)
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        (
+            signed(self.reserved) - signed(used),
+            signed(self.client_reserved) - signed(used),
+        )
     }
 }

@@ -3,6 +3,7 @@
 //! answer in the client's format.
 
 use super::attempt::{CallGuard, Success};
+use super::auth::ClientGate;
 use super::call::CallState;
 use super::gateway::Gateway;
 use super::live::Live;
@@ -207,25 +208,29 @@ impl Gateway {
     }
 
     /// May `client` (from [`Gateway::authenticate`]) call `model` by route class
-    /// `class`? `None` lets the call go; `Some` is the refusal to answer.
+    /// `class`? `Err` is the refusal to answer; `Ok(Some)`, a client whose rpm and tpm
+    /// the call's shared admission decides (`[shared]`).
     pub(super) fn admit_client(
-        &self,
-        live: &Live,
+        self: &Arc<Self>,
+        live: &Arc<Live>,
         front: Front,
         client: Option<usize>,
         model: &str,
         class: Option<&str>,
-    ) -> Option<Response> {
-        let client = client?;
+    ) -> Result<Option<ClientGate>, Box<Response>> {
+        let Some(client) = client else {
+            return Ok(None);
+        };
         let name = &live.cfg.clients[client].name;
         match self.permit(live, client, model, class) {
-            Ok(()) => {
+            Ok(true) => Ok(Some(ClientGate::new(self, live, client))),
+            Ok(false) => {
                 self.metrics.record_client(name, None);
-                None
+                Ok(None)
             }
             Err((why, e, wait)) => {
                 self.metrics.record_client(name, Some(why));
-                Some(error_response(front, &e, wait))
+                Err(Box::new(error_response(front, &e, wait)))
             }
         }
     }
@@ -270,9 +275,10 @@ impl Gateway {
             Err(e) => return error_response(front, &e, None),
         };
         log.with(|l| l.route = class.map(str::to_string));
-        if let Some(refused) = self.admit_client(&live, front, client, &model, class) {
-            return refused;
-        }
+        let gate = match self.admit_client(&live, front, client, &model, class) {
+            Ok(g) => g,
+            Err(refused) => return *refused,
+        };
         let (targets, class, bill) = match self
             .admit_budget(&live, front, client, &model, (targets, class))
             .await
@@ -324,6 +330,7 @@ impl Gateway {
         };
         let mut call = CallState::new(front, t0, &live);
         call.tokens = crate::quota::estimate(&body, true);
+        call.client = gate;
         call.span = self.telemetry.call(&headers, t0, "chat", &model, class);
         let deadline = call.retry.deadline();
         loop {
@@ -356,6 +363,7 @@ impl Gateway {
             let pass = pass && raw.is_some();
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             (guard.reserved, guard.client) = (call.tokens, client);
+            guard.client_reserved = std::mem::take(&mut call.client_reserved);
             guard.bill = bill.clone();
             guard.start_span(&call);
             let up_start = std::time::Instant::now();

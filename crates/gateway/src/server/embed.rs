@@ -62,9 +62,10 @@ impl Gateway {
             Err(e) => return error_response(front, &e, None),
         };
         log.with(|l| l.route = class.map(str::to_string));
-        if let Some(refused) = self.admit_client(&live, front, client, &req.model, class) {
-            return refused;
-        }
+        let gate = match self.admit_client(&live, front, client, &req.model, class) {
+            Ok(g) => g,
+            Err(refused) => return *refused,
+        };
         let (targets, class, bill) = match self
             .admit_budget(&live, front, client, &req.model, (targets, class))
             .await
@@ -97,6 +98,7 @@ impl Gateway {
         let targets: Arc<[Target]> = usable.into();
         let mut call = CallState::new(front, t0, &live);
         call.tokens = crate::quota::estimate(&body, false);
+        call.client = gate;
         call.span = self
             .telemetry
             .call(&headers, t0, "embeddings", &req.model, class);
@@ -123,6 +125,7 @@ impl Gateway {
             };
             let mut guard = CallGuard::new(&self, &live, &targets, ti, ci);
             (guard.reserved, guard.client) = (call.tokens, client);
+            guard.client_reserved = std::mem::take(&mut call.client_reserved);
             guard.bill = bill.clone();
             guard.start_span(&call);
             let up_start = std::time::Instant::now();

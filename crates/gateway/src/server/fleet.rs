@@ -7,7 +7,7 @@ use super::gateway::Gateway;
 use super::live::Live;
 use crate::events::{now_rfc3339, SharedLine};
 use crate::metrics::Outcome;
-use crate::shared::{Decision, ModeChange, Op, Reply, Shared};
+use crate::shared::{Decision, ModeChange, Op, Record, Reply, Shared};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -26,40 +26,57 @@ pub(super) struct Report {
     op: Op,
     /// Tokens given back to the shared tpm bucket (negative: taken).
     tokens: i64,
+    /// The calling client (with a shared tpm) and the tokens given back to its bucket.
+    client: Option<(usize, i64)>,
 }
 
 /// What the shared admission said.
 pub(super) enum Admit {
-    /// Send (or: not shared now, local state decided).
-    Go,
+    /// Send (or: not shared now, local state decided); `client`: the client's rpm and
+    /// tpm were taken by this admission.
+    Go { client: bool },
     /// Not this credential now; its mirror says until when. Pick again.
     Refused,
+    /// The client is over its shared tpm (`tokens`) or rpm for `wait`: its 429.
+    Client { tokens: bool, wait: Duration },
 }
 
 impl Gateway {
     /// Asks the shared state whether (provider, cred), just picked on the mirror, may
-    /// take a call of `tokens` (reserved on the shared tpm bucket when it goes);
-    /// refreshes the mirror with the answer.
+    /// take a call of `tokens` (reserved on the shared tpm bucket when it goes), and
+    /// with `client` whether that client may make it (its rpm taken and the tokens
+    /// reserved on its tpm, in the same script call); refreshes the mirror.
     pub(super) async fn shared_admit(
         &self,
         live: &Live,
-        provider: usize,
-        cred: usize,
+        (provider, cred): (usize, usize),
         tokens: u64,
+        client: Option<usize>,
     ) -> Admit {
+        let go = Admit::Go { client: false };
         let Some(shared) = self.shared.as_ref() else {
-            return Admit::Go;
+            return go;
         };
         let Some((keys, limits)) = live.shared.get(provider).and_then(|p| p.get(cred)) else {
-            return Admit::Go;
+            return go;
         };
         let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
-        let Some(reply) = shared.call(keys, limits, Op::Admit, tokens).await else {
-            return Admit::Go;
+        let client = client
+            .and_then(|c| live.client_shared.get(c)?.as_ref())
+            .map(|(k, l)| (k, l, tokens));
+        let Some(reply) = shared.call((keys, limits), Op::Admit, tokens, client).await else {
+            return go;
         };
         self.adopt(live, (provider, cred), &reply, "shared");
         match reply.decision {
-            Decision::Go => Admit::Go,
+            Decision::Go => Admit::Go {
+                client: client.is_some(),
+            },
+            Decision::ClientRpmWait(wait) => Admit::Client {
+                tokens: false,
+                wait,
+            },
+            Decision::ClientTpmWait(wait) => Admit::Client { tokens: true, wait },
             // the mirror may read usable (a half-open breaker whose probe slots
             // other replicas hold): the wait keeps pick off it either way
             Decision::BreakerWait(w) | Decision::RpmWait(w) | Decision::TpmWait(w) => {
@@ -79,7 +96,7 @@ impl Gateway {
         outcome: Outcome,
         retry_after: Duration,
         clean_before: bool,
-        tokens: i64,
+        (tokens, client): (i64, Option<(usize, i64)>),
     ) {
         let Some(tx) = self.reports.as_ref() else {
             return;
@@ -87,7 +104,16 @@ impl Gateway {
         if !self.shared.as_ref().is_some_and(|s| s.is_shared()) {
             return;
         }
-        let no_tokens = tokens == 0 || limits_tpm(live, provider, cred) == 0;
+        // the client's tokens go to its bucket when it has a shared tpm
+        let client = client.filter(|(c, t)| {
+            *t != 0
+                && live
+                    .client_shared
+                    .get(*c)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|(_, l)| l.tpm > 0)
+        });
+        let no_tokens = (tokens == 0 || limits_tpm(live, provider, cred) == 0) && client.is_none();
         let op = match outcome {
             Outcome::Ok if clean_before && no_tokens => return,
             Outcome::Ok => Op::Success,
@@ -107,6 +133,7 @@ impl Gateway {
             cred,
             op,
             tokens,
+            client,
         };
         if tx.try_send(r).is_err() {
             if let Some(s) = self.shared.as_ref() {
@@ -181,7 +208,17 @@ async fn run(gw: Weak<Gateway>, shared: Arc<Shared>, mut rx: mpsc::Receiver<Repo
             .iter()
             .map(|r| {
                 let (k, l) = &r.live.shared[r.provider][r.cred];
-                (k.clone(), *l, r.op, r.tokens)
+                let client = r.client.and_then(|(c, t)| {
+                    let (ck, cl) = r.live.client_shared.get(c)?.as_ref()?;
+                    Some((ck.clone(), *cl, t))
+                });
+                Record {
+                    keys: k.clone(),
+                    limits: *l,
+                    op: r.op,
+                    tokens: r.tokens,
+                    client_tokens: client,
+                }
             })
             .collect();
         if let Some(replies) = shared.run_batch(&items).await {

@@ -7,7 +7,7 @@ use crate::breaker::{Breaker, RpmLimiter, WeightedPicker};
 use crate::config::{Config, ProviderKind, Target};
 use crate::metrics::UNKNOWN_MODEL;
 use crate::quota::{HeaderState, TokenBucket};
-use crate::shared::{CredKeys, Limits};
+use crate::shared::{ClientKeys, ClientLimits, CredKeys, Limits};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
@@ -73,6 +73,9 @@ pub(super) struct Live {
     /// `[shared]`: per provider, per credential, its Redis keys and the limits sent
     /// with each script call (empty without `[shared]`).
     pub(super) shared: Vec<Vec<(CredKeys, Limits)>>,
+    /// `[shared]`: per client, its Redis keys and limits when it has an rpm or a tpm
+    /// (empty without `[shared]`).
+    pub(super) client_shared: Vec<Option<(ClientKeys, ClientLimits)>>,
     /// The latency-routed ranges of the alias and class target lists.
     pub(super) latency_segments: crate::routing::Segments,
 }
@@ -314,6 +317,17 @@ pub(super) fn build_live(
             })
             .collect(),
     };
+    let client_shared = match &cfg.shared {
+        None => Vec::new(),
+        Some(sh) => cfg
+            .clients
+            .iter()
+            .map(|c| {
+                let l = ClientLimits::new(c.rpm, c.tpm)?;
+                Some((ClientKeys::new(&sh.key_prefix, &c.name), l))
+            })
+            .collect(),
+    };
     let latency_segments = crate::routing::all_segments(&cfg, &classes, &aliases);
     let mut known_models = vec![BTreeSet::new(); cfg.providers.len()];
     for t in cfg.models.values().flatten() {
@@ -336,6 +350,7 @@ pub(super) fn build_live(
             client_limiters,
             client_tpm,
             shared,
+            client_shared,
             latency_segments,
         },
         summary,

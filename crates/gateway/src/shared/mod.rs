@@ -1,9 +1,10 @@
-//! `[shared]`: breaker state, rpm and tpm limits of every (provider, credential) kept in
-//! one Redis, so replicas open a breaker after the same failures and hold a quota
-//! together. One Lua script ([`SCRIPT`]) does each step atomically on the Redis
-//! server's clock: admit a call (breaker check, half-open probe slot, GCRA rpm
-//! limit, tpm bucket reservation), or record an outcome (with the tokens the call did
-//! not use).
+//! `[shared]`: breaker state, rpm and tpm limits of every (provider, credential), and
+//! the rpm and tpm of every client key that has them, kept in one Redis, so replicas
+//! open a breaker after the same failures and hold a quota together. One Lua script
+//! ([`SCRIPT`]) does each step atomically on the Redis server's clock: admit a call
+//! (the client's rpm and tpm, breaker check, half-open probe slot, GCRA rpm limit,
+//! tpm bucket reservation), or record an outcome (with the tokens the call did not
+//! use, given back to the credential's and the client's buckets).
 //!
 //! The cost on a call's path is one round trip: the admission. Outcomes are recorded
 //! off the call's path by [`Shared::run_batch`] (one pipeline for whatever queued up),
@@ -69,6 +70,63 @@ impl CredKeys {
     }
 }
 
+/// The two keys of one client key's limits (`PREFIX:{client:NAME}:rpm` and `:tpm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKeys {
+    pub rpm: String,
+    pub tpm: String,
+}
+
+impl ClientKeys {
+    pub fn new(prefix: &str, client: &str) -> ClientKeys {
+        let base = format!("{prefix}:{{client:{client}}}");
+        ClientKeys {
+            rpm: format!("{base}:rpm"),
+            tpm: format!("{base}:tpm"),
+        }
+    }
+}
+
+/// A client key's limits, sent with each script call that names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// GCRA as in [`Limits`] (0: no rpm limit); a client may make `rpm` calls at once.
+    pub interval_us: u64,
+    pub tolerance_us: u64,
+    /// Tokens per minute (0: no tpm limit).
+    pub tpm: u64,
+}
+
+impl ClientLimits {
+    /// `None` for a client with neither `rpm` nor `tpm`.
+    pub fn new(rpm: Option<u32>, tpm: Option<u64>) -> Option<ClientLimits> {
+        if rpm.is_none() && tpm.is_none() {
+            return None;
+        }
+        let (interval_us, tolerance_us) = gcra(rpm.map(|r| (r, r)));
+        Some(ClientLimits {
+            interval_us,
+            tolerance_us,
+            tpm: tpm.unwrap_or(0),
+        })
+    }
+}
+
+/// The client part of one script call: whose limits, and the tokens (an admission:
+/// reserved; an outcome: given back, negative: taken).
+pub type ClientPart<'a> = (&'a ClientKeys, &'a ClientLimits, i64);
+
+/// GCRA of `(rpm, burst)`: µs between calls and how many intervals early one may come.
+fn gcra(rate: Option<(u32, u32)>) -> (u64, u64) {
+    match rate {
+        Some((rpm, burst)) => {
+            let i = 60_000_000 / u64::from(rpm.max(1));
+            (i, i * u64::from(burst.max(1) - 1))
+        }
+        None => (0, 0),
+    }
+}
+
 /// The thresholds sent with each call (every replica has the same config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -86,13 +144,7 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(b: &BreakerConfig, rate: Option<(u32, u32)>, tpm: Option<u64>) -> Limits {
-        let (interval_us, tolerance_us) = match rate {
-            Some((rpm, burst)) => {
-                let i = 60_000_000 / u64::from(rpm.max(1));
-                (i, i * u64::from(burst.max(1) - 1))
-            }
-            None => (0, 0),
-        };
+        let (interval_us, tolerance_us) = gcra(rate);
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Limits {
             failure_threshold: b.failure_threshold,
@@ -119,6 +171,10 @@ pub enum Decision {
     RpmWait(Duration),
     /// The shared tpm bucket holds the call's tokens after this long.
     TpmWait(Duration),
+    /// The calling client's shared rpm lets its next call through after this long.
+    ClientRpmWait(Duration),
+    /// The calling client's shared tpm bucket holds the call's tokens after this long.
+    ClientTpmWait(Duration),
 }
 
 /// One script reply: the decision, the breaker as it now stands and the tokens left
@@ -145,6 +201,8 @@ impl Reply {
             1 => Decision::Go,
             2 => Decision::RpmWait(ms(wait)),
             3 => Decision::TpmWait(ms(wait)),
+            4 => Decision::ClientRpmWait(ms(wait)),
+            5 => Decision::ClientTpmWait(ms(wait)),
             _ => Decision::BreakerWait(ms(wait)),
         };
         let phase = match s {
@@ -167,6 +225,23 @@ impl Reply {
             },
             tokens_left: n.get(7).and_then(|t| u64::try_from(*t).ok()),
         })
+    }
+}
+
+/// One outcome to record: the credential's keys and limits, the op, the tokens given
+/// back to its bucket, and the calling client's share (its keys, limits and tokens).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub keys: CredKeys,
+    pub limits: Limits,
+    pub op: Op,
+    pub tokens: i64,
+    pub client_tokens: Option<(ClientKeys, ClientLimits, i64)>,
+}
+
+impl Record {
+    fn client(&self) -> Option<ClientPart<'_>> {
+        self.client_tokens.as_ref().map(|(k, l, t)| (k, l, *t))
     }
 }
 
@@ -382,8 +457,16 @@ impl Shared {
     }
 
     /// The script call of `op`; `tokens` is what an admission reserves, or what an
-    /// outcome gives back to the tpm bucket (negative: takes).
-    fn eval(&self, keys: &CredKeys, limits: &Limits, op: Op, tokens: i64, sha: bool) -> redis::Cmd {
+    /// outcome gives back to the tpm bucket (negative: takes); `client`, the calling
+    /// client's limits and tokens, when the call takes or corrects them.
+    fn eval(
+        &self,
+        (keys, limits): (&CredKeys, &Limits),
+        op: Op,
+        tokens: i64,
+        client: Option<ClientPart<'_>>,
+        sha: bool,
+    ) -> redis::Cmd {
         let mut c = if sha {
             let mut c = redis::cmd("EVALSHA");
             c.arg(&self.sha);
@@ -397,11 +480,14 @@ impl Shared {
             Op::RateLimited(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             _ => 0,
         };
-        c.arg(3)
+        c.arg(if client.is_some() { 5 } else { 3 })
             .arg(&keys.breaker)
             .arg(&keys.rpm)
-            .arg(&keys.tpm)
-            .arg(op.name())
+            .arg(&keys.tpm);
+        if let Some((k, _, _)) = client {
+            c.arg(&k.rpm).arg(&k.tpm);
+        }
+        c.arg(op.name())
             .arg(limits.failure_threshold)
             .arg(limits.recovery_ms)
             .arg(limits.half_open_probes)
@@ -411,6 +497,9 @@ impl Shared {
             .arg(wait_ms)
             .arg(limits.tpm)
             .arg(tokens);
+        if let Some((_, l, t)) = client {
+            c.arg(l.interval_us).arg(l.tolerance_us).arg(l.tpm).arg(t);
+        }
         c
     }
 
@@ -425,19 +514,19 @@ impl Shared {
     /// failed (then the replica is on local state from now on).
     pub async fn call(
         &self,
-        keys: &CredKeys,
-        limits: &Limits,
+        cred: (&CredKeys, &Limits),
         op: Op,
         tokens: i64,
+        client: Option<ClientPart<'_>>,
     ) -> Option<Reply> {
         let mut conn = self.connection()?;
         let run = async {
             let v: Value = match conn
-                .query(self.eval(keys, limits, op, tokens, true), "EVALSHA")
+                .query(self.eval(cred, op, tokens, client, true), "EVALSHA")
                 .await
             {
                 Err(e) if e.to_string().contains("NOSCRIPT") => conn
-                    .query(self.eval(keys, limits, op, tokens, false), "EVAL")
+                    .query(self.eval(cred, op, tokens, client, false), "EVAL")
                     .await
                     .map_err(|e| e.to_string())?,
                 other => other.map_err(|e| e.to_string())?,
@@ -466,14 +555,11 @@ impl Shared {
 
     /// Records several outcomes in one pipeline; per item its reply (`None` for an
     /// item the server refused). `None` when not shared or the pipeline failed.
-    pub async fn run_batch(
-        &self,
-        items: &[(CredKeys, Limits, Op, i64)],
-    ) -> Option<Vec<Option<Reply>>> {
+    pub async fn run_batch(&self, items: &[Record]) -> Option<Vec<Option<Reply>>> {
         let mut conn = self.connection()?;
         let mut pipe = redis::pipe();
-        for (k, l, op, t) in items {
-            pipe.add_command(self.eval(k, l, *op, *t, true));
+        for o in items {
+            pipe.add_command(self.eval((&o.keys, &o.limits), o.op, o.tokens, o.client(), true));
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let wait = self.cfg.timeout * 4;
@@ -495,10 +581,13 @@ impl Shared {
             }
         };
         let mut out = Vec::with_capacity(items.len());
-        for (v, (k, l, op, t)) in values.iter().zip(items) {
+        for (v, o) in values.iter().zip(items) {
             out.push(match Reply::parse(v) {
                 Ok(r) => Some(r),
-                Err(e) if e.contains("NOSCRIPT") => self.call(k, l, *op, *t).await,
+                Err(e) if e.contains("NOSCRIPT") => {
+                    self.call((&o.keys, &o.limits), o.op, o.tokens, o.client())
+                        .await
+                }
                 Err(_) => None,
             });
         }
@@ -554,6 +643,21 @@ mod tests {
         assert_eq!(k.breaker, "powertune:gateway:{openai/primary}:breaker");
         assert_eq!(k.rpm, "powertune:gateway:{openai/primary}:rpm");
         assert_eq!(k.tpm, "powertune:gateway:{openai/primary}:tpm");
+        let k = ClientKeys::new("powertune:gateway", "web");
+        assert_eq!(k.rpm, "powertune:gateway:{client:web}:rpm");
+        assert_eq!(k.tpm, "powertune:gateway:{client:web}:tpm");
+    }
+
+    #[test]
+    fn client_limits_allow_rpm_at_once() {
+        assert_eq!(ClientLimits::new(None, None), None);
+        let l = ClientLimits::new(Some(10), None).unwrap();
+        assert_eq!(
+            (l.interval_us, l.tolerance_us, l.tpm),
+            (6_000_000, 54_000_000, 0)
+        );
+        let l = ClientLimits::new(None, Some(500)).unwrap();
+        assert_eq!((l.interval_us, l.tolerance_us, l.tpm), (0, 0, 500));
     }
 
     #[test]
