@@ -44,12 +44,15 @@ pub struct Telemetry {
 /// `server.address` and `server.port` per provider base URL, parsed once (a
 /// reload's new URLs are added; the map is emptied past [`Servers::MAX`]).
 #[derive(Default)]
-struct Servers(Mutex<HashMap<String, Option<(Arc<str>, i64)>>>);
+struct Servers(Mutex<HashMap<String, Server>>);
+
+/// A provider's host and port, when its URL names them.
+type Server = Option<(Arc<str>, i64)>;
 
 impl Servers {
     const MAX: usize = 256;
 
-    fn of(&self, base_url: &str) -> Option<(Arc<str>, i64)> {
+    fn of(&self, base_url: &str) -> Server {
         let mut m = self.0.lock();
         if let Some(s) = m.get(base_url) {
             return s.clone();
@@ -193,7 +196,7 @@ struct Facts {
     provider: Option<(String, &'static str)>,
     model: Option<String>,
     credential: Option<String>,
-    server: Option<(Arc<str>, i64)>,
+    server: Server,
     attempts: u32,
     last: Option<Outcome>,
     ok: bool,
