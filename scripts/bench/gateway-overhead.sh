@@ -32,6 +32,7 @@
 #   TELEMETRY_RATE     0 = skip (default); N = a second gateway with [telemetry] exporting every
 #                      span to `powertune apm serve` started here, against the local one at N
 #                      req/s, non-streaming: gateway CPU per call with telemetry on vs off
+#   TELEMETRY_SAMPLE   the telemetry gateway's [telemetry] sample_ratio (default 1: every call)
 #   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
 #   LITELLM_VENV       where LiteLLM is pip-installed (default ~/.cache/powertune-bench/litellm-venv)
 #
@@ -63,6 +64,7 @@ LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( WORDS >= 1 && WORDS <= 1000 )) || { echo "WORDS must be 1..1000" >&2; exit 1; }
 (( SHARED_RATE >= 0 && SHARED_RATE <= 20000 )) || { echo "SHARED_RATE must be 0..20000" >&2; exit 1; }
 TELEMETRY_RATE=${TELEMETRY_RATE:-0}
+TELEMETRY_SAMPLE=${TELEMETRY_SAMPLE:-1}
 (( TELEMETRY_RATE >= 0 && TELEMETRY_RATE <= 20000 )) || { echo "TELEMETRY_RATE must be 0..20000" >&2; exit 1; }
 for r in $RATES $LITELLM_RATES $GW_SEARCH_RATES $SOAK_RATE; do
   (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000 (got $r)" >&2; exit 1; }
@@ -211,7 +213,7 @@ if [ "$TELEMETRY_RATE" -gt 0 ]; then
   PIDS+=($!)
   TE_PORT=$(free_port)
   sed "s/^listen = .*/listen = \"127.0.0.1:${TE_PORT}\"/" "$TMP/gateway.toml" >"$TMP/telemetry.toml"
-  printf '[telemetry]\notlp_endpoint = "http://127.0.0.1:%s"\n' "$APM_PORT" >>"$TMP/telemetry.toml"
+  printf '[telemetry]\notlp_endpoint = "http://127.0.0.1:%s"\nsample_ratio = %s\n' "$APM_PORT" "$TELEMETRY_SAMPLE" >>"$TMP/telemetry.toml"
   BENCH_FAKE_KEY=sk-bench "${PIN_GW[@]}" "$BIN" gateway --config "$TMP/telemetry.toml" 2>"$TMP/gw-telemetry.log" &
   TE_PID=$!
   PIDS+=($TE_PID)
@@ -221,7 +223,7 @@ if [ "$TELEMETRY_RATE" -gt 0 ]; then
   export OPENLOOP_STREAM=0
   run "$TE/v1/chat/completions" 200 1 >/dev/null
   echo
-  echo "## Telemetry on ([telemetry] to powertune apm serve) vs off, ${TELEMETRY_RATE} req/s non-streaming, ${SECONDS_PER_STEP}s per step"
+  echo "## Telemetry on ([telemetry] to powertune apm serve, sample_ratio ${TELEMETRY_SAMPLE}) vs off, ${TELEMETRY_RATE} req/s non-streaming, ${SECONDS_PER_STEP}s per step"
   echo
   echo "| gateway | achieved/s | p50 ms | p99 ms | max ms | errors | gateway CPU µs/request |"
   echo "|---|---|---|---|---|---|---|"
