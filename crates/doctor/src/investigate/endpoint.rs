@@ -11,19 +11,16 @@
 //! 5. external call-bound: breakers and provider quota (`gateway status`);
 //! 6. the fix candidates in the runbook's words, from what the steps found.
 
-use super::model::{
-    EndpointMetrics, ExplainRun, PlanRedFlag, RouteLatency, RouteStatement, Shares, Step,
-};
+use super::explain::{explain_wanted, run_explain, skipped_db, Wanted};
+use super::model::{EndpointMetrics, ExplainRun, RouteLatency, RouteStatement, Shares, Step};
 use super::{findings, render, InvestigateError};
 use crate::collect::{inspect_gateway, run, Outcome};
-use crate::model::{Status, SystemState, SystemStatus};
+use crate::model::Status;
 use powertune_apm::collect::receiver::{self, ClientError};
 use powertune_apm::inspect::{ApmError, EndpointOptions as ApmEndpoint};
 use powertune_apm::snapshot::{DetectionKind, EndpointDetail};
 use powertune_core::targets::Systems;
 use powertune_core::{units, Inspection, Targets, Verdict};
-use powertune_db::explain::{self, ExplainMetrics, ExplainOptions, RawExplain};
-use powertune_db::RawDbConfig;
 use powertune_gateway::StatusMetrics;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -73,7 +70,9 @@ impl EndpointOptions {
         }
         let f = powertune_core::duration::format;
         super::check_timeout(self.timeout)?;
-        if self.explain_timeout.is_zero() || self.explain_timeout > explain::MAX_TIMEOUT {
+        if self.explain_timeout.is_zero()
+            || self.explain_timeout > powertune_db::explain::MAX_TIMEOUT
+        {
             return Err(format!(
                 "--explain-timeout {} must be above 0 and at most 1h (e.g. --explain-timeout 10s)",
                 f(self.explain_timeout)
@@ -88,8 +87,8 @@ impl EndpointOptions {
 
 /// What the APM gave for the route.
 #[derive(Debug, Clone)]
-struct RouteData {
-    detail: EndpointDetail,
+pub(super) struct RouteData {
+    pub(super) detail: EndpointDetail,
     /// apm endpoint's `route_latency_p95` verdict.
     p95_verdict: Verdict,
 }
@@ -225,17 +224,6 @@ async fn fetch_route(
     }
 }
 
-/// The statement to EXPLAIN, and how.
-#[derive(Debug, Clone)]
-struct Wanted {
-    /// The normalised statement (as listed).
-    statement: String,
-    /// A span's copy with its values, when one carried it.
-    sample: Option<String>,
-    /// Why it is explained (`the route is DB-bound`, `a slow query`).
-    why: String,
-}
-
 /// The route's DB statements from its example traces, heaviest first; the N+1 and
 /// slow-query detections of the route add theirs.
 fn statements(d: &EndpointDetail) -> Vec<RouteStatement> {
@@ -282,7 +270,7 @@ fn statements(d: &EndpointDetail) -> Vec<RouteStatement> {
 
 /// The statement of a DB span's detail (`postgresql SELECT ...`); None for cached
 /// reads and non-SQL operations.
-fn db_statement(detail: &str) -> Option<&str> {
+pub(super) fn db_statement(detail: &str) -> Option<&str> {
     let (_system, rest) = detail.split_once(' ')?;
     if rest.starts_with("(cached)") {
         return None;
@@ -327,166 +315,8 @@ fn latency(d: &EndpointDetail, t: &Targets) -> RouteLatency {
     }
 }
 
-fn db_bound(sh: &Shares) -> bool {
+pub(super) fn db_bound(sh: &Shares) -> bool {
     sh.dominant == "database" || sh.db_pct >= LAYER_SHARE_PCT
-}
-
-/// The heaviest statement when the route is DB-bound or has a slow query.
-fn explain_wanted(
-    data: Option<&RouteData>,
-    sh: Option<&Shares>,
-    stmts: &[RouteStatement],
-) -> Option<Wanted> {
-    let d = &data?.detail;
-    let slow = d
-        .detections
-        .iter()
-        .find(|x| x.kind == DetectionKind::SlowQuery);
-    let (statement, why) = match (slow, sh) {
-        (Some(x), _) => (x.subject.clone(), "a slow query of the route".to_string()),
-        (None, Some(sh)) if db_bound(sh) => (
-            stmts.first()?.statement.clone(),
-            format!(
-                "the route is DB-bound ({} in the database)",
-                units::percent(sh.db_pct)
-            ),
-        ),
-        _ => return None,
-    };
-    let sample = d
-        .slowest
-        .iter()
-        .flat_map(|ex| ex.spans.iter())
-        .filter(|sp| db_statement(&sp.detail) == Some(statement.as_str()))
-        .find_map(|sp| sp.sql_sample.clone());
-    Some(Wanted {
-        statement,
-        sample,
-        why,
-    })
-}
-
-/// The db system's line when no EXPLAIN was run.
-fn skipped_db(address: Option<String>, have_route: bool) -> SystemStatus {
-    let (state, reason) = match &address {
-        None => (SystemState::NotConfigured, String::new()),
-        Some(_) if have_route => (
-            SystemState::NotMeasured,
-            "no EXPLAIN needed: the route is not DB-bound and has no slow query".to_string(),
-        ),
-        Some(_) => (
-            SystemState::NotMeasured,
-            "no statement to explain: no traces for the route".to_string(),
-        ),
-    };
-    SystemStatus {
-        name: "db".into(),
-        address: address.unwrap_or_default(),
-        state,
-        reason,
-        elapsed_ms: 0.0,
-    }
-}
-
-/// `?` placeholders of a normalised statement as `$1`, `$2`, ... (none sit inside
-/// quotes: normalisation replaced every literal).
-fn numbered(stmt: &str) -> (String, usize) {
-    let mut out = String::with_capacity(stmt.len() + 8);
-    let mut n = 0;
-    for c in stmt.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
-        }
-    }
-    (out, n)
-}
-
-async fn run_explain(
-    url: &str,
-    w: Wanted,
-    timeout: Duration,
-    t: &Targets,
-) -> Result<Outcome<ExplainRun>, String> {
-    let reads = {
-        let kw = w
-            .statement
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        kw == "SELECT" || kw == "WITH"
-    };
-    let (sql, generic, analyze, note) = match (&w.sample, reads) {
-        (Some(sample), true) => (
-            sample.clone(),
-            false,
-            true,
-            format!("{}; a span carried its values: EXPLAIN ANALYZE in a READ ONLY transaction, rolled back", w.why),
-        ),
-        (None, true) if !w.statement.contains('?') => (
-            w.statement.clone(),
-            false,
-            true,
-            format!("{}; the statement has no parameters: EXPLAIN ANALYZE in a READ ONLY transaction, rolled back", w.why),
-        ),
-        (_, true) => {
-            let (sql, _) = numbered(&w.statement);
-            (sql, true, false, format!("{}; the spans carry it without its values (literals replaced by ?, or bind parameters): the generic plan only, without ANALYZE — capture values (db_statement: :include) for EXPLAIN ANALYZE", w.why))
-        }
-        (_, false) => {
-            let (sql, n) = numbered(&w.statement);
-            (sql, n > 0, false, format!("{}; a write: the plan only, without ANALYZE (nothing executed)", w.why))
-        }
-    };
-    let options = ExplainOptions::Run {
-        connection: RawDbConfig::new(url),
-        request: RawExplain {
-            sql,
-            params: Vec::new(),
-            settings: Vec::new(),
-            no_analyze: !analyze,
-            allow_writes: false,
-            generic,
-        },
-        timeout,
-    };
-    let i = explain::inspect(&options, t)
-        .await
-        .map_err(|e| format!("EXPLAIN of `{}`: {e}", w.statement))?;
-    Ok(Outcome::Measured {
-        findings: i.findings,
-        metrics: explain_run(&w.statement, analyze, note, &i.metrics, i.text),
-    })
-}
-
-fn explain_run(
-    statement: &str,
-    analyze: bool,
-    note: String,
-    m: &ExplainMetrics,
-    tree: String,
-) -> ExplainRun {
-    ExplainRun {
-        statement: statement.to_string(),
-        analyze,
-        note,
-        flags: m
-            .flags
-            .iter()
-            .filter(|f| f.check != "slowest_node")
-            .map(|f| PlanRedFlag {
-                check: f.check.clone(),
-                path: f.path.clone(),
-                message: f.message.clone(),
-                action: f.action.clone(),
-            })
-            .collect(),
-        execution_ms: m.execution_ms,
-        tree,
-    }
 }
 
 fn missing<M>(o: &Outcome<M>, key: &str) -> String {
@@ -836,11 +666,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_numbered_and_routes_checked() {
-        assert_eq!(
-            numbered("SELECT * FROM t WHERE a = ? AND b IN (?)"),
-            ("SELECT * FROM t WHERE a = $1 AND b IN ($2)".to_string(), 2)
-        );
+    fn statements_and_routes_are_checked() {
         assert_eq!(db_statement("postgresql SELECT 1"), Some("SELECT 1"));
         assert_eq!(db_statement("postgresql (cached) SELECT 1"), None);
         assert_eq!(db_statement("redis GET"), None);

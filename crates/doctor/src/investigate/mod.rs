@@ -10,6 +10,7 @@
 //! not be measured, PASS otherwise; the CLI exits 99 on FAIL.
 
 pub mod endpoint;
+mod explain;
 mod gateway;
 pub mod model;
 pub mod queue;
