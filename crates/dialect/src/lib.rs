@@ -30,7 +30,7 @@ pub use front::encode::StreamEncoder;
 pub use front::models::render_models;
 pub use front::parse::parse_request;
 pub use front::render::render_response;
-pub use passthrough::{peek_provider_response, peek_request, same_format, RawRequest};
+pub use passthrough::{peek_provider_response, peek_request, same_format, Peeked, RawRequest};
 pub use provider::decode::StreamDecoder;
 pub use provider::request::{
     check_images, check_request, has_provider_limits, provider_path, provider_request,

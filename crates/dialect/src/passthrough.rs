@@ -150,8 +150,14 @@ pub(crate) struct OpenAiUsage {
 }
 
 #[derive(serde::Deserialize)]
+struct OpenAiChoicePeek {
+    finish_reason: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
 struct OpenAiPeek {
-    choices: Vec<serde::de::IgnoredAny>,
+    model: Option<String>,
+    choices: Vec<OpenAiChoicePeek>,
     usage: Option<OpenAiUsage>,
 }
 
@@ -165,24 +171,40 @@ struct AnthropicUsage {
 
 #[derive(serde::Deserialize)]
 struct AnthropicPeek {
+    model: Option<String>,
     #[allow(dead_code)]
     content: Vec<serde::de::IgnoredAny>,
+    stop_reason: Option<String>,
     usage: Option<AnthropicUsage>,
 }
 
 #[derive(serde::Deserialize)]
 struct OllamaPeek {
+    model: Option<String>,
     #[allow(dead_code)]
     message: serde::de::IgnoredAny,
+    done_reason: Option<String>,
     #[serde(default)]
     prompt_eval_count: u64,
     #[serde(default)]
     eval_count: u64,
 }
 
+/// What a complete provider response says of itself, read by
+/// [`peek_provider_response`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peeked {
+    pub usage: Usage,
+    /// The model the provider answered with, as it named it.
+    pub model: Option<String>,
+    /// The first finish reason, in the provider's own words (`stop`, `end_turn`, …).
+    pub finish: Option<String>,
+}
+
 /// Checks a complete provider response is its API's shape and reads its token counts,
-/// without building a DOM (the body then goes to a same-format client unchanged).
-pub fn peek_provider_response(kind: ProviderKind, body: &[u8]) -> Result<Usage, DecodeError> {
+/// model and finish reason, without building a DOM (the body then goes to a
+/// same-format client unchanged).
+pub fn peek_provider_response(kind: ProviderKind, body: &[u8]) -> Result<Peeked, DecodeError> {
     let bad = |e: serde_json::Error| garbage(kind, format!("not its response shape ({e})"));
     match kind {
         ProviderKind::OpenAi => {
@@ -190,23 +212,35 @@ pub fn peek_provider_response(kind: ProviderKind, body: &[u8]) -> Result<Usage, 
             if p.choices.is_empty() {
                 return Err(garbage(kind, "no choices[0]"));
             }
-            Ok(p.usage.map_or(Usage::default(), |u| Usage {
-                input: u.prompt_tokens,
-                output: u.completion_tokens,
-            }))
+            Ok(Peeked {
+                usage: p.usage.map_or(Usage::default(), |u| Usage {
+                    input: u.prompt_tokens,
+                    output: u.completion_tokens,
+                }),
+                model: p.model,
+                finish: p.choices.into_iter().find_map(|c| c.finish_reason),
+            })
         }
         ProviderKind::Anthropic => {
             let p: AnthropicPeek = serde_json::from_slice(body).map_err(bad)?;
-            Ok(p.usage.map_or(Usage::default(), |u| Usage {
-                input: u.input_tokens,
-                output: u.output_tokens,
-            }))
+            Ok(Peeked {
+                usage: p.usage.map_or(Usage::default(), |u| Usage {
+                    input: u.input_tokens,
+                    output: u.output_tokens,
+                }),
+                model: p.model,
+                finish: p.stop_reason,
+            })
         }
         ProviderKind::Ollama => {
             let p: OllamaPeek = serde_json::from_slice(body).map_err(bad)?;
-            Ok(Usage {
-                input: p.prompt_eval_count,
-                output: p.eval_count,
+            Ok(Peeked {
+                usage: Usage {
+                    input: p.prompt_eval_count,
+                    output: p.eval_count,
+                },
+                model: p.model,
+                finish: p.done_reason,
             })
         }
     }
@@ -240,20 +274,34 @@ mod tests {
     }
 
     #[test]
-    fn response_peek_reads_usage_and_refuses_other_shapes() {
-        let u = peek_provider_response(
+    fn response_peek_reads_usage_model_finish_and_refuses_other_shapes() {
+        let p = peek_provider_response(
             ProviderKind::OpenAi,
-            br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            br#"{"id":"x","model":"gpt-4o-mini-2024","choices":[{"message":{"content":"hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
         )
         .unwrap();
-        assert_eq!((u.input, u.output), (3, 4));
+        assert_eq!((p.usage.input, p.usage.output), (3, 4));
+        assert_eq!(p.model.as_deref(), Some("gpt-4o-mini-2024"));
+        assert_eq!(p.finish.as_deref(), Some("length"));
         assert!(peek_provider_response(ProviderKind::OpenAi, br#"{"choices":[]}"#).is_err());
+        assert!(peek_provider_response(ProviderKind::OpenAi, br#"{"choices":[1]}"#).is_err());
         assert!(peek_provider_response(ProviderKind::Anthropic, br#"{"choices":[{}]}"#).is_err());
-        let u = peek_provider_response(
+        let p = peek_provider_response(
+            ProviderKind::Anthropic,
+            br#"{"model":"claude-x","content":[],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":2}}"#,
+        )
+        .unwrap();
+        assert_eq!((p.usage.input, p.usage.output), (1, 2));
+        assert_eq!(
+            (p.model.as_deref(), p.finish.as_deref()),
+            (Some("claude-x"), Some("end_turn"))
+        );
+        let p = peek_provider_response(
             ProviderKind::Ollama,
             br#"{"message":{"content":"x"},"prompt_eval_count":2,"eval_count":5}"#,
         )
         .unwrap();
-        assert_eq!((u.input, u.output), (2, 5));
+        assert_eq!((p.usage.input, p.usage.output), (2, 5));
+        assert_eq!((p.model, p.finish), (None, None));
     }
 }

@@ -356,10 +356,11 @@ pub(super) fn short_err(e: &reqwest::Error) -> String {
 /// What a successful attempt produced.
 pub(super) enum Success {
     Full(powertune_dialect::ChatResponse),
-    /// A same-format response passed through as it came (usage read from it).
+    /// A same-format response passed through as it came (usage, model and finish
+    /// reason read from it).
     Raw {
         body: Bytes,
-        usage: Usage,
+        peeked: powertune_dialect::Peeked,
     },
     Stream {
         upstream: ByteStream,
@@ -417,7 +418,7 @@ impl Gateway {
             rb = rb.header(name.clone(), value.clone());
         }
         if let Some(tp) = traceparent {
-            rb = rb.header("traceparent", tp);
+            rb = rb.header("traceparent", tp.as_str());
         }
         match rb.send().await {
             Ok(r) => Ok(UpResponse::Reqwest(r)),
@@ -461,7 +462,7 @@ impl Gateway {
             let body = read_whole(resp, deadline, kind).await?;
             if pass {
                 return peek_provider_response(kind, &body)
-                    .map(|usage| Success::Raw { body, usage })
+                    .map(|peeked| Success::Raw { body, peeked })
                     .map_err(|e| (Failure::Decode(e), None));
             }
             return parse_provider_response(kind, &body, &t.model)

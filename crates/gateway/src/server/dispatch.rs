@@ -373,9 +373,9 @@ impl Gateway {
                 .await;
             call.waited += up_start.elapsed();
             match result {
-                Ok(Success::Raw { body, usage }) => {
-                    guard.usage = usage;
-                    guard.span.note_body(&body);
+                Ok(Success::Raw { body, peeked }) => {
+                    guard.usage = peeked.usage;
+                    guard.span.note_peeked(peeked.model, peeked.finish);
                     guard.log = log.hand_off();
                     guard.log.with(|l| l.status = 200);
                     guard.finish(Outcome::Ok);

@@ -1,19 +1,18 @@
 //! The export pipeline: the OpenTelemetry SDK's batch processor on its own thread,
-//! posting OTLP/HTTP protobuf with `opentelemetry-otlp` (as `powertune target`
-//! does), behind a gate that holds at most `max_queue` finished spans. A span that
+//! posting OTLP/HTTP protobuf written by [`Encoder`], behind a gate that holds at most `max_queue` finished spans. A span that
 //! finds the gate full is dropped at once and counted: a slow or dead collector
 //! never makes a call wait.
 
+use super::otlp::Encoder;
 use crate::config::TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span, SpanData,
     SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,32 +81,67 @@ impl SpanProcessor for Gated {
     }
 }
 
-/// The OTLP exporter, freeing the gate's places as a batch leaves the queue.
+/// The OTLP/HTTP exporter: each batch is encoded by [`Encoder`] and posted as
+/// `application/x-protobuf` with a blocking client on the SDK's export thread (at
+/// most `export_timeout` per request). The gate's places are freed as the batch
+/// leaves the queue.
 #[derive(Debug)]
-struct Releasing<E> {
-    inner: E,
+struct Http {
+    client: reqwest::blocking::Client,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    encoder: Encoder,
     gate: Arc<Gate>,
 }
 
-impl<E: SpanExporter> SpanExporter for Releasing<E> {
+/// The most of a collector's answer read (then the connection is reused).
+const MAX_ANSWER: u64 = 64 * 1024;
+
+impl Http {
+    fn post(&self, body: Vec<u8>) -> OTelSdkResult {
+        let failed =
+            |what: String| OTelSdkError::InternalFailure(powertune_core::redact::text(&what));
+        let mut r = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body)
+            .send()
+            .map_err(|e| failed(format!("OTLP export to {}: {e}", self.url)))?;
+        let status = r.status();
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut r, MAX_ANSWER),
+            &mut std::io::sink(),
+        );
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "OTLP export to {}: the collector answered {status}",
+                self.url
+            )))
+        }
+    }
+}
+
+impl SpanExporter for Http {
     fn export(
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         self.gate.release(batch.len());
-        self.inner.export(batch)
+        let body = self.encoder.request(&batch);
+        drop(batch);
+        std::future::ready(self.post(body))
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.encoder.set_resource(resource);
     }
 }
 
@@ -116,25 +150,33 @@ impl<E: SpanExporter> SpanExporter for Releasing<E> {
 pub(super) fn build(
     cfg: &TelemetryConfig,
 ) -> Result<(SdkTracerProvider, SdkTracer, Arc<Gate>), String> {
-    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-    let headers: HashMap<String, String> = cfg
-        .headers
-        .iter()
-        .map(|(n, v)| (n.clone(), v.expose().to_string()))
-        .collect();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(cfg.traces_url.clone())
-        .with_protocol(Protocol::HttpBinary)
-        .with_timeout(cfg.export_timeout)
-        .with_headers(headers)
-        .build()
-        .map_err(|e| {
-            format!(
-                "cannot build the OTLP exporter: {}",
-                powertune_core::redact::text(&e.to_string())
-            )
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &cfg.headers {
+        let n = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            format!("telemetry header name {name:?} is not a valid HTTP header name")
         })?;
+        let mut v = reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+            format!("the value of telemetry header {name:?} is not a valid HTTP header value")
+        })?;
+        v.set_sensitive(true);
+        headers.insert(n, v);
+    }
+    // reqwest's blocking client runs its own runtime: built off any async worker
+    let timeout = cfg.export_timeout;
+    let client = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+    })
+    .join()
+    .map_err(|_| "cannot build the OTLP exporter's HTTP client".to_string())?
+    .map_err(|e| {
+        format!(
+            "cannot build the OTLP exporter's HTTP client: {}",
+            powertune_core::redact::text(&e.to_string())
+        )
+    })?;
     let gate = Arc::new(Gate {
         max: cfg.max_queue,
         ..Gate::default()
@@ -144,8 +186,11 @@ pub(super) fn build(
         .with_max_export_batch_size(cfg.max_batch)
         .with_scheduled_delay(cfg.flush_interval)
         .build();
-    let inner = BatchSpanProcessor::builder(Releasing {
-        inner: exporter,
+    let inner = BatchSpanProcessor::builder(Http {
+        client,
+        url: cfg.traces_url.clone(),
+        headers,
+        encoder: Encoder::default(),
         gate: gate.clone(),
     })
     .with_batch_config(batch)

@@ -12,14 +12,18 @@
 //!
 //! Without `[telemetry]` nothing is recorded, but a client's `traceparent` still goes
 //! upstream as it came. Spans are never recorded for calls refused before routing
-//! (a bad key, a bad body, an unknown model). Export: [`export`].
+//! (a bad key, a bad body, an unknown model). Export: [`export`], encoded by
+//! [`otlp`].
 
 mod export;
+mod otlp;
 
 use crate::config::{Provider, TelemetryConfig};
 use crate::metrics::Outcome;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{
+    FutureExt as _, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
+};
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -140,43 +144,53 @@ impl Telemetry {
                 inner: None,
             };
         };
+        let start = SystemTime::now()
+            .checked_sub(arrived.elapsed())
+            .unwrap_or_else(SystemTime::now);
+        // the sampler decides first (it reads neither the name nor attributes), so
+        // a call sampled out costs no name, attributes or attempt spans; room is
+        // made for all the call's attributes, so the SDK's vector never grows
+        let mut span = tracer
+            .span_builder(op)
+            .with_kind(SpanKind::Server)
+            .with_start_time(start)
+            .with_attributes(Vec::with_capacity(CALL_ATTRIBUTES))
+            .start_with_context(tracer, &parent);
+        if !span.is_recording() {
+            // its context alone goes upstream: the call's span id, not sampled
+            return CallSpan {
+                cx: parent.with_span(span),
+                inner: None,
+            };
+        }
         let alias = crate::metrics::label(model).into_owned();
-        let mut attrs = vec![
-            KeyValue::new("gen_ai.operation.name", op),
-            KeyValue::new("powertune.gateway.model_alias", alias.clone()),
-        ];
+        span.update_name(format!("{op} {alias}"));
+        span.set_attribute(KeyValue::new("gen_ai.operation.name", op));
+        span.set_attribute(KeyValue::new("powertune.gateway.model_alias", alias));
         if let Some(c) = class {
-            attrs.push(KeyValue::new(
+            span.set_attribute(KeyValue::new(
                 "powertune.gateway.route_class",
                 c.to_string(),
             ));
         }
-        let start = SystemTime::now()
-            .checked_sub(arrived.elapsed())
-            .unwrap_or_else(SystemTime::now);
-        let span = tracer
-            .span_builder(format!("{op} {alias}"))
-            .with_kind(SpanKind::Server)
-            .with_start_time(start)
-            .with_attributes(attrs)
-            .start_with_context(tracer, &parent);
         let cx = parent.with_span(span);
-        let recording = cx.span().is_recording();
         CallSpan {
             inner: Some(Arc::new(CallInner {
                 cx: cx.clone(),
                 tracer: tracer.clone(),
                 servers: self.servers.clone(),
                 op,
-                class: class.map(str::to_string),
-                alias,
-                recording,
                 facts: Mutex::new(Facts::default()),
             })),
             cx,
         }
     }
 }
+
+/// The most attributes a call span carries (3 at its start, 12 at its end).
+const CALL_ATTRIBUTES: usize = 15;
+/// The most an attempt span carries (10 at its start, 5 at its end).
+const ATTEMPT_ATTRIBUTES: usize = 15;
 
 /// The semantic conventions' `gen_ai.provider.name` of a provider.
 fn system_of(p: &Provider) -> &'static str {
@@ -193,17 +207,16 @@ fn system_of(p: &Provider) -> &'static str {
 /// What the call span reports when it ends: the last attempt's.
 #[derive(Default)]
 struct Facts {
-    provider: Option<(String, &'static str)>,
-    model: Option<String>,
-    credential: Option<String>,
-    server: Server,
+    provider: Option<(StringValue, &'static str)>,
+    model: Option<StringValue>,
+    credential: Option<StringValue>,
     attempts: u32,
     last: Option<Outcome>,
     ok: bool,
     usage: Option<Usage>,
     ttft: Option<Duration>,
-    response_model: Option<String>,
-    finish: Option<String>,
+    response_model: Option<StringValue>,
+    finish: Option<StringValue>,
     /// The call's cost so far (`[pricing]`), in USD.
     cost_usd: Option<f64>,
 }
@@ -213,21 +226,14 @@ struct CallInner {
     tracer: SdkTracer,
     servers: Arc<Servers>,
     op: &'static str,
-    class: Option<String>,
-    alias: String,
-    recording: bool,
     facts: Mutex<Facts>,
 }
 
 impl Drop for CallInner {
     fn drop(&mut self) {
         let span = self.cx.span();
-        if !self.recording {
-            span.end();
-            return;
-        }
         let f = self.facts.get_mut();
-        let mut a = Vec::with_capacity(16);
+        let mut a = Vec::with_capacity(CALL_ATTRIBUTES - 3);
         if let Some((name, system)) = &f.provider {
             a.push(KeyValue::new("gen_ai.provider.name", *system));
             a.push(KeyValue::new("powertune.gateway.provider", name.clone()));
@@ -238,14 +244,6 @@ impl Drop for CallInner {
         if let Some(c) = f.credential.take() {
             a.push(KeyValue::new("powertune.gateway.credential", c));
         }
-        if let Some((host, port)) = f.server.take() {
-            a.push(KeyValue::new("server.address", host));
-            a.push(KeyValue::new("server.port", port));
-        }
-        a.push(KeyValue::new(
-            "powertune.gateway.attempts",
-            i64::from(f.attempts),
-        ));
         a.push(KeyValue::new(
             "powertune.gateway.retries",
             i64::from(f.attempts.saturating_sub(1)),
@@ -275,8 +273,8 @@ fn answer_attrs(
     a: &mut Vec<KeyValue>,
     usage: Option<Usage>,
     ttft: Option<Duration>,
-    response_model: Option<String>,
-    finish: Option<String>,
+    response_model: Option<StringValue>,
+    finish: Option<StringValue>,
 ) {
     if let Some(u) = usage {
         a.push(KeyValue::new(
@@ -300,7 +298,7 @@ fn answer_attrs(
     if let Some(r) = finish {
         a.push(KeyValue::new(
             "gen_ai.response.finish_reasons",
-            Value::Array(vec![StringValue::from(r)].into()),
+            Value::Array(vec![r].into()),
         ));
     }
 }
@@ -333,7 +331,7 @@ pub(crate) struct AttemptTarget<'a> {
 impl CallSpan {
     /// The call's span is exported (not sampled out, `[telemetry]` set).
     pub(crate) fn recording(&self) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.recording)
+        self.inner.is_some()
     }
 
     /// Starts the span of the call's next attempt, to `to`.
@@ -345,51 +343,32 @@ impl CallSpan {
             };
         };
         let tracer = &inner.tracer;
-        if !inner.recording {
-            // sampled out: a span only for its context, passed upstream
-            let span = tracer
-                .span_builder(inner.op)
-                .with_kind(SpanKind::Client)
-                .start_with_context(tracer, &inner.cx);
-            return AttemptSpan {
-                cx: inner.cx.with_span(span),
-                ..AttemptSpan::default()
-            };
-        }
         let p = to.provider;
         let system = system_of(p);
         let server = inner.servers.of(&p.base_url);
+        // each allocated once, shared by the attempt's span and the call's
+        let text = |s: &str| StringValue::from(Arc::<str>::from(s));
+        let (provider, model, credential) = (text(&p.name), text(to.model), text(to.credential));
         let (number, retry_reason) = {
             let mut f = inner.facts.lock();
             f.attempts += 1;
-            f.provider = Some((p.name.clone(), system));
-            f.model = Some(to.model.to_string());
-            f.credential = Some(to.credential.to_string());
-            f.server = server.clone();
+            f.provider = Some((provider.clone(), system));
+            f.model = Some(model.clone());
+            f.credential = Some(credential.clone());
             (f.attempts, f.last)
         };
-        let mut a = Vec::with_capacity(14);
+        let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES);
         {
             a.push(KeyValue::new("gen_ai.operation.name", inner.op));
             a.push(KeyValue::new("gen_ai.provider.name", system));
-            a.push(KeyValue::new("gen_ai.request.model", to.model.to_string()));
-            a.push(KeyValue::new("powertune.gateway.provider", p.name.clone()));
-            a.push(KeyValue::new(
-                "powertune.gateway.credential",
-                to.credential.to_string(),
-            ));
+            a.push(KeyValue::new("gen_ai.request.model", model));
+            a.push(KeyValue::new("powertune.gateway.provider", provider));
+            a.push(KeyValue::new("powertune.gateway.credential", credential));
             a.push(KeyValue::new(
                 "powertune.gateway.attempt",
                 i64::from(number),
             ));
             a.push(KeyValue::new("powertune.gateway.breaker", to.breaker));
-            a.push(KeyValue::new(
-                "powertune.gateway.model_alias",
-                inner.alias.clone(),
-            ));
-            if let Some(c) = &inner.class {
-                a.push(KeyValue::new("powertune.gateway.route_class", c.clone()));
-            }
             if let Some(r) = retry_reason {
                 a.push(KeyValue::new("powertune.gateway.retry_reason", r.as_str()));
             }
@@ -419,8 +398,8 @@ pub(crate) struct AttemptSpan {
     cx: Context,
     call: Option<Arc<CallInner>>,
     recording: bool,
-    response_model: Option<String>,
-    finish: Option<String>,
+    response_model: Option<StringValue>,
+    finish: Option<StringValue>,
 }
 
 impl AttemptSpan {
@@ -436,37 +415,17 @@ impl AttemptSpan {
     /// Notes the model and finish reason of a whole answer decoded by the gateway.
     pub(crate) fn note_answer(&mut self, model: &str, finish: &str) {
         if self.recording {
-            self.response_model = Some(model.to_string());
-            self.finish = Some(finish.to_string());
+            self.response_model = Some(StringValue::from(Arc::<str>::from(model)));
+            self.finish = Some(StringValue::from(Arc::<str>::from(finish)));
         }
     }
 
     /// Notes the model and finish reason of a provider's answer passed through as
-    /// it came (read from its JSON only when the span is recorded).
-    pub(crate) fn note_body(&mut self, body: &[u8]) {
-        if !self.recording {
-            return;
-        }
-        #[derive(serde::Deserialize)]
-        struct Choice {
-            finish_reason: Option<String>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Peek {
-            model: Option<String>,
-            #[serde(default)]
-            choices: Vec<Choice>,
-            stop_reason: Option<String>,
-            done_reason: Option<String>,
-        }
-        if let Ok(p) = serde_json::from_slice::<Peek>(body) {
-            self.response_model = p.model;
-            self.finish = p
-                .choices
-                .into_iter()
-                .find_map(|c| c.finish_reason)
-                .or(p.stop_reason)
-                .or(p.done_reason);
+    /// it came (read with its usage, [`powertune_dialect::peek_provider_response`]).
+    pub(crate) fn note_peeked(&mut self, model: Option<String>, finish: Option<String>) {
+        if self.recording {
+            self.response_model = model.map(|m| StringValue::from(Arc::<str>::from(m)));
+            self.finish = finish.map(|r| StringValue::from(Arc::<str>::from(r)));
         }
     }
 
@@ -503,8 +462,7 @@ impl AttemptSpan {
         }
         let span = self.cx.span();
         if self.recording {
-            let mut a = Vec::with_capacity(8);
-            a.push(KeyValue::new("powertune.gateway.outcome", outcome.as_str()));
+            let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES - 10);
             if ok {
                 answer_attrs(
                     &mut a,
@@ -531,24 +489,106 @@ impl AttemptSpan {
 
 /// The W3C `traceparent` of the trace context in force (an attempt's, inside
 /// [`AttemptSpan::scope`]); `None` outside any trace.
-pub(crate) fn traceparent() -> Option<String> {
+pub(crate) fn traceparent() -> Option<Traceparent> {
     let cx = Context::current();
     let span = cx.span();
     let sc = span.span_context();
     if !sc.is_valid() {
         return None;
     }
-    Some(format!(
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    ))
+    // version 00, 32 + 16 hex digits of ids, 2 of flags: 55 bytes, no allocation
+    let mut b = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let hex = |src: &[u8], dst: &mut [u8]| hex::encode_to_slice(src, dst).is_ok();
+    let ok = hex(&sc.trace_id().to_bytes(), &mut b[3..35])
+        && hex(&sc.span_id().to_bytes(), &mut b[36..52])
+        && hex(&[sc.trace_flags().to_u8()], &mut b[53..55]);
+    ok.then_some(Traceparent(b))
+}
+
+/// A `traceparent` header value (ASCII hex digits and dashes).
+pub(crate) struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "openai".into(),
+            kind: ProviderKind::OpenAi,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            azure_api_version: None,
+            credentials: Vec::new(),
+        }
+    }
+
+    fn target(p: &Provider) -> AttemptTarget<'_> {
+        AttemptTarget {
+            provider: p,
+            credential: "a",
+            model: "m",
+            breaker: "closed",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_sampled_out_sends_its_own_unsampled_context_upstream() {
+        let cfg = TelemetryConfig {
+            traces_url: "http://127.0.0.1:9/v1/traces".into(),
+            headers: Vec::new(),
+            service_name: "gw".into(),
+            sample_ratio: 0.0,
+            max_queue: 16,
+            max_batch: 16,
+            flush_interval: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(1),
+        };
+        let t = Telemetry::new(Some(&cfg)).unwrap();
+        let p = provider();
+        let none = axum::http::HeaderMap::new();
+        let call = t.call(&none, std::time::Instant::now(), "chat", "fast", None);
+        assert!(!call.recording());
+        let tp = call
+            .attempt(target(&p))
+            .scope(async { traceparent() })
+            .await;
+        let tp = tp.expect("a context goes upstream").as_str().to_string();
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!((parts[0], parts[3]), ("00", "00"), "{tp}");
+        assert!(
+            parts[1] != "0".repeat(32) && parts[2] != "0".repeat(16),
+            "{tp}"
+        );
+        // a client's unsampled context is continued, still unsampled
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("traceparent", incoming.parse().unwrap());
+        let call = t.call(&h, std::time::Instant::now(), "chat", "fast", None);
+        assert!(!call.recording());
+        let tp = call
+            .attempt(target(&p))
+            .scope(async { traceparent() })
+            .await
+            .unwrap();
+        assert!(tp
+            .as_str()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!tp.as_str().contains("00f067aa0ba902b7") && tp.as_str().ends_with("-00"));
+        tokio::task::spawn_blocking(move || t.shutdown())
+            .await
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn without_export_the_client_context_goes_upstream_as_it_came() {
@@ -571,7 +611,7 @@ mod tests {
             breaker: "closed",
         });
         let tp = at.scope(async { traceparent() }).await;
-        assert_eq!(tp.as_deref(), Some(incoming));
+        assert_eq!(tp.as_ref().map(Traceparent::as_str), Some(incoming));
         // no client context: nothing is sent
         let call = t.call(
             &axum::http::HeaderMap::new(),
@@ -586,6 +626,6 @@ mod tests {
             model: "m",
             breaker: "closed",
         });
-        assert_eq!(at.scope(async { traceparent() }).await, None);
+        assert!(at.scope(async { traceparent() }).await.is_none());
     }
 }
