@@ -33,6 +33,8 @@
 #                      span to `powertune apm serve` started here, against the local one at N
 #                      req/s, non-streaming: gateway CPU per call with telemetry on vs off
 #   TELEMETRY_SAMPLE   the telemetry gateway's [telemetry] sample_ratio (default 1: every call)
+#   TELEMETRY_ROUNDS   rounds (default 3); in each, both gateways are loaded at the same
+#                      time; the figure is the median of the rounds' differences
 #   SKIP_LITELLM=1     skip LiteLLM;  SKIP_BUILD=1  reuse target/release binaries
 #   LITELLM_VENV       where LiteLLM is pip-installed (default ~/.cache/powertune-bench/litellm-venv)
 #
@@ -65,6 +67,8 @@ LITELLM_VENV=${LITELLM_VENV:-$HOME/.cache/powertune-bench/litellm-venv}
 (( SHARED_RATE >= 0 && SHARED_RATE <= 20000 )) || { echo "SHARED_RATE must be 0..20000" >&2; exit 1; }
 TELEMETRY_RATE=${TELEMETRY_RATE:-0}
 TELEMETRY_SAMPLE=${TELEMETRY_SAMPLE:-1}
+TELEMETRY_ROUNDS=${TELEMETRY_ROUNDS:-3}
+(( TELEMETRY_ROUNDS >= 1 && TELEMETRY_ROUNDS <= 20 )) || { echo "TELEMETRY_ROUNDS must be 1..20" >&2; exit 1; }
 (( TELEMETRY_RATE >= 0 && TELEMETRY_RATE <= 20000 )) || { echo "TELEMETRY_RATE must be 0..20000" >&2; exit 1; }
 for r in $RATES $LITELLM_RATES $GW_SEARCH_RATES $SOAK_RATE; do
   (( r >= 1 && r <= 20000 )) || { echo "rates must be 1..20000 (got $r)" >&2; exit 1; }
@@ -91,6 +95,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# a process's CPU time in ns, all its threads (schedstat's time on CPU)
+cpu_ns() { local t=0 n; for f in /proc/"$1"/task/*/schedstat; do read -r n _ <"$f" && t=$((t + n)); done; echo "$t"; }
 # run URL RATE [SECONDS] -> one JSON line; OPENLOOP_STREAM from the caller
 run() { "${PIN_LOAD[@]}" "$LOAD" "$1" "$2" "${3:-$SECONDS_PER_STEP}"; }
 errs() { echo $(( $(field "$1" errors) + $(field "$1" skipped) )); }
@@ -223,22 +229,32 @@ if [ "$TELEMETRY_RATE" -gt 0 ]; then
   export OPENLOOP_STREAM=0
   run "$TE/v1/chat/completions" 200 1 >/dev/null
   echo
-  echo "## Telemetry on ([telemetry] to powertune apm serve, sample_ratio ${TELEMETRY_SAMPLE}) vs off, ${TELEMETRY_RATE} req/s non-streaming, ${SECONDS_PER_STEP}s per step"
+  echo "## Telemetry on ([telemetry] to powertune apm serve, sample_ratio ${TELEMETRY_SAMPLE}) vs off, ${TELEMETRY_RATE} req/s each at the same time, non-streaming, ${SECONDS_PER_STEP}s per round"
   echo
-  echo "| gateway | achieved/s | p50 ms | p99 ms | max ms | errors | gateway CPU µs/request |"
-  echo "|---|---|---|---|---|---|---|"
-  for which in off on; do
-    if [ "$which" = off ]; then url=$GW; pid=$GW_PID; else url=$TE; pid=$TE_PID; fi
-    t0=$(cpu_ticks "$pid")
-    j=$(run "$url/v1/chat/completions" "$TELEMETRY_RATE")
-    t1=$(cpu_ticks "$pid")
-    per=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("%.1f" % (int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / max(1, j["ok"] + j["errors"])))' "$j" "$((t1 - t0))" "$(getconf CLK_TCK)")
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$which" "$(field "$j" achieved_rps)" "$(field "$j" p50_ms)" \
-      "$(field "$j" p99_ms)" "$(field "$j" max_ms)" "$(errs "$j")" "$per"
-    if [ "$which" = off ]; then OFF_CPU=$per; else ON_CPU=$per; fi
+  echo "Both gateways run side by side on core 0, each under its own load, so the machine's"
+  echo "drift from one step to the next falls on both alike."
+  echo
+  echo "| round | gateway | achieved/s | p50 ms | p99 ms | max ms | errors | gateway CPU µs/request |"
+  echo "|---|---|---|---|---|---|---|---|"
+  per_call() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("%.1f" % ((int(sys.argv[3]) - int(sys.argv[2])) / 1e3 / max(1, j["ok"] + j["errors"])))' "$@"; }
+  OFF_CPU=(); ON_CPU=()
+  for round in $(seq 1 "$TELEMETRY_ROUNDS"); do
+    a0=$(cpu_ns "$TE_PID"); b0=$(cpu_ns "$GW_PID")
+    run "$TE/v1/chat/completions" "$TELEMETRY_RATE" >"$TMP/on.json" &
+    on_load=$!
+    joff=$(run "$GW/v1/chat/completions" "$TELEMETRY_RATE")
+    wait "$on_load"
+    jon=$(cat "$TMP/on.json")
+    a1=$(cpu_ns "$TE_PID"); b1=$(cpu_ns "$GW_PID")
+    OFF_CPU+=("$(per_call "$joff" "$b0" "$b1")"); ON_CPU+=("$(per_call "$jon" "$a0" "$a1")")
+    for which in off on; do
+      if [ "$which" = off ]; then j=$joff; per=${OFF_CPU[-1]}; else j=$jon; per=${ON_CPU[-1]}; fi
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$which" "$(field "$j" achieved_rps)" "$(field "$j" p50_ms)" \
+        "$(field "$j" p99_ms)" "$(field "$j" max_ms)" "$(errs "$j")" "$per"
+    done
   done
   echo
-  python3 -c 'import sys; off,on=float(sys.argv[1]),float(sys.argv[2]); print("Telemetry on: %+.1f%% gateway CPU per call (goal: at most +10%%)." % ((on - off) / max(off, 0.1) * 100))' "$OFF_CPU" "$ON_CPU"
+  python3 -c 'import statistics,sys; off,on=[list(map(float,a.split())) for a in sys.argv[1:3]]; d=[100*(b-a)/a for a,b in zip(off,on)]; print("Telemetry on: %+.1f%% gateway CPU per call (median of %d rounds, from %+.1f%% to %+.1f%%; %.1f → %.1f µs per call); goal: at most +10%%." % (statistics.median(d), len(d), min(d), max(d), statistics.median(off), statistics.median(on)))' "${OFF_CPU[*]}" "${ON_CPU[*]}"
   echo "Spans dropped: $(curl -fs "$TE/metrics" | awk '/^powertune_gateway_spans_dropped_total / {print $2}'); apm received: $(curl -fs "http://127.0.0.1:$APM_PORT/api/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ingest"]["spans_received"])')."
   unset OPENLOOP_STREAM
 fi
