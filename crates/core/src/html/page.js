@@ -43,6 +43,9 @@
           ctx.setLineDash([4, 4]);
           ctx.lineWidth = 1;
           ctx.font = Math.round(10 * devicePixelRatio) + "px sans-serif";
+          // uPlot leaves the context as its last axis drew (right-aligned values)
+          ctx.textAlign = "left";
+          ctx.textBaseline = "alphabetic";
           // Labels go on the first of four rows where they do not overlap the one
           // before; marks at the same place share one label; a label that would leave
           // the plot is drawn to the left of its line.
