@@ -254,7 +254,7 @@ if [ "$TELEMETRY_RATE" -gt 0 ]; then
     done
   done
   echo
-  python3 -c 'import statistics,sys; off,on=[list(map(float,a.split())) for a in sys.argv[1:3]]; d=[100*(b-a)/a for a,b in zip(off,on)]; print("Telemetry on: %+.1f%% gateway CPU per call (median of %d rounds, from %+.1f%% to %+.1f%%; %.1f → %.1f µs per call); goal: at most +10%%." % (statistics.median(d), len(d), min(d), max(d), statistics.median(off), statistics.median(on)))' "${OFF_CPU[*]}" "${ON_CPU[*]}"
+  python3 -c 'import statistics,sys; off,on=[list(map(float,a.split())) for a in sys.argv[1:3]]; d=[100*(b-a)/max(a,0.1) for a,b in zip(off,on)]; print("Telemetry on: %+.1f%% gateway CPU per call (median of %d rounds, from %+.1f%% to %+.1f%%; %.1f → %.1f µs per call); goal: at most +10%%." % (statistics.median(d), len(d), min(d), max(d), statistics.median(off), statistics.median(on)))' "${OFF_CPU[*]}" "${ON_CPU[*]}"
   echo "Spans dropped: $(curl -fs "$TE/metrics" | awk '/^powertune_gateway_spans_dropped_total / {print $2}'); apm received: $(curl -fs "http://127.0.0.1:$APM_PORT/api/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ingest"]["spans_received"])')."
   unset OPENLOOP_STREAM
 fi

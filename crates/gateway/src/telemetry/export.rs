@@ -1,7 +1,7 @@
 //! The export pipeline: the OpenTelemetry SDK's batch processor on its own thread,
-//! posting OTLP/HTTP protobuf written by [`Encoder`], behind a gate that holds at most `max_queue` finished spans. A span that
-//! finds the gate full is dropped at once and counted: a slow or dead collector
-//! never makes a call wait.
+//! posting OTLP/HTTP protobuf written by [`Encoder`], behind a gate that holds at
+//! most `max_queue` finished spans. A span that finds the gate full is dropped at
+//! once and counted: a slow or dead collector never makes a call wait.
 
 use super::otlp::Encoder;
 use crate::config::TelemetryConfig;

@@ -385,7 +385,6 @@ impl CallSpan {
         AttemptSpan {
             cx: inner.cx.with_span(span),
             call: Some(inner.clone()),
-            recording: true,
             response_model: None,
             finish: None,
         }
@@ -396,8 +395,8 @@ impl CallSpan {
 #[derive(Default)]
 pub(crate) struct AttemptSpan {
     cx: Context,
+    /// The call's span, while this attempt is recorded and not yet finished.
     call: Option<Arc<CallInner>>,
-    recording: bool,
     response_model: Option<StringValue>,
     finish: Option<StringValue>,
 }
@@ -414,7 +413,7 @@ impl AttemptSpan {
 
     /// Notes the model and finish reason of a whole answer decoded by the gateway.
     pub(crate) fn note_answer(&mut self, model: &str, finish: &str) {
-        if self.recording {
+        if self.call.is_some() {
             self.response_model = Some(StringValue::from(Arc::<str>::from(model)));
             self.finish = Some(StringValue::from(Arc::<str>::from(finish)));
         }
@@ -423,7 +422,7 @@ impl AttemptSpan {
     /// Notes the model and finish reason of a provider's answer passed through as
     /// it came (read with its usage, [`powertune_dialect::peek_provider_response`]).
     pub(crate) fn note_peeked(&mut self, model: Option<String>, finish: Option<String>) {
-        if self.recording {
+        if self.call.is_some() {
             self.response_model = model.map(|m| StringValue::from(Arc::<str>::from(m)));
             self.finish = finish.map(|r| StringValue::from(Arc::<str>::from(r)));
         }
@@ -431,7 +430,7 @@ impl AttemptSpan {
 
     /// Notes the call's cost so far (`[pricing]`), reported on the call's span.
     pub(crate) fn note_cost(&self, usd: Option<f64>) {
-        if let (Some(call), true) = (&self.call, self.recording) {
+        if let Some(call) = &self.call {
             call.facts.lock().cost_usd = usd;
         }
     }
@@ -461,28 +460,26 @@ impl AttemptSpan {
             }
         }
         let span = self.cx.span();
-        if self.recording {
-            let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES - 10);
-            if ok {
-                answer_attrs(
-                    &mut a,
-                    Some(usage),
-                    ttft,
-                    self.response_model.take(),
-                    self.finish.take(),
-                );
-            } else {
-                a.push(KeyValue::new("error.type", outcome.as_str()));
-                span.set_status(Status::error(outcome.as_str()));
-            }
-            if let Some(r) = retry_after {
-                a.push(KeyValue::new(
-                    "powertune.gateway.retry_after",
-                    r.as_secs_f64(),
-                ));
-            }
-            span.set_attributes(a);
+        let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES - 10);
+        if ok {
+            answer_attrs(
+                &mut a,
+                Some(usage),
+                ttft,
+                self.response_model.take(),
+                self.finish.take(),
+            );
+        } else {
+            a.push(KeyValue::new("error.type", outcome.as_str()));
+            span.set_status(Status::error(outcome.as_str()));
         }
+        if let Some(r) = retry_after {
+            a.push(KeyValue::new(
+                "powertune.gateway.retry_after",
+                r.as_secs_f64(),
+            ));
+        }
+        span.set_attributes(a);
         span.end();
     }
 }
@@ -597,19 +594,8 @@ mod tests {
         let mut h = axum::http::HeaderMap::new();
         h.insert("traceparent", incoming.parse().unwrap());
         let call = t.call(&h, std::time::Instant::now(), "chat", "fast", None);
-        let p = Provider {
-            name: "openai".into(),
-            kind: ProviderKind::OpenAi,
-            base_url: "http://127.0.0.1:9/v1".into(),
-            azure_api_version: None,
-            credentials: Vec::new(),
-        };
-        let at = call.attempt(AttemptTarget {
-            provider: &p,
-            credential: "a",
-            model: "m",
-            breaker: "closed",
-        });
+        let p = provider();
+        let at = call.attempt(target(&p));
         let tp = at.scope(async { traceparent() }).await;
         assert_eq!(tp.as_ref().map(Traceparent::as_str), Some(incoming));
         // no client context: nothing is sent
@@ -620,12 +606,7 @@ mod tests {
             "fast",
             None,
         );
-        let at = call.attempt(AttemptTarget {
-            provider: &p,
-            credential: "a",
-            model: "m",
-            breaker: "closed",
-        });
+        let at = call.attempt(target(&p));
         assert!(at.scope(async { traceparent() }).await.is_none());
     }
 }
