@@ -394,7 +394,7 @@ mod tests {
             violations: viol.iter().map(|v| v.to_string()).collect(),
             steadiness: Steadiness::Steady { change: 0.0 },
             extensions: 0,
-            resources: vec![fold(&id, &[s, s])],
+            resources: vec![fold(&id, &[s, s], None)],
             statements: Vec::new(),
             generator_limited: false,
             generator_note: None,

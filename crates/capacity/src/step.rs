@@ -113,8 +113,11 @@ impl StepContext<'_> {
         // quarter of the step (at most 2 s) is left out of the resource samples.
         let skip = (self.length / 4).min(Duration::from_secs(2));
         let sample = async {
+            let skipped = tokio::time::Instant::now() + skip;
+            // The load counts its errors over the whole step; so do the resources.
+            let anchors = resources::error_anchors(sources).await;
             tokio::select! {
-                _ = tokio::time::sleep(skip) => {}
+                _ = tokio::time::sleep_until(skipped) => {}
                 _ = stop_sampling.cancelled() => {}
             }
             for s in sources.iter_mut() {
@@ -128,13 +131,13 @@ impl StepContext<'_> {
                 detail.parts.extend(d.parts);
                 detail.statements.extend(d.statements);
             }
-            (samples, detail)
+            (samples, detail, anchors)
         };
-        let (result, (samples, detail)) = tokio::join!(run, sample);
+        let (result, (samples, detail, anchors)) = tokio::join!(run, sample);
         let inspection = result.map_err(|e| Self::load_error(rate, e))?;
         let mut readings: Vec<resources::Reading> = samples
             .iter()
-            .map(|(id, s)| resources::fold(id, s))
+            .map(|(id, s)| resources::fold(id, s, anchors.get(id).copied()))
             .collect();
         resources::attach(&mut readings, &detail);
         Ok((inspection.metrics.summary, readings, detail))

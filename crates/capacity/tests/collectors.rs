@@ -71,7 +71,7 @@ async fn postgres_lock_waits_cross_and_the_step_s_statements_are_ranked() {
 
     let (id, s) = samples.iter().next().expect("PostgreSQL was sampled");
     assert_eq!(id.kind, Kind::Database);
-    let mut readings = vec![fold(id, s)];
+    let mut readings = vec![fold(id, s, None)];
     attach(&mut readings, &detail);
     let r = &readings[0];
     assert!(r.crossed, "{r:?}");
@@ -105,7 +105,7 @@ async fn postgres_without_contention_is_not_saturated() {
     let samples = take(&mut src, 3, Duration::from_millis(250)).await;
     let detail = src.end().await;
     let (id, s) = samples.iter().next().unwrap();
-    let r = fold(id, s);
+    let r = fold(id, s, None);
     assert!(!r.crossed, "{r:?}");
     assert_eq!(r.saturation_max, Some(0.0));
     // pg_stat_statements is not created in this database: no statements, no error.
@@ -185,7 +185,7 @@ async fn sidekiq_busy_threads_with_a_backlog_cross_with_their_latency() {
     let samples = take(&mut src, 2, Duration::from_millis(50)).await;
     let (id, s) = samples.iter().next().expect("Sidekiq was sampled");
     assert_eq!(id.kind, Kind::Workers);
-    let x = fold(id, s);
+    let x = fold(id, s, None);
     assert!(x.crossed, "{x:?}");
     assert!(
         x.figures.starts_with("10/10 busy, 40 enqueued"),
@@ -203,7 +203,7 @@ async fn sidekiq_with_idle_threads_is_not_saturated() {
     let mut src = Sidekiq::new(&r.url).unwrap();
     let samples = take(&mut src, 2, Duration::from_millis(50)).await;
     let (id, s) = samples.iter().next().unwrap();
-    let x = fold(id, s);
+    let x = fold(id, s, None);
     assert!(!x.crossed, "{x:?}");
     assert!(x.figures.starts_with("3/10 busy"), "{}", x.figures);
     r.release().await;

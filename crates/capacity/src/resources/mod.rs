@@ -210,8 +210,10 @@ pub fn unmeasured(o: &ResourceOptions) -> Vec<String> {
     out
 }
 
-/// Folds a step's samples of one resource into a reading.
-pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
+/// Folds a step's samples of one resource into a reading. `anchor` is the resource's
+/// error counter read when the step's load started (the samples themselves start a
+/// little later), so the errors cover the same time as the load's own error count.
+pub fn fold(id: &Ident, samples: &[Sample], anchor: Option<f64>) -> Reading {
     let mean = |f: &dyn Fn(&Sample) -> Option<f64>| {
         let v: Vec<f64> = samples.iter().filter_map(f).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -224,7 +226,7 @@ pub fn fold(id: &Ident, samples: &[Sample]) -> Reading {
     };
     let errors = {
         let v: Vec<f64> = samples.iter().filter_map(|s| s.errors).collect();
-        match (v.first(), v.last()) {
+        match (anchor.or(v.first().copied()), v.last()) {
             (Some(a), Some(b)) => Some((b - a).max(0.0)),
             _ => None,
         }
@@ -367,6 +369,20 @@ fn pct(v: f64) -> String {
     format!("{}%", powertune_core::units::trim(v * 100.0, 0))
 }
 
+/// Every source's error counters now: the anchors [`fold`] counts a step's errors
+/// from.
+pub async fn error_anchors(sources: &mut [Box<dyn Source>]) -> BTreeMap<Ident, f64> {
+    let mut out = BTreeMap::new();
+    for s in sources.iter_mut() {
+        for (id, sample) in s.sample().await {
+            if let Some(e) = sample.errors {
+                out.insert(id, e);
+            }
+        }
+    }
+    out
+}
+
 /// Samples every source until `stop` is cancelled; returns each resource's samples.
 pub async fn sample_until(
     sources: &mut [Box<dyn Source>],
@@ -461,32 +477,37 @@ mod tests {
         };
         // PostgreSQL: lock waits alone, or connections near max_connections.
         let db = id(Kind::Database, "lock waits", "connections");
-        assert!(fold(&db, &[s(0.2, Some(2.0), None)]).crossed);
-        assert!(fold(&db, &[s(0.95, Some(0.0), None)]).crossed);
-        assert!(!fold(&db, &[s(0.5, Some(0.4), None)]).crossed);
-        assert!(fold(&db, &[s(0.2, Some(0.0), None)])
+        assert!(fold(&db, &[s(0.2, Some(2.0), None)], None).crossed);
+        assert!(fold(&db, &[s(0.95, Some(0.0), None)], None).crossed);
+        assert!(!fold(&db, &[s(0.5, Some(0.4), None)], None).crossed);
+        assert!(fold(&db, &[s(0.2, Some(0.0), None)], None)
             .figures
             .starts_with("2/10 connections"));
         // Sidekiq: every thread busy with jobs queued; failures alone do not count.
         let w = id(Kind::Workers, "enqueued", "busy");
-        let busy = fold(&w, &[s(1.0, Some(30.0), Some(0.0))]);
+        let busy = fold(&w, &[s(1.0, Some(30.0), Some(0.0))], None);
         assert!(busy.crossed);
         assert!(
             busy.figures.contains("queue latency 1.5s"),
             "{}",
             busy.figures
         );
-        assert!(!fold(&w, &[s(1.0, Some(0.0), Some(0.0))]).crossed);
+        assert!(!fold(&w, &[s(1.0, Some(0.0), Some(0.0))], None).crossed);
         assert!(
             !fold(
                 &w,
-                &[s(0.5, Some(0.0), Some(0.0)), s(0.5, Some(0.0), Some(9.0))]
+                &[s(0.5, Some(0.0), Some(0.0)), s(0.5, Some(0.0), Some(9.0))],
+                None
             )
             .crossed
         );
         // Gateway: a 429 within the step, or every credential out.
         let g = id(Kind::ProviderQuota, "waiting", "credentials out");
-        let limited = fold(&g, &[s(0.0, None, Some(3.0)), s(0.0, None, Some(40.0))]);
+        let limited = fold(
+            &g,
+            &[s(0.0, None, Some(3.0)), s(0.0, None, Some(40.0))],
+            None,
+        );
         assert!(limited.crossed);
         assert!(
             limited
@@ -495,7 +516,18 @@ mod tests {
             "{}",
             limited.figures
         );
-        assert!(fold(&g, &[s(1.0, None, Some(0.0))]).crossed);
-        assert!(!fold(&g, &[s(0.0, None, Some(5.0)), s(0.0, None, Some(5.0))]).crossed);
+        assert!(fold(&g, &[s(1.0, None, Some(0.0))], None).crossed);
+        let quiet = [s(0.0, None, Some(5.0)), s(0.0, None, Some(5.0))];
+        assert!(!fold(&g, &quiet, None).crossed);
+        // A 429 between the step's start and its first sample still counts.
+        let early = fold(&g, &quiet, Some(4.0));
+        assert!(early.crossed);
+        assert!(
+            early
+                .figures
+                .contains("1 calls rate-limited (429) or refused"),
+            "{}",
+            early.figures
+        );
     }
 }
