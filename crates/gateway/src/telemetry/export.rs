@@ -5,12 +5,10 @@
 
 use super::otlp::Encoder;
 use crate::config::TelemetryConfig;
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span, SpanData,
-    SpanExporter, SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -49,10 +47,19 @@ impl Gate {
     }
 }
 
+/// Where finished spans go: the batch processor behind its gate, with the sampler
+/// and the instrumentation scope every span is recorded with.
+#[derive(Debug)]
+pub(super) struct Export {
+    pub(super) processor: Gated,
+    pub(super) sampler: Sampler,
+    pub(super) scope: InstrumentationScope,
+}
+
 /// The batch processor behind the [`Gate`]: its own queue (of the same size) is
 /// never the one that drops.
 #[derive(Debug)]
-struct Gated {
+pub(super) struct Gated {
     inner: BatchSpanProcessor,
     gate: Arc<Gate>,
 }
@@ -98,7 +105,7 @@ struct Http {
 const MAX_ANSWER: u64 = 64 * 1024;
 
 impl Http {
-    fn post(&self, body: Vec<u8>) -> OTelSdkResult {
+    fn post(&self, body: bytes::Bytes) -> OTelSdkResult {
         let failed =
             |what: String| OTelSdkError::InternalFailure(powertune_core::redact::text(&what));
         let mut r = self
@@ -145,11 +152,9 @@ impl SpanExporter for Http {
     }
 }
 
-/// The tracer provider exporting to `cfg.traces_url` (no connection is made until
-/// the first batch), with its gate.
-pub(super) fn build(
-    cfg: &TelemetryConfig,
-) -> Result<(SdkTracerProvider, SdkTracer, Arc<Gate>), String> {
+/// The export to `cfg.traces_url` (no connection is made until the first batch),
+/// with its gate.
+pub(super) fn build(cfg: &TelemetryConfig) -> Result<(Export, Arc<Gate>), String> {
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in &cfg.headers {
         let n = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -186,29 +191,29 @@ pub(super) fn build(
         .with_max_export_batch_size(cfg.max_batch)
         .with_scheduled_delay(cfg.flush_interval)
         .build();
+    let resource = Resource::builder_empty()
+        .with_attribute(KeyValue::new("service.name", cfg.service_name.clone()))
+        .build();
+    let mut encoder = Encoder::default();
+    encoder.set_resource(&resource);
     let inner = BatchSpanProcessor::builder(Http {
         client,
         url: cfg.traces_url.clone(),
         headers,
-        encoder: Encoder::default(),
+        encoder,
         gate: gate.clone(),
     })
     .with_batch_config(batch)
     .build();
-    let resource = Resource::builder_empty()
-        .with_attribute(KeyValue::new("service.name", cfg.service_name.clone()))
-        .build();
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.sample_ratio)));
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(Gated {
+    let export = Export {
+        processor: Gated {
             inner,
             gate: gate.clone(),
-        })
-        .with_sampler(sampler)
-        .with_resource(resource)
-        .build();
-    let tracer = provider.tracer("powertune-gateway");
-    Ok((provider, tracer, gate))
+        },
+        sampler: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.sample_ratio))),
+        scope: InstrumentationScope::builder("powertune-gateway").build(),
+    };
+    Ok((export, gate))
 }
 
 #[cfg(test)]

@@ -22,23 +22,31 @@ use crate::config::{Provider, TelemetryConfig};
 use crate::metrics::Outcome;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    FutureExt as _, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    IdGenerator as _, RandomIdGenerator, SamplingDecision, ShouldSample as _, SpanData, SpanEvents,
+    SpanLinks, SpanProcessor as _,
+};
 use parking_lot::Mutex;
 use powertune_dialect::{ProviderKind, Usage};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The gateway's tracer: exporting when `[telemetry]` is set, otherwise only
 /// passing a client's trace context on.
+///
+/// Spans are written as the SDK's `SpanData` when they end and handed to its batch
+/// processor; no SDK `Span` (with its lock, context and per-attribute calls) lives
+/// through the call, so a call's spans cost its request thread one sampling
+/// decision, two ids and two finished records (docs/performance.md).
 pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
-    tracer: Option<SdkTracer>,
+    export: Option<Arc<export::Export>>,
     gate: Arc<export::Gate>,
     /// How long [`Telemetry::shutdown`] waits for the last export.
     stop_wait: Duration,
@@ -76,7 +84,7 @@ impl Servers {
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
-            .field("exporting", &self.tracer.is_some())
+            .field("exporting", &self.export.is_some())
             .finish()
     }
 }
@@ -87,17 +95,15 @@ impl Telemetry {
     pub fn new(cfg: Option<&TelemetryConfig>) -> Result<Telemetry, String> {
         let Some(cfg) = cfg else {
             return Ok(Telemetry {
-                provider: None,
-                tracer: None,
+                export: None,
                 gate: Arc::default(),
                 stop_wait: Duration::ZERO,
                 servers: Arc::default(),
             });
         };
-        let (provider, tracer, gate) = export::build(cfg)?;
+        let (export, gate) = export::build(cfg)?;
         Ok(Telemetry {
-            provider: Some(provider),
-            tracer: Some(tracer),
+            export: Some(Arc::new(export)),
             gate,
             stop_wait: cfg.export_timeout + Duration::from_secs(1),
             servers: Arc::default(),
@@ -106,7 +112,7 @@ impl Telemetry {
 
     /// Spans are being exported.
     pub fn exporting(&self) -> bool {
-        self.tracer.is_some()
+        self.export.is_some()
     }
 
     /// Spans dropped because the export queue was full.
@@ -117,8 +123,8 @@ impl Telemetry {
     /// Sends what is queued and stops the export thread, waiting at most the export
     /// timeout and a second. Blocking: call it off the async runtime's workers.
     pub fn shutdown(&self) {
-        if let Some(p) = &self.provider {
-            let _ = p.shutdown_with_timeout(self.stop_wait);
+        if let Some(e) = &self.export {
+            let _ = e.processor.shutdown_with_timeout(self.stop_wait);
         }
     }
 
@@ -132,58 +138,101 @@ impl Telemetry {
         model: &str,
         class: Option<&str>,
     ) -> CallSpan {
-        let parent = if headers.contains_key("traceparent") {
+        let parent = headers.contains_key("traceparent").then(|| {
             TraceContextPropagator::new()
                 .extract_with_context(&Context::new(), &HeaderExtractor(headers))
-        } else {
-            Context::new()
-        };
-        let Some(tracer) = &self.tracer else {
+        });
+        let psc = parent
+            .as_ref()
+            .map(|cx| cx.span().span_context().clone())
+            .filter(SpanContext::is_valid);
+        let Some(export) = &self.export else {
+            // the client's own context goes upstream as it came
             return CallSpan {
-                cx: parent,
+                upstream: psc.as_ref().map(|p| Ids::of(p).traceparent()),
                 inner: None,
             };
         };
+        let ids = RandomIdGenerator::default();
+        let span_id = ids.new_span_id();
+        let trace_id = psc
+            .as_ref()
+            .map_or_else(|| ids.new_trace_id(), SpanContext::trace_id);
+        // the sampler reads neither the name nor attributes: a call sampled out
+        // costs no name, attributes or attempt records
+        let sampled = export.sampler.should_sample(
+            parent.as_ref(),
+            trace_id,
+            op,
+            &SpanKind::Server,
+            &[],
+            &[],
+        );
+        let flags = psc
+            .as_ref()
+            .map_or(TraceFlags::default(), |p| p.trace_flags());
+        let me = Ids {
+            trace_id,
+            span_id,
+            flags: flags.with_sampled(sampled.decision == SamplingDecision::RecordAndSample),
+        };
+        if sampled.decision != SamplingDecision::RecordAndSample {
+            // its context alone goes upstream: the call's span id, not sampled
+            return CallSpan {
+                upstream: Some(me.traceparent()),
+                inner: None,
+            };
+        }
         let start = SystemTime::now()
             .checked_sub(arrived.elapsed())
             .unwrap_or_else(SystemTime::now);
-        // the sampler decides first (it reads neither the name nor attributes), so
-        // a call sampled out costs no name, attributes or attempt spans; room is
-        // made for all the call's attributes, so the SDK's vector never grows
-        let mut span = tracer
-            .span_builder(op)
-            .with_kind(SpanKind::Server)
-            .with_start_time(start)
-            .with_attributes(Vec::with_capacity(CALL_ATTRIBUTES))
-            .start_with_context(tracer, &parent);
-        if !span.is_recording() {
-            // its context alone goes upstream: the call's span id, not sampled
-            return CallSpan {
-                cx: parent.with_span(span),
-                inner: None,
-            };
-        }
-        let alias = crate::metrics::label(model).into_owned();
-        span.update_name(format!("{op} {alias}"));
-        span.set_attribute(KeyValue::new("gen_ai.operation.name", op));
-        span.set_attribute(KeyValue::new("powertune.gateway.model_alias", alias));
-        if let Some(c) = class {
-            span.set_attribute(KeyValue::new(
-                "powertune.gateway.route_class",
-                c.to_string(),
-            ));
-        }
-        let cx = parent.with_span(span);
+        let text = |s: &str| StringValue::from(Arc::<str>::from(s));
         CallSpan {
+            upstream: None,
             inner: Some(Arc::new(CallInner {
-                cx: cx.clone(),
-                tracer: tracer.clone(),
+                export: export.clone(),
                 servers: self.servers.clone(),
                 op,
+                me,
+                trace_state: sampled.trace_state,
+                parent: psc.map(|p| p.span_id()),
+                start,
+                alias: text(&crate::metrics::label(model)),
+                class: class.map(text),
                 facts: Mutex::new(Facts::default()),
             })),
-            cx,
         }
+    }
+}
+
+/// A span's ids and W3C trace flags.
+#[derive(Clone, Copy)]
+struct Ids {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceFlags,
+}
+
+impl Ids {
+    fn of(sc: &SpanContext) -> Ids {
+        Ids {
+            trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
+            flags: sc.trace_flags(),
+        }
+    }
+
+    /// Version 00, 32 + 16 hex digits of ids, 2 of flags: 55 bytes, no allocation.
+    fn traceparent(&self) -> Traceparent {
+        let mut b = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let hex = |src: &[u8], dst: &mut [u8]| {
+            // the lengths are exact: encoding cannot fail
+            let _ = hex::encode_to_slice(src, dst);
+        };
+        hex(&self.trace_id.to_bytes(), &mut b[3..35]);
+        hex(&self.span_id.to_bytes(), &mut b[36..52]);
+        hex(&[self.flags.to_u8()], &mut b[53..55]);
+        Traceparent(b)
     }
 }
 
@@ -221,22 +270,74 @@ struct Facts {
     cost_usd: Option<f64>,
 }
 
+/// A recorded call: its span is written and queued when the last reference (the
+/// call's state, or an attempt still running) goes.
 struct CallInner {
-    cx: Context,
-    tracer: SdkTracer,
+    export: Arc<export::Export>,
     servers: Arc<Servers>,
     op: &'static str,
+    me: Ids,
+    trace_state: TraceState,
+    /// The client's span, when it sent a valid `traceparent`.
+    parent: Option<SpanId>,
+    start: SystemTime,
+    alias: StringValue,
+    class: Option<StringValue>,
     facts: Mutex<Facts>,
+}
+
+impl CallInner {
+    /// A finished span of this call's trace.
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &self,
+        span_id: SpanId,
+        parent: Option<SpanId>,
+        kind: SpanKind,
+        name: String,
+        start: SystemTime,
+        attributes: Vec<KeyValue>,
+        status: Status,
+    ) -> SpanData {
+        SpanData {
+            span_context: SpanContext::new(
+                self.me.trace_id,
+                span_id,
+                self.me.flags,
+                false,
+                self.trace_state.clone(),
+            ),
+            parent_span_id: parent.unwrap_or(SpanId::INVALID),
+            parent_span_is_remote: parent.is_some() && kind == SpanKind::Server,
+            span_kind: kind,
+            name: Cow::Owned(name),
+            start_time: start,
+            end_time: SystemTime::now(),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.export.scope.clone(),
+        }
+    }
 }
 
 impl Drop for CallInner {
     fn drop(&mut self) {
-        let span = self.cx.span();
         let f = self.facts.get_mut();
-        let mut a = Vec::with_capacity(CALL_ATTRIBUTES - 3);
-        if let Some((name, system)) = &f.provider {
-            a.push(KeyValue::new("gen_ai.provider.name", *system));
-            a.push(KeyValue::new("powertune.gateway.provider", name.clone()));
+        let mut a = Vec::with_capacity(CALL_ATTRIBUTES);
+        a.push(KeyValue::new("gen_ai.operation.name", self.op));
+        a.push(KeyValue::new(
+            "powertune.gateway.model_alias",
+            self.alias.clone(),
+        ));
+        if let Some(c) = self.class.take() {
+            a.push(KeyValue::new("powertune.gateway.route_class", c));
+        }
+        if let Some((name, system)) = f.provider.take() {
+            a.push(KeyValue::new("gen_ai.provider.name", system));
+            a.push(KeyValue::new("powertune.gateway.provider", name));
         }
         if let Some(m) = f.model.take() {
             a.push(KeyValue::new("gen_ai.request.model", m));
@@ -258,13 +359,24 @@ impl Drop for CallInner {
         if let Some(usd) = f.cost_usd {
             a.push(KeyValue::new("powertune.gateway.cost_usd", usd));
         }
-        if !f.ok {
+        let status = if f.ok {
+            Status::Unset
+        } else {
             let why = f.last.map_or("no_credential", Outcome::as_str);
             a.push(KeyValue::new("error.type", why));
-            span.set_status(Status::error(why));
-        }
-        span.set_attributes(a);
-        span.end();
+            Status::error(why)
+        };
+        let name = format!("{} {}", self.op, self.alias.as_str());
+        let span = self.span(
+            self.me.span_id,
+            self.parent,
+            SpanKind::Server,
+            name,
+            self.start,
+            a,
+            status,
+        );
+        self.export.processor.on_end(span);
     }
 }
 
@@ -304,18 +416,12 @@ fn answer_attrs(
 }
 
 /// One client call's span (or, without export, the client's trace context).
+#[derive(Default)]
 pub(crate) struct CallSpan {
-    cx: Context,
+    /// What goes upstream when the call is not recorded: the client's context
+    /// (without export) or the call's own unsampled one.
+    upstream: Option<Traceparent>,
     inner: Option<Arc<CallInner>>,
-}
-
-impl Default for CallSpan {
-    fn default() -> Self {
-        CallSpan {
-            cx: Context::new(),
-            inner: None,
-        }
-    }
 }
 
 /// Who an attempt goes to.
@@ -338,11 +444,11 @@ impl CallSpan {
     pub(crate) fn attempt(&self, to: AttemptTarget<'_>) -> AttemptSpan {
         let Some(inner) = &self.inner else {
             return AttemptSpan {
-                cx: self.cx.clone(),
-                ..AttemptSpan::default()
+                upstream: self.upstream,
+                call: None,
+                open: None,
             };
         };
-        let tracer = &inner.tracer;
         let p = to.provider;
         let system = system_of(p);
         let server = inner.servers.of(&p.base_url);
@@ -358,73 +464,96 @@ impl CallSpan {
             (f.attempts, f.last)
         };
         let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES);
-        {
-            a.push(KeyValue::new("gen_ai.operation.name", inner.op));
-            a.push(KeyValue::new("gen_ai.provider.name", system));
-            a.push(KeyValue::new("gen_ai.request.model", model));
-            a.push(KeyValue::new("powertune.gateway.provider", provider));
-            a.push(KeyValue::new("powertune.gateway.credential", credential));
-            a.push(KeyValue::new(
-                "powertune.gateway.attempt",
-                i64::from(number),
-            ));
-            a.push(KeyValue::new("powertune.gateway.breaker", to.breaker));
-            if let Some(r) = retry_reason {
-                a.push(KeyValue::new("powertune.gateway.retry_reason", r.as_str()));
-            }
-            if let Some((host, port)) = server {
-                a.push(KeyValue::new("server.address", host));
-                a.push(KeyValue::new("server.port", port));
-            }
+        a.push(KeyValue::new("gen_ai.operation.name", inner.op));
+        a.push(KeyValue::new("gen_ai.provider.name", system));
+        a.push(KeyValue::new("gen_ai.request.model", model.clone()));
+        a.push(KeyValue::new("powertune.gateway.provider", provider));
+        a.push(KeyValue::new("powertune.gateway.credential", credential));
+        a.push(KeyValue::new(
+            "powertune.gateway.attempt",
+            i64::from(number),
+        ));
+        a.push(KeyValue::new("powertune.gateway.breaker", to.breaker));
+        if let Some(r) = retry_reason {
+            a.push(KeyValue::new("powertune.gateway.retry_reason", r.as_str()));
         }
-        let span = tracer
-            .span_builder(format!("{} {}", inner.op, to.model))
-            .with_kind(SpanKind::Client)
-            .with_attributes(a)
-            .start_with_context(tracer, &inner.cx);
+        if let Some((host, port)) = server {
+            a.push(KeyValue::new("server.address", host));
+            a.push(KeyValue::new("server.port", port));
+        }
+        let span_id = RandomIdGenerator::default().new_span_id();
         AttemptSpan {
-            cx: inner.cx.with_span(span),
+            upstream: Some(
+                Ids {
+                    span_id,
+                    ..inner.me
+                }
+                .traceparent(),
+            ),
             call: Some(inner.clone()),
-            response_model: None,
-            finish: None,
+            open: Some(Open {
+                span_id,
+                start: SystemTime::now(),
+                model,
+                attributes: a,
+                response_model: None,
+                finish: None,
+            }),
         }
     }
 }
 
-/// One upstream attempt's span; [`AttemptSpan::finish`] ends it.
-#[derive(Default)]
-pub(crate) struct AttemptSpan {
-    cx: Context,
-    /// The call's span, while this attempt is recorded and not yet finished.
-    call: Option<Arc<CallInner>>,
+/// What an attempt being recorded has learnt so far.
+struct Open {
+    span_id: SpanId,
+    start: SystemTime,
+    model: StringValue,
+    attributes: Vec<KeyValue>,
     response_model: Option<StringValue>,
     finish: Option<StringValue>,
 }
 
+/// One upstream attempt's span; [`AttemptSpan::finish`] ends it (dropped
+/// unfinished, it ends with no outcome).
+#[derive(Default)]
+pub(crate) struct AttemptSpan {
+    /// The `traceparent` sent upstream: this attempt's, or (not recorded) the
+    /// call's.
+    upstream: Option<Traceparent>,
+    /// The call's span, while this attempt is recorded and not yet finished.
+    call: Option<Arc<CallInner>>,
+    open: Option<Open>,
+}
+
+tokio::task_local! {
+    /// The `traceparent` of the attempt being sent ([`AttemptSpan::scope`]).
+    static UPSTREAM: Option<Traceparent>;
+}
+
 impl AttemptSpan {
-    /// Runs `fut` (the upstream request) in this attempt's trace context, so
+    /// Runs `fut` (the upstream request) with this attempt's trace context, so
     /// [`traceparent`] names the attempt.
     pub(crate) fn scope<F: std::future::Future>(
         &self,
         fut: F,
-    ) -> opentelemetry::context::WithContext<F> {
-        fut.with_context(self.cx.clone())
+    ) -> tokio::task::futures::TaskLocalFuture<Option<Traceparent>, F> {
+        UPSTREAM.scope(self.upstream, fut)
     }
 
     /// Notes the model and finish reason of a whole answer decoded by the gateway.
     pub(crate) fn note_answer(&mut self, model: &str, finish: &str) {
-        if self.call.is_some() {
-            self.response_model = Some(StringValue::from(Arc::<str>::from(model)));
-            self.finish = Some(StringValue::from(Arc::<str>::from(finish)));
+        if let Some(o) = &mut self.open {
+            o.response_model = Some(StringValue::from(Arc::<str>::from(model)));
+            o.finish = Some(StringValue::from(Arc::<str>::from(finish)));
         }
     }
 
     /// Notes the model and finish reason of a provider's answer passed through as
     /// it came (read with its usage, [`powertune_dialect::peek_provider_response`]).
     pub(crate) fn note_peeked(&mut self, model: Option<String>, finish: Option<String>) {
-        if self.call.is_some() {
-            self.response_model = model.map(|m| StringValue::from(Arc::<str>::from(m)));
-            self.finish = finish.map(|r| StringValue::from(Arc::<str>::from(r)));
+        if let Some(o) = &mut self.open {
+            o.response_model = model.map(|m| StringValue::from(Arc::<str>::from(m)));
+            o.finish = finish.map(|r| StringValue::from(Arc::<str>::from(r)));
         }
     }
 
@@ -444,7 +573,7 @@ impl AttemptSpan {
         ttft: Option<Duration>,
         retry_after: Option<Duration>,
     ) {
-        let Some(call) = self.call.take() else {
+        let (Some(call), Some(mut o)) = (self.call.take(), self.open.take()) else {
             return;
         };
         let ok = outcome == Outcome::Ok;
@@ -455,54 +584,68 @@ impl AttemptSpan {
                 f.ok = true;
                 f.usage = Some(usage);
                 f.ttft = ttft;
-                f.response_model = self.response_model.clone();
-                f.finish = self.finish.clone();
+                f.response_model = o.response_model.clone();
+                f.finish = o.finish.clone();
             }
         }
-        let span = self.cx.span();
-        let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES - 10);
-        if ok {
+        let mut a = std::mem::take(&mut o.attributes);
+        let status = if ok {
             answer_attrs(
                 &mut a,
                 Some(usage),
                 ttft,
-                self.response_model.take(),
-                self.finish.take(),
+                o.response_model.take(),
+                o.finish.take(),
             );
+            Status::Unset
         } else {
             a.push(KeyValue::new("error.type", outcome.as_str()));
-            span.set_status(Status::error(outcome.as_str()));
-        }
+            Status::error(outcome.as_str())
+        };
         if let Some(r) = retry_after {
             a.push(KeyValue::new(
                 "powertune.gateway.retry_after",
                 r.as_secs_f64(),
             ));
         }
-        span.set_attributes(a);
-        span.end();
+        call.end_attempt(&o, a, status);
     }
 }
 
-/// The W3C `traceparent` of the trace context in force (an attempt's, inside
-/// [`AttemptSpan::scope`]); `None` outside any trace.
-pub(crate) fn traceparent() -> Option<Traceparent> {
-    let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    if !sc.is_valid() {
-        return None;
+impl CallInner {
+    /// Queues a finished attempt's span.
+    fn end_attempt(&self, o: &Open, attributes: Vec<KeyValue>, status: Status) {
+        let name = format!("{} {}", self.op, o.model.as_str());
+        let span = self.span(
+            o.span_id,
+            Some(self.me.span_id),
+            SpanKind::Client,
+            name,
+            o.start,
+            attributes,
+            status,
+        );
+        self.export.processor.on_end(span);
     }
-    // version 00, 32 + 16 hex digits of ids, 2 of flags: 55 bytes, no allocation
-    let mut b = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    let hex = |src: &[u8], dst: &mut [u8]| hex::encode_to_slice(src, dst).is_ok();
-    let ok = hex(&sc.trace_id().to_bytes(), &mut b[3..35])
-        && hex(&sc.span_id().to_bytes(), &mut b[36..52])
-        && hex(&[sc.trace_flags().to_u8()], &mut b[53..55]);
-    ok.then_some(Traceparent(b))
+}
+
+impl Drop for AttemptSpan {
+    fn drop(&mut self) {
+        if let (Some(call), Some(mut o)) = (self.call.take(), self.open.take()) {
+            let a = std::mem::take(&mut o.attributes);
+            call.end_attempt(&o, a, Status::Unset);
+        }
+    }
+}
+
+/// The W3C `traceparent` of the attempt being sent (inside [`AttemptSpan::scope`]);
+/// `None` outside any trace.
+pub(crate) fn traceparent() -> Option<Traceparent> {
+    UPSTREAM.try_with(|t| *t).ok().flatten()
 }
 
 /// A `traceparent` header value (ASCII hex digits and dashes).
+#[derive(Clone, Copy)]
 pub(crate) struct Traceparent([u8; 55]);
 
 impl Traceparent {
