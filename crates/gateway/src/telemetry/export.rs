@@ -105,7 +105,7 @@ struct Http {
 const MAX_ANSWER: u64 = 64 * 1024;
 
 impl Http {
-    fn post(&self, body: bytes::Bytes) -> OTelSdkResult {
+    fn post(&self, body: Vec<u8>) -> OTelSdkResult {
         let failed =
             |what: String| OTelSdkError::InternalFailure(powertune_core::redact::text(&what));
         let mut r = self

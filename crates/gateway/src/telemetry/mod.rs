@@ -287,18 +287,21 @@ struct CallInner {
 }
 
 impl CallInner {
-    /// A finished span of this call's trace.
-    #[allow(clippy::too_many_arguments)]
+    /// A finished span of this call's trace: the call's own (SERVER, child of the
+    /// client's span when it sent one) or an attempt's (CLIENT, child of the call's).
     fn span(
         &self,
         span_id: SpanId,
-        parent: Option<SpanId>,
         kind: SpanKind,
         name: String,
         start: SystemTime,
         attributes: Vec<KeyValue>,
         status: Status,
     ) -> SpanData {
+        let (parent, remote) = match kind {
+            SpanKind::Server => (self.parent, self.parent.is_some()),
+            _ => (Some(self.me.span_id), false),
+        };
         SpanData {
             span_context: SpanContext::new(
                 self.me.trace_id,
@@ -308,7 +311,7 @@ impl CallInner {
                 self.trace_state.clone(),
             ),
             parent_span_id: parent.unwrap_or(SpanId::INVALID),
-            parent_span_is_remote: parent.is_some() && kind == SpanKind::Server,
+            parent_span_is_remote: remote,
             span_kind: kind,
             name: Cow::Owned(name),
             start_time: start,
@@ -320,6 +323,20 @@ impl CallInner {
             status,
             instrumentation_scope: self.export.scope.clone(),
         }
+    }
+
+    /// Queues a finished attempt's span.
+    fn end_attempt(&self, o: Open, status: Status) {
+        let name = format!("{} {}", self.op, o.model.as_str());
+        let span = self.span(
+            o.span_id,
+            SpanKind::Client,
+            name,
+            o.start,
+            o.attributes,
+            status,
+        );
+        self.export.processor.on_end(span);
     }
 }
 
@@ -369,7 +386,6 @@ impl Drop for CallInner {
         let name = format!("{} {}", self.op, self.alias.as_str());
         let span = self.span(
             self.me.span_id,
-            self.parent,
             SpanKind::Server,
             name,
             self.start,
@@ -588,10 +604,10 @@ impl AttemptSpan {
                 f.finish = o.finish.clone();
             }
         }
-        let mut a = std::mem::take(&mut o.attributes);
+        let a = &mut o.attributes;
         let status = if ok {
             answer_attrs(
-                &mut a,
+                a,
                 Some(usage),
                 ttft,
                 o.response_model.take(),
@@ -608,32 +624,14 @@ impl AttemptSpan {
                 r.as_secs_f64(),
             ));
         }
-        call.end_attempt(&o, a, status);
-    }
-}
-
-impl CallInner {
-    /// Queues a finished attempt's span.
-    fn end_attempt(&self, o: &Open, attributes: Vec<KeyValue>, status: Status) {
-        let name = format!("{} {}", self.op, o.model.as_str());
-        let span = self.span(
-            o.span_id,
-            Some(self.me.span_id),
-            SpanKind::Client,
-            name,
-            o.start,
-            attributes,
-            status,
-        );
-        self.export.processor.on_end(span);
+        call.end_attempt(o, status);
     }
 }
 
 impl Drop for AttemptSpan {
     fn drop(&mut self) {
-        if let (Some(call), Some(mut o)) = (self.call.take(), self.open.take()) {
-            let a = std::mem::take(&mut o.attributes);
-            call.end_attempt(&o, a, Status::Unset);
+        if let (Some(call), Some(o)) = (self.call.take(), self.open.take()) {
+            call.end_attempt(o, Status::Unset);
         }
     }
 }

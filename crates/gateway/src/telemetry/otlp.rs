@@ -26,9 +26,21 @@ pub(super) struct Encoder {
     /// The `Resource` message's body (its attributes).
     resource: Vec<u8>,
     resource_schema: String,
-    /// The size of the last request, to size the next one's buffer at once.
-    last: std::sync::atomic::AtomicUsize,
+    /// Buffers kept from one batch to the next (one batch at a time: the SDK's
+    /// export thread).
+    buffers: parking_lot::Mutex<Buffers>,
 }
+
+#[derive(Debug, Default)]
+struct Buffers {
+    /// One span's body.
+    span: Vec<u8>,
+    /// The batch's `spans` fields, scope after scope.
+    spans: Vec<u8>,
+}
+
+/// Buffers larger than this after a batch are given back.
+const KEEP: usize = 8 << 20;
 
 impl Encoder {
     /// Takes the resource every span of the following batches belongs to.
@@ -42,12 +54,7 @@ impl Encoder {
 
     /// The encoded request for `spans`: one `ResourceSpans`, one `ScopeSpans` per
     /// instrumentation scope in the order first seen.
-    ///
-    /// Every byte is written once: each span straight after room for its length
-    /// (two bytes, which fit any span under 16 kB; a span of another size is moved
-    /// to fit), and the spans after room for the messages around them, whose
-    /// lengths are known last; the request is the slice where they begin.
-    pub(super) fn request(&self, spans: &[SpanData]) -> bytes::Bytes {
+    pub(super) fn request(&self, spans: &[SpanData]) -> Vec<u8> {
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
         let mut of: Vec<usize> = Vec::with_capacity(spans.len());
         for s in spans {
@@ -57,98 +64,57 @@ impl Encoder {
                 scopes.len() - 1
             }));
         }
-        use std::sync::atomic::Ordering::Relaxed;
-        // the first scope's and the resource's message heads go before the spans
-        let room =
-            4 * MAX_HEAD + self.resource.len() + scopes.first().map_or(0, |sc| scope_len(sc));
-        let mut out = Vec::with_capacity(room + self.last.load(Relaxed));
-        out.resize(room, 0);
-        // each scope's spans, in turn: where its bytes end
+        let mut guard = self.buffers.lock();
+        let Buffers { span, spans: out } = &mut *guard;
+        out.clear();
+        // each scope's spans, in turn: (scope, where its bytes end)
         let mut ends = Vec::with_capacity(scopes.len());
-        for (i, sc) in scopes.iter().enumerate() {
-            if i > 0 {
-                // a later scope's head: its spans' length is not known yet, so
-                // they are written apart and copied in after it
-                let mut body = Vec::new();
-                for (s, _) in spans.iter().zip(&of).filter(|(_, o)| **o == i) {
-                    put_span_field(&mut body, s);
-                }
-                put_len(&mut out, 2, scope_body(sc, body.len()));
-                put_len(&mut out, 1, scope_len(sc));
-                put_scope(&mut out, sc);
-                out.extend_from_slice(&body);
-                put_str(&mut out, 3, sc.schema_url().unwrap_or_default().as_bytes());
-            } else {
-                for (s, _) in spans.iter().zip(&of).filter(|(_, o)| **o == 0) {
-                    put_span_field(&mut out, s);
-                }
+        for (i, _) in scopes.iter().enumerate() {
+            for (s, _) in spans.iter().zip(&of).filter(|(_, o)| **o == i) {
+                span.clear();
+                put_span(span, s);
+                put_len(out, 2, span.len());
+                out.extend_from_slice(span);
             }
             ends.push(out.len());
         }
-        let first_spans = ends.first().map_or(0, |e| e - room);
         // ScopeSpans: scope = 1, spans = 2, schema_url = 3
-        let first_schema = scopes
-            .first()
-            .map(|sc| sc.schema_url().unwrap_or_default().as_bytes())
-            .unwrap_or_default();
-        if !scopes.is_empty() {
-            let at = ends[0];
-            let mut tail = Vec::new();
-            put_str(&mut tail, 3, first_schema);
-            out.splice(at..at, tail);
-        }
-        let rest = out.len() - room;
-        // ResourceSpans: resource = 1, scope_spans = 2, schema_url = 3
+        let scope_body = |i: usize, spans_len: usize| {
+            len_delim(1, scope_len(scopes[i]))
+                + spans_len
+                + str_len(3, scopes[i].schema_url().unwrap_or_default().as_bytes())
+        };
+        let mut start = 0;
         let mut rs_len =
-            len_delim(1, self.resource.len()) + str_len(3, self.resource_schema.as_bytes()) + rest;
-        let mut head = Vec::with_capacity(room);
-        if let Some(sc) = scopes.first() {
-            let body = scope_body(sc, first_spans);
-            rs_len += key_len(2) + encoded_len_varint(body as u64) + len_delim(1, scope_len(sc));
-            put_len(&mut head, 1, rs_len);
-            put_len(&mut head, 1, self.resource.len());
-            head.extend_from_slice(&self.resource);
-            put_len(&mut head, 2, body);
-            put_len(&mut head, 1, scope_len(sc));
-            put_scope(&mut head, sc);
-        } else {
-            put_len(&mut head, 1, rs_len);
-            put_len(&mut head, 1, self.resource.len());
-            head.extend_from_slice(&self.resource);
+            len_delim(1, self.resource.len()) + str_len(3, self.resource_schema.as_bytes());
+        for (i, end) in ends.iter().enumerate() {
+            rs_len += len_delim(2, scope_body(i, end - start));
+            start = *end;
         }
-        put_str(&mut out, 3, self.resource_schema.as_bytes());
-        let start = room - head.len();
-        out[start..room].copy_from_slice(&head);
-        debug_assert_eq!(out.len() - start, len_delim(1, rs_len));
-        self.last.store(out.len() - room, Relaxed);
-        bytes::Bytes::from(out).slice(start..)
-    }
-}
-
-/// The most bytes of one message head: a one-byte key and a length.
-const MAX_HEAD: usize = 1 + 10;
-
-/// `ScopeSpans`' body for `sc` with `spans_len` bytes of `spans` fields.
-fn scope_body(sc: &InstrumentationScope, spans_len: usize) -> usize {
-    len_delim(1, scope_len(sc))
-        + spans_len
-        + str_len(3, sc.schema_url().unwrap_or_default().as_bytes())
-}
-
-/// A `spans` field (2) of `ScopeSpans`, written in place.
-fn put_span_field(out: &mut Vec<u8>, s: &SpanData) {
-    encode_key(2, WireType::LengthDelimited, out);
-    let at = out.len();
-    out.extend_from_slice(&[0, 0]);
-    put_span(out, s);
-    let len = out.len() - at - 2;
-    if encoded_len_varint(len as u64) == 2 {
-        out[at] = (len & 0x7f) as u8 | 0x80;
-        out[at + 1] = (len >> 7) as u8;
-    } else {
-        let mut l = Vec::with_capacity(10);
-        encode_varint(len as u64, &mut l);
-        out.splice(at..at + 2, l);
+        // ResourceSpans: resource = 1, scope_spans = 2, schema_url = 3
+        let mut req = Vec::with_capacity(len_delim(1, rs_len));
+        put_len(&mut req, 1, rs_len);
+        put_len(&mut req, 1, self.resource.len());
+        req.extend_from_slice(&self.resource);
+        let mut start = 0;
+        for (i, end) in ends.iter().enumerate() {
+            put_len(&mut req, 2, scope_body(i, end - start));
+            put_len(&mut req, 1, scope_len(scopes[i]));
+            put_scope(&mut req, scopes[i]);
+            req.extend_from_slice(&out[start..*end]);
+            put_str(
+                &mut req,
+                3,
+                scopes[i].schema_url().unwrap_or_default().as_bytes(),
+            );
+            start = *end;
+        }
+        put_str(&mut req, 3, self.resource_schema.as_bytes());
+        debug_assert_eq!(req.len(), len_delim(1, rs_len));
+        if out.capacity() > KEEP {
+            *out = Vec::new();
+        }
+        req
     }
 }
 
@@ -609,7 +575,8 @@ mod tests {
 
     #[test]
     fn spans_of_every_length_size_decode_alike() {
-        // a length of one byte, of two (the room kept) and of three (20 kB)
+        // spans whose length takes one byte, two and three (20 kB), twice over the
+        // buffers kept from one batch to the next
         let resource = Resource::builder_empty().build();
         let batch: Vec<SpanData> = [0, 300, 20_000]
             .into_iter()
