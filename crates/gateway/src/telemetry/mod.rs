@@ -17,23 +17,23 @@
 
 mod export;
 mod otlp;
+mod record;
 
 use crate::config::{Provider, TelemetryConfig};
 use crate::metrics::Outcome;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, KeyValue, StringValue, Value};
+use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    IdGenerator as _, RandomIdGenerator, SamplingDecision, ShouldSample as _, SpanData, SpanEvents,
-    SpanLinks, SpanProcessor as _,
+    IdGenerator as _, RandomIdGenerator, SamplingDecision, ShouldSample as _,
 };
 use parking_lot::Mutex;
 use powertune_dialect::{ProviderKind, Usage};
-use std::borrow::Cow;
+use record::{AttemptRecord, CallRecord, Texts};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -41,13 +41,13 @@ use std::time::{Duration, SystemTime};
 /// The gateway's tracer: exporting when `[telemetry]` is set, otherwise only
 /// passing a client's trace context on.
 ///
-/// Spans are written as the SDK's `SpanData` when they end and handed to its batch
-/// processor; no SDK `Span` (with its lock, context and per-attribute calls) lives
-/// through the call, so a call's spans cost its request thread one sampling
-/// decision, two ids and two finished records (docs/performance.md).
+/// A recorded call keeps its ids (from the SDK's random id generator), its start
+/// time and what its attempts report in one record ([`record`]), handed to the
+/// export thread when the call ends; the spans are written there. So a call's
+/// spans cost its request thread one sampling decision, a few ids and clock reads,
+/// and two allocations (docs/performance.md).
 pub struct Telemetry {
     export: Option<Arc<export::Export>>,
-    gate: Arc<export::Gate>,
     /// How long [`Telemetry::shutdown`] waits for the last export.
     stop_wait: Duration,
     servers: Arc<Servers>,
@@ -96,15 +96,12 @@ impl Telemetry {
         let Some(cfg) = cfg else {
             return Ok(Telemetry {
                 export: None,
-                gate: Arc::default(),
                 stop_wait: Duration::ZERO,
                 servers: Arc::default(),
             });
         };
-        let (export, gate) = export::build(cfg)?;
         Ok(Telemetry {
-            export: Some(Arc::new(export)),
-            gate,
+            export: Some(Arc::new(export::build(cfg)?)),
             stop_wait: cfg.export_timeout + Duration::from_secs(1),
             servers: Arc::default(),
         })
@@ -117,14 +114,14 @@ impl Telemetry {
 
     /// Spans dropped because the export queue was full.
     pub fn dropped(&self) -> u64 {
-        self.gate.dropped()
+        self.export.as_ref().map_or(0, |e| e.dropped())
     }
 
     /// Sends what is queued and stops the export thread, waiting at most the export
     /// timeout and a second. Blocking: call it off the async runtime's workers.
     pub fn shutdown(&self) {
         if let Some(e) = &self.export {
-            let _ = e.processor.shutdown_with_timeout(self.stop_wait);
+            e.shutdown(self.stop_wait);
         }
     }
 
@@ -159,7 +156,7 @@ impl Telemetry {
             .as_ref()
             .map_or_else(|| ids.new_trace_id(), SpanContext::trace_id);
         // the sampler reads neither the name nor attributes: a call sampled out
-        // costs no name, attributes or attempt records
+        // costs no record
         let sampled = export.sampler.should_sample(
             parent.as_ref(),
             trace_id,
@@ -186,24 +183,45 @@ impl Telemetry {
         let start = SystemTime::now()
             .checked_sub(arrived.elapsed())
             .unwrap_or_else(SystemTime::now);
-        let text = |s: &str| StringValue::from(Arc::<str>::from(s));
+        let mut text = Texts::with_capacity(TEXT_CAPACITY);
+        let alias = text.add(&crate::metrics::label(model));
+        let class = class.map(|c| text.add(c));
+        let trace_state = if sampled.trace_state == TraceState::NONE {
+            String::new()
+        } else {
+            sampled.trace_state.header()
+        };
         CallSpan {
             upstream: None,
             inner: Some(Arc::new(CallInner {
                 export: export.clone(),
                 servers: self.servers.clone(),
-                op,
                 me,
-                trace_state: sampled.trace_state,
-                parent: psc.map(|p| p.span_id()),
-                start,
-                alias: text(&crate::metrics::label(model)),
-                class: class.map(text),
-                facts: Mutex::new(Facts::default()),
+                record: Mutex::new(Some(CallRecord {
+                    trace_id,
+                    span_id,
+                    flags: me.flags,
+                    trace_state,
+                    parent: psc.map(|p| p.span_id()),
+                    op,
+                    start,
+                    end: start,
+                    alias,
+                    class,
+                    started: 0,
+                    last: None,
+                    cost_usd: None,
+                    attempts: Vec::new(),
+                    text,
+                })),
             })),
         }
     }
 }
+
+/// Room for a call's strings (alias, route class, an attempt's provider, model,
+/// credential, answer model and finish reason) before its buffer grows.
+const TEXT_CAPACITY: usize = 160;
 
 /// A span's ids and W3C trace flags.
 #[derive(Clone, Copy)]
@@ -236,11 +254,6 @@ impl Ids {
     }
 }
 
-/// The most attributes a call span carries (3 at its start, 12 at its end).
-const CALL_ATTRIBUTES: usize = 15;
-/// The most an attempt span carries (10 at its start, 5 at its end).
-const ATTEMPT_ATTRIBUTES: usize = 15;
-
 /// The semantic conventions' `gen_ai.provider.name` of a provider.
 fn system_of(p: &Provider) -> &'static str {
     if p.azure_api_version.is_some() {
@@ -253,181 +266,39 @@ fn system_of(p: &Provider) -> &'static str {
     }
 }
 
-/// What the call span reports when it ends: the last attempt's.
-#[derive(Default)]
-struct Facts {
-    provider: Option<(StringValue, &'static str)>,
-    model: Option<StringValue>,
-    credential: Option<StringValue>,
-    attempts: u32,
-    last: Option<Outcome>,
-    ok: bool,
-    usage: Option<Usage>,
-    ttft: Option<Duration>,
-    response_model: Option<StringValue>,
-    finish: Option<StringValue>,
-    /// The call's cost so far (`[pricing]`), in USD.
-    cost_usd: Option<f64>,
-}
-
-/// A recorded call: its span is written and queued when the last reference (the
-/// call's state, or an attempt still running) goes.
+/// A recorded call: its record goes to the export thread when the last reference
+/// (the call's state, or an attempt still running) goes.
 struct CallInner {
     export: Arc<export::Export>,
     servers: Arc<Servers>,
-    op: &'static str,
     me: Ids,
-    trace_state: TraceState,
-    /// The client's span, when it sent a valid `traceparent`.
-    parent: Option<SpanId>,
-    start: SystemTime,
-    alias: StringValue,
-    class: Option<StringValue>,
-    facts: Mutex<Facts>,
+    /// `None` only once sent.
+    record: Mutex<Option<CallRecord>>,
 }
 
 impl CallInner {
-    /// A finished span of this call's trace: the call's own (SERVER, child of the
-    /// client's span when it sent one) or an attempt's (CLIENT, child of the call's).
-    fn span(
-        &self,
-        span_id: SpanId,
-        kind: SpanKind,
-        name: String,
-        start: SystemTime,
-        attributes: Vec<KeyValue>,
-        status: Status,
-    ) -> SpanData {
-        let (parent, remote) = match kind {
-            SpanKind::Server => (self.parent, self.parent.is_some()),
-            _ => (Some(self.me.span_id), false),
-        };
-        SpanData {
-            span_context: SpanContext::new(
-                self.me.trace_id,
-                span_id,
-                self.me.flags,
-                false,
-                self.trace_state.clone(),
-            ),
-            parent_span_id: parent.unwrap_or(SpanId::INVALID),
-            parent_span_is_remote: remote,
-            span_kind: kind,
-            name: Cow::Owned(name),
-            start_time: start,
-            end_time: SystemTime::now(),
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status,
-            instrumentation_scope: self.export.scope.clone(),
-        }
+    fn with<R>(&self, f: impl FnOnce(&mut CallRecord) -> R) -> Option<R> {
+        self.record.lock().as_mut().map(f)
     }
 
-    /// Queues a finished attempt's span.
-    fn end_attempt(&self, o: Open, status: Status) {
-        let name = format!("{} {}", self.op, o.model.as_str());
-        let span = self.span(
-            o.span_id,
-            SpanKind::Client,
-            name,
-            o.start,
-            o.attributes,
-            status,
-        );
-        self.export.processor.on_end(span);
+    /// Adds a finished (or abandoned) attempt.
+    fn end_attempt(&self, mut o: AttemptRecord) {
+        o.end = SystemTime::now();
+        self.with(|r| {
+            if let Some(outcome) = o.outcome {
+                r.last = Some(outcome);
+            }
+            r.attempts.push(o);
+        });
     }
 }
 
 impl Drop for CallInner {
     fn drop(&mut self) {
-        let f = self.facts.get_mut();
-        let mut a = Vec::with_capacity(CALL_ATTRIBUTES);
-        a.push(KeyValue::new("gen_ai.operation.name", self.op));
-        a.push(KeyValue::new(
-            "powertune.gateway.model_alias",
-            self.alias.clone(),
-        ));
-        if let Some(c) = self.class.take() {
-            a.push(KeyValue::new("powertune.gateway.route_class", c));
+        if let Some(mut r) = self.record.get_mut().take() {
+            r.end = SystemTime::now();
+            self.export.send(r);
         }
-        if let Some((name, system)) = f.provider.take() {
-            a.push(KeyValue::new("gen_ai.provider.name", system));
-            a.push(KeyValue::new("powertune.gateway.provider", name));
-        }
-        if let Some(m) = f.model.take() {
-            a.push(KeyValue::new("gen_ai.request.model", m));
-        }
-        if let Some(c) = f.credential.take() {
-            a.push(KeyValue::new("powertune.gateway.credential", c));
-        }
-        a.push(KeyValue::new(
-            "powertune.gateway.retries",
-            i64::from(f.attempts.saturating_sub(1)),
-        ));
-        answer_attrs(
-            &mut a,
-            f.usage,
-            f.ttft,
-            f.response_model.take(),
-            f.finish.take(),
-        );
-        if let Some(usd) = f.cost_usd {
-            a.push(KeyValue::new("powertune.gateway.cost_usd", usd));
-        }
-        let status = if f.ok {
-            Status::Unset
-        } else {
-            let why = f.last.map_or("no_credential", Outcome::as_str);
-            a.push(KeyValue::new("error.type", why));
-            Status::error(why)
-        };
-        let name = format!("{} {}", self.op, self.alias.as_str());
-        let span = self.span(
-            self.me.span_id,
-            SpanKind::Server,
-            name,
-            self.start,
-            a,
-            status,
-        );
-        self.export.processor.on_end(span);
-    }
-}
-
-/// The attributes of a finished answer.
-fn answer_attrs(
-    a: &mut Vec<KeyValue>,
-    usage: Option<Usage>,
-    ttft: Option<Duration>,
-    response_model: Option<StringValue>,
-    finish: Option<StringValue>,
-) {
-    if let Some(u) = usage {
-        a.push(KeyValue::new(
-            "gen_ai.usage.input_tokens",
-            i64::try_from(u.input).unwrap_or(i64::MAX),
-        ));
-        a.push(KeyValue::new(
-            "gen_ai.usage.output_tokens",
-            i64::try_from(u.output).unwrap_or(i64::MAX),
-        ));
-    }
-    if let Some(t) = ttft {
-        a.push(KeyValue::new(
-            "gen_ai.response.time_to_first_chunk",
-            t.as_secs_f64(),
-        ));
-    }
-    if let Some(m) = response_model {
-        a.push(KeyValue::new("gen_ai.response.model", m));
-    }
-    if let Some(r) = finish {
-        a.push(KeyValue::new(
-            "gen_ai.response.finish_reasons",
-            Value::Array(vec![r].into()),
-        ));
     }
 }
 
@@ -458,46 +329,25 @@ impl CallSpan {
 
     /// Starts the span of the call's next attempt, to `to`.
     pub(crate) fn attempt(&self, to: AttemptTarget<'_>) -> AttemptSpan {
+        let not_recorded = || AttemptSpan {
+            upstream: self.upstream,
+            call: None,
+            open: None,
+        };
         let Some(inner) = &self.inner else {
-            return AttemptSpan {
-                upstream: self.upstream,
-                call: None,
-                open: None,
-            };
+            return not_recorded();
         };
         let p = to.provider;
-        let system = system_of(p);
-        let server = inner.servers.of(&p.base_url);
-        // each allocated once, shared by the attempt's span and the call's
-        let text = |s: &str| StringValue::from(Arc::<str>::from(s));
-        let (provider, model, credential) = (text(&p.name), text(to.model), text(to.credential));
-        let (number, retry_reason) = {
-            let mut f = inner.facts.lock();
-            f.attempts += 1;
-            f.provider = Some((provider.clone(), system));
-            f.model = Some(model.clone());
-            f.credential = Some(credential.clone());
-            (f.attempts, f.last)
+        let Some((number, retry_reason, provider, model, credential)) = inner.with(|r| {
+            r.started += 1;
+            let t = &mut r.text;
+            let names = (t.add(&p.name), t.add(to.model), t.add(to.credential));
+            (r.started, r.last, names.0, names.1, names.2)
+        }) else {
+            return not_recorded();
         };
-        let mut a = Vec::with_capacity(ATTEMPT_ATTRIBUTES);
-        a.push(KeyValue::new("gen_ai.operation.name", inner.op));
-        a.push(KeyValue::new("gen_ai.provider.name", system));
-        a.push(KeyValue::new("gen_ai.request.model", model.clone()));
-        a.push(KeyValue::new("powertune.gateway.provider", provider));
-        a.push(KeyValue::new("powertune.gateway.credential", credential));
-        a.push(KeyValue::new(
-            "powertune.gateway.attempt",
-            i64::from(number),
-        ));
-        a.push(KeyValue::new("powertune.gateway.breaker", to.breaker));
-        if let Some(r) = retry_reason {
-            a.push(KeyValue::new("powertune.gateway.retry_reason", r.as_str()));
-        }
-        if let Some((host, port)) = server {
-            a.push(KeyValue::new("server.address", host));
-            a.push(KeyValue::new("server.port", port));
-        }
         let span_id = RandomIdGenerator::default().new_span_id();
+        let start = SystemTime::now();
         AttemptSpan {
             upstream: Some(
                 Ids {
@@ -507,26 +357,27 @@ impl CallSpan {
                 .traceparent(),
             ),
             call: Some(inner.clone()),
-            open: Some(Open {
+            open: Some(AttemptRecord {
                 span_id,
-                start: SystemTime::now(),
+                start,
+                end: start,
+                system: system_of(p),
+                provider,
                 model,
-                attributes: a,
+                credential,
+                number,
+                breaker: to.breaker,
+                retry_reason,
+                server: inner.servers.of(&p.base_url),
+                outcome: None,
+                usage: Usage::default(),
+                ttft: None,
                 response_model: None,
                 finish: None,
+                retry_after: None,
             }),
         }
     }
-}
-
-/// What an attempt being recorded has learnt so far.
-struct Open {
-    span_id: SpanId,
-    start: SystemTime,
-    model: StringValue,
-    attributes: Vec<KeyValue>,
-    response_model: Option<StringValue>,
-    finish: Option<StringValue>,
 }
 
 /// One upstream attempt's span; [`AttemptSpan::finish`] ends it (dropped
@@ -538,7 +389,7 @@ pub(crate) struct AttemptSpan {
     upstream: Option<Traceparent>,
     /// The call's span, while this attempt is recorded and not yet finished.
     call: Option<Arc<CallInner>>,
-    open: Option<Open>,
+    open: Option<AttemptRecord>,
 }
 
 tokio::task_local! {
@@ -556,32 +407,36 @@ impl AttemptSpan {
         UPSTREAM.scope(self.upstream, fut)
     }
 
+    /// Notes the model and finish reason of the answer.
+    fn note(&mut self, model: Option<&str>, finish: Option<&str>) {
+        if let (Some(call), Some(o)) = (&self.call, &mut self.open) {
+            call.with(|r| {
+                o.response_model = model.map(|m| r.text.add(m));
+                o.finish = finish.map(|f| r.text.add(f));
+            });
+        }
+    }
+
     /// Notes the model and finish reason of a whole answer decoded by the gateway.
     pub(crate) fn note_answer(&mut self, model: &str, finish: &str) {
-        if let Some(o) = &mut self.open {
-            o.response_model = Some(StringValue::from(Arc::<str>::from(model)));
-            o.finish = Some(StringValue::from(Arc::<str>::from(finish)));
-        }
+        self.note(Some(model), Some(finish));
     }
 
     /// Notes the model and finish reason of a provider's answer passed through as
     /// it came (read with its usage, [`powertune_dialect::peek_provider_response`]).
     pub(crate) fn note_peeked(&mut self, model: Option<String>, finish: Option<String>) {
-        if let Some(o) = &mut self.open {
-            o.response_model = model.map(|m| StringValue::from(Arc::<str>::from(m)));
-            o.finish = finish.map(|r| StringValue::from(Arc::<str>::from(r)));
-        }
+        self.note(model.as_deref(), finish.as_deref());
     }
 
     /// Notes the call's cost so far (`[pricing]`), reported on the call's span.
     pub(crate) fn note_cost(&self, usd: Option<f64>) {
         if let Some(call) = &self.call {
-            call.facts.lock().cost_usd = usd;
+            call.with(|r| r.cost_usd = usd);
         }
     }
 
     /// Ends the attempt with `outcome` (idempotent) and hands what it learnt to the
-    /// call's span.
+    /// call's record.
     pub(crate) fn finish(
         &mut self,
         outcome: Outcome,
@@ -592,46 +447,18 @@ impl AttemptSpan {
         let (Some(call), Some(mut o)) = (self.call.take(), self.open.take()) else {
             return;
         };
-        let ok = outcome == Outcome::Ok;
-        {
-            let mut f = call.facts.lock();
-            f.last = Some(outcome);
-            if ok {
-                f.ok = true;
-                f.usage = Some(usage);
-                f.ttft = ttft;
-                f.response_model = o.response_model.clone();
-                f.finish = o.finish.clone();
-            }
-        }
-        let a = &mut o.attributes;
-        let status = if ok {
-            answer_attrs(
-                a,
-                Some(usage),
-                ttft,
-                o.response_model.take(),
-                o.finish.take(),
-            );
-            Status::Unset
-        } else {
-            a.push(KeyValue::new("error.type", outcome.as_str()));
-            Status::error(outcome.as_str())
-        };
-        if let Some(r) = retry_after {
-            a.push(KeyValue::new(
-                "powertune.gateway.retry_after",
-                r.as_secs_f64(),
-            ));
-        }
-        call.end_attempt(o, status);
+        o.outcome = Some(outcome);
+        o.usage = usage;
+        o.ttft = ttft;
+        o.retry_after = retry_after;
+        call.end_attempt(o);
     }
 }
 
 impl Drop for AttemptSpan {
     fn drop(&mut self) {
         if let (Some(call), Some(o)) = (self.call.take(), self.open.take()) {
-            call.end_attempt(o, Status::Unset);
+            call.end_attempt(o);
         }
     }
 }
