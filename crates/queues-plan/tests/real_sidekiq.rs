@@ -210,15 +210,17 @@ impl Scenario<'_> {
     }
 
     /// Predicted outcome for the trace: deterministic run times (the jobs sleep),
-    /// averaged over seeds of the fetch's shuffle.
-    /// Per queue: the mean wait over the simulation's seeds, whether it starves, and
-    /// the lowest and highest mean wait of a single seed. One real run is one draw of
-    /// that shuffle: 32 seeds give its range (8 left a real run of the proposed
-    /// configuration just outside it now and then).
+    /// over seeds of the fetch's shuffle. Per queue: the mean wait over the seeds,
+    /// whether any seed starves it, and the band a single run's mean wait falls in
+    /// (the 0.5th to 99.5th percentile over the seeds). One real run is one draw of
+    /// that shuffle, and the low queue's wait has a long lower tail: for the proposed
+    /// configuration the lowest of 32 seeds was near the 3rd percentile, and a real
+    /// run once fell 37 % below it (1.38 s); the 0.5th percentile of 1,000 seeds is 1.70 s.
     fn predict(&self, trace: &[(f64, usize)], horizon_s: f64) -> Vec<(f64, bool, f64, f64)> {
-        let mut sums = vec![(0.0, false, f64::MAX, 0.0f64); self.names.len()];
-        let seeds = 32;
-        for seed in 0..seeds {
+        const SEEDS: u64 = 1000;
+        let mut waits = vec![Vec::with_capacity(SEEDS as usize); self.names.len()];
+        let mut starving = vec![false; self.names.len()];
+        for seed in 0..SEEDS {
             let o = SimOptions {
                 horizon_s,
                 warmup_s: 0.0,
@@ -228,14 +230,20 @@ impl Scenario<'_> {
                 latency_target_s: 5.0,
             };
             let r = sim::simulate_trace(&self.queues(), &[self.process()], &o, trace);
-            for (s, q) in sums.iter_mut().zip(&r.queues) {
-                s.0 += q.mean_wait_s / seeds as f64;
-                s.1 |= q.starving;
-                s.2 = s.2.min(q.mean_wait_s);
-                s.3 = s.3.max(q.mean_wait_s);
+            for ((w, st), q) in waits.iter_mut().zip(starving.iter_mut()).zip(&r.queues) {
+                w.push(q.mean_wait_s);
+                *st |= q.starving;
             }
         }
-        sums
+        waits
+            .into_iter()
+            .zip(starving)
+            .map(|(mut w, st)| {
+                w.sort_by(f64::total_cmp);
+                let at = |p: f64| w[((w.len() - 1) as f64 * p).round() as usize];
+                (mean(&w), st, at(0.005), at(0.995))
+            })
+            .collect()
     }
 }
 
@@ -259,7 +267,7 @@ async fn run_real(s: &Scenario<'_>, drain: bool) -> (Vec<(f64, usize)>, Vec<Vec<
 fn report(s: &Scenario<'_>, predicted: &[(f64, bool, f64, f64)], measured: &[Vec<f64>]) {
     for (i, n) in s.names.iter().enumerate() {
         println!(
-            "{} | {n} | {} jobs | predicted mean wait {:.3} s (seeds {:.3}–{:.3} s) | measured {:.3} s",
+            "{} | {n} | {} jobs | predicted mean wait {:.3} s (seeds' 0.5–99.5 % band {:.3}–{:.3} s) | measured {:.3} s",
             s.name,
             measured[i].len(),
             predicted[i].0,
@@ -271,7 +279,7 @@ fn report(s: &Scenario<'_>, predicted: &[(f64, bool, f64, f64)], measured: &[Vec
 }
 
 /// The predicted mean wait of all jobs within 25% of the measured one, and each
-/// queue's measured wait within 25% of the range the simulation's seeds give. Which
+/// queue's measured wait within 25% of the band the simulation's seeds give. Which
 /// queue a free thread serves is a random draw under weights, in Sidekiq as in the
 /// simulation, so one short run's split between queues varies as much as the seeds'
 /// do; the wait of all jobs together does not depend on that draw.
@@ -296,7 +304,7 @@ fn assert_within_25_percent(
         let ((_, _, lo, hi), m) = (predicted[i], mean(&measured[i]));
         assert!(
             m >= 0.75 * lo && m <= 1.25 * hi,
-            "{name}: measured {m}, the simulation's seeds {lo}–{hi}"
+            "{name}: measured {m}, the simulation's seeds' band {lo}–{hi}"
         );
     }
 }
