@@ -35,7 +35,8 @@
   function marksPlugin(marks) {
     return {
       hooks: {
-        draw: [function (u) {
+        // drawn with the axes, before the series: the data stays on top
+        drawAxes: [function (u) {
           var ctx = u.ctx;
           ctx.save();
           ctx.strokeStyle = "#888";
@@ -46,34 +47,51 @@
           // uPlot leaves the context as its last axis drew (right-aligned values)
           ctx.textAlign = "left";
           ctx.textBaseline = "alphabetic";
-          // Labels go on the first of four rows where they do not overlap the one
-          // before; marks at the same place share one label; a label that would leave
-          // the plot is drawn to the left of its line.
-          var rowEnds = [-Infinity, -Infinity, -Infinity, -Infinity];
+          // Marks at the same place share a place: their labels are stacked, one per
+          // line, on the first free lines that do not overlap a label before them. A
+          // label that would leave the plot is drawn to the left of its line; each
+          // has a light background, so a later mark's line does not strike it out.
           var line = 12 * devicePixelRatio;
-          var placed = marks
-            .map(function (m) { return { x: Math.round(u.valToPos(m.x, "x", true)), label: m.label }; })
+          var rows = Math.max(1, Math.floor(u.bbox.height / line) - 1);
+          var rowEnds = [];
+          for (var r = 0; r < rows; r++) rowEnds.push(-Infinity);
+          var right = u.bbox.left + u.bbox.width;
+          var groups = marks
+            .map(function (m) { return { x: Math.round(u.valToPos(m.x, "x", true)), labels: [m.label] }; })
             .sort(function (a, b) { return a.x - b.x; })
             .reduce(function (acc, m) {
               var last = acc[acc.length - 1];
-              if (last && m.x - last.x < 2) { last.label += ", " + m.label; } else { acc.push(m); }
+              if (last && m.x - last.x < 2) { last.labels.push(m.labels[0]); } else { acc.push(m); }
               return acc;
             }, []);
-          placed.forEach(function (m) {
+          groups.forEach(function (g) {
             ctx.beginPath();
-            ctx.moveTo(m.x, u.bbox.top);
-            ctx.lineTo(m.x, u.bbox.top + u.bbox.height);
+            ctx.moveTo(g.x, u.bbox.top);
+            ctx.lineTo(g.x, u.bbox.top + u.bbox.height);
             ctx.stroke();
-            var w = ctx.measureText(m.label).width;
-            var right = u.bbox.left + u.bbox.width;
-            var left = m.x + 3 + w > right && m.x - 3 - w >= u.bbox.left ? m.x - 3 - w : m.x + 3;
-            for (var r = 0; r < rowEnds.length; r++) {
-              if (left > rowEnds[r] + 4) {
-                ctx.fillText(m.label, left, u.bbox.top + line * (r + 1));
-                rowEnds[r] = left + w;
-                break;
-              }
+          });
+          ctx.setLineDash([]);
+          groups.forEach(function (g) {
+            var w = Math.max.apply(null, g.labels.map(function (l) { return ctx.measureText(l).width; }));
+            var left = g.x + 3 + w > right && g.x - 3 - w >= u.bbox.left ? g.x - 3 - w : g.x + 3;
+            var n = Math.min(g.labels.length, rows);
+            var first = 0;
+            while (first + n <= rows) {
+              var free = true;
+              for (var k = first; k < first + n; k++) { if (left <= rowEnds[k] + 4) { free = false; break; } }
+              if (free) break;
+              first++;
             }
+            if (first + n > rows) return;
+            var shown = g.labels.slice(0, n);
+            var top = u.bbox.top + line * first + 2 * devicePixelRatio;
+            ctx.fillStyle = "rgba(255,255,255,0.85)";
+            ctx.fillRect(left - 1, top, w + 2, line * n);
+            ctx.fillStyle = "#555";
+            shown.forEach(function (label, k) {
+              ctx.fillText(label, left, u.bbox.top + line * (first + k + 1));
+              rowEnds[first + k] = left + w;
+            });
           });
           ctx.restore();
         }]
@@ -87,7 +105,9 @@
     if (!fig) return;
     var fmt = unitFmt(spec.unit);
     var data = [spec.x];
-    var series = [{ label: spec.x_label, value: function (u, v) { return xFmt(spec.x_axis)(v); } }];
+    // the legend shows the values under the cursor, a dash while it is off the plot
+    var shown = function (f) { return function (u, v) { return v == null ? "\u2013" : f(v); }; };
+    var series = [{ label: spec.x_label, value: shown(xFmt(spec.x_axis)) }];
     spec.series.forEach(function (s, i) {
       data.push(s.values);
       series.push({
@@ -96,13 +116,13 @@
         width: 1.5,
         dash: s.dashed ? [6, 4] : undefined,
         spanGaps: false,
-        value: function (u, v) { return fmt(v); }
+        value: shown(fmt)
       });
     });
     spec.levels.forEach(function (l) {
       data.push(spec.x.map(function () { return l.value; }));
       series.push({ label: l.label, stroke: "#c00", width: 1, dash: [2, 3], points: { show: false },
-                    value: function (u, v) { return fmt(v); } });
+                    value: shown(fmt) });
     });
     var width = Math.max(320, Math.min(fig.clientWidth || 900, 1100));
     var opts = {
