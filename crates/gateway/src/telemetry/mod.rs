@@ -12,8 +12,8 @@
 //!
 //! Without `[telemetry]` nothing is recorded, but a client's `traceparent` still goes
 //! upstream as it came. Spans are never recorded for calls refused before routing
-//! (a bad key, a bad body, an unknown model). Export: [`export`], encoded by
-//! [`otlp`].
+//! (a bad key, a bad body, an unknown model). A finished call is a [`record`],
+//! queued and posted by [`export`], written as protobuf by [`otlp`].
 
 mod export;
 mod otlp;
