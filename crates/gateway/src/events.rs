@@ -106,7 +106,8 @@ pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// `[shared]`: the replica left shared state for its own, or came back.
+/// `[shared]`: the replica left shared state for its own, or came back; and
+/// `[telemetry]`: exports started failing, or work again.
 #[derive(Debug, Serialize)]
 pub(crate) struct SharedLine<'a> {
     pub(crate) time: String,

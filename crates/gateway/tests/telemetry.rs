@@ -335,12 +335,16 @@ async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-fn dropped(metrics: &str) -> f64 {
+fn sample(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("powertune_gateway_spans_dropped_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .map(|v| v.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("no spans_dropped sample in\n{metrics}"))
+        .unwrap_or_else(|| panic!("no {name} sample in\n{metrics}"))
+}
+
+fn dropped(metrics: &str) -> f64 {
+    sample(metrics, "powertune_gateway_spans_dropped_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,6 +388,18 @@ async fn a_dead_or_closed_collector_never_slows_or_fails_calls() {
             assert!(dropped(&m) >= 150.0, "{}", dropped(&m));
         } else {
             assert!(dropped(&m) < 200.0);
+            // the refused exports' spans are counted as lost, never silently gone
+            let t0 = Instant::now();
+            let mut lost = 0.0;
+            while lost == 0.0 && t0.elapsed() < Duration::from_secs(10) {
+                let m = c.get(format!("{}/metrics", gw.url)).send().await.unwrap();
+                lost = sample(
+                    &m.text().await.unwrap(),
+                    "powertune_gateway_spans_export_failed_total",
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(lost > 0.0 && lost + dropped(&m) <= 200.0, "{lost}");
         }
         // stopping the export waits at most export_timeout
         let g = gw.gw.clone();
@@ -417,6 +433,10 @@ async fn without_telemetry_there_is_no_dropped_sample_and_reload_keeps_it() {
     assert!(!m
         .lines()
         .any(|l| l.starts_with("powertune_gateway_spans_dropped_total")));
+    assert!(m.contains("# TYPE powertune_gateway_spans_export_failed_total counter"));
+    assert!(!m
+        .lines()
+        .any(|l| l.starts_with("powertune_gateway_spans_export_failed_total")));
 
     // a reload with a changed [telemetry] keeps the one in force and says so
     let dir = tempfile::tempdir().unwrap();

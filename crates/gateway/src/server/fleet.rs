@@ -175,6 +175,33 @@ impl Gateway {
         }
     }
 
+    /// Tells of exports starting to fail (`failing`, with why) or working again: the
+    /// access log (`"event": "telemetry"`) and the notice listener.
+    pub(super) fn telemetry_changed(&self, failing: bool, why: &str) {
+        let (from, to) = if failing {
+            ("exporting", "failing")
+        } else {
+            ("failing", "exporting")
+        };
+        let said = if failing {
+            format!("{why}; spans are lost until the collector answers")
+        } else {
+            "the OTLP collector answers again: spans are exported".to_string()
+        };
+        if let Some(log) = self.event_log() {
+            log.emit_json(&SharedLine {
+                time: now_rfc3339(),
+                event: "telemetry",
+                from,
+                to,
+                reason: &said,
+            });
+        }
+        if let Some(n) = self.notices.get() {
+            n(&said);
+        }
+    }
+
     /// Starts the background task of `[shared]` (once): connects, records queued
     /// outcomes, and while on local state tries to reconnect every
     /// `shared.retry_interval`. It ends when the gateway is dropped.

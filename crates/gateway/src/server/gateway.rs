@@ -109,6 +109,12 @@ impl Gateway {
             budgets,
             telemetry,
         });
+        let weak = Arc::downgrade(&gw);
+        gw.telemetry.set_listener(Box::new(move |failing, why| {
+            if let Some(g) = weak.upgrade() {
+                g.telemetry_changed(failing, why);
+            }
+        }));
         if let Some(s) = gw.shared.as_ref() {
             let weak = Arc::downgrade(&gw);
             s.set_listener(Box::new(move |c| {
@@ -275,6 +281,13 @@ impl Gateway {
         );
         if self.telemetry.exporting() {
             w.sample(&[], self.telemetry.dropped() as f64);
+        }
+        let mut w = e.counter(
+            "powertune_gateway_spans_export_failed",
+            "Trace spans lost because their export request failed (refused, an error answer, no answer within [telemetry] export_timeout).",
+        );
+        if self.telemetry.exporting() {
+            w.sample(&[], self.telemetry.export_failed() as f64);
         }
         e.render()
     }

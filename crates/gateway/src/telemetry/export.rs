@@ -15,7 +15,7 @@ use crate::config::TelemetryConfig;
 use opentelemetry_sdk::trace::Sampler;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Records waiting for the export thread.
@@ -29,20 +29,58 @@ struct Queue {
     stop: bool,
 }
 
+/// Told when exports start failing (`true`, with why) and when they succeed again.
+pub(crate) type Listener = Box<dyn Fn(bool, &str) + Send + Sync>;
+
 /// What the request threads and the export thread share.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     dropped: AtomicU64,
+    /// Spans in requests that failed.
+    failed: AtomicU64,
+    listener: OnceLock<Listener>,
     max_queue: usize,
     max_batch: usize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("dropped", &self.dropped)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
     /// Spans dropped because the queue was full.
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Notes how a request of `spans` spans went; tells the listener when exports
+    /// start failing and when they work again.
+    fn exported(&self, spans: usize, result: Result<(), String>, failing: &mut bool) {
+        match result {
+            Ok(()) if *failing => {
+                *failing = false;
+                if let Some(l) = self.listener.get() {
+                    l(false, "");
+                }
+            }
+            Ok(()) => {}
+            Err(why) => {
+                self.failed.fetch_add(spans as u64, Ordering::Relaxed);
+                if !*failing {
+                    *failing = true;
+                    if let Some(l) = self.listener.get() {
+                        l(true, &why);
+                    }
+                }
+            }
+        }
     }
 
     /// Queues `r`, or drops and counts it when its spans do not fit.
@@ -99,6 +137,16 @@ impl Export {
         self.shared.dropped()
     }
 
+    /// Spans lost because their export request failed.
+    pub(super) fn failed(&self) -> u64 {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    /// Sets (once) whom to tell when exports start failing and work again.
+    pub(super) fn set_listener(&self, l: Listener) {
+        let _ = self.shared.listener.set(l);
+    }
+
     /// Queues a finished call's spans (never waits).
     pub(super) fn send(&self, r: CallRecord) {
         self.shared.push(r);
@@ -131,20 +179,36 @@ struct Http {
 const MAX_ANSWER: u64 = 64 * 1024;
 
 impl Http {
-    /// Posts one request; a failed export costs its spans (as a full queue does).
-    fn post(&self, body: Vec<u8>) {
-        let sent = self
+    /// Posts one request; a failed export costs its spans (counted, not retried).
+    fn post(&self, body: Vec<u8>) -> Result<(), String> {
+        let failed = |what: String| powertune_core::redact::text(&what);
+        let mut r = self
             .client
             .post(&self.url)
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
             .body(body)
-            .send();
-        if let Ok(mut r) = sent {
-            let _ = std::io::copy(
-                &mut std::io::Read::take(&mut r, MAX_ANSWER),
-                &mut std::io::sink(),
-            );
+            .send()
+            .map_err(|e| {
+                // reqwest's own text names the URL again; its innermost cause says why
+                let mut why: &dyn std::error::Error = &e;
+                while let Some(inner) = why.source() {
+                    why = inner;
+                }
+                failed(format!("OTLP export to {}: {why}", self.url))
+            })?;
+        let status = r.status();
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut r, MAX_ANSWER),
+            &mut std::io::sink(),
+        );
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "OTLP export to {}: the collector answered {status}",
+                self.url
+            )))
         }
     }
 }
@@ -153,18 +217,23 @@ impl Http {
 /// `flush_interval`, the rest at stop.
 fn run(shared: &Shared, http: &Http, mut encoder: Encoder, flush_interval: Duration) {
     let mut batch = Vec::new();
+    let mut failing = false;
+    let send = |encoder: &mut Encoder, failing: &mut bool| {
+        let n = encoder.len();
+        shared.exported(n, http.post(encoder.request()), failing);
+    };
     loop {
         let stopping = shared.take(Instant::now() + flush_interval, &mut batch);
         for r in &batch {
             for i in 0..r.spans() {
                 encoder.add(r, i);
                 if encoder.len() >= shared.max_batch {
-                    http.post(encoder.request());
+                    send(&mut encoder, &mut failing);
                 }
             }
         }
         if encoder.len() > 0 {
-            http.post(encoder.request());
+            send(&mut encoder, &mut failing);
         }
         batch.clear();
         if stopping {
@@ -287,6 +356,12 @@ mod tests {
 
     /// A collector on loopback: the number of spans in each request it receives.
     async fn collector() -> (String, Arc<Mutex<Vec<usize>>>) {
+        collector_failing(0).await
+    }
+
+    /// The same, answering 503 to its first `fail` requests (not counted).
+    async fn collector_failing(fail: usize) -> (String, Arc<Mutex<Vec<usize>>>) {
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use prost::Message as _;
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -294,6 +369,9 @@ mod tests {
         let app = axum::Router::new().route(
             "/v1/traces",
             axum::routing::post(move |body: axum::body::Bytes| async move {
+                if refused.fetch_add(1, Ordering::Relaxed) < fail {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
                 let req = ExportTraceServiceRequest::decode(body).expect("a valid request");
                 let n = req
                     .resource_spans
@@ -302,6 +380,7 @@ mod tests {
                     .map(|s| s.spans.len())
                     .sum();
                 g.lock().push(n);
+                axum::http::StatusCode::OK
             }),
         );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -356,5 +435,51 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(*got.lock(), vec![1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_export_is_counted_and_told_once_then_its_recovery() {
+        let (url, got) = collector_failing(2).await;
+        let e = Arc::new(build(&config(&url, Duration::from_secs(60))).unwrap());
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = told.clone();
+        e.set_listener(Box::new(move |failing, why| {
+            t.lock().push((failing, why.to_string()));
+        }));
+        // until `n` spans were received or lost
+        let wait_for = |n: usize| {
+            let got = got.clone();
+            let e = e.clone();
+            async move {
+                let t0 = Instant::now();
+                while got.lock().iter().sum::<usize>() + (e.failed() as usize) < n
+                    && t0.elapsed() < Duration::from_secs(10)
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        // two full batches of 2 spans refused: 4 spans lost, told once
+        e.send(record(1));
+        wait_for(2).await;
+        e.send(record(1));
+        wait_for(4).await;
+        assert_eq!(e.failed(), 4);
+        {
+            let told = told.lock();
+            assert_eq!(told.len(), 1, "{told:?}");
+            assert!(told[0].0 && told[0].1.contains("503"), "{told:?}");
+            assert!(
+                told[0].1.contains("OTLP export to http://127.0.0.1:"),
+                "{told:?}"
+            );
+        }
+        // the next one goes through: told that it works again
+        e.send(record(1));
+        wait_for(6).await;
+        assert_eq!(*got.lock(), vec![2]);
+        assert_eq!(e.failed(), 4);
+        assert_eq!(told.lock().len(), 2);
+        assert!(!told.lock()[1].0);
     }
 }

@@ -117,6 +117,20 @@ impl Telemetry {
         self.export.as_ref().map_or(0, |e| e.dropped())
     }
 
+    /// Spans lost because their export request failed (refused, an error answer,
+    /// no answer within `export_timeout`).
+    pub fn export_failed(&self) -> u64 {
+        self.export.as_ref().map_or(0, |e| e.failed())
+    }
+
+    /// Sets (once) whom to tell when exports start failing (`true`, with why) and
+    /// when they work again; called on the export thread.
+    pub(crate) fn set_listener(&self, l: export::Listener) {
+        if let Some(e) = &self.export {
+            e.set_listener(l);
+        }
+    }
+
     /// Sends what is queued and stops the export thread, waiting at most the export
     /// timeout and a second. Blocking: call it off the async runtime's workers.
     pub fn shutdown(&self) {
