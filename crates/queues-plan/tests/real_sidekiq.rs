@@ -211,7 +211,7 @@ impl Scenario<'_> {
 
     /// Predicted outcome for the trace: deterministic run times (the jobs sleep),
     /// over seeds of the fetch's shuffle. Per queue: the mean wait over the seeds,
-    /// whether any seed starves it, and the band a single run's mean wait falls in
+    /// whether most seeds starve it, and the band a single run's mean wait falls in
     /// (the 0.5th to 99.5th percentile over the seeds). One real run is one draw of
     /// that shuffle, and the low queue's wait has a long lower tail: for the proposed
     /// configuration the lowest of 32 seeds was near the 3rd percentile, and a real
@@ -219,7 +219,7 @@ impl Scenario<'_> {
     fn predict(&self, trace: &[(f64, usize)], horizon_s: f64) -> Vec<(f64, bool, f64, f64)> {
         const SEEDS: u64 = 1000;
         let mut waits = vec![Vec::with_capacity(SEEDS as usize); self.names.len()];
-        let mut starving = vec![false; self.names.len()];
+        let mut starving = vec![0_u64; self.names.len()];
         for seed in 0..SEEDS {
             let o = SimOptions {
                 horizon_s,
@@ -232,7 +232,7 @@ impl Scenario<'_> {
             let r = sim::simulate_trace(&self.queues(), &[self.process()], &o, trace);
             for ((w, st), q) in waits.iter_mut().zip(starving.iter_mut()).zip(&r.queues) {
                 w.push(q.mean_wait_s);
-                *st |= q.starving;
+                *st += u64::from(q.starving);
             }
         }
         waits
@@ -241,7 +241,7 @@ impl Scenario<'_> {
             .map(|(mut w, st)| {
                 w.sort_by(f64::total_cmp);
                 let at = |p: f64| w[((w.len() - 1) as f64 * p).round() as usize];
-                (mean(&w), st, at(0.005), at(0.995))
+                (mean(&w), st * 2 > SEEDS, at(0.005), at(0.995))
             })
             .collect()
     }

@@ -161,44 +161,34 @@ impl Gateway {
     /// Tells of a change between shared and local state: the access log, the notice
     /// listener (the CLI's standard error).
     pub(super) fn shared_changed(&self, c: &ModeChange) {
-        if let Some(log) = self.event_log() {
-            log.emit_json(&SharedLine {
-                time: now_rfc3339(),
-                event: "shared",
-                from: c.from.as_str(),
-                to: c.to.as_str(),
-                reason: &c.reason,
-            });
-        }
-        if let Some(n) = self.notices.get() {
-            n(&c.reason);
+        self.tell_change("shared", c.from.as_str(), c.to.as_str(), &c.reason);
+    }
+
+    /// Tells of exports starting to fail (`failing`, with why) or working again, as
+    /// [`Gateway::shared_changed`] does (`"event": "telemetry"`).
+    pub(super) fn telemetry_changed(&self, failing: bool, why: &str) {
+        if failing {
+            let said = format!("{why}; spans are lost until the collector answers");
+            self.tell_change("telemetry", "exporting", "failing", &said);
+        } else {
+            let said = "the OTLP collector answers again: spans are exported";
+            self.tell_change("telemetry", "failing", "exporting", said);
         }
     }
 
-    /// Tells of exports starting to fail (`failing`, with why) or working again: the
-    /// access log (`"event": "telemetry"`) and the notice listener.
-    pub(super) fn telemetry_changed(&self, failing: bool, why: &str) {
-        let (from, to) = if failing {
-            ("exporting", "failing")
-        } else {
-            ("failing", "exporting")
-        };
-        let said = if failing {
-            format!("{why}; spans are lost until the collector answers")
-        } else {
-            "the OTLP collector answers again: spans are exported".to_string()
-        };
+    /// One state change: a line in the access log and one to the notice listener.
+    fn tell_change(&self, event: &'static str, from: &'static str, to: &'static str, said: &str) {
         if let Some(log) = self.event_log() {
             log.emit_json(&SharedLine {
                 time: now_rfc3339(),
-                event: "telemetry",
+                event,
                 from,
                 to,
-                reason: &said,
+                reason: said,
             });
         }
         if let Some(n) = self.notices.get() {
-            n(&said);
+            n(said);
         }
     }
 

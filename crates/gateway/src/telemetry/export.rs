@@ -361,9 +361,9 @@ mod tests {
 
     /// The same, answering 503 to its first `fail` requests (not counted).
     async fn collector_failing(fail: usize) -> (String, Arc<Mutex<Vec<usize>>>) {
-        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use prost::Message as _;
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
         let app = axum::Router::new().route(

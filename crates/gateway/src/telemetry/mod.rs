@@ -210,7 +210,6 @@ impl Telemetry {
             inner: Some(Arc::new(CallInner {
                 export: export.clone(),
                 servers: self.servers.clone(),
-                me,
                 record: Mutex::new(Some(CallRecord {
                     trace_id,
                     span_id,
@@ -285,7 +284,6 @@ fn system_of(p: &Provider) -> &'static str {
 struct CallInner {
     export: Arc<export::Export>,
     servers: Arc<Servers>,
-    me: Ids,
     /// `None` only once sent.
     record: Mutex<Option<CallRecord>>,
 }
@@ -352,24 +350,23 @@ impl CallSpan {
             return not_recorded();
         };
         let p = to.provider;
-        let Some((number, retry_reason, provider, model, credential)) = inner.with(|r| {
+        let span_id = RandomIdGenerator::default().new_span_id();
+        let Some((ids, number, retry_reason, provider, model, credential)) = inner.with(|r| {
             r.started += 1;
+            let ids = Ids {
+                trace_id: r.trace_id,
+                span_id,
+                flags: r.flags,
+            };
             let t = &mut r.text;
             let names = (t.add(&p.name), t.add(to.model), t.add(to.credential));
-            (r.started, r.last, names.0, names.1, names.2)
+            (ids, r.started, r.last, names.0, names.1, names.2)
         }) else {
             return not_recorded();
         };
-        let span_id = RandomIdGenerator::default().new_span_id();
         let start = SystemTime::now();
         AttemptSpan {
-            upstream: Some(
-                Ids {
-                    span_id,
-                    ..inner.me
-                }
-                .traceparent(),
-            ),
+            upstream: Some(ids.traceparent()),
             call: Some(inner.clone()),
             open: Some(AttemptRecord {
                 span_id,

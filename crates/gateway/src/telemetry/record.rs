@@ -120,6 +120,16 @@ fn tokens(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+impl AttemptRecord {
+    /// Its `error.type` and error status: the outcome, unless it answered or ended
+    /// without one.
+    fn error(&self) -> Option<&'static str> {
+        self.outcome
+            .filter(|o| *o != Outcome::Ok)
+            .map(Outcome::as_str)
+    }
+}
+
 impl CallRecord {
     /// How many spans the record holds: its attempts', then the call's own.
     pub(super) fn spans(&self) -> usize {
@@ -132,6 +142,15 @@ impl CallRecord {
             .iter()
             .rev()
             .find(|a| a.outcome == Some(Outcome::Ok))
+    }
+
+    /// The call's `error.type` and error status when no attempt answered: the last
+    /// attempt's outcome, or `no_credential` when none was made.
+    fn error(&self) -> Option<&'static str> {
+        match self.answered() {
+            Some(_) => None,
+            None => Some(self.last.map_or("no_credential", Outcome::as_str)),
+        }
     }
 
     /// The attempt started last (the call reports its provider and credential).
@@ -163,7 +182,7 @@ impl CallRecord {
                 (self.op, self.text.get(a.model)),
                 a.start,
                 a.end,
-                a.outcome.filter(|o| *o != Outcome::Ok).map(Outcome::as_str),
+                a.error(),
             ),
             None => common(
                 self.span_id,
@@ -173,10 +192,7 @@ impl CallRecord {
                 (self.op, self.text.get(self.alias)),
                 self.start,
                 self.end,
-                match self.answered() {
-                    Some(_) => None,
-                    None => Some(self.last.map_or("no_credential", Outcome::as_str)),
-                },
+                self.error(),
             ),
         }
     }
@@ -206,8 +222,7 @@ impl CallRecord {
             if let Some(usd) = self.cost_usd {
                 f("powertune.gateway.cost_usd", Val::F64(usd));
             }
-            if self.answered().is_none() {
-                let why = self.last.map_or("no_credential", Outcome::as_str);
+            if let Some(why) = self.error() {
                 f("error.type", Val::Str(why));
             }
             return;
@@ -225,10 +240,11 @@ impl CallRecord {
             f("server.address", Val::Str(host));
             f("server.port", Val::Int(*port));
         }
-        match a.outcome {
-            Some(Outcome::Ok) => self.answer(a, f),
-            Some(o) => f("error.type", Val::Str(o.as_str())),
-            None => {}
+        if a.outcome == Some(Outcome::Ok) {
+            self.answer(a, f);
+        }
+        if let Some(why) = a.error() {
+            f("error.type", Val::Str(why));
         }
         if let Some(r) = a.retry_after {
             f("powertune.gateway.retry_after", Val::F64(r.as_secs_f64()));
